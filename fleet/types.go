@@ -1,0 +1,189 @@
+package fleet
+
+import (
+	"strconv"
+	"time"
+)
+
+// Paths of the fleet API, relative to the server URL.
+const (
+	PathEnroll  = "/api/v1/enroll"
+	PathDesired = "/api/v1/targets/{id}/desired" // GET, long-poll with If-None-Match
+	PathStatus  = "/api/v1/targets/{id}/status"  // POST
+)
+
+// Facts are what a target observes about itself and reports at enrollment
+// and with each status. Selectors see them as labels (see Labels).
+type Facts struct {
+	Arch         string   `json:"arch,omitempty"`      // GOARCH: amd64, arm64, arm
+	OS           string   `json:"os,omitempty"`        // GOOS: linux
+	OSVersion    string   `json:"osVersion,omitempty"` // e.g. "12" (Debian), "5.1" (JetPack)
+	Kernel       string   `json:"kernel,omitempty"`
+	Memory       int64    `json:"memory,omitempty"` // bytes
+	CPUs         int      `json:"cpus,omitempty"`
+	Accelerators []string `json:"accelerators,omitempty"`
+	Hostname     string   `json:"hostname,omitempty"`
+	TimeZone     string   `json:"timeZone,omitempty"` // IANA name, for device-local update windows
+	DiskFree     int64    `json:"diskFree,omitempty"` // bytes free under the agent's root
+}
+
+// Labels returns the facts as selector labels: arch, os, os.version, kernel,
+// hostname, cpus, memory (bytes) and accelerator (the first one).
+func (f Facts) Labels() map[string]string {
+	l := map[string]string{}
+	set := func(k, v string) {
+		if v != "" {
+			l[k] = v
+		}
+	}
+	set("arch", f.Arch)
+	set("os", f.OS)
+	set("os.version", f.OSVersion)
+	set("kernel", f.Kernel)
+	set("hostname", f.Hostname)
+	if f.CPUs > 0 {
+		set("cpus", strconv.Itoa(f.CPUs))
+	}
+	if f.Memory > 0 {
+		set("memory", strconv.FormatInt(f.Memory, 10))
+	}
+	if len(f.Accelerators) > 0 {
+		set("accelerator", f.Accelerators[0])
+	}
+	return l
+}
+
+// Target is one enrolled device or cluster as the inventory knows it. It is
+// also the record of `cairn plan --inventory FILE`.
+type Target struct {
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Facts  Facts             `json:"facts,omitempty"`
+	// Models maps release name to the model digest the target runs now.
+	Models map[string]string `json:"models,omitempty"`
+	// Layers lists layer digests already on the target, for download-size estimates.
+	Layers []string `json:"layers,omitempty"`
+}
+
+// SelectorLabels is what DeviceProfile selectors match: the target's labels
+// with its facts (see Facts.Labels) laid over them.
+func (t Target) SelectorLabels() map[string]string {
+	l := make(map[string]string, len(t.Labels)+8)
+	for k, v := range t.Labels {
+		l[k] = v
+	}
+	for k, v := range t.Facts.Labels() {
+		l[k] = v
+	}
+	return l
+}
+
+// EnrollRequest is posted once by an agent with the fleet's enrollment token.
+type EnrollRequest struct {
+	Token  string            `json:"token"`
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	Facts  Facts             `json:"facts"`
+}
+
+// EnrollResponse carries the target's identity and its own credential; the
+// server keeps only a hash of the credential.
+type EnrollResponse struct {
+	ID         string `json:"id"`
+	Credential string `json:"credential"`
+}
+
+// HealthCheck mirrors the manifest's runtime health check on the wire.
+type HealthCheck struct {
+	HTTP    string        `json:"http,omitempty"`
+	Exec    []string      `json:"exec,omitempty"`
+	Timeout time.Duration `json:"timeout,omitempty"`
+	Retries int           `json:"retries,omitempty"`
+	Period  time.Duration `json:"period,omitempty"`
+}
+
+// Runtime is where and how a model is installed on the target.
+type Runtime struct {
+	Path        string       `json:"path,omitempty"`
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	Restart     []string     `json:"restart,omitempty"`
+}
+
+// DesiredModel is one release's model a target must run.
+type DesiredModel struct {
+	Release string `json:"release"`
+	Model   string `json:"model"`
+	Version string `json:"version,omitempty"`
+	// Artifact is the digest-pinned OCI reference to pull.
+	Artifact string `json:"artifact"`
+	Digest   string `json:"digest"`
+	// PlainHTTP tells the agent the registry speaks plain HTTP (loopback).
+	PlainHTTP bool    `json:"plainHTTP,omitempty"`
+	Runtime   Runtime `json:"runtime"`
+	// Rollout identifies the rollout this desired state belongs to, if any.
+	Rollout string `json:"rollout,omitempty"`
+}
+
+// DesiredState is everything a target should run. ETag changes whenever the
+// content does.
+type DesiredState struct {
+	Target string         `json:"target"`
+	ETag   string         `json:"etag"`
+	Models []DesiredModel `json:"models"`
+	// PollInterval hints how long the agent waits between polls on errors.
+	PollInterval time.Duration `json:"pollInterval,omitempty"`
+}
+
+// Phases a target reports for a release.
+const (
+	PhasePending     = "Pending"
+	PhaseDownloading = "Downloading"
+	PhaseInstalling  = "Installing"
+	PhaseVerifying   = "Verifying"
+	PhaseHealthy     = "Healthy"
+	PhaseFailed      = "Failed"
+	PhaseRolledBack  = "RolledBack"
+)
+
+// ReleaseStatus is a target's state for one release.
+type ReleaseStatus struct {
+	Release string `json:"release"`
+	Phase   string `json:"phase"`
+	Message string `json:"message,omitempty"`
+	// Digest is the model digest active now; Desired the one being installed.
+	Digest  string `json:"digest,omitempty"`
+	Desired string `json:"desired,omitempty"`
+	// Previous is the digest kept in the inactive slot for rollback.
+	Previous string `json:"previous,omitempty"`
+}
+
+// LogEntry is one step of a deployment, as the agent saw it.
+type LogEntry struct {
+	Time    time.Time `json:"time"`
+	Release string    `json:"release,omitempty"`
+	Phase   string    `json:"phase"`
+	Message string    `json:"message"`
+}
+
+// FeatureStats are live statistics of one input feature, for drift detection.
+type FeatureStats struct {
+	Count    int64     `json:"count"`
+	Mean     float64   `json:"mean"`
+	Variance float64   `json:"variance"`
+	Min      float64   `json:"min"`
+	Max      float64   `json:"max"`
+	Bins     []float64 `json:"bins,omitempty"`   // histogram bin edges
+	Counts   []int64   `json:"counts,omitempty"` // histogram counts
+}
+
+// StatusReport is posted by an agent after every change and periodically.
+type StatusReport struct {
+	Time     time.Time       `json:"time"`
+	Facts    *Facts          `json:"facts,omitempty"`
+	Releases []ReleaseStatus `json:"releases"`
+	// Metrics are the target's and runtime's own: error_rate, latency_p95_ms,
+	// cpu_percent, memory_bytes, temperature_c, uptime_s, ...
+	Metrics  map[string]float64      `json:"metrics,omitempty"`
+	Features map[string]FeatureStats `json:"features,omitempty"`
+	Log      []LogEntry              `json:"log,omitempty"`
+}

@@ -1,0 +1,133 @@
+// Package sqldb opens cairn's SQL databases (SQLite through modernc.org/sqlite,
+// PostgreSQL through pgx) behind database/sql, rewrites placeholders for the
+// dialect and applies versioned migrations. The state store and the lineage
+// graph both keep their tables in the database it opens.
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strconv"
+	"strings"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Dialect is the SQL flavour of a database.
+type Dialect string
+
+// Supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is a database handle that knows its dialect.
+type DB struct {
+	*sql.DB
+	Dialect Dialect
+}
+
+// Open opens url: "postgres://…" or "postgresql://…" for PostgreSQL,
+// "sqlite:///path/to/file.db", "file:…" or a plain path for SQLite (WAL mode,
+// busy timeout, foreign keys on).
+func Open(ctx context.Context, url string) (*DB, error) {
+	var db *DB
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		sqldb, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		sqldb.SetMaxOpenConns(20)
+		db = &DB{DB: sqldb, Dialect: Postgres}
+	default:
+		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite://"), "file:")
+		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+		sqldb, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		db = &DB{DB: sqldb, Dialect: SQLite}
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect %s database: %w", db.Dialect, err)
+	}
+	return db, nil
+}
+
+// Rebind rewrites ? placeholders as $1, $2, … for PostgreSQL. Question marks
+// inside single-quoted literals are left alone.
+func (db *DB) Rebind(query string) string {
+	if db.Dialect != Postgres {
+		return query
+	}
+	var b strings.Builder
+	n, quoted := 0, false
+	for _, r := range query {
+		switch {
+		case r == '\'':
+			quoted = !quoted
+		case r == '?' && !quoted:
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// Migration is one schema step, in both dialects where they differ.
+type Migration struct {
+	SQLite   string
+	Postgres string // when empty, SQLite's text is used
+}
+
+// Migrate applies the migrations of component that have not run yet, each in
+// its own transaction, recording them in cairn_migrations.
+func (db *DB) Migrate(ctx context.Context, component string, steps []Migration) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS cairn_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (component, version))`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	if db.Dialect == Postgres {
+		// Serialise concurrent replicas migrating the same database.
+		if _, err := db.ExecContext(ctx, `SELECT pg_advisory_lock(727274)`); err != nil {
+			return fmt.Errorf("lock migrations: %w", err)
+		}
+		defer db.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(727274)`)
+	}
+	for i, m := range steps {
+		version := i + 1
+		var done int
+		if err := db.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM cairn_migrations WHERE component = ? AND version = ?`), component, version).Scan(&done); err != nil {
+			return fmt.Errorf("read migrations of %s: %w", component, err)
+		}
+		if done > 0 {
+			continue
+		}
+		stmt := m.SQLite
+		if db.Dialect == Postgres && m.Postgres != "" {
+			stmt = m.Postgres
+		}
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate %s to %d: %w", component, version, err)
+		}
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate %s to %d: %w", component, version, err)
+		}
+		if _, err := tx.ExecContext(ctx, db.Rebind(`INSERT INTO cairn_migrations (component, version) VALUES (?, ?)`), component, version); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("record migration %s %d: %w", component, version, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate %s to %d: %w", component, version, err)
+		}
+	}
+	return nil
+}

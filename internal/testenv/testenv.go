@@ -1,0 +1,34 @@
+// Package testenv tells tests where the real servers started by
+// scripts/test.sh listen (registry, MinIO, PostgreSQL, git), skipping a test
+// when one is absent on a developer's machine and failing it under CI, where
+// every server must run.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+// Variables exported by scripts/services/*.sh.
+const (
+	Registry = "CAIRN_TEST_REGISTRY"     // host:port of Debian's docker-registry (plain HTTP)
+	MinIO    = "CAIRN_TEST_MINIO"        // host:port of MinIO; credentials in MinIOUser/MinIOPass
+	Postgres = "CAIRN_TEST_POSTGRES_URL" // postgres://… URL of a database the test may use
+	// MinIOUser and MinIOPass are MinIO's root credentials.
+	MinIOUser = "CAIRN_TEST_MINIO_USER"
+	MinIOPass = "CAIRN_TEST_MINIO_PASSWORD"
+)
+
+// Require returns the value of the environment variable name. When it is not
+// set the test is skipped, or fails when CI=true: CI must run every server.
+func Require(t testing.TB, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: scripts/test.sh must start its server under CI", name)
+		}
+		t.Skipf("%s is not set: run `make test` to start the real server", name)
+	}
+	return v
+}

@@ -1,0 +1,261 @@
+package manifests
+
+// APIVersion is the only apiVersion cairn's kinds are served under.
+const APIVersion = "cairn.dev/v1alpha1"
+
+// The kinds a cairn GitOps repository declares.
+const (
+	KindDataset         = "Dataset"
+	KindModel           = "Model"
+	KindDeviceProfile   = "DeviceProfile"
+	KindRolloutPolicy   = "RolloutPolicy"
+	KindRelease         = "Release"
+	KindAlert           = "Alert"
+	defaultDatasetStore = "default"
+)
+
+// ObjectMeta is the subset of Kubernetes object metadata cairn uses.
+type ObjectMeta struct {
+	Name        string            `json:"name"`
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// Source says where an object was declared: the file relative to the
+// repository root and the line of its document.
+type Source struct {
+	File string `json:"file"`
+	Line int    `json:"line"`
+}
+
+// Dataset is a content-addressed dataset version in an object store.
+type Dataset struct {
+	Kind     string      `json:"kind"`
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     DatasetSpec `json:"spec"`
+	Source   Source      `json:"-"`
+}
+
+// DatasetSpec pins a dataset version by its root digest.
+type DatasetSpec struct {
+	// Digest is the root digest printed by `cairn data push` (sha256:<64 hex>).
+	Digest string `json:"digest"`
+	// Store names an object store of the server configuration; "default" when empty.
+	Store   string `json:"store,omitempty"`
+	Format  string `json:"format,omitempty"`
+	License string `json:"license,omitempty"`
+}
+
+// Model is a digest-pinned model artifact in an OCI registry.
+type Model struct {
+	Kind     string     `json:"kind"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     ModelSpec  `json:"spec"`
+	Source   Source     `json:"-"`
+}
+
+// ModelSpec describes one model version.
+type ModelSpec struct {
+	Version string `json:"version"`
+	// Artifact is an OCI reference pinned by digest: host/repo@sha256:<64 hex>.
+	Artifact    string         `json:"artifact"`
+	Format      string         `json:"format,omitempty"`
+	TrainedOn   []string       `json:"trainedOn,omitempty"`
+	EvaluatedOn []Evaluation   `json:"evaluatedOn,omitempty"`
+	Requires    Requirements   `json:"requires,omitempty"`
+	Variants    []ModelVariant `json:"variants,omitempty"`
+}
+
+// ModelVariant is an alternative artifact for a platform (int8 for arm64, fp16 for GPUs).
+type ModelVariant struct {
+	Platform string `json:"platform"`
+	Artifact string `json:"artifact"`
+}
+
+// Evaluation records metrics of a model on a dataset.
+type Evaluation struct {
+	Dataset string             `json:"dataset"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+}
+
+// Requirements a target must meet to run a model.
+type Requirements struct {
+	Memory       Quantity `json:"memory,omitempty"`
+	Arch         []string `json:"arch,omitempty"`
+	Accelerators []string `json:"accelerators,omitempty"`
+}
+
+// DeviceProfile selects targets by their labels and facts, like a Mender
+// dynamic group.
+type DeviceProfile struct {
+	Kind     string            `json:"kind"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     DeviceProfileSpec `json:"spec"`
+	Source   Source            `json:"-"`
+}
+
+// DeviceProfileSpec holds the selector of a DeviceProfile.
+type DeviceProfileSpec struct {
+	Selector LabelSelector `json:"selector"`
+}
+
+// LabelSelector is a Kubernetes-style label selector.
+type LabelSelector struct {
+	MatchLabels      map[string]string          `json:"matchLabels,omitempty"`
+	MatchExpressions []LabelSelectorRequirement `json:"matchExpressions,omitempty"`
+}
+
+// Selector operators.
+const (
+	OpIn           = "In"
+	OpNotIn        = "NotIn"
+	OpExists       = "Exists"
+	OpDoesNotExist = "DoesNotExist"
+)
+
+// LabelSelectorRequirement is one expression of a LabelSelector.
+type LabelSelectorRequirement struct {
+	Key      string   `json:"key"`
+	Operator string   `json:"operator"`
+	Values   []string `json:"values,omitempty"`
+}
+
+// RolloutPolicy says how a release moves through its targets.
+type RolloutPolicy struct {
+	Kind     string            `json:"kind"`
+	Metadata ObjectMeta        `json:"metadata"`
+	Spec     RolloutPolicySpec `json:"spec"`
+	Source   Source            `json:"-"`
+}
+
+// RolloutPolicySpec holds waves, gates, abort criteria and windows.
+type RolloutPolicySpec struct {
+	Waves []Wave `json:"waves"`
+	// MaxUnavailable bounds targets updating at once: a count ("3") or a percent ("10%").
+	MaxUnavailable string        `json:"maxUnavailable,omitempty"`
+	Abort          *AbortPolicy  `json:"abort,omitempty"`
+	Gates          []Gate        `json:"gates,omitempty"`
+	Window         *UpdateWindow `json:"window,omitempty"`
+	// OnFailure is "rollback" (default) or "pause".
+	OnFailure string   `json:"onFailure,omitempty"`
+	Policies  []string `json:"policies,omitempty"`
+}
+
+// Wave is one step of a rollout: the cumulative percent of targets updated
+// once it starts, and how long it bakes before the next.
+type Wave struct {
+	Percent int      `json:"percent"`
+	Bake    Duration `json:"bake,omitempty"`
+}
+
+// AbortPolicy stops a rollout when too many targets fail.
+type AbortPolicy struct {
+	FailedPercent float64 `json:"failedPercent,omitempty"`
+	MinFailed     int     `json:"minFailed,omitempty"`
+}
+
+// Gate holds a wave while a reported metric exceeds Max (or falls below Min).
+type Gate struct {
+	Metric string   `json:"metric"`
+	Max    *float64 `json:"max,omitempty"`
+	Min    *float64 `json:"min,omitempty"`
+}
+
+// UpdateWindow restricts when targets may start an update.
+type UpdateWindow struct {
+	// Schedule is a five-field cron expression for the window's start.
+	Schedule string   `json:"schedule"`
+	Duration Duration `json:"duration"`
+	// TimeZone is "device", "UTC" or an IANA zone name.
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// OnFailure values.
+const (
+	OnFailureRollback = "rollback"
+	OnFailurePause    = "pause"
+)
+
+// Release puts a model on the targets its profiles select.
+type Release struct {
+	Kind     string      `json:"kind"`
+	Metadata ObjectMeta  `json:"metadata"`
+	Spec     ReleaseSpec `json:"spec"`
+	Source   Source      `json:"-"`
+}
+
+// ReleaseSpec names a model, its targets, rollout policy and runtime.
+type ReleaseSpec struct {
+	Model         string          `json:"model"`
+	Targets       []ReleaseTarget `json:"targets"`
+	RolloutPolicy string          `json:"rolloutPolicy,omitempty"`
+	After         *Promotion      `json:"after,omitempty"`
+	Runtime       Runtime         `json:"runtime,omitempty"`
+	Suspend       bool            `json:"suspend,omitempty"`
+}
+
+// ReleaseTarget selects targets by DeviceProfile name.
+type ReleaseTarget struct {
+	Profile string `json:"profile"`
+}
+
+// Promotion gates a release on another release having been healthy with the
+// same model digest for a time.
+type Promotion struct {
+	Release    string   `json:"release"`
+	HealthyFor Duration `json:"healthyFor"`
+}
+
+// Runtime says where a model is installed on a target and how its health is checked.
+type Runtime struct {
+	Path        string       `json:"path,omitempty"`
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	// Restart is an optional command run after the active slot switches.
+	Restart []string `json:"restart,omitempty"`
+}
+
+// HealthCheck is an HTTP or exec probe of the runtime serving a model.
+type HealthCheck struct {
+	// HTTP is a URL that must answer 2xx within Timeout.
+	HTTP string `json:"http,omitempty"`
+	// Exec is a command and arguments; exit 0 is healthy. CAIRN_MODEL_DIR is
+	// set to the new slot.
+	Exec    []string `json:"exec,omitempty"`
+	Timeout Duration `json:"timeout,omitempty"`
+	Retries int      `json:"retries,omitempty"`
+	Period  Duration `json:"period,omitempty"`
+}
+
+// Alert sends rollout and fleet events to a webhook.
+type Alert struct {
+	Kind     string     `json:"kind"`
+	Metadata ObjectMeta `json:"metadata"`
+	Spec     AlertSpec  `json:"spec"`
+	Source   Source     `json:"-"`
+}
+
+// AlertSpec lists the events and where they go.
+type AlertSpec struct {
+	Events  []string `json:"events"`
+	Webhook Webhook  `json:"webhook"`
+}
+
+// Webhook is where an Alert posts events.
+type Webhook struct {
+	URL string `json:"url"`
+	// SecretRef names a secret of the server configuration used to sign the body (HMAC-SHA256).
+	SecretRef string `json:"secretRef,omitempty"`
+	// Format is "json" (default) or "slack".
+	Format string `json:"format,omitempty"`
+}
+
+// Alert event names.
+const (
+	EventRolloutFailed  = "RolloutFailed"
+	EventRolledBack     = "RolledBack"
+	EventTargetOffline  = "TargetOffline"
+	EventDriftDetected  = "DriftDetected"
+	EventPolicyDenied   = "PolicyDenied"
+	EventRolloutStarted = "RolloutStarted"
+	EventRolloutDone    = "RolloutSucceeded"
+)
