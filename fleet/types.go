@@ -187,3 +187,29 @@ type StatusReport struct {
 	Features map[string]FeatureStats `json:"features,omitempty"`
 	Log      []LogEntry              `json:"log,omitempty"`
 }
+
+// ReleaseState is the server's view of one release: what is admitted, where
+// its rollout stands, and the last digest known good.
+type ReleaseState struct {
+	Name string `json:"name"`
+	// Digest is the model digest of the admitted commit; LastGood the digest
+	// the fleet falls back to on rollback.
+	Digest   string `json:"digest,omitempty"`
+	LastGood string `json:"lastGood,omitempty"`
+	// Phase of the rollout: Progressing, Paused, Succeeded, RolledBack, Aborted.
+	Phase   string `json:"phase,omitempty"`
+	Wave    int    `json:"wave,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Message string `json:"message,omitempty"`
+	// HealthySince is when every target of the release last became healthy on Digest.
+	HealthySince *time.Time `json:"healthySince,omitempty"`
+	Commit       string     `json:"commit,omitempty"`
+}
+
+// Inventory is the live fleet as `GET /api/v1/inventory` returns it (admin or
+// read-only token): what `cairn plan --server` diffs against.
+type Inventory struct {
+	Commit   string         `json:"commit,omitempty"`
+	Targets  []Target       `json:"targets"`
+	Releases []ReleaseState `json:"releases"`
+}
