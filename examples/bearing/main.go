@@ -1,0 +1,198 @@
+// Command bearing generates the example dataset, trains and evaluates the
+// example anomaly model, and checks a model folder's health:
+//
+//	bearing gen      --out DIR [--rows 2000] [--holdout 1000] [--seed 1]
+//	bearing train    --data DIR/train --holdout DIR/holdout --out MODEL [--version 1.0.0] [--corrupt]
+//	bearing eval     --model MODEL --data DIR/holdout
+//	bearing selftest [--model MODEL]   (default $CAIRN_MODEL_DIR; exit 1 when unhealthy)
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/examples/bearing/model"
+	"github.com/cairn-dev/cairn/examples/bearing/synth"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "gen":
+		err = gen(os.Args[2:])
+	case "train":
+		err = train(os.Args[2:])
+	case "eval":
+		err = eval(os.Args[2:])
+	case "selftest":
+		err = selftest(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bearing %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: bearing gen|train|eval|selftest [flags]  (bearing CMD -h for flags)")
+	os.Exit(2)
+}
+
+func gen(args []string) error {
+	fs := flag.NewFlagSet("gen", flag.ExitOnError)
+	out := fs.String("out", "", "output folder: writes OUT/train/bearings.csv and OUT/holdout/bearings.csv")
+	rows := fs.Int("rows", 2000, "training rows")
+	holdout := fs.Int("holdout", 1000, "holdout rows (drawn from their own seed, so every --rows shares them)")
+	seed := fs.Int64("seed", 1, "random seed")
+	fs.Parse(args)
+	if *out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	tr := synth.Generate(synth.Options{Seed: *seed, Rows: *rows})
+	ho := synth.Generate(synth.Options{Seed: *seed + 1_000_003, Rows: *holdout})
+	if err := synth.WriteFile(filepath.Join(*out, "train", "bearings.csv"), tr); err != nil {
+		return err
+	}
+	if err := synth.WriteFile(filepath.Join(*out, "holdout", "bearings.csv"), ho); err != nil {
+		return err
+	}
+	fmt.Printf("wrote %d training rows to %s and %d holdout rows to %s\n",
+		len(tr), filepath.Join(*out, "train"), len(ho), filepath.Join(*out, "holdout"))
+	return nil
+}
+
+// readRows reads a CSV file, or every *.csv file of a folder in name order.
+func readRows(path string) (x [][]float64, y []bool, err error) {
+	files := []string{path}
+	if st, err := os.Stat(path); err != nil {
+		return nil, nil, err
+	} else if st.IsDir() {
+		files, _ = filepath.Glob(filepath.Join(path, "*.csv"))
+		sort.Strings(files)
+		if len(files) == 0 {
+			return nil, nil, fmt.Errorf("no *.csv file in %s", path)
+		}
+	}
+	for _, f := range files {
+		rows, err := synth.ReadFile(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, r := range rows {
+			x = append(x, r.X)
+			y = append(y, r.Failing)
+		}
+	}
+	return x, y, nil
+}
+
+func train(args []string) error {
+	fs := flag.NewFlagSet("train", flag.ExitOnError)
+	data := fs.String("data", "", "training CSV file or folder")
+	hold := fs.String("holdout", "", "holdout CSV file or folder to evaluate on (optional)")
+	holdName := fs.String("holdout-name", "bearing-holdout", "dataset name recorded in metrics.json")
+	out := fs.String("out", "", "model folder to write")
+	version := fs.String("version", "1.0.0", "model version")
+	epochs := fs.Int("epochs", 400, "gradient-descent steps")
+	seed := fs.Int64("seed", 1, "weight initialisation seed")
+	corrupt := fs.Bool("corrupt", false, "simulate a broken export: the model loads but fails its self-test")
+	fs.Parse(args)
+	if *data == "" || *out == "" {
+		return fmt.Errorf("--data and --out are required")
+	}
+	x, y, err := readRows(*data)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	m, err := model.Train(x, y, model.TrainOptions{Version: *version, Features: synth.Features, Epochs: *epochs, Seed: *seed})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("trained %s %s on %d rows in %s: loss %.4f, threshold %.3f\n",
+		m.Config.Name, *version, len(x), time.Since(start).Round(time.Millisecond), m.Config.Training.FinalLoss, m.Config.Threshold)
+	if *corrupt {
+		m.Corrupt()
+		fmt.Println("corrupted the exported weights (--corrupt): this model fails its self-test")
+	}
+	if err := m.Save(*out); err != nil {
+		return err
+	}
+	if *hold != "" {
+		// Evaluate what was written, exactly as a runtime will load it.
+		loaded, err := model.Load(*out)
+		if err != nil {
+			return err
+		}
+		if err := evaluateInto(loaded, *hold, *holdName, filepath.Join(*out, model.MetricsFile)); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("saved %s\n", *out)
+	return nil
+}
+
+func evaluateInto(m *model.Model, data, name, metricsPath string) error {
+	x, y, err := readRows(data)
+	if err != nil {
+		return err
+	}
+	mt, err := model.Evaluate(m, x, y)
+	if err != nil {
+		return err
+	}
+	mt.Dataset = name
+	fmt.Printf("holdout %s (%d rows): AUC %.4f  F1 %.4f  precision %.4f  recall %.4f\n",
+		name, mt.Rows, mt.AUC, mt.F1, mt.Precision, mt.Recall)
+	if metricsPath == "" {
+		return nil
+	}
+	b, _ := json.MarshalIndent(mt, "", "  ")
+	return os.WriteFile(metricsPath, append(b, '\n'), 0o644)
+}
+
+func eval(args []string) error {
+	fs := flag.NewFlagSet("eval", flag.ExitOnError)
+	dir := fs.String("model", "", "model folder")
+	data := fs.String("data", "", "labelled CSV file or folder")
+	name := fs.String("name", "bearing-holdout", "dataset name")
+	out := fs.String("metrics", "", "also write the metrics as JSON to this file")
+	fs.Parse(args)
+	if *dir == "" || *data == "" {
+		return fmt.Errorf("--model and --data are required")
+	}
+	m, err := model.Load(*dir)
+	if err != nil {
+		return err
+	}
+	return evaluateInto(m, *data, *name, *out)
+}
+
+func selftest(args []string) error {
+	fs := flag.NewFlagSet("selftest", flag.ExitOnError)
+	dir := fs.String("model", os.Getenv("CAIRN_MODEL_DIR"), "model folder (default $CAIRN_MODEL_DIR)")
+	fs.Parse(args)
+	if strings.TrimSpace(*dir) == "" {
+		return fmt.Errorf("no model folder: set --model or CAIRN_MODEL_DIR")
+	}
+	m, err := model.Load(*dir)
+	if err != nil {
+		return err
+	}
+	if err := m.SelfTest(); err != nil {
+		return err
+	}
+	fmt.Printf("ok: %s %s passes its self-test (%d vectors)\n", m.Config.Name, m.Config.Version, len(m.Config.SelfTest.Inputs))
+	return nil
+}
