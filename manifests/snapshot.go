@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -18,7 +19,8 @@ type Objects struct {
 // Snapshot is the immutable, validated set of objects of one commit. Every
 // list is sorted by name; accessors return copies.
 type Snapshot struct {
-	objs Objects
+	objs  Objects
+	files []string
 }
 
 // NewSnapshot copies objs, sorts each kind by name and returns the snapshot.
@@ -95,4 +97,61 @@ func (s *Snapshot) RolloutPolicy(name string) (RolloutPolicy, bool) {
 // Release returns the release named name.
 func (s *Snapshot) Release(name string) (Release, bool) {
 	return find(s.objs.Releases, name, func(o Release) string { return o.Metadata.Name })
+}
+
+// Alert returns the alert named name.
+func (s *Snapshot) Alert(name string) (Alert, bool) {
+	return find(s.objs.Alerts, name, func(o Alert) string { return o.Metadata.Name })
+}
+
+// Files returns the manifest files the snapshot was loaded from, relative to
+// the repository root, sorted. It is empty for a snapshot built in memory.
+func (s *Snapshot) Files() []string { return slices.Clone(s.files) }
+
+// Len returns the number of objects of every kind.
+func (s *Snapshot) Len() int {
+	o := s.objs
+	return len(o.Datasets) + len(o.Models) + len(o.DeviceProfiles) + len(o.RolloutPolicies) + len(o.Releases) + len(o.Alerts)
+}
+
+// Counts returns the number of objects per kind, for kinds with any.
+func (s *Snapshot) Counts() map[string]int {
+	o := s.objs
+	m := map[string]int{}
+	for kind, n := range map[string]int{
+		KindDataset: len(o.Datasets), KindModel: len(o.Models), KindDeviceProfile: len(o.DeviceProfiles),
+		KindRolloutPolicy: len(o.RolloutPolicies), KindRelease: len(o.Releases), KindAlert: len(o.Alerts),
+	} {
+		if n > 0 {
+			m[kind] = n
+		}
+	}
+	return m
+}
+
+// Summary describes the snapshot in one line, e.g. "12 objects in 4 files
+// (2 Datasets, 2 Models, 1 DeviceProfile, 1 RolloutPolicy, 2 Releases, 1 Alert)".
+func (s *Snapshot) Summary() string {
+	counts := s.Counts()
+	var parts []string
+	for _, k := range Kinds() {
+		if n := counts[k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, plural(k, n)))
+		}
+	}
+	sum := fmt.Sprintf("%d %s in %d %s", s.Len(), plural("object", s.Len()), len(s.files), plural("file", len(s.files)))
+	if len(parts) > 0 {
+		sum += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return sum
+}
+
+func plural(word string, n int) string {
+	switch {
+	case n == 1:
+		return word
+	case strings.HasSuffix(word, "y"):
+		return strings.TrimSuffix(word, "y") + "ies"
+	}
+	return word + "s"
 }

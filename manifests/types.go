@@ -132,7 +132,7 @@ type RolloutPolicy struct {
 type RolloutPolicySpec struct {
 	Waves []Wave `json:"waves"`
 	// MaxUnavailable bounds targets updating at once: a count ("3") or a percent ("10%").
-	MaxUnavailable string        `json:"maxUnavailable,omitempty"`
+	MaxUnavailable string        `json:"maxUnavailable,omitempty" cairn:"intOrString"`
 	Abort          *AbortPolicy  `json:"abort,omitempty"`
 	Gates          []Gate        `json:"gates,omitempty"`
 	Window         *UpdateWindow `json:"window,omitempty"`

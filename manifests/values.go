@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Duration is a time.Duration written as a Go duration string ("30m",
@@ -127,4 +130,116 @@ func (q *Quantity) UnmarshalJSON(b []byte) error {
 	}
 	*q = v
 	return nil
+}
+
+// Kinds returns the kinds of cairn.dev/v1alpha1 in the order they are usually declared.
+func Kinds() []string {
+	return []string{KindDataset, KindModel, KindDeviceProfile, KindRolloutPolicy, KindRelease, KindAlert}
+}
+
+var (
+	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	// artifactRE is host[:port]/path[:tag]@sha256:<64 hex>, with the OCI
+	// distribution grammar for path components.
+	artifactRE = regexp.MustCompile(`^(` +
+		`(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*` + // host
+		`|\[[0-9a-fA-F:]+\])` + // or [IPv6]
+		`(:[0-9]{1,5})?` + // port
+		`((?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)` + // path
+		`(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?` + // tag
+		`@(sha256:[0-9a-f]{64})$`)
+)
+
+// CheckDigest reports whether d is a sha256 digest: sha256:<64 lowercase hex>.
+func CheckDigest(d string) error {
+	if !digestRE.MatchString(d) {
+		return fmt.Errorf("invalid digest %q: want sha256:<64 lowercase hex>", d)
+	}
+	return nil
+}
+
+// CheckArtifact reports whether ref is an OCI reference pinned by digest:
+// host[:port]/path[:tag]@sha256:<64 hex>. The host must look like one (a dot,
+// a port or localhost), so Docker Hub shorthands are refused.
+func CheckArtifact(ref string) error {
+	m := artifactRE.FindStringSubmatch(ref)
+	if m == nil {
+		if !strings.Contains(ref, "@sha256:") {
+			return fmt.Errorf("artifact %q is not pinned by digest: want host[:port]/path@sha256:<64 hex>", ref)
+		}
+		return fmt.Errorf("invalid artifact %q: want host[:port]/path@sha256:<64 hex>", ref)
+	}
+	host, port := m[1], m[2]
+	if port == "" && host != "localhost" && !strings.ContainsAny(host, ".:") {
+		return fmt.Errorf("invalid artifact %q: the first path component must be a registry host (with a dot or a port, or localhost)", ref)
+	}
+	if port != "" {
+		if p, _ := strconv.Atoi(port[1:]); p < 1 || p > 65535 {
+			return fmt.Errorf("invalid artifact %q: port out of range", ref)
+		}
+	}
+	return nil
+}
+
+// SplitArtifact splits a digest-pinned reference checked by CheckArtifact
+// into its repository (host[:port]/path, without tag) and digest.
+func SplitArtifact(ref string) (repository, digest string, err error) {
+	if err := CheckArtifact(ref); err != nil {
+		return "", "", err
+	}
+	m := artifactRE.FindStringSubmatch(ref)
+	return m[1] + m[2] + m[3], m[4], nil
+}
+
+// ParseSchedule parses the five-field cron expression of an update window
+// (minute hour day-of-month month day-of-week), the way the rollout engine
+// reads it. Descriptors (@daily) and TZ= prefixes are refused: the zone is
+// the window's timeZone.
+func ParseSchedule(expr string) (cron.Schedule, error) {
+	if strings.HasPrefix(expr, "TZ=") || strings.HasPrefix(expr, "CRON_TZ=") {
+		return nil, fmt.Errorf("invalid schedule %q: set timeZone instead of a TZ= prefix", expr)
+	}
+	s, err := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow).Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("invalid schedule %q: want five cron fields (minute hour day month weekday): %v", expr, err)
+	}
+	return s, nil
+}
+
+// TimeZoneDevice is the window timeZone meaning each target's own zone.
+const TimeZoneDevice = "device"
+
+// CheckTimeZone reports whether tz is "device", "UTC" or an IANA zone name.
+func CheckTimeZone(tz string) error {
+	if tz == TimeZoneDevice || tz == "UTC" {
+		return nil
+	}
+	if tz == "" || tz == "Local" || strings.HasPrefix(tz, "/") || strings.Contains(tz, "..") {
+		return fmt.Errorf("invalid timeZone %q: want device, UTC or an IANA name such as Europe/Berlin", tz)
+	}
+	if _, err := time.LoadLocation(tz); err != nil {
+		return fmt.Errorf("invalid timeZone %q: want device, UTC or an IANA name such as Europe/Berlin", tz)
+	}
+	return nil
+}
+
+// ResolveMaxUnavailable turns a maxUnavailable value ("3" or "10%") into a
+// count of targets out of total, rounding percents up and never below 1.
+// An empty value means no bound beyond the wave: total.
+func ResolveMaxUnavailable(v string, total int) (int, error) {
+	if v == "" {
+		return total, nil
+	}
+	if p, ok := strings.CutSuffix(v, "%"); ok {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 100 {
+			return 0, fmt.Errorf("invalid maxUnavailable %q: want a count such as 3 or a percent between 1%% and 100%%", v)
+		}
+		return max(1, (total*n+99)/100), nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("invalid maxUnavailable %q: want a count such as 3 or a percent between 1%% and 100%%", v)
+	}
+	return n, nil
 }
