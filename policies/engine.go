@@ -1,0 +1,332 @@
+package policies
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
+	"sigs.k8s.io/yaml"
+)
+
+//go:embed builtin/*.rego
+var builtinFS embed.FS
+
+// Results of a policy for one Release.
+const (
+	Allow = "allow"
+	Warn  = "warn"
+	Deny  = "deny"
+)
+
+// ErrPolicyDenied is returned (wrapped) by callers that refuse a Release
+// because a policy denied it.
+var ErrPolicyDenied = errors.New("policy denied")
+
+// Verdict is one policy's answer for one Release: allow (no message), or one
+// verdict per warn or deny message.
+type Verdict struct {
+	Policy  string `json:"policy"`
+	Result  string `json:"result"`
+	Message string `json:"message,omitempty"`
+}
+
+// Denied reports whether any verdict is a deny.
+func Denied(vs []Verdict) bool {
+	return slices.ContainsFunc(vs, func(v Verdict) bool { return v.Result == Deny })
+}
+
+// Engine holds the compiled policies of one commit: the built-in library and
+// the repository's own, with one prepared query per policy. Build it once per
+// commit and call Evaluate for every Release; it is safe for concurrent use.
+type Engine struct {
+	prepared map[string]rego.PreparedEvalQuery // policy name → query
+	builtin  []string                          // built-in policy names, sorted
+	repo     []string                          // repository policy names, sorted
+}
+
+// PackagePrefix is the package every built-in policy lives under; a
+// repository policy `package cairn.no_friday` is named no-friday.
+const PackagePrefix = "cairn."
+
+// PolicyName returns the name of the policy in package pkg (without "data."):
+// cairn.fits_device → fits-device; other packages keep their path.
+func PolicyName(pkg string) string {
+	if rest, ok := strings.CutPrefix(pkg, PackagePrefix); ok && !strings.Contains(rest, ".") {
+		return strings.ReplaceAll(rest, "_", "-")
+	}
+	return pkg
+}
+
+// Builtins returns the names of the built-in policies, sorted.
+func Builtins() []string {
+	mods, err := builtinModules(false)
+	if err != nil {
+		panic(err) // embedded files are checked by the tests
+	}
+	var names []string
+	for _, m := range mods {
+		names = append(names, PolicyName(packagePath(m)))
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+func packagePath(m *ast.Module) string {
+	return strings.TrimPrefix(m.Package.Path.String(), "data.")
+}
+
+func parseModule(name string, src []byte) (*ast.Module, error) {
+	m, err := ast.ParseModuleWithOpts(name, string(src), ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// builtinModules parses the embedded library, with or without its tests.
+func builtinModules(tests bool) (map[string]*ast.Module, error) {
+	return readModules(builtinFS, "builtin", "builtin/", tests)
+}
+
+// readModules parses the .rego files directly in dir of fsys; *_test.rego
+// only when tests is true. Module names are prefix + file name.
+func readModules(fsys fs.FS, dir, prefix string, tests bool) (map[string]*ast.Module, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read policies %s: %w", dir, err)
+	}
+	mods := map[string]*ast.Module{}
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !strings.HasSuffix(n, ".rego") {
+			continue
+		}
+		if strings.HasSuffix(n, "_test.rego") && !tests {
+			continue
+		}
+		src, err := fs.ReadFile(fsys, path.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("read policy %s: %w", n, err)
+		}
+		m, err := parseModule(prefix+n, src)
+		if err != nil {
+			return nil, err
+		}
+		mods[prefix+n] = m
+	}
+	return mods, nil
+}
+
+// readData merges the .json, .yaml and .yml files directly in dir of fsys
+// into one document; a top-level key defined by two files is an error.
+func readData(fsys fs.FS, dir string) (map[string]any, error) {
+	data := map[string]any{}
+	if fsys == nil {
+		return data, nil
+	}
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("read policy data %s: %w", dir, err)
+	}
+	from := map[string]string{}
+	for _, e := range entries {
+		n := e.Name()
+		ext := path.Ext(n)
+		if e.IsDir() || (ext != ".json" && ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		b, err := fs.ReadFile(fsys, path.Join(dir, n))
+		if err != nil {
+			return nil, fmt.Errorf("read policy data %s: %w", n, err)
+		}
+		if ext != ".json" {
+			if b, err = yaml.YAMLToJSON(b); err != nil {
+				return nil, fmt.Errorf("policy data %s: %w", n, err)
+			}
+		}
+		var doc map[string]any
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if err := dec.Decode(&doc); err != nil {
+			return nil, fmt.Errorf("policy data %s: want an object at the top: %w", n, err)
+		}
+		for k, v := range doc {
+			if f, dup := from[k]; dup {
+				return nil, fmt.Errorf("policy data %s: key %q already defined in %s", n, k, f)
+			}
+			from[k], data[k] = n, v
+		}
+	}
+	return data, nil
+}
+
+// Compile builds the Engine of one commit from the repository's policies
+// folder (its *.rego modules, *_test.rego excluded, and its *.json/*.yaml data
+// files, merged at the root of `data`) and the built-in library. repo may be
+// nil: built-ins only.
+func Compile(ctx context.Context, repo fs.FS) (*Engine, error) {
+	mods, err := builtinModules(false)
+	if err != nil {
+		return nil, err
+	}
+	builtinPkgs := map[string]bool{}
+	for _, m := range mods {
+		builtinPkgs[packagePath(m)] = true
+	}
+	repoPkgs := map[string]bool{}
+	if repo != nil {
+		rm, err := readModules(repo, ".", "policies/", false)
+		if err != nil {
+			return nil, err
+		}
+		for name, m := range rm {
+			p := packagePath(m)
+			if builtinPkgs[p] {
+				return nil, fmt.Errorf("%s: package %s is a built-in policy: name yours differently", name, p)
+			}
+			mods[name] = m
+			repoPkgs[p] = true
+		}
+	}
+	data, err := readData(repo, ".")
+	if err != nil {
+		return nil, err
+	}
+	store := inmem.NewFromObject(data)
+	c := ast.NewCompiler()
+	if c.Compile(mods); c.Failed() {
+		return nil, fmt.Errorf("compile policies: %w", c.Errors)
+	}
+	e := &Engine{prepared: map[string]rego.PreparedEvalQuery{}}
+	prepare := func(pkg string) (string, error) {
+		name := PolicyName(pkg)
+		q := fmt.Sprintf("deny := [m | some m in data.%s.deny]; warn := [m | some m in data.%s.warn]", pkg, pkg)
+		pq, err := rego.New(rego.Query(q), rego.Compiler(c), rego.Store(store)).PrepareForEval(ctx)
+		if err != nil {
+			return "", fmt.Errorf("prepare policy %s: %w", name, err)
+		}
+		e.prepared[name] = pq
+		return name, nil
+	}
+	for _, pkgs := range []struct {
+		set  map[string]bool
+		into *[]string
+	}{{builtinPkgs, &e.builtin}, {repoPkgs, &e.repo}} {
+		for p := range pkgs.set {
+			if p == "" {
+				continue
+			}
+			name, err := prepare(p)
+			if err != nil {
+				return nil, err
+			}
+			*pkgs.into = append(*pkgs.into, name)
+		}
+		sort.Strings(*pkgs.into)
+	}
+	return e, nil
+}
+
+// RepoPolicies returns the names of the repository's policies, which apply to
+// every Release.
+func (e *Engine) RepoPolicies() []string { return slices.Clone(e.repo) }
+
+// IsBuiltin reports whether name is a built-in policy.
+func (e *Engine) IsBuiltin(name string) bool {
+	_, ok := slices.BinarySearch(e.builtin, name)
+	return ok
+}
+
+// Evaluate runs, for one Release, the built-in policies its RolloutPolicy
+// names (builtins) and every repository policy. The verdicts come in that
+// order: per policy, deny messages sorted, then warn messages sorted, or one
+// allow. A name that is no built-in policy is a deny: a typo must not turn a
+// check off.
+func (e *Engine) Evaluate(ctx context.Context, builtins []string, in *Input) ([]Verdict, error) {
+	v, err := ast.InterfaceToValue(in)
+	if err != nil {
+		return nil, fmt.Errorf("policy input for release %s: %w", in.Release.Name, err)
+	}
+	var out []Verdict
+	eval := func(name string) error {
+		pq, ok := e.prepared[name]
+		if !ok {
+			out = append(out, Verdict{Policy: name, Result: Deny, Message: fmt.Sprintf("no built-in policy %q (have %s)", name, strings.Join(e.builtin, ", "))})
+			return nil
+		}
+		rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+		if err != nil {
+			return fmt.Errorf("evaluate policy %s for release %s: %w", name, in.Release.Name, err)
+		}
+		var deny, warn []string
+		if len(rs) > 0 {
+			deny = messages(rs[0].Bindings["deny"])
+			warn = messages(rs[0].Bindings["warn"])
+		}
+		for _, m := range deny {
+			out = append(out, Verdict{Policy: name, Result: Deny, Message: m})
+		}
+		for _, m := range warn {
+			out = append(out, Verdict{Policy: name, Result: Warn, Message: m})
+		}
+		if len(deny)+len(warn) == 0 {
+			out = append(out, Verdict{Policy: name, Result: Allow})
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, n := range builtins {
+		if seen[n] {
+			continue
+		}
+		seen[n] = true
+		if err := eval(n); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range e.repo {
+		if err := eval(n); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// messages turns deny/warn values into strings: a string as is, an object's
+// "msg" field (Conftest's structured form), anything else as JSON.
+func messages(v any) []string {
+	list, _ := v.([]any)
+	out := make([]string, 0, len(list))
+	for _, x := range list {
+		switch m := x.(type) {
+		case string:
+			out = append(out, m)
+		case map[string]any:
+			if s, ok := m["msg"].(string); ok {
+				out = append(out, s)
+				continue
+			}
+			b, _ := json.Marshal(m)
+			out = append(out, string(b))
+		default:
+			b, _ := json.Marshal(m)
+			out = append(out, string(b))
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+var _ storage.Store = inmem.New()
