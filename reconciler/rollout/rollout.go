@@ -24,6 +24,30 @@ const (
 	CommandRetry  = "retry"
 )
 
+// Event types the engine emits besides the manifests.Event* alert names.
+const (
+	EventWaveStarted       = "WaveStarted"
+	EventRolloutPaused     = "RolloutPaused"
+	EventRolloutResumed    = "RolloutResumed"
+	EventRolloutAborted    = "RolloutAborted"
+	EventRolloutRetried    = "RolloutRetried"
+	EventRolloutSuperseded = "RolloutSuperseded"
+	EventCommandIgnored    = "CommandIgnored"
+)
+
+// Reasons set in State.Reason.
+const (
+	ReasonTargetsFailed  = "TargetsFailed"
+	ReasonGateFailed     = "GateFailed"
+	ReasonOperatorPause  = "OperatorPaused"
+	ReasonOperatorAbort  = "OperatorAborted"
+	ReasonWaitingWindow  = "WaitingForWindow"
+	ReasonBaking         = "Baking"
+	ReasonGateHolding    = "GateHolding"
+	ReasonWaitingTargets = "WaitingForTargets"
+	ReasonSuspended      = "Suspended"
+)
+
 // TargetState is what the engine knows of one target the release selects.
 type TargetState struct {
 	Name     string
@@ -41,6 +65,9 @@ type Assignment struct {
 	Artifact string `json:"artifact"`
 }
 
+// IsZero reports whether a is no model at all.
+func (a Assignment) IsZero() bool { return a.Digest == "" }
+
 // State is the persisted state of a release's rollout, JSON-encoded by the
 // store. The zero State means the release has never rolled out.
 type State struct {
@@ -56,6 +83,31 @@ type State struct {
 	Message     string    `json:"message,omitempty"`
 	// Failed lists targets that reported Failed on Target.
 	Failed []string `json:"failed,omitempty"`
+
+	// Waves is the number of waves of the policy.
+	Waves int `json:"waves,omitempty"`
+	// BakeStarted is when every online target of the started waves first ran
+	// Target healthily; the wave's bake counts from there (zero: not yet).
+	BakeStarted time.Time `json:"bakeStarted,omitempty"`
+	// Updating lists targets told to install Target that have not reported
+	// it healthy yet: what maxUnavailable bounds.
+	Updating []string `json:"updating,omitempty"`
+	// Superseded is the model of a rollout a newer digest replaced while it
+	// progressed: targets already running it keep it until their wave of
+	// the new rollout starts.
+	Superseded Assignment `json:"superseded,omitzero"`
+	// SupersededWave is the last wave the superseded rollout had started.
+	SupersededWave int `json:"supersededWave,omitempty"`
+	// Targets and Updated count the selected targets and those healthy on Target.
+	Targets int `json:"targets,omitempty"`
+	Updated int `json:"updated,omitempty"`
+	// FailedAcked is how many of Failed the operator resumed past; only
+	// failures beyond it count toward the abort threshold.
+	FailedAcked int `json:"failedAcked,omitempty"`
+	// Stale lists targets still reporting a failure from before a retry.
+	Stale []string `json:"stale,omitempty"`
+	// PausedBy says who paused the rollout: "operator" or "failure".
+	PausedBy string `json:"pausedBy,omitempty"`
 }
 
 // Input is everything Step decides from.
@@ -84,6 +136,8 @@ type Event struct {
 type Output struct {
 	State State
 	// Desired maps each selected target to the model it must run now.
+	// A target without an entry runs no model of the release (first
+	// rollout, wave not reached yet).
 	Desired map[string]Assignment
 	Events  []Event
 	// RequeueAfter is when Step should run again at the latest (bake ends,
@@ -91,29 +145,9 @@ type Output struct {
 	RequeueAfter time.Duration
 }
 
-// Step advances a release's rollout by one decision.
-//
-// Placeholder until the rollout issue lands: every target gets the admitted
-// model at once.
-func Step(in Input) Output {
-	want := Assignment{Digest: digestOf(in.Model.Spec.Artifact), Artifact: in.Model.Spec.Artifact}
-	st := in.Prev
-	st.Release = in.Release.Metadata.Name
-	if st.Target != want {
-		st.LastGood = st.Target
-		st.Target = want
-		st.Started = in.Now
-		st.WaveStarted = in.Now
-		st.Phase = PhaseSucceeded
-	}
-	out := Output{State: st, Desired: map[string]Assignment{}}
-	for _, t := range in.Targets {
-		out.Desired[t.Name] = want
-	}
-	return out
-}
-
-func digestOf(ref string) string {
+// DigestOf returns the digest of a digest-pinned reference (repo@sha256:…),
+// or "" when the reference is not pinned.
+func DigestOf(ref string) string {
 	for i := len(ref) - 1; i >= 0; i-- {
 		if ref[i] == '@' {
 			return ref[i+1:]

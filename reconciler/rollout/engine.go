@@ -1,0 +1,516 @@
+package rollout
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/plan"
+)
+
+// Step advances a release's rollout by one decision. It is pure: every time
+// comes from in.Now and everything remembered from in.Prev.
+//
+// A new model digest starts a rollout through the policy's waves (the
+// stable assignment of plan.AssignWaves). The targets of a started wave get
+// the new model as update windows and maxUnavailable allow; the others keep
+// the last good model (none on a first rollout). The next wave starts once
+// every online target of the started waves runs the new model healthily and
+// the wave has baked with its gates holding. Failed targets beyond the abort
+// threshold, or a gate still failing when the bake ends, fail the rollout:
+// rolled back to the last good model, or paused (onFailure: pause).
+func Step(in Input) Output {
+	e := &engine{in: in, st: in.Prev, out: Output{Desired: map[string]Assignment{}}}
+	e.run()
+	e.out.State = e.st
+	return e.out
+}
+
+type engine struct {
+	in  Input
+	st  State
+	out Output
+
+	names   []string
+	byName  map[string]TargetState
+	waves   [][]string
+	waveOf  map[string]int
+	win     *window
+	maxUnav int // 0: unbounded
+}
+
+func (e *engine) event(typ, reason, msg string, targets []string) {
+	e.out.Events = append(e.out.Events, Event{Type: typ, Reason: reason, Message: msg, Targets: targets})
+}
+
+func (e *engine) requeue(d time.Duration) {
+	if d <= 0 {
+		d = time.Second
+	}
+	if e.out.RequeueAfter == 0 || d < e.out.RequeueAfter {
+		e.out.RequeueAfter = d
+	}
+}
+
+func (e *engine) run() {
+	in := e.in
+	e.st.Release = in.Release.Metadata.Name
+	e.index()
+
+	want := Assignment{Digest: DigestOf(in.Model.Spec.Artifact), Artifact: in.Model.Spec.Artifact}
+	switch {
+	case want.Digest != "" && want.Digest != e.st.Target.Digest:
+		e.start(want)
+	case want.Digest != "" && want.Artifact != e.st.Target.Artifact:
+		e.st.Target.Artifact = want.Artifact
+	}
+	if e.st.Target.IsZero() {
+		return // nothing to roll out: no model of this release anywhere
+	}
+	if in.Command != "" {
+		e.command(in.Command)
+	}
+	e.recordFailures()
+
+	switch e.st.Phase {
+	case PhaseProgressing:
+		e.progress()
+	case PhasePaused:
+		e.assign(false)
+	case PhaseSucceeded:
+		for _, n := range e.names {
+			e.out.Desired[n] = e.st.Target
+		}
+	default: // RolledBack, Aborted
+		for _, n := range e.names {
+			e.setFallback(n)
+		}
+	}
+	e.count()
+}
+
+// index computes the waves and per-target lookups of this step.
+func (e *engine) index() {
+	e.byName = make(map[string]TargetState, len(e.in.Targets))
+	e.names = make([]string, 0, len(e.in.Targets))
+	for _, t := range e.in.Targets {
+		if _, dup := e.byName[t.Name]; dup {
+			continue
+		}
+		e.byName[t.Name] = t
+		e.names = append(e.names, t.Name)
+	}
+	slices.Sort(e.names)
+	e.waves = plan.AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
+	e.st.Waves = len(e.waves)
+	e.waveOf = make(map[string]int, len(e.names))
+	for i, w := range e.waves {
+		for _, n := range w {
+			e.waveOf[n] = i
+		}
+	}
+	var err error
+	if e.win, err = newWindow(e.in.Policy.Spec.Window); err != nil {
+		e.st.Message = err.Error()
+	}
+	e.maxUnav = parseMaxUnavailable(e.in.Policy.Spec.MaxUnavailable, len(e.names))
+}
+
+// parseMaxUnavailable reads "3" or "10%" of total; 0 means unbounded. A
+// percent bound is at least 1.
+func parseMaxUnavailable(s string, total int) int {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 {
+			return 0
+		}
+		return max(1, int(math.Floor(float64(total)*f/100)))
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return n
+}
+
+// start begins a rollout of want, superseding the current one.
+func (e *engine) start(want Assignment) {
+	st := &e.st
+	switch st.Phase {
+	case PhaseSucceeded:
+		st.LastGood = st.Target
+		st.Superseded = Assignment{}
+	case PhaseProgressing, PhasePaused:
+		if !st.Target.IsZero() {
+			e.event(EventRolloutSuperseded, "NewDigest",
+				fmt.Sprintf("rollout of %s superseded by %s at wave %d", short(st.Target.Digest), short(want.Digest), st.Wave+1), nil)
+			st.Superseded = st.Target
+			st.SupersededWave = st.Wave
+		}
+	default: // RolledBack, Aborted, never rolled out: the last good stays pinned
+		st.Superseded = Assignment{}
+	}
+	if st.Superseded == st.LastGood {
+		st.Superseded = Assignment{}
+	}
+	st.Target = want
+	st.Phase = PhaseProgressing
+	st.Wave = 0
+	st.Started = e.in.Now
+	st.WaveStarted = e.in.Now
+	st.BakeStarted = time.Time{}
+	st.Failed, st.Updating, st.Stale = nil, nil, nil
+	st.FailedAcked = 0
+	st.Reason, st.Message, st.PausedBy = "", "", ""
+	e.event(manifests.EventRolloutStarted, "NewDigest",
+		fmt.Sprintf("rolling out %s to %d targets in %d waves", short(want.Digest), len(e.names), len(e.waves)), nil)
+	e.event(EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
+}
+
+// command applies an operator command.
+func (e *engine) command(cmd string) {
+	st := &e.st
+	ignore := func() {
+		e.event(EventCommandIgnored, "", fmt.Sprintf("%s ignored: rollout is %s", cmd, st.Phase), nil)
+	}
+	switch cmd {
+	case CommandPause:
+		if st.Phase != PhaseProgressing {
+			ignore()
+			return
+		}
+		st.Phase, st.PausedBy, st.Reason, st.Message = PhasePaused, "operator", ReasonOperatorPause, "paused by operator"
+		e.event(EventRolloutPaused, ReasonOperatorPause, "rollout paused by operator", nil)
+	case CommandResume:
+		if st.Phase != PhasePaused {
+			ignore()
+			return
+		}
+		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
+		st.FailedAcked = len(st.Failed) // failures the operator has seen do not abort again
+		e.event(EventRolloutResumed, "", "rollout resumed by operator", nil)
+	case CommandAbort:
+		if st.Phase != PhaseProgressing && st.Phase != PhasePaused {
+			ignore()
+			return
+		}
+		st.Phase, st.PausedBy, st.Reason = PhaseAborted, "", ReasonOperatorAbort
+		st.Message = fmt.Sprintf("aborted by operator; targets back on %s", orNone(st.LastGood.Digest))
+		st.Updating = nil
+		e.event(EventRolloutAborted, ReasonOperatorAbort, st.Message, nil)
+		e.event(manifests.EventRolledBack, ReasonOperatorAbort, st.Message, nil)
+	case CommandRetry:
+		if st.Phase == PhaseProgressing || st.Phase == PhaseSucceeded {
+			ignore()
+			return
+		}
+		// Targets still reporting the old failure are not counted again
+		// until they report something else.
+		st.Stale = nil
+		for _, n := range e.names {
+			if t := e.byName[n]; t.Status.Phase == fleet.PhaseFailed && t.Status.Desired == st.Target.Digest {
+				st.Stale = append(st.Stale, n)
+			}
+		}
+		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
+		st.Wave, st.WaveStarted, st.Started, st.BakeStarted = 0, e.in.Now, e.in.Now, time.Time{}
+		st.Failed, st.Updating, st.FailedAcked = nil, nil, 0
+		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", short(st.Target.Digest)), nil)
+	default:
+		e.event(EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
+	}
+}
+
+// recordFailures adds targets that report Failed on the rolled-out digest.
+func (e *engine) recordFailures() {
+	st := &e.st
+	if st.Phase != PhaseProgressing && st.Phase != PhasePaused {
+		return
+	}
+	var stale []string
+	for _, n := range st.Stale {
+		t, ok := e.byName[n]
+		if ok && t.Status.Phase == fleet.PhaseFailed && t.Status.Desired == st.Target.Digest {
+			stale = append(stale, n)
+		}
+	}
+	st.Stale = stale
+	for _, n := range e.names {
+		t := e.byName[n]
+		if t.Status.Phase != fleet.PhaseFailed || t.Status.Desired != st.Target.Digest {
+			continue
+		}
+		if slices.Contains(st.Stale, n) || slices.Contains(st.Failed, n) {
+			continue
+		}
+		st.Failed = append(st.Failed, n)
+		slices.Sort(st.Failed)
+	}
+}
+
+func (e *engine) healthyOn(n, digest string) bool {
+	t := e.byName[n]
+	return t.Status.Digest == digest && (t.Status.Phase == fleet.PhaseHealthy || t.Status.Phase == fleet.PhaseRolledBack)
+}
+
+// started reports whether target n has been told to install the new model.
+func (e *engine) started(n string) bool {
+	t := e.byName[n]
+	d := e.st.Target.Digest
+	return t.Status.Digest == d || t.Status.Desired == d ||
+		slices.Contains(e.st.Updating, n) || slices.Contains(e.st.Failed, n)
+}
+
+// setFallback gives target n the model it runs while not (or no longer) on
+// the rolled-out one.
+func (e *engine) setFallback(n string) {
+	st := &e.st
+	t := e.byName[n]
+	switch {
+	case !st.Superseded.IsZero() && t.Status.Digest == st.Superseded.Digest:
+		e.out.Desired[n] = st.Superseded
+	case !st.LastGood.IsZero():
+		e.out.Desired[n] = st.LastGood
+	case !st.Superseded.IsZero() && e.waveOf[n] <= st.SupersededWave:
+		e.out.Desired[n] = st.Superseded
+	}
+}
+
+// assign decides every target's model for a progressing (startNew) or held
+// rollout. It returns how many online targets wait for their window.
+func (e *engine) assign(startNew bool) int {
+	st := &e.st
+	// Drop targets that are done updating (healthy on the new model, failed,
+	// or gone) from the in-flight set.
+	upd := st.Updating[:0:0]
+	for _, n := range st.Updating {
+		if _, ok := e.byName[n]; ok && !e.healthyOn(n, st.Target.Digest) && !slices.Contains(st.Failed, n) {
+			upd = append(upd, n)
+		}
+	}
+	st.Updating = upd
+	waiting := 0
+	for _, n := range e.names {
+		if e.started(n) {
+			e.out.Desired[n] = st.Target
+			continue
+		}
+		if !startNew || e.waveOf[n] > st.Wave {
+			e.setFallback(n)
+			continue
+		}
+		t := e.byName[n]
+		if open, next := e.win.Open(e.in.Now, t.TimeZone); !open {
+			if t.Online {
+				waiting++
+			}
+			e.requeue(next.Sub(e.in.Now))
+			e.setFallback(n)
+			continue
+		}
+		if e.maxUnav > 0 && len(st.Updating) >= e.maxUnav {
+			e.setFallback(n)
+			continue
+		}
+		st.Updating = append(st.Updating, n)
+		e.out.Desired[n] = st.Target
+	}
+	return waiting
+}
+
+// progress moves a progressing rollout on: assign, check failures, bake,
+// gates, next wave, done.
+func (e *engine) progress() {
+	st := &e.st
+	if e.in.Release.Spec.Suspend {
+		st.Reason, st.Message = ReasonSuspended, "release is suspended"
+		e.assign(false)
+		return
+	}
+	for range len(e.waves) + 1 {
+		st.Reason, st.Message = "", ""
+		if e.aborting() {
+			return
+		}
+		waiting := e.assign(true)
+		// Every online target of the started waves must run the new model.
+		pending := 0
+		for _, n := range e.names {
+			if e.waveOf[n] > st.Wave || slices.Contains(st.Failed, n) || e.healthyOn(n, st.Target.Digest) {
+				continue
+			}
+			if e.byName[n].Online {
+				pending++
+			}
+		}
+		if waiting > 0 {
+			st.BakeStarted = time.Time{}
+			st.Reason, st.Message = ReasonWaitingWindow, fmt.Sprintf("wave %d/%d: %d targets wait for their update window", st.Wave+1, len(e.waves), waiting)
+			return
+		}
+		if pending > 0 {
+			// A bake not yet done starts over once every target is up;
+			// a finished one stays finished (a late target catching up).
+			if !st.BakeStarted.IsZero() && e.in.Now.Before(st.BakeStarted.Add(e.bake(st.Wave))) {
+				st.BakeStarted = time.Time{}
+			}
+			st.Reason, st.Message = ReasonWaitingTargets, fmt.Sprintf("wave %d/%d: %d targets updating", st.Wave+1, len(e.waves), pending)
+			return
+		}
+		if st.BakeStarted.IsZero() {
+			st.BakeStarted = e.in.Now
+		}
+		bakeEnd := st.BakeStarted.Add(e.bake(st.Wave))
+		if bad := e.gateViolations(); len(bad) > 0 {
+			if !e.in.Now.Before(bakeEnd) {
+				e.fail(ReasonGateFailed, "gates failing after the bake: "+strings.Join(bad, "; "))
+				return
+			}
+			st.Reason, st.Message = ReasonGateHolding, "gates failing: "+strings.Join(bad, "; ")
+			e.requeue(bakeEnd.Sub(e.in.Now))
+			return
+		}
+		if e.in.Now.Before(bakeEnd) {
+			st.Reason, st.Message = ReasonBaking, fmt.Sprintf("wave %d/%d baking until %s", st.Wave+1, len(e.waves), bakeEnd.UTC().Format(time.RFC3339))
+			e.requeue(bakeEnd.Sub(e.in.Now))
+			return
+		}
+		if st.Wave+1 < len(e.waves) {
+			st.Wave++
+			st.WaveStarted, st.BakeStarted = e.in.Now, time.Time{}
+			e.event(EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", st.Wave+1, len(e.waves), len(e.waves[st.Wave])), e.waves[st.Wave])
+			continue
+		}
+		// The last wave has baked: done once every target runs it.
+		for _, n := range e.names {
+			if !e.healthyOn(n, st.Target.Digest) && !slices.Contains(st.Failed, n) {
+				st.Reason, st.Message = ReasonWaitingTargets, fmt.Sprintf("all waves started; %s and others not updated yet (offline)", n)
+				return
+			}
+		}
+		st.Phase, st.Updating = PhaseSucceeded, nil
+		st.LastGood, st.Superseded = st.Target, Assignment{}
+		st.Message = fmt.Sprintf("%s healthy on %d targets", short(st.Target.Digest), len(e.names)-len(st.Failed))
+		e.event(manifests.EventRolloutDone, "", st.Message, nil)
+		return
+	}
+}
+
+func (e *engine) bake(wave int) time.Duration {
+	if wave < len(e.in.Policy.Spec.Waves) {
+		return e.in.Policy.Spec.Waves[wave].Bake.Duration
+	}
+	return 0
+}
+
+// aborting fails the rollout when the failed targets pass the abort
+// threshold: at least minFailed (default 1) and failedPercent of the targets
+// of the started waves.
+func (e *engine) aborting() bool {
+	st := &e.st
+	failed := len(st.Failed) - st.FailedAcked
+	if failed <= 0 {
+		return false
+	}
+	minFailed, pct := 1, 0.0
+	if a := e.in.Policy.Spec.Abort; a != nil {
+		if a.MinFailed > 0 {
+			minFailed = a.MinFailed
+		}
+		pct = a.FailedPercent
+	}
+	attempted := 0
+	for _, n := range e.names {
+		if e.waveOf[n] <= st.Wave || e.started(n) {
+			attempted++
+		}
+	}
+	if failed < minFailed || float64(failed)*100 < pct*float64(max(attempted, 1)) {
+		return false
+	}
+	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, short(st.Target.Digest), strings.Join(st.Failed, ", ")))
+	return true
+}
+
+// gateViolations lists the gates failing on targets running the new model.
+func (e *engine) gateViolations() []string {
+	var bad []string
+	for _, g := range e.in.Policy.Spec.Gates {
+		for _, n := range e.names {
+			if !e.healthyOn(n, e.st.Target.Digest) {
+				continue
+			}
+			v, ok := e.byName[n].Metrics[g.Metric]
+			if !ok {
+				continue
+			}
+			if g.Max != nil && v > *g.Max {
+				bad = append(bad, fmt.Sprintf("%s: %s=%g > %g", n, g.Metric, v, *g.Max))
+			} else if g.Min != nil && v < *g.Min {
+				bad = append(bad, fmt.Sprintf("%s: %s=%g < %g", n, g.Metric, v, *g.Min))
+			}
+		}
+	}
+	return bad
+}
+
+// fail ends or holds the rollout per the policy's onFailure.
+func (e *engine) fail(reason, msg string) {
+	st := &e.st
+	st.Reason = reason
+	e.event(manifests.EventRolloutFailed, reason, msg, slices.Clone(st.Failed))
+	if e.in.Policy.Spec.OnFailure == manifests.OnFailurePause {
+		st.Phase, st.PausedBy, st.Message = PhasePaused, "failure", msg+"; paused for an operator"
+		e.event(EventRolloutPaused, reason, st.Message, nil)
+		e.assign(false)
+		return
+	}
+	st.Phase, st.Updating = PhaseRolledBack, nil
+	st.Message = fmt.Sprintf("%s; rolled back to %s", msg, orNone(st.LastGood.Digest))
+	e.event(manifests.EventRolledBack, reason, st.Message, nil)
+	for _, n := range e.names {
+		e.setFallback(n)
+	}
+}
+
+func (e *engine) count() {
+	e.st.Targets, e.st.Updated = len(e.names), 0
+	for _, n := range e.names {
+		if e.healthyOn(n, e.st.Target.Digest) {
+			e.st.Updated++
+		}
+	}
+}
+
+// ID names the rollout attempt of a state: it changes with a new digest and
+// with every retry, so agents can tell a retried rollout from the one they
+// failed. Servers put it in fleet.DesiredModel.Rollout.
+func (s State) ID() string {
+	if s.Target.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("%s-%s-%d", s.Release, strings.TrimPrefix(short(s.Target.Digest), "sha256:"), s.Started.Unix())
+}
+
+func short(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
+func orNone(d string) string {
+	if d == "" {
+		return "no model"
+	}
+	return short(d)
+}
