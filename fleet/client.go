@@ -1,0 +1,215 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sentinel errors of the fleet and status APIs; an *APIError matches the
+// one of its HTTP status with errors.Is.
+var (
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrForbidden    = errors.New("forbidden")
+	ErrNotFound     = errors.New("not found")
+	ErrRateLimited  = errors.New("rate limited")
+	ErrBadRequest   = errors.New("bad request")
+)
+
+// APIError is a non-2xx answer of the server.
+type APIError struct {
+	Op      string // what the client was doing: "enroll", "desired", ...
+	Status  int
+	Message string
+}
+
+func (e *APIError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	return fmt.Sprintf("%s: server answered %d: %s", e.Op, e.Status, msg)
+}
+
+// Is matches the sentinel of the status code.
+func (e *APIError) Is(target error) bool {
+	switch e.Status {
+	case http.StatusUnauthorized:
+		return target == ErrUnauthorized
+	case http.StatusForbidden:
+		return target == ErrForbidden
+	case http.StatusNotFound:
+		return target == ErrNotFound
+	case http.StatusTooManyRequests:
+		return target == ErrRateLimited
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		return target == ErrBadRequest
+	}
+	return false
+}
+
+// ErrorBody is the JSON body of every error answer of the server.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
+
+// Option configures a Client or an AdminClient.
+type Option func(*base)
+
+// WithHTTPClient sets the HTTP client (default: a client without timeout;
+// requests are bounded by their context and the long-poll wait).
+func WithHTTPClient(hc *http.Client) Option { return func(b *base) { b.hc = hc } }
+
+// WithUserAgent sets the User-Agent header (default "cairn").
+func WithUserAgent(ua string) Option { return func(b *base) { b.ua = ua } }
+
+type base struct {
+	url string
+	hc  *http.Client
+	ua  string
+}
+
+func newBase(baseURL string, opts []Option) base {
+	b := base{url: strings.TrimRight(baseURL, "/"), hc: &http.Client{}, ua: "cairn"}
+	for _, o := range opts {
+		o(&b)
+	}
+	return b
+}
+
+// do sends a request with an optional JSON body and bearer token and returns
+// the response; the caller closes its body. Non-2xx answers other than those
+// listed in pass become *APIError.
+func (b *base) do(ctx context.Context, op, method, path, token string, in any, hdr http.Header, pass ...int) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		buf, err := json.Marshal(in)
+		if err != nil {
+			return nil, fmt.Errorf("%s: encode request: %w", op, err)
+		}
+		body = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.url+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", b.ua)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := b.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	for _, p := range pass {
+		if resp.StatusCode == p {
+			return resp, nil
+		}
+	}
+	defer resp.Body.Close()
+	return nil, readAPIError(op, resp)
+}
+
+func readAPIError(op string, resp *http.Response) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	var eb ErrorBody
+	msg := strings.TrimSpace(string(raw))
+	if json.Unmarshal(raw, &eb) == nil && eb.Error != "" {
+		msg = eb.Error
+	}
+	return &APIError{Op: op, Status: resp.StatusCode, Message: msg}
+}
+
+func decode(op string, resp *http.Response, out any) error {
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(out); err != nil {
+		return fmt.Errorf("%s: decode response: %w", op, err)
+	}
+	return nil
+}
+
+// Client is the agent side of the fleet API: enrollment, the desired-state
+// long-poll and status reports.
+type Client struct{ b base }
+
+// NewClient returns a client of the fleet API at baseURL (http://host:port).
+func NewClient(baseURL string, opts ...Option) *Client {
+	return &Client{b: newBase(baseURL, opts)}
+}
+
+// Enroll registers the target with the fleet's enrollment token and returns
+// its identity and credential. Enrolling again under the same name replaces
+// the credential.
+func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (*EnrollResponse, error) {
+	resp, err := c.b.do(ctx, "enroll", http.MethodPost, PathEnroll, "", req, nil)
+	if err != nil {
+		return nil, err
+	}
+	var out EnrollResponse
+	if err := decode("enroll", resp, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+func targetPath(p, id string) string {
+	return strings.Replace(p, "{id}", url.PathEscape(id), 1)
+}
+
+// Desired long-polls the desired state of target id. With etag set, the
+// server holds the request up to wait (server default 30s, maximum 60s) and
+// answers 304 when nothing changed: Desired then returns (nil, false, nil).
+// Otherwise it returns the new state and true.
+func (c *Client) Desired(ctx context.Context, id, cred, etag string, wait time.Duration) (*DesiredState, bool, error) {
+	path := targetPath(PathDesired, id)
+	if wait > 0 {
+		path += "?wait=" + strconv.FormatInt(wait.Milliseconds(), 10) + "ms"
+	}
+	hdr := http.Header{}
+	if etag != "" {
+		hdr.Set("If-None-Match", strconv.Quote(etag))
+	}
+	resp, err := c.b.do(ctx, "desired state of "+id, http.MethodGet, path, cred, nil, hdr, http.StatusNotModified)
+	if err != nil {
+		return nil, false, err
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return nil, false, nil
+	}
+	var ds DesiredState
+	if err := decode("desired state of "+id, resp, &ds); err != nil {
+		return nil, false, err
+	}
+	return &ds, true, nil
+}
+
+// ReportStatus posts a status report of target id.
+func (c *Client) ReportStatus(ctx context.Context, id, cred string, r StatusReport) error {
+	resp, err := c.b.do(ctx, "report status of "+id, http.MethodPost, targetPath(PathStatus, id), cred, r, nil)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil
+}

@@ -1,0 +1,168 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// Body limits of the fleet API.
+const (
+	maxEnrollBody = 64 << 10
+	maxStatusBody = 1 << 20
+)
+
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
+	var req fleet.EnrollRequest
+	if err := decodeBody(w, r, maxEnrollBody, &req); err != nil {
+		writeError(w, statusOf(err), "enroll: %v", err)
+		return
+	}
+	if !tokenEqual(req.Token, s.cfg.EnrollToken) {
+		writeError(w, http.StatusUnauthorized, "enroll: invalid enrollment token")
+		return
+	}
+	if err := ValidateEnroll(req); err != nil {
+		writeError(w, http.StatusBadRequest, "enroll: %v", err)
+		return
+	}
+	cred := NewToken()
+	t := store.Target{ID: req.Name, Name: req.Name, Labels: req.Labels, Facts: req.Facts, CredHash: HashCredential(cred)}
+	if err := s.cfg.Store.EnrollTarget(r.Context(), t); err != nil {
+		s.log.Error("enroll", "target", t.ID, "err", err)
+		writeError(w, http.StatusInternalServerError, "enroll %s: store unavailable", t.ID)
+		return
+	}
+	s.remember(t.ID, t.CredHash)
+	s.hub.ensure(t.ID)
+	s.log.Info("target enrolled", "target", t.ID)
+	if s.cfg.OnStatus != nil {
+		s.cfg.OnStatus(t.ID)
+	}
+	writeJSON(w, http.StatusCreated, fleet.EnrollResponse{ID: t.ID, Credential: cred})
+}
+
+// pollWait parses ?wait= (a Go duration, or seconds) bounded by MaxPollWait.
+func (s *Server) pollWait(r *http.Request) time.Duration {
+	v := r.URL.Query().Get("wait")
+	if v == "" {
+		return s.cfg.PollWait
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return s.cfg.PollWait
+		}
+		d = time.Duration(n) * time.Second
+	}
+	return min(max(d, 0), s.cfg.MaxPollWait)
+}
+
+func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !s.authTarget(w, r, id) {
+		return
+	}
+	etag, body, changed, ok := s.hub.get(id)
+	if !ok {
+		s.hub.ensure(id)
+		etag, body, changed, _ = s.hub.get(id)
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && matchETag(inm, etag) {
+		wait := s.pollWait(r)
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-changed:
+				etag, body, _, _ = s.hub.get(id)
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+		}
+		if matchETag(inm, etag) {
+			w.Header().Set("ETag", strconv.Quote(etag))
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	h := w.Header()
+	h.Set("ETag", strconv.Quote(etag))
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-cache")
+	w.Write(body)
+}
+
+// matchETag reports whether an If-None-Match header names etag.
+func matchETag(header, etag string) bool {
+	for _, p := range strings.Split(header, ",") {
+		p = strings.TrimPrefix(strings.TrimSpace(p), "W/")
+		if p == "*" || strings.Trim(p, `"`) == etag {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !s.authTarget(w, r, id) {
+		return
+	}
+	if !s.limiter(id).Allow() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "status of %s: too many reports", id)
+		return
+	}
+	var rep fleet.StatusReport
+	if err := decodeBody(w, r, maxStatusBody, &rep); err != nil {
+		writeError(w, statusOf(err), "status of %s: %v", id, err)
+		return
+	}
+	if err := ValidateStatus(rep); err != nil {
+		writeError(w, http.StatusBadRequest, "status of %s: %v", id, err)
+		return
+	}
+	if err := s.cfg.Store.PutStatus(r.Context(), id, rep, time.Now().UTC()); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "target %s is not enrolled", id)
+			return
+		}
+		s.log.Error("record status", "target", id, "err", err)
+		writeError(w, http.StatusInternalServerError, "status of %s: store unavailable", id)
+		return
+	}
+	if s.cfg.OnStatus != nil {
+		s.cfg.OnStatus(id)
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+var errTooLarge = errors.New("request body too large")
+
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("%w (limit %d bytes)", errTooLarge, limit)
+		}
+		return fmt.Errorf("decode body: %w", err)
+	}
+	return nil
+}
+
+func statusOf(err error) int {
+	if errors.Is(err, errTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
+}

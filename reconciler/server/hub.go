@@ -1,0 +1,97 @@
+package server
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sync"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// ETag is the entity tag of a desired state with these models: the same
+// models give the same tag on every replica and after restarts.
+func ETag(models []fleet.DesiredModel) string {
+	if models == nil {
+		models = []fleet.DesiredModel{}
+	}
+	b, _ := json.Marshal(models)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:12])
+}
+
+// EncodeDesired returns the store record of a target's desired state.
+func EncodeDesired(target string, models []fleet.DesiredModel) store.Desired {
+	if models == nil {
+		models = []fleet.DesiredModel{}
+	}
+	ds := fleet.DesiredState{Target: target, ETag: ETag(models), Models: models}
+	b, _ := json.Marshal(ds)
+	return store.Desired{Target: target, ETag: ds.ETag, Body: b}
+}
+
+// hub caches every target's desired state and wakes its long-polls when it
+// changes.
+type hub struct {
+	mu      sync.Mutex
+	entries map[string]*entry
+	rev     int64 // newest store revision seen
+}
+
+type entry struct {
+	etag    string
+	body    []byte
+	changed chan struct{} // closed when etag changes
+}
+
+func newHub() *hub { return &hub{entries: map[string]*entry{}} }
+
+// get returns the cached entry of id, nil when unknown.
+func (h *hub) get(id string) (etag string, body []byte, changed <-chan struct{}, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	e := h.entries[id]
+	if e == nil {
+		return "", nil, nil, false
+	}
+	return e.etag, e.body, e.changed, true
+}
+
+// ensure caches the empty desired state of id unless it has one.
+func (h *hub) ensure(id string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.entries[id] == nil {
+		d := EncodeDesired(id, nil)
+		h.entries[id] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
+	}
+}
+
+// publish caches ds, waking the long-polls of targets whose tag changed.
+func (h *hub) publish(ds []store.Desired) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, d := range ds {
+		if d.Rev > h.rev {
+			h.rev = d.Rev
+		}
+		e := h.entries[d.Target]
+		if e == nil {
+			h.entries[d.Target] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
+			continue
+		}
+		if e.etag == d.ETag {
+			continue
+		}
+		old := e.changed
+		e.etag, e.body, e.changed = d.ETag, d.Body, make(chan struct{})
+		close(old)
+	}
+}
+
+func (h *hub) revision() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// Registry is the built-in OCI registry: go-containerregistry's registry
+// with blobs in a folder, and manifests — which it keeps in memory — written
+// to disk as they are pushed and replayed at start, so they survive restarts.
+type Registry struct {
+	inner http.Handler
+	dir   string // manifest records
+
+	mu  sync.Mutex
+	seq int64
+}
+
+// manifestRecord is one pushed manifest as kept on disk.
+type manifestRecord struct {
+	Seq         int64  `json:"seq"`
+	Repo        string `json:"repo"`
+	Ref         string `json:"ref"`
+	ContentType string `json:"contentType"`
+	Body        []byte `json:"body"`
+}
+
+// NewRegistry serves an OCI registry whose blobs live under blobs and
+// manifests under mdir, replaying the manifests pushed before.
+func NewRegistry(blobs, mdir string) (*Registry, error) {
+	for _, d := range []string{blobs, mdir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("built-in registry: %w", err)
+		}
+	}
+	r := &Registry{
+		inner: registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(blobs)), registry.WithReferrersSupport(true),
+			registry.Logger(log.New(io.Discard, "", 0))),
+		dir: mdir,
+	}
+	if err := r.replay(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (r *Registry) replay() error {
+	ents, err := os.ReadDir(r.dir)
+	if err != nil {
+		return fmt.Errorf("built-in registry: read manifests: %w", err)
+	}
+	var recs []manifestRecord
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(r.dir, e.Name()))
+		if err != nil {
+			return fmt.Errorf("built-in registry: %w", err)
+		}
+		var rec manifestRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return fmt.Errorf("built-in registry: decode %s: %w", e.Name(), err)
+		}
+		recs = append(recs, rec)
+	}
+	slices.SortFunc(recs, func(a, b manifestRecord) int { return int(a.Seq - b.Seq) })
+	for _, rec := range recs {
+		r.seq = max(r.seq, rec.Seq)
+		req := httptest.NewRequest(http.MethodPut, "/v2/"+rec.Repo+"/manifests/"+rec.Ref, bytes.NewReader(rec.Body))
+		req.Header.Set("Content-Type", rec.ContentType)
+		w := httptest.NewRecorder()
+		r.inner.ServeHTTP(w, req)
+		if w.Code/100 != 2 {
+			return fmt.Errorf("built-in registry: replay %s:%s: %d %s", rec.Repo, rec.Ref, w.Code, w.Body.String())
+		}
+	}
+	return nil
+}
+
+// splitManifestPath returns repo and ref of /v2/<repo>/manifests/<ref>.
+func splitManifestPath(p string) (repo, ref string, ok bool) {
+	p = strings.TrimPrefix(p, "/v2/")
+	i := strings.LastIndex(p, "/manifests/")
+	if i <= 0 {
+		return "", "", false
+	}
+	return p[:i], p[i+len("/manifests/"):], true
+}
+
+func (r *Registry) recordPath(repo, ref string) string {
+	h := sha256.Sum256([]byte(repo + "\x00" + ref))
+	return filepath.Join(r.dir, hex.EncodeToString(h[:16])+".json")
+}
+
+// maxManifest bounds a pushed manifest (OCI registries use 4 MiB).
+const maxManifest = 4 << 20
+
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	repo, ref, isManifest := splitManifestPath(req.URL.Path)
+	if !isManifest || (req.Method != http.MethodPut && req.Method != http.MethodDelete) {
+		r.inner.ServeHTTP(w, req)
+		return
+	}
+	if req.Method == http.MethodDelete {
+		sw := &statusWriter{ResponseWriter: w, code: 200}
+		r.inner.ServeHTTP(sw, req)
+		if sw.code/100 == 2 {
+			os.Remove(r.recordPath(repo, ref))
+		}
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxManifest))
+	if err != nil {
+		http.Error(w, "manifest too large or unreadable", http.StatusRequestEntityTooLarge)
+		return
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	sw := &statusWriter{ResponseWriter: w, code: 200}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.inner.ServeHTTP(sw, req)
+	if sw.code/100 != 2 {
+		return
+	}
+	r.seq++
+	rec := manifestRecord{Seq: r.seq, Repo: repo, Ref: ref, ContentType: req.Header.Get("Content-Type"), Body: body}
+	b, _ := json.Marshal(rec)
+	path := r.recordPath(repo, ref)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err == nil {
+		os.Rename(tmp, path)
+	}
+}

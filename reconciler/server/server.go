@@ -1,0 +1,310 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// Config configures a Server. Zero values are usable except Store.
+type Config struct {
+	Store store.Store
+	// EnrollToken admits new targets; empty refuses every enrollment.
+	EnrollToken string
+	// AdminToken may read and act; ReadToken may only read the status API.
+	AdminToken, ReadToken string
+	Logger                *slog.Logger
+	Metrics               *Metrics
+	// OfflineAfter is how long without contact makes a target offline (default 3m).
+	OfflineAfter time.Duration
+	// PollWait is the default long-poll wait (30s); MaxPollWait its bound (60s).
+	PollWait, MaxPollWait time.Duration
+	// StatusRate and StatusBurst limit status reports per credential (1/s, burst 10).
+	StatusRate  rate.Limit
+	StatusBurst int
+	// SyncInterval is how often desired states written by another replica
+	// are read from the store (1s).
+	SyncInterval time.Duration
+	// GitHook receives POST /hooks/git; Registry serves /v2/; Lineage serves
+	// /api/v1/lineage/ — each optional.
+	GitHook, Registry, Lineage http.Handler
+	// OnStatus is called after a target's status is stored; OnCommand after
+	// an operator command is queued. Both must not block.
+	OnStatus  func(id string)
+	OnCommand func(release string)
+	// Ready reports whether the server is ready to take traffic (readyz).
+	Ready func(ctx context.Context) error
+	// Source returns the Git source's state for GET /api/v1/source.
+	Source func() any
+}
+
+// Server is the HTTP side of cairn serve.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	m   *Metrics
+	hub *hub
+	mux *http.ServeMux
+
+	mu       sync.Mutex
+	creds    map[string]string // target id -> hex SHA-256 of its credential
+	byHash   map[string]string // hex SHA-256 -> target id
+	limiters map[string]*rate.Limiter
+}
+
+// New returns the server; call Run to keep its desired-state cache in sync
+// and Handler to serve it.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
+	if cfg.OfflineAfter == 0 {
+		cfg.OfflineAfter = 3 * time.Minute
+	}
+	if cfg.PollWait == 0 {
+		cfg.PollWait = 30 * time.Second
+	}
+	if cfg.MaxPollWait == 0 {
+		cfg.MaxPollWait = 60 * time.Second
+	}
+	if cfg.StatusRate == 0 {
+		cfg.StatusRate, cfg.StatusBurst = 1, 10
+	}
+	if cfg.SyncInterval == 0 {
+		cfg.SyncInterval = time.Second
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
+		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}}
+	s.routes()
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+// Publish caches desired states just written to the store and wakes the
+// long-polls of the targets whose state changed.
+func (s *Server) Publish(ds []store.Desired) { s.hub.publish(ds) }
+
+// Load fills the caches from the store: credentials and desired states.
+func (s *Server) Load(ctx context.Context) error {
+	ts, err := s.cfg.Store.Targets(ctx)
+	if err != nil {
+		return fmt.Errorf("load targets: %w", err)
+	}
+	s.mu.Lock()
+	for _, t := range ts {
+		s.creds[t.ID] = t.CredHash
+		s.byHash[t.CredHash] = t.ID
+	}
+	s.mu.Unlock()
+	return s.sync(ctx)
+}
+
+func (s *Server) sync(ctx context.Context) error {
+	ds, err := s.cfg.Store.DesiredSince(ctx, s.hub.revision())
+	if err != nil {
+		return err
+	}
+	s.hub.publish(ds)
+	return nil
+}
+
+// Run refreshes the desired-state cache from the store every SyncInterval
+// until ctx ends, for states written by another replica's leader.
+func (s *Server) Run(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.sync(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("sync desired states", "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) routes() {
+	mux := http.NewServeMux()
+	h := func(pattern, route string, f http.HandlerFunc) { mux.HandleFunc(pattern, s.m.instrument(route, f)) }
+	h("POST /api/v1/enroll", "enroll", s.enroll)
+	h("GET /api/v1/targets/{id}/desired", "desired", s.desired)
+	h("POST /api/v1/targets/{id}/status", "status", s.status)
+	h("GET /api/v1/inventory", "inventory", s.read(s.inventory))
+	h("GET /api/v1/targets", "targets", s.read(s.targets))
+	h("GET /api/v1/targets/{id}", "target", s.read(s.target))
+	h("GET /api/v1/releases", "releases", s.read(s.releases))
+	h("GET /api/v1/releases/{name}", "release", s.read(s.release))
+	h("GET /api/v1/events", "events", s.read(s.events))
+	h("GET /api/v1/source", "source", s.read(s.source))
+	h("POST /api/v1/releases/{name}/rollout/{action}", "rollout", s.admin(s.rolloutAction))
+	if s.cfg.GitHook != nil {
+		mux.Handle("POST /hooks/git", s.m.instrument("hook", s.cfg.GitHook.ServeHTTP))
+	}
+	if s.cfg.Registry != nil {
+		mux.Handle("/v2/", s.cfg.Registry)
+	}
+	if s.cfg.Lineage != nil {
+		mux.Handle("/api/v1/lineage/", s.read(s.cfg.Lineage.ServeHTTP))
+	}
+	mux.Handle("GET /metrics", s.m.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux = mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
+	w.Write([]byte("ok\n"))
+}
+
+// writeJSON answers v as JSON with code.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, args ...any) {
+	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		return strings.TrimSpace(a[7:])
+	}
+	return ""
+}
+
+func tokenEqual(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+// HashCredential is how the store keeps a target credential: hex SHA-256.
+// Credentials are 32 random bytes, so a fast hash is enough.
+func HashCredential(cred string) string {
+	h := sha256.Sum256([]byte(cred))
+	return hex.EncodeToString(h[:])
+}
+
+// NewToken returns a random 32-byte token, base64url-encoded.
+func NewToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// read wraps a status API handler: admin or read-only token.
+func (s *Server) read(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t := bearer(r)
+		if !tokenEqual(t, s.cfg.AdminToken) && !tokenEqual(t, s.cfg.ReadToken) {
+			writeError(w, http.StatusUnauthorized, "an admin or read-only token is required")
+			return
+		}
+		f(w, r)
+	}
+}
+
+// admin wraps an action handler: admin token only.
+func (s *Server) admin(f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		t := bearer(r)
+		if tokenEqual(t, s.cfg.AdminToken) {
+			f(w, r)
+			return
+		}
+		if tokenEqual(t, s.cfg.ReadToken) {
+			writeError(w, http.StatusForbidden, "the read-only token cannot act")
+			return
+		}
+		writeError(w, http.StatusUnauthorized, "an admin token is required")
+	}
+}
+
+// authTarget checks the request's credential against target id: 401 for
+// no or an unknown credential, 403 for another target's.
+func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) bool {
+	cred := bearer(r)
+	if cred == "" {
+		writeError(w, http.StatusUnauthorized, "a target credential is required")
+		return false
+	}
+	h := HashCredential(cred)
+	s.mu.Lock()
+	want, known := s.creds[id]
+	owner, ownerKnown := s.byHash[h]
+	s.mu.Unlock()
+	if !known {
+		// Enrolled through another replica?
+		t, err := s.cfg.Store.Target(r.Context(), id)
+		if err == nil {
+			want, known = t.CredHash, true
+			s.remember(t.ID, t.CredHash)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			writeError(w, http.StatusServiceUnavailable, "look up target: %v", err)
+			return false
+		}
+	}
+	if known && subtle.ConstantTimeCompare([]byte(h), []byte(want)) == 1 {
+		return true
+	}
+	if ownerKnown && owner != id {
+		writeError(w, http.StatusForbidden, "this credential belongs to another target")
+		return false
+	}
+	writeError(w, http.StatusUnauthorized, "unknown credential for target %s", id)
+	return false
+}
+
+func (s *Server) remember(id, hash string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.creds[id]; ok {
+		delete(s.byHash, old)
+	}
+	s.creds[id] = hash
+	s.byHash[hash] = id
+}
+
+func (s *Server) limiter(id string) *rate.Limiter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.limiters[id]
+	if l == nil {
+		l = rate.NewLimiter(s.cfg.StatusRate, s.cfg.StatusBurst)
+		s.limiters[id] = l
+	}
+	return l
+}

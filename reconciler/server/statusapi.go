@@ -1,0 +1,228 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// Commands accepted by POST /api/v1/releases/{name}/rollout/{action}.
+var actions = map[string]bool{"pause": true, "resume": true, "abort": true, "retry": true}
+
+// SummarizePhase is a target's phase over its releases: Failed if any
+// failed, else the least advanced one; Healthy when all are.
+func SummarizePhase(rs []fleet.ReleaseStatus) string {
+	order := map[string]int{fleet.PhaseFailed: 0, fleet.PhaseRolledBack: 1, fleet.PhasePending: 2, fleet.PhaseDownloading: 3,
+		fleet.PhaseInstalling: 4, fleet.PhaseVerifying: 5, fleet.PhaseHealthy: 6}
+	best, rank := "", 99
+	for _, r := range rs {
+		if o, ok := order[r.Phase]; ok && o < rank {
+			best, rank = r.Phase, o
+		}
+	}
+	return best
+}
+
+// TargetInfo turns a stored target into its status API form.
+func TargetInfo(t store.Target, now time.Time, offlineAfter time.Duration) fleet.TargetInfo {
+	ti := fleet.TargetInfo{ID: t.ID, Name: t.Name, Labels: t.Labels, Facts: t.Facts, EnrolledAt: t.EnrolledAt}
+	if !t.LastSeen.IsZero() {
+		ls := t.LastSeen
+		ti.LastSeen = &ls
+		ti.Online = now.Sub(ls) <= offlineAfter
+	}
+	if t.Status != nil {
+		ti.Releases = t.Status.Releases
+		ti.Metrics = t.Status.Metrics
+		ti.Phase = SummarizePhase(t.Status.Releases)
+	}
+	return ti
+}
+
+func (s *Server) withDesired(ti *fleet.TargetInfo) {
+	if _, body, _, ok := s.hub.get(ti.ID); ok {
+		var ds fleet.DesiredState
+		if json.Unmarshal(body, &ds) == nil {
+			ti.Desired, ti.ETag = ds.Models, ds.ETag
+		}
+	}
+}
+
+func (s *Server) targetInfos(r *http.Request) ([]fleet.TargetInfo, error) {
+	ts, err := s.cfg.Store.Targets(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	out := make([]fleet.TargetInfo, len(ts))
+	for i, t := range ts {
+		out[i] = TargetInfo(t, now, s.cfg.OfflineAfter)
+		s.withDesired(&out[i])
+	}
+	return out, nil
+}
+
+func (s *Server) targets(w http.ResponseWriter, r *http.Request) {
+	out, err := s.targetInfos(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "list targets: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) target(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	t, err := s.cfg.Store.Target(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "target %s is not enrolled", id)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "get target %s: %v", id, err)
+		return
+	}
+	ti := TargetInfo(t, time.Now(), s.cfg.OfflineAfter)
+	s.withDesired(&ti)
+	if ti.Log, err = s.cfg.Store.Log(r.Context(), id, 100); err != nil {
+		writeError(w, http.StatusInternalServerError, "get target %s: %v", id, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ti)
+}
+
+// ReleaseInfo decodes the status the reconciler stored for a release.
+func ReleaseInfo(rel store.Release) fleet.ReleaseInfo {
+	var ri fleet.ReleaseInfo
+	if len(rel.Status) > 0 {
+		json.Unmarshal(rel.Status, &ri)
+	}
+	ri.Name = rel.Name
+	if ri.Commit == "" {
+		ri.Commit = rel.Commit
+	}
+	ri.UpdatedAt = rel.UpdatedAt
+	return ri
+}
+
+func (s *Server) releaseInfos(r *http.Request) ([]fleet.ReleaseInfo, error) {
+	rels, err := s.cfg.Store.Releases(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fleet.ReleaseInfo, len(rels))
+	for i, rel := range rels {
+		out[i] = ReleaseInfo(rel)
+	}
+	return out, nil
+}
+
+func (s *Server) releases(w http.ResponseWriter, r *http.Request) {
+	out, err := s.releaseInfos(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "list releases: %v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) release(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	rel, err := s.cfg.Store.Release(r.Context(), name)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "release %s is not admitted", name)
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "get release %s: %v", name, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ReleaseInfo(rel))
+}
+
+func (s *Server) inventory(w http.ResponseWriter, r *http.Request) {
+	ts, err := s.cfg.Store.Targets(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "inventory: %v", err)
+		return
+	}
+	inv := fleet.Inventory{Targets: make([]fleet.Target, 0, len(ts)), Releases: []fleet.ReleaseState{}}
+	for _, t := range ts {
+		ft := fleet.Target{Name: t.Name, Labels: t.Labels, Facts: t.Facts}
+		if t.Status != nil {
+			for _, rs := range t.Status.Releases {
+				if rs.Digest != "" {
+					if ft.Models == nil {
+						ft.Models = map[string]string{}
+					}
+					ft.Models[rs.Release] = rs.Digest
+				}
+			}
+		}
+		inv.Targets = append(inv.Targets, ft)
+	}
+	rels, err := s.releaseInfos(r)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "inventory: %v", err)
+		return
+	}
+	for _, ri := range rels {
+		inv.Releases = append(inv.Releases, ri.ReleaseState)
+	}
+	if b, err := s.cfg.Store.Meta(r.Context(), "admitted-commit"); err == nil {
+		inv.Commit = string(b)
+	}
+	writeJSON(w, http.StatusOK, inv)
+}
+
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := fleet.EventFilter{Release: q.Get("release"), Target: q.Get("target"), Type: q.Get("type")}
+	if n, err := strconv.Atoi(q.Get("limit")); err == nil {
+		f.Limit = min(n, 10000)
+	}
+	evs, err := s.cfg.Store.Events(r.Context(), f)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "list events: %v", err)
+		return
+	}
+	if evs == nil {
+		evs = []fleet.Event{}
+	}
+	writeJSON(w, http.StatusOK, evs)
+}
+
+func (s *Server) source(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Source == nil {
+		writeJSON(w, http.StatusOK, fleet.SourceInfo{})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Source())
+}
+
+func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	if !actions[action] {
+		writeError(w, http.StatusBadRequest, "unknown rollout action %q: want pause, resume, abort or retry", action)
+		return
+	}
+	if _, err := s.cfg.Store.Release(r.Context(), name); errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "release %s is not admitted", name)
+		return
+	}
+	if err := s.cfg.Store.PushCommand(r.Context(), name, action); err != nil {
+		writeError(w, http.StatusInternalServerError, "rollout %s %s: %v", action, name, err)
+		return
+	}
+	s.cfg.Store.AddEvents(r.Context(), []fleet.Event{{Type: "RolloutCommand", Reason: action, Release: name, Message: "operator asked to " + action + " the rollout"}})
+	s.log.Info("rollout command queued", "release", name, "action", action)
+	if s.cfg.OnCommand != nil {
+		s.cfg.OnCommand(name)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"release": name, "action": action})
+}

@@ -1,0 +1,540 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/sqldb"
+)
+
+// SQL is the Store on a SQLite or PostgreSQL database opened by sqldb.
+type SQL struct {
+	db *sqldb.DB
+
+	mu     sync.Mutex
+	leader *sql.Conn // PostgreSQL: the connection holding the advisory lock
+}
+
+var _ Store = (*SQL)(nil)
+
+// leaderLockKey is the advisory lock key of the reconcile loop.
+const leaderLockKey = 727275
+
+func auto(db *sqldb.DB) string {
+	if db.Dialect == sqldb.Postgres {
+		return "id BIGSERIAL PRIMARY KEY"
+	}
+	return "id INTEGER PRIMARY KEY AUTOINCREMENT"
+}
+
+func migrations(db *sqldb.DB) []sqldb.Migration {
+	steps := []string{
+		`CREATE TABLE targets (id TEXT PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, facts TEXT NOT NULL, cred_hash TEXT NOT NULL, enrolled_at BIGINT NOT NULL, last_seen BIGINT NOT NULL DEFAULT 0, status TEXT NOT NULL DEFAULT '', updated_at BIGINT NOT NULL)`,
+		`CREATE INDEX targets_updated ON targets (updated_at)`,
+		`CREATE TABLE deploy_log (` + auto(db) + `, target_id TEXT NOT NULL, at BIGINT NOT NULL, release_name TEXT NOT NULL, phase TEXT NOT NULL, message TEXT NOT NULL)`,
+		`CREATE INDEX deploy_log_target ON deploy_log (target_id, id)`,
+		`CREATE TABLE desired (target_id TEXT PRIMARY KEY, etag TEXT NOT NULL, body TEXT NOT NULL, rev BIGINT NOT NULL)`,
+		`CREATE INDEX desired_rev ON desired (rev)`,
+		`CREATE TABLE releases (name TEXT PRIMARY KEY, commit_sha TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL, status TEXT NOT NULL, updated_at BIGINT NOT NULL)`,
+		`CREATE TABLE events (` + auto(db) + `, at BIGINT NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL, release_name TEXT NOT NULL, target TEXT NOT NULL, commit_sha TEXT NOT NULL, message TEXT NOT NULL, targets TEXT NOT NULL)`,
+		`CREATE TABLE commands (` + auto(db) + `, release_name TEXT NOT NULL, command TEXT NOT NULL, at BIGINT NOT NULL)`,
+		`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+	}
+	out := make([]sqldb.Migration, len(steps))
+	for i, s := range steps {
+		out[i] = sqldb.Migration{SQLite: s}
+	}
+	return out
+}
+
+// Open migrates db and returns the store on it.
+func Open(ctx context.Context, db *sqldb.DB) (*SQL, error) {
+	if err := db.Migrate(ctx, "store", migrations(db)); err != nil {
+		return nil, err
+	}
+	return &SQL{db: db}, nil
+}
+
+// DB returns the database, for components keeping their tables next to the
+// store's (lineage).
+func (s *SQL) DB() *sqldb.DB { return s.db }
+
+func (s *SQL) q(query string) string { return s.db.Rebind(query) }
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only plain data types are encoded
+	}
+	return string(b)
+}
+
+func (s *SQL) EnrollTarget(ctx context.Context, t Target) error {
+	now := time.Now()
+	if t.EnrolledAt.IsZero() {
+		t.EnrolledAt = now
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO targets (id, name, labels, facts, cred_hash, enrolled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, facts = excluded.facts, cred_hash = excluded.cred_hash, enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at`),
+		t.ID, t.Name, mustJSON(t.Labels), mustJSON(t.Facts), t.CredHash, nanos(t.EnrolledAt), nanos(now))
+	if err != nil {
+		return fmt.Errorf("enroll target %s: %w", t.ID, err)
+	}
+	return nil
+}
+
+const targetCols = `id, name, labels, facts, cred_hash, enrolled_at, last_seen, status, updated_at`
+
+func scanTarget(sc interface{ Scan(...any) error }) (Target, error) {
+	var t Target
+	var labels, facts, status string
+	var enrolled, seen, updated int64
+	if err := sc.Scan(&t.ID, &t.Name, &labels, &facts, &t.CredHash, &enrolled, &seen, &status, &updated); err != nil {
+		return t, err
+	}
+	t.EnrolledAt, t.LastSeen, t.UpdatedAt = fromNanos(enrolled), fromNanos(seen), fromNanos(updated)
+	if err := json.Unmarshal([]byte(labels), &t.Labels); err != nil {
+		return t, fmt.Errorf("decode labels of %s: %w", t.ID, err)
+	}
+	if err := json.Unmarshal([]byte(facts), &t.Facts); err != nil {
+		return t, fmt.Errorf("decode facts of %s: %w", t.ID, err)
+	}
+	if status != "" {
+		t.Status = new(fleet.StatusReport)
+		if err := json.Unmarshal([]byte(status), t.Status); err != nil {
+			return t, fmt.Errorf("decode status of %s: %w", t.ID, err)
+		}
+	}
+	return t, nil
+}
+
+func (s *SQL) Target(ctx context.Context, id string) (Target, error) {
+	t, err := scanTarget(s.db.QueryRowContext(ctx, s.q(`SELECT `+targetCols+` FROM targets WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("target %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return t, fmt.Errorf("read target %s: %w", id, err)
+	}
+	return t, nil
+}
+
+func (s *SQL) listTargets(ctx context.Context, where string, args ...any) ([]Target, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+targetCols+` FROM targets `+where+` ORDER BY id`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	defer rows.Close()
+	var out []Target
+	for rows.Next() {
+		t, err := scanTarget(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list targets: %w", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list targets: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQL) Targets(ctx context.Context) ([]Target, error) { return s.listTargets(ctx, "") }
+
+func (s *SQL) TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Target, error) {
+	return s.listTargets(ctx, "WHERE updated_at >= ?", nanos(since))
+}
+
+func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at time.Time) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record status of %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	logs := r.Log
+	r.Log = nil
+	var res sql.Result
+	if r.Facts != nil {
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE targets SET last_seen = ?, status = ?, facts = ?, updated_at = ? WHERE id = ?`), nanos(at), mustJSON(r), mustJSON(*r.Facts), nanos(at), id)
+	} else {
+		res, err = tx.ExecContext(ctx, s.q(`UPDATE targets SET last_seen = ?, status = ?, updated_at = ? WHERE id = ?`), nanos(at), mustJSON(r), nanos(at), id)
+	}
+	if err != nil {
+		return fmt.Errorf("record status of %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("record status of %s: %w", id, ErrNotFound)
+	}
+	for _, e := range logs {
+		if e.Time.IsZero() {
+			e.Time = at
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO deploy_log (target_id, at, release_name, phase, message) VALUES (?, ?, ?, ?, ?)`), id, nanos(e.Time), e.Release, e.Phase, e.Message); err != nil {
+			return fmt.Errorf("record log of %s: %w", id, err)
+		}
+	}
+	if len(logs) > 0 {
+		// Keep the newest 500 entries per target.
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM deploy_log WHERE target_id = ? AND id < (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM deploy_log WHERE target_id = ? ORDER BY id DESC LIMIT 500) AS newest)`), id, id); err != nil {
+			return fmt.Errorf("trim log of %s: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record status of %s: %w", id, err)
+	}
+	return nil
+}
+
+func (s *SQL) Log(ctx context.Context, id string, limit int) ([]fleet.LogEntry, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT at, release_name, phase, message FROM deploy_log WHERE target_id = ? ORDER BY id DESC LIMIT ?`), id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []fleet.LogEntry
+	for rows.Next() {
+		var e fleet.LogEntry
+		var at int64
+		if err := rows.Scan(&at, &e.Release, &e.Phase, &e.Message); err != nil {
+			return nil, fmt.Errorf("read log of %s: %w", id, err)
+		}
+		e.Time = fromNanos(at)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read log of %s: %w", id, err)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// desiredBatch rows per multi-row upsert: 4 parameters each.
+const desiredBatch = 500
+
+func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("write desired state: %w", err)
+	}
+	defer tx.Rollback()
+	var rev int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(rev), 0) + 1 FROM desired`).Scan(&rev); err != nil {
+		return 0, fmt.Errorf("write desired state: next revision: %w", err)
+	}
+	for start := 0; start < len(ds); start += desiredBatch {
+		chunk := ds[start:min(start+desiredBatch, len(ds))]
+		var b strings.Builder
+		b.WriteString(`INSERT INTO desired (target_id, etag, body, rev) VALUES `)
+		args := make([]any, 0, 4*len(chunk))
+		for i, d := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?)")
+			args = append(args, d.Target, d.ETag, string(d.Body), rev)
+		}
+		b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev`)
+		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+			return 0, fmt.Errorf("write desired state: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("write desired state: %w", err)
+	}
+	return rev, nil
+}
+
+func (s *SQL) Desired(ctx context.Context, id string) (Desired, error) {
+	d := Desired{Target: id}
+	var body string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT etag, body, rev FROM desired WHERE target_id = ?`), id).Scan(&d.ETag, &body, &d.Rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, fmt.Errorf("desired state of %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return d, fmt.Errorf("read desired state of %s: %w", id, err)
+	}
+	d.Body = []byte(body)
+	return d, nil
+}
+
+func (s *SQL) DesiredSince(ctx context.Context, rev int64) ([]Desired, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT target_id, etag, body, rev FROM desired WHERE rev > ? ORDER BY rev`), rev)
+	if err != nil {
+		return nil, fmt.Errorf("read desired states: %w", err)
+	}
+	defer rows.Close()
+	var out []Desired
+	for rows.Next() {
+		var d Desired
+		var body string
+		if err := rows.Scan(&d.Target, &d.ETag, &body, &d.Rev); err != nil {
+			return nil, fmt.Errorf("read desired states: %w", err)
+		}
+		d.Body = []byte(body)
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read desired states: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQL) PutRelease(ctx context.Context, r Release) error {
+	if r.UpdatedAt.IsZero() {
+		r.UpdatedAt = time.Now()
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO releases (name, commit_sha, spec, state, status, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET commit_sha = excluded.commit_sha, spec = excluded.spec, state = excluded.state, status = excluded.status, updated_at = excluded.updated_at`),
+		r.Name, r.Commit, string(r.Spec), string(r.State), string(r.Status), nanos(r.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("write release %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+const releaseCols = `name, commit_sha, spec, state, status, updated_at`
+
+func scanRelease(sc interface{ Scan(...any) error }) (Release, error) {
+	var r Release
+	var spec, state, status string
+	var at int64
+	err := sc.Scan(&r.Name, &r.Commit, &spec, &state, &status, &at)
+	r.Spec, r.State, r.Status, r.UpdatedAt = []byte(spec), []byte(state), []byte(status), fromNanos(at)
+	return r, err
+}
+
+func (s *SQL) Release(ctx context.Context, name string) (Release, error) {
+	r, err := scanRelease(s.db.QueryRowContext(ctx, s.q(`SELECT `+releaseCols+` FROM releases WHERE name = ?`), name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, fmt.Errorf("release %s: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return r, fmt.Errorf("read release %s: %w", name, err)
+	}
+	return r, nil
+}
+
+func (s *SQL) Releases(ctx context.Context) ([]Release, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+releaseCols+` FROM releases ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list releases: %w", err)
+	}
+	defer rows.Close()
+	var out []Release
+	for rows.Next() {
+		r, err := scanRelease(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list releases: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQL) DeleteRelease(ctx context.Context, name string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM releases WHERE name = ?`), name); err != nil {
+		return fmt.Errorf("delete release %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *SQL) AddEvents(ctx context.Context, evs []fleet.Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record events: %w", err)
+	}
+	defer tx.Rollback()
+	now := time.Now().UTC()
+	for i := range evs {
+		e := &evs[i]
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		targets := ""
+		if len(e.Targets) > 0 {
+			targets = mustJSON(e.Targets)
+		}
+		if err := tx.QueryRowContext(ctx, s.q(`INSERT INTO events (at, type, reason, release_name, target, commit_sha, message, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			nanos(e.Time), e.Type, e.Reason, e.Release, e.Target, e.Commit, e.Message, targets).Scan(&e.ID); err != nil {
+			return fmt.Errorf("record event %s: %w", e.Type, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record events: %w", err)
+	}
+	return nil
+}
+
+func (s *SQL) Events(ctx context.Context, f fleet.EventFilter) ([]fleet.Event, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	where, args := []string{"1 = 1"}, []any{}
+	for _, c := range []struct{ col, v string }{{"release_name", f.Release}, {"target", f.Target}, {"type", f.Type}} {
+		if c.v != "" {
+			where = append(where, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, at, type, reason, release_name, target, commit_sha, message, targets FROM events WHERE `+strings.Join(where, " AND ")+` ORDER BY id DESC LIMIT ?`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	var out []fleet.Event
+	for rows.Next() {
+		var e fleet.Event
+		var at int64
+		var targets string
+		if err := rows.Scan(&e.ID, &at, &e.Type, &e.Reason, &e.Release, &e.Target, &e.Commit, &e.Message, &targets); err != nil {
+			return nil, fmt.Errorf("list events: %w", err)
+		}
+		e.Time = fromNanos(at)
+		if targets != "" {
+			json.Unmarshal([]byte(targets), &e.Targets)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+func (s *SQL) PushCommand(ctx context.Context, release, command string) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO commands (release_name, command, at) VALUES (?, ?, ?)`), release, command, nanos(time.Now())); err != nil {
+		return fmt.Errorf("queue %s of %s: %w", command, release, err)
+	}
+	return nil
+}
+
+func (s *SQL) TakeCommands(ctx context.Context) ([]Command, error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("take commands: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, `SELECT id, release_name, command, at FROM commands ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("take commands: %w", err)
+	}
+	var out []Command
+	var last int64
+	for rows.Next() {
+		var c Command
+		var at int64
+		if err := rows.Scan(&last, &c.Release, &c.Command, &at); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("take commands: %w", err)
+		}
+		c.Time = fromNanos(at)
+		out = append(out, c)
+	}
+	rows.Close()
+	if len(out) == 0 {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM commands WHERE id <= ?`), last); err != nil {
+		return nil, fmt.Errorf("take commands: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("take commands: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQL) PutMeta(ctx context.Context, key string, value []byte) error {
+	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`), key, string(value)); err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *SQL) Meta(ctx context.Context, key string) ([]byte, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT value FROM meta WHERE key = ?`), key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return []byte(v), nil
+}
+
+func (s *SQL) TryLead(ctx context.Context) (bool, error) {
+	if s.db.Dialect != sqldb.Postgres {
+		return true, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leader != nil {
+		// Still leader while the locking connection lives.
+		if err := s.leader.PingContext(ctx); err == nil {
+			return true, nil
+		}
+		s.leader.Close()
+		s.leader = nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return false, fmt.Errorf("leader election: %w", err)
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, leaderLockKey).Scan(&ok); err != nil {
+		conn.Close()
+		return false, fmt.Errorf("leader election: %w", err)
+	}
+	if !ok {
+		conn.Close()
+		return false, nil
+	}
+	s.leader = conn
+	return true, nil
+}
+
+// Close releases the leader lease; the database stays open (its owner closes it).
+func (s *SQL) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.leader != nil {
+		s.leader.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, leaderLockKey)
+		s.leader.Close()
+		s.leader = nil
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Target is one enrolled target with its last report.
+type Target struct {
+	ID     string
+	Name   string
+	Labels map[string]string
+	Facts  fleet.Facts
+	// CredHash is the hex SHA-256 of the target's credential.
+	CredHash   string
+	EnrolledAt time.Time
+	LastSeen   time.Time // zero: never reported
+	// Status is the last status report, nil before the first.
+	Status    *fleet.StatusReport
+	UpdatedAt time.Time
+}
+
+// Desired is the desired state of one target: Body is the JSON of a
+// fleet.DesiredState whose ETag field equals ETag. Rev orders writes.
+type Desired struct {
+	Target string
+	ETag   string
+	Body   []byte
+	Rev    int64
+}
+
+// Release is the admitted state of one release: Spec is the admitted bundle
+// (release, model, policy, profiles), State the rollout engine's state and
+// Status the conditions and counters shown by the status API, each JSON.
+type Release struct {
+	Name      string
+	Commit    string
+	Spec      []byte
+	State     []byte
+	Status    []byte
+	UpdatedAt time.Time
+}
+
+// Store is the reconciler's state. Every implementation passes the contract
+// suite of storetest.
+type Store interface {
+	// EnrollTarget creates the target or, when its ID exists, replaces its
+	// name, labels, facts and credential hash.
+	EnrollTarget(ctx context.Context, t Target) error
+	Target(ctx context.Context, id string) (Target, error)
+	Targets(ctx context.Context) ([]Target, error)
+	// TargetsUpdatedSince returns targets enrolled or reporting at or after since.
+	TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Target, error)
+	// PutStatus records a status report received at: last seen, the report,
+	// facts when it carries them, and its log entries.
+	PutStatus(ctx context.Context, id string, r fleet.StatusReport, at time.Time) error
+	// Log returns the newest limit deployment log entries of a target, oldest first.
+	Log(ctx context.Context, id string, limit int) ([]fleet.LogEntry, error)
+
+	// PutDesired writes desired states in one transaction, giving them the
+	// next revision, which it returns.
+	PutDesired(ctx context.Context, ds []Desired) (int64, error)
+	Desired(ctx context.Context, id string) (Desired, error)
+	// DesiredSince returns desired states written after revision rev.
+	DesiredSince(ctx context.Context, rev int64) ([]Desired, error)
+
+	PutRelease(ctx context.Context, r Release) error
+	Release(ctx context.Context, name string) (Release, error)
+	Releases(ctx context.Context) ([]Release, error)
+	DeleteRelease(ctx context.Context, name string) error
+
+	// AddEvents appends events; their ID and, when zero, Time are set.
+	AddEvents(ctx context.Context, evs []fleet.Event) error
+	// Events returns the newest events matching f, oldest first.
+	Events(ctx context.Context, f fleet.EventFilter) ([]fleet.Event, error)
+
+	// PushCommand queues an operator command for a release.
+	PushCommand(ctx context.Context, release, command string) error
+	// TakeCommands removes and returns the pending commands, oldest first.
+	TakeCommands(ctx context.Context) ([]Command, error)
+
+	// PutMeta and Meta keep small named values (source status, admitted commit).
+	PutMeta(ctx context.Context, key string, value []byte) error
+	Meta(ctx context.Context, key string) ([]byte, error)
+
+	// TryLead reports whether this process holds the leader lease, taking
+	// it when free. SQLite: always true. PostgreSQL: an advisory lock held
+	// on a dedicated connection.
+	TryLead(ctx context.Context) (bool, error)
+	Close() error
+}
+
+// Command is a pending operator command.
+type Command struct {
+	Release string
+	Command string
+	Time    time.Time
+}
