@@ -1,0 +1,3 @@
+// Package gitops holds the example GitOps repository of the bearing anomaly
+// model (manifests/ and policies/) and tests that cairn accepts it.
+package gitops

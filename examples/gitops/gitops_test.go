@@ -1,0 +1,42 @@
+package gitops
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/policies"
+)
+
+func TestExampleRepoValidates(t *testing.T) {
+	snap, err := manifests.LoadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(snap.Releases()); got != 2 {
+		t.Errorf("%d releases, want staging and prod", got)
+	}
+	if got := len(snap.DeviceProfiles()); got < 2 {
+		t.Errorf("%d device profiles, want two kinds of device", got)
+	}
+}
+
+func TestExamplePoliciesPassTheirTests(t *testing.T) {
+	var out bytes.Buffer
+	sum, err := policies.Test(context.Background(), os.DirFS("policies"), policies.TestOptions{Output: &out, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.OK() || sum.Passed == 0 {
+		t.Fatalf("policy tests: %+v\n%s", sum, out.String())
+	}
+	e, err := policies.Compile(context.Background(), os.DirFS("policies"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.RepoPolicies(); len(got) != 1 || got[0] != "release-owner" {
+		t.Errorf("repository policies %v, want [release-owner]", got)
+	}
+}
