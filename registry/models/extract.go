@@ -1,0 +1,139 @@
+package models
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/klauspost/compress/zstd"
+)
+
+// extract unpacks a verified tar layer (ModelPack .tar[+gzip|+zstd], KitOps
+// ModelKit layers: paths relative to the model root) into DIR.
+func (p *puller) extract(src *os.Root, blobRel string, l layerPlan) error {
+	f, err := src.Open(blobRel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	files, err := extractTar(p.dir, f, l.f.compression, l.path, p.writeFile)
+	for _, fl := range files {
+		fl.Kind = l.f.kind
+		p.addFile(fl)
+	}
+	return err
+}
+
+// writeFunc writes r to rel under the root and returns size and digest.
+type writeFunc func(rel string, r io.Reader, perm fs.FileMode, want *v1.Descriptor) (int64, string, error)
+
+// decompress wraps r for a layer's compression.
+func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
+	switch compression {
+	case "":
+		return io.NopCloser(r), nil
+	case "gzip":
+		return gzip.NewReader(r)
+	case "zstd":
+		d, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+			zstd.WithDecoderMaxWindow(64<<20))
+		if err != nil {
+			return nil, err
+		}
+		return d.IOReadCloser(), nil
+	}
+	return nil, fmt.Errorf("unsupported compression %q", compression)
+}
+
+// extractTar writes the entries of a tar stream under base in root. Entry
+// paths that are absolute, contain "..", or would be written through a
+// symbolic link are refused with ErrUnsafePath; links must point inside the
+// root. Regular files go through a temporary name.
+func extractTar(root *os.Root, r io.Reader, compression, base string, write writeFunc) ([]File, error) {
+	zr, err := decompress(r, compression)
+	if err != nil {
+		return nil, fmt.Errorf("decompress: %w", err)
+	}
+	defer zr.Close()
+	tr := tar.NewReader(zr)
+	var files []File
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files, nil
+		}
+		if err != nil {
+			return files, fmt.Errorf("read tar: %w", err)
+		}
+		if h.Typeflag == tar.TypeXGlobalHeader || h.Typeflag == tar.TypeXHeader {
+			continue
+		}
+		name := h.Name
+		if name == "./" || name == "." || name == "" {
+			continue
+		}
+		rel, err := cleanRel(name)
+		if err != nil {
+			return files, fmt.Errorf("tar entry: %w", err)
+		}
+		if base != "" {
+			rel = path.Join(base, rel)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := checkParents(root, rel+"/x"); err != nil {
+				return files, err
+			}
+			if err := root.MkdirAll(rel, 0o755); err != nil {
+				return files, rootErr(rel, err)
+			}
+		case tar.TypeReg, tar.TypeRegA:
+			perm := fs.FileMode(0o644)
+			if h.Mode&0o111 != 0 {
+				perm = 0o755
+			}
+			n, sum, err := write(rel, tr, perm, nil)
+			if err != nil {
+				return files, err
+			}
+			files = append(files, File{Path: rel, Digest: sum, Size: n})
+		case tar.TypeSymlink:
+			if !linkTargetOK(rel, h.Linkname) {
+				return files, fmt.Errorf("%w: symbolic link %q points to %q, outside the output folder", ErrUnsafePath, rel, h.Linkname)
+			}
+			if err := prepare(root, rel); err != nil {
+				return files, err
+			}
+			_ = root.Remove(rel)
+			if err := root.Symlink(h.Linkname, rel); err != nil {
+				return files, rootErr(rel, err)
+			}
+		case tar.TypeLink:
+			target, err := cleanRel(h.Linkname)
+			if err != nil {
+				return files, fmt.Errorf("hard link %q: %w", rel, err)
+			}
+			if base != "" {
+				target = path.Join(base, target)
+			}
+			if err := checkParents(root, target); err != nil {
+				return files, err
+			}
+			if err := prepare(root, rel); err != nil {
+				return files, err
+			}
+			_ = root.Remove(rel)
+			if err := root.Link(target, rel); err != nil {
+				return files, rootErr(rel, err)
+			}
+		default:
+			// devices, FIFOs and the like have no place in a model: skipped.
+		}
+	}
+}

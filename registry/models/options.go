@@ -1,0 +1,163 @@
+package models
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+)
+
+// Sentinel errors, for errors.Is.
+var (
+	// ErrDigestMismatch: a blob's bytes do not match the digest (or size) its
+	// descriptor declares.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrUnsafePath: a path of an artifact (annotation or tar entry) is
+	// absolute, contains "..", or would land outside the output folder.
+	ErrUnsafePath = errors.New("unsafe path")
+	// ErrNotModel: the reference names an OCI artifact that is neither a
+	// ModelPack artifact nor a KitOps ModelKit.
+	ErrNotModel = errors.New("not a model artifact")
+)
+
+// ProgressHooks report transfer progress. Every field may be nil. Hooks are
+// called from several goroutines at once (one per layer in flight).
+type ProgressHooks struct {
+	// Total is called once, before any transfer starts, with the number of
+	// bytes that will move (0 when unknown).
+	Total func(bytes int64)
+	// Start is called when the transfer of the file or layer at path begins.
+	Start func(path string, size int64)
+	// Progress is called with the number of bytes just moved for path.
+	Progress func(path string, n int64)
+	// Done is called when the transfer of path ends, err nil on success.
+	Done func(path string, err error)
+}
+
+// Options are shared by Push, Pull and Inspect. The zero value works: Docker
+// config credentials, HTTPS except for loopback and private addresses, four
+// transfers in parallel.
+type Options struct {
+	// PlainHTTP talks HTTP instead of HTTPS to the registry.
+	PlainHTTP bool
+	// Transport is the base HTTP transport (default: a clone of
+	// remote.DefaultTransport with large buffers).
+	Transport http.RoundTripper
+	// Keychain resolves credentials (default: authn.DefaultKeychain, the
+	// Docker config).
+	Keychain authn.Keychain
+	// Jobs is the number of layers transferred in parallel (default 4).
+	Jobs int
+	// Platform chooses a manifest when a reference names an image index, as
+	// "os/arch" or "os/arch/variant" (default: the only manifest of the
+	// index, else the one of the running platform).
+	Platform string
+	// Progress hooks, for progress bars.
+	Progress ProgressHooks
+}
+
+// PushOptions configure Push.
+type PushOptions struct {
+	Options
+	// Name and Version go into the config's descriptor.
+	Name, Version string
+	// Format of the weights (onnx, safetensors, gguf, pytorch, …); default:
+	// guessed from the weight files' extensions.
+	Format string
+	// TrainedOn maps dataset names to their digests (sha256:…); written as
+	// the manifest annotation dev.cairn.trained-on (a JSON object).
+	TrainedOn map[string]string
+	// Source (repository URL) and Revision (commit) of the code that produced
+	// the model: the org.opencontainers.image.source/revision annotations and
+	// the descriptor's sourceURL/revision.
+	Source, Revision string
+	// Annotations are added to the manifest.
+	Annotations map[string]string
+	// Kinds overrides the kind of layer of matching files: a glob (matched
+	// against the relative path, then the base name) to one of KindWeight,
+	// KindWeightConfig, KindDoc, KindCode, KindDataset.
+	Kinds map[string]string
+	// Created is the descriptor's createdAt (default: now). Fix it for
+	// reproducible digests.
+	Created time.Time
+}
+
+// PushResult is what Push made.
+type PushResult struct {
+	// Ref is the pinned reference: REPOSITORY@sha256:….
+	Ref string `json:"ref"`
+	// Digest of the manifest.
+	Digest string `json:"digest"`
+	// Size is the total of the layers and the config, in bytes.
+	Size int64 `json:"size"`
+	// Files pushed, in manifest order.
+	Files []File `json:"files"`
+}
+
+// PullOptions configure Pull.
+type PullOptions struct {
+	Options
+	// CacheDir, when set, keeps verified layer blobs under
+	// CacheDir/blobs/sha256/<hex> for later pulls (agent slots share one
+	// cache), and keeps interrupted downloads there to resume them. Without
+	// it, interrupted downloads are kept in DIR/.cairn-pull and resumed from
+	// there.
+	CacheDir string
+}
+
+// File is one file of a model.
+type File struct {
+	// Path relative to the model's root folder, with forward slashes.
+	Path string `json:"path"`
+	// Digest and Size of the file's content; for files extracted from a tar
+	// layer, the digest of the file itself (not of the layer).
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+	// Kind of layer the file came in: weight, weight.config, doc, code,
+	// dataset (ModelPack) or the KitOps layer type.
+	Kind string `json:"kind,omitempty"`
+}
+
+// PullResult is what Pull wrote.
+type PullResult struct {
+	// Digest of the manifest pulled.
+	Digest string `json:"digest"`
+	// Files written under DIR.
+	Files []File `json:"files"`
+	// Kind of artifact: KindModelPack or KindKitOps.
+	Kind string `json:"kind"`
+}
+
+// Artifact kinds.
+const (
+	KindModelPack = "modelpack"
+	KindKitOps    = "kitops"
+	KindUnknown   = "unknown"
+)
+
+// Artifact describes a model artifact in a registry.
+type Artifact struct {
+	Ref             string            `json:"ref"`
+	Digest          string            `json:"digest"`
+	Kind            string            `json:"kind"`
+	MediaType       string            `json:"mediaType,omitempty"`
+	ArtifactType    string            `json:"artifactType,omitempty"`
+	ConfigMediaType string            `json:"configMediaType"`
+	ConfigDigest    string            `json:"configDigest"`
+	Config          json.RawMessage   `json:"config,omitempty"`
+	Layers          []Layer           `json:"layers"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
+	// Size is the total of the layers and the config, in bytes.
+	Size int64 `json:"size"`
+}
+
+// Layer is one layer of an artifact.
+type Layer struct {
+	MediaType   string            `json:"mediaType"`
+	Digest      string            `json:"digest"`
+	Size        int64             `json:"size"`
+	Path        string            `json:"path,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}

@@ -1,0 +1,329 @@
+package models
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"golang.org/x/sync/errgroup"
+)
+
+// source is one file to push.
+type source struct {
+	abs  string // where it is on disk
+	rel  string // its filepath in the artifact
+	size int64
+	kind string
+}
+
+// Push packs files and folders as a ModelPack artifact and pushes it to ref
+// (a tag). A file is stored under its base name, a folder's files under their
+// paths relative to the folder. Each file becomes one raw layer, read once:
+// hashed while it uploads. It returns the digest-pinned reference.
+func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*PushResult, error) {
+	r, err := parseRef(ref, opts.Options)
+	if err != nil {
+		return nil, err
+	}
+	tag, ok := r.(name.Tag)
+	if !ok {
+		return nil, fmt.Errorf("push %s: the reference must be a tag, not a digest", ref)
+	}
+	srcs, err := collect(paths, opts.Kinds)
+	if err != nil {
+		return nil, err
+	}
+	if len(srcs) == 0 {
+		return nil, fmt.Errorf("push %s: no files in %s", ref, strings.Join(paths, ", "))
+	}
+	c, err := newRepoClient(ctx, tag.Context(), opts.Options, true)
+	if err != nil {
+		return nil, err
+	}
+
+	var total int64
+	for _, s := range srcs {
+		total += s.size
+	}
+	hooks := opts.Progress
+	if hooks.Total != nil {
+		hooks.Total(total)
+	}
+	layers := make([]v1.Descriptor, len(srcs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs(opts.Jobs))
+	for i, s := range srcs {
+		g.Go(func() error {
+			h, err := pushFile(gctx, c, s, hooks)
+			if err != nil {
+				return fmt.Errorf("push layer %s: %w", s.rel, err)
+			}
+			layers[i] = v1.Descriptor{
+				MediaType: types.MediaType(rawMediaType(s.kind)),
+				Digest:    h,
+				Size:      s.size,
+				Annotations: map[string]string{
+					AnnotationFilepath: s.rel,
+					annotationTitle:    s.rel,
+				},
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+
+	cfg, err := buildConfig(srcs, layers, opts)
+	if err != nil {
+		return nil, err
+	}
+	cfgDesc, err := pushBytes(ctx, c, cfg, MediaTypeModelConfig)
+	if err != nil {
+		return nil, fmt.Errorf("push config: %w", err)
+	}
+	m := v1.Manifest{
+		SchemaVersion: 2,
+		MediaType:     types.OCIManifestSchema1,
+		ArtifactType:  ArtifactTypeModelManifest,
+		Config:        cfgDesc,
+		Layers:        layers,
+		Annotations:   manifestAnnotations(opts),
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	mdesc := descriptorOf(mb, string(types.OCIManifestSchema1))
+	if err := c.putManifest(ctx, tag.TagStr(), mb, string(types.OCIManifestSchema1)); err != nil {
+		return nil, err
+	}
+	res := &PushResult{
+		Ref:    tag.Context().Name() + "@" + mdesc.Digest.String(),
+		Digest: mdesc.Digest.String(),
+		Size:   total + cfgDesc.Size,
+	}
+	for i, s := range srcs {
+		res.Files = append(res.Files, File{Path: s.rel, Digest: layers[i].Digest.String(), Size: s.size, Kind: s.kind})
+	}
+	return res, nil
+}
+
+func jobs(n int) int {
+	if n <= 0 {
+		return 4
+	}
+	return n
+}
+
+// pushFile streams one file to the registry and returns its digest.
+func pushFile(ctx context.Context, c *repoClient, s source, hooks ProgressHooks) (h v1.Hash, err error) {
+	f, err := os.Open(s.abs)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer f.Close()
+	if hooks.Start != nil {
+		hooks.Start(s.rel, s.size)
+	}
+	if hooks.Done != nil {
+		defer func() { hooks.Done(s.rel, err) }()
+	}
+	var r io.Reader = f
+	if hooks.Progress != nil {
+		r = &progressReader{r: f, path: s.rel, fn: hooks.Progress}
+	}
+	return c.uploadBlob(ctx, r, s.size)
+}
+
+// pushBytes uploads a small blob unless the registry has it.
+func pushBytes(ctx context.Context, c *repoClient, b []byte, mediaType string) (v1.Descriptor, error) {
+	d := descriptorOf(b, mediaType)
+	if ok, err := c.blobExists(ctx, d.Digest); err == nil && ok {
+		return d, nil
+	}
+	if _, err := c.uploadBlob(ctx, strings.NewReader(string(b)), int64(len(b))); err != nil {
+		return v1.Descriptor{}, err
+	}
+	return d, nil
+}
+
+func descriptorOf(b []byte, mediaType string) v1.Descriptor {
+	h, n, _ := v1.SHA256(strings.NewReader(string(b)))
+	return v1.Descriptor{MediaType: types.MediaType(mediaType), Digest: h, Size: n}
+}
+
+type progressReader struct {
+	r    io.Reader
+	path string
+	fn   func(string, int64)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.fn(p.path, int64(n))
+	}
+	return n, err
+}
+
+// collect lists the files to push, sorted by their path in the artifact.
+func collect(paths []string, kinds map[string]string) ([]source, error) {
+	for pat, k := range kinds {
+		if !validKind(k) {
+			return nil, fmt.Errorf("kind %q for %q: want weight, weight.config, doc, code or dataset", k, pat)
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			return nil, fmt.Errorf("kind pattern %q: %w", pat, err)
+		}
+	}
+	seen := map[string]string{}
+	var out []source
+	add := func(abs, rel string, size int64) error {
+		if prev, ok := seen[rel]; ok {
+			return fmt.Errorf("%s and %s would both be %s in the artifact", prev, abs, rel)
+		}
+		seen[rel] = abs
+		out = append(out, source{abs: abs, rel: rel, size: size, kind: kindFor(rel, kinds)})
+		return nil
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("push: %w", err)
+		}
+		if !fi.IsDir() {
+			if !fi.Mode().IsRegular() {
+				return nil, fmt.Errorf("push: %s is not a regular file", p)
+			}
+			if err := add(p, filepath.Base(p), fi.Size()); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		err = filepath.WalkDir(p, func(f string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				if d.Name() == ".git" {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			fi, err := os.Stat(f) // follows symlinks to files
+			if err != nil {
+				return err
+			}
+			if fi.IsDir() || !fi.Mode().IsRegular() {
+				return nil
+			}
+			rel, err := filepath.Rel(p, f)
+			if err != nil {
+				return err
+			}
+			return add(f, filepath.ToSlash(rel), fi.Size())
+		})
+		if err != nil {
+			return nil, fmt.Errorf("push: walk %s: %w", p, err)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].rel < out[j].rel })
+	return out, nil
+}
+
+func kindFor(rel string, kinds map[string]string) string {
+	// Most specific first: patterns sorted longest first.
+	pats := make([]string, 0, len(kinds))
+	for p := range kinds {
+		pats = append(pats, p)
+	}
+	sort.Slice(pats, func(i, j int) bool {
+		if len(pats[i]) != len(pats[j]) {
+			return len(pats[i]) > len(pats[j])
+		}
+		return pats[i] < pats[j]
+	})
+	for _, p := range pats {
+		if ok, _ := path.Match(p, rel); ok {
+			return kinds[p]
+		}
+		if ok, _ := path.Match(p, path.Base(rel)); ok {
+			return kinds[p]
+		}
+	}
+	return KindOf(rel)
+}
+
+func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byte, error) {
+	created := opts.Created
+	if created.IsZero() {
+		created = time.Now()
+	}
+	created = created.UTC().Truncate(time.Second)
+	format := opts.Format
+	if format == "" {
+		for _, s := range srcs {
+			if s.kind == KindWeight {
+				if f := formatOf(s.rel); f != "" {
+					format = f
+					break
+				}
+			}
+		}
+	}
+	cfg := ModelConfig{
+		Descriptor: ModelDescriptor{
+			CreatedAt: &created,
+			Name:      opts.Name,
+			Version:   opts.Version,
+			SourceURL: opts.Source,
+			Revision:  opts.Revision,
+		},
+		ModelFS: ModelFS{Type: "layers"},
+		Config:  ModelParams{Format: format},
+	}
+	for _, l := range layers {
+		cfg.ModelFS.DiffIDs = append(cfg.ModelFS.DiffIDs, l.Digest.String()) // raw layers: diffID = digest
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return b, nil
+}
+
+func manifestAnnotations(opts PushOptions) map[string]string {
+	a := map[string]string{}
+	for k, v := range opts.Annotations {
+		a[k] = v
+	}
+	if opts.Source != "" {
+		a[annotationSource] = opts.Source
+	}
+	if opts.Revision != "" {
+		a[annotationRevision] = opts.Revision
+	}
+	if opts.Version != "" {
+		a[annotationVersion] = opts.Version
+	}
+	if len(opts.TrainedOn) > 0 {
+		b, _ := json.Marshal(opts.TrainedOn) // map keys are sorted
+		a[AnnotationTrainedOn] = string(b)
+	}
+	if len(a) == 0 {
+		return nil
+	}
+	return a
+}
