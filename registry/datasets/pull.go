@@ -1,0 +1,170 @@
+package datasets
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cairn-dev/cairn/registry/blobs"
+)
+
+// PullOptions configure Pull; the zero value is usable.
+type PullOptions struct {
+	// Workers bounds concurrent file downloads (default DefaultWorkers).
+	Workers  int
+	Progress Progress
+}
+
+// Pull restores the version digest from store into dir (created when
+// missing). Every byte is verified against its chunk and file digests; a
+// file is written under a temporary name and renamed into place only once
+// verified, so a failure leaves no partial file at its final path. Trees
+// with absolute or ".." paths, or links leaving the root, are refused before
+// anything is written.
+func Pull(ctx context.Context, store blobs.Store, digest, dir string, opts PullOptions) error {
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultWorkers
+	}
+	t, err := ReadTree(ctx, store, digest) // validates every path and link
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("pull into %s: %w", dir, err)
+	}
+	var files int
+	var total int64
+	for _, e := range t.Entries {
+		if e.Type == TypeFile {
+			files++
+			total += e.Size
+		}
+	}
+	opts.Progress.start(files, total)
+	// Folders first, in order (parents before children), never through an
+	// existing symlink.
+	for _, e := range t.Entries {
+		if e.Type != TypeDir {
+			continue
+		}
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			if !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("pull %s: %w", e.Path, err)
+			}
+			fi, lerr := os.Lstat(p)
+			if lerr != nil || !fi.IsDir() {
+				return fmt.Errorf("pull %s: exists and is not a folder", e.Path)
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Workers)
+	for _, e := range t.Entries {
+		p := filepath.Join(dir, filepath.FromSlash(e.Path))
+		switch e.Type {
+		case TypeFile:
+			g.Go(func() error {
+				if err := pullFile(gctx, store, e, p, opts.Progress); err != nil {
+					return fmt.Errorf("pull %s: %w", e.Path, err)
+				}
+				return nil
+			})
+		case TypeSymlink:
+			if fi, err := os.Lstat(p); err == nil {
+				if fi.IsDir() {
+					return fmt.Errorf("pull %s: a folder is in the way of the link", e.Path)
+				}
+				if err := os.Remove(p); err != nil {
+					return fmt.Errorf("pull %s: %w", e.Path, err)
+				}
+			}
+			if err := os.Symlink(filepath.FromSlash(e.Target), p); err != nil {
+				return fmt.Errorf("pull %s: %w", e.Path, err)
+			}
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Folder modes last (children first) so read-only folders do not block writes.
+	for i := len(t.Entries) - 1; i >= 0; i-- {
+		e := t.Entries[i]
+		if e.Type == TypeDir {
+			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), fs.FileMode(e.Mode)); err != nil {
+				return fmt.Errorf("pull %s: %w", e.Path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// pullFile writes one file from its blobs to a temporary file next to
+// final, verifying each chunk and the whole content, then renames it.
+func pullFile(ctx context.Context, store blobs.Store, e Entry, final string, prog Progress) (err error) {
+	if fi, err := os.Lstat(final); err == nil && !fi.Mode().IsRegular() {
+		return errors.New("something other than a file is in the way")
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(final), ".cairn-pull-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	parts := e.Chunks
+	if parts == nil {
+		parts = []Chunk{{Digest: e.Digest, Size: e.Size}}
+	}
+	whole := sha256.New()
+	w := io.MultiWriter(tmp, whole, progressWriter(prog))
+	for _, c := range parts {
+		if err := copyBlob(ctx, store, c, w); err != nil {
+			return err
+		}
+	}
+	if got := "sha256:" + hex.EncodeToString(whole.Sum(nil)); got != e.Digest {
+		return fmt.Errorf("%w: content is %s, tree says %s", blobs.ErrDigestMismatch, got, e.Digest)
+	}
+	if err := tmp.Chmod(fs.FileMode(e.Mode)); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), final)
+}
+
+func copyBlob(ctx context.Context, store blobs.Store, c Chunk, w io.Writer) error {
+	rc, err := store.Get(ctx, blobs.BlobKey(c.Digest), 0, -1)
+	if err != nil {
+		return fmt.Errorf("blob %s: %w", c.Digest, err)
+	}
+	defer rc.Close()
+	vr, err := blobs.NewVerifyReader(rc, c.Size, c.Digest)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(w, vr); err != nil {
+		return fmt.Errorf("blob %s: %w", c.Digest, err)
+	}
+	return nil
+}
+
+type progressWriter Progress
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	Progress(p).bytes(int64(len(b)))
+	return len(b), nil
+}

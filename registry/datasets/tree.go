@@ -1,0 +1,289 @@
+package datasets
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/cairn-dev/cairn/registry/blobs"
+)
+
+// Entry types.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+)
+
+// TreeVersion is the only encoding version Decode accepts.
+const TreeVersion = 1
+
+// maxTreeSize bounds the encoded tree ReadTree accepts (about two million
+// entries): trees are metadata and are read whole.
+const maxTreeSize = 512 << 20
+
+// Chunk is one content-defined piece of a large file, stored as a blob.
+type Chunk struct {
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// Entry is one path of a dataset version. Fields are declared in the
+// alphabetical order of their JSON names; the encoding depends on it.
+type Entry struct {
+	// Chunks of a large file, in order; empty when the whole content is one
+	// blob named by Digest.
+	Chunks []Chunk `json:"chunks,omitempty"`
+	// Digest is the sha256 of the whole file content (files only).
+	Digest string `json:"digest,omitempty"`
+	// Mode holds the permission bits (0o777 at most).
+	Mode uint32 `json:"mode"`
+	// Path is slash-separated, relative, clean, never ".." or absolute.
+	Path string `json:"path"`
+	// Size of the file content in bytes (files only).
+	Size int64 `json:"size,omitempty"`
+	// Target of a symlink, relative and inside the tree.
+	Target string `json:"target,omitempty"`
+	// Type is file, dir or symlink.
+	Type string `json:"type"`
+}
+
+// Tree is a dataset version: entries sorted by path (byte order), each path
+// once, every parent folder listed before its children.
+type Tree struct {
+	Entries []Entry `json:"entries"`
+	Version int     `json:"version"`
+}
+
+// Encode returns the canonical encoding of t: compact JSON (no spaces, no
+// trailing newline) with object keys in alphabetical order, the entries
+// sorted by path, empty optional fields omitted and mode in decimal, e.g.
+//
+//	{"entries":[{"mode":493,"path":"d","type":"dir"},{"digest":"sha256:…","mode":420,"path":"d/a.csv","size":12,"type":"file"}],"version":1}
+//
+// The version's digest is the sha256 of these bytes. Encode validates t.
+func Encode(t *Tree) ([]byte, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return encode(t)
+}
+
+func encode(t *Tree) ([]byte, error) {
+	c := *t
+	if c.Entries == nil {
+		c.Entries = []Entry{}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&c); err != nil {
+		return nil, fmt.Errorf("encode tree: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Digest returns the digest of t ("sha256:<hex>").
+func (t *Tree) Digest() (string, error) {
+	b, err := Encode(t)
+	if err != nil {
+		return "", err
+	}
+	return blobs.Digest(b), nil
+}
+
+// Lookup returns the entry at path p.
+func (t *Tree) Lookup(p string) (Entry, bool) {
+	lo, hi := 0, len(t.Entries)
+	for lo < hi {
+		m := (lo + hi) / 2
+		if t.Entries[m].Path < p {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(t.Entries) && t.Entries[lo].Path == p {
+		return t.Entries[lo], true
+	}
+	return Entry{}, false
+}
+
+// ErrInvalidTree marks a tree that fails validation or is not canonical.
+var ErrInvalidTree = errors.New("invalid dataset tree")
+
+// Decode parses a canonical tree encoding. Anything Encode would not have
+// produced byte for byte (other key order, spaces, unknown fields, unsorted
+// or unsafe paths) is refused with ErrInvalidTree.
+func Decode(b []byte) (*Tree, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var t Tree
+	if err := dec.Decode(&t); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: trailing data", ErrInvalidTree)
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	again, err := encode(&t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
+	}
+	if !bytes.Equal(again, b) {
+		return nil, fmt.Errorf("%w: not in canonical encoding", ErrInvalidTree)
+	}
+	return &t, nil
+}
+
+// ReadTree fetches the tree with digest from store and verifies it.
+func ReadTree(ctx context.Context, store blobs.Store, digest string) (*Tree, error) {
+	if _, err := blobs.ParseDigest(digest); err != nil {
+		return nil, err
+	}
+	key := blobs.TreeKey(digest)
+	info, err := store.Stat(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("read tree %s: %w", digest, err)
+	}
+	if info.Size > maxTreeSize {
+		return nil, fmt.Errorf("read tree %s: %d bytes, more than the %d allowed", digest, info.Size, maxTreeSize)
+	}
+	rc, err := store.Get(ctx, key, 0, -1)
+	if err != nil {
+		return nil, fmt.Errorf("read tree %s: %w", digest, err)
+	}
+	defer rc.Close()
+	vr, err := blobs.NewVerifyReader(rc, info.Size, digest)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(vr)
+	if err != nil {
+		return nil, fmt.Errorf("read tree %s: %w", digest, err)
+	}
+	t, err := Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("read tree %s: %w", digest, err)
+	}
+	return t, nil
+}
+
+// CheckPath refuses paths that are empty, absolute, unclean, contain ".."
+// or NUL, or are not UTF-8.
+func CheckPath(p string) error {
+	switch {
+	case p == "" || p == ".":
+		return fmt.Errorf("empty path")
+	case !utf8.ValidString(p):
+		return fmt.Errorf("path %q is not UTF-8", p)
+	case strings.HasPrefix(p, "/"):
+		return fmt.Errorf("path %q is absolute", p)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("path %q contains NUL", p)
+	case path.Clean(p) != p:
+		return fmt.Errorf("path %q is not clean", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return fmt.Errorf("path %q contains ..", p)
+		}
+	}
+	return nil
+}
+
+// checkLink refuses a symlink target that is absolute or leaves the root
+// when resolved from the link's folder.
+func checkLink(p, target string) error {
+	if target == "" || !utf8.ValidString(target) || strings.ContainsRune(target, 0) {
+		return fmt.Errorf("symlink %s: invalid target %q", p, target)
+	}
+	if strings.HasPrefix(target, "/") {
+		return fmt.Errorf("symlink %s: absolute target %q", p, target)
+	}
+	r := path.Join(path.Dir(p), target)
+	if r == ".." || strings.HasPrefix(r, "../") {
+		return fmt.Errorf("symlink %s: target %q escapes the root", p, target)
+	}
+	return nil
+}
+
+// Validate checks the invariants of a tree: version, sorted unique safe
+// paths, parents listed as folders, well-formed digests, chunk sizes adding
+// up, symlink targets inside the tree.
+func (t *Tree) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrInvalidTree, fmt.Sprintf(format, a...))
+	}
+	if t.Version != TreeVersion {
+		return bad("version %d, want %d", t.Version, TreeVersion)
+	}
+	dirs := map[string]bool{".": true}
+	for i, e := range t.Entries {
+		if err := CheckPath(e.Path); err != nil {
+			return bad("entry %d: %v", i, err)
+		}
+		if i > 0 && t.Entries[i-1].Path >= e.Path {
+			return bad("entries not sorted or duplicated at %q", e.Path)
+		}
+		if !dirs[path.Dir(e.Path)] {
+			return bad("%s: parent folder is not in the tree", e.Path)
+		}
+		if e.Mode&^0o777 != 0 {
+			return bad("%s: mode %o has more than permission bits", e.Path, e.Mode)
+		}
+		switch e.Type {
+		case TypeDir:
+			dirs[e.Path] = true
+			if e.Digest != "" || e.Size != 0 || e.Chunks != nil || e.Target != "" {
+				return bad("%s: folder with content fields", e.Path)
+			}
+		case TypeSymlink:
+			if e.Digest != "" || e.Size != 0 || e.Chunks != nil {
+				return bad("%s: symlink with content fields", e.Path)
+			}
+			if err := checkLink(e.Path, e.Target); err != nil {
+				return bad("%v", err)
+			}
+		case TypeFile:
+			if e.Target != "" {
+				return bad("%s: file with a target", e.Path)
+			}
+			if _, err := blobs.ParseDigest(e.Digest); err != nil {
+				return bad("%s: %v", e.Path, err)
+			}
+			if e.Size < 0 {
+				return bad("%s: negative size", e.Path)
+			}
+			if e.Chunks != nil {
+				if len(e.Chunks) == 0 {
+					return bad("%s: empty chunk list", e.Path)
+				}
+				var sum int64
+				for _, c := range e.Chunks {
+					if _, err := blobs.ParseDigest(c.Digest); err != nil {
+						return bad("%s: chunk: %v", e.Path, err)
+					}
+					if c.Size <= 0 || sum+c.Size < sum {
+						return bad("%s: chunk size %d", e.Path, c.Size)
+					}
+					sum += c.Size
+				}
+				if sum != e.Size {
+					return bad("%s: chunks add up to %d bytes, size is %d", e.Path, sum, e.Size)
+				}
+			}
+		default:
+			return bad("%s: unknown type %q", e.Path, e.Type)
+		}
+	}
+	return nil
+}
