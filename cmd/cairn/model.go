@@ -1,8 +1,200 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
 
-// newModelCmd is a placeholder until its issue lands.
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/registry/models"
+)
+
 func newModelCmd() *cobra.Command {
-	return &cobra.Command{Use: "model", Short: "not implemented yet", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "model",
+		Short: "Push, pull and inspect models as OCI artifacts (CNCF ModelPack; reads KitOps ModelKits)",
+	}
+	cmd.AddCommand(newModelPushCmd(), newModelPullCmd(), newModelInspectCmd())
+	return cmd
+}
+
+// registryFlags are the flags every model verb shares.
+func registryFlags(cmd *cobra.Command, o *models.Options) {
+	cmd.Flags().BoolVar(&o.PlainHTTP, "plain-http", false, "talk HTTP, not HTTPS, to the registry")
+	cmd.Flags().IntVar(&o.Jobs, "jobs", 4, "layers transferred in parallel")
+	cmd.Flags().StringVar(&o.Platform, "platform", "", "os/arch[/variant] to choose in an image index")
+}
+
+func newModelPushCmd() *cobra.Command {
+	var (
+		o                             models.PushOptions
+		trainedOn, annotations, kinds []string
+	)
+	cmd := &cobra.Command{
+		Use:   "push REF PATH...",
+		Short: "Pack files or folders as a ModelPack artifact, push it, print REF@sha256:… last",
+		Args:  cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if o.TrainedOn, err = keyValues(trainedOn, "--trained-on"); err != nil {
+				return err
+			}
+			if o.Annotations, err = keyValues(annotations, "--annotation"); err != nil {
+				return err
+			}
+			if o.Kinds, err = keyValues(kinds, "--kind"); err != nil {
+				return err
+			}
+			if e := os.Getenv("SOURCE_DATE_EPOCH"); e != "" {
+				s, err := strconv.ParseInt(e, 10, 64)
+				if err != nil {
+					return fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", e, err)
+				}
+				o.Created = time.Unix(s, 0)
+			}
+			bar := newBar(cmd.ErrOrStderr(), "push", &o.Progress)
+			res, err := models.Push(cmd.Context(), args[0], args[1:], o)
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "pushed %d files, %d bytes\n", len(res.Files), res.Size)
+			fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
+			return nil
+		},
+	}
+	registryFlags(cmd, &o.Options)
+	f := cmd.Flags()
+	f.StringVar(&o.Format, "format", "", "model format (onnx, safetensors, gguf, …; default: from the weight files)")
+	f.StringVar(&o.Name, "name", "", "model name (config descriptor)")
+	f.StringVar(&o.Version, "version", "", "model version (config descriptor)")
+	f.StringArrayVar(&trainedOn, "trained-on", nil, "NAME=sha256:… of a training dataset (repeatable)")
+	f.StringVar(&o.Source, "source", "", "URL of the source repository")
+	f.StringVar(&o.Revision, "revision", "", "source revision (commit)")
+	f.StringArrayVar(&annotations, "annotation", nil, "KEY=VALUE manifest annotation (repeatable)")
+	f.StringArrayVar(&kinds, "kind", nil, "GLOB=KIND: layer kind (weight, weight.config, doc, code, dataset) of matching files (repeatable)")
+	return cmd
+}
+
+func newModelPullCmd() *cobra.Command {
+	var (
+		o   models.PullOptions
+		dir string
+	)
+	cmd := &cobra.Command{
+		Use:   "pull REF -o DIR",
+		Short: "Pull a model (ModelPack, KitOps ModelKit) into DIR, verifying every byte",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				return fmt.Errorf("pull: -o DIR is required")
+			}
+			bar := newBar(cmd.ErrOrStderr(), "pull", &o.Progress)
+			res, err := models.Pull(cmd.Context(), args[0], dir, o)
+			bar.finish()
+			if err != nil {
+				return err
+			}
+			var n int64
+			for _, f := range res.Files {
+				n += f.Size
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s (%s): %d files, %d bytes into %s\n", res.Digest, res.Kind, len(res.Files), n, dir)
+			return nil
+		},
+	}
+	registryFlags(cmd, &o.Options)
+	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to write the model into")
+	cmd.Flags().StringVar(&o.CacheDir, "cache", "", "blob cache folder shared between pulls")
+	return cmd
+}
+
+func newModelInspectCmd() *cobra.Command {
+	var (
+		o      models.Options
+		format string
+	)
+	cmd := &cobra.Command{
+		Use:   "inspect REF",
+		Short: "Show a model artifact's kind, config, layers and annotations",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			a, err := models.Inspect(cmd.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if strings.ToLower(format) == output.Table || format == "" {
+				fmt.Fprintf(w, "Ref:       %s\nKind:      %s\nArtifact:  %s\nConfig:    %s %s\nSize:      %d\n",
+					a.Ref, a.Kind, a.ArtifactType, a.ConfigMediaType, a.ConfigDigest, a.Size)
+				for _, k := range sortedKeys(a.Annotations) {
+					fmt.Fprintf(w, "Annotation %s=%s\n", k, a.Annotations[k])
+				}
+				if len(a.Config) > 0 {
+					fmt.Fprintf(w, "Config:    %s\n", a.Config)
+				}
+				fmt.Fprintln(w)
+			}
+			return output.Print(w, format, a)
+		},
+	}
+	registryFlags(cmd, &o)
+	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
+	return cmd
+}
+
+func keyValues(kvs []string, flag string) (map[string]string, error) {
+	if len(kvs) == 0 {
+		return nil, nil
+	}
+	m := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%s %q: want KEY=VALUE", flag, kv)
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	k := make([]string, 0, len(m))
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// bar is one progress bar over all layers, on stderr when it is a terminal.
+type bar struct{ b *progressbar.ProgressBar }
+
+func newBar(w io.Writer, desc string, hooks *models.ProgressHooks) *bar {
+	b := &bar{}
+	f, ok := w.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return b
+	}
+	hooks.Total = func(n int64) { b.b = progressbar.DefaultBytes(n, desc) }
+	hooks.Progress = func(_ string, n int64) {
+		if b.b != nil {
+			_ = b.b.Add64(n)
+		}
+	}
+	return b
+}
+
+func (b *bar) finish() {
+	if b.b != nil {
+		_ = b.b.Finish()
+	}
 }
