@@ -23,6 +23,7 @@ type object struct {
 	src        Source
 	lines      map[string]int // field path → line; "" is the document
 	poisoned   []string       // paths that failed to decode; no further errors inside
+	failures   int            // errors reported, bounded by maxDocErrors
 	ptr        any            // *Dataset, *Model, …
 }
 
@@ -155,9 +156,6 @@ func decodeDocument(file string, doc *yaml.Node, errs *ErrorList) *object {
 		return nil // an empty document, e.g. after a trailing ---
 	}
 	d := &decoder{errs: errs, obj: &object{src: Source{File: file, Line: root.Line}, lines: map[string]int{"": root.Line}}}
-	if !d.checkTree(root) {
-		return nil
-	}
 	if root.Kind != yaml.MappingNode {
 		d.fail(root, "", "a manifest must be a mapping with apiVersion, kind, metadata and spec, got %s", describe(root))
 		return nil
@@ -210,6 +208,9 @@ func decodeDocument(file string, doc *yaml.Node, errs *ErrorList) *object {
 		if meta != nil {
 			d.obj.kind = kindNode.Value
 		}
+	}
+	if !d.checkTree(root) {
+		return nil
 	}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(root.Content); i += 2 {
@@ -270,19 +271,39 @@ type decoder struct {
 	errs   *ErrorList
 	obj    *object
 	visits int  // nodes decoded, aliases expanded
-	over   bool // visits passed MaxNodes; decoding stopped
+	over   bool // too many nodes or errors; decoding stopped
 }
+
+// maxDocErrors bounds the errors reported for one document, so a list of
+// thousands of wrong values does not make thousands of lines.
+const maxDocErrors = 50
 
 func (d *decoder) fail(n *yaml.Node, p, format string, args ...any) {
 	d.failLine(n.Line, p, format, args...)
 }
 
 func (d *decoder) failLine(line int, p, format string, args ...any) {
-	*d.errs = append(*d.errs, &Error{
-		File: d.obj.src.File, Line: line, Kind: d.obj.kind, Name: d.obj.name,
-		Field: p, Message: fmt.Sprintf(format, args...),
-	})
+	if d.over {
+		return
+	}
+	if !d.obj.report(d.errs, line, p, fmt.Sprintf(format, args...)) {
+		d.over = true
+	}
 	d.obj.poisoned = append(d.obj.poisoned, p)
+}
+
+// report appends an error about the object, up to maxDocErrors of them. It
+// returns false once the limit is passed.
+func (o *object) report(errs *ErrorList, line int, p, msg string) bool {
+	o.failures++
+	if o.failures > maxDocErrors+1 {
+		return false
+	}
+	if o.failures == maxDocErrors+1 {
+		p, msg = "", fmt.Sprintf("more than %d errors in this document; stopping", maxDocErrors)
+	}
+	*errs = append(*errs, &Error{File: o.src.File, Line: line, Kind: o.kind, Name: o.name, Field: p, Message: msg})
+	return o.failures <= maxDocErrors
 }
 
 // checkTree refuses a document nested deeper than MaxDepth, walking the tree
@@ -379,8 +400,9 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, p string, depth int, opts
 	line := n.Line
 	d.visits++
 	if d.visits > MaxNodes {
-		d.over = true
 		d.failLine(line, p, "document expands to more than %d nodes through aliases; refusing to decode it", MaxNodes)
+		d.over = true
+		d.obj.failures = maxDocErrors + 1 // what was decoded is partial: report nothing more
 		return false
 	}
 	if depth > MaxDepth {

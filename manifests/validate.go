@@ -121,10 +121,7 @@ func (c *checker) errorf(p, format string, args ...any) {
 	if c.o.isPoisoned(p) {
 		return
 	}
-	*c.errs = append(*c.errs, &Error{
-		File: c.o.src.File, Line: c.o.lineOf(p), Kind: c.o.kind, Name: c.o.name,
-		Field: p, Message: fmt.Sprintf(format, args...),
-	})
+	c.o.report(c.errs, c.o.lineOf(p), p, fmt.Sprintf(format, args...))
 }
 
 // required reports a missing value: a field not written, or written empty.
