@@ -139,7 +139,7 @@ func newModelInspectCmd() *cobra.Command {
 					fmt.Fprintf(w, "Annotation %s=%s\n", k, a.Annotations[k])
 				}
 				if len(a.Config) > 0 {
-					fmt.Fprintf(w, "Config:    %s\n", a.Config)
+					fmt.Fprintf(w, "Model:     %s\n", a.Config)
 				}
 				fmt.Fprintln(w)
 			}
