@@ -1,0 +1,58 @@
+package manifests_test
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"testing/fstest"
+
+	"github.com/cairn-dev/cairn/manifests"
+)
+
+// FuzzLoad feeds arbitrary bytes to the decoder as one manifest file. It must
+// never panic, must fail only with an ErrorList whose lines are in the file,
+// and what it accepts must validate again unchanged.
+func FuzzLoad(f *testing.F) {
+	err := filepath.WalkDir("testdata", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || (filepath.Ext(p) != ".yaml" && filepath.Ext(p) != ".yml") {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err == nil {
+			f.Add(data)
+		}
+		return err
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		snap, err := manifests.Load(fstest.MapFS{"a.yaml": {Data: data}})
+		if err != nil {
+			var list manifests.ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("Load returned %T %v, want an ErrorList", err, err)
+			}
+			lines := bytes.Count(data, []byte("\n")) + 1
+			for _, e := range list {
+				if e.File != "a.yaml" || e.Line < 1 || e.Line > lines || e.Message == "" {
+					t.Fatalf("error out of place (file has %d lines): %q", lines, e.Error())
+				}
+			}
+			return
+		}
+		again, err := manifests.Validate(manifests.Objects{
+			Datasets: snap.Datasets(), Models: snap.Models(), DeviceProfiles: snap.DeviceProfiles(),
+			RolloutPolicies: snap.RolloutPolicies(), Releases: snap.Releases(), Alerts: snap.Alerts(),
+		})
+		if err != nil {
+			t.Fatalf("accepted snapshot does not validate again: %v", err)
+		}
+		if again.Len() != snap.Len() {
+			t.Fatalf("Validate kept %d of %d objects", again.Len(), snap.Len())
+		}
+	})
+}
