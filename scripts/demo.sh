@@ -1,6 +1,256 @@
 #!/usr/bin/env bash
-# make demo: the main job end to end on embedded defaults. Until the full demo
-# lands it validates the example GitOps repository.
+# make demo: cairn's main job end to end on embedded defaults, on one machine.
+#
+#  1. builds the example binaries (make demo already built bin/cairn)
+#  2. starts `cairn serve` in a temporary folder (SQLite, blob folder,
+#     built-in OCI registry on the same port)
+#  3. generates the bearing dataset, trains model v1 with gorgonia tensor,
+#     pushes the dataset (`cairn data push`) and the model (`cairn model push`)
+#  4. commits the example GitOps repo, with the real digests, to a local Git
+#     repository the server watches
+#  5. starts 6 agents (Jetson Orin boards and x86 gateways, staging and prod)
+#     and the demo runtime serving device-1's active model slot
+#  6. waits for v1 to roll out wave by wave, staging then prod
+#  7. commits v2 (trained on 4x the data, but exported broken) and shows the
+#     failed health check and the automatic rollback
+#  8. prints `cairn get targets`, `cairn plan` and the lineage answer to
+#     "what ran on device-3 and what data trained it"
+#
+# Exits non-zero when a step fails; stops every process it started; prints
+# where the logs are. CAIRN_KEEP_TMP=1 keeps the whole temporary folder;
+# CAIRN_DEMO_LOGS=DIR puts the logs there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin/cairn validate examples/gitops
+source scripts/lib.sh
+
+ROOT=$PWD
+CAIRN=$ROOT/bin/cairn
+T=$CAIRN_TMP
+BIN=$T/bin
+DATA=$T/server     # cairn serve's data folder
+REPO=$T/gitops     # the GitOps repository the server watches
+WORK=$T/work       # datasets and models
+LOGS=${CAIRN_DEMO_LOGS:-$(mktemp -d /tmp/cairn-demo-logs.XXXXXX)}
+mkdir -p "$BIN" "$DATA" "$REPO" "$WORK" "$LOGS"
+DEMO_START=$(date +%s)
+exec 9>&2 # cleanups run with stderr discarded; they report through fd 9
+DEMO_OK=
+finish() {
+  if [ -z "$DEMO_OK" ]; then
+    echo "demo FAILED after $(( $(date +%s) - DEMO_START ))s; logs: $LOGS" >&9
+    for f in "$LOGS"/*.log; do
+      [ -s "$f" ] || continue
+      echo "--- last lines of $f" >&9; tail -n 15 "$f" >&9
+    done
+  fi
+}
+on_exit finish
+
+# stop PID: TERM the process group started by `start`, then KILL after 5s.
+stop() {
+  local pid=$1 i
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 50; i++)); do
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+    sleep 0.1
+  done
+  kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# start NAME CMD...: run CMD in its own process group, output in
+# $LOGS/NAME.log, stopped on exit. Sets START_PID.
+start() {
+  local name=$1; shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 &
+  START_PID=$!
+  on_exit "stop $START_PID"
+}
+
+# wait_for SECONDS DESCRIPTION CMD...: retry CMD every 0.5s until it succeeds.
+wait_for() {
+  local secs=$1 what=$2 i; shift 2
+  for ((i = 0; i < secs * 2; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "timed out after ${secs}s waiting for $what" >&2
+  return 1
+}
+
+# last_line CMD...: run CMD (stderr to the terminal), print its last stdout line.
+last_line() { "$@" | tail -n 1; }
+
+elapsed() { echo "$(( $(date +%s) - DEMO_START ))s"; }
+
+[ -x "$CAIRN" ] || { echo "bin/cairn is missing: run make demo (or make build first)" >&2; exit 1; }
+
+step "1/8 build the example binaries into $BIN"
+go build -o "$BIN/bearing" ./examples/bearing
+go build -o "$BIN/runtime" ./examples/runtime
+go build -o "$BIN/demowatch" ./examples/demowatch
+echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower)"
+
+step "2/8 start cairn serve on embedded defaults"
+PORT=$(free_port)
+SERVER=http://127.0.0.1:$PORT
+REGISTRY=127.0.0.1:$PORT
+ENROLL=demo-enroll-$RANDOM$RANDOM
+git init -q -b main "$REPO"
+git -C "$REPO" config user.email demo@cairn.dev
+git -C "$REPO" config user.name "cairn demo"
+start serve "$CAIRN" serve --data "$DATA" --listen "127.0.0.1:$PORT" \
+  --repo "$REPO" --interval 2s --enroll-token "$ENROLL"
+SERVE_PID=$START_PID
+wait_port "$PORT" 30
+wait_for 30 "the admin token in $DATA/admin-token" test -s "$DATA/admin-token"
+export CAIRN_SERVER=$SERVER CAIRN_TOKEN
+CAIRN_TOKEN=$(cat "$DATA/admin-token")
+STORE=file://$DATA/blobs
+echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
+
+step "3/8 generate the dataset, train model v1, push both"
+"$BIN/bearing" gen --out "$WORK/data-v1" --rows 2000 --seed 1
+"$BIN/bearing" train --data "$WORK/data-v1/train" --holdout "$WORK/data-v1/holdout" \
+  --out "$WORK/model-v1" --version 1.0.0
+TRAIN_V1=$(last_line "$CAIRN" data push "$WORK/data-v1/train" --store "$STORE")
+HOLDOUT=$(last_line "$CAIRN" data push "$WORK/data-v1/holdout" --store "$STORE")
+echo "dataset bearing-vibration v1: $TRAIN_V1"
+echo "dataset bearing-holdout:      $HOLDOUT"
+MODEL_V1=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:1.0.0" "$WORK/model-v1" \
+  --plain-http --name bearing-anomaly --version 1.0.0 --format raw \
+  --trained-on "bearing-vibration=$TRAIN_V1")
+echo "model bearing-anomaly 1.0.0: $MODEL_V1"
+
+# metric NAME FILE: a number from metrics.json (no jq on a fresh machine).
+metric() { sed -n "s/^ *\"$1\": \([0-9.]*\).*/\1/p" "$2" | head -n 1 | cut -c1-6; }
+
+# render VERSION MODEL_REF TRAIN_DIGEST METRICS_FILE: write the model and
+# dataset manifests of one version into the repo.
+render() {
+  local version=$1 ref=$2 train=$3 metrics=$4
+  cat >"$REPO/manifests/datasets.yaml" <<EOF
+# Written by scripts/demo.sh from what \`cairn data push\` printed.
+apiVersion: cairn.dev/v1alpha1
+kind: Dataset
+metadata:
+  name: bearing-vibration
+  labels: {domain: predictive-maintenance}
+spec:
+  digest: $train
+  store: default
+  format: csv
+  license: CC-BY-4.0
+---
+apiVersion: cairn.dev/v1alpha1
+kind: Dataset
+metadata:
+  name: bearing-holdout
+  labels: {domain: predictive-maintenance}
+spec:
+  digest: $HOLDOUT
+  store: default
+  format: csv
+  license: CC-BY-4.0
+EOF
+  cat >"$REPO/manifests/models.yaml" <<EOF
+# Written by scripts/demo.sh from what \`cairn model push\` and \`bearing train\` printed.
+apiVersion: cairn.dev/v1alpha1
+kind: Model
+metadata:
+  name: bearing-anomaly
+  labels: {team: reliability}
+spec:
+  version: $version
+  artifact: $ref
+  format: raw
+  trainedOn: [bearing-vibration]
+  evaluatedOn:
+    - dataset: bearing-holdout
+      metrics: {auc: $(metric auc "$metrics"), f1: $(metric f1 "$metrics")}
+  requires:
+    memory: 64Mi
+    arch: [amd64, arm64]
+EOF
+}
+
+step "4/8 commit the example GitOps repo with the real digests"
+cp -r examples/gitops/manifests examples/gitops/policies "$REPO/"
+# The agents' health check runs the demo's bearing binary on the new slot.
+sed -i "s#/usr/local/bin/bearing#$BIN/bearing#" "$REPO/manifests/releases.yaml"
+# The alert goes to a port nothing listens on: delivery failures are logged.
+render 1.0.0 "$MODEL_V1" "$TRAIN_V1" "$WORK/model-v1/metrics.json"
+"$CAIRN" validate "$REPO"
+git -C "$REPO" add -A
+git -C "$REPO" commit -qm "bearing-anomaly 1.0.0 on staging and prod"
+COMMIT_V1=$(git -C "$REPO" rev-parse HEAD)
+echo "commit $COMMIT_V1"
+
+step "5/8 start 6 agents and the demo runtime"
+# device-N: kind and environment
+declare -A LABELS=(
+  [1]="hardware=x86-gateway,env=staging,site=lab"
+  [2]="hardware=jetson-orin,env=staging,site=lab"
+  [3]="hardware=jetson-orin,env=prod,site=plant-a"
+  [4]="hardware=jetson-orin,env=prod,site=plant-b"
+  [5]="hardware=x86-gateway,env=prod,site=plant-a"
+  [6]="hardware=x86-gateway,env=prod,site=plant-b"
+)
+for i in 1 2 3 4 5 6; do
+  start "agent-device-$i" "$CAIRN" agent --server "$SERVER" --enroll-token "$ENROLL" \
+    --name "device-$i" --labels "${LABELS[$i]}" --root "$T/devices/device-$i"
+  printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
+done
+# device-1's active slot: the agent installs runtime.path under its --root.
+SLOT=$T/devices/device-1/var/lib/cairn/models/bearing-anomaly/current
+RPORT=$(free_port)
+start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
+wait_port "$RPORT" 30
+echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
+
+step "6/8 roll out v1 in waves: staging, then prod once staging is healthy"
+"$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" --timeout 150s \
+  --want "bearing-staging=Succeeded@${MODEL_V1##*@}" --want "bearing-prod=Succeeded@${MODEL_V1##*@}"
+echo "v1 is live on all 6 devices ($(elapsed))"
+wait_for 20 "the runtime to load v1" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
+echo "device-1's runtime answers POST /predict:"
+"$BIN/bearing" predict --url "http://127.0.0.1:$RPORT" --data "$WORK/data-v1/holdout" --rows 5
+
+step "7/8 commit v2: trained on 4x the data, but its export is broken"
+"$BIN/bearing" gen --out "$WORK/data-v2" --rows 8000 --seed 2
+"$BIN/bearing" train --data "$WORK/data-v2/train" --holdout "$WORK/data-v2/holdout" \
+  --out "$WORK/model-v2" --version 2.0.0 --corrupt
+TRAIN_V2=$(last_line "$CAIRN" data push "$WORK/data-v2/train" --store "$STORE")
+MODEL_V2=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:2.0.0" "$WORK/model-v2" \
+  --plain-http --name bearing-anomaly --version 2.0.0 --format raw \
+  --trained-on "bearing-vibration=$TRAIN_V2")
+echo "dataset bearing-vibration v2: $TRAIN_V2"
+echo "model bearing-anomaly 2.0.0:  $MODEL_V2"
+render 2.0.0 "$MODEL_V2" "$TRAIN_V2" "$WORK/model-v2/metrics.json"
+git -C "$REPO" add -A
+git -C "$REPO" commit -qm "bearing-anomaly 2.0.0: trained on 8000 rows"
+COMMIT_V2=$(git -C "$REPO" rev-parse HEAD)
+echo "commit $COMMIT_V2"
+"$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" --timeout 120s \
+  --want "bearing-staging=RolledBack"
+echo "v2 failed its health check and was rolled back; prod never left v1 ($(elapsed))"
+wait_for 20 "the runtime to serve v1 again" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
+"$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
+
+step "8/8 the fleet, the plan and the lineage"
+echo "\$ cairn get targets"
+"$CAIRN" get targets
+echo
+echo "\$ cairn get rollouts"
+"$CAIRN" get rollouts
+echo
+echo "\$ cairn plan (the checkout against the live fleet)"
+"$CAIRN" plan "$REPO" --server "$SERVER" || true
+echo
+NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+echo "\$ cairn lineage at device-3 --time $NOW"
+"$CAIRN" lineage at device-3 --time "$NOW"
+
+DEMO_OK=1
+echo
+echo "demo finished in $(elapsed); logs: $LOGS"

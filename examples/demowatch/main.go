@@ -1,0 +1,147 @@
+// Command demowatch follows rollouts through cairn's status API for the demo:
+// it prints each release's phase, wave and target counts whenever they
+// change, and every new event, until each release named by --want reaches
+// its wanted phase (and digest), a release ends in another final phase, or
+// the timeout passes.
+//
+//	demowatch --server URL --token-file FILE --want bearing-staging=Succeeded@sha256:… [--want …] [--timeout 3m]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
+type want struct {
+	release, phase, digest string
+}
+
+type wants []want
+
+func (w *wants) String() string { return fmt.Sprint(*w) }
+
+func (w *wants) Set(s string) error {
+	name, rest, ok := strings.Cut(s, "=")
+	if !ok || name == "" || rest == "" {
+		return fmt.Errorf("want RELEASE=PHASE[@DIGEST], got %q", s)
+	}
+	phase, digest, _ := strings.Cut(rest, "@")
+	*w = append(*w, want{name, phase, digest})
+	return nil
+}
+
+// final phases end a rollout; reaching one that is not wanted fails the watch.
+var final = map[string]bool{"Succeeded": true, "RolledBack": true, "Aborted": true}
+
+func main() {
+	server := flag.String("server", "", "cairn serve URL")
+	tokenFile := flag.String("token-file", "", "file holding an admin or read-only token")
+	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
+	var ws wants
+	flag.Var(&ws, "want", "RELEASE=PHASE[@DIGEST] to wait for (repeatable)")
+	flag.Parse()
+	if err := run(*server, *tokenFile, *timeout, ws); err != nil {
+		fmt.Fprintf(os.Stderr, "demowatch: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func short(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	if d == "" {
+		return "-"
+	}
+	return d
+}
+
+func run(server, tokenFile string, timeout time.Duration, ws wants) error {
+	if server == "" || len(ws) == 0 {
+		return errors.New("--server and --want are required")
+	}
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return fmt.Errorf("read token: %w", err)
+	}
+	c := fleet.NewAdminClient(server, strings.TrimSpace(string(tok)))
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	last := map[string]string{}
+	var lastEvent int64 = -1
+	for {
+		// Skip the events that happened before the watch started.
+		evs, err := c.Events(ctx, fleet.EventFilter{Limit: 200})
+		if err == nil {
+			for _, e := range evs {
+				if lastEvent < 0 {
+					continue
+				}
+				if e.ID > lastEvent {
+					who := e.Release
+					if e.Target != "" {
+						who += " " + e.Target
+					}
+					fmt.Printf("  %5.1fs  event %-16s %s: %s\n", time.Since(start).Seconds(), e.Type, strings.TrimSpace(who), e.Message)
+				}
+			}
+			for _, e := range evs {
+				lastEvent = max(lastEvent, e.ID)
+			}
+			if lastEvent < 0 {
+				lastEvent = 0
+			}
+		}
+		rels, err := c.Releases(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("timed out after %s: %w", timeout, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		byName := map[string]fleet.ReleaseInfo{}
+		for _, r := range rels {
+			byName[r.Name] = r
+			line := fmt.Sprintf("%-16s %-11s wave %d/%d  updated %d/%d  healthy %d  failed %d  %s %s",
+				r.Name, r.Phase, r.Wave+1, max(r.Waves, 1), r.Updated, r.Targets, r.Healthy, r.Failed, r.Version, short(r.Digest))
+			if r.Denied != "" {
+				line += "  denied: " + r.Denied
+			}
+			if line != last[r.Name] {
+				fmt.Printf("  %5.1fs  %s\n", time.Since(start).Seconds(), line)
+				last[r.Name] = line
+			}
+		}
+		done := true
+		for _, w := range ws {
+			r, ok := byName[w.release]
+			switch {
+			case !ok:
+				done = false
+			case r.Phase == w.phase && (w.digest == "" || r.Digest == w.digest):
+			case final[r.Phase] && r.Phase != w.phase && (w.digest == "" || r.Digest == w.digest):
+				return fmt.Errorf("release %s ended %s (%s: %s), want %s", w.release, r.Phase, r.Reason, r.Message, w.phase)
+			default:
+				done = false
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out after %s waiting for %v", timeout, ws)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
