@@ -24,7 +24,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 ROOT=$PWD
-CAIRN=$ROOT/bin/cairn
+CAIRN=${CAIRN_BIN:-$ROOT/bin/cairn}
 T=$CAIRN_TMP
 BIN=$T/bin
 DATA=$T/server     # cairn serve's data folder
