@@ -8,6 +8,7 @@ import (
 
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
+	"github.com/cairn-dev/cairn/reconciler/plan"
 )
 
 func TestExampleRepoValidates(t *testing.T) {
@@ -38,5 +39,39 @@ func TestExamplePoliciesPassTheirTests(t *testing.T) {
 	}
 	if got := e.RepoPolicies(); len(got) != 1 || got[0] != "release-owner" {
 		t.Errorf("repository policies %v, want [release-owner]", got)
+	}
+}
+
+func TestExampleInventoryReads(t *testing.T) {
+	f, err := os.Open("inventory.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inv, err := plan.ReadInventory(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inv.Targets) != 6 {
+		t.Fatalf("%d targets, want 6", len(inv.Targets))
+	}
+	snap, err := manifests.LoadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every device is selected by exactly one release.
+	for _, tg := range inv.Targets {
+		n := 0
+		for _, r := range snap.Releases() {
+			for _, rt := range r.Spec.Targets {
+				p, _ := snap.DeviceProfile(rt.Profile)
+				if p.Spec.Selector.Matches(tg.SelectorLabels()) {
+					n++
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%s is selected %d times, want once", tg.Name, n)
+		}
 	}
 }
