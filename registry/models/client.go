@@ -217,12 +217,14 @@ func (c *repoClient) uploadBlob(ctx context.Context, r io.Reader, size int64) (v
 	return h, nil
 }
 
-// fetchBlob GETs a blob from offset on. It returns the body and the offset
-// the body starts at: offset when the registry honoured the Range, else 0.
-func (c *repoClient) fetchBlob(ctx context.Context, h v1.Hash, offset int64) (io.ReadCloser, int64, error) {
+// fetchBlob GETs a blob of size bytes from offset on. It returns the body
+// and the offset the body starts at: offset when the registry honoured the
+// Range, else 0.
+func (c *repoClient) fetchBlob(ctx context.Context, h v1.Hash, offset, size int64) (io.ReadCloser, int64, error) {
 	hdr := map[string]string{}
-	if offset > 0 {
-		hdr["Range"] = "bytes=" + strconv.FormatInt(offset, 10) + "-"
+	if offset > 0 && offset < size {
+		// A closed range: some registries understand no other.
+		hdr["Range"] = "bytes=" + strconv.FormatInt(offset, 10) + "-" + strconv.FormatInt(size-1, 10)
 	}
 	resp, err := c.do(ctx, http.MethodGet, c.base+"/blobs/"+h.String(), nil, 0, hdr)
 	if err != nil {
@@ -247,7 +249,7 @@ func (c *repoClient) fetchSmallBlob(ctx context.Context, d v1.Descriptor) ([]byt
 	if d.Size > maxManifestSize {
 		return nil, fmt.Errorf("blob %s: %d bytes is too large for a config", d.Digest, d.Size)
 	}
-	rc, _, err := c.fetchBlob(ctx, d.Digest, 0)
+	rc, _, err := c.fetchBlob(ctx, d.Digest, 0, d.Size)
 	if err != nil {
 		return nil, err
 	}

@@ -359,7 +359,7 @@ func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.D
 	var body io.ReadCloser
 	if have < d.Size || d.Size == 0 {
 		var start int64
-		body, start, err = p.c.fetchBlob(ctx, d.Digest, have)
+		body, start, err = p.c.fetchBlob(ctx, d.Digest, have, d.Size)
 		if err != nil {
 			return fmt.Errorf("layer %s: %w", name, err)
 		}
