@@ -1,0 +1,468 @@
+package plan
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/policies"
+)
+
+// Compute plans snap against the inventory: for every release the targets its
+// profiles select, those that cannot take its model and why, the waves of its
+// rollout policy over the others (AssignWaves, as the rollout engine does),
+// the bytes they must download and the policy verdicts. With opts.Base it
+// also says what changed since the base: model digest from → to, releases
+// added and removed. It does no I/O but opts.Inspector's; inv may be nil (no
+// targets).
+func Compute(ctx context.Context, snap *manifests.Snapshot, inv *fleet.Inventory, opts Options) (*Plan, error) {
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if inv == nil {
+		inv = &fleet.Inventory{}
+	}
+	ix := newIndex(snap, inv)
+	live := map[string]*fleet.ReleaseState{}
+	ranDigest := map[string][]string{} // digest → live releases that run or last ran it healthily
+	if opts.Live {
+		for i := range inv.Releases {
+			r := &inv.Releases[i]
+			live[r.Name] = r
+			if r.Digest != "" {
+				ranDigest[r.Digest] = append(ranDigest[r.Digest], r.Name)
+			}
+			if r.LastGood != "" && r.LastGood != r.Digest {
+				ranDigest[r.LastGood] = append(ranDigest[r.LastGood], r.Name)
+			}
+		}
+	}
+	c := &computer{
+		ctx: ctx, snap: snap, ix: ix, opts: opts, live: live, ranDigest: ranDigest,
+		mark:       make([]uint32, len(ix.targets)),
+		classStamp: make([]uint32, len(ix.classes)),
+		classWhy:   make([]string, len(ix.classes)),
+		classCount: make([]int, len(ix.classes)),
+		classNames: make([][]string, len(ix.classes)),
+		artifacts:  map[string]artifactResult{},
+	}
+	p := &Plan{Base: opts.BaseRev, Live: opts.Live, Targets: len(ix.targets)}
+	for _, rel := range snap.Releases() {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		r, err := c.release(rel)
+		if err != nil {
+			return nil, err
+		}
+		p.Releases = append(p.Releases, r)
+	}
+	if opts.Base != nil {
+		for _, b := range opts.Base.Releases() {
+			if _, ok := snap.Release(b.Metadata.Name); ok {
+				continue
+			}
+			r := Release{Name: b.Metadata.Name, Change: Removed, Model: b.Spec.Model,
+				From: modelDigest(opts.Base, b.Spec.Model), Waves: []Wave{}, Unfit: []Unfit{}, Verdicts: []policies.Verdict{}}
+			p.Releases = append(p.Releases, r)
+		}
+		slices.SortFunc(p.Releases, func(a, b Release) int { return strings.Compare(a.Name, b.Name) })
+	}
+	p.summarize()
+	return p, nil
+}
+
+// modelDigest is the digest the artifact of model name pins in snap, "" if none.
+func modelDigest(snap *manifests.Snapshot, name string) string {
+	m, ok := snap.Model(name)
+	if !ok {
+		return ""
+	}
+	_, d, err := manifests.SplitArtifact(m.Spec.Artifact)
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+type artifactResult struct {
+	info *ArtifactInfo
+	err  error
+}
+
+// computer holds the scratch space reused from one release to the next.
+type computer struct {
+	ctx       context.Context
+	snap      *manifests.Snapshot
+	ix        *index
+	opts      Options
+	live      map[string]*fleet.ReleaseState
+	ranDigest map[string][]string
+
+	gen        uint32
+	mark       []uint32 // per target, for unions
+	classStamp []uint32 // per class: classWhy and classCount are for gen
+	classWhy   []string
+	classCount []int
+	classNames [][]string
+	artifacts  map[string]artifactResult
+}
+
+func (c *computer) inspect(artifact string) artifactResult {
+	if c.opts.Inspector == nil || artifact == "" {
+		return artifactResult{}
+	}
+	if r, ok := c.artifacts[artifact]; ok {
+		return r
+	}
+	info, err := c.opts.Inspector.Inspect(c.ctx, artifact)
+	r := artifactResult{info: info, err: err}
+	c.artifacts[artifact] = r
+	return r
+}
+
+func (c *computer) release(rel manifests.Release) (Release, error) {
+	c.gen++
+	gen := c.gen
+	name := rel.Metadata.Name
+	r := Release{
+		Name: name, Model: rel.Spec.Model, RolloutPolicy: rel.Spec.RolloutPolicy,
+		Suspended: rel.Spec.Suspend, Unfit: []Unfit{}, Verdicts: []policies.Verdict{},
+	}
+	for _, t := range rel.Spec.Targets {
+		r.Profiles = append(r.Profiles, t.Profile)
+	}
+	model, haveModel := c.snap.Model(rel.Spec.Model)
+	if !haveModel {
+		r.Notes = append(r.Notes, fmt.Sprintf("model %s is not declared", rel.Spec.Model))
+	}
+	r.Version, r.Artifact = model.Spec.Version, model.Spec.Artifact
+	repo, digest, err := manifests.SplitArtifact(model.Spec.Artifact)
+	if err != nil && haveModel {
+		r.Notes = append(r.Notes, err.Error())
+		repo = strings.SplitN(model.Spec.Artifact, "@", 2)[0]
+	}
+	r.To = digest
+
+	// From: the base commit, else the live state.
+	switch {
+	case c.opts.Base != nil:
+		if b, ok := c.opts.Base.Release(name); ok {
+			r.From = modelDigest(c.opts.Base, b.Spec.Model)
+		} else {
+			r.Change = Added
+		}
+	case c.opts.Live:
+		if s, ok := c.live[name]; ok {
+			r.From = s.Digest
+		} else {
+			r.Change = Added
+		}
+	default:
+		r.Change = Added
+	}
+	if r.Change == "" {
+		r.Change = Changed
+		if r.From == r.To {
+			r.Change = Unchanged
+		}
+	}
+
+	var policy manifests.RolloutPolicy
+	havePolicy := false
+	if rel.Spec.RolloutPolicy != "" {
+		if policy, havePolicy = c.snap.RolloutPolicy(rel.Spec.RolloutPolicy); !havePolicy {
+			r.Notes = append(r.Notes, fmt.Sprintf("rollout policy %s is not declared", rel.Spec.RolloutPolicy))
+		}
+	}
+
+	sel, missing := c.ix.selection(r.Profiles, c.mark, gen)
+	for _, m := range missing {
+		r.Notes = append(r.Notes, fmt.Sprintf("device profile %s is not declared", m))
+	}
+	r.Selected = len(sel)
+
+	// Fit, per fact class, then per target.
+	req := model.Spec.Requires
+	var touched []int32
+	fit := make([]string, 0, len(sel))
+	fitIdx := make([]int32, 0, len(sel))
+	for _, i := range sel {
+		cl := c.ix.class[i]
+		if c.classStamp[cl] != gen {
+			c.classStamp[cl] = gen
+			c.classWhy[cl] = unfitReason(&c.ix.classes[cl], req)
+			c.classCount[cl] = 0
+			c.classNames[cl] = c.classNames[cl][:0]
+			touched = append(touched, cl)
+		}
+		c.classCount[cl]++
+		t := c.ix.targets[i]
+		if len(c.classNames[cl]) < policies.MaxClassNames {
+			c.classNames[cl] = append(c.classNames[cl], t.Name)
+		}
+		if why := c.classWhy[cl]; why != "" {
+			r.Unfit = append(r.Unfit, Unfit{Target: t.Name, Reason: why})
+			continue
+		}
+		fit = append(fit, t.Name)
+		fitIdx = append(fitIdx, i)
+	}
+
+	// Waves over the targets that can take the model.
+	waves := AssignWaves(name, policy.Spec.Waves, fit)
+	for i, ws := range waves {
+		w := Wave{Percent: 100, Targets: ws}
+		if i < len(policy.Spec.Waves) && i < len(waves)-1 {
+			w.Percent = min(max(policy.Spec.Waves[i].Percent, 0), 100)
+		}
+		if i < len(policy.Spec.Waves) && policy.Spec.Waves[i].Bake.Duration > 0 {
+			w.Bake = policy.Spec.Waves[i].Bake.String()
+		}
+		r.Waves = append(r.Waves, w)
+	}
+
+	// Bytes: layers a target holds count zero; a target already on To downloads nothing.
+	art := c.inspect(r.Artifact)
+	if art.err != nil {
+		r.Notes = append(r.Notes, fmt.Sprintf("inspect %s: %v (download sizes unknown)", r.Artifact, art.err))
+	}
+	var layers []Layer
+	if art.info != nil {
+		layers = art.info.Layers
+		var size int64
+		for _, l := range layers {
+			size += l.Size
+		}
+		r.ModelBytes = &size
+	}
+	var total int64
+	for _, i := range fitIdx {
+		t := c.ix.targets[i]
+		if r.To != "" && t.Models[name] == r.To {
+			r.UpToDate++
+			if r.ModelBytes != nil && *r.ModelBytes != 0 {
+				r.Downloads = append(r.Downloads, Download{Target: t.Name})
+			}
+			continue
+		}
+		if r.ModelBytes == nil {
+			continue
+		}
+		n := *r.ModelBytes
+		if len(t.Layers) > 0 {
+			for _, l := range layers {
+				if slices.Contains(t.Layers, l.Digest) {
+					n -= l.Size
+				}
+			}
+			if n != *r.ModelBytes {
+				r.Downloads = append(r.Downloads, Download{Target: t.Name, Bytes: n})
+			}
+		}
+		total += n
+	}
+	if r.ModelBytes != nil {
+		r.Bytes = &total
+	}
+
+	// Policies, once per release.
+	if c.opts.Policies != nil {
+		in := c.input(rel, model, haveModel, repo, digest, policy, havePolicy, art.info, r, touched)
+		vs, err := c.opts.Policies.Evaluate(c.ctx, policy.Spec.Policies, in)
+		if err != nil {
+			return r, err
+		}
+		r.Verdicts = vs
+		r.Denied = policies.Denied(vs)
+	}
+	return r, nil
+}
+
+// unfitReason says why targets with facts f cannot run a model needing req,
+// "" when they can. Unknown memory is not a reason (fits-device warns).
+func unfitReason(f *policies.ClassFacts, req manifests.Requirements) string {
+	var why []string
+	if len(req.Arch) > 0 && !slices.Contains(req.Arch, f.Arch) {
+		arch := f.Arch
+		if arch == "" {
+			arch = "unknown"
+		}
+		why = append(why, fmt.Sprintf("arch %s not in requires.arch [%s]", arch, strings.Join(req.Arch, " ")))
+	}
+	if req.Memory.Bytes > 0 && f.Memory > 0 && f.Memory < req.Memory.Bytes {
+		why = append(why, fmt.Sprintf("memory %s below requires.memory %s", formatBytes(f.Memory), req.Memory))
+	}
+	for _, a := range req.Accelerators {
+		if !slices.Contains(f.Accelerators, a) {
+			why = append(why, fmt.Sprintf("no accelerator %s", a))
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// input builds the policy input document of one release.
+func (c *computer) input(rel manifests.Release, model manifests.Model, haveModel bool, repo, digest string,
+	policy manifests.RolloutPolicy, havePolicy bool, art *ArtifactInfo, r Release, touched []int32) *policies.Input {
+	in := &policies.Input{
+		Release: policies.ReleaseInput{
+			Name: rel.Metadata.Name, Labels: rel.Metadata.Labels, Annotations: rel.Metadata.Annotations,
+			Spec: rel.Spec,
+		},
+		Now:   c.opts.Now.UTC().Format(time.RFC3339),
+		NowNs: c.opts.Now.UnixNano(),
+	}
+	if rel.Source.File != "" {
+		in.Release.Source = fmt.Sprintf("%s:%d", rel.Source.File, rel.Source.Line)
+	}
+	registry, repository, _ := strings.Cut(repo, "/")
+	in.Model = policies.ModelInput{
+		Name: rel.Spec.Model, Spec: model.Spec, Artifact: model.Spec.Artifact,
+		Registry: registry, Repository: repository, Digest: digest, Format: model.Spec.Format,
+		Requires: policies.Requirements{
+			Arch: model.Spec.Requires.Arch, Accelerators: model.Spec.Requires.Accelerators,
+			MemoryBytes: model.Spec.Requires.Memory.Bytes,
+		},
+		Evaluations: model.Spec.EvaluatedOn,
+		Size:        r.ModelBytes,
+		Missing:     !haveModel,
+	}
+	if !model.Spec.Requires.Memory.IsZero() {
+		in.Model.Requires.Memory = model.Spec.Requires.Memory.String()
+	}
+	if art != nil {
+		in.Model.Annotations = art.Annotations
+		for _, l := range art.Layers {
+			in.Model.Layers = append(in.Model.Layers, policies.LayerInput(l))
+		}
+	}
+	// Datasets: trainedOn then evaluatedOn, each once with its roles.
+	in.Datasets = []policies.DatasetInput{}
+	pos := map[string]int{}
+	addDS := func(name, role string) {
+		if i, ok := pos[name]; ok {
+			if !slices.Contains(in.Datasets[i].Roles, role) {
+				in.Datasets[i].Roles = append(in.Datasets[i].Roles, role)
+			}
+			return
+		}
+		pos[name] = len(in.Datasets)
+		d, ok := c.snap.Dataset(name)
+		in.Datasets = append(in.Datasets, policies.DatasetInput{
+			Name: name, Digest: d.Spec.Digest, License: d.Spec.License, Format: d.Spec.Format,
+			Store: d.Spec.Store, Roles: []string{role}, Missing: !ok,
+		})
+	}
+	for _, d := range model.Spec.TrainedOn {
+		addDS(d, "trainedOn")
+	}
+	for _, e := range model.Spec.EvaluatedOn {
+		addDS(e.Dataset, "evaluatedOn")
+	}
+	if havePolicy {
+		in.RolloutPolicy = &policies.RolloutPolicyInput{Name: policy.Metadata.Name, Spec: policy.Spec}
+	}
+	in.Targets = policies.TargetsInput{Count: r.Selected, Profiles: r.Profiles, Classes: make([]policies.TargetClass, 0, len(touched))}
+	for _, cl := range touched {
+		in.Targets.Classes = append(in.Targets.Classes, policies.TargetClass{
+			Facts: c.ix.classes[cl], Count: c.classCount[cl], Names: slices.Clone(c.classNames[cl]),
+		})
+	}
+	if c.opts.Live {
+		in.Lineage = policies.LineageInput{Available: true, Releases: map[string]policies.ReleaseState{}}
+		add := func(n string) {
+			s, ok := c.live[n]
+			if !ok {
+				return
+			}
+			st := policies.ReleaseState{Digest: s.Digest, LastGood: s.LastGood, Phase: s.Phase}
+			if s.HealthySince != nil {
+				st.HealthySince = s.HealthySince.UTC().Format(time.RFC3339)
+				st.HealthySinceNs = s.HealthySince.UnixNano()
+			}
+			in.Lineage.Releases[n] = st
+		}
+		add(rel.Metadata.Name)
+		if rel.Spec.After != nil {
+			add(rel.Spec.After.Release)
+		}
+		if digest != "" {
+			in.Lineage.RanDigest = c.ranDigest[digest]
+			for _, n := range in.Lineage.RanDigest {
+				add(n)
+			}
+		}
+	}
+	return in
+}
+
+func (p *Plan) summarize() {
+	s := Summary{Releases: len(p.Releases)}
+	var bytes int64
+	known := true
+	for i := range p.Releases {
+		r := &p.Releases[i]
+		switch r.Change {
+		case Added:
+			s.Added++
+		case Changed:
+			s.Changed++
+		case Removed:
+			s.Removed++
+		default:
+			s.Unchanged++
+		}
+		for _, w := range r.Waves {
+			s.Assignments += len(w.Targets)
+		}
+		s.Unfit += len(r.Unfit)
+		switch {
+		case r.Bytes != nil:
+			bytes += *r.Bytes
+		case r.Change != Removed && r.Selected > len(r.Unfit):
+			known = false // targets to update, size unknown
+		}
+		if r.Denied {
+			s.Denied++
+			p.Denied = true
+		} else if slices.ContainsFunc(r.Verdicts, func(v policies.Verdict) bool { return v.Result == policies.Warn }) {
+			s.Warned++
+		}
+	}
+	if known {
+		s.Bytes = &bytes
+	}
+	p.Summary = s
+}
+
+// formatBytes renders n the way manifests write memory (512Mi, 8Gi), or in
+// decimal units with one decimal for sizes that are not whole binary units.
+func formatBytes(n int64) string {
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return fmt.Sprintf("%dGi", n>>30)
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%dMi", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0 && n < 1<<20:
+		return fmt.Sprintf("%dKi", n>>10)
+	}
+	return HumanBytes(n)
+}
+
+// HumanBytes renders a byte count in decimal units: 1.2 GB, 340 kB, 12 B.
+func HumanBytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}

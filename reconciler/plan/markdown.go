@@ -1,0 +1,288 @@
+package plan
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/cairn-dev/cairn/policies"
+)
+
+// Limits that keep a markdown plan under the 65,536 characters of a GitHub
+// comment for large fleets; the JSON plan is always complete.
+const (
+	mdMaxSections    = 50  // release sections; the rest are only in the summary table
+	mdMaxNamesInWave = 50  // target names listed per wave
+	mdMaxUnfit       = 20  // unfit rows per release
+	mdMaxTableRows   = 200 // rows of the summary table
+)
+
+// WriteMarkdown renders the plan for a pull-request comment: a summary line,
+// a table of releases, then a section per changed, denied or warned release
+// with its waves (target lists collapsed), unfit targets and verdicts.
+func (p *Plan) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	s := p.Summary
+	status := "✅ **allowed**"
+	if p.Denied {
+		status = fmt.Sprintf("❌ **denied** (%d of %d releases)", s.Denied, s.Releases)
+	} else if s.Warned > 0 {
+		status = fmt.Sprintf("⚠️ **allowed with warnings** (%d releases)", s.Warned)
+	}
+	fmt.Fprintf(&b, "## cairn plan\n\n%s · %s · %s · %s · %s to download\n\n",
+		status, plural(s.Releases, "release"), changes(s), plural(s.Assignments, "target assignment"), bytesText(s.Bytes))
+	var src []string
+	if p.Base != "" {
+		src = append(src, "base "+p.Base)
+	} else {
+		src = append(src, "no base")
+	}
+	if p.Live {
+		src = append(src, "live fleet")
+	}
+	src = append(src, plural(p.Targets, "target")+" in the inventory")
+	if s.Unfit > 0 {
+		src = append(src, fmt.Sprintf("%d unfit", s.Unfit))
+	}
+	fmt.Fprintf(&b, "<sub>%s</sub>\n\n", strings.Join(src, " · "))
+
+	if len(p.Releases) > 0 {
+		b.WriteString("| | release | model | change | targets | unfit | download |\n| --- | --- | --- | --- | ---: | ---: | ---: |\n")
+		for i, r := range p.Releases {
+			if i == mdMaxTableRows {
+				fmt.Fprintf(&b, "| | … %d more releases in `-o json` | | | | | |\n", len(p.Releases)-i)
+				break
+			}
+			dl := bytesText(r.Bytes)
+			if r.Change == Removed || r.assigned() == 0 {
+				dl = "–"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %s |\n", icon(r), r.Name, modelText(r), changeText(r), r.assigned(), len(r.Unfit), dl)
+		}
+		b.WriteString("\n")
+	}
+
+	shown := 0
+	for _, r := range p.Releases {
+		if r.Change == Unchanged && !r.Denied && !r.warned() && len(r.Unfit) == 0 {
+			continue
+		}
+		if shown == mdMaxSections {
+			fmt.Fprintf(&b, "_More releases changed; see `cairn plan -o json` for all of them._\n\n")
+			break
+		}
+		shown++
+		r.writeSection(&b)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *Release) writeSection(b *strings.Builder) {
+	fmt.Fprintf(b, "### %s %s · %s\n\n", icon(*r), r.Name, r.Change)
+	if r.Change == Removed {
+		fmt.Fprintf(b, "Removed: targets stop running `%s` %s.\n\n", r.Model, digestText(r.From))
+		return
+	}
+	fmt.Fprintf(b, "Model `%s`", r.Model)
+	if r.Version != "" {
+		fmt.Fprintf(b, " %s", r.Version)
+	}
+	if r.From != "" && r.From != r.To {
+		fmt.Fprintf(b, ": %s → %s", digestText(r.From), digestText(r.To))
+	} else {
+		fmt.Fprintf(b, ": %s", digestText(r.To))
+	}
+	b.WriteString("  \n")
+	var facts []string
+	if r.RolloutPolicy != "" {
+		facts = append(facts, fmt.Sprintf("rollout policy `%s`", r.RolloutPolicy))
+	}
+	if len(r.Profiles) > 0 {
+		facts = append(facts, "profiles `"+strings.Join(r.Profiles, "`, `")+"`")
+	}
+	facts = append(facts, fmt.Sprintf("%d selected, %d fit, %d unfit, %d up to date", r.Selected, r.assigned(), len(r.Unfit), r.UpToDate))
+	dl := bytesText(r.Bytes) + " to download"
+	if r.ModelBytes != nil {
+		dl += fmt.Sprintf(" (model %s)", HumanBytes(*r.ModelBytes))
+	}
+	facts = append(facts, dl)
+	if r.Suspended {
+		facts = append(facts, "**suspended**")
+	}
+	b.WriteString(strings.Join(facts, " · ") + "\n\n")
+	for _, n := range r.Notes {
+		fmt.Fprintf(b, "> ⚠️ %s\n", n)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n")
+	}
+
+	if r.assigned() > 0 {
+		b.WriteString("| wave | percent | bake | targets |\n| ---: | ---: | --- | ---: |\n")
+		for i, w := range r.Waves {
+			bake := w.Bake
+			if bake == "" {
+				bake = "–"
+			}
+			fmt.Fprintf(b, "| %d | %d%% | %s | %d |\n", i+1, w.Percent, bake, len(w.Targets))
+		}
+		fmt.Fprintf(b, "\n<details><summary>Targets by wave (%d)</summary>\n\n", r.assigned())
+		for i, w := range r.Waves {
+			fmt.Fprintf(b, "- wave %d: %s\n", i+1, names(w.Targets, mdMaxNamesInWave))
+		}
+		b.WriteString("\n</details>\n\n")
+	}
+
+	if len(r.Unfit) > 0 {
+		fmt.Fprintf(b, "**Cannot take the model (%d)**\n\n", len(r.Unfit))
+		rows := r.Unfit
+		open := len(rows) > 5
+		if open {
+			fmt.Fprintf(b, "<details><summary>Unfit targets</summary>\n\n")
+		}
+		b.WriteString("| target | reason |\n| --- | --- |\n")
+		for i, u := range rows {
+			if i == mdMaxUnfit {
+				fmt.Fprintf(b, "| … %d more | |\n", len(rows)-i)
+				break
+			}
+			fmt.Fprintf(b, "| `%s` | %s |\n", u.Target, cell(u.Reason))
+		}
+		if open {
+			b.WriteString("\n</details>\n")
+		}
+		b.WriteString("\n")
+	}
+
+	if len(r.Verdicts) > 0 {
+		b.WriteString("| policy | result | message |\n| --- | --- | --- |\n")
+		for _, v := range r.Verdicts {
+			fmt.Fprintf(b, "| %s | %s | %s |\n", v.Policy, resultText(v.Result), cell(v.Message))
+		}
+		b.WriteString("\n")
+	}
+}
+
+func (r *Release) assigned() int {
+	n := 0
+	for _, w := range r.Waves {
+		n += len(w.Targets)
+	}
+	return n
+}
+
+func (r *Release) warned() bool {
+	for _, v := range r.Verdicts {
+		if v.Result == policies.Warn {
+			return true
+		}
+	}
+	return false
+}
+
+func icon(r Release) string {
+	switch {
+	case r.Denied:
+		return "❌"
+	case r.warned():
+		return "⚠️"
+	case r.Change == Removed:
+		return "➖"
+	}
+	return "✅"
+}
+
+func resultText(res string) string {
+	switch res {
+	case policies.Deny:
+		return "❌ deny"
+	case policies.Warn:
+		return "⚠️ warn"
+	}
+	return "✅ allow"
+}
+
+func modelText(r Release) string {
+	if r.Version != "" {
+		return fmt.Sprintf("`%s` %s", r.Model, r.Version)
+	}
+	return fmt.Sprintf("`%s`", r.Model)
+}
+
+func changeText(r Release) string {
+	switch r.Change {
+	case Changed:
+		return digestText(r.From) + " → " + digestText(r.To)
+	case Removed:
+		return "removed"
+	case Added:
+		return "added " + digestText(r.To)
+	}
+	return "unchanged " + digestText(r.To)
+}
+
+func changes(s Summary) string {
+	var c []string
+	for _, x := range []struct {
+		n    int
+		what string
+	}{{s.Added, "added"}, {s.Changed, "changed"}, {s.Removed, "removed"}, {s.Unchanged, "unchanged"}} {
+		if x.n > 0 {
+			c = append(c, fmt.Sprintf("%d %s", x.n, x.what))
+		}
+	}
+	if len(c) == 0 {
+		return "no changes"
+	}
+	return strings.Join(c, ", ")
+}
+
+// digestText shortens a digest for reading: `sha256:0123456789ab`.
+func digestText(d string) string {
+	if d == "" {
+		return "–"
+	}
+	if algo, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
+		d = algo + ":" + hex[:12]
+	}
+	return "`" + d + "`"
+}
+
+func bytesText(n *int64) string {
+	if n == nil {
+		return "size unknown"
+	}
+	return HumanBytes(*n)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func names(list []string, max int) string {
+	if len(list) == 0 {
+		return "none"
+	}
+	var b strings.Builder
+	for i, n := range list {
+		if i == max {
+			fmt.Fprintf(&b, " … and %d more", len(list)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("`" + n + "`")
+	}
+	return b.String()
+}
+
+// cell escapes text for a markdown table cell.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}

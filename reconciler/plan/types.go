@@ -1,0 +1,146 @@
+package plan
+
+import (
+	"context"
+	"time"
+
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/policies"
+)
+
+// Layer is one layer of a model artifact, as a registry reports it.
+type Layer struct {
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType,omitempty"`
+	Path      string `json:"path,omitempty"`
+}
+
+// ArtifactInfo is what the registry says of a model artifact.
+type ArtifactInfo struct {
+	Digest      string
+	Layers      []Layer
+	Annotations map[string]string
+}
+
+// ArtifactInspector reads an artifact's layers from its registry. cairn plan
+// wires registry/models.Inspect into it; without one, download sizes are
+// unknown.
+type ArtifactInspector interface {
+	Inspect(ctx context.Context, artifact string) (*ArtifactInfo, error)
+}
+
+// InspectorFunc adapts a function to ArtifactInspector.
+type InspectorFunc func(ctx context.Context, artifact string) (*ArtifactInfo, error)
+
+// Inspect calls f.
+func (f InspectorFunc) Inspect(ctx context.Context, artifact string) (*ArtifactInfo, error) {
+	return f(ctx, artifact)
+}
+
+// Options are the inputs of Compute besides the snapshot and the inventory.
+// The zero value works: no policies, unknown sizes, no base.
+type Options struct {
+	// Policies is the commit's compiled policy engine; nil skips policies.
+	Policies *policies.Engine
+	// Inspector reads layer sizes; nil leaves sizes unknown.
+	Inspector ArtifactInspector
+	// Base is the snapshot to diff against (the merge base); nil: none.
+	Base *manifests.Snapshot
+	// BaseRev names the base in the output (a commit id or revision).
+	BaseRev string
+	// Live says the inventory's release states come from a server: they are
+	// the "from" side when there is no base and feed the lineage facts of the
+	// policy input.
+	Live bool
+	// Now is the evaluation time given to policies (default time.Now()).
+	Now time.Time
+}
+
+// Change kinds of a release between the base (or live state) and the head.
+const (
+	Added     = "added"
+	Changed   = "changed"
+	Unchanged = "unchanged"
+	Removed   = "removed"
+)
+
+// Plan is what merging a commit does: per release, which targets get which
+// model digest, in which waves, how many bytes move, which targets cannot
+// take it and the policy verdicts.
+type Plan struct {
+	Base    string `json:"base,omitempty"`
+	Live    bool   `json:"live"`
+	Targets int    `json:"targets"`
+	// Summary counts releases by change kind.
+	Summary  Summary   `json:"summary"`
+	Releases []Release `json:"releases"`
+	Denied   bool      `json:"denied"`
+}
+
+// Summary totals a plan.
+type Summary struct {
+	Releases  int `json:"releases"`
+	Added     int `json:"added"`
+	Changed   int `json:"changed"`
+	Removed   int `json:"removed"`
+	Unchanged int `json:"unchanged"`
+	// Assignments counts (release, target) pairs that will run a model.
+	Assignments int `json:"assignments"`
+	Unfit       int `json:"unfit"`
+	// Bytes is the total to download over the fleet; nil when unknown.
+	Bytes  *int64 `json:"bytes"`
+	Denied int    `json:"deniedReleases"`
+	Warned int    `json:"warnedReleases"`
+}
+
+// Release is the plan of one release.
+type Release struct {
+	Name     string `json:"name"`
+	Change   string `json:"change"`
+	Model    string `json:"model"`
+	Version  string `json:"version,omitempty"`
+	Artifact string `json:"artifact,omitempty"`
+	// From is the model digest of the base (or the live state), To the head's.
+	From          string   `json:"from"`
+	To            string   `json:"to"`
+	RolloutPolicy string   `json:"rolloutPolicy,omitempty"`
+	Suspended     bool     `json:"suspended,omitempty"`
+	Profiles      []string `json:"profiles,omitempty"`
+	// Selected counts the targets the profiles select, UpToDate those that
+	// already run To.
+	Selected int `json:"selected"`
+	UpToDate int `json:"upToDate"`
+	// ModelBytes is the artifact's size, Bytes the total every fit target must
+	// download (layers a target already has count zero); nil when unknown.
+	ModelBytes *int64 `json:"modelBytes"`
+	Bytes      *int64 `json:"bytes"`
+	// Downloads lists the targets whose download differs from ModelBytes
+	// (they hold some layers, or run To already). Others download ModelBytes.
+	Downloads []Download         `json:"downloads,omitempty"`
+	Waves     []Wave             `json:"waves"`
+	Unfit     []Unfit            `json:"unfit"`
+	Verdicts  []policies.Verdict `json:"verdicts"`
+	Denied    bool               `json:"denied"`
+	// Notes are problems that did not stop the plan (registry unreachable).
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Download is what one target must fetch for a release.
+type Download struct {
+	Target string `json:"target"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// Wave is one wave of a release's rollout and the targets it reaches.
+type Wave struct {
+	Percent int      `json:"percent"`
+	Bake    string   `json:"bake,omitempty"`
+	Targets []string `json:"targets"`
+}
+
+// Unfit is a selected target that cannot take the release's model.
+type Unfit struct {
+	Target string `json:"target"`
+	Reason string `json:"reason"`
+}
