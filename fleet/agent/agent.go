@@ -1,0 +1,417 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
+// API is the fleet API the agent talks to; *fleet.Client implements it.
+type API interface {
+	Enroll(ctx context.Context, req fleet.EnrollRequest) (*fleet.EnrollResponse, error)
+	Desired(ctx context.Context, id, cred, etag string, wait time.Duration) (*fleet.DesiredState, bool, error)
+	ReportStatus(ctx context.Context, id, cred string, r fleet.StatusReport) error
+}
+
+var _ API = (*fleet.Client)(nil)
+
+// Defaults of Config.
+const (
+	DefaultPollWait   = 30 * time.Second
+	DefaultMinBackoff = time.Second
+	DefaultMaxBackoff = 5 * time.Minute
+	DefaultLogSize    = 50
+)
+
+// Hooks let tests and the fleet simulator observe and disturb the agent.
+type Hooks struct {
+	// Step is called before each install step of a release ("downloading",
+	// "activating", "verifying"); an error stops the install there as a crash
+	// would (nothing is cleaned up).
+	Step func(release, step string) error
+	// Health, when set, replaces the release's health check.
+	Health func(ctx context.Context, release, digest, modelDir string) error
+	// Reported is called after each status report the server accepted.
+	Reported func(fleet.StatusReport)
+}
+
+// Config configures an Agent. Root and API are required.
+type Config struct {
+	// Root holds the identity, journal, model slots and the layer cache.
+	Root string
+	// Name is the target's name at enrollment (default: the hostname).
+	Name string
+	// Labels and Facts are reported at enrollment and with every status.
+	Labels map[string]string
+	Facts  fleet.Facts
+	// EnrollToken is the fleet's enrollment token, used once (and again if
+	// the server forgets the target).
+	EnrollToken string
+	API         API
+	// Fetcher pulls models (default: PullFetcher with the cache under Root).
+	Fetcher Fetcher
+	// PlainHTTP forces plain HTTP to registries (loopback registries).
+	PlainHTTP bool
+	// PollWait is how long a desired-state long-poll waits (default 30s).
+	PollWait time.Duration
+	// MinBackoff and MaxBackoff bound the retry delays when the server or
+	// a registry cannot be reached (defaults 1s and 5m, with jitter).
+	MinBackoff, MaxBackoff time.Duration
+	// HTTPClient is used for HTTP health checks and runtime metrics.
+	HTTPClient *http.Client
+	// LogSize bounds the deployment log sent with each report (default 50).
+	LogSize int
+	Logf    func(format string, args ...any)
+	Hooks   Hooks
+}
+
+// Identity is the target's enrollment, kept in ROOT/identity.json (0600).
+type Identity struct {
+	ID         string `json:"id"`
+	Credential string `json:"credential"`
+	Name       string `json:"name"`
+}
+
+// Agent drives one target. It is not safe to run two agents on one root.
+type Agent struct {
+	cfg     Config
+	fetcher Fetcher
+	hc      *http.Client
+	sys     systemMetrics
+
+	mu     sync.Mutex
+	id     Identity
+	j      *journal
+	status map[string]fleet.ReleaseStatus
+	log    []fleet.LogEntry
+	health map[string]string // release → HTTP health URL, for runtime metrics
+}
+
+// New checks the configuration and loads the journal.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Root == "" {
+		return nil, errors.New("agent: root folder is required")
+	}
+	if cfg.API == nil {
+		return nil, errors.New("agent: fleet API is required")
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if cfg.PollWait <= 0 {
+		cfg.PollWait = DefaultPollWait
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.LogSize <= 0 {
+		cfg.LogSize = DefaultLogSize
+	}
+	if cfg.Logf == nil {
+		cfg.Logf = log.Printf
+	}
+	root, err := filepath.Abs(cfg.Root)
+	if err != nil {
+		return nil, fmt.Errorf("agent: root: %w", err)
+	}
+	cfg.Root = root
+	if err := os.MkdirAll(filepath.Join(root, "models"), 0o755); err != nil {
+		return nil, fmt.Errorf("agent: create root: %w", err)
+	}
+	a := &Agent{cfg: cfg, fetcher: cfg.Fetcher, hc: cfg.HTTPClient,
+		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{}}
+	if a.fetcher == nil {
+		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache")}
+	}
+	if a.hc == nil {
+		a.hc = &http.Client{Timeout: 30 * time.Second}
+	}
+	if a.j, err = loadJournal(a.journalPath()); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *Agent) journalPath() string  { return filepath.Join(a.cfg.Root, "journal.json") }
+func (a *Agent) identityPath() string { return filepath.Join(a.cfg.Root, "identity.json") }
+
+func (a *Agent) saveJournal() error {
+	if err := a.j.save(a.journalPath()); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	return nil
+}
+
+// Identity returns the target's identity once enrolled.
+func (a *Agent) Identity() Identity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.id
+}
+
+// Run recovers any interrupted install, enrolls if needed, then polls the
+// desired state and applies it until ctx ends. Unreachable servers and
+// registries are retried with exponential backoff and jitter.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Recover(ctx); err != nil {
+		return err
+	}
+	if err := a.enroll(ctx); err != nil {
+		return err
+	}
+	conn := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	inst := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	var desired *fleet.DesiredState
+	etag, retry := "", false
+	for ctx.Err() == nil {
+		wait := a.cfg.PollWait
+		if retry {
+			wait = inst.next()
+		}
+		id := a.Identity()
+		ds, changed, err := a.cfg.API.Desired(ctx, id.ID, id.Credential, etag, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, fleet.ErrUnauthorized) || errors.Is(err, fleet.ErrNotFound) {
+				if rerr := a.reenroll(ctx, err); rerr == nil {
+					etag = ""
+					continue
+				}
+			}
+			d := conn.next()
+			a.cfg.Logf("agent: %v; retrying in %s", err, d.Round(time.Millisecond))
+			sleep(ctx, d)
+			continue
+		}
+		conn.reset()
+		if changed && ds != nil {
+			desired, etag = ds, ds.ETag
+			a.cfg.Logf("agent: desired state %s: %d models", etag, len(ds.Models))
+		}
+		retry = false
+		if desired != nil {
+			if err := a.Apply(ctx, desired); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				retry = true
+				a.cfg.Logf("agent: %v (will retry)", err)
+			} else {
+				inst.reset()
+			}
+		}
+		if ctx.Err() == nil {
+			a.Report(ctx)
+		}
+	}
+	return nil
+}
+
+// enroll loads the saved identity or enrolls with the token.
+func (a *Agent) enroll(ctx context.Context) error {
+	b, err := os.ReadFile(a.identityPath())
+	if err == nil {
+		var id Identity
+		if err := json.Unmarshal(b, &id); err != nil {
+			return fmt.Errorf("agent: read identity %s: %w", a.identityPath(), err)
+		}
+		if id.ID != "" && id.Credential != "" {
+			a.mu.Lock()
+			a.id = id
+			a.mu.Unlock()
+			return nil
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("agent: read identity: %w", err)
+	}
+	if a.cfg.EnrollToken == "" {
+		return errors.New("agent: not enrolled yet and no enrollment token given")
+	}
+	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	for {
+		resp, err := a.cfg.API.Enroll(ctx, fleet.EnrollRequest{Token: a.cfg.EnrollToken, Name: a.cfg.Name, Labels: a.cfg.Labels, Facts: a.cfg.Facts})
+		if err == nil {
+			id := Identity{ID: resp.ID, Credential: resp.Credential, Name: a.cfg.Name}
+			b, _ := json.MarshalIndent(id, "", "  ")
+			if err := writeFileAtomic(a.identityPath(), b, 0o600); err != nil {
+				return fmt.Errorf("agent: save identity: %w", err)
+			}
+			a.mu.Lock()
+			a.id = id
+			a.mu.Unlock()
+			a.cfg.Logf("agent: enrolled as %s (id %s)", a.cfg.Name, id.ID)
+			return nil
+		}
+		if errors.Is(err, fleet.ErrUnauthorized) || errors.Is(err, fleet.ErrForbidden) || errors.Is(err, fleet.ErrBadRequest) {
+			return fmt.Errorf("agent: enroll %s: %w", a.cfg.Name, err)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d := bo.next()
+		a.cfg.Logf("agent: enroll: %v; retrying in %s", err, d.Round(time.Millisecond))
+		sleep(ctx, d)
+	}
+}
+
+// reenroll enrolls again when the server no longer knows the credential.
+func (a *Agent) reenroll(ctx context.Context, cause error) error {
+	if a.cfg.EnrollToken == "" {
+		return cause
+	}
+	a.cfg.Logf("agent: server rejected the credential (%v); enrolling again", cause)
+	if err := os.Remove(a.identityPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return a.enroll(ctx)
+}
+
+// Apply brings every release of the desired state to its model, in order.
+// It returns an error when something should be retried (download failed,
+// disk error); health failures are reported, not retried.
+func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
+	models := slices.Clone(ds.Models)
+	slices.SortFunc(models, func(x, y fleet.DesiredModel) int {
+		if x.Release < y.Release {
+			return -1
+		}
+		if x.Release > y.Release {
+			return 1
+		}
+		return 0
+	})
+	var errs []error
+	for _, dm := range models {
+		if err := a.install(ctx, dm); err != nil {
+			errs = append(errs, fmt.Errorf("release %s: %w", dm.Release, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// setPhase records a release's phase and logs it, then reports at once.
+func (a *Agent) setPhase(ctx context.Context, rs fleet.ReleaseStatus) {
+	a.mu.Lock()
+	a.status[rs.Release] = rs
+	a.log = append(a.log, fleet.LogEntry{Time: time.Now().UTC(), Release: rs.Release, Phase: rs.Phase, Message: rs.Message})
+	if over := len(a.log) - a.cfg.LogSize; over > 0 {
+		a.log = slices.Delete(a.log, 0, over)
+	}
+	a.mu.Unlock()
+	a.cfg.Logf("agent: %s: %s %s", rs.Release, rs.Phase, rs.Message)
+	a.Report(ctx)
+}
+
+// Status returns the agent's current view of each release.
+func (a *Agent) Status() []fleet.ReleaseStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]fleet.ReleaseStatus, 0, len(a.status))
+	for _, s := range a.status {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(x, y fleet.ReleaseStatus) int {
+		if x.Release < y.Release {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Report sends the status, metrics and deployment log; errors are logged
+// (the next heartbeat sends it again).
+func (a *Agent) Report(ctx context.Context) {
+	rep := a.buildReport(ctx)
+	id := a.Identity()
+	if id.ID == "" {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := a.cfg.API.ReportStatus(rctx, id.ID, id.Credential, rep); err != nil {
+		if ctx.Err() == nil {
+			a.cfg.Logf("agent: report status: %v", err)
+		}
+		return
+	}
+	if a.cfg.Hooks.Reported != nil {
+		a.cfg.Hooks.Reported(rep)
+	}
+}
+
+func (a *Agent) buildReport(ctx context.Context) fleet.StatusReport {
+	facts := a.cfg.Facts
+	metrics := a.sys.sample()
+	a.mu.Lock()
+	rep := fleet.StatusReport{Time: time.Now().UTC(), Facts: &facts, Log: slices.Clone(a.log)}
+	var urls []string
+	for _, u := range a.health {
+		urls = append(urls, u)
+	}
+	a.mu.Unlock()
+	rep.Releases = a.Status()
+	slices.Sort(urls)
+	for _, u := range urls {
+		mu := runtimeMetricsURL(u)
+		if mu == "" {
+			continue
+		}
+		m, feats, err := fetchRuntimeMetrics(ctx, a.hc, mu)
+		if err != nil {
+			continue
+		}
+		for k, v := range m {
+			metrics[k] = v
+		}
+		if len(feats) > 0 && rep.Features == nil {
+			rep.Features = feats
+		}
+		break
+	}
+	rep.Metrics = metrics
+	return rep
+}
+
+// backoff is exponential with full jitter between half and all of the delay.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	half := b.cur / 2
+	return half + time.Duration(rand.Int64N(int64(half)+1))
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

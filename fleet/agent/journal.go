@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Install steps recorded in the journal.
+const (
+	stepDownloading = "downloading" // pulling into the inactive slot; current untouched
+	stepActivating  = "activating"  // links may point at the new slot
+	stepVerifying   = "verifying"   // new slot active, health check running
+)
+
+// releaseJournal is what the agent knows for sure about one release.
+type releaseJournal struct {
+	// Current and Previous are the digests of the active slot and of the
+	// slot kept for rollback: the consistent state recovery returns to.
+	Current  string `json:"current,omitempty"`
+	Previous string `json:"previous,omitempty"`
+	// Pending is the digest being installed and Step how far it got.
+	Pending        string `json:"pending,omitempty"`
+	PendingRollout string `json:"pendingRollout,omitempty"`
+	Step           string `json:"step,omitempty"`
+	// Failed is the last digest that failed its health check, for the
+	// rollout FailedRollout: not retried until the rollout changes.
+	Failed        string `json:"failed,omitempty"`
+	FailedRollout string `json:"failedRollout,omitempty"`
+	FailedMessage string `json:"failedMessage,omitempty"`
+	// RuntimePath is the link made for the release's runtime.path.
+	RuntimePath string `json:"runtimePath,omitempty"`
+}
+
+// journal is the agent's persistent state, DIR/journal.json.
+type journal struct {
+	Releases map[string]*releaseJournal `json:"releases"`
+}
+
+func (j *journal) release(name string) *releaseJournal {
+	if j.Releases == nil {
+		j.Releases = map[string]*releaseJournal{}
+	}
+	r, ok := j.Releases[name]
+	if !ok {
+		r = &releaseJournal{}
+		j.Releases[name] = r
+	}
+	return r
+}
+
+func loadJournal(path string) (*journal, error) {
+	j := &journal{Releases: map[string]*releaseJournal{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return j, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	if err := json.Unmarshal(b, j); err != nil {
+		return nil, fmt.Errorf("read journal %s: %w", path, err)
+	}
+	if j.Releases == nil {
+		j.Releases = map[string]*releaseJournal{}
+	}
+	return j, nil
+}
+
+func (j *journal) save(path string) error {
+	b, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode journal: %w", err)
+	}
+	return writeFileAtomic(path, b, 0o600)
+}
+
+// writeFileAtomic writes b to a temporary file, syncs it, renames it over
+// path and syncs the folder, so path holds either the old or the new bytes
+// after a crash at any point.
+func writeFileAtomic(path string, b []byte, perm fs.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	ok = true
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// replaceSymlink points link at target atomically: a temporary link renamed
+// over the old one. An empty target removes the link.
+func replaceSymlink(target, link string) error {
+	if target == "" {
+		if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove link %s: %w", link, err)
+		}
+		return syncDir(filepath.Dir(link))
+	}
+	if cur, err := os.Readlink(link); err == nil && cur == target {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	tmp := link + ".tmp-link"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("link %s: %w", link, err)
+	}
+	return syncDir(filepath.Dir(link))
+}
