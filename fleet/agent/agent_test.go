@@ -234,7 +234,9 @@ func TestRunOfflineThenCatchUp(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	wantActive(t, root, v1.Digest)
 	api.setOffline(false)
-	waitFor(t, func() bool { return api.last("demo").Digest == v2.Digest && api.last("demo").Phase == fleet.PhaseHealthy })
+	waitFor(t, func() bool {
+		return api.last("demo").Digest == v2.Digest && api.last("demo").Phase == fleet.PhaseHealthy
+	})
 	wantActive(t, root, v2.Digest)
 	cancel()
 	if err := <-done; err != nil {
