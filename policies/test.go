@@ -31,42 +31,62 @@ type TestOptions struct {
 
 // Test runs the Rego unit tests (rules named test_*) of the repository's
 // policies folder repo (every *.rego including *_test.rego, with its data
-// files) and, with opts.Builtins, of the built-in library.
+// files; the built-in policies are loaded so repository tests may import
+// them) and, with opts.Builtins, the tests of the built-in library, which run
+// apart, without the repository's data, so they are hermetic.
 func Test(ctx context.Context, repo fs.FS, opts TestOptions) (TestSummary, error) {
-	mods := map[string]*ast.Module{}
-	if opts.Builtins {
-		b, err := builtinModules(true)
-		if err != nil {
-			return TestSummary{}, err
-		}
-		mods = b
-	}
-	if repo != nil {
-		rm, err := readModules(repo, ".", "policies/", true)
-		if err != nil {
-			return TestSummary{}, err
-		}
-		for k, m := range rm {
-			mods[k] = m
-		}
-	}
-	data, err := readData(repo, ".")
-	if err != nil {
-		return TestSummary{}, err
-	}
-	ch, err := tester.NewRunner().SetStore(inmem.NewFromObject(data)).Run(ctx, mods)
-	if err != nil {
-		return TestSummary{}, fmt.Errorf("run policy tests: %w", err)
-	}
-	var sum TestSummary
-	fwd := make(chan *tester.Result)
-	done := make(chan error, 1)
 	out := opts.Output
 	if out == nil {
 		out = io.Discard
 	}
+	var sum TestSummary
+	if repo != nil {
+		mods, err := builtinModules(false)
+		if err != nil {
+			return sum, err
+		}
+		rm, err := readModules(repo, ".", "policies/", true)
+		if err != nil {
+			return sum, err
+		}
+		for k, m := range rm {
+			mods[k] = m
+		}
+		data, err := readData(repo, ".")
+		if err != nil {
+			return sum, err
+		}
+		if opts.Builtins {
+			fmt.Fprintln(out, "# repository policies")
+		}
+		if err := runTests(ctx, mods, data, out, opts.Verbose, &sum); err != nil {
+			return sum, err
+		}
+	}
+	if opts.Builtins {
+		mods, err := builtinModules(true)
+		if err != nil {
+			return sum, err
+		}
+		if repo != nil {
+			fmt.Fprintln(out, "\n# built-in library")
+		}
+		if err := runTests(ctx, mods, map[string]any{}, out, opts.Verbose, &sum); err != nil {
+			return sum, err
+		}
+	}
+	return sum, nil
+}
+
+func runTests(ctx context.Context, mods map[string]*ast.Module, data map[string]any, out io.Writer, verbose bool, sum *TestSummary) error {
+	ch, err := tester.NewRunner().SetStore(inmem.NewFromObject(data)).Run(ctx, mods)
+	if err != nil {
+		return fmt.Errorf("run policy tests: %w", err)
+	}
+	fwd := make(chan *tester.Result)
+	done := make(chan error, 1)
 	go func() {
-		done <- tester.PrettyReporter{Output: out, Verbose: opts.Verbose, FailureLine: true}.Report(fwd)
+		done <- tester.PrettyReporter{Output: out, Verbose: verbose, FailureLine: true}.Report(fwd)
 	}()
 	for r := range ch {
 		switch {
@@ -83,7 +103,7 @@ func Test(ctx context.Context, repo fs.FS, opts TestOptions) (TestSummary, error
 	}
 	close(fwd)
 	if err := <-done; err != nil {
-		return sum, fmt.Errorf("report policy tests: %w", err)
+		return fmt.Errorf("report policy tests: %w", err)
 	}
-	return sum, nil
+	return nil
 }

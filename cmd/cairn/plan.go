@@ -1,8 +1,123 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
 
-// newPlanCmd is a placeholder until its issue lands.
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/reconciler/plan"
+	"github.com/cairn-dev/cairn/registry/models"
+)
+
 func newPlanCmd() *cobra.Command {
-	return &cobra.Command{Use: "plan", Short: "not implemented yet", Hidden: true}
+	var (
+		base, inventory, server, token, format string
+		noBase, noRegistry, plainHTTP          bool
+	)
+	cmd := &cobra.Command{
+		Use:   "plan [DIR]",
+		Short: "Show what merging the checkout at DIR does: waves, unfit targets, bytes, policy verdicts",
+		Long: "Plan the repository checked out at DIR (default .) without access to any cluster or device: for every\n" +
+			"release the model digest from → to (against --base, default the merge base with the default branch),\n" +
+			"the targets of the inventory it selects grouped into rollout waves, the targets that cannot take the\n" +
+			"model and why, the bytes each must download (read from the registry) and the verdicts of the policies.\n" +
+			"Markdown is made for a pull-request comment. Exits 2 after printing the plan when a policy denies.",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			if inventory != "" && server != "" {
+				return fmt.Errorf("plan: --inventory and --server exclude each other")
+			}
+			if format != "markdown" && format != "md" && format != output.JSON {
+				return fmt.Errorf("plan: unknown output format %q: want markdown or json", format)
+			}
+			ctx := cmd.Context()
+			o := plan.DirOptions{BaseRev: base, NoBase: noBase}
+			switch {
+			case inventory != "":
+				f, err := os.Open(inventory)
+				if err != nil {
+					return fmt.Errorf("plan: %w", err)
+				}
+				inv, err := plan.ReadInventory(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("plan: %s: %w", inventory, err)
+				}
+				o.Inventory = inv
+			case server != "":
+				if token == "" {
+					token = os.Getenv("CAIRN_TOKEN")
+				}
+				inv, err := fleet.NewAdminClient(server, token).Inventory(ctx)
+				if err != nil {
+					return fmt.Errorf("plan: %w", err)
+				}
+				o.Inventory, o.Live = inv, true
+			}
+			if !noRegistry {
+				o.Inspector = registryInspector(plainHTTP)
+			}
+			p, err := plan.ForDir(ctx, dir, o)
+			if err != nil {
+				return fmt.Errorf("plan %s: %w", dir, err)
+			}
+			out := cmd.OutOrStdout()
+			if format == output.JSON {
+				err = output.Print(out, output.JSON, p)
+			} else {
+				err = p.WriteMarkdown(out)
+			}
+			if err != nil {
+				return err
+			}
+			if p.Denied {
+				var denied []string
+				for _, r := range p.Releases {
+					if r.Denied {
+						denied = append(denied, r.Name)
+					}
+				}
+				return &exitError{code: 2, msg: "policy denied: " + strings.Join(denied, ", ")}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&base, "base", "", "revision to compare with (default: the merge base of HEAD with the default branch)")
+	f.BoolVar(&noBase, "no-base", false, "do not compare with any revision")
+	f.StringVar(&inventory, "inventory", "", "inventory file: YAML or JSON list of targets {name, labels, facts, models, layers}")
+	f.StringVar(&server, "server", "", "read the live inventory from this cairn server (token: --token or $CAIRN_TOKEN)")
+	f.StringVar(&token, "token", "", "admin or read-only token for --server (default $CAIRN_TOKEN)")
+	f.StringVarP(&format, "output", "o", "markdown", "output format: markdown or json")
+	f.BoolVar(&noRegistry, "no-registry", false, "do not read artifact sizes from the registry (download sizes unknown)")
+	f.BoolVar(&plainHTTP, "plain-http", false, "talk plain HTTP to the registry")
+	return cmd
+}
+
+// registryInspector reads layer sizes with registry/models.Inspect, at most
+// 30 s per artifact.
+func registryInspector(plainHTTP bool) plan.ArtifactInspector {
+	return plan.InspectorFunc(func(ctx context.Context, ref string) (*plan.ArtifactInfo, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		a, err := models.Inspect(ctx, ref, models.Options{PlainHTTP: plainHTTP})
+		if err != nil {
+			return nil, err
+		}
+		info := &plan.ArtifactInfo{Digest: a.Digest, Annotations: a.Annotations}
+		for _, l := range a.Layers {
+			info.Layers = append(info.Layers, plan.Layer{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, Path: l.Path})
+		}
+		return info, nil
+	})
 }

@@ -45,6 +45,9 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 		src = append(src, fmt.Sprintf("%d unfit", s.Unfit))
 	}
 	fmt.Fprintf(&b, "<sub>%s</sub>\n\n", strings.Join(src, " · "))
+	for _, n := range p.Notes {
+		fmt.Fprintf(&b, "> ⚠️ %s\n\n", n)
+	}
 
 	if len(p.Releases) > 0 {
 		b.WriteString("| | release | model | change | targets | unfit | download |\n| --- | --- | --- | --- | ---: | ---: | ---: |\n")
@@ -61,6 +64,8 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
+
+	writePolicyTable(&b, p.Releases)
 
 	shown := 0
 	for _, r := range p.Releases {
@@ -162,6 +167,58 @@ func (r *Release) writeSection(b *strings.Builder) {
 		}
 		b.WriteString("\n")
 	}
+}
+
+// writePolicyTable counts, per policy, the releases it allowed, warned and
+// denied: the verdict table of the whole plan.
+func writePolicyTable(b *strings.Builder, releases []Release) {
+	type counts struct{ allow, warn, deny int }
+	var order []string
+	per := map[string]*counts{}
+	for _, r := range releases {
+		worst := map[string]string{}
+		for _, v := range r.Verdicts {
+			if _, ok := per[v.Policy]; !ok {
+				per[v.Policy] = &counts{}
+				order = append(order, v.Policy)
+			}
+			if rank(v.Result) > rank(worst[v.Policy]) {
+				worst[v.Policy] = v.Result
+			}
+		}
+		for pol, res := range worst {
+			c := per[pol]
+			switch res {
+			case policies.Deny:
+				c.deny++
+			case policies.Warn:
+				c.warn++
+			default:
+				c.allow++
+			}
+		}
+	}
+	if len(order) == 0 {
+		return
+	}
+	b.WriteString("| policy | ✅ allow | ⚠️ warn | ❌ deny |\n| --- | ---: | ---: | ---: |\n")
+	for _, pol := range order {
+		c := per[pol]
+		fmt.Fprintf(b, "| %s | %d | %d | %d |\n", pol, c.allow, c.warn, c.deny)
+	}
+	b.WriteString("\n")
+}
+
+func rank(result string) int {
+	switch result {
+	case policies.Deny:
+		return 3
+	case policies.Warn:
+		return 2
+	case policies.Allow:
+		return 1
+	}
+	return 0
 }
 
 func (r *Release) assigned() int {

@@ -76,6 +76,8 @@ type Plan struct {
 	Summary  Summary   `json:"summary"`
 	Releases []Release `json:"releases"`
 	Denied   bool      `json:"denied"`
+	// Notes are problems that did not stop the plan (no base).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Summary totals a plan.
