@@ -1,8 +1,85 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"log/slog"
+	"os"
+	"time"
 
-// newServeCmd is a placeholder until its issue lands.
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-dev/cairn/reconciler"
+)
+
 func newServeCmd() *cobra.Command {
-	return &cobra.Command{Use: "serve", Short: "not implemented yet", Hidden: true}
+	var (
+		file string
+		flag reconciler.Config
+		intv time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "serve [--repo URL|PATH] [--config FILE]",
+		Short: "Run the reconciler, fleet API, status API, webhook receiver and built-in registry",
+		Long: `Run the reconciler: follow a Git repository, admit each commit through the
+policies, roll releases out to enrolled targets, and serve the fleet API, the
+status API, POST /hooks/git, /metrics and a built-in OCI registry at /v2/.
+
+With no configuration it runs on embedded defaults under ./.cairn: SQLite,
+a blob folder, generated enrollment and admin tokens (DATA/enroll-token,
+DATA/admin-token). Environment: CAIRN_ENROLL_TOKEN, CAIRN_ADMIN_TOKEN,
+CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var cfg reconciler.Config
+			if file != "" {
+				c, err := reconciler.LoadConfig(file)
+				if err != nil {
+					return err
+				}
+				cfg = c
+			}
+			env := func(dst *string, name string) {
+				if v := os.Getenv(name); v != "" {
+					*dst = v
+				}
+			}
+			env(&cfg.EnrollToken, "CAIRN_ENROLL_TOKEN")
+			env(&cfg.AdminToken, "CAIRN_ADMIN_TOKEN")
+			env(&cfg.ReadToken, "CAIRN_READ_TOKEN")
+			env(&cfg.WebhookSecret, "CAIRN_WEBHOOK_SECRET")
+			env(&cfg.GitToken, "CAIRN_GIT_TOKEN")
+			env(&cfg.Database, "CAIRN_DATABASE")
+			set := func(dst *string, name, v string) {
+				if cmd.Flags().Changed(name) {
+					*dst = v
+				}
+			}
+			set(&cfg.Listen, "listen", flag.Listen)
+			set(&cfg.Data, "data", flag.Data)
+			set(&cfg.Repo, "repo", flag.Repo)
+			set(&cfg.Branch, "branch", flag.Branch)
+			set(&cfg.Database, "database", flag.Database)
+			set(&cfg.BlobStore, "blob-store", flag.BlobStore)
+			set(&cfg.EnrollToken, "enroll-token", flag.EnrollToken)
+			set(&cfg.WebhookSecret, "webhook-secret", flag.WebhookSecret)
+			set(&cfg.SSHKey, "ssh-key", flag.SSHKey)
+			if cmd.Flags().Changed("interval") {
+				cfg.Interval = reconciler.Duration(intv)
+			}
+			log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			return reconciler.Serve(cmd.Context(), cfg, log, nil)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&file, "config", "", "YAML configuration file")
+	f.StringVar(&flag.Listen, "listen", "127.0.0.1:7480", "address of the APIs, webhook, metrics and built-in registry")
+	f.StringVar(&flag.Data, "data", ".cairn", "data folder (SQLite database, blobs, tokens, Git clone)")
+	f.StringVar(&flag.Repo, "repo", "", "Git repository to follow: a path, file://, http(s):// or ssh:// URL")
+	f.StringVar(&flag.Branch, "branch", "main", "branch to follow")
+	f.DurationVar(&intv, "interval", time.Minute, "time between fetches (with ±10% jitter)")
+	f.StringVar(&flag.Database, "database", "", "postgres:// URL or SQLite path (default DATA/cairn.db)")
+	f.StringVar(&flag.BlobStore, "blob-store", "", "blob store of the built-in registry: file:///path or s3://bucket/prefix?endpoint=… (default DATA/blobs)")
+	f.StringVar(&flag.EnrollToken, "enroll-token", "", "enrollment token agents present (default: generated into DATA/enroll-token)")
+	f.StringVar(&flag.WebhookSecret, "webhook-secret", "", "HMAC secret of POST /hooks/git (without one, only loopback may trigger)")
+	f.StringVar(&flag.SSHKey, "ssh-key", "", "private key file for ssh:// repositories")
+	return cmd
 }

@@ -39,16 +39,15 @@ type manifestRecord struct {
 	Body        []byte `json:"body"`
 }
 
-// NewRegistry serves an OCI registry whose blobs live under blobs and
-// manifests under mdir, replaying the manifests pushed before.
-func NewRegistry(blobs, mdir string) (*Registry, error) {
-	for _, d := range []string{blobs, mdir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("built-in registry: %w", err)
-		}
+// NewRegistry serves an OCI registry whose blobs go through bh (see
+// NewBlobHandler, or registry.NewDiskBlobHandler) and whose manifests are
+// kept under mdir, replaying the manifests pushed before.
+func NewRegistry(bh registry.BlobHandler, mdir string) (*Registry, error) {
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		return nil, fmt.Errorf("built-in registry: %w", err)
 	}
 	r := &Registry{
-		inner: registry.New(registry.WithBlobHandler(registry.NewDiskBlobHandler(blobs)), registry.WithReferrersSupport(true),
+		inner: registry.New(registry.WithBlobHandler(bh), registry.WithReferrersSupport(true),
 			registry.Logger(log.New(io.Discard, "", 0))),
 		dir: mdir,
 	}

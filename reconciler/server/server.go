@@ -43,6 +43,8 @@ type Config struct {
 	// GitHook receives POST /hooks/git; Registry serves /v2/; Lineage serves
 	// /api/v1/lineage/ — each optional.
 	GitHook, Registry, Lineage http.Handler
+	// LineageRecord serves POST /api/v1/lineage/record (admin token).
+	LineageRecord http.Handler
 	// OnStatus is called after a target's status is stored; OnCommand after
 	// an operator command is queued. Both must not block.
 	OnStatus  func(id string)
@@ -166,7 +168,10 @@ func (s *Server) routes() {
 		mux.Handle("/v2/", s.cfg.Registry)
 	}
 	if s.cfg.Lineage != nil {
-		mux.Handle("/api/v1/lineage/", s.read(s.cfg.Lineage.ServeHTTP))
+		mux.Handle("/api/v1/lineage/", s.m.instrument("lineage", s.read(s.cfg.Lineage.ServeHTTP)))
+	}
+	if s.cfg.LineageRecord != nil {
+		mux.Handle("POST /api/v1/lineage/record", s.m.instrument("lineage-record", s.admin(s.cfg.LineageRecord.ServeHTTP)))
 	}
 	mux.Handle("GET /metrics", s.m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })

@@ -1,0 +1,120 @@
+package reconciler
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is cairn serve's configuration: a YAML file (--config), flags and
+// environment laid over it. The zero Config runs on embedded defaults.
+type Config struct {
+	// Listen is the address of every API (default 127.0.0.1:7480).
+	Listen string `json:"listen,omitempty"`
+	// Data is the data folder (default ./.cairn).
+	Data string `json:"data,omitempty"`
+	// Repo is the Git repository (path or URL) and Branch its branch (main).
+	Repo   string `json:"repo,omitempty"`
+	Branch string `json:"branch,omitempty"`
+	// Interval between fetches (1m).
+	Interval Duration `json:"interval,omitempty"`
+	// GitToken authenticates http(s) fetches; SSHKey is a key file for ssh://.
+	GitToken string `json:"gitToken,omitempty"`
+	SSHKey   string `json:"sshKey,omitempty"`
+	// WebhookSecret verifies POST /hooks/git.
+	WebhookSecret string `json:"webhookSecret,omitempty"`
+	// Database is a postgres:// URL or a SQLite path (default DATA/cairn.db).
+	Database string `json:"database,omitempty"`
+	// BlobStore is the blob store URL of the built-in registry (file:// or
+	// s3://; default file://DATA/blobs).
+	BlobStore string `json:"blobStore,omitempty"`
+	// Registry is an external registry host; empty serves the built-in one at /v2/.
+	Registry string `json:"registry,omitempty"`
+	// Tokens; generated into DATA when empty (enroll-token, admin-token).
+	EnrollToken string `json:"enrollToken,omitempty"`
+	AdminToken  string `json:"adminToken,omitempty"`
+	ReadToken   string `json:"readToken,omitempty"`
+	// PollInterval is the agents' long-poll period (30s); OfflineAfter how
+	// long without contact makes a target offline (3 poll periods).
+	PollInterval Duration `json:"pollInterval,omitempty"`
+	OfflineAfter Duration `json:"offlineAfter,omitempty"`
+	// ReconcileInterval is the longest time between reconcile passes (5s).
+	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	// Secrets are named secrets Alerts refer to (webhook secretRef).
+	Secrets map[string]string `json:"secrets,omitempty"`
+}
+
+// Duration is a time.Duration written as "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalJSON reads "30s" or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		var n float64
+		if _, serr := fmt.Sscanf(s, "%g", &n); serr != nil {
+			return fmt.Errorf("duration %s: %w", s, err)
+		}
+		v = time.Duration(n * float64(time.Second))
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON writes the duration as "30s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// LoadConfig reads a YAML configuration file strictly.
+func LoadConfig(path string) (Config, error) {
+	var c Config
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Defaults fills what is unset.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7480"
+	}
+	if c.Data == "" {
+		c.Data = ".cairn"
+	}
+	if c.Branch == "" {
+		c.Branch = "main"
+	}
+	if c.Interval <= 0 {
+		c.Interval = Duration(time.Minute)
+	}
+	if c.Database == "" {
+		c.Database = filepath.Join(c.Data, "cairn.db")
+	}
+	if c.BlobStore == "" {
+		abs, err := filepath.Abs(filepath.Join(c.Data, "blobs"))
+		if err != nil {
+			abs = filepath.Join(c.Data, "blobs")
+		}
+		c.BlobStore = "file://" + abs
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = Duration(30 * time.Second)
+	}
+	if c.OfflineAfter <= 0 {
+		c.OfflineAfter = 3 * c.PollInterval
+	}
+	if c.ReconcileInterval <= 0 {
+		c.ReconcileInterval = Duration(5 * time.Second)
+	}
+}

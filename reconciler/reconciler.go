@@ -1,0 +1,594 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
+	"github.com/cairn-dev/cairn/reconciler/server"
+	"github.com/cairn-dev/cairn/reconciler/source"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// Options configure a Reconciler. Store and Publish are required.
+type Options struct {
+	Store store.Store
+	// Publish hands freshly written desired states to the fleet API.
+	Publish func([]store.Desired)
+	Metrics *server.Metrics
+	Logger  *slog.Logger
+	// Source is the followed repository (for the status API); optional.
+	Source *source.Source
+	// Lineage records admissions; optional.
+	Lineage lineage.Recorder
+	// Notify receives every recorded event (Alert webhooks); optional.
+	Notify func(alerts []manifests.Alert, evs []fleet.Event)
+	// Interval is the longest time between passes (5s); MinGap the shortest
+	// between passes triggered by status reports (1s).
+	Interval, MinGap time.Duration
+	// OfflineAfter is how long without contact makes a target offline (3m).
+	OfflineAfter time.Duration
+	// PlainHTTP reports whether an artifact's registry speaks plain HTTP
+	// (the built-in registry on loopback); agents are told so.
+	PlainHTTP func(artifact string) bool
+}
+
+type cachedTarget struct {
+	target   fleet.Target
+	sel      map[string]string
+	lastSeen time.Time
+	status   *fleet.StatusReport
+}
+
+// Reconciler admits commits and drives every target to its desired state.
+type Reconciler struct {
+	opts    Options
+	log     *slog.Logger
+	trigger chan struct{}
+
+	mu        sync.Mutex
+	commit    string // admitted
+	fetched   string
+	pending   *source.Revision // fetched while not leader
+	alerts    []manifests.Alert
+	source    *Status
+	admitted  map[string]*Admitted // nil value: denied, never admitted
+	denied    map[string]string
+	states    map[string]rollout.State
+	relStatus map[string]*Status
+	assign    map[string]map[string]rollout.Assignment // release → target → model
+	saved     map[string]string                        // release → last stored record
+	targets   map[string]*cachedTarget
+	order     []string
+	synced    time.Time
+	written   map[string]string // target → etag stored
+	online    map[string]bool
+	requeue   time.Duration
+	bodies    map[string][2]string // models key → etag, models JSON
+}
+
+// New returns a reconciler; call Load, then Run.
+func New(opts Options) *Reconciler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = server.NewMetrics()
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 5 * time.Second
+	}
+	if opts.MinGap <= 0 {
+		opts.MinGap = time.Second
+	}
+	if opts.OfflineAfter <= 0 {
+		opts.OfflineAfter = 3 * time.Minute
+	}
+	if opts.Publish == nil {
+		opts.Publish = func([]store.Desired) {}
+	}
+	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), source: &Status{},
+		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
+		relStatus: map[string]*Status{}, assign: map[string]map[string]rollout.Assignment{}, saved: map[string]string{},
+		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}, bodies: map[string][2]string{}}
+}
+
+// Load restores the admitted releases, rollout states and written desired
+// states from the store, so a restart carries on where it stopped.
+func (r *Reconciler) Load(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rels, err := r.opts.Store.Releases(ctx)
+	if err != nil {
+		return err
+	}
+	for _, rel := range rels {
+		var a Admitted
+		if len(rel.Spec) > 0 && json.Unmarshal(rel.Spec, &a) == nil && a.Release.Metadata.Name != "" {
+			r.admitted[rel.Name] = &a
+		} else {
+			r.admitted[rel.Name] = nil
+		}
+		var st rollout.State
+		if len(rel.State) > 0 && json.Unmarshal(rel.State, &st) == nil {
+			r.states[rel.Name] = st
+		}
+		ri := server.ReleaseInfo(rel)
+		r.relStatus[rel.Name] = FromWire(ri.Conditions)
+		if ri.Denied != "" {
+			r.denied[rel.Name] = ri.Denied
+		}
+	}
+	if b, err := r.opts.Store.Meta(ctx, "admitted-commit"); err == nil {
+		r.commit = string(b)
+	}
+	if b, err := r.opts.Store.Meta(ctx, "source-conditions"); err == nil {
+		var cs []fleet.Condition
+		if json.Unmarshal(b, &cs) == nil {
+			r.source = FromWire(cs)
+		}
+	}
+	ds, err := r.opts.Store.DesiredSince(ctx, 0)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		r.written[d.Target] = d.ETag
+	}
+	return nil
+}
+
+// Trigger asks for a pass soon (status reports, operator commands).
+func (r *Reconciler) Trigger() {
+	select {
+	case r.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// OnCommit admits rev when this replica leads, or keeps it for when it does.
+func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
+	r.opts.Metrics.SourceFetches.WithLabelValues("new-commit").Inc()
+	lead, err := r.opts.Store.TryLead(ctx)
+	if err != nil || !lead {
+		r.mu.Lock()
+		r.pending = &rev
+		r.fetched = rev.Commit
+		r.mu.Unlock()
+		return
+	}
+	if err := r.Admit(ctx, rev); err != nil {
+		r.log.Error("admit commit", "commit", rev.Commit, "err", err)
+	}
+}
+
+// Run reconciles every Interval, on triggers and when a rollout asks to be
+// requeued, while this replica holds the leader lease, until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	last := time.Time{}
+	for {
+		r.mu.Lock()
+		wait := r.opts.Interval
+		if r.requeue > 0 && r.requeue < wait {
+			wait = r.requeue
+		}
+		r.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.trigger:
+			if gap := r.opts.MinGap - time.Since(last); gap > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(gap):
+				}
+			}
+		case <-t.C:
+		}
+		t.Stop()
+		lead, err := r.opts.Store.TryLead(ctx)
+		if err != nil {
+			r.log.Warn("leader election", "err", err)
+			continue
+		}
+		if !lead {
+			continue
+		}
+		r.mu.Lock()
+		pending := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		if pending != nil {
+			if err := r.Admit(ctx, *pending); err != nil {
+				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
+			}
+		}
+		if err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("reconcile", "err", err)
+		}
+		last = time.Now()
+	}
+}
+
+// Reconcile runs one pass.
+func (r *Reconciler) Reconcile(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reconcileLocked(ctx)
+}
+
+func (r *Reconciler) status(name string) *Status {
+	st := r.relStatus[name]
+	if st == nil {
+		st = &Status{}
+		st.Name = name
+		r.relStatus[name] = st
+	}
+	return st
+}
+
+// syncTargets reads targets enrolled or reporting since the last sync.
+func (r *Reconciler) syncTargets(ctx context.Context) error {
+	since := r.synced.Add(-5 * time.Second) // overlap: writes commit out of order
+	if r.synced.IsZero() {
+		since = time.Time{}
+	}
+	now := time.Now()
+	ts, err := r.opts.Store.TargetsUpdatedSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	added := false
+	for _, t := range ts {
+		ct := r.targets[t.ID]
+		if ct == nil {
+			ct = &cachedTarget{}
+			r.targets[t.ID] = ct
+			added = true
+		}
+		ct.target = fleet.Target{Name: t.ID, Labels: t.Labels, Facts: t.Facts}
+		ct.sel = ct.target.SelectorLabels()
+		ct.lastSeen = t.LastSeen
+		ct.status = t.Status
+	}
+	if added {
+		r.order = r.order[:0]
+		for id := range r.targets {
+			r.order = append(r.order, id)
+		}
+		slices.Sort(r.order)
+	}
+	r.synced = now
+	return nil
+}
+
+func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
+	start := time.Now()
+	defer func() {
+		r.opts.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
+		if err != nil {
+			r.opts.Metrics.ReconcileErrors.Inc()
+		}
+	}()
+	cmds, err := r.opts.Store.TakeCommands(ctx)
+	if err != nil {
+		return err
+	}
+	command := map[string]string{}
+	for _, c := range cmds {
+		command[c.Release] = c.Command
+	}
+	if err := r.syncTargets(ctx); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	var events []fleet.Event
+	r.requeue = 0
+	perTarget := make(map[string][]fleet.DesiredModel, len(r.targets))
+	names := make([]string, 0, len(r.admitted))
+	for n := range r.admitted {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		a := r.admitted[name]
+		if a == nil {
+			if err := r.saveRelease(ctx, name, nil, fleet.ReleaseInfo{}); err != nil {
+				return err
+			}
+			continue
+		}
+		evs, info := r.stepRelease(name, a, now, command[name])
+		events = append(events, evs...)
+		for t, asg := range r.assign[name] {
+			if asg.Digest == "" && asg.Artifact == "" {
+				continue
+			}
+			perTarget[t] = append(perTarget[t], r.desiredModel(a, asg))
+		}
+		if err := r.saveRelease(ctx, name, a, info); err != nil {
+			return err
+		}
+	}
+	events = append(events, r.offline(now)...)
+	changes := r.compose(perTarget)
+	if len(changes) > 0 {
+		rev, err := r.opts.Store.PutDesired(ctx, changes)
+		if err != nil {
+			return err
+		}
+		for i := range changes {
+			changes[i].Rev = rev
+			r.written[changes[i].Target] = changes[i].ETag
+		}
+		r.opts.Metrics.DesiredWrites.Add(float64(len(changes)))
+		r.opts.Publish(changes)
+		r.log.Info("desired states written", "targets", len(changes), "revision", rev, "took", time.Since(start).String())
+	}
+	if len(events) > 0 {
+		if err := r.opts.Store.AddEvents(ctx, events); err != nil {
+			return err
+		}
+		r.notify(events)
+	}
+	r.phaseMetrics(now)
+	return nil
+}
+
+// stepRelease runs the rollout engine for one release.
+func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, command string) ([]fleet.Event, fleet.ReleaseInfo) {
+	st := r.status(name)
+	var selected []rollout.TargetState
+	for _, id := range r.order {
+		ct := r.targets[id]
+		if _, unfit := a.Unfit[id]; unfit || !matchesAny(a.Profiles, ct.sel) {
+			continue
+		}
+		ts := rollout.TargetState{Name: id, TimeZone: ct.target.Facts.TimeZone, LastSeen: ct.lastSeen,
+			Online: !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter}
+		if ct.status != nil {
+			ts.Metrics = ct.status.Metrics
+			for _, rs := range ct.status.Releases {
+				if rs.Release == name {
+					ts.Status = rs
+				}
+			}
+		}
+		selected = append(selected, ts)
+	}
+	info := fleet.ReleaseInfo{Model: a.Model.Metadata.Name, Version: a.Model.Spec.Version, Artifact: a.Model.Spec.Artifact,
+		RolloutPolicy: a.Release.Spec.RolloutPolicy, Waves: len(a.Policy.Spec.Waves), Suspended: a.Release.Spec.Suspend, Targets: len(selected)}
+	for _, p := range a.Profiles {
+		info.Profiles = append(info.Profiles, p.Metadata.Name)
+	}
+	var events []fleet.Event
+	prev := r.states[name]
+	if a.Release.Spec.Suspend {
+		markFailed(st, false, ReasonSuspended, "release is suspended: targets keep what they were told")
+	} else {
+		out := rollout.Step(rollout.Input{Now: now, Release: a.Release, Model: a.Model, Policy: a.Policy, Targets: selected, Prev: prev, Command: command})
+		r.states[name] = out.State
+		r.assign[name] = out.Desired
+		if out.RequeueAfter > 0 && (r.requeue == 0 || out.RequeueAfter < r.requeue) {
+			r.requeue = out.RequeueAfter
+		}
+		for _, e := range out.Events {
+			events = append(events, fleet.Event{Time: now, Type: e.Type, Reason: e.Reason, Release: name, Commit: a.Commit, Message: e.Message, Targets: e.Targets})
+		}
+		switch s := out.State; s.Phase {
+		case rollout.PhaseSucceeded:
+			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", short(digestHex(s.Target.Digest)), len(selected))
+		case rollout.PhaseProgressing, "":
+			markReconciling(st, ReasonProgressing, "wave %d: %s", s.Wave+1, s.Message)
+		case rollout.PhasePaused:
+			markFailed(st, false, ReasonPaused, "rollout paused: %s", s.Message)
+		case rollout.PhaseAborted:
+			markFailed(st, true, ReasonAborted, "rollout aborted: %s", s.Message)
+		case rollout.PhaseRolledBack:
+			markFailed(st, true, ReasonRolledBack, "rolled back: %s", s.Message)
+		}
+	}
+	if msg := r.denied[name]; msg != "" {
+		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", short(a.Commit), msg)
+		info.Denied = msg
+	}
+	s := r.states[name]
+	info.Name, info.Digest, info.LastGood, info.Phase, info.Wave = name, s.Target.Digest, s.LastGood.Digest, s.Phase, s.Wave
+	info.Reason, info.Message, info.Commit = s.Reason, s.Message, a.Commit
+	healthyAll := len(selected) > 0
+	for _, ts := range selected {
+		if r.assign[name][ts.Name].Digest == s.Target.Digest && s.Target.Digest != "" {
+			info.Updated++
+		}
+		switch {
+		case ts.Status.Phase == fleet.PhaseHealthy && ts.Status.Digest == s.Target.Digest:
+			info.Healthy++
+		case ts.Status.Phase == fleet.PhaseFailed:
+			info.Failed++
+			healthyAll = false
+		default:
+			healthyAll = false
+		}
+	}
+	if healthyAll {
+		since := now
+		if old := r.prevHealthySince(name); old != nil {
+			since = *old
+		}
+		info.HealthySince = &since
+	}
+	info.Conditions = st.Wire()
+	r.opts.Metrics.RolloutWave.WithLabelValues(name).Set(float64(s.Wave))
+	if len(selected) > 0 {
+		r.opts.Metrics.RolloutProgress.WithLabelValues(name).Set(float64(info.Updated) / float64(len(selected)))
+	}
+	return events, info
+}
+
+func (r *Reconciler) prevHealthySince(name string) *time.Time {
+	old, ok := r.saved[name]
+	if !ok {
+		return nil
+	}
+	var rec struct {
+		Status fleet.ReleaseInfo
+	}
+	if json.Unmarshal([]byte(old), &rec) != nil {
+		return nil
+	}
+	return rec.Status.HealthySince
+}
+
+func digestHex(d string) string { return strings.TrimPrefix(d, "sha256:") }
+
+func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bool {
+	for _, p := range profiles {
+		if p.Spec.Selector.Matches(labels) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.DesiredModel {
+	dm := fleet.DesiredModel{Release: a.Release.Metadata.Name, Model: a.Model.Metadata.Name, Artifact: asg.Artifact, Digest: asg.Digest,
+		Rollout: a.Release.Metadata.Name + "@" + short(digestHex(r.states[a.Release.Metadata.Name].Target.Digest))}
+	if asg.Artifact == a.Model.Spec.Artifact {
+		dm.Version = a.Model.Spec.Version
+	}
+	if r.opts.PlainHTTP != nil {
+		dm.PlainHTTP = r.opts.PlainHTTP(asg.Artifact)
+	}
+	rt := a.Release.Spec.Runtime
+	dm.Runtime = fleet.Runtime{Path: rt.Path, Restart: rt.Restart}
+	if hc := rt.HealthCheck; hc != nil {
+		dm.Runtime.HealthCheck = &fleet.HealthCheck{HTTP: hc.HTTP, Exec: hc.Exec, Timeout: hc.Timeout.Duration, Retries: hc.Retries, Period: hc.Period.Duration}
+	}
+	return dm
+}
+
+// compose builds each target's desired state and returns those whose tag
+// differs from the one stored. Identical model lists are encoded once.
+func (r *Reconciler) compose(perTarget map[string][]fleet.DesiredModel) []store.Desired {
+	var changes []store.Desired
+	var key strings.Builder
+	for _, id := range r.order {
+		models := perTarget[id]
+		key.Reset()
+		for _, m := range models {
+			key.WriteString(m.Release + "\x00" + m.Artifact + "\x00" + m.Digest + "\x00" + m.Rollout + "\x01")
+		}
+		k := key.String()
+		enc, ok := r.bodies[k]
+		if !ok {
+			if models == nil {
+				models = []fleet.DesiredModel{}
+			}
+			b, _ := json.Marshal(models)
+			enc = [2]string{server.ETag(models), string(b)}
+			if len(r.bodies) > 10000 {
+				clear(r.bodies)
+			}
+			r.bodies[k] = enc
+		}
+		if r.written[id] == enc[0] {
+			continue
+		}
+		body := `{"target":` + strconv.Quote(id) + `,"etag":"` + enc[0] + `","models":` + enc[1] + `}`
+		changes = append(changes, store.Desired{Target: id, ETag: enc[0], Body: []byte(body)})
+	}
+	return changes
+}
+
+// saveRelease stores a release's admitted spec, rollout state and status
+// when any changed.
+func (r *Reconciler) saveRelease(ctx context.Context, name string, a *Admitted, info fleet.ReleaseInfo) error {
+	if a == nil {
+		st := r.status(name)
+		info = fleet.ReleaseInfo{Denied: r.denied[name], Conditions: st.Wire()}
+		info.Name = name
+		info.Phase = "Denied"
+	}
+	spec, _ := json.Marshal(a)
+	state, _ := json.Marshal(r.states[name])
+	status, _ := json.Marshal(info)
+	rec := struct {
+		Spec, State json.RawMessage
+		Status      fleet.ReleaseInfo
+	}{spec, state, info}
+	key, _ := json.Marshal(rec)
+	if r.saved[name] == string(key) {
+		return nil
+	}
+	commit := ""
+	if a != nil {
+		commit = a.Commit
+	}
+	if err := r.opts.Store.PutRelease(ctx, store.Release{Name: name, Commit: commit, Spec: spec, State: state, Status: status}); err != nil {
+		return fmt.Errorf("save release %s: %w", name, err)
+	}
+	r.saved[name] = string(key)
+	return nil
+}
+
+// offline returns a TargetOffline event for targets that went quiet.
+func (r *Reconciler) offline(now time.Time) []fleet.Event {
+	var gone []string
+	for _, id := range r.order {
+		ct := r.targets[id]
+		on := !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter
+		if was, ok := r.online[id]; ok && was && !on {
+			gone = append(gone, id)
+		}
+		r.online[id] = on
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("%d targets offline (no contact for %s)", len(gone), r.opts.OfflineAfter)
+	if len(gone) > 100 {
+		gone = gone[:100]
+	}
+	return []fleet.Event{{Time: now, Type: manifests.EventTargetOffline, Message: msg, Targets: gone}}
+}
+
+func (r *Reconciler) phaseMetrics(now time.Time) {
+	counts := map[string]int{}
+	online := 0
+	for _, ct := range r.targets {
+		phase := "Unknown"
+		if ct.status != nil {
+			if p := server.SummarizePhase(ct.status.Releases); p != "" {
+				phase = p
+			}
+		}
+		counts[phase]++
+		if !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter {
+			online++
+		}
+	}
+	r.opts.Metrics.TargetsByPhase.Reset()
+	for p, n := range counts {
+		r.opts.Metrics.TargetsByPhase.WithLabelValues(p).Set(float64(n))
+	}
+	r.opts.Metrics.TargetsOnline.Set(float64(online))
+}
+
+func (r *Reconciler) notify(evs []fleet.Event) {
+	if r.opts.Notify != nil && len(evs) > 0 {
+		r.opts.Notify(slices.Clone(r.alerts), evs)
+	}
+}

@@ -1,0 +1,202 @@
+package reconciler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/reconciler/server"
+	"github.com/cairn-dev/cairn/reconciler/source"
+	"github.com/cairn-dev/cairn/reconciler/store"
+	"github.com/cairn-dev/cairn/registry/blobs"
+)
+
+// token returns val, else the token kept in file, else a new one written
+// to file (mode 0600). generated reports the last case.
+func token(val, file string) (tok string, generated bool, err error) {
+	if val != "" {
+		return val, false, nil
+	}
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), false, nil
+	}
+	tok = server.NewToken()
+	if err := os.WriteFile(file, []byte(tok+"\n"), 0o600); err != nil {
+		return "", false, fmt.Errorf("write %s: %w", file, err)
+	}
+	return tok, true, nil
+}
+
+// Serve runs cairn serve until ctx ends: store, built-in registry, fleet
+// and status APIs, Git source and reconcile loop on one listener. ready, when
+// not nil, receives the listening address.
+func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	cfg.Defaults()
+	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	enrollTok, gen, err := token(cfg.EnrollToken, filepath.Join(cfg.Data, "enroll-token"))
+	if err != nil {
+		return err
+	}
+	if gen {
+		log.Info("generated an enrollment token", "file", filepath.Join(cfg.Data, "enroll-token"), "token", enrollTok)
+	}
+	adminTok, gen, err := token(cfg.AdminToken, filepath.Join(cfg.Data, "admin-token"))
+	if err != nil {
+		return err
+	}
+	if gen {
+		log.Info("generated an admin token", "file", filepath.Join(cfg.Data, "admin-token"))
+	}
+
+	db, err := sqldb.Open(ctx, cfg.Database)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := store.Open(ctx, db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	graph, err := lineage.Open(ctx, db)
+	if err != nil {
+		return fmt.Errorf("open lineage: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ln.Addr().String()
+
+	metrics := server.NewMetrics()
+	var reg http.Handler
+	if cfg.Registry == "" {
+		bs, err := blobs.Open(ctx, cfg.BlobStore)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("blob store: %w", err)
+		}
+		tmp := filepath.Join(cfg.Data, "tmp")
+		os.MkdirAll(tmp, 0o755)
+		r, err := server.NewRegistry(server.NewBlobHandler(bs, tmp), filepath.Join(cfg.Data, "registry", "manifests"))
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		reg = r
+	}
+
+	var src *source.Source
+	if cfg.Repo != "" {
+		src = source.New(source.Config{URL: cfg.Repo, Branch: cfg.Branch, Dir: filepath.Join(cfg.Data, "source"),
+			Interval: time.Duration(cfg.Interval), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
+	}
+	var srv *server.Server
+	rec := New(Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,
+		Publish:      func(ds []store.Desired) { srv.Publish(ds) },
+		Interval:     time.Duration(cfg.ReconcileInterval),
+		OfflineAfter: time.Duration(cfg.OfflineAfter),
+		PlainHTTP:    plainHTTP(addr),
+		Notify:       notifier(cfg, log),
+	})
+	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
+		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
+		Registry: reg, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
+		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
+		Ready: func(ctx context.Context) error {
+			_, err := st.Meta(ctx, "ready-check")
+			if errors.Is(err, store.ErrNotFound) {
+				return nil
+			}
+			return err
+		},
+		Source: func() any { return rec.SourceInfo() },
+	}
+	if src != nil {
+		scfg.GitHook = src.Webhook()
+	}
+	srv = server.New(scfg)
+	if err := srv.Load(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := rec.Load(ctx); err != nil {
+		ln.Close()
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return reqCtx }}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	go srv.Run(ctx)
+	go rec.Run(ctx)
+	if src != nil {
+		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)
+	}
+	log.Info("cairn serve listening", "addr", addr, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
+		"database", redact(cfg.Database), "registry", registryName(cfg.Registry, addr))
+	if ready != nil {
+		ready(addr)
+	}
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	cancelRequests() // ends long-polls with 304
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func registryName(ext, addr string) string {
+	if ext != "" {
+		return ext
+	}
+	return addr + " (built-in)"
+}
+
+// redact hides a password in a URL.
+func redact(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		rest := u[i+3:]
+		if at := strings.Index(rest, "@"); at >= 0 {
+			if c := strings.Index(rest[:at], ":"); c >= 0 {
+				return u[:i+3] + rest[:c] + ":***" + rest[at:]
+			}
+		}
+	}
+	return u
+}
+
+// plainHTTP says loopback registries (the built-in one) speak plain HTTP.
+func plainHTTP(addr string) func(string) bool {
+	return func(artifact string) bool {
+		host, _, _ := strings.Cut(artifact, "/")
+		if host == addr || strings.HasPrefix(host, "localhost:") || strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "[::1]") {
+			return true
+		}
+		return false
+	}
+}

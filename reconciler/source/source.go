@@ -1,0 +1,282 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"testing/fstest"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+)
+
+// Config says which repository and branch to follow.
+type Config struct {
+	// URL is a local path, file://, http(s):// or ssh:// URL.
+	URL string
+	// Branch defaults to main.
+	Branch string
+	// Dir is where the bare clone is kept.
+	Dir string
+	// Interval between fetches (default 1m); each wait has ±10% jitter.
+	Interval time.Duration
+	// Token authenticates http(s) fetches (as the password of user "git").
+	Token string
+	// SSHKey is a private key file for ssh:// URLs.
+	SSHKey string
+	// WebhookSecret signs POST /hooks/git; empty accepts unsigned hooks
+	// only from loopback.
+	WebhookSecret string
+	Logger        *slog.Logger
+}
+
+// Revision is one fetched commit and its tree.
+type Revision struct {
+	Commit  string
+	Message string
+	Author  string
+	Time    time.Time
+	// FS is the commit's tree (manifest, policy and data files: *.yaml,
+	// *.yml, *.json, *.rego and *.md, up to MaxFileSize each).
+	FS fs.FS
+}
+
+// MaxFileSize bounds a file read from the tree; bigger ones are left out
+// (the manifest decoder refuses files far smaller).
+const MaxFileSize = 32 << 20
+
+// Source follows one branch of a repository.
+type Source struct {
+	cfg     Config
+	log     *slog.Logger
+	trigger chan struct{}
+
+	mu        sync.Mutex
+	repo      *git.Repository
+	last      string
+	fetchedAt time.Time
+	lastErr   error
+}
+
+// New returns a source; Run fetches.
+func New(cfg Config) *Source {
+	if cfg.Branch == "" {
+		cfg.Branch = "main"
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Source{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1)}
+}
+
+// Trigger asks for a fetch now.
+func (s *Source) Trigger() {
+	select {
+	case s.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// State is what the source knows: the last fetched commit, when, and the
+// last fetch error (nil after a good fetch).
+func (s *Source) State() (commit string, fetchedAt time.Time, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, s.fetchedAt, s.lastErr
+}
+
+// URL returns the repository URL with any credentials removed.
+func (s *Source) URL() string {
+	u := s.cfg.URL
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.Index(u[i+3:], "@"); j >= 0 && !strings.HasPrefix(u, "ssh://") {
+			u = u[:i+3] + u[i+3+j+1:]
+		}
+	}
+	return u
+}
+
+// Branch returns the branch followed.
+func (s *Source) Branch() string { return s.cfg.Branch }
+
+// Run fetches at once, then on every interval (with jitter) or trigger,
+// calling onCommit for each new commit and onError for each failed fetch,
+// until ctx ends. onCommit runs in Run's goroutine.
+func (s *Source) Run(ctx context.Context, onCommit func(context.Context, Revision), onError func(error)) {
+	for {
+		rev, changed, err := s.Fetch(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("git fetch failed", "url", s.URL(), "branch", s.cfg.Branch, "err", err)
+			if onError != nil {
+				onError(err)
+			}
+		case changed:
+			s.log.Info("new commit", "commit", rev.Commit, "branch", s.cfg.Branch)
+			onCommit(ctx, rev)
+		}
+		jitter := time.Duration((rand.Float64()*0.2 - 0.1) * float64(s.cfg.Interval))
+		t := time.NewTimer(s.cfg.Interval + jitter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-s.trigger:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (s *Source) auth() (transport.AuthMethod, error) {
+	u := s.cfg.URL
+	switch {
+	case strings.HasPrefix(u, "http://"), strings.HasPrefix(u, "https://"):
+		if s.cfg.Token != "" {
+			return &githttp.BasicAuth{Username: "git", Password: s.cfg.Token}, nil
+		}
+	case strings.HasPrefix(u, "ssh://"), strings.Contains(u, "@") && !strings.Contains(u, "://"):
+		if s.cfg.SSHKey != "" {
+			a, err := gitssh.NewPublicKeysFromFile("git", s.cfg.SSHKey, "")
+			if err != nil {
+				return nil, fmt.Errorf("read ssh key %s: %w", s.cfg.SSHKey, err)
+			}
+			return a, nil
+		}
+	}
+	return nil, nil
+}
+
+func (s *Source) refName() plumbing.ReferenceName {
+	return plumbing.NewBranchReferenceName(s.cfg.Branch)
+}
+
+// open clones the repository into Dir unless it is there.
+func (s *Source) open(ctx context.Context, auth transport.AuthMethod) (*git.Repository, error) {
+	if s.repo != nil {
+		return s.repo, nil
+	}
+	if r, err := git.PlainOpen(s.cfg.Dir); err == nil {
+		s.repo = r
+		return r, nil
+	}
+	if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("clone %s: %w", s.URL(), err)
+	}
+	r, err := git.PlainInit(s.cfg.Dir, true)
+	if err != nil {
+		return nil, fmt.Errorf("clone %s: %w", s.URL(), err)
+	}
+	if _, err := r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{s.cfg.URL}}); err != nil {
+		return nil, fmt.Errorf("clone %s: %w", s.URL(), err)
+	}
+	s.repo = r
+	return r, nil
+}
+
+// Fetch fetches the branch and returns its head commit; changed reports
+// whether it differs from the last one returned.
+func (s *Source) Fetch(ctx context.Context) (Revision, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rev, changed, err := s.fetch(ctx)
+	if err != nil {
+		s.lastErr = err
+		return rev, false, err
+	}
+	s.lastErr = nil
+	s.fetchedAt = time.Now().UTC()
+	if changed {
+		s.last = rev.Commit
+	}
+	return rev, changed, nil
+}
+
+func (s *Source) fetch(ctx context.Context) (Revision, bool, error) {
+	auth, err := s.auth()
+	if err != nil {
+		return Revision{}, false, err
+	}
+	repo, err := s.open(ctx, auth)
+	if err != nil {
+		return Revision{}, false, err
+	}
+	ref := s.refName()
+	spec := config.RefSpec("+" + ref.String() + ":" + ref.String())
+	err = repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Auth: auth, Force: true, Tags: git.NoTags})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return Revision{}, false, fmt.Errorf("fetch %s %s: %w", s.URL(), s.cfg.Branch, err)
+	}
+	head, err := repo.Reference(ref, true)
+	if err != nil {
+		return Revision{}, false, fmt.Errorf("fetch %s: branch %s: %w", s.URL(), s.cfg.Branch, err)
+	}
+	commit := head.Hash().String()
+	if commit == s.last {
+		return Revision{Commit: commit}, false, nil
+	}
+	rev, err := readRevision(repo, head.Hash())
+	if err != nil {
+		return Revision{}, false, err
+	}
+	return rev, true, nil
+}
+
+// wanted reports whether a tree file is read into the revision's FS.
+func wanted(name string) bool {
+	switch strings.ToLower(path.Ext(name)) {
+	case ".yaml", ".yml", ".json", ".rego", ".md":
+		return true
+	}
+	return false
+}
+
+func readRevision(repo *git.Repository, h plumbing.Hash) (Revision, error) {
+	c, err := repo.CommitObject(h)
+	if err != nil {
+		return Revision{}, fmt.Errorf("read commit %s: %w", h, err)
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return Revision{}, fmt.Errorf("read tree of %s: %w", h, err)
+	}
+	fsys := fstest.MapFS{}
+	err = tree.Files().ForEach(func(f *object.File) error {
+		if !wanted(f.Name) || f.Size > MaxFileSize || !f.Mode.IsFile() {
+			return nil
+		}
+		r, err := f.Reader()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.Name, err)
+		}
+		defer r.Close()
+		b, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", f.Name, err)
+		}
+		fsys[f.Name] = &fstest.MapFile{Data: b, Mode: 0o644, ModTime: c.Committer.When}
+		return nil
+	})
+	if err != nil {
+		return Revision{}, fmt.Errorf("read tree of %s: %w", h, err)
+	}
+	msg, _, _ := strings.Cut(strings.TrimSpace(c.Message), "\n")
+	return Revision{Commit: h.String(), Message: msg, Author: c.Author.Name, Time: c.Committer.When.UTC(), FS: fsys}, nil
+}
