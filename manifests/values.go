@@ -164,7 +164,7 @@ func CheckDigest(d string) error {
 func CheckArtifact(ref string) error {
 	m := artifactRE.FindStringSubmatch(ref)
 	if m == nil {
-		if !strings.Contains(ref, "@sha256:") {
+		if !strings.Contains(ref, "@") {
 			return fmt.Errorf("artifact %q is not pinned by digest: want host[:port]/path@sha256:<64 hex>", ref)
 		}
 		return fmt.Errorf("invalid artifact %q: want host[:port]/path@sha256:<64 hex>", ref)
