@@ -1,8 +1,92 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"time"
 
-// newAgentCmd is a placeholder until its issue lands.
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/fleet/agent"
+)
+
 func newAgentCmd() *cobra.Command {
-	return &cobra.Command{Use: "agent", Short: "not implemented yet", Hidden: true}
+	var (
+		server, token, name, labels, root, factsFile string
+		plainHTTP                                    bool
+		pollWait, maxBackoff                         time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
+		Short: "Run the device agent: enroll, poll, install, activate, report",
+		Long: `Run the device agent. It enrolls once (the credential is kept in
+DIR/identity.json, mode 0600, and reused), reports the facts it detects
+(arch, OS, kernel, memory, CPUs, accelerators, hostname, time zone, disk free)
+merged with --facts-file and --labels, then long-polls its desired state and
+installs each release's model into an inactive slot under DIR/models, switches
+to it atomically, runs the health check and rolls back on failure.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if server == "" {
+				return fmt.Errorf("--server is required")
+			}
+			if root == "" {
+				return fmt.Errorf("--root is required")
+			}
+			lbl, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return fmt.Errorf("create root: %w", err)
+			}
+			facts := agent.DetectFacts(root)
+			if factsFile != "" {
+				if err := agent.LoadFactsFile(factsFile, &facts); err != nil {
+					return err
+				}
+			}
+			logger := log.New(cmd.ErrOrStderr(), "", log.LstdFlags)
+			a, err := agent.New(agent.Config{
+				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
+				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
+				PollWait: pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf,
+			})
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
+	f.StringVar(&token, "enroll-token", os.Getenv("CAIRN_ENROLL_TOKEN"), "fleet enrollment token (needed once; env CAIRN_ENROLL_TOKEN)")
+	f.StringVar(&name, "name", "", "target name (default: the hostname)")
+	f.StringVar(&labels, "labels", "", "labels as k=v,k=v")
+	f.StringVar(&root, "root", "", "agent folder: identity, journal, model slots, layer cache")
+	f.StringVar(&factsFile, "facts-file", "", "JSON file of facts that override detected ones (arch, osVersion, memory, accelerators, timeZone, …)")
+	f.BoolVar(&plainHTTP, "plain-http", false, "pull from registries over plain HTTP")
+	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
+	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
+	return cmd
+}
+
+// parseLabels reads k=v,k=v.
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", kv)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
 }

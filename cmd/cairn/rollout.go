@@ -1,8 +1,51 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"fmt"
+	"os"
 
-// newRolloutCmd is a placeholder until its issue lands.
+	"github.com/spf13/cobra"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
 func newRolloutCmd() *cobra.Command {
-	return &cobra.Command{Use: "rollout", Short: "not implemented yet", Hidden: true}
+	var server, token string
+	cmd := &cobra.Command{
+		Use:   "rollout pause|resume|abort|retry RELEASE",
+		Short: "Operator actions on a release's rollout",
+		Long: `Pause, resume, abort (every target back to the last good model) or retry
+(start again from wave 1) the rollout of RELEASE. The server applies the action
+on its next reconcile step and records it as an event.`,
+	}
+	for _, action := range []struct{ name, short string }{
+		{"pause", "Hold the rollout: no new target starts updating"},
+		{"resume", "Continue a paused rollout"},
+		{"abort", "Stop the rollout and send every target back to the last good model"},
+		{"retry", "Start a failed, aborted or paused rollout again from wave 1"},
+	} {
+		cmd.AddCommand(&cobra.Command{
+			Use:   action.name + " RELEASE",
+			Short: action.short,
+			Args:  cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				if token == "" {
+					return fmt.Errorf("an admin token is required: --token or CAIRN_TOKEN (cairn serve writes it to DATA/admin-token)")
+				}
+				if err := fleet.NewAdminClient(server, token).RolloutAction(c.Context(), args[0], action.name); err != nil {
+					return err
+				}
+				fmt.Fprintf(c.OutOrStdout(), "rollout %s: %s requested\n", args[0], action.name)
+				return nil
+			},
+		})
+	}
+	defServer := os.Getenv("CAIRN_SERVER")
+	if defServer == "" {
+		defServer = "http://127.0.0.1:7480"
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&server, "server", defServer, "status API URL of cairn serve (env CAIRN_SERVER)")
+	f.StringVar(&token, "token", os.Getenv("CAIRN_TOKEN"), "admin token (env CAIRN_TOKEN)")
+	return cmd
 }
