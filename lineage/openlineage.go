@@ -90,7 +90,7 @@ type DeploymentFacet struct {
 	Release string    `json:"release,omitempty"`
 	Rollout string    `json:"rollout,omitempty"`
 	Targets []string  `json:"targets"`
-	Model   string    `json:"model"`
+	Model   string    `json:"model,omitempty"`
 	From    string    `json:"from,omitempty"` // rollback: digest rolled back
 	Start   time.Time `json:"start"`
 	End     time.Time `json:"end,omitzero"`
