@@ -376,7 +376,15 @@ func TestSnapshotImmutable(t *testing.T) {
 	}
 	ms := snap.Models()
 	ms[0].Metadata.Name = "changed"
-	if m := snap.Models(); m[0].Metadata.Name != "bearing-anomaly" {
-		t.Errorf("Models() exposes the snapshot's slice")
+	ms[0].Spec.TrainedOn[0] = "changed"
+	ms[0].Spec.EvaluatedOn[0].Metrics["auc"] = 0
+	if m := snap.Models(); m[0].Metadata.Name != "bearing-anomaly" || m[0].Spec.TrainedOn[0] != "bearing-vibration" || m[0].Spec.EvaluatedOn[0].Metrics["auc"] != 0.94 {
+		t.Errorf("Models() exposes the snapshot's data: %+v", m[0])
+	}
+	p, _ := snap.RolloutPolicy("cautious")
+	*p.Spec.Gates[0].Max = 1
+	p.Spec.Window.TimeZone = "UTC"
+	if p, _ := snap.RolloutPolicy("cautious"); *p.Spec.Gates[0].Max != 0.01 || p.Spec.Window.TimeZone != "device" {
+		t.Errorf("RolloutPolicy() exposes the snapshot's data: %+v", p.Spec)
 	}
 }

@@ -17,7 +17,8 @@ type Objects struct {
 }
 
 // Snapshot is the immutable, validated set of objects of one commit. Every
-// list is sorted by name; accessors return copies.
+// list is sorted by name; accessors return deep copies, so callers may change
+// what they get without changing the snapshot.
 type Snapshot struct {
 	objs  Objects
 	files []string
@@ -27,12 +28,12 @@ type Snapshot struct {
 // It does not validate: Load does.
 func NewSnapshot(objs Objects) *Snapshot {
 	s := &Snapshot{objs: Objects{
-		Datasets:        slices.Clone(objs.Datasets),
-		Models:          slices.Clone(objs.Models),
-		DeviceProfiles:  slices.Clone(objs.DeviceProfiles),
-		RolloutPolicies: slices.Clone(objs.RolloutPolicies),
-		Releases:        slices.Clone(objs.Releases),
-		Alerts:          slices.Clone(objs.Alerts),
+		Datasets:        deepCopyAll(objs.Datasets),
+		Models:          deepCopyAll(objs.Models),
+		DeviceProfiles:  deepCopyAll(objs.DeviceProfiles),
+		RolloutPolicies: deepCopyAll(objs.RolloutPolicies),
+		Releases:        deepCopyAll(objs.Releases),
+		Alerts:          deepCopyAll(objs.Alerts),
 	}}
 	sortByName(s.objs.Datasets, func(o Dataset) string { return o.Metadata.Name })
 	sortByName(s.objs.Models, func(o Model) string { return o.Metadata.Name })
@@ -47,32 +48,32 @@ func sortByName[T any](s []T, name func(T) string) {
 	slices.SortStableFunc(s, func(a, b T) int { return strings.Compare(name(a), name(b)) })
 }
 
-func find[T any](s []T, name string, key func(T) string) (T, bool) {
+func find[T interface{ DeepCopy() T }](s []T, name string, key func(T) string) (T, bool) {
 	i, ok := slices.BinarySearchFunc(s, name, func(o T, n string) int { return strings.Compare(key(o), n) })
 	if !ok {
 		var zero T
 		return zero, false
 	}
-	return s[i], true
+	return s[i].DeepCopy(), true
 }
 
 // Datasets returns the datasets sorted by name.
-func (s *Snapshot) Datasets() []Dataset { return slices.Clone(s.objs.Datasets) }
+func (s *Snapshot) Datasets() []Dataset { return deepCopyAll(s.objs.Datasets) }
 
 // Models returns the models sorted by name.
-func (s *Snapshot) Models() []Model { return slices.Clone(s.objs.Models) }
+func (s *Snapshot) Models() []Model { return deepCopyAll(s.objs.Models) }
 
 // DeviceProfiles returns the device profiles sorted by name.
-func (s *Snapshot) DeviceProfiles() []DeviceProfile { return slices.Clone(s.objs.DeviceProfiles) }
+func (s *Snapshot) DeviceProfiles() []DeviceProfile { return deepCopyAll(s.objs.DeviceProfiles) }
 
 // RolloutPolicies returns the rollout policies sorted by name.
-func (s *Snapshot) RolloutPolicies() []RolloutPolicy { return slices.Clone(s.objs.RolloutPolicies) }
+func (s *Snapshot) RolloutPolicies() []RolloutPolicy { return deepCopyAll(s.objs.RolloutPolicies) }
 
 // Releases returns the releases sorted by name.
-func (s *Snapshot) Releases() []Release { return slices.Clone(s.objs.Releases) }
+func (s *Snapshot) Releases() []Release { return deepCopyAll(s.objs.Releases) }
 
 // Alerts returns the alerts sorted by name.
-func (s *Snapshot) Alerts() []Alert { return slices.Clone(s.objs.Alerts) }
+func (s *Snapshot) Alerts() []Alert { return deepCopyAll(s.objs.Alerts) }
 
 // Dataset returns the dataset named name.
 func (s *Snapshot) Dataset(name string) (Dataset, bool) {
