@@ -86,24 +86,24 @@ func build(objs []*object, errs *ErrorList) *Snapshot {
 		c := &checker{o: o, errs: errs, index: index}
 		switch p := o.ptr.(type) {
 		case *Dataset:
-			p.Source = o.src
+			p.Kind, p.Source = o.kind, o.src
 			out.Datasets = append(out.Datasets, *p)
 		case *Model:
 			c.modelRefs(&p.Spec)
-			p.Source = o.src
+			p.Kind, p.Source = o.kind, o.src
 			out.Models = append(out.Models, *p)
 		case *DeviceProfile:
-			p.Source = o.src
+			p.Kind, p.Source = o.kind, o.src
 			out.DeviceProfiles = append(out.DeviceProfiles, *p)
 		case *RolloutPolicy:
-			p.Source = o.src
+			p.Kind, p.Source = o.kind, o.src
 			out.RolloutPolicies = append(out.RolloutPolicies, *p)
 		case *Release:
 			c.releaseRefs(&p.Spec)
-			p.Source = o.src
+			p.Kind, p.Source = o.kind, o.src
 			out.Releases = append(out.Releases, *p)
 		case *Alert:
-			p.Source = o.src
+			p.Kind, p.Source = o.kind, o.src
 			out.Alerts = append(out.Alerts, *p)
 		}
 	}
