@@ -1,8 +1,219 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"errors"
+	"fmt"
+	"os"
 
-// newDataCmd is a placeholder until its issue lands.
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/registry/blobs"
+	"github.com/cairn-dev/cairn/registry/datasets"
+)
+
 func newDataCmd() *cobra.Command {
-	return &cobra.Command{Use: "data", Short: "not implemented yet", Hidden: true}
+	cmd := &cobra.Command{
+		Use:   "data",
+		Short: "Version datasets in content-addressed object storage (push, pull, ls, diff, profile)",
+		Long: "Datasets are versioned by content: a version is a sorted list of entries whose sha256 is its digest;\n" +
+			"contents live as blobs in a store: file:///path or s3://bucket/prefix?endpoint=host:port&insecure=1\n" +
+			"(credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY). --store defaults to $CAIRN_STORE.",
+	}
+	cmd.AddCommand(newDataPushCmd(), newDataPullCmd(), newDataLsCmd(), newDataDiffCmd(), newDataProfileCmd())
+	return cmd
+}
+
+// dataStoreFlag adds --store (default $CAIRN_STORE) and returns a pointer to it.
+func dataStoreFlag(cmd *cobra.Command) *string {
+	s := cmd.Flags().String("store", os.Getenv("CAIRN_STORE"), "blob store URL: file:///path or s3://bucket/prefix?endpoint=host:port&insecure=1 (default $CAIRN_STORE)")
+	return s
+}
+
+func dataOpenStore(cmd *cobra.Command, url string) (blobs.Store, error) {
+	if url == "" {
+		return nil, errors.New("no store: pass --store URL or set CAIRN_STORE")
+	}
+	return blobs.Open(cmd.Context(), url)
+}
+
+// dataProgressHooks draws a byte progress bar on stderr when it is a terminal.
+func dataProgressHooks(cmd *cobra.Command, verb string) (datasets.Progress, func()) {
+	if !term.IsTerminal(int(os.Stderr.Fd())) {
+		return datasets.Progress{}, func() {}
+	}
+	var bar *progressbar.ProgressBar
+	return datasets.Progress{
+			Start: func(files int, n int64) {
+				bar = progressbar.NewOptions64(n,
+					progressbar.OptionSetWriter(cmd.ErrOrStderr()),
+					progressbar.OptionSetDescription(fmt.Sprintf("%s %d files", verb, files)),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionThrottle(100_000_000),
+					progressbar.OptionClearOnFinish(),
+				)
+			},
+			Bytes: func(n int64) {
+				if bar != nil {
+					bar.Add64(n)
+				}
+			},
+		}, func() {
+			if bar != nil {
+				bar.Finish()
+			}
+		}
+}
+
+func newDataPushCmd() *cobra.Command {
+	var format string
+	var profile bool
+	cmd := &cobra.Command{
+		Use:   "push PATH --store URL",
+		Short: "Version a file or folder; print its digest sha256:… as the last line",
+		Long: "Push a file or folder: large files are split by content-defined chunking, blobs already in the store\n" +
+			"are not uploaded again. Prints a summary and the version digest as the last stdout line; with -o json one\n" +
+			"object {digest, files, bytes, uploadedBytes, reusedBytes}. --profile also stores per-column statistics\n" +
+			"of the CSV files (read them with `cairn data profile`).",
+		Args: cobra.ExactArgs(1),
+	}
+	store := dataStoreFlag(cmd)
+	cmd.Flags().StringVarP(&format, "output", "o", "", "output format: json (default: summary and digest lines)")
+	cmd.Flags().BoolVar(&profile, "profile", false, "also store a profile of the CSV files (count, mean, variance, min, max, histogram per numeric column)")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		s, err := dataOpenStore(cmd, *store)
+		if err != nil {
+			return err
+		}
+		prog, done := dataProgressHooks(cmd, "push")
+		res, err := datasets.Push(cmd.Context(), s, args[0], datasets.PushOptions{Profile: profile, Progress: prog})
+		done()
+		if err != nil {
+			return err
+		}
+		switch format {
+		case "json", "yaml":
+			return output.Print(cmd.OutOrStdout(), format, res)
+		case "", "table":
+			fmt.Fprintf(cmd.OutOrStdout(), "%d files, %s: %s uploaded, %s reused\n%s\n", res.Files,
+				dataHumanBytes(res.Bytes), dataHumanBytes(res.UploadedBytes), dataHumanBytes(res.ReusedBytes), res.Digest)
+			return nil
+		default:
+			return fmt.Errorf("unknown output format %q: want json or yaml", format)
+		}
+	}
+	return cmd
+}
+
+func newDataPullCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "pull DIGEST --store URL -o DIR",
+		Short: "Restore a version into DIR, verifying every byte",
+		Args:  cobra.ExactArgs(1),
+	}
+	store := dataStoreFlag(cmd)
+	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to restore into (created when missing)")
+	cmd.MarkFlagRequired("output")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		s, err := dataOpenStore(cmd, *store)
+		if err != nil {
+			return err
+		}
+		prog, done := dataProgressHooks(cmd, "pull")
+		err = datasets.Pull(cmd.Context(), s, args[0], dir, datasets.PullOptions{Progress: prog})
+		done()
+		return err
+	}
+	return cmd
+}
+
+func newDataLsCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "ls DIGEST --store URL",
+		Short: "List the entries of a version",
+		Args:  cobra.ExactArgs(1),
+	}
+	store := dataStoreFlag(cmd)
+	cmd.Flags().StringVarP(&format, "output", "o", output.Table, "output format: table, json or yaml")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		s, err := dataOpenStore(cmd, *store)
+		if err != nil {
+			return err
+		}
+		t, err := datasets.ReadTree(cmd.Context(), s, args[0])
+		if err != nil {
+			return err
+		}
+		return output.Print(cmd.OutOrStdout(), format, t)
+	}
+	return cmd
+}
+
+func newDataDiffCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "diff A B --store URL",
+		Short: "Paths added, removed and changed from version A to version B, with sizes",
+		Args:  cobra.ExactArgs(2),
+	}
+	store := dataStoreFlag(cmd)
+	cmd.Flags().StringVarP(&format, "output", "o", output.Table, "output format: table, json or yaml")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		s, err := dataOpenStore(cmd, *store)
+		if err != nil {
+			return err
+		}
+		a, err := datasets.ReadTree(cmd.Context(), s, args[0])
+		if err != nil {
+			return err
+		}
+		b, err := datasets.ReadTree(cmd.Context(), s, args[1])
+		if err != nil {
+			return err
+		}
+		return output.Print(cmd.OutOrStdout(), format, datasets.Diff(a, b))
+	}
+	return cmd
+}
+
+func newDataProfileCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "profile DIGEST --store URL",
+		Short: "Print the profile stored with a version (pushed with --profile)",
+		Long:  "Per numeric CSV column: count, mean, variance, min, max; -o json or yaml adds the histograms.",
+		Args:  cobra.ExactArgs(1),
+	}
+	store := dataStoreFlag(cmd)
+	cmd.Flags().StringVarP(&format, "output", "o", output.Table, "output format: table, json or yaml")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		s, err := dataOpenStore(cmd, *store)
+		if err != nil {
+			return err
+		}
+		p, err := datasets.ReadProfile(cmd.Context(), s, args[0])
+		if err != nil {
+			return err
+		}
+		return output.Print(cmd.OutOrStdout(), format, p)
+	}
+	return cmd
+}
+
+// dataHumanBytes prints n with a binary unit (1.5 MiB).
+func dataHumanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -28,10 +28,10 @@ func (cs Changes) Rows() ([]string, [][]string) {
 	rows := make([][]string, 0, len(cs))
 	for _, c := range cs {
 		old, nw := strconv.FormatInt(c.OldSize, 10), strconv.FormatInt(c.NewSize, 10)
-		switch c.Kind {
-		case Added:
+		if c.Kind == Added || c.Type != TypeFile {
 			old = "-"
-		case Removed:
+		}
+		if c.Kind == Removed || c.Type != TypeFile {
 			nw = "-"
 		}
 		rows = append(rows, []string{c.Kind, c.Path, c.Type, old, nw})
