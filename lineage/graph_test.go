@@ -346,8 +346,8 @@ func TestWalk(t *testing.T) {
 		if got := nodes(down); !reflect.DeepEqual(got, want) {
 			t.Fatalf("Downstream(D2) nodes = %v\nwant %v", got, want)
 		}
-		if _, err := g.Upstream(ctx, "nonsense", 1); !errors.Is(err, ErrInvalid) {
-			t.Fatalf("Upstream(nonsense) = %v, want ErrInvalid", err)
+		if _, err := g.Upstream(ctx, "table:nonsense", 1); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("Upstream(table:nonsense) = %v, want ErrInvalid", err)
 		}
 	})
 }

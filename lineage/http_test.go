@@ -106,7 +106,7 @@ func TestHandlerErrors(t *testing.T) {
 		name, method, path, body string
 		code                     int
 	}{
-		{"bad node", "GET", PathPrefix + "upstream?node=x", "", 400},
+		{"bad node", "GET", PathPrefix + "upstream?node=table:x", "", 400},
 		{"bad depth", "GET", PathPrefix + "downstream?node=target:x&depth=-1", "", 400},
 		{"bad time", "GET", PathPrefix + "at?target=x&time=yesterday", "", 400},
 		{"no target", "GET", PathPrefix + "at", "", 400},
@@ -130,7 +130,7 @@ func TestHandlerErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := c.Upstream(ctx, "x", 0); !errors.Is(err, ErrInvalid) {
+	if _, err := c.Upstream(ctx, "table:x", 0); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("client error = %v, want ErrInvalid", err)
 	}
 }

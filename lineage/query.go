@@ -50,7 +50,8 @@ type Subgraph struct {
 }
 
 // Upstream returns what node derives from, up to depth edges away (depth
-// <= 0 means DefaultDepth): for a target the models it ran, their datasets,
+// <= 0 means DefaultDepth). node is "type:id", or a bare digest (a model,
+// else a dataset) or a bare name (a target): for a target the models it ran, their datasets,
 // commits and releases.
 func (g *Graph) Upstream(ctx context.Context, node string, depth int) (*Subgraph, error) {
 	return g.walk(ctx, node, depth, true)
@@ -65,7 +66,44 @@ func (g *Graph) Downstream(ctx context.Context, node string, depth int) (*Subgra
 // batch bounds the placeholders of one IN (…) list.
 const batch = 400
 
-func (g *Graph) walk(ctx context.Context, root string, depth int, upstream bool) (*Subgraph, error) {
+// candidates are the nodes an argument may name: a typed node as it is, a
+// bare digest a model or else a dataset, anything else a target.
+func candidates(arg string) []string {
+	switch {
+	case NodeType(arg) != "":
+		return []string{arg}
+	case strings.HasPrefix(arg, "sha256:") || isHex64(arg):
+		return []string{Node(NodeModel, sha(arg)), Node(NodeDataset, sha(arg))}
+	case arg != "" && !strings.Contains(arg, ":"):
+		return []string{Node(NodeTarget, arg)}
+	}
+	return []string{arg}
+}
+
+func isHex64(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Graph) walk(ctx context.Context, arg string, depth int, upstream bool) (*Subgraph, error) {
+	cands := candidates(arg)
+	for i, c := range cands {
+		sg, err := g.walkFrom(ctx, c, depth, upstream)
+		if err != nil || len(sg.Links) > 0 || i == len(cands)-1 {
+			return sg, err
+		}
+	}
+	panic("unreachable")
+}
+
+func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream bool) (*Subgraph, error) {
 	if _, _, err := SplitNode(root); err != nil {
 		return nil, err
 	}
@@ -322,11 +360,11 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 		when = *t
 	}
 	at := micro(when).UnixMicro()
-	var roots []string
-	if NodeType(node) != "" {
-		roots = []string{node}
-	} else {
-		roots = []string{Node(NodeModel, sha(node)), Node(NodeDataset, sha(node))}
+	roots := candidates(node)
+	for _, r := range roots {
+		if _, _, err := SplitNode(r); err != nil {
+			return nil, err
+		}
 	}
 	// Models derived from the roots, following derivedKinds downstream.
 	models := map[string]bool{}
