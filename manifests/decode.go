@@ -119,19 +119,25 @@ func decodeNode(dec *yaml.Decoder, doc *yaml.Node) (err error) {
 	return dec.Decode(doc)
 }
 
-// estimateNodes bounds from above the number of nodes the parser would build
-// for data, without parsing it: every node but the first of a document needs
-// an indicator, a separator or a line break before it. It returns the bound
-// and the line where it passed MaxNodes.
+// estimateNodes bounds the number of nodes the parser would build for data,
+// without parsing it: every node but the first of a document follows an
+// indicator, a separator or a line break (a flow mapping's implicit null
+// values aside, which at most double the count). It returns the estimate and
+// the line where it passed MaxNodes.
 func estimateNodes(data []byte) (n, line int) {
 	line = 1
 	n = 1
-	for _, c := range data {
+	for i, c := range data {
 		switch c {
 		case '\n':
 			line++
 			n++
-		case ',', '[', '{', ':', '-', '?', '*':
+		case ',', '[', '{', ':', '?', '*':
+			n++
+		case '-': // a block sequence entry is "- "; a dash inside a word is no node
+			if i+1 < len(data) && !strings.ContainsRune(" \t\r\n", rune(data[i+1])) {
+				continue
+			}
 			n++
 		default:
 			continue

@@ -388,3 +388,19 @@ func TestSnapshotImmutable(t *testing.T) {
 		t.Errorf("RolloutPolicy() exposes the snapshot's data: %+v", p.Spec)
 	}
 }
+
+// TestManyObjects checks that a large but honest file is not mistaken for a
+// hostile one: dashes inside names are not nodes.
+func TestManyObjects(t *testing.T) {
+	var b strings.Builder
+	for i := range 5000 {
+		b.WriteString("---\napiVersion: cairn.dev/v1alpha1\nkind: Dataset\nmetadata:\n  name: a-very-long-dataset-name-with-many-dashes-" + itoa(i) + "\n  labels: {team: vision-edge-platform-x, split: train-2026-11}\nspec:\n  digest: " + digest + "\n  format: csv\n")
+	}
+	snap, err := manifests.Load(yamlFS(b.String()))
+	if err != nil {
+		t.Fatalf("Load: %.300v", err)
+	}
+	if snap.Len() != 5000 {
+		t.Errorf("Len() = %d, want 5000", snap.Len())
+	}
+}
