@@ -1,0 +1,392 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/plan"
+)
+
+const manifestsHead = `apiVersion: cairn.dev/v1alpha1
+kind: DeviceProfile
+metadata: {name: edge}
+spec:
+  selector:
+    matchLabels: {env: prod}
+---
+apiVersion: cairn.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: e2e-waves}
+spec:
+  waves: [{percent: 20, bake: 1s}, {percent: 50, bake: 1s}, {percent: 100, bake: 1s}]
+  onFailure: rollback
+`
+
+const releaseDoc = `---
+apiVersion: cairn.dev/v1alpha1
+kind: Model
+metadata: {name: demo}
+spec:
+  version: "%s"
+  artifact: %s
+---
+apiVersion: cairn.dev/v1alpha1
+kind: Release
+metadata: {name: demo}
+spec:
+  model: demo
+  targets: [{profile: edge}]
+  rolloutPolicy: e2e-waves
+  runtime:
+    healthCheck:
+      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
+      period: 200ms
+      timeout: 5s
+`
+
+var waves = []manifests.Wave{{Percent: 20}, {Percent: 50}, {Percent: 100}}
+
+type agentProc struct {
+	name, root string
+	args       []string
+	p          *proc
+	id         string
+}
+
+// TestRolloutEndToEnd: a real cairn serve (SQLite, built-in registry) follows
+// a local Git repository; seven agent processes enroll (six selected by the
+// release's profile); v1 rolls out in waves while one agent is killed
+// mid-download and resumes; v2, whose health check fails, rolls back
+// automatically on its first wave; v3 rolls out while one target is offline,
+// paused and resumed by the operator, and completes when the target returns.
+func TestRolloutEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds cairn and runs a server and seven agents")
+	}
+	bin := cairnBin(t)
+	work := t.TempDir()
+	logs := filepath.Join(work, "logs")
+	os.MkdirAll(logs, 0o755)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"serve"} {
+				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
+				lines := strings.Split(string(b), "\n")
+				t.Logf("last lines of %s.log:\n%s", f, strings.Join(lines[max(0, len(lines)-40):], "\n"))
+			}
+		}
+	})
+
+	// A Git repository with a profile and a rollout policy.
+	repo := filepath.Join(work, "repo")
+	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
+	run(t, repo, "git", "init", "-q", "-b", "main")
+	commit := func(msg, body string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		run(t, repo, "git", "add", "-A")
+		run(t, repo, "git", "commit", "-q", "-m", msg)
+		rev := strings.TrimSpace(run(t, repo, "git", "rev-parse", "--short", "HEAD"))
+		t.Logf("committed %s: %s", rev, msg)
+	}
+	commit("fleet profile and rollout policy", manifestsHead)
+
+	// cairn serve on embedded defaults.
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	server := "http://" + addr
+	data := filepath.Join(work, "data")
+	cfg := filepath.Join(work, "serve.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %s
+data: %s
+repo: %s
+interval: 1s
+pollInterval: 1s
+offlineAfter: 3s
+reconcileInterval: 500ms
+enrollToken: e2e-enroll
+adminToken: e2e-admin
+`, addr, data, repo)), 0o644)
+	serve := start(t, logs, "serve", bin, "serve", "--config", cfg)
+	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
+		resp, err := http.Get(server + "/v2/")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return true, ""
+	})
+	t.Logf("cairn serve listening on %s (SQLite and built-in registry under %s)", addr, data)
+	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
+	_ = serve
+
+	// Models v1 (16 MiB of weights), v2 (health check fails: no ok file), v3.
+	push := func(version string, files map[string][]byte) string {
+		t.Helper()
+		dir := filepath.Join(work, "model-"+version)
+		os.MkdirAll(dir, 0o755)
+		var paths []string
+		for n, b := range files {
+			os.WriteFile(filepath.Join(dir, n), b, 0o644)
+			paths = append(paths, filepath.Join(dir, n))
+		}
+		slices.Sort(paths)
+		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
+		args = append(args, "--plain-http", "--name", "demo", "--version", version)
+		out := strings.TrimSpace(run(t, work, bin, args...))
+		ref := out[strings.LastIndexByte(out, '\n')+1:]
+		t.Logf("cairn model push demo:%s → %s", version, ref)
+		return ref
+	}
+	big := make([]byte, 16<<20)
+	rand.Read(big)
+	v1 := push("1", map[string][]byte{"model.onnx": big, "ok": nil})
+	v2 := push("2", map[string][]byte{"model.onnx": []byte("a broken model")})
+	v3 := push("3", map[string][]byte{"model.onnx": []byte("a better model"), "ok": nil})
+	d1, d2, d3 := digestOf(v1), digestOf(v2), digestOf(v3)
+
+	// Seven agents with different labels; six match env=prod.
+	hw := []string{"jetson-orin", "rpi5", "x86-gateway", "jetson-orin", "rpi5", "x86-gateway", "x86-lab"}
+	var agents []*agentProc
+	for i, h := range hw {
+		env := "prod"
+		if h == "x86-lab" {
+			env = "lab"
+		}
+		a := &agentProc{name: fmt.Sprintf("dev-%d", i), root: filepath.Join(work, fmt.Sprintf("agent-%d", i))}
+		a.args = []string{"agent", "--server", server, "--enroll-token", "e2e-enroll", "--name", a.name,
+			"--labels", fmt.Sprintf("env=%s,hardware=%s,site=s%d", env, h, i%3), "--root", a.root,
+			"--poll-wait", "2s", "--max-backoff", "1s"}
+		a.p = start(t, logs, a.name, bin, a.args...)
+		agents = append(agents, a)
+	}
+	byName := map[string]*agentProc{}
+	for _, a := range agents {
+		byName[a.name] = a
+	}
+	eventually(t, 30*time.Second, "7 agents to enroll", func() (bool, string) {
+		ts := view.targets(t)
+		for _, ti := range ts {
+			if a := byName[ti.Name]; a != nil {
+				a.id = ti.ID
+			}
+		}
+		return len(ts) == 7, fmt.Sprintf("%d enrolled", len(ts))
+	})
+	var prodIDs []string
+	idToName := map[string]string{}
+	for _, a := range agents[:6] {
+		prodIDs = append(prodIDs, a.id)
+		idToName[a.id] = a.name
+	}
+	wv := plan.AssignWaves("demo", waves, prodIDs)
+	for i, w := range wv {
+		var ns []string
+		for _, id := range w {
+			ns = append(ns, idToName[id])
+		}
+		t.Logf("wave %d: %v", i+1, ns)
+	}
+	first, last := byName[idToName[wv[0][0]]], byName[idToName[wv[2][len(wv[2])-1]]]
+
+	onDigest := func(d string, names ...string) func() (bool, string) {
+		return func() (bool, string) {
+			var on []string
+			for _, ti := range view.targets(t) {
+				if s := releaseStatus(ti, "demo"); s.Digest == d && (s.Phase == fleet.PhaseHealthy || s.Phase == fleet.PhaseRolledBack) {
+					on = append(on, ti.Name)
+				}
+			}
+			slices.Sort(on)
+			for _, n := range names {
+				if !slices.Contains(on, n) {
+					return false, fmt.Sprintf("on %s: %v", short(d), on)
+				}
+			}
+			return true, ""
+		}
+	}
+	phase := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			r := view.release(t, "demo")
+			if r == nil {
+				return false, "release not known yet"
+			}
+			return r.Phase == want && r.Digest != "", fmt.Sprintf("%s wave %d %s: %s", r.Phase, r.Wave+1, r.Reason, r.Message)
+		}
+	}
+	prodNames := []string{"dev-0", "dev-1", "dev-2", "dev-3", "dev-4", "dev-5"}
+
+	// 1. v1 to all in waves; the first target is killed mid-download and resumes.
+	t.Log("STEP 1: release v1; kill a wave-1 agent in the middle of its download")
+	commit("release demo v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	// Kill it once its download has bytes on disk (or, on a very fast
+	// machine, as soon as the download starts).
+	partialSeen := false
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m, _ := filepath.Glob(filepath.Join(first.root, "models/demo/slots/*.partial")); len(m) > 0 {
+			partialSeen = true
+		}
+		if partialSeen && (partialBytes(first.root) > 0 || activeDigest(first.root) != "") {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !partialSeen {
+		t.Fatalf("%s never started downloading:\n%s", first.name, first.p.tail(20))
+	}
+	first.p.kill()
+	have := partialBytes(first.root)
+	t.Logf("SIGKILLed %s during its download (%d of %d bytes in its cache); current model: %q", first.name, have, len(big), activeDigest(first.root))
+	if activeDigest(first.root) != "" {
+		t.Fatalf("%s has an active model after a killed first download", first.name)
+	}
+	first.p = start(t, logs, first.name, bin, first.args...)
+	t.Logf("restarted %s", first.name)
+	eventually(t, 90*time.Second, "v1 healthy on all six prod targets", onDigest(d1, prodNames...))
+	eventually(t, 30*time.Second, "release demo Succeeded on v1", phase("Succeeded"))
+	logWaveEvents(t, view, idToName)
+	t.Logf("%s resumed (from %d bytes kept in its cache) and runs v1", first.name, have)
+	if d := activeDigest(agents[6].root); d != "" {
+		t.Fatalf("the lab agent (not selected) runs %s", d)
+	}
+	t.Logf("v1 active on all six prod targets; the lab target got nothing")
+
+	// 2. A target goes offline.
+	t.Logf("STEP 2: %s (last wave) goes offline", last.name)
+	last.p.kill()
+	eventually(t, 30*time.Second, last.name+" offline", func() (bool, string) {
+		for _, ti := range view.targets(t) {
+			if ti.Name == last.name {
+				return !ti.Online, fmt.Sprintf("online=%v", ti.Online)
+			}
+		}
+		return false, "not listed"
+	})
+
+	// 3. v2 fails its health check on the first wave → automatic rollback.
+	t.Log("STEP 3: release v2, whose health check fails")
+	commit("release demo v2 (broken)", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
+	eventually(t, 60*time.Second, "release demo RolledBack", phase("RolledBack"))
+	r := view.release(t, "demo")
+	t.Logf("release demo: phase %s, reason %s: %s (lastGood %s)", r.Phase, r.Reason, r.Message, short(r.LastGood))
+	if r.LastGood != d1 || r.Digest != d2 {
+		t.Fatalf("release digest %s lastGood %s; want %s and %s", short(r.Digest), short(r.LastGood), short(d2), short(d1))
+	}
+	online := slices.DeleteFunc(slices.Clone(prodNames), func(n string) bool { return n == last.name })
+	eventually(t, 60*time.Second, "every online target back on v1", onDigest(d1, online...))
+	for _, ti := range view.targets(t) {
+		if s := releaseStatus(ti, "demo"); s.Digest == d2 {
+			t.Fatalf("%s still on v2: %+v", ti.Name, s)
+		}
+	}
+	evs := events(t, view)
+	for _, want := range []string{manifests.EventRolloutFailed, manifests.EventRolledBack} {
+		if !slices.ContainsFunc(evs, func(e fleet.Event) bool { return e.Type == want }) {
+			t.Fatalf("no %s event recorded", want)
+		}
+	}
+	for _, e := range evs {
+		if e.Type == manifests.EventRolledBack || e.Type == manifests.EventRolloutFailed {
+			t.Logf("event %s (%s): %s", e.Type, e.Reason, e.Message)
+		}
+	}
+	for _, w := range wv[1:] {
+		for _, id := range w {
+			if strings.Contains(readFile(byName[idToName[id]].p.log), short(d2)[7:]) {
+				t.Fatalf("%s (a later wave) was told to install v2", idToName[id])
+			}
+		}
+	}
+	t.Log("v2 reached only the first wave; all targets back on v1")
+
+	// 4. v3 rolls out while the target is offline; the operator pauses and resumes.
+	t.Log("STEP 4: release v3 while one target is offline; pause and resume it")
+	commit("release demo v3", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3))
+	eventually(t, 30*time.Second, "v3 rollout progressing", phase("Progressing"))
+	rollout := func(action string) {
+		out := run(t, work, bin, "rollout", action, "demo", "--server", server, "--token", "e2e-admin")
+		t.Logf("cairn rollout %s demo → %s", action, strings.TrimSpace(out))
+	}
+	rollout("pause")
+	eventually(t, 30*time.Second, "rollout paused", phase("Paused"))
+	rollout("resume")
+	eventually(t, 60*time.Second, "v3 on every online target", onDigest(d3, online...))
+	eventually(t, 30*time.Second, "rollout waiting for the offline target", func() (bool, string) {
+		r := view.release(t, "demo")
+		return r != nil && r.Phase == "Progressing" && r.Wave == 2, fmt.Sprintf("%s wave %d %s", r.Phase, r.Wave+1, r.Message)
+	})
+	t.Logf("%s comes back", last.name)
+	last.p = start(t, logs, last.name, bin, last.args...)
+	eventually(t, 60*time.Second, "v3 on all six", onDigest(d3, prodNames...))
+	eventually(t, 30*time.Second, "release demo Succeeded on v3", phase("Succeeded"))
+	r = view.release(t, "demo")
+	t.Logf("release demo: %s on %s, lastGood %s", r.Phase, short(r.Digest), short(r.LastGood))
+	for _, ti := range view.targets(t) {
+		s := releaseStatus(ti, "demo")
+		t.Logf("  %-6s online=%-5v phase=%-10s digest=%s previous=%s metrics=%d log=%d", ti.Name, ti.Online, s.Phase, short(s.Digest), short(s.Previous), len(ti.Metrics), len(ti.Log))
+	}
+}
+
+func digestOf(ref string) string { return ref[strings.LastIndexByte(ref, '@')+1:] }
+
+func activeDigest(root string) string {
+	l, err := os.Readlink(filepath.Join(root, "models/demo/current"))
+	if err != nil {
+		return ""
+	}
+	return "sha256:" + filepath.Base(l)
+}
+
+// partialBytes is how much of an interrupted download the agent's layer
+// cache holds.
+func partialBytes(root string) int64 {
+	var n int64
+	m, _ := filepath.Glob(filepath.Join(root, "cache/blobs/sha256/*.partial"))
+	for _, p := range m {
+		if fi, err := os.Stat(p); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+func events(t *testing.T, v fleetView) []fleet.Event {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, err := v.admin.Events(ctx, fleet.EventFilter{Release: "demo", Limit: 500})
+	if err != nil {
+		t.Fatalf("events: %v", err)
+	}
+	return evs
+}
+
+func logWaveEvents(t *testing.T, v fleetView, names map[string]string) {
+	for _, e := range events(t, v) {
+		if e.Type == "WaveStarted" || e.Type == manifests.EventRolloutDone || e.Type == manifests.EventRolloutStarted {
+			var ns []string
+			for _, id := range e.Targets {
+				ns = append(ns, names[id])
+			}
+			t.Logf("event %s %s %v", e.Type, e.Message, ns)
+		}
+	}
+}
