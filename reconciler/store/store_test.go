@@ -1,0 +1,289 @@
+package store_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/internal/testenv"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// backends opens a fresh store of each kind for the contract suite.
+var backends = map[string]func(t *testing.T) *store.SQL{
+	"sqlite": func(t *testing.T) *store.SQL {
+		return open(t, filepath.Join(t.TempDir(), "cairn.db"))
+	},
+	"postgres": func(t *testing.T) *store.SQL {
+		base := testenv.Require(t, testenv.Postgres)
+		ctx := context.Background()
+		admin, err := sqldb.Open(ctx, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		b := make([]byte, 6)
+		rand.Read(b)
+		name := "store_" + hex.EncodeToString(b)
+		if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse(base)
+		u.Path = "/" + name
+		return open(t, u.String())
+	},
+}
+
+func open(t *testing.T, dsn string) *store.SQL {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Migrating twice is a no-op.
+	if _, err := store.Open(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestContract(t *testing.T) {
+	for name, mk := range backends {
+		t.Run(name, func(t *testing.T) {
+			for _, c := range contract {
+				t.Run(c.name, func(t *testing.T) { c.fn(t, mk(t)) })
+			}
+		})
+	}
+}
+
+var contract = []struct {
+	name string
+	fn   func(t *testing.T, s store.Store)
+}{
+	{"targets", testTargets},
+	{"status and log", testStatus},
+	{"desired", testDesired},
+	{"releases", testReleases},
+	{"events", testEvents},
+	{"commands", testCommands},
+	{"meta", testMeta},
+	{"leader", testLeader},
+}
+
+var ctx = context.Background()
+
+func testTargets(t *testing.T, s store.Store) {
+	if _, err := s.Target(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing target: %v", err)
+	}
+	before := time.Now().Add(-time.Second)
+	a := store.Target{ID: "a", Name: "a", Labels: map[string]string{"env": "prod"}, Facts: fleet.Facts{Arch: "arm64", Memory: 1 << 30}, CredHash: "h1"}
+	if err := s.EnrollTarget(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.EnrollTarget(ctx, store.Target{ID: "b", Name: "b", CredHash: "h2"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Target(ctx, "a")
+	if err != nil || got.Labels["env"] != "prod" || got.Facts.Arch != "arm64" || got.CredHash != "h1" || !got.LastSeen.IsZero() || got.Status != nil {
+		t.Fatalf("target a = %+v, %v", got, err)
+	}
+	// Enrolling again replaces the credential.
+	a.CredHash = "h3"
+	if err := s.EnrollTarget(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Target(ctx, "a"); got.CredHash != "h3" {
+		t.Fatalf("re-enrolled hash = %s", got.CredHash)
+	}
+	all, err := s.Targets(ctx)
+	if err != nil || len(all) != 2 || all[0].ID != "a" || all[1].ID != "b" {
+		t.Fatalf("targets = %+v, %v", all, err)
+	}
+	since, err := s.TargetsUpdatedSince(ctx, before)
+	if err != nil || len(since) != 2 {
+		t.Fatalf("updated since = %d, %v", len(since), err)
+	}
+	if since, _ := s.TargetsUpdatedSince(ctx, time.Now().Add(time.Hour)); len(since) != 0 {
+		t.Fatalf("updated in the future = %d", len(since))
+	}
+}
+
+func testStatus(t *testing.T, s store.Store) {
+	s.EnrollTarget(ctx, store.Target{ID: "a", Name: "a", CredHash: "h"})
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	rep := fleet.StatusReport{Facts: &fleet.Facts{Arch: "amd64"}, Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: "sha256:1"}},
+		Metrics: map[string]float64{"cpu_percent": 3.5}}
+	for i := range 3 {
+		rep.Log = []fleet.LogEntry{{Release: "r", Phase: fleet.PhaseInstalling, Message: fmt.Sprint("step ", i)}}
+		if err := s.PutStatus(ctx, "a", rep, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Target(ctx, "a")
+	if err != nil || !got.LastSeen.Equal(at) || got.Facts.Arch != "amd64" || got.Status == nil || got.Status.Metrics["cpu_percent"] != 3.5 || got.Status.Releases[0].Phase != fleet.PhaseHealthy {
+		t.Fatalf("after status: %+v, %v", got, err)
+	}
+	if len(got.Status.Log) != 0 {
+		t.Fatal("log kept in the status record")
+	}
+	log, err := s.Log(ctx, "a", 2)
+	if err != nil || len(log) != 2 || log[0].Message != "step 1" || log[1].Message != "step 2" {
+		t.Fatalf("log = %+v, %v", log, err)
+	}
+	if err := s.PutStatus(ctx, "ghost", rep, at); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("status of unknown target: %v", err)
+	}
+}
+
+func testDesired(t *testing.T, s store.Store) {
+	if _, err := s.Desired(ctx, "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing desired: %v", err)
+	}
+	var batch []store.Desired
+	for i := range 1203 { // crosses the multi-row batch size
+		batch = append(batch, store.Desired{Target: fmt.Sprintf("t%04d", i), ETag: "e1", Body: []byte(`{"models":[]}`)})
+	}
+	rev1, err := s.PutDesired(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev2, err := s.PutDesired(ctx, []store.Desired{{Target: "t0005", ETag: "e2", Body: []byte(`{"x":1}`)}})
+	if err != nil || rev2 <= rev1 {
+		t.Fatalf("revisions %d then %d, %v", rev1, rev2, err)
+	}
+	d, err := s.Desired(ctx, "t0005")
+	if err != nil || d.ETag != "e2" || string(d.Body) != `{"x":1}` || d.Rev != rev2 {
+		t.Fatalf("desired t0005 = %+v, %v", d, err)
+	}
+	all, err := s.DesiredSince(ctx, 0)
+	if err != nil || len(all) != 1203 {
+		t.Fatalf("desired since 0 = %d, %v", len(all), err)
+	}
+	newer, err := s.DesiredSince(ctx, rev1)
+	if err != nil || len(newer) != 1 || newer[0].Target != "t0005" {
+		t.Fatalf("desired since %d = %+v, %v", rev1, newer, err)
+	}
+}
+
+func testReleases(t *testing.T, s store.Store) {
+	if _, err := s.Release(ctx, "r"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing release: %v", err)
+	}
+	for _, n := range []string{"b", "a"} {
+		if err := s.PutRelease(ctx, store.Release{Name: n, Commit: "c1", Spec: []byte(`{}`), State: []byte(`{"phase":"Progressing"}`), Status: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.PutRelease(ctx, store.Release{Name: "a", Commit: "c2", Spec: []byte(`{}`), State: []byte(`{"phase":"Succeeded"}`), Status: []byte(`{}`)})
+	r, err := s.Release(ctx, "a")
+	if err != nil || r.Commit != "c2" || !strings.Contains(string(r.State), "Succeeded") || r.UpdatedAt.IsZero() {
+		t.Fatalf("release a = %+v, %v", r, err)
+	}
+	rs, err := s.Releases(ctx)
+	if err != nil || len(rs) != 2 || rs[0].Name != "a" {
+		t.Fatalf("releases = %+v, %v", rs, err)
+	}
+	if err := s.DeleteRelease(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := s.Releases(ctx); len(rs) != 1 {
+		t.Fatalf("after delete: %d releases", len(rs))
+	}
+}
+
+func testEvents(t *testing.T, s store.Store) {
+	evs := []fleet.Event{
+		{Type: "PolicyDenied", Release: "r1", Message: "denied"},
+		{Type: "RolloutStarted", Release: "r2", Message: "go", Targets: []string{"a", "b"}},
+		{Type: "TargetOffline", Target: "a", Message: "quiet"},
+	}
+	if err := s.AddEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	if evs[0].ID == 0 || evs[2].ID <= evs[0].ID || evs[0].Time.IsZero() {
+		t.Fatalf("ids/time not set: %+v", evs)
+	}
+	all, err := s.Events(ctx, fleet.EventFilter{})
+	if err != nil || len(all) != 3 || all[0].Type != "PolicyDenied" || len(all[1].Targets) != 2 {
+		t.Fatalf("events = %+v, %v", all, err)
+	}
+	one, _ := s.Events(ctx, fleet.EventFilter{Release: "r2"})
+	if len(one) != 1 || one[0].Type != "RolloutStarted" {
+		t.Fatalf("events of r2 = %+v", one)
+	}
+	last, _ := s.Events(ctx, fleet.EventFilter{Limit: 2})
+	if len(last) != 2 || last[1].Type != "TargetOffline" {
+		t.Fatalf("newest 2 = %+v", last)
+	}
+}
+
+func testCommands(t *testing.T, s store.Store) {
+	if cs, err := s.TakeCommands(ctx); err != nil || len(cs) != 0 {
+		t.Fatalf("no commands: %v %v", cs, err)
+	}
+	s.PushCommand(ctx, "r", "pause")
+	s.PushCommand(ctx, "r", "resume")
+	cs, err := s.TakeCommands(ctx)
+	if err != nil || len(cs) != 2 || cs[0].Command != "pause" || cs[1].Command != "resume" {
+		t.Fatalf("commands = %+v, %v", cs, err)
+	}
+	if cs, _ := s.TakeCommands(ctx); len(cs) != 0 {
+		t.Fatalf("commands taken twice: %+v", cs)
+	}
+}
+
+func testMeta(t *testing.T, s store.Store) {
+	if _, err := s.Meta(ctx, "k"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("missing meta: %v", err)
+	}
+	s.PutMeta(ctx, "k", []byte("v1"))
+	s.PutMeta(ctx, "k", []byte("v2"))
+	if v, err := s.Meta(ctx, "k"); err != nil || string(v) != "v2" {
+		t.Fatalf("meta = %q, %v", v, err)
+	}
+}
+
+func testLeader(t *testing.T, s store.Store) {
+	ok, err := s.TryLead(ctx)
+	if err != nil || !ok {
+		t.Fatalf("first replica leads: %v %v", ok, err)
+	}
+	if ok, _ := s.TryLead(ctx); !ok {
+		t.Fatal("leader lost its lease")
+	}
+	sq := s.(*store.SQL)
+	if sq.DB().Dialect != sqldb.Postgres {
+		return
+	}
+	// A second replica on the same database does not lead until the first closes.
+	other, err := store.Open(ctx, sq.DB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := other.TryLead(ctx); ok {
+		t.Fatal("two leaders")
+	}
+	s.Close()
+	if ok, _ := other.TryLead(ctx); !ok {
+		t.Fatal("second replica did not take over")
+	}
+	other.Close()
+}
