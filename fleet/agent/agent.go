@@ -41,8 +41,9 @@ type Hooks struct {
 	// "activating", "verifying"); an error stops the install there as a crash
 	// would (nothing is cleaned up).
 	Step func(release, step string) error
-	// Health, when set, replaces the release's health check.
-	Health func(ctx context.Context, release, digest, modelDir string) error
+	// Health, when set, wraps the release's health check: check runs the
+	// real one.
+	Health func(ctx context.Context, release, digest, modelDir string, check func() error) error
 	// Reported is called after each status report the server accepted.
 	Reported func(fleet.StatusReport)
 }

@@ -194,7 +194,7 @@ func TestCrashAtEveryStepRecovers(t *testing.T) {
 				}
 				if next == "" {
 					// Killed while the health check runs, the new slot active.
-					c.Hooks.Health = func(context.Context, string, string, string) error {
+					c.Hooks.Health = func(context.Context, string, string, string, func() error) error {
 						if ActiveDigest(root, "demo") != v2.Digest {
 							t.Error("health check runs before the new slot is active")
 						}

@@ -258,10 +258,13 @@ func (a *Agent) activate(ctx context.Context, dm fleet.DesiredModel, rj *release
 	err := runCommand(ctx, dm.Runtime.Restart, slot)
 	if err != nil {
 		err = fmt.Errorf("restart runtime: %w", err)
-	} else if a.cfg.Hooks.Health != nil {
-		err = a.cfg.Hooks.Health(ctx, rel, dm.Digest, slot)
 	} else {
-		err = CheckHealth(ctx, dm.Runtime.HealthCheck, slot, a.hc)
+		check := func() error { return CheckHealth(ctx, dm.Runtime.HealthCheck, slot, a.hc) }
+		if a.cfg.Hooks.Health != nil {
+			err = a.cfg.Hooks.Health(ctx, rel, dm.Digest, slot, check)
+		} else {
+			err = check()
+		}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err() // stopped mid-check: recovery switches back
