@@ -1,0 +1,463 @@
+// Command fleet is the fleet-API load generator of `make bench`: N simulated
+// targets enroll with a `cairn serve` on loopback, long-poll their desired
+// state and report status. It measures the 304 poll path against a bare
+// net/http handler in the same run, the server's memory with every target
+// enrolled, and the time from a Git webhook to every target's new desired
+// state.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
+func main() {
+	var (
+		mode    = flag.String("mode", "bench", "bench, or bare (serve the bare handler on -listen)")
+		listen  = flag.String("listen", "127.0.0.1:0", "bare mode: address")
+		bin     = flag.String("cairn", "bin/cairn", "the cairn binary")
+		n       = flag.Int("targets", 100000, "simulated targets")
+		workers = flag.Int("workers", 64, "concurrent clients")
+		dur     = flag.Duration("duration", 5*time.Second, "length of each throughput phase")
+		polls   = flag.Int("longpolls", 2000, "targets long-polling during the webhook phase")
+		work    = flag.String("dir", "", "work folder (default: a temporary one)")
+	)
+	flag.Parse()
+	if *mode == "bare" {
+		serveBare(*listen)
+		return
+	}
+	if err := run(*bin, *n, *workers, *dur, *polls, *work); err != nil {
+		fmt.Fprintln(os.Stderr, "bench fleet:", err)
+		os.Exit(1)
+	}
+}
+
+// serveBare answers the desired-state poll the cheapest way net/http can:
+// a fixed ETag, 304 when it matches. Printed address on stdout.
+func serveBare(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	body := []byte(`{"target":"x","etag":"bare","models":[]}`)
+	http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("If-None-Match") == `"bare"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("ETag", `"bare"`)
+		w.Write(body)
+	}))
+}
+
+func git(dir string, args ...string) error {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=b@example.com", "GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=b@example.com")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func digest(n int) string { return fmt.Sprintf("sha256:%064x", n) }
+
+func manifests(n int) string {
+	return `apiVersion: cairn.dev/v1alpha1
+kind: Model
+metadata: {name: m}
+spec:
+  version: 1.0.` + strconv.Itoa(n) + `
+  artifact: 127.0.0.1:7480/models/m@` + digest(n) + `
+---
+apiVersion: cairn.dev/v1alpha1
+kind: DeviceProfile
+metadata: {name: all}
+spec:
+  selector:
+    matchLabels: {fleet: bench}
+---
+apiVersion: cairn.dev/v1alpha1
+kind: Release
+metadata: {name: r}
+spec:
+  model: m
+  targets: [{profile: all}]
+  runtime: {path: /var/lib/m}
+`
+}
+
+func commit(repo string, n int) error {
+	if err := os.WriteFile(filepath.Join(repo, "manifests.yaml"), []byte(manifests(n)), 0o644); err != nil {
+		return err
+	}
+	if err := git(repo, "add", "-A"); err != nil {
+		return err
+	}
+	return git(repo, "commit", "-q", "-m", "model "+strconv.Itoa(n))
+}
+
+func freeAddr() string {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitUp(url string) error {
+	for i := 0; i < 300; i++ {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not come up", url)
+}
+
+// rss returns VmRSS and VmHWM of pid in bytes.
+func rss(pid int) (cur, peak int64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 2 {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			switch f[0] {
+			case "VmRSS:":
+				cur = v << 10
+			case "VmHWM:":
+				peak = v << 10
+			}
+		}
+	}
+	return
+}
+
+var desiredWrites = regexp.MustCompile(`(?m)^cairn_desired_writes_total (\S+)$`)
+
+func metric(url string) float64 {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := desiredWrites.FindSubmatch(b)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+type target struct {
+	id, cred, etag string
+}
+
+func run(bin string, n, workers int, dur time.Duration, longpolls int, dir string) error {
+	if dir == "" {
+		d, err := os.MkdirTemp("", "cairn-bench-fleet-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	repo := filepath.Join(dir, "repo")
+	os.MkdirAll(repo, 0o755)
+	if err := git(repo, "init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	if err := commit(repo, 1); err != nil {
+		return err
+	}
+	addr := freeAddr()
+	base := "http://" + addr
+	srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--repo", repo, "--interval", "1h")
+	srv.Env = append(os.Environ(), "CAIRN_ENROLL_TOKEN=bench-enroll", "CAIRN_ADMIN_TOKEN=bench-admin")
+	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		return err
+	}
+	defer func() { srv.Process.Signal(os.Interrupt); srv.Wait() }()
+	if err := waitUp(base); err != nil {
+		return err
+	}
+	baseRSS, _ := rss(srv.Process.Pid)
+
+	tr := &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}
+	hc := &http.Client{Transport: tr}
+	c := fleet.NewClient(base, fleet.WithHTTPClient(hc))
+	ctx := context.Background()
+
+	// Enroll.
+	targets := make([]target, n)
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				name := fmt.Sprintf("dev-%06d", i)
+				er, err := c.Enroll(ctx, fleet.EnrollRequest{Token: "bench-enroll", Name: name,
+					Labels: map[string]string{"fleet": "bench", "site": "s" + strconv.Itoa(i%50)},
+					Facts:  fleet.Facts{Arch: "arm64", OS: "linux", OSVersion: "12", Memory: 4 << 30, CPUs: 4}})
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				targets[i] = target{id: er.ID, cred: er.Credential}
+			}
+		}()
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		return e.(error)
+	}
+	enrollTook := time.Since(start)
+	fmt.Printf("enrolled %d targets in %s (%.0f/s)\n", n, enrollTook.Round(time.Millisecond), float64(n)/enrollTook.Seconds())
+
+	// Wait for every target to get the first model.
+	admin := fleet.NewAdminClient(base, "bench-admin", fleet.WithHTTPClient(hc))
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		r, err := admin.Release(ctx, "r")
+		if err == nil && r.Targets == n && r.Updated == n && metric(base) >= float64(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("first rollout did not reach %d targets: %+v %v", n, r, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Learn each target's ETag (also checks credentials).
+	next.Store(0)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				ds, _, err := c.Desired(ctx, targets[i].id, targets[i].cred, "", 0)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				targets[i].etag = ds.ETag
+			}
+		}()
+	}
+	wg.Wait()
+	if e := firstErr.Load(); e != nil {
+		return e.(error)
+	}
+	cur, peak := rss(srv.Process.Pid)
+	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB) — goal ≤ 1024 MiB\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20))
+
+	// Poll throughput: the 304 path of cairn against a bare handler.
+	cairnRate, err := pollRate(hc, workers, dur, func(i int) (string, string, string) {
+		t := targets[i%n]
+		return base + "/api/v1/targets/" + t.id + "/desired?wait=0s", t.cred, t.etag
+	})
+	if err != nil {
+		return err
+	}
+	bare := exec.Command(os.Args[0], "-mode", "bare")
+	out, _ := bare.StdoutPipe()
+	if err := bare.Start(); err != nil {
+		return err
+	}
+	defer func() { bare.Process.Kill(); bare.Wait() }()
+	line := make([]byte, 64)
+	k, _ := out.Read(line)
+	bareURL := "http://" + strings.TrimSpace(string(line[:k]))
+	bareRate, err := pollRate(hc, workers, dur, func(i int) (string, string, string) {
+		return bareURL + "/api/v1/targets/x/desired?wait=0s", "x", "bare"
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("poll throughput (304 path, %d clients): cairn %.0f/s, bare net/http %.0f/s, ratio %.2f — goal ≥ 0.50\n", workers, cairnRate, bareRate, cairnRate/bareRate)
+
+	// Status reports.
+	statusRate, err := statusRate(c, targets, workers, dur)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("status reports: %.0f/s\n", statusRate)
+
+	// Webhook → every desired state: long-polls open, commit, hook.
+	before := metric(base)
+	lpCtx, cancelLP := context.WithCancel(ctx)
+	defer cancelLP()
+	var got atomic.Int64
+	var lpLatency sync.Map
+	var t0 atomic.Int64
+	for i := range longpolls {
+		t := targets[(i*7919)%n]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lpCtx.Err() == nil {
+				ds, changed, err := c.Desired(lpCtx, t.id, t.cred, t.etag, 30*time.Second)
+				if err != nil || !changed {
+					continue
+				}
+				if len(ds.Models) == 1 && ds.Models[0].Digest == digest(2) {
+					got.Add(1)
+					lpLatency.Store(t.id, time.Since(time.Unix(0, t0.Load())))
+				}
+				return
+			}
+		}()
+	}
+	time.Sleep(time.Second) // let the long-polls park
+	if err := commit(repo, 2); err != nil {
+		return err
+	}
+	t0.Store(time.Now().UnixNano())
+	hookStart := time.Now()
+	resp, err := hc.Post(base+"/hooks/git", "application/json", bytes.NewReader([]byte(`{}`)))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	var allTook time.Duration
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		if metric(base)-before >= float64(n) {
+			allTook = time.Since(hookStart)
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("desired states not updated within 2m (%v written)", metric(base)-before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitLP := make(chan struct{})
+	go func() { wg.Wait(); close(waitLP) }()
+	select {
+	case <-waitLP:
+	case <-time.After(30 * time.Second):
+	}
+	cancelLP()
+	var worst time.Duration
+	lpLatency.Range(func(_, v any) bool { worst = max(worst, v.(time.Duration)); return true })
+	fmt.Printf("webhook → all %d desired states written: %s — goal ≤ 2s\n", n, allTook.Round(time.Millisecond))
+	fmt.Printf("long-polls woken with the new model: %d of %d, slowest %s after the webhook\n", got.Load(), longpolls, worst.Round(time.Millisecond))
+	// Spot-check a few targets.
+	for _, i := range []int{0, n / 2, n - 1} {
+		ds, _, err := c.Desired(ctx, targets[i].id, targets[i].cred, "", 0)
+		if err != nil || len(ds.Models) != 1 || ds.Models[0].Digest != digest(2) {
+			return fmt.Errorf("target %s: desired %+v, %v", targets[i].id, ds, err)
+		}
+	}
+	cur, peak = rss(srv.Process.Pid)
+	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB)\n", float64(cur)/(1<<20), float64(peak)/(1<<20))
+	var r fleet.ReleaseInfo
+	if rr, err := admin.Release(ctx, "r"); err == nil {
+		r = *rr
+	}
+	b, _ := json.Marshal(map[string]any{"release": r.Name, "digest": r.Digest, "targets": r.Targets, "updated": r.Updated})
+	fmt.Printf("release after the webhook: %s\n", b)
+	return nil
+}
+
+// pollRate runs workers issuing conditional GETs for dur and returns
+// requests per second; every answer must be 304.
+func pollRate(hc *http.Client, workers int, dur time.Duration, req func(i int) (url, cred, etag string)) (float64, error) {
+	var count atomic.Int64
+	var bad atomic.Value
+	stop := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			i := w * 104729
+			for time.Now().Before(stop) {
+				url, cred, etag := req(i)
+				i += rand.IntN(97) + 1
+				r, _ := http.NewRequest(http.MethodGet, url, nil)
+				r.Header.Set("Authorization", "Bearer "+cred)
+				r.Header.Set("If-None-Match", `"`+etag+`"`)
+				resp, err := hc.Do(r)
+				if err != nil {
+					bad.CompareAndSwap(nil, err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNotModified {
+					bad.CompareAndSwap(nil, fmt.Errorf("GET %s: %d, want 304", url, resp.StatusCode))
+					return
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if e := bad.Load(); e != nil {
+		return 0, e.(error)
+	}
+	return float64(count.Load()) / dur.Seconds(), nil
+}
+
+func statusRate(c *fleet.Client, targets []target, workers int, dur time.Duration) (float64, error) {
+	var count atomic.Int64
+	var bad atomic.Value
+	stop := time.Now().Add(dur)
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				t := targets[int(next.Add(1))%len(targets)]
+				err := c.ReportStatus(context.Background(), t.id, t.cred, fleet.StatusReport{Time: time.Now(),
+					Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: digest(1)}},
+					Metrics:  map[string]float64{"cpu_percent": 20, "memory_bytes": 1 << 28, "temperature_c": 51, "error_rate": 0.001}})
+				if err != nil {
+					bad.CompareAndSwap(nil, err)
+					return
+				}
+				count.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if e := bad.Load(); e != nil {
+		return 0, e.(error)
+	}
+	return float64(count.Load()) / dur.Seconds(), nil
+}
