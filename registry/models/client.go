@@ -186,7 +186,10 @@ func (c *repoClient) uploadBlob(ctx context.Context, r io.Reader, size int64) (v
 
 	hr := &hashingReader{r: r, h: sha256.New()}
 	if size > 0 {
-		resp, err = c.do(ctx, http.MethodPatch, loc.String(), hr, size, map[string]string{"Content-Type": "application/octet-stream"})
+		// Chunked (length -1), so that net/http copies through hr.WriteTo in
+		// 1 MiB writes; with a length it wraps the body and copies 32 KiB at a
+		// time.
+		resp, err = c.do(ctx, http.MethodPatch, loc.String(), hr, -1, map[string]string{"Content-Type": "application/octet-stream"})
 		if err != nil {
 			return v1.Hash{}, fmt.Errorf("upload: %w", err)
 		}
@@ -289,6 +292,30 @@ func (r *hashingReader) Read(p []byte) (int, error) {
 	r.h.Write(p[:n])
 	r.n += int64(n)
 	return n, err
+}
+
+// WriteTo copies the rest of r to w in large pieces, hashing them.
+func (r *hashingReader) WriteTo(w io.Writer) (int64, error) {
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		n, err := r.r.Read(buf)
+		if n > 0 {
+			r.h.Write(buf[:n])
+			r.n += int64(n)
+			m, werr := w.Write(buf[:n])
+			total += int64(m)
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 func (r *hashingReader) sum() v1.Hash {

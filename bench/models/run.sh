@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bench/models: push and pull the same 2 GiB model (4 files, deterministic
+# random bytes) to Debian's docker-registry on loopback with bin/cairn and with
+# oras, in turns, 3 rounds; prints cairn's time over oras's and cairn's peak
+# RSS. BENCH_MODEL_MIB and BENCH_ROUNDS shrink it for a quick look.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source scripts/lib.sh
+
+ORAS_VERSION=v1.3.6
+MIB=${BENCH_MODEL_MIB:-2048}
+ROUNDS=${BENCH_ROUNDS:-3}
+CAIRN=${CAIRN:-bin/cairn}
+[ -x "$CAIRN" ] || go build -o "$CAIRN" ./cmd/cairn
+command -v oras >/dev/null 2>&1 || { echo "building oras $ORAS_VERSION"; go install "oras.land/oras/cmd/oras@$ORAS_VERSION"; }
+echo "oras: $(go version -m "$(command -v oras)" | awk '$1 == "mod" {print $3}')"
+
+source scripts/services/registry.sh
+REG=$CAIRN_TEST_REGISTRY
+TOOL="$CAIRN_TMP/benchtool"
+go build -o "$TOOL" ./bench/models/benchtool
+
+MODEL="$CAIRN_TMP/model"
+"$TOOL" gen "$MODEL" 4 "$MIB"
+echo "model: $(du -sh "$MODEL" | cut -f1) in $(ls "$MODEL" | wc -l) files"
+
+oras_files=()
+for f in "$MODEL"/*.safetensors; do oras_files+=("$(basename "$f"):application/vnd.cncf.model.weight.v1.raw"); done
+oras_files+=("config.json:application/vnd.cncf.model.weight.config.v1.raw")
+
+cairn_t=0; oras_t=0; cairn_rss=0
+add() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a + b}'; }
+measure() { # measure VAR_TIME CMD…: adds the time, updates cairn's peak RSS
+  local var=$1; shift
+  local out t rss
+  out=$("$TOOL" run -stdout "$CAIRN_TMP/stdout" "$@" 2>"$CAIRN_TMP/stderr") || { cat "$CAIRN_TMP/stderr" >&2; return 1; }
+  t=${out% *}; rss=${out#* }
+  printf '  %-5s %-4s %7.2fs  %4d MiB\n' "$var" "$label" "$t" $((rss / 1024))
+  if [ "$var" = cairn ]; then
+    cairn_t=$(add "$cairn_t" "$t")
+    if [ "$rss" -gt "$cairn_rss" ]; then cairn_rss=$rss; fi
+  else
+    oras_t=$(add "$oras_t" "$t")
+  fi
+}
+run_cairn() {
+  local out="$CAIRN_TMP/pull-cairn"
+  label=push measure cairn "$CAIRN" model push --plain-http "$REG/bench/cairn-$1:v" "$MODEL"
+  local ref
+  ref=$(tail -n 1 "$CAIRN_TMP/stdout")
+  label=pull measure cairn "$CAIRN" model pull --plain-http "$ref" -o "$out"
+  rm -rf "$out"
+}
+run_oras() {
+  local out="$CAIRN_TMP/pull-oras"
+  label=push measure oras bash -c "cd '$MODEL' && exec oras push --plain-http '$REG/bench/oras-$1:v' --artifact-type application/vnd.cncf.model.manifest.v1+json ${oras_files[*]}"
+  label=pull measure oras oras pull --plain-http "$REG/bench/oras-$1:v" -o "$out"
+  rm -rf "$out"
+}
+
+for ((r = 1; r <= ROUNDS; r++)); do
+  echo "round $r"
+  if ((r % 2)); then run_cairn "$r"; run_oras "$r"; else run_oras "$r"; run_cairn "$r"; fi
+done
+
+ratio=$(awk -v c="$cairn_t" -v o="$oras_t" 'BEGIN {printf "%.2f", c / o}')
+echo
+echo "models: push+pull of $MIB MiB x $ROUNDS rounds: cairn ${cairn_t}s, oras ${oras_t}s"
+echo "models: cairn/oras time ratio: $ratio (goal <= 0.8)"
+echo "models: cairn peak RSS: $((cairn_rss / 1024)) MiB (goal <= 64)"
