@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -51,9 +52,14 @@ func Denied(vs []Verdict) bool {
 // the repository's own, with one prepared query per policy. Build it once per
 // commit and call Evaluate for every Release; it is safe for concurrent use.
 type Engine struct {
-	prepared map[string]rego.PreparedEvalQuery // policy name → query
-	builtin  []string                          // built-in policy names, sorted
-	repo     []string                          // repository policy names, sorted
+	compiler *ast.Compiler
+	store    storage.Store
+	pkgs     map[string]string // policy name → package path
+	builtin  []string          // built-in policy names, sorted
+	repo     []string          // repository policy names, sorted
+
+	mu   sync.Mutex
+	sets map[string]rego.PreparedEvalQuery // policy names joined by "\x00" → one query for all
 }
 
 // PackagePrefix is the package every built-in policy lives under; a
@@ -209,34 +215,45 @@ func Compile(ctx context.Context, repo fs.FS) (*Engine, error) {
 	if c.Compile(mods); c.Failed() {
 		return nil, fmt.Errorf("compile policies: %w", c.Errors)
 	}
-	e := &Engine{prepared: map[string]rego.PreparedEvalQuery{}}
-	prepare := func(pkg string) (string, error) {
-		name := PolicyName(pkg)
-		q := fmt.Sprintf("deny := [m | some m in data.%s.deny]; warn := [m | some m in data.%s.warn]", pkg, pkg)
-		pq, err := rego.New(rego.Query(q), rego.Compiler(c), rego.Store(store)).PrepareForEval(ctx)
-		if err != nil {
-			return "", fmt.Errorf("prepare policy %s: %w", name, err)
-		}
-		e.prepared[name] = pq
-		return name, nil
+	e := &Engine{compiler: c, store: store, pkgs: map[string]string{}, sets: map[string]rego.PreparedEvalQuery{}}
+	for p := range builtinPkgs {
+		e.pkgs[PolicyName(p)] = p
+		e.builtin = append(e.builtin, PolicyName(p))
 	}
-	for _, pkgs := range []struct {
-		set  map[string]bool
-		into *[]string
-	}{{builtinPkgs, &e.builtin}, {repoPkgs, &e.repo}} {
-		for p := range pkgs.set {
-			if p == "" {
-				continue
-			}
-			name, err := prepare(p)
-			if err != nil {
-				return nil, err
-			}
-			*pkgs.into = append(*pkgs.into, name)
-		}
-		sort.Strings(*pkgs.into)
+	for p := range repoPkgs {
+		e.pkgs[PolicyName(p)] = p
+		e.repo = append(e.repo, PolicyName(p))
+	}
+	sort.Strings(e.builtin)
+	sort.Strings(e.repo)
+	// Prepare the query of every policy now, so errors surface at compile time.
+	if _, err := e.prepare(ctx, append(slices.Clone(e.builtin), e.repo...)); err != nil {
+		return nil, err
 	}
 	return e, nil
+}
+
+// prepare returns the query evaluating the deny and warn sets of the named
+// policies in one evaluation (bindings d<i> and w<i>), prepared once per set
+// of names.
+func (e *Engine) prepare(ctx context.Context, names []string) (rego.PreparedEvalQuery, error) {
+	key := strings.Join(names, "\x00")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if pq, ok := e.sets[key]; ok {
+		return pq, nil
+	}
+	var q []string
+	for i, n := range names {
+		pkg := e.pkgs[n]
+		q = append(q, fmt.Sprintf("d%d := [m | some m in data.%s.deny]", i, pkg), fmt.Sprintf("w%d := [m | some m in data.%s.warn]", i, pkg))
+	}
+	pq, err := rego.New(rego.Query(strings.Join(q, "; ")), rego.Compiler(e.compiler), rego.Store(e.store)).PrepareForEval(ctx)
+	if err != nil {
+		return pq, fmt.Errorf("prepare policies %s: %w", strings.Join(names, ", "), err)
+	}
+	e.sets[key] = pq
+	return pq, nil
 }
 
 // RepoPolicies returns the names of the repository's policies, which apply to
@@ -255,51 +272,79 @@ func (e *Engine) IsBuiltin(name string) bool {
 // allow. A name that is no built-in policy is a deny: a typo must not turn a
 // check off.
 func (e *Engine) Evaluate(ctx context.Context, builtins []string, in *Input) ([]Verdict, error) {
-	v, err := ast.InterfaceToValue(in)
-	if err != nil {
-		return nil, fmt.Errorf("policy input for release %s: %w", in.Release.Name, err)
-	}
+	// The policies to run, in order, and the unknown names.
+	var names []string
 	var out []Verdict
-	eval := func(name string) error {
-		pq, ok := e.prepared[name]
-		if !ok {
-			out = append(out, Verdict{Policy: name, Result: Deny, Message: fmt.Sprintf("no built-in policy %q (have %s)", name, strings.Join(e.builtin, ", "))})
-			return nil
-		}
-		rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
-		if err != nil {
-			return fmt.Errorf("evaluate policy %s for release %s: %w", name, in.Release.Name, err)
-		}
-		var deny, warn []string
-		if len(rs) > 0 {
-			deny = messages(rs[0].Bindings["deny"])
-			warn = messages(rs[0].Bindings["warn"])
-		}
-		for _, m := range deny {
-			out = append(out, Verdict{Policy: name, Result: Deny, Message: m})
-		}
-		for _, m := range warn {
-			out = append(out, Verdict{Policy: name, Result: Warn, Message: m})
-		}
-		if len(deny)+len(warn) == 0 {
-			out = append(out, Verdict{Policy: name, Result: Allow})
-		}
-		return nil
-	}
+	unknown := map[string]bool{}
 	seen := map[string]bool{}
 	for _, n := range builtins {
 		if seen[n] {
 			continue
 		}
 		seen[n] = true
-		if err := eval(n); err != nil {
-			return nil, err
+		if !e.IsBuiltin(n) {
+			unknown[n] = true
+			continue
 		}
+		names = append(names, n)
 	}
 	for _, n := range e.repo {
-		if err := eval(n); err != nil {
+		if !seen[n] {
+			seen[n] = true
+			names = append(names, n)
+		}
+	}
+	var results map[string][2][]string // name → deny, warn
+	if len(names) > 0 {
+		pq, err := e.prepare(ctx, names)
+		if err != nil {
 			return nil, err
 		}
+		v, err := toValue(in)
+		if err != nil {
+			return nil, fmt.Errorf("policy input for release %s: %w", in.Release.Name, err)
+		}
+		rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+		if err != nil {
+			return nil, fmt.Errorf("evaluate policies for release %s: %w", in.Release.Name, err)
+		}
+		results = make(map[string][2][]string, len(names))
+		if len(rs) > 0 {
+			for i, n := range names {
+				results[n] = [2][]string{
+					messages(rs[0].Bindings[fmt.Sprintf("d%d", i)]),
+					messages(rs[0].Bindings[fmt.Sprintf("w%d", i)]),
+				}
+			}
+		}
+	}
+	// Verdicts in the order of the RolloutPolicy, then the repository's.
+	emitted := map[string]bool{}
+	emit := func(name string) {
+		if emitted[name] {
+			return
+		}
+		emitted[name] = true
+		if unknown[name] {
+			out = append(out, Verdict{Policy: name, Result: Deny, Message: fmt.Sprintf("no built-in policy %q (have %s)", name, strings.Join(e.builtin, ", "))})
+			return
+		}
+		res := results[name]
+		for _, m := range res[0] {
+			out = append(out, Verdict{Policy: name, Result: Deny, Message: m})
+		}
+		for _, m := range res[1] {
+			out = append(out, Verdict{Policy: name, Result: Warn, Message: m})
+		}
+		if len(res[0])+len(res[1]) == 0 {
+			out = append(out, Verdict{Policy: name, Result: Allow})
+		}
+	}
+	for _, n := range builtins {
+		emit(n)
+	}
+	for _, n := range e.repo {
+		emit(n)
 	}
 	return out, nil
 }
@@ -328,5 +373,3 @@ func messages(v any) []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
-
-var _ storage.Store = inmem.New()

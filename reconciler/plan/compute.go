@@ -44,6 +44,7 @@ func Compute(ctx context.Context, snap *manifests.Snapshot, inv *fleet.Inventory
 	c := &computer{
 		ctx: ctx, snap: snap, ix: ix, opts: opts, live: live, ranDigest: ranDigest,
 		mark:       make([]uint32, len(ix.targets)),
+		upToDate:   make([]uint32, len(ix.targets)),
 		classStamp: make([]uint32, len(ix.classes)),
 		classWhy:   make([]string, len(ix.classes)),
 		classCount: make([]int, len(ix.classes)),
@@ -105,6 +106,7 @@ type computer struct {
 
 	gen        uint32
 	mark       []uint32 // per target, for unions
+	upToDate   []uint32 // per target: runs the release's digest already
 	classStamp []uint32 // per class: classWhy and classCount are for gen
 	classWhy   []string
 	classCount []int
@@ -240,10 +242,17 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 		}
 		r.ModelBytes = &size
 	}
+	if r.To != "" {
+		for _, run := range c.ix.running[name] {
+			if run.digest == r.To {
+				c.upToDate[run.target] = gen
+			}
+		}
+	}
 	var total int64
 	for _, i := range fitIdx {
 		t := c.ix.targets[i]
-		if r.To != "" && t.Models[name] == r.To {
+		if c.upToDate[i] == gen {
 			r.UpToDate++
 			if r.ModelBytes != nil && *r.ModelBytes != 0 {
 				r.Downloads = append(r.Downloads, Download{Target: t.Name})

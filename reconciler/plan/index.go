@@ -21,6 +21,14 @@ type index struct {
 	class    []int32               // per target: index into classes
 	classes  []policies.ClassFacts // distinct fact classes
 	profiles map[string][]int32    // profile name → its targets, ascending
+	// running maps release name → the targets reporting a model for it.
+	running map[string][]running
+}
+
+// running is one target's current model digest for a release.
+type running struct {
+	target int32
+	digest string
 }
 
 func newIndex(snap *manifests.Snapshot, inv *fleet.Inventory) *index {
@@ -33,6 +41,12 @@ func newIndex(snap *manifests.Snapshot, inv *fleet.Inventory) *index {
 	}
 	slices.SortFunc(ix.targets, func(a, b *fleet.Target) int { return strings.Compare(a.Name, b.Name) })
 	ix.buildClasses()
+	ix.running = map[string][]running{}
+	for i, t := range ix.targets {
+		for rel, d := range t.Models {
+			ix.running[rel] = append(ix.running[rel], running{int32(i), d})
+		}
+	}
 
 	profiles := snap.DeviceProfiles()
 	// The label keys any selector looks at.

@@ -60,17 +60,24 @@ func TestLargeFleet(t *testing.T) {
 		t.Errorf("summary assignments %d, releases sum to %d", p.Summary.Assignments, total)
 	}
 
+	labels := make([]map[string]string, len(inv.Targets))
+	for i, tg := range inv.Targets {
+		labels[i] = tg.SelectorLabels()
+	}
 	for _, k := range []int{0, 7, 13, releases / 2, releases - 1} {
 		name := fmt.Sprintf("rel-%04d", k)
 		rel, _ := snap.Release(name)
 		model, _ := snap.Model(rel.Spec.Model)
 		var fit, unfit []string
-		for _, tg := range inv.Targets {
-			labels := tg.SelectorLabels()
+		var profs []manifests.DeviceProfile
+		for _, rt := range rel.Spec.Targets {
+			prof, _ := snap.DeviceProfile(rt.Profile)
+			profs = append(profs, prof)
+		}
+		for i, tg := range inv.Targets {
 			selected := false
-			for _, rt := range rel.Spec.Targets {
-				prof, _ := snap.DeviceProfile(rt.Profile)
-				selected = selected || prof.Spec.Selector.Matches(labels)
+			for _, prof := range profs {
+				selected = selected || prof.Spec.Selector.Matches(labels[i])
 			}
 			if !selected {
 				continue

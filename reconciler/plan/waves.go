@@ -22,8 +22,14 @@ func RolloutOrder(release string, targets []string) []string {
 		name string
 	}
 	ks := make([]keyed, len(targets))
+	// waveKey without a concatenation per target: the same bytes hashed.
+	buf := make([]byte, 0, len(release)+1+64)
+	buf = append(append(buf, release...), 0)
+	prefix := len(buf)
 	for i, t := range targets {
-		ks[i] = keyed{waveKey(release, t), t}
+		buf = append(buf[:prefix], t...)
+		h := sha256.Sum256(buf)
+		ks[i] = keyed{binary.BigEndian.Uint64(h[:8]), t}
 	}
 	slices.SortFunc(ks, func(a, b keyed) int {
 		if a.key != b.key {

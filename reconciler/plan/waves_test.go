@@ -46,3 +46,14 @@ func TestAssignWavesSmallFleet(t *testing.T) {
 		t.Fatalf("waves = %v, want 1 then 2", a)
 	}
 }
+
+// TestRolloutOrderUsesWaveKey: the order is by waveKey, the documented key.
+func TestRolloutOrderUsesWaveKey(t *testing.T) {
+	targets := []string{"a", "b", "c", "device-0042", "x/y", ""}
+	order := RolloutOrder("rel", targets)
+	for i := 1; i < len(order); i++ {
+		if waveKey("rel", order[i-1]) > waveKey("rel", order[i]) {
+			t.Fatalf("order %v not sorted by waveKey", order)
+		}
+	}
+}
