@@ -2,12 +2,11 @@ package lineage
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"strconv"
+	"sync"
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/sqldb"
@@ -17,85 +16,72 @@ import (
 type Graph struct {
 	db  *sqldb.DB
 	now func() time.Time
+
+	mu  sync.Mutex
+	ids map[string]int64 // node ids, which never change once committed
 }
+
+// maxCachedIDs bounds the node id cache; it starts over when full.
+const maxCachedIDs = 1 << 20
 
 // migrations create the lineage tables:
 //
+//   - lineage_nodes: every node name ("model:sha256:…") once, with a small
+//     integer id the edges refer to, so edges and their indexes stay small.
 //   - lineage_edges: every appended edge, with its upstream (up) and
 //     downstream (down) node so that walks in either direction are one
-//     indexed lookup per level; ekey, a hash of (type, up, down, time, phase,
-//     outcome, release), is unique so replaying a step inserts nothing.
+//     indexed lookup per level. The unique key (up, kind, at, down, phase,
+//     outcome, rel) makes replays insert nothing and, as it starts with up
+//     and holds what a walk reads, serves downstream walks without touching
+//     the table; lineage_edges_down does the same for upstream walks and
+//     lineage_edges_deploy finds the latest deployment of a target.
 //   - lineage_target_releases: the releases ever deployed to a target, so
 //     that At looks up the latest deployment of each with one indexed query.
 //   - lineage_steps: the recorded steps (push, admission, deployment,
 //     rollback) with their facts, exported as OpenLineage RunEvents; the id is
 //     a UUIDv5 of the facts, unique, so replays are idempotent too.
 var migrations = []sqldb.Migration{{
-	SQLite: `
-CREATE TABLE lineage_edges (
-	id      INTEGER PRIMARY KEY,
-	ekey    TEXT NOT NULL UNIQUE,
-	kind    TEXT NOT NULL,
-	up      TEXT NOT NULL,
-	down    TEXT NOT NULL,
-	at      BIGINT NOT NULL,
-	phase   TEXT NOT NULL DEFAULT '',
-	outcome TEXT NOT NULL DEFAULT '',
-	rel     TEXT NOT NULL DEFAULT '',
-	step    TEXT NOT NULL DEFAULT '',
-	attrs   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX lineage_edges_up ON lineage_edges (up, kind, at);
-CREATE INDEX lineage_edges_down ON lineage_edges (down, kind, at);
-CREATE INDEX lineage_edges_deploy ON lineage_edges (down, rel, at) WHERE kind = 'deployedTo';
-CREATE TABLE lineage_target_releases (
-	target TEXT NOT NULL,
-	rel    TEXT NOT NULL,
-	PRIMARY KEY (target, rel)
-);
-CREATE TABLE lineage_steps (
-	seq    INTEGER PRIMARY KEY,
-	id     TEXT NOT NULL UNIQUE,
-	run_id TEXT NOT NULL,
-	kind   TEXT NOT NULL,
-	at     BIGINT NOT NULL,
-	facts  TEXT NOT NULL
-);
-CREATE INDEX lineage_steps_at ON lineage_steps (at);
-`,
-	Postgres: `
-CREATE TABLE lineage_edges (
-	id      BIGSERIAL PRIMARY KEY,
-	ekey    TEXT NOT NULL UNIQUE,
-	kind    TEXT NOT NULL,
-	up      TEXT NOT NULL,
-	down    TEXT NOT NULL,
-	at      BIGINT NOT NULL,
-	phase   TEXT NOT NULL DEFAULT '',
-	outcome TEXT NOT NULL DEFAULT '',
-	rel     TEXT NOT NULL DEFAULT '',
-	step    TEXT NOT NULL DEFAULT '',
-	attrs   TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX lineage_edges_up ON lineage_edges (up, kind, at);
-CREATE INDEX lineage_edges_down ON lineage_edges (down, kind, at);
-CREATE INDEX lineage_edges_deploy ON lineage_edges (down, rel, at) WHERE kind = 'deployedTo';
-CREATE TABLE lineage_target_releases (
-	target TEXT NOT NULL,
-	rel    TEXT NOT NULL,
-	PRIMARY KEY (target, rel)
-);
-CREATE TABLE lineage_steps (
-	seq    BIGSERIAL PRIMARY KEY,
-	id     TEXT NOT NULL UNIQUE,
-	run_id TEXT NOT NULL,
-	kind   TEXT NOT NULL,
-	at     BIGINT NOT NULL,
-	facts  TEXT NOT NULL
-);
-CREATE INDEX lineage_steps_at ON lineage_steps (at);
-`,
+	SQLite:   schema("INTEGER PRIMARY KEY"),
+	Postgres: schema("BIGSERIAL PRIMARY KEY"),
 }}
+
+func schema(serial string) string {
+	return `
+CREATE TABLE lineage_nodes (
+	id   ` + serial + `,
+	name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE lineage_edges (
+	id      ` + serial + `,
+	kind    TEXT NOT NULL,
+	up      BIGINT NOT NULL,
+	down    BIGINT NOT NULL,
+	at      BIGINT NOT NULL,
+	phase   TEXT NOT NULL DEFAULT '',
+	outcome TEXT NOT NULL DEFAULT '',
+	rel     TEXT NOT NULL DEFAULT '',
+	step    TEXT NOT NULL DEFAULT '',
+	attrs   TEXT NOT NULL DEFAULT '',
+	CONSTRAINT lineage_edges_key UNIQUE (up, kind, at, down, phase, outcome, rel)
+);
+CREATE INDEX lineage_edges_down ON lineage_edges (down, kind, at, up, outcome);
+CREATE INDEX lineage_edges_deploy ON lineage_edges (down, rel, at) WHERE kind = 'deployedTo';
+CREATE TABLE lineage_target_releases (
+	target BIGINT NOT NULL,
+	rel    TEXT NOT NULL,
+	PRIMARY KEY (target, rel)
+);
+CREATE TABLE lineage_steps (
+	seq    ` + serial + `,
+	id     TEXT NOT NULL UNIQUE,
+	run_id TEXT NOT NULL,
+	kind   TEXT NOT NULL,
+	at     BIGINT NOT NULL,
+	facts  TEXT NOT NULL
+);
+CREATE INDEX lineage_steps_at ON lineage_steps (at);
+`
+}
 
 // Open migrates the lineage tables of db (component "lineage") and returns
 // the graph. db stays owned by the caller.
@@ -103,7 +89,7 @@ func Open(ctx context.Context, db *sqldb.DB) (*Graph, error) {
 	if err := db.Migrate(ctx, "lineage", migrations); err != nil {
 		return nil, fmt.Errorf("open lineage graph: %w", err)
 	}
-	return &Graph{db: db, now: time.Now}, nil
+	return &Graph{db: db, now: time.Now, ids: map[string]int64{}}, nil
 }
 
 // Record appends edges in one transaction. An edge already recorded (same
@@ -142,26 +128,49 @@ func (g *Graph) record(ctx context.Context, st *step, edges []Edge) error {
 			return fmt.Errorf("record lineage step %s %s: %w", st.Kind, st.ID, err)
 		}
 	}
-	if err := g.insertEdges(ctx, tx, stepID, edges); err != nil {
+	ids, err := g.insertEdges(ctx, tx, stepID, edges)
+	if err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record lineage: commit: %w", err)
 	}
+	g.cache(ids)
 	return nil
 }
 
-func (g *Graph) insertEdges(ctx context.Context, tx *sql.Tx, stepID string, edges []Edge) error {
-	if len(edges) == 0 {
-		return nil
+// cache remembers committed node ids.
+func (g *Graph) cache(ids map[string]int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.ids)+len(ids) > maxCachedIDs {
+		g.ids = map[string]int64{}
 	}
-	ins, err := tx.PrepareContext(ctx, g.db.Rebind(`INSERT INTO lineage_edges (ekey, kind, up, down, at, phase, outcome, rel, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ekey) DO NOTHING`))
+	for n, id := range ids {
+		g.ids[n] = id
+	}
+}
+
+// insertEdges inserts edges and returns the ids of their nodes.
+func (g *Graph) insertEdges(ctx context.Context, tx *sql.Tx, stepID string, edges []Edge) (map[string]int64, error) {
+	if len(edges) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, 2*len(edges))
+	for _, e := range edges {
+		names = append(names, e.From, e.To)
+	}
+	ids, err := g.nodeIDs(ctx, tx, names)
 	if err != nil {
-		return fmt.Errorf("record lineage: prepare: %w", err)
+		return nil, err
+	}
+	ins, err := tx.PrepareContext(ctx, g.db.Rebind(`INSERT INTO lineage_edges (kind, up, down, at, phase, outcome, rel, step, attrs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`))
+	if err != nil {
+		return nil, fmt.Errorf("record lineage: prepare: %w", err)
 	}
 	defer ins.Close()
 	var rel *sql.Stmt
-	seen := map[[2]string]bool{}
+	seen := map[[2]any]bool{}
 	for _, e := range edges {
 		up, down := e.updown()
 		at := micro(e.Time).UnixMicro()
@@ -173,38 +182,72 @@ func (g *Graph) insertEdges(ctx context.Context, tx *sql.Tx, stepID string, edge
 		if len(e.Attrs) > 0 {
 			b, err := json.Marshal(e.Attrs)
 			if err != nil {
-				return fmt.Errorf("record lineage: %s edge %s → %s: encode attributes: %w", e.Type, e.From, e.To, err)
+				return nil, fmt.Errorf("record lineage: %s edge %s → %s: encode attributes: %w", e.Type, e.From, e.To, err)
 			}
 			attrs = string(b)
 		}
-		key := edgeKey(e.Type, up, down, at, phase, e.Outcome, e.Release)
-		if _, err := ins.ExecContext(ctx, key, e.Type, up, down, at, phase, e.Outcome, e.Release, stepID, attrs); err != nil {
-			return fmt.Errorf("record lineage: %s edge %s → %s: %w", e.Type, e.From, e.To, err)
+		if _, err := ins.ExecContext(ctx, e.Type, ids[up], ids[down], at, phase, e.Outcome, e.Release, stepID, attrs); err != nil {
+			return nil, fmt.Errorf("record lineage: %s edge %s → %s: %w", e.Type, e.From, e.To, err)
 		}
-		if e.Type == EdgeDeployedTo && !seen[[2]string{down, e.Release}] {
-			seen[[2]string{down, e.Release}] = true
+		if k := [2]any{ids[down], e.Release}; e.Type == EdgeDeployedTo && !seen[k] {
+			seen[k] = true
 			if rel == nil {
-				rel, err = tx.PrepareContext(ctx, g.db.Rebind(`INSERT INTO lineage_target_releases (target, rel) VALUES (?, ?) ON CONFLICT (target, rel) DO NOTHING`))
+				rel, err = tx.PrepareContext(ctx, g.db.Rebind(`INSERT INTO lineage_target_releases (target, rel) VALUES (?, ?) ON CONFLICT DO NOTHING`))
 				if err != nil {
-					return fmt.Errorf("record lineage: prepare: %w", err)
+					return nil, fmt.Errorf("record lineage: prepare: %w", err)
 				}
 				defer rel.Close()
 			}
-			if _, err := rel.ExecContext(ctx, down, e.Release); err != nil {
-				return fmt.Errorf("record lineage: target %s release %q: %w", down, e.Release, err)
+			if _, err := rel.ExecContext(ctx, ids[down], e.Release); err != nil {
+				return nil, fmt.Errorf("record lineage: target %s release %q: %w", down, e.Release, err)
 			}
 		}
 	}
-	return nil
+	return ids, nil
 }
 
-// edgeKey is the identity of an edge: what makes a replay a duplicate.
-func edgeKey(kind, up, down string, at int64, phase, outcome, rel string) string {
-	h := sha256.New()
-	for _, s := range []string{kind, up, down, strconv.FormatInt(at, 10), phase, outcome, rel} {
-		h.Write([]byte(strconv.Itoa(len(s))))
-		h.Write([]byte{':'})
-		h.Write([]byte(s))
+// nodeIDs returns the ids of names, adding the nodes that are new.
+func (g *Graph) nodeIDs(ctx context.Context, tx *sql.Tx, names []string) (map[string]int64, error) {
+	ids := make(map[string]int64, len(names))
+	var missing []string
+	g.mu.Lock()
+	for _, n := range names {
+		if _, ok := ids[n]; ok {
+			continue
+		}
+		if id, ok := g.ids[n]; ok {
+			ids[n] = id
+		} else {
+			ids[n] = 0
+			missing = append(missing, n)
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	g.mu.Unlock()
+	if len(missing) == 0 {
+		return ids, nil
+	}
+	sel, err := tx.PrepareContext(ctx, g.db.Rebind(`SELECT id FROM lineage_nodes WHERE name = ?`))
+	if err != nil {
+		return nil, fmt.Errorf("record lineage: prepare: %w", err)
+	}
+	defer sel.Close()
+	ins, err := tx.PrepareContext(ctx, g.db.Rebind(`INSERT INTO lineage_nodes (name) VALUES (?) ON CONFLICT DO NOTHING`))
+	if err != nil {
+		return nil, fmt.Errorf("record lineage: prepare: %w", err)
+	}
+	defer ins.Close()
+	for _, n := range missing {
+		var id int64
+		err := sel.QueryRowContext(ctx, n).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			if _, err = ins.ExecContext(ctx, n); err == nil {
+				err = sel.QueryRowContext(ctx, n).Scan(&id)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("record lineage: node %s: %w", n, err)
+		}
+		ids[n] = id
+	}
+	return ids, nil
 }

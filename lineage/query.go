@@ -114,14 +114,27 @@ func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream b
 	if upstream {
 		dir, near = "upstream", "down"
 	}
-	sg := &Subgraph{Root: root, Direction: dir, Depth: depth, Nodes: []NodeInfo{{ID: root, Type: NodeType(root)}}}
-	seen := map[string]bool{root: true}
-	type lk struct{ typ, up, down string }
-	links := map[lk]*Link{}
+	sg := &Subgraph{Root: root, Direction: dir, Depth: depth, Nodes: []NodeInfo{{ID: root, Type: NodeType(root)}}, Links: []Link{}}
+	rootID, ok, err := g.lookup(ctx, root)
+	if err != nil || !ok {
+		return sg, err
+	}
+	type lk struct {
+		typ      string
+		up, down int64
+	}
+	type acc struct {
+		first, last int64
+		count       int
+		outcome     string
+	}
+	links := map[lk]*acc{}
 	var order []lk
-	frontier := []string{root}
+	depthOf := map[int64]int{rootID: 0}
+	reached := []int64{rootID}
+	frontier := []int64{rootID}
 	for d := 1; d <= depth && len(frontier) > 0 && !sg.Truncated; d++ {
-		var next []string
+		var next []int64
 		for i := 0; i < len(frontier); i += batch {
 			chunk := frontier[i:min(i+batch, len(frontier))]
 			q := `SELECT kind, up, down, at, outcome FROM lineage_edges WHERE ` + near + ` IN (?` + strings.Repeat(`, ?`, len(chunk)-1) + `)`
@@ -141,32 +154,28 @@ func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream b
 					rows.Close()
 					return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
 				}
-				t := time.UnixMicro(at).UTC()
-				if l := links[k]; l != nil {
-					l.Count++
-					if t.Before(l.First) {
-						l.First = t
-					}
-					if !t.Before(l.Last) {
-						l.Last, l.Outcome = t, outcome
-					}
-				} else {
-					from, to := fromUpDown(k.typ, k.up, k.down)
-					links[k] = &Link{Type: k.typ, From: from, To: to, First: t, Last: t, Count: 1, Outcome: outcome}
-					order = append(order, k)
-				}
 				other := k.down
 				if upstream {
 					other = k.up
 				}
-				if !seen[other] {
-					if len(seen) >= MaxNodes {
+				if _, ok := depthOf[other]; !ok {
+					if len(depthOf) >= MaxNodes {
 						sg.Truncated = true
 						continue
 					}
-					seen[other] = true
+					depthOf[other] = d
+					reached = append(reached, other)
 					next = append(next, other)
-					sg.Nodes = append(sg.Nodes, NodeInfo{ID: other, Type: NodeType(other), Depth: d})
+				}
+				if a := links[k]; a != nil {
+					a.count++
+					a.first = min(a.first, at)
+					if at >= a.last {
+						a.last, a.outcome = at, outcome
+					}
+				} else {
+					links[k] = &acc{first: at, last: at, count: 1, outcome: outcome}
+					order = append(order, k)
 				}
 			}
 			err = rows.Err()
@@ -177,15 +186,74 @@ func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream b
 		}
 		frontier = next
 	}
+	names, err := g.namesOf(ctx, reached)
+	if err != nil {
+		return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
+	}
+	for _, id := range reached[1:] {
+		sg.Nodes = append(sg.Nodes, NodeInfo{ID: names[id], Type: NodeType(names[id]), Depth: depthOf[id]})
+	}
 	sg.Links = make([]Link, 0, len(order))
 	for _, k := range order {
-		l := links[k]
-		if l.Type != EdgeDeployedTo {
-			l.Outcome = ""
+		a := links[k]
+		from, to := fromUpDown(k.typ, names[k.up], names[k.down])
+		l := Link{Type: k.typ, From: from, To: to, First: time.UnixMicro(a.first).UTC(), Last: time.UnixMicro(a.last).UTC(), Count: a.count}
+		if k.typ == EdgeDeployedTo {
+			l.Outcome = a.outcome
 		}
-		sg.Links = append(sg.Links, *l)
+		sg.Links = append(sg.Links, l)
 	}
 	return sg, nil
+}
+
+// lookup returns the id of a node.
+func (g *Graph) lookup(ctx context.Context, name string) (int64, bool, error) {
+	g.mu.Lock()
+	id, ok := g.ids[name]
+	g.mu.Unlock()
+	if ok {
+		return id, true, nil
+	}
+	err := g.db.QueryRowContext(ctx, g.db.Rebind(`SELECT id FROM lineage_nodes WHERE name = ?`), name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("look up node %s: %w", name, err)
+	}
+	g.cache(map[string]int64{name: id})
+	return id, true, nil
+}
+
+// namesOf returns the names of node ids.
+func (g *Graph) namesOf(ctx context.Context, ids []int64) (map[int64]string, error) {
+	names := make(map[int64]string, len(ids))
+	for i := 0; i < len(ids); i += batch {
+		chunk := ids[i:min(i+batch, len(ids))]
+		args := make([]any, len(chunk))
+		for j, id := range chunk {
+			args[j] = id
+		}
+		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT id, name FROM lineage_nodes WHERE id IN (?`+strings.Repeat(`, ?`, len(chunk)-1)+`)`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("node names: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var name string
+			if err := rows.Scan(&id, &name); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("node names: %w", err)
+			}
+			names[id] = name
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("node names: %w", err)
+		}
+	}
+	return names, nil
 }
 
 // Active is a model active on a target for a release at a time, with where
@@ -207,23 +275,28 @@ type Active struct {
 // trained on which datasets. An empty answer means nothing ran.
 func (g *Graph) At(ctx context.Context, target string, t time.Time) ([]Active, error) {
 	node := targetNode(target)
-	rels, err := g.targetReleases(ctx, node)
-	if err != nil {
+	tid, ok, err := g.lookup(ctx, node)
+	if err != nil || !ok {
 		return nil, err
+	}
+	rels, err := g.targetReleases(ctx, tid)
+	if err != nil {
+		return nil, fmt.Errorf("at %s: %w", node, err)
 	}
 	var out []Active
 	for _, rel := range rels {
-		a, err := g.activeOn(ctx, node, rel, t)
+		d, err := g.activeOn(ctx, tid, rel, t)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("at %s: %w", node, err)
 		}
-		if a == nil {
+		if d == nil {
 			continue
 		}
-		if err := g.enrich(ctx, a, t); err != nil {
-			return nil, err
+		a, err := g.describe(ctx, node, rel, d, t)
+		if err != nil {
+			return nil, fmt.Errorf("at %s: %w", node, err)
 		}
-		out = append(out, *a)
+		out = append(out, a)
 	}
 	return out, nil
 }
@@ -235,73 +308,73 @@ func targetNode(target string) string {
 	return Node(NodeTarget, target)
 }
 
-func (g *Graph) targetReleases(ctx context.Context, node string) ([]string, error) {
-	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT rel FROM lineage_target_releases WHERE target = ? ORDER BY rel`), node)
+func (g *Graph) targetReleases(ctx context.Context, tid int64) ([]string, error) {
+	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT rel FROM lineage_target_releases WHERE target = ? ORDER BY rel`), tid)
 	if err != nil {
-		return nil, fmt.Errorf("releases of %s: %w", node, err)
+		return nil, fmt.Errorf("releases: %w", err)
 	}
 	defer rows.Close()
 	var rels []string
 	for rows.Next() {
 		var r string
 		if err := rows.Scan(&r); err != nil {
-			return nil, fmt.Errorf("releases of %s: %w", node, err)
+			return nil, fmt.Errorf("releases: %w", err)
 		}
 		rels = append(rels, r)
 	}
 	return rels, rows.Err()
 }
 
+// deployment is the start event of the deployment active on a target.
+type deployment struct {
+	model   int64
+	at      int64
+	outcome string
+	attrs   string
+}
+
 // activeOn finds the deployment of release active on target at t, walking
 // the deployment events backwards from t: the latest start that did not
-// fail and was not ended since by an explicit end event.
-func (g *Graph) activeOn(ctx context.Context, target, rel string, t time.Time) (*Active, error) {
+// fail (the first row seen of a start is its last recorded outcome) and was
+// not ended since by an explicit end event.
+func (g *Graph) activeOn(ctx context.Context, tid int64, rel string, t time.Time) (*deployment, error) {
 	at := micro(t).UnixMicro()
 	for limit := 32; ; limit *= 16 {
-		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT up, at, phase, outcome, attrs FROM lineage_edges WHERE kind = 'deployedTo' AND down = ? AND rel = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`), target, rel, at, limit)
+		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT up, at, phase, outcome, attrs FROM lineage_edges WHERE kind = 'deployedTo' AND down = ? AND rel = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`), tid, rel, at, limit)
 		if err != nil {
-			return nil, fmt.Errorf("deployments of %s: %w", target, err)
+			return nil, fmt.Errorf("deployments: %w", err)
 		}
 		n := 0
-		ended := map[string]bool{}
-		decided := map[string]bool{}
-		var found *Active
+		ended := map[int64]bool{}
+		decided := map[[2]int64]bool{}
+		var found *deployment
 		for rows.Next() {
 			n++
-			var model, phase, outcome, attrs string
-			var when int64
-			if err := rows.Scan(&model, &when, &phase, &outcome, &attrs); err != nil {
+			var d deployment
+			var phase string
+			if err := rows.Scan(&d.model, &d.at, &phase, &d.outcome, &d.attrs); err != nil {
 				rows.Close()
-				return nil, fmt.Errorf("deployments of %s: %w", target, err)
+				return nil, fmt.Errorf("deployments: %w", err)
 			}
 			if phase == PhaseEnd {
-				ended[model] = true
+				ended[d.model] = true
 				continue
 			}
-			key := fmt.Sprintf("%s@%d", model, when)
+			key := [2]int64{d.model, d.at}
 			if decided[key] {
 				continue // an older outcome of a start already decided
 			}
 			decided[key] = true
-			if outcome == OutcomeFailed || ended[model] {
+			if d.outcome == OutcomeFailed || ended[d.model] {
 				continue
 			}
-			_, digest, _ := strings.Cut(model, ":")
-			found = &Active{Target: strings.TrimPrefix(target, NodeTarget+":"), Release: rel, Model: digest, Since: time.UnixMicro(when).UTC(), Outcome: outcome}
-			if attrs != "" {
-				var a struct {
-					Rollout string `json:"rollout"`
-				}
-				if json.Unmarshal([]byte(attrs), &a) == nil {
-					found.Rollout = a.Rollout
-				}
-			}
+			found = &d
 			break
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, fmt.Errorf("deployments of %s: %w", target, err)
+			return nil, fmt.Errorf("deployments: %w", err)
 		}
 		if found != nil || n < limit {
 			return found, nil
@@ -309,82 +382,124 @@ func (g *Graph) activeOn(ctx context.Context, target, rel string, t time.Time) (
 	}
 }
 
-// enrich fills in the commit the release was admitted at, the commit the
-// model was packaged from and the datasets it was trained on, as known at t.
-func (g *Graph) enrich(ctx context.Context, a *Active, t time.Time) error {
-	model := Node(NodeModel, a.Model)
-	at := micro(t).UnixMicro()
-	if a.Release != "" {
-		var attrs string
-		err := g.db.QueryRowContext(ctx, g.db.Rebind(`SELECT attrs FROM lineage_edges WHERE down = ? AND kind = 'declaredIn' AND up = ? AND at <= ? ORDER BY at DESC LIMIT 1`), model, Node(NodeRelease, a.Release), at).Scan(&attrs)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("admission of %s: %w", model, err)
-		}
+// describe turns an active deployment into an Active: the model's digest,
+// the commit its release was admitted at, the commit it was packaged from
+// and the datasets it was trained on, as known at t.
+func (g *Graph) describe(ctx context.Context, target, rel string, d *deployment, t time.Time) (Active, error) {
+	a := Active{Target: strings.TrimPrefix(target, NodeTarget+":"), Release: rel, Since: time.UnixMicro(d.at).UTC(), Outcome: d.outcome}
+	if d.attrs != "" {
 		var v struct {
-			Commit string `json:"commit"`
+			Rollout string `json:"rollout"`
 		}
-		if attrs != "" && json.Unmarshal([]byte(attrs), &v) == nil {
-			a.Commit = v.Commit
+		if json.Unmarshal([]byte(d.attrs), &v) == nil {
+			a.Rollout = v.Rollout
 		}
 	}
-	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT kind, up FROM lineage_edges WHERE down = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`), model, at)
+	at := micro(t).UnixMicro()
+	ids := []int64{d.model}
+	var commitAttrs string
+	if rel != "" {
+		rid, ok, err := g.lookup(ctx, Node(NodeRelease, rel))
+		if err != nil {
+			return a, err
+		}
+		if ok {
+			err := g.db.QueryRowContext(ctx, g.db.Rebind(`SELECT attrs FROM lineage_edges WHERE up = ? AND kind = 'declaredIn' AND down = ? AND at <= ? ORDER BY at DESC LIMIT 1`), rid, d.model, at).Scan(&commitAttrs)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				return a, fmt.Errorf("admission: %w", err)
+			}
+		}
+	}
+	var v struct {
+		Commit string `json:"commit"`
+	}
+	if commitAttrs != "" && json.Unmarshal([]byte(commitAttrs), &v) == nil {
+		a.Commit = v.Commit
+	}
+	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT kind, up FROM lineage_edges WHERE down = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`), d.model, at)
 	if err != nil {
-		return fmt.Errorf("sources of %s: %w", model, err)
+		return a, fmt.Errorf("sources: %w", err)
 	}
-	defer rows.Close()
-	seen := map[string]bool{}
+	var source int64
+	var datasets []int64
+	seen := map[int64]bool{}
 	for rows.Next() {
-		var kind, up string
+		var kind string
+		var up int64
 		if err := rows.Scan(&kind, &up); err != nil {
-			return fmt.Errorf("sources of %s: %w", model, err)
+			rows.Close()
+			return a, fmt.Errorf("sources: %w", err)
 		}
 		switch {
 		case kind == EdgePackagedFrom:
-			a.Source = strings.TrimPrefix(up, NodeCommit+":")
+			source = up
 		case !seen[up]:
 			seen[up] = true
-			a.Datasets = append(a.Datasets, up)
+			datasets = append(datasets, up)
 		}
 	}
+	err = rows.Err()
+	rows.Close()
+	if err != nil {
+		return a, fmt.Errorf("sources: %w", err)
+	}
+	if source != 0 {
+		ids = append(ids, source)
+	}
+	names, err := g.namesOf(ctx, append(ids, datasets...))
+	if err != nil {
+		return a, err
+	}
+	_, a.Model, _ = strings.Cut(names[d.model], ":")
+	if source != 0 {
+		_, a.Source, _ = strings.Cut(names[source], ":")
+	}
+	for _, id := range datasets {
+		a.Datasets = append(a.Datasets, names[id])
+	}
 	sort.Strings(a.Datasets)
-	return rows.Err()
+	return a, nil
 }
 
 // Where lists the targets running, at t (now when nil), a model that is
 // node or derives from it (following trainedOn and packagedFrom edges
-// downstream): node is a model or dataset node, or a bare
-// digest (looked up as both).
+// downstream): node is a model or dataset node, or a bare digest (looked up
+// as both).
 func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active, error) {
 	when := g.now()
 	if t != nil {
 		when = *t
 	}
 	at := micro(when).UnixMicro()
-	roots := candidates(node)
-	for _, r := range roots {
+	// Models derived from the roots, following trainedOn and packagedFrom downstream.
+	models := map[int64]bool{}
+	seen := map[int64]bool{}
+	var frontier []int64
+	for _, r := range candidates(node) {
 		if _, _, err := SplitNode(r); err != nil {
 			return nil, err
 		}
-	}
-	// Models derived from the roots, following derivedKinds downstream.
-	models := map[string]bool{}
-	seen := map[string]bool{}
-	frontier := roots
-	for _, r := range roots {
-		seen[r] = true
-		if NodeType(r) == NodeModel {
-			models[r] = true
+		id, ok, err := g.lookup(ctx, r)
+		if err != nil {
+			return nil, fmt.Errorf("where %s: %w", node, err)
+		}
+		if ok && !seen[id] {
+			seen[id] = true
+			frontier = append(frontier, id)
+			if NodeType(r) == NodeModel {
+				models[id] = true
+			}
 		}
 	}
-	for d := 0; d < MaxNodes && len(frontier) > 0; d++ {
-		var next []string
+	for len(frontier) > 0 && len(seen) < MaxNodes {
+		var next []int64
 		for _, n := range frontier {
 			rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT DISTINCT down FROM lineage_edges WHERE up = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`), n, at)
 			if err != nil {
 				return nil, fmt.Errorf("where %s: %w", node, err)
 			}
 			for rows.Next() {
-				var down string
+				var down int64
 				if err := rows.Scan(&down); err != nil {
 					rows.Close()
 					return nil, fmt.Errorf("where %s: %w", node, err)
@@ -392,9 +507,6 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 				if !seen[down] {
 					seen[down] = true
 					next = append(next, down)
-					if NodeType(down) == NodeModel {
-						models[down] = true
-					}
 				}
 			}
 			err = rows.Err()
@@ -403,16 +515,35 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 				return nil, fmt.Errorf("where %s: %w", node, err)
 			}
 		}
+		// Only models are derived from a dataset or a model through these edges
+		// (commits are upstream), but check: a node of another type is skipped.
+		names, err := g.namesOf(ctx, next)
+		if err != nil {
+			return nil, fmt.Errorf("where %s: %w", node, err)
+		}
+		for _, id := range next {
+			if NodeType(names[id]) == NodeModel {
+				models[id] = true
+			}
+		}
 		frontier = next
 	}
-	// Targets those models were ever deployed to by t, then which still run them.
-	type tr struct{ target, rel string }
+	// Targets those models were deployed to by t, then which still run them.
+	type tr struct {
+		target int64
+		rel    string
+	}
 	var cands []tr
 	candSeen := map[tr]bool{}
-	for _, m := range sortedKeys(models) {
+	mids := make([]int64, 0, len(models))
+	for m := range models {
+		mids = append(mids, m)
+	}
+	sort.Slice(mids, func(i, j int) bool { return mids[i] < mids[j] })
+	for _, m := range mids {
 		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT DISTINCT down, rel FROM lineage_edges WHERE up = ? AND kind = 'deployedTo' AND at <= ?`), m, at)
 		if err != nil {
-			return nil, fmt.Errorf("where %s: deployments of %s: %w", node, m, err)
+			return nil, fmt.Errorf("where %s: deployments: %w", node, err)
 		}
 		for rows.Next() {
 			var c tr
@@ -431,19 +562,33 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
 	}
-	var out []Active
+	type hit struct {
+		c tr
+		d *deployment
+	}
+	var hits []hit
+	var tids []int64
 	for _, c := range cands {
-		a, err := g.activeOn(ctx, c.target, c.rel, when)
+		d, err := g.activeOn(ctx, c.target, c.rel, when)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
-		if a == nil || !models[Node(NodeModel, a.Model)] {
-			continue
+		if d != nil && models[d.model] {
+			hits = append(hits, hit{c, d})
+			tids = append(tids, c.target)
 		}
-		if err := g.enrich(ctx, a, when); err != nil {
-			return nil, err
+	}
+	names, err := g.namesOf(ctx, tids)
+	if err != nil {
+		return nil, fmt.Errorf("where %s: %w", node, err)
+	}
+	out := make([]Active, 0, len(hits))
+	for _, h := range hits {
+		a, err := g.describe(ctx, names[h.c.target], h.c.rel, h.d, when)
+		if err != nil {
+			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
-		out = append(out, *a)
+		out = append(out, a)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Target != out[j].Target {

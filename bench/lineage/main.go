@@ -1,0 +1,243 @@
+// Command lineage-bench builds a lineage graph of about a million edges on
+// SQLite (10k models, 1k datasets, 100k targets, deployments over a year),
+// then times random upstream/downstream walks of depth 5, At and Where
+// queries and prints their percentiles against the goals.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/lineage"
+)
+
+func main() {
+	var (
+		dbPath   = flag.String("db", "", "SQLite file (default: a temporary one)")
+		edges    = flag.Int("edges", 1_000_000, "edges to build")
+		models   = flag.Int("models", 10_000, "models")
+		datasets = flag.Int("datasets", 1_000, "datasets")
+		targets  = flag.Int("targets", 100_000, "targets")
+		releases = flag.Int("releases", 100, "releases (each target belongs to one)")
+		queries  = flag.Int("queries", 1000, "random queries per kind")
+		chunk    = flag.Int("chunk", 50_000, "edges per transaction while building")
+	)
+	flag.Parse()
+	if err := run(*dbPath, *edges, *models, *datasets, *targets, *releases, *queries, *chunk); err != nil {
+		fmt.Fprintln(os.Stderr, "lineage-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func digest(kind byte, i int) string { return fmt.Sprintf("sha256:%c%063x", kind, i) }
+
+func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQueries, chunk int) error {
+	ctx := context.Background()
+	if dbPath == "" {
+		dir, err := os.MkdirTemp("", "lineage-bench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		dbPath = filepath.Join(dir, "lineage.db")
+	}
+	db, err := sqldb.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	g, err := lineage.Open(ctx, db)
+	if err != nil {
+		return err
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	end := base.Add(365 * 24 * time.Hour)
+	model := func(i int) string { return lineage.Node(lineage.NodeModel, digest('a', i)) }
+	dataset := func(i int) string { return lineage.Node(lineage.NodeDataset, digest('d', i)) }
+	target := func(i int) string { return lineage.Node(lineage.NodeTarget, fmt.Sprintf("dev-%06d", i)) }
+	release := func(r int) string { return fmt.Sprintf("release-%03d", r) }
+
+	// Models of release r are r, r+nReleases, r+2·nReleases, …, in the
+	// order they were trained and admitted over the year.
+	perRelease := nModels / nReleases
+	modelTime := func(m int) time.Time {
+		return base.Add(time.Duration(m/nReleases) * (end.Sub(base) / time.Duration(perRelease)))
+	}
+
+	start := time.Now()
+	total := 0
+	var buf []lineage.Edge
+	flush := func(force bool) error {
+		if len(buf) >= chunk || (force && len(buf) > 0) {
+			if err := g.Record(ctx, buf...); err != nil {
+				return err
+			}
+			total += len(buf)
+			buf = buf[:0]
+		}
+		return nil
+	}
+	add := func(e lineage.Edge) error {
+		buf = append(buf, e)
+		return flush(false)
+	}
+	// Provenance: each model trained on 3 datasets, packaged from a commit,
+	// declared in its release at an admission commit.
+	for m := 0; m < nModels; m++ {
+		t := modelTime(m)
+		rel := m % nReleases
+		for k := 0; k < 3; k++ {
+			if err := add(lineage.Edge{Type: lineage.EdgeTrainedOn, From: model(m), To: dataset(rng.IntN(nDatasets)), Time: t}); err != nil {
+				return err
+			}
+		}
+		commit := lineage.Node(lineage.NodeCommit, fmt.Sprintf("%040x", m))
+		admitted := lineage.Node(lineage.NodeCommit, fmt.Sprintf("%040x", 1<<40+m))
+		for _, e := range []lineage.Edge{
+			{Type: lineage.EdgePackagedFrom, From: model(m), To: commit, Time: t},
+			{Type: lineage.EdgeDeclaredIn, From: model(m), To: lineage.Node(lineage.NodeRelease, release(rel)), Time: t.Add(time.Hour), Attrs: map[string]any{"commit": fmt.Sprintf("%040x", 1<<40+m)}},
+			{Type: lineage.EdgeDeclaredIn, From: lineage.Node(lineage.NodeRelease, release(rel)), To: admitted, Time: t.Add(time.Hour)},
+		} {
+			if err := add(e); err != nil {
+				return err
+			}
+		}
+	}
+	provenance := total + len(buf)
+	// Deployments: round after round over the targets, each target taking a
+	// later model of its release; 5% fail, 5% are rolled back (an end event).
+	remaining := nEdges - provenance
+	rounds := (remaining + nTargets - 1) / nTargets
+	for round := 0; remaining > 0; round++ {
+		for tg := 0; tg < nTargets && remaining > 0; tg++ {
+			rel := tg % nReleases
+			idx := min(perRelease-1, round*perRelease/rounds+rng.IntN(max(1, perRelease/rounds)))
+			m := rel + idx*nReleases
+			at := modelTime(m).Add(2*time.Hour + time.Duration(rng.IntN(int(24*time.Hour/time.Second)))*time.Second)
+			outcome := lineage.OutcomeSucceeded
+			if rng.IntN(20) == 0 {
+				outcome = lineage.OutcomeFailed
+			}
+			if err := add(lineage.Edge{Type: lineage.EdgeDeployedTo, From: model(m), To: target(tg), Time: at, Phase: lineage.PhaseStart, Outcome: outcome, Release: release(rel)}); err != nil {
+				return err
+			}
+			remaining--
+			if remaining > 0 && outcome == lineage.OutcomeSucceeded && rng.IntN(20) == 0 {
+				if err := add(lineage.Edge{Type: lineage.EdgeDeployedTo, From: model(m), To: target(tg), Time: at.Add(time.Hour), Phase: lineage.PhaseEnd, Outcome: lineage.OutcomeRolledBack, Release: release(rel)}); err != nil {
+					return err
+				}
+				remaining--
+			}
+		}
+	}
+	if err := flush(true); err != nil {
+		return err
+	}
+	built := time.Since(start)
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM lineage_edges`).Scan(&n); err != nil {
+		return err
+	}
+	size := int64(0)
+	for _, suffix := range []string{"", "-wal"} {
+		if fi, err := os.Stat(dbPath + suffix); err == nil {
+			size += fi.Size()
+		}
+	}
+	fmt.Printf("graph: %d edges (%d models, %d datasets, %d targets, %d releases) on SQLite, built in %.1fs (%.0f edges/s), %d MiB\n",
+		n, nModels, nDatasets, nTargets, nReleases, built.Seconds(), float64(total)/built.Seconds(), size>>20)
+	if _, err := db.ExecContext(ctx, `ANALYZE`); err != nil {
+		return err
+	}
+
+	type result struct {
+		name  string
+		goal  time.Duration
+		times []time.Duration
+		nodes int
+	}
+	var results []*result
+	measure := func(name string, goal time.Duration, count int, q func() (int, error)) error {
+		r := &result{name: name, goal: goal}
+		for i := 0; i < count; i++ {
+			t := time.Now()
+			k, err := q()
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			r.times = append(r.times, time.Since(t))
+			r.nodes += k
+		}
+		results = append(results, r)
+		return nil
+	}
+	randTime := func() time.Time { return base.Add(time.Duration(rng.Int64N(int64(end.Sub(base))))) }
+	if err := measure("upstream depth 5 from a target", 5*time.Millisecond, nQueries, func() (int, error) {
+		sg, err := g.Upstream(ctx, target(rng.IntN(nTargets)), 5)
+		return len(sg.Nodes), err
+	}); err != nil {
+		return err
+	}
+	if err := measure("upstream depth 5 from a model", 5*time.Millisecond, nQueries, func() (int, error) {
+		sg, err := g.Upstream(ctx, model(rng.IntN(nModels)), 5)
+		return len(sg.Nodes), err
+	}); err != nil {
+		return err
+	}
+	if err := measure("downstream depth 5 from a model", 5*time.Millisecond, nQueries, func() (int, error) {
+		sg, err := g.Downstream(ctx, model(rng.IntN(nModels)), 5)
+		return len(sg.Nodes), err
+	}); err != nil {
+		return err
+	}
+	if err := measure("downstream depth 5 from a dataset", 5*time.Millisecond, nQueries/4, func() (int, error) {
+		sg, err := g.Downstream(ctx, dataset(rng.IntN(nDatasets)), 5)
+		return len(sg.Nodes), err
+	}); err != nil {
+		return err
+	}
+	if err := measure("at (random target, random time)", time.Millisecond, nQueries, func() (int, error) {
+		a, err := g.At(ctx, target(rng.IntN(nTargets)), randTime())
+		return len(a), err
+	}); err != nil {
+		return err
+	}
+	if err := measure("where (random model, random time)", 0, nQueries/4, func() (int, error) {
+		t := randTime()
+		a, err := g.Where(ctx, model(rng.IntN(nModels)), &t)
+		return len(a), err
+	}); err != nil {
+		return err
+	}
+	if err := measure("where (random dataset, random time)", 0, nQueries/20, func() (int, error) {
+		t := randTime()
+		a, err := g.Where(ctx, dataset(rng.IntN(nDatasets)), &t)
+		return len(a), err
+	}); err != nil {
+		return err
+	}
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+	for _, r := range results {
+		sort.Slice(r.times, func(i, j int) bool { return r.times[i] < r.times[j] })
+		p := func(q float64) time.Duration { return r.times[min(len(r.times)-1, int(q*float64(len(r.times))))] }
+		verdict := "no goal"
+		if r.goal > 0 {
+			verdict = "goal p99 ≤ " + ms(r.goal) + ": "
+			if p(0.99) <= r.goal {
+				verdict += "met"
+			} else {
+				verdict += "MISSED"
+			}
+		}
+		fmt.Printf("%-38s n=%-5d p50 %9s  p99 %9s  max %9s  avg results %6.0f  (%s)\n", r.name, len(r.times), ms(p(0.5)), ms(p(0.99)), ms(r.times[len(r.times)-1]), float64(r.nodes)/float64(len(r.times)), verdict)
+	}
+	return nil
+}
