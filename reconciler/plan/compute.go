@@ -282,6 +282,9 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 	// Policies, once per release.
 	if c.opts.Policies != nil {
 		in := c.input(rel, model, haveModel, repo, digest, policy, havePolicy, art.info, r, touched)
+		if c.opts.OnInput != nil {
+			c.opts.OnInput(in)
+		}
 		vs, err := c.opts.Policies.Evaluate(c.ctx, policy.Spec.Policies, in)
 		if err != nil {
 			return r, err

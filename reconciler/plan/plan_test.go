@@ -277,3 +277,27 @@ func FuzzReadInventory(f *testing.F) {
 		}
 	})
 }
+
+// TestInputDocument keeps an example of the policy input document (the one
+// policies/README.md shows) as a golden file, with live lineage facts.
+func TestInputDocument(t *testing.T) {
+	snap, eng := loadRepo(t, "fleet")
+	inv := readInv(t, "testdata/repos/fleet/inventory.yaml")
+	since := now.Add(-36 * time.Hour)
+	inv.Releases = []fleet.ReleaseState{{Name: "pump-classifier-edge", Digest: "sha256:" + strings.Repeat("9", 64), Phase: "Succeeded", HealthySince: &since}}
+	var got *policies.Input
+	_, err := Compute(context.Background(), snap, inv, Options{Policies: eng, Inspector: fakeRegistry, Now: now, Live: true,
+		OnInput: func(in *policies.Input) {
+			if in.Release.Name == "pump-classifier-edge" {
+				got = in
+			}
+		}})
+	if err != nil || got == nil {
+		t.Fatalf("no input: %v", err)
+	}
+	js, err := json.MarshalIndent(got, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "input-pump-classifier-edge.json", append(js, '\n'))
+}

@@ -55,6 +55,9 @@ type Options struct {
 	Live bool
 	// Now is the evaluation time given to policies (default time.Now()).
 	Now time.Time
+	// OnInput, when set, sees every policy input document before evaluation
+	// (for debugging policies and documenting the input).
+	OnInput func(*policies.Input)
 }
 
 // Change kinds of a release between the base (or live state) and the head.
