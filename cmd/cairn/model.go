@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -81,6 +82,7 @@ func newModelPushCmd() *cobra.Command {
 	f.StringVar(&o.Revision, "revision", "", "source revision (commit)")
 	f.StringArrayVar(&annotations, "annotation", nil, "KEY=VALUE manifest annotation (repeatable)")
 	f.StringArrayVar(&kinds, "kind", nil, "GLOB=KIND: layer kind (weight, weight.config, doc, code, dataset) of matching files (repeatable)")
+	f.StringVar(&o.DigestCache, "digest-cache", defaultDigestCache(), "folder remembering file digests, so unchanged files are not uploaded again (\"\" to turn off)")
 	return cmd
 }
 
@@ -149,6 +151,15 @@ func newModelInspectCmd() *cobra.Command {
 	registryFlags(cmd, &o)
 	cmd.Flags().StringVarP(&format, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
+}
+
+// defaultDigestCache is $XDG_CACHE_HOME/cairn (~/.cache/cairn), or "".
+func defaultDigestCache() string {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(d, "cairn")
 }
 
 func keyValues(kvs []string, flag string) (map[string]string, error) {

@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -171,18 +172,54 @@ func (c *repoClient) blobExists(ctx context.Context, h v1.Hash) (bool, error) {
 // on the way: POST starts an upload session, one PATCH carries the bytes, the
 // final PUT names the digest learned while sending. It returns the digest.
 func (c *repoClient) uploadBlob(ctx context.Context, r io.Reader, size int64) (v1.Hash, error) {
+	loc, err := c.startUpload(ctx)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	return c.finishUpload(ctx, loc, r, size)
+}
+
+// startUpload opens an upload session and returns its location.
+func (c *repoClient) startUpload(ctx context.Context) (*url.URL, error) {
 	resp, err := c.do(ctx, http.MethodPost, c.base+"/blobs/uploads/", nil, 0, nil)
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("start upload: %w", err)
+		return nil, fmt.Errorf("start upload: %w", err)
 	}
 	if err := check(resp, http.StatusAccepted); err != nil {
-		return v1.Hash{}, fmt.Errorf("start upload: %w", err)
+		return nil, fmt.Errorf("start upload: %w", err)
 	}
 	resp.Body.Close()
 	loc, err := resp.Location()
 	if err != nil {
-		return v1.Hash{}, fmt.Errorf("start upload: no location: %w", err)
+		return nil, fmt.Errorf("start upload: no location: %w", err)
 	}
+	return loc, nil
+}
+
+// mountBlob asks the registry to link blob h from repository from (same
+// registry) into this one. It reports whether it did; any failure is a no.
+func (c *repoClient) mountBlob(ctx context.Context, h v1.Hash, from string) bool {
+	q := url.Values{"mount": {h.String()}, "from": {from}}
+	resp, err := c.do(ctx, http.MethodPost, c.base+"/blobs/uploads/?"+q.Encode(), nil, 0, nil)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusAccepted {
+		// Not mounted, an upload session was opened instead: close it.
+		if loc, err := resp.Location(); err == nil {
+			if r, err := c.do(ctx, http.MethodDelete, loc.String(), nil, 0, nil); err == nil {
+				r.Body.Close()
+			}
+		}
+	}
+	return resp.StatusCode == http.StatusCreated
+}
+
+// finishUpload sends the bytes to an upload session and commits them.
+func (c *repoClient) finishUpload(ctx context.Context, loc *url.URL, r io.Reader, size int64) (v1.Hash, error) {
+	var resp *http.Response
+	var err error
 
 	hr := &hashingReader{r: r, h: sha256.New()}
 	if size > 0 {
@@ -322,7 +359,10 @@ func (r *hashingReader) sum() v1.Hash {
 	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(r.h.Sum(nil))}
 }
 
-var reHex64 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var (
+	reHex64  = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	reDigest = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
 
 // decodeManifest parses an OCI image manifest.
 func decodeManifest(b []byte) (*v1.Manifest, error) {

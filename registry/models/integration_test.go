@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,3 +192,36 @@ func TestIntegrationFlatMemory(t *testing.T) {
 		t.Errorf("peak heap %d MiB: the file is not streamed", peak.Load()>>20)
 	}
 }
+
+// TestIntegrationDigestCacheMount: with the digest cache, an unchanged model
+// pushed to another repository of the same registry is mounted, not uploaded.
+func TestIntegrationDigestCacheMount(t *testing.T) {
+	reg := testenv.Require(t, testenv.Registry)
+	src := writeTree(t, map[string]string{"model.onnx": "mount me " + time.Now().String()})
+	opts := PushOptions{Options: Options{PlainHTTP: true}, DigestCache: t.TempDir()}
+	if _, err := Push(bg, reg+"/it/mount-a:1", []string{src}, opts); err != nil {
+		t.Fatal(err)
+	}
+	var uploads atomic.Int64
+	opts.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.Method == http.MethodPatch {
+			uploads.Add(1)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+	res, err := Push(bg, reg+"/it/mount-b:1", []string{src}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := uploads.Load(); n != 1 { // the config only
+		t.Errorf("%d uploads, want 1 (the config): the weights were not mounted", n)
+	}
+	out := t.TempDir()
+	if _, err := Pull(bg, res.Ref, out, PullOptions{Options: Options{PlainHTTP: true}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -82,6 +82,13 @@ type PushOptions struct {
 	// Created is the descriptor's createdAt (default: now). Fix it for
 	// reproducible digests.
 	Created time.Time
+	// DigestCache is a folder where Push remembers the digest of every file
+	// it read (keyed by path, device, inode, size, mtime and ctime) and the
+	// repositories it pushed it to. A later push of an unchanged file then
+	// asks the registry first and skips the upload when the blob is there or
+	// can be mounted from one of those repositories. Empty: every file is
+	// uploaded (read once, hashed on the way).
+	DigestCache string
 }
 
 // PushResult is what Push made.

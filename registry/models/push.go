@@ -40,6 +40,11 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 	if !ok {
 		return nil, fmt.Errorf("push %s: the reference must be a tag, not a digest", ref)
 	}
+	for n, d := range opts.TrainedOn {
+		if n == "" || !reDigest.MatchString(d) {
+			return nil, fmt.Errorf("push %s: trained-on %s=%s: want NAME=sha256:<64 hex>", ref, n, d)
+		}
+	}
 	srcs, err := collect(paths, opts.Kinds)
 	if err != nil {
 		return nil, err
@@ -60,12 +65,16 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 	if hooks.Total != nil {
 		hooks.Total(total)
 	}
+	var cache *digestCache
+	if opts.DigestCache != "" {
+		cache = &digestCache{dir: opts.DigestCache}
+	}
 	layers := make([]v1.Descriptor, len(srcs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs(opts.Jobs))
 	for i, s := range srcs {
 		g.Go(func() error {
-			h, err := pushFile(gctx, c, s, hooks)
+			h, err := pushFile(gctx, c, s, hooks, cache)
 			if err != nil {
 				return fmt.Errorf("push layer %s: %w", s.rel, err)
 			}
@@ -127,24 +136,64 @@ func jobs(n int) int {
 	return n
 }
 
-// pushFile streams one file to the registry and returns its digest.
-func pushFile(ctx context.Context, c *repoClient, s source, hooks ProgressHooks) (h v1.Hash, err error) {
-	f, err := os.Open(s.abs)
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	defer f.Close()
+// pushFile streams one file to the registry and returns its digest. When
+// the digest cache knows the file, the registry is asked first whether it
+// has the blob or can mount it from a repository it was pushed to before.
+func pushFile(ctx context.Context, c *repoClient, s source, hooks ProgressHooks, cache *digestCache) (h v1.Hash, err error) {
 	if hooks.Start != nil {
 		hooks.Start(s.rel, s.size)
 	}
 	if hooks.Done != nil {
 		defer func() { hooks.Done(s.rel, err) }()
 	}
+	here := c.repo.Name()
+	known, key := cache.get(s.abs)
+	if known != nil {
+		kh, err := v1.NewHash(known.Digest)
+		if err == nil && reusable(ctx, c, kh, known, here) {
+			if hooks.Progress != nil {
+				hooks.Progress(s.rel, s.size)
+			}
+			cache.put(key, known.Digest, here, known)
+			return kh, nil
+		}
+	}
+	f, err := os.Open(s.abs)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	defer f.Close()
 	var r io.Reader = f
 	if hooks.Progress != nil {
 		r = &progressReader{r: f, path: s.rel, fn: hooks.Progress}
 	}
-	return c.uploadBlob(ctx, r, s.size)
+	h, err = c.uploadBlob(ctx, r, s.size)
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if key != "" && statKey(s.abs) == key { // unchanged while it was read
+		cache.put(key, h.String(), here, known)
+	}
+	return h, nil
+}
+
+// reusable reports whether the repository has blob h, or got it mounted from
+// a repository of the same registry it was pushed to before.
+func reusable(ctx context.Context, c *repoClient, h v1.Hash, e *digestEntry, here string) bool {
+	if ok, err := c.blobExists(ctx, h); err == nil && ok {
+		return true
+	}
+	prefix := c.repo.RegistryStr() + "/"
+	for i := len(e.Repos) - 1; i >= 0; i-- {
+		r := e.Repos[i]
+		if r == here || !strings.HasPrefix(r, prefix) {
+			continue
+		}
+		if c.mountBlob(ctx, h, strings.TrimPrefix(r, prefix)) {
+			return true
+		}
+	}
+	return false
 }
 
 // pushBytes uploads a small blob unless the registry has it.
