@@ -1,11 +1,11 @@
 package manifests_test
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -39,7 +39,7 @@ func FuzzLoad(f *testing.F) {
 			if !errors.As(err, &list) {
 				t.Fatalf("Load returned %T %v, want an ErrorList", err, err)
 			}
-			lines := bytes.Count(data, []byte("\n")) + 1
+			lines := yamlLines(data)
 			for _, e := range list {
 				if e.File != "a.yaml" || e.Line < 1 || e.Line > lines || e.Message == "" {
 					t.Fatalf("error out of place (file has %d lines): %q", lines, e.Error())
@@ -58,4 +58,16 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("Validate kept %d of %d objects", again.Len(), snap.Len())
 		}
 	})
+}
+
+// yamlLines counts lines the way YAML does: \r\n, \r, \n, NEL, LS and PS
+// each end one.
+func yamlLines(data []byte) int {
+	s := string(data)
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	n := 1
+	for _, sep := range []string{"\r", "\n", "\u0085", "\u2028", "\u2029"} {
+		n += strings.Count(s, sep)
+	}
+	return n
 }
