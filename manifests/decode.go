@@ -254,7 +254,7 @@ func decodeDocument(file string, doc *yaml.Node, errs *ErrorList) *object {
 		case "status":
 			d.fail(k, key, "unknown field: status is kept by the reconciler, never in Git")
 		default:
-			d.fail(k, key, "unknown field")
+			d.fail(k, key, "unknown field%s", suggest(key, topFields))
 		}
 	}
 	if !seen["apiVersion"] {
@@ -271,6 +271,9 @@ func decodeDocument(file string, doc *yaml.Node, errs *ErrorList) *object {
 	}
 	return d.obj
 }
+
+// topFields are the fields of every manifest, for suggestions.
+var topFields = map[string]fieldInfo{"apiVersion": {}, "kind": {}, "metadata": {}, "spec": {}}
 
 // decoder decodes the nodes of one document strictly into Go values.
 type decoder struct {
