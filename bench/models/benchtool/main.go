@@ -71,7 +71,9 @@ func gen(dir string, files int, size int64) error {
 
 // timeCmd runs a command, discarding its output unless it fails (or keeping
 // its stdout in a file with -stdout FILE), and prints
-// "SECONDS MAXRSS_KIB" (and the CPU times on stderr).
+// "SECONDS MAXRSS_KIB PEAK_ANON_KIB" (and the CPU times on stderr).
+// MAXRSS counts the binary's pages mapped from disk too; PEAK_ANON
+// (RssAnon sampled every 5 ms) is the process's own memory.
 func timeCmd(argv []string) error {
 	var stdoutFile string
 	if len(argv) > 1 && argv[0] == "-stdout" {
@@ -95,8 +97,16 @@ func timeCmd(argv []string) error {
 		cmd.Stdout = f
 	}
 	start := time.Now()
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	anon := make(chan int64)
+	stop := make(chan struct{})
+	go func() { anon <- peakAnon(cmd.Process.Pid, stop) }()
+	err := cmd.Wait()
 	elapsed := time.Since(start)
+	close(stop)
+	peak := <-anon
 	if err != nil {
 		os.Stderr.Write(out.Bytes())
 		return fmt.Errorf("%v: %w", argv, err)
@@ -105,7 +115,32 @@ func timeCmd(argv []string) error {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		maxrss = ru.Maxrss // KiB on Linux
 	}
-	fmt.Printf("%.3f %d\n", elapsed.Seconds(), maxrss)
+	fmt.Printf("%.3f %d %d\n", elapsed.Seconds(), maxrss, peak)
 	fmt.Fprintf(os.Stderr, "user %.2fs sys %.2fs\n", cmd.ProcessState.UserTime().Seconds(), cmd.ProcessState.SystemTime().Seconds())
 	return nil
+}
+
+// peakAnon samples RssAnon of pid until stop and returns the largest, in KiB.
+func peakAnon(pid int, stop <-chan struct{}) int64 {
+	var peak int64
+	file := fmt.Sprintf("/proc/%d/status", pid)
+	for {
+		if b, err := os.ReadFile(file); err == nil {
+			for _, line := range bytes.Split(b, []byte("\n")) {
+				if v, ok := bytes.CutPrefix(line, []byte("RssAnon:")); ok {
+					f := bytes.Fields(v)
+					if len(f) > 0 {
+						if n, err := strconv.ParseInt(string(f[0]), 10, 64); err == nil && n > peak {
+							peak = n
+						}
+					}
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return peak
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
