@@ -156,3 +156,15 @@ func plural(word string, n int) string {
 	}
 	return word + "s"
 }
+
+// Objects returns a deep copy of every object, each kind sorted by name.
+func (s *Snapshot) Objects() Objects {
+	return Objects{
+		Datasets:        s.Datasets(),
+		Models:          s.Models(),
+		DeviceProfiles:  s.DeviceProfiles(),
+		RolloutPolicies: s.RolloutPolicies(),
+		Releases:        s.Releases(),
+		Alerts:          s.Alerts(),
+	}
+}
