@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -335,10 +336,40 @@ adminToken: e2e-admin
 	eventually(t, 30*time.Second, "release demo Succeeded on v3", phase("Succeeded"))
 	r = view.release(t, "demo")
 	t.Logf("release demo: %s on %s, lastGood %s", r.Phase, short(r.Digest), short(r.LastGood))
-	for _, ti := range view.targets(t) {
-		s := releaseStatus(ti, "demo")
-		t.Logf("  %-6s online=%-5v phase=%-10s digest=%s previous=%s metrics=%d log=%d", ti.Name, ti.Online, s.Phase, short(s.Digest), short(s.Previous), len(ti.Metrics), len(ti.Log))
+
+	// 5. What operators see: cairn get targets -o json.
+	out := run(t, work, bin, "get", "targets", "-o", "json", "--server", server, "--token", "e2e-admin")
+	var listed []fleet.TargetInfo
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatalf("cairn get targets -o json: %v\n%s", err, out)
 	}
+	if len(listed) != 7 {
+		t.Fatalf("cairn get targets lists %d targets, want 7", len(listed))
+	}
+	t.Log("cairn get targets -o json:")
+	for _, ti := range listed {
+		s := releaseStatus(ti, "demo")
+		seen := "never"
+		if ti.LastSeen != nil {
+			seen = time.Since(*ti.LastSeen).Round(time.Second).String() + " ago"
+		}
+		t.Logf("  %-6s online=%-5v phase=%-8s digest=%s previous=%s last seen %s, metrics %v", ti.Name, ti.Online, s.Phase, short(s.Digest), short(s.Previous), seen, metricNames(ti.Metrics))
+		if ti.LastSeen == nil || len(ti.Metrics) == 0 {
+			t.Errorf("%s: no last seen or metrics", ti.Name)
+		}
+		if ti.Name != "dev-6" && (s.Phase != fleet.PhaseHealthy || s.Digest != d3) {
+			t.Errorf("%s: phase %s digest %s, want Healthy on v3", ti.Name, s.Phase, short(s.Digest))
+		}
+	}
+}
+
+func metricNames(m map[string]float64) []string {
+	var ns []string
+	for k := range m {
+		ns = append(ns, k)
+	}
+	slices.Sort(ns)
+	return ns
 }
 
 func digestOf(ref string) string { return ref[strings.LastIndexByte(ref, '@')+1:] }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -29,10 +32,11 @@ on its next reconcile step and records it as an event.`,
 			Short: action.short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
-				if token == "" {
+				tok := rolloutToken(server, token)
+				if tok == "" {
 					return fmt.Errorf("an admin token is required: --token or CAIRN_TOKEN (cairn serve writes it to DATA/admin-token)")
 				}
-				if err := fleet.NewAdminClient(server, token).RolloutAction(c.Context(), args[0], action.name); err != nil {
+				if err := fleet.NewAdminClient(server, tok).RolloutAction(c.Context(), args[0], action.name); err != nil {
 					return err
 				}
 				fmt.Fprintf(c.OutOrStdout(), "rollout %s: %s requested\n", args[0], action.name)
@@ -46,6 +50,26 @@ on its next reconcile step and records it as an event.`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&server, "server", defServer, "status API URL of cairn serve (env CAIRN_SERVER)")
-	f.StringVar(&token, "token", os.Getenv("CAIRN_TOKEN"), "admin token (env CAIRN_TOKEN)")
+	f.StringVar(&token, "token", os.Getenv("CAIRN_TOKEN"), "admin token (env CAIRN_TOKEN; default .cairn/admin-token for a local server)")
 	return cmd
+}
+
+// rolloutToken is the --token flag (default $CAIRN_TOKEN), or for a server on
+// loopback the admin token a local `cairn serve` wrote to .cairn/admin-token.
+func rolloutToken(server, flag string) string {
+	if flag != "" {
+		return flag
+	}
+	u, err := url.Parse(server)
+	if err != nil {
+		return ""
+	}
+	if h := u.Hostname(); h != "127.0.0.1" && h != "localhost" && h != "::1" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(".cairn", "admin-token"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
