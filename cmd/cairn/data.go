@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
@@ -69,18 +70,20 @@ func dataProgressHooks(cmd *cobra.Command, verb string) (datasets.Progress, func
 
 func newDataPushCmd() *cobra.Command {
 	var format string
-	var profile bool
+	var profile, noCache bool
 	cmd := &cobra.Command{
 		Use:   "push PATH --store URL",
 		Short: "Version a file or folder; print its digest sha256:… as the last line",
 		Long: "Push a file or folder: large files are split by content-defined chunking, blobs already in the store\n" +
 			"are not uploaded again. Prints a summary and the version digest as the last stdout line; with -o json one\n" +
 			"object {digest, files, bytes, uploadedBytes, reusedBytes}. --profile also stores per-column statistics\n" +
-			"of the CSV files (read them with `cairn data profile`).",
+			"of the CSV files (read them with `cairn data profile`). A cache under the user cache folder lets an\n" +
+			"unchanged re-push skip reading unchanged files (--no-cache: read and check everything).",
 		Args: cobra.ExactArgs(1),
 	}
 	store := dataStoreFlag(cmd)
 	cmd.Flags().StringVarP(&format, "output", "o", "", "output format: json (default: summary and digest lines)")
+	cmd.Flags().BoolVar(&noCache, "no-cache", false, "read every file and ask the store about every blob")
 	cmd.Flags().BoolVar(&profile, "profile", false, "also store a profile of the CSV files (count, mean, variance, min, max, histogram per numeric column)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		s, err := dataOpenStore(cmd, *store)
@@ -88,7 +91,11 @@ func newDataPushCmd() *cobra.Command {
 			return err
 		}
 		prog, done := dataProgressHooks(cmd, "push")
-		res, err := datasets.Push(cmd.Context(), s, args[0], datasets.PushOptions{Profile: profile, Progress: prog})
+		opts := datasets.PushOptions{Profile: profile, Progress: prog}
+		if dir, err := os.UserCacheDir(); err == nil && !noCache {
+			opts.CacheDir, opts.StoreID = filepath.Join(dir, "cairn"), *store
+		}
+		res, err := datasets.Push(cmd.Context(), s, args[0], opts)
 		done()
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/restic/chunker"
@@ -73,7 +74,13 @@ type PushOptions struct {
 	Profile bool
 	// ProfileBins is the histogram bin count (default DefaultBins).
 	ProfileBins int
-	Progress    Progress
+	// CacheDir, when set with StoreID, keeps a push cache there (see
+	// cache.go): an unchanged file is not read again, and blobs of the
+	// previous push to the same store from the same folder are not checked.
+	CacheDir string
+	// StoreID names the store in the cache, typically its URL.
+	StoreID  string
+	Progress Progress
 }
 
 // PushResult summarises a push. Byte counts are of file content; the tree
@@ -95,6 +102,7 @@ type pushState struct {
 	reused   atomic.Int64
 	mu       sync.Mutex
 	claimed  map[string]bool // blob keys this push has already put or is putting
+	known    map[string]bool // blob digests the previous tree vouches for
 	bufs     sync.Pool
 	bigSem   chan struct{} // bounds concurrent chunkers (CPU-bound)
 }
@@ -110,9 +118,17 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 	if opts.ChunkThreshold <= 0 {
 		opts.ChunkThreshold = DefaultChunkThreshold
 	}
-	tree, locals, err := scan(root)
+	started := time.Now()
+	tree, locals, fps, err := scan(root)
 	if err != nil {
 		return nil, err
+	}
+	var prev *Tree
+	var prevFps map[string]fingerprint
+	var cacheFile string
+	if opts.CacheDir != "" && opts.StoreID != "" {
+		cacheFile = cachePath(opts.CacheDir, opts.StoreID, root)
+		prev, prevFps = loadCache(ctx, store, cacheFile)
 	}
 	res := &PushResult{}
 	for _, e := range tree.Entries {
@@ -123,8 +139,21 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 	}
 	opts.Progress.start(res.Files, res.Bytes)
 
-	s := &pushState{ctx: ctx, store: store, opts: opts, claimed: map[string]bool{},
+	s := &pushState{ctx: ctx, store: store, opts: opts, claimed: map[string]bool{}, known: map[string]bool{},
 		bigSem: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)))}
+	if prev != nil {
+		for _, e := range prev.Entries {
+			if e.Type != TypeFile {
+				continue
+			}
+			if e.Chunks == nil {
+				s.known[e.Digest] = true
+			}
+			for _, c := range e.Chunks {
+				s.known[c.Digest] = true
+			}
+		}
+	}
 	s.bufs.New = func() any { b := make([]byte, opts.ChunkThreshold); return &b }
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -141,6 +170,16 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 	for _, i := range order {
 		e := &tree.Entries[i]
 		local := locals[i]
+		if prev != nil {
+			if fp, ok := prevFps[e.Path]; ok && fp == fps[i] {
+				if pe, ok := prev.Lookup(e.Path); ok && pe.Type == TypeFile && pe.Size == e.Size {
+					e.Digest, e.Chunks = pe.Digest, pe.Chunks
+					s.reused.Add(e.Size)
+					opts.Progress.bytes(e.Size)
+					continue
+				}
+			}
+		}
 		g.Go(func() error {
 			var err error
 			if e.Size >= opts.ChunkThreshold {
@@ -175,6 +214,15 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 	if _, err := store.Put(ctx, blobs.TreeKey(res.Digest), strings.NewReader(string(enc)), int64(len(enc)), res.Digest); err != nil {
 		return nil, fmt.Errorf("push tree %s: %w", res.Digest, err)
 	}
+	if cacheFile != "" {
+		cur := make(map[string]fingerprint, res.Files)
+		for i, e := range tree.Entries {
+			if e.Type == TypeFile {
+				cur[e.Path] = fps[i]
+			}
+		}
+		saveCache(cacheFile, res.Digest, cur, started)
+	}
 	res.UploadedBytes = s.uploaded.Load()
 	res.ReusedBytes = s.reused.Load()
 	return res, nil
@@ -195,7 +243,7 @@ func (s *pushState) claim(key string) bool {
 // put uploads one blob unless already claimed or present, and counts it.
 func (s *pushState) put(digest string, size int64, r io.Reader) error {
 	key := blobs.BlobKey(digest)
-	if !s.claim(key) {
+	if s.known[digest] || !s.claim(key) {
 		s.reused.Add(size)
 		return nil
 	}
@@ -310,28 +358,29 @@ func (r *byteReader) Read(p []byte) (int, error) {
 
 // scan walks root without following symlinks and returns the tree (file
 // digests not yet filled in) and the local path of each entry.
-func scan(root string) (*Tree, []string, error) {
+func scan(root string) (*Tree, []string, []fingerprint, error) {
 	// The root itself may be a link the user named; nothing below it is followed.
 	root, err := filepath.EvalSymlinks(root)
 	if err != nil {
-		return nil, nil, fmt.Errorf("push %s: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("push %s: %w", root, err)
 	}
 	fi, err := os.Stat(root)
 	if err != nil {
-		return nil, nil, fmt.Errorf("push %s: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("push %s: %w", root, err)
 	}
 	t := &Tree{Version: TreeVersion, Entries: []Entry{}}
 	var locals []string
+	var fps []fingerprint
 	if !fi.IsDir() {
 		if !fi.Mode().IsRegular() {
-			return nil, nil, fmt.Errorf("push %s: not a regular file or folder", root)
+			return nil, nil, nil, fmt.Errorf("push %s: not a regular file or folder", root)
 		}
 		name := filepath.Base(root)
 		if err := CheckPath(name); err != nil {
-			return nil, nil, fmt.Errorf("push %s: %w", root, err)
+			return nil, nil, nil, fmt.Errorf("push %s: %w", root, err)
 		}
 		t.Entries = append(t.Entries, Entry{Path: name, Type: TypeFile, Mode: uint32(fi.Mode().Perm()), Size: fi.Size()})
-		return t, []string{root}, nil
+		return t, []string{root}, []fingerprint{fingerprintOf(fi)}, nil
 	}
 	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -375,10 +424,11 @@ func scan(root string) (*Tree, []string, error) {
 		}
 		t.Entries = append(t.Entries, e)
 		locals = append(locals, p)
+		fps = append(fps, fingerprintOf(info))
 		return nil
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("push %s: %w", root, err)
+		return nil, nil, nil, fmt.Errorf("push %s: %w", root, err)
 	}
 	// WalkDir visits in lexical order of names, which is not byte order of
 	// full paths ("a-b" sorts before "a/b"); sort both slices together.
@@ -389,9 +439,10 @@ func scan(root string) (*Tree, []string, error) {
 	sort.Slice(idx, func(a, b int) bool { return t.Entries[idx[a]].Path < t.Entries[idx[b]].Path })
 	es := make([]Entry, len(idx))
 	ls := make([]string, len(idx))
+	fpl := make([]fingerprint, len(idx))
 	for i, j := range idx {
-		es[i], ls[i] = t.Entries[j], locals[j]
+		es[i], ls[i], fpl[i] = t.Entries[j], locals[j], fps[j]
 	}
 	t.Entries = es
-	return t, ls, nil
+	return t, ls, fpl, nil
 }

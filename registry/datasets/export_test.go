@@ -1,0 +1,10 @@
+package datasets
+
+import "time"
+
+// SetRacyWindow lets tests cache files they have just written.
+func SetRacyWindow(d time.Duration) (restore func()) {
+	old := racyWindow
+	racyWindow = d
+	return func() { racyWindow = old }
+}
