@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -169,6 +170,11 @@ func (a *Agent) Identity() Identity {
 // desired state and applies it until ctx ends. Unreachable servers and
 // registries are retried with exponential backoff and jitter.
 func (a *Agent) Run(ctx context.Context) error {
+	unlock, err := lockRoot(a.cfg.Root)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := a.Recover(ctx); err != nil {
 		return err
 	}
@@ -223,6 +229,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lockRoot takes an exclusive lock on ROOT/agent.lock so that two agents
+// never drive one root; the kernel drops it when the process dies.
+func lockRoot(root string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(root, "agent.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent: lock root: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("agent: another agent runs on %s: %w", root, err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // enroll loads the saved identity or enrolls with the token.

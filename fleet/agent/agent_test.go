@@ -289,3 +289,56 @@ func FuzzParseRuntimeMetrics(f *testing.F) {
 	f.Add([]byte("a 1\nb{x=\"y\"} 2\n"))
 	f.Fuzz(func(t *testing.T, b []byte) { ParseRuntimeMetrics(b) })
 }
+
+func TestRestartCommandAndOneAgentPerRoot(t *testing.T) {
+	reg := newRegistry(t, 0)
+	v1 := pushModel(t, reg, "1", map[string]string{"model.onnx": "weights v1"})
+	marker := filepath.Join(t.TempDir(), "restarted")
+	v1.Runtime.Restart = []string{"sh", "-c", `echo "$CAIRN_MODEL_DIR" >> ` + marker}
+	root := t.TempDir()
+	api := newMemAPI()
+	api.set(v1)
+	a := newTestAgent(t, root, api, nil)
+	ctx, cancel := context.WithCancel(bg)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	waitFor(t, func() bool { return api.last("demo").Phase == fleet.PhaseHealthy })
+	b, _ := os.ReadFile(marker)
+	if want := a.SlotDir("demo", v1.Digest) + "\n"; string(b) != want {
+		t.Fatalf("restart ran with %q, want %q", b, want)
+	}
+	second := newTestAgent(t, root, api, nil)
+	if err := second.Run(bg); err == nil || !strings.Contains(err.Error(), "another agent runs") {
+		t.Fatalf("second agent on one root: %v", err)
+	}
+	cancel()
+	<-done
+}
+
+func TestLoadFactsFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "facts.json")
+	os.WriteFile(p, []byte(`{"arch":"arm64","osVersion":"5.1","accelerators":["jetson-orin"],"timeZone":"Europe/Paris"}`), 0o644)
+	f := fleet.Facts{Arch: "amd64", OS: "linux", CPUs: 8}
+	if err := LoadFactsFile(p, &f); err != nil {
+		t.Fatal(err)
+	}
+	if f.Arch != "arm64" || f.OS != "linux" || f.CPUs != 8 || f.OSVersion != "5.1" || f.Accelerators[0] != "jetson-orin" || f.TimeZone != "Europe/Paris" {
+		t.Fatalf("facts %+v", f)
+	}
+	os.WriteFile(p, []byte(`{"archh":"arm64"}`), 0o644)
+	if err := LoadFactsFile(p, &f); err == nil {
+		t.Fatal("unknown field accepted")
+	}
+}
+
+func FuzzLoadFactsFile(f *testing.F) {
+	f.Add([]byte(`{"arch":"arm64","memory":1024}`))
+	f.Add([]byte(`{`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(dir, "facts.json")
+		os.WriteFile(p, b, 0o644)
+		var facts fleet.Facts
+		_ = LoadFactsFile(p, &facts)
+	})
+}

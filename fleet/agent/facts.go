@@ -141,7 +141,7 @@ func localZone() string {
 	return "UTC"
 }
 
-// LoadFactsFile reads fact overrides from a JSON or YAML-free JSON file with
+// LoadFactsFile reads fact overrides from a JSON file with
 // the fields of fleet.Facts; fields it sets replace detected ones.
 func LoadFactsFile(path string, into *fleet.Facts) error {
 	b, err := os.ReadFile(path)
