@@ -223,7 +223,7 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 			w.Percent = min(max(policy.Spec.Waves[i].Percent, 0), 100)
 		}
 		if i < len(policy.Spec.Waves) && policy.Spec.Waves[i].Bake.Duration > 0 {
-			w.Bake = policy.Spec.Waves[i].Bake.String()
+			w.Bake = shortDuration(policy.Spec.Waves[i].Bake.Duration)
 		}
 		r.Waves = append(r.Waves, w)
 	}
@@ -477,4 +477,16 @@ func HumanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// shortDuration renders 30m0s as 30m and 1h0m0s as 1h.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }

@@ -40,6 +40,13 @@ func TestLargeFleet(t *testing.T) {
 	}
 	t.Logf("plan of %d releases × %d targets: %v, %d assignments, %d unfit", releases, targets, time.Since(start), p.Summary.Assignments, p.Summary.Unfit)
 
+	var md strings.Builder
+	if err := p.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if md.Len() > 65536 {
+		t.Errorf("markdown plan is %d bytes, more than a GitHub comment holds", md.Len())
+	}
 	if len(p.Releases) != releases {
 		t.Fatalf("%d releases planned", len(p.Releases))
 	}

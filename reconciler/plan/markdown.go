@@ -11,10 +11,10 @@ import (
 // Limits that keep a markdown plan under the 65,536 characters of a GitHub
 // comment for large fleets; the JSON plan is always complete.
 const (
-	mdMaxSections    = 50  // release sections; the rest are only in the summary table
-	mdMaxNamesInWave = 50  // target names listed per wave
-	mdMaxUnfit       = 20  // unfit rows per release
-	mdMaxTableRows   = 200 // rows of the summary table
+	mdMaxChars       = 60000 // the whole comment, with room for a CI header
+	mdMaxNamesInWave = 50    // target names listed per wave
+	mdMaxUnfit       = 20    // unfit rows per release
+	mdMaxTableRows   = 100   // rows of the summary table
 )
 
 // WriteMarkdown renders the plan for a pull-request comment: a summary line,
@@ -27,10 +27,10 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	if p.Denied {
 		status = fmt.Sprintf("❌ **denied** (%d of %d releases)", s.Denied, s.Releases)
 	} else if s.Warned > 0 {
-		status = fmt.Sprintf("⚠️ **allowed with warnings** (%d releases)", s.Warned)
+		status = fmt.Sprintf("⚠️ **allowed with warnings** (%s)", plural(s.Warned, "release"))
 	}
-	fmt.Fprintf(&b, "## cairn plan\n\n%s · %s · %s · %s · %s to download\n\n",
-		status, plural(s.Releases, "release"), changes(s), plural(s.Assignments, "target assignment"), bytesText(s.Bytes))
+	fmt.Fprintf(&b, "## cairn plan\n\n%s · %s · %s · %s · %s\n\n",
+		status, plural(s.Releases, "release"), changes(s), plural(s.Assignments, "target assignment"), downloadText(s.Bytes))
 	var src []string
 	if p.Base != "" {
 		src = append(src, "base "+p.Base)
@@ -67,17 +67,35 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 
 	writePolicyTable(&b, p.Releases)
 
-	shown := 0
-	for _, r := range p.Releases {
-		if r.Change == Unchanged && !r.Denied && !r.warned() && len(r.Unfit) == 0 {
-			continue
+	// Sections: denied releases first, then warned, then other changes.
+	var order []*Release
+	for pass := 0; pass < 3; pass++ {
+		for i := range p.Releases {
+			r := &p.Releases[i]
+			switch {
+			case r.Denied:
+				if pass == 0 {
+					order = append(order, r)
+				}
+			case r.warned():
+				if pass == 1 {
+					order = append(order, r)
+				}
+			case r.Change != Unchanged || len(r.Unfit) > 0:
+				if pass == 2 {
+					order = append(order, r)
+				}
+			}
 		}
-		if shown == mdMaxSections {
-			fmt.Fprintf(&b, "_More releases changed; see `cairn plan -o json` for all of them._\n\n")
+	}
+	for i, r := range order {
+		var sec strings.Builder
+		r.writeSection(&sec)
+		if b.Len()+sec.Len() > mdMaxChars {
+			fmt.Fprintf(&b, "_%d more releases are not shown here: see `cairn plan -o json`._\n", len(order)-i)
 			break
 		}
-		shown++
-		r.writeSection(&b)
+		b.WriteString(sec.String())
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -107,7 +125,7 @@ func (r *Release) writeSection(b *strings.Builder) {
 		facts = append(facts, "profiles `"+strings.Join(r.Profiles, "`, `")+"`")
 	}
 	facts = append(facts, fmt.Sprintf("%d selected, %d fit, %d unfit, %d up to date", r.Selected, r.assigned(), len(r.Unfit), r.UpToDate))
-	dl := bytesText(r.Bytes) + " to download"
+	dl := downloadText(r.Bytes)
 	if r.ModelBytes != nil {
 		dl += fmt.Sprintf(" (model %s)", HumanBytes(*r.ModelBytes))
 	}
@@ -304,6 +322,13 @@ func digestText(d string) string {
 		d = algo + ":" + hex[:12]
 	}
 	return "`" + d + "`"
+}
+
+func downloadText(n *int64) string {
+	if n == nil {
+		return "download size unknown"
+	}
+	return HumanBytes(*n) + " to download"
 }
 
 func bytesText(n *int64) string {
