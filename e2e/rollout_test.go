@@ -115,7 +115,7 @@ data: %s
 repo: %s
 interval: 1s
 pollInterval: 1s
-offlineAfter: 3s
+offlineAfter: 5s
 reconcileInterval: 500ms
 enrollToken: e2e-enroll
 adminToken: e2e-admin
