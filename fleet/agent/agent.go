@@ -34,6 +34,10 @@ const (
 	DefaultMinBackoff = time.Second
 	DefaultMaxBackoff = 5 * time.Minute
 	DefaultLogSize    = 50
+
+	// What a report carries at most (the server refuses more).
+	maxMessage = 2000
+	maxMetrics = 200
 )
 
 // Hooks let tests and the fleet simulator observe and disturb the agent.
@@ -73,7 +77,8 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// HTTPClient is used for HTTP health checks and runtime metrics.
 	HTTPClient *http.Client
-	// LogSize bounds the deployment log sent with each report (default 50).
+	// LogSize bounds the deployment log entries kept until a report
+	// delivers them (default 50; the oldest are dropped when offline).
 	LogSize int
 	Logf    func(format string, args ...any)
 	Hooks   Hooks
@@ -97,7 +102,7 @@ type Agent struct {
 	id     Identity
 	j      *journal
 	status map[string]fleet.ReleaseStatus
-	log    []fleet.LogEntry
+	log    []fleet.LogEntry // deployment steps not yet delivered
 	health map[string]string // release → HTTP health URL, for runtime metrics
 }
 
@@ -332,6 +337,9 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 
 // setPhase records a release's phase and logs it, then reports at once.
 func (a *Agent) setPhase(ctx context.Context, rs fleet.ReleaseStatus) {
+	if len(rs.Message) > maxMessage {
+		rs.Message = rs.Message[:maxMessage] + "…"
+	}
 	a.mu.Lock()
 	a.status[rs.Release] = rs
 	a.log = append(a.log, fleet.LogEntry{Time: time.Now().UTC(), Release: rs.Release, Phase: rs.Phase, Message: rs.Message})
@@ -376,6 +384,9 @@ func (a *Agent) Report(ctx context.Context) {
 		}
 		return
 	}
+	a.mu.Lock()
+	a.log = a.log[min(dropSent(a.log, rep.Log), len(a.log)):]
+	a.mu.Unlock()
 	if a.cfg.Hooks.Reported != nil {
 		a.cfg.Hooks.Reported(rep)
 	}
@@ -385,6 +396,8 @@ func (a *Agent) buildReport(ctx context.Context) fleet.StatusReport {
 	facts := a.cfg.Facts
 	metrics := a.sys.sample()
 	a.mu.Lock()
+	// The server appends the log entries of each report: send those it has
+	// not accepted yet.
 	rep := fleet.StatusReport{Time: time.Now().UTC(), Facts: &facts, Log: slices.Clone(a.log)}
 	var urls []string
 	for _, u := range a.health {
@@ -403,15 +416,33 @@ func (a *Agent) buildReport(ctx context.Context) fleet.StatusReport {
 			continue
 		}
 		for k, v := range m {
+			if len(metrics) >= maxMetrics || len(k) > 128 {
+				break
+			}
 			metrics[k] = v
 		}
-		if len(feats) > 0 && rep.Features == nil {
+		if len(feats) > 0 && len(feats) <= maxMetrics && rep.Features == nil {
 			rep.Features = feats
 		}
 		break
 	}
 	rep.Metrics = metrics
 	return rep
+}
+
+// dropSent is how many entries at the head of log were sent: the sent
+// entries, minus any the bound on the log dropped since.
+func dropSent(log, sent []fleet.LogEntry) int {
+	if len(sent) == 0 {
+		return 0
+	}
+	lastSent := sent[len(sent)-1]
+	for i := len(log) - 1; i >= 0; i-- {
+		if log[i] == lastSent {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 // backoff is exponential with full jitter between half and all of the delay.
