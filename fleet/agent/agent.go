@@ -102,7 +102,7 @@ type Agent struct {
 	id     Identity
 	j      *journal
 	status map[string]fleet.ReleaseStatus
-	log    []fleet.LogEntry // deployment steps not yet delivered
+	log    []fleet.LogEntry  // deployment steps not yet delivered
 	health map[string]string // release → HTTP health URL, for runtime metrics
 }
 
