@@ -99,14 +99,16 @@ ENROLL=demo-enroll-$RANDOM$RANDOM
 git init -q -b main "$REPO"
 git -C "$REPO" config user.email demo@cairn.dev
 git -C "$REPO" config user.name "cairn demo"
-start serve "$CAIRN" serve --data "$DATA" --listen "127.0.0.1:$PORT" \
+# Short intervals for a demo: fetch Git every 2s, reconcile every second.
+printf 'reconcileInterval: 1s\n' >"$T/serve.yaml"
+start serve "$CAIRN" serve --config "$T/serve.yaml" --data "$DATA" --listen "127.0.0.1:$PORT" \
   --repo "$REPO" --interval 2s --enroll-token "$ENROLL"
 SERVE_PID=$START_PID
 wait_port "$PORT" 30
 wait_for 30 "the admin token in $DATA/admin-token" test -s "$DATA/admin-token"
 export CAIRN_SERVER=$SERVER CAIRN_TOKEN
 CAIRN_TOKEN=$(cat "$DATA/admin-token")
-STORE=file://$DATA/blobs
+STORE=file://$DATA/datasets # the "default" dataset store of the manifests
 echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
 
 step "3/8 generate the dataset, train model v1, push both"
@@ -177,7 +179,9 @@ EOF
 step "4/8 commit the example GitOps repo with the real digests"
 cp -r examples/gitops/manifests examples/gitops/policies "$REPO/"
 # The agents' health check runs the demo's bearing binary on the new slot.
-sed -i "s#/usr/local/bin/bearing#$BIN/bearing#" "$REPO/manifests/releases.yaml"
+# Six agents share this machine, so each keeps its active slot under its own
+# --root (ROOT/models/RELEASE/current) instead of a shared runtime.path.
+sed -i -e "s#/usr/local/bin/bearing#$BIN/bearing#" -e '/^    path: /d' "$REPO/manifests/releases.yaml"
 # The alert goes to a port nothing listens on: delivery failures are logged.
 render 1.0.0 "$MODEL_V1" "$TRAIN_V1" "$WORK/model-v1/metrics.json"
 "$CAIRN" validate "$REPO"
@@ -196,21 +200,36 @@ declare -A LABELS=(
   [5]="hardware=x86-gateway,env=prod,site=plant-a"
   [6]="hardware=x86-gateway,env=prod,site=plant-b"
 )
+# The Orin boards report the facts of a Jetson (this machine's arch aside).
+mkdir -p "$T/devices"
+printf '{"arch": "arm64", "osVersion": "5.1", "memory": 17179869184, "accelerators": ["nvidia-ampere"]}\n' >"$T/devices/orin-facts.json"
+printf '{"memory": 4294967296}\n' >"$T/devices/gateway-facts.json"
 for i in 1 2 3 4 5 6; do
-  start "agent-device-$i" "$CAIRN" agent --server "$SERVER" --enroll-token "$ENROLL" \
-    --name "device-$i" --labels "${LABELS[$i]}" --root "$T/devices/device-$i"
+  facts=$T/devices/gateway-facts.json
+  [[ ${LABELS[$i]} == *jetson-orin* ]] && facts=$T/devices/orin-facts.json
+  start "agent-device-$i" "$CAIRN" agent --server "$SERVER" --enroll-token "$ENROLL" --plain-http \
+    --name "device-$i" --labels "${LABELS[$i]}" --facts-file "$facts" --root "$T/devices/device-$i"
   printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
 done
-# device-1's active slot: the agent installs runtime.path under its --root.
-SLOT=$T/devices/device-1/var/lib/cairn/models/bearing-anomaly/current
+# device-1's active slot of the staging release, switched atomically by its agent.
+SLOT=$T/devices/device-1/models/bearing-staging/current
 RPORT=$(free_port)
 start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
 wait_port "$RPORT" 30
 echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
 
 step "6/8 roll out v1 in waves: staging, then prod once staging is healthy"
-"$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" --timeout 150s \
-  --want "bearing-staging=Succeeded@${MODEL_V1##*@}" --want "bearing-prod=Succeeded@${MODEL_V1##*@}"
+watch() { "$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" "$@"; }
+watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}"
+# bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}`: the
+# promotion policy held it at admission. Once staging has been healthy for
+# 10s, a promotion commit lets the reconciler admit prod again.
+sleep 11
+if watch --denied bearing-prod; then
+  git -C "$REPO" commit -q --allow-empty -m "promote bearing-anomaly 1.0.0 to prod"
+  echo "promotion commit $(git -C "$REPO" rev-parse --short HEAD)"
+fi
+watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}" --want "bearing-prod=Succeeded@${MODEL_V1##*@}"
 echo "v1 is live on all 6 devices ($(elapsed))"
 wait_for 20 "the runtime to load v1" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 echo "device-1's runtime answers POST /predict:"
@@ -231,9 +250,8 @@ git -C "$REPO" add -A
 git -C "$REPO" commit -qm "bearing-anomaly 2.0.0: trained on 8000 rows"
 COMMIT_V2=$(git -C "$REPO" rev-parse HEAD)
 echo "commit $COMMIT_V2"
-"$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" --timeout 120s \
-  --want "bearing-staging=RolledBack"
-echo "v2 failed its health check and was rolled back; prod never left v1 ($(elapsed))"
+watch --timeout 120s --want "bearing-staging=RolledBack@${MODEL_V2##*@}" --all-on "${MODEL_V1##*@}"
+echo "v2 failed its health check and was rolled back: every device runs v1 again ($(elapsed))"
 wait_for 20 "the runtime to serve v1 again" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 

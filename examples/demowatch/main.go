@@ -37,17 +37,23 @@ func (w *wants) Set(s string) error {
 	return nil
 }
 
-// final phases end a rollout; reaching one that is not wanted fails the watch.
+// final phases end a rollout; reaching one that is not wanted, on the wanted
+// digest, fails the watch.
 var final = map[string]bool{"Succeeded": true, "RolledBack": true, "Aborted": true}
 
 func main() {
 	server := flag.String("server", "", "cairn serve URL")
 	tokenFile := flag.String("token-file", "", "file holding an admin or read-only token")
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
+	denied := flag.String("denied", "", "only check whether this release's newest commit was denied by a policy: exit 0 if so, 3 if not")
+	allOn := flag.String("all-on", "", "also wait until every target reports this model digest active for all its releases")
 	var ws wants
 	flag.Var(&ws, "want", "RELEASE=PHASE[@DIGEST] to wait for (repeatable)")
 	flag.Parse()
-	if err := run(*server, *tokenFile, *timeout, ws); err != nil {
+	if *denied != "" {
+		os.Exit(checkDenied(*server, *tokenFile, *denied))
+	}
+	if err := run(*server, *tokenFile, *timeout, ws, *allOn); err != nil {
 		fmt.Fprintf(os.Stderr, "demowatch: %v\n", err)
 		os.Exit(1)
 	}
@@ -64,9 +70,9 @@ func short(d string) string {
 	return d
 }
 
-func run(server, tokenFile string, timeout time.Duration, ws wants) error {
-	if server == "" || len(ws) == 0 {
-		return errors.New("--server and --want are required")
+func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string) error {
+	if server == "" || (len(ws) == 0 && allOn == "") {
+		return errors.New("--server and --want or --all-on are required")
 	}
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
@@ -129,11 +135,14 @@ func run(server, tokenFile string, timeout time.Duration, ws wants) error {
 			case !ok:
 				done = false
 			case r.Phase == w.phase && (w.digest == "" || r.Digest == w.digest):
-			case final[r.Phase] && r.Phase != w.phase && (w.digest == "" || r.Digest == w.digest):
+			case final[r.Phase] && w.digest != "" && r.Digest == w.digest:
 				return fmt.Errorf("release %s ended %s (%s: %s), want %s", w.release, r.Phase, r.Reason, r.Message, w.phase)
 			default:
 				done = false
 			}
+		}
+		if done && allOn != "" {
+			done = allTargetsOn(ctx, c, allOn)
 		}
 		if done {
 			return nil
@@ -144,4 +153,45 @@ func run(server, tokenFile string, timeout time.Duration, ws wants) error {
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+}
+
+func checkDenied(server, tokenFile, release string) int {
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demowatch: read token: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	r, err := fleet.NewAdminClient(server, strings.TrimSpace(string(tok))).Release(ctx, release)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demowatch: %v\n", err)
+		return 1
+	}
+	if r.Denied != "" {
+		fmt.Printf("%s is held: %s\n", release, r.Denied)
+		return 0
+	}
+	return 3
+}
+
+// allTargetsOn reports whether every target runs digest for each release it
+// reports, and prints the targets once they all do.
+func allTargetsOn(ctx context.Context, c *fleet.AdminClient, digest string) bool {
+	ts, err := c.Targets(ctx)
+	if err != nil || len(ts) == 0 {
+		return false
+	}
+	for _, t := range ts {
+		if len(t.Releases) == 0 {
+			return false
+		}
+		for _, r := range t.Releases {
+			if r.Digest != digest {
+				return false
+			}
+		}
+	}
+	fmt.Printf("  all %d targets run %s\n", len(ts), short(digest))
+	return true
 }
