@@ -40,7 +40,7 @@ var ErrPolicyDenied = errors.New("policy denied")
 type Verdict struct {
 	Policy  string `json:"policy"`
 	Result  string `json:"result"`
-	Message string `json:"message,omitempty"`
+	Message string `json:"message"`
 }
 
 // Denied reports whether any verdict is a deny.
