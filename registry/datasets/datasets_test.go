@@ -159,6 +159,14 @@ func TestPushPullRoundTrip(t *testing.T) {
 			}
 			equalSnapshots(t, snapshot(t, src), snapshot(t, dst))
 
+			// Pulling again over the result (a resumed pull) fixes what differs.
+			os.WriteFile(filepath.Join(dst, "a.txt"), []byte("HELLO\n"), 0o600)
+			os.Remove(filepath.Join(dst, "many", "f07"))
+			if err := datasets.Pull(ctx, store, res.Digest, dst, datasets.PullOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			equalSnapshots(t, snapshot(t, src), snapshot(t, dst))
+
 			// Unchanged re-push: same digest, nothing uploaded.
 			again, err := datasets.Push(ctx, store, src, datasets.PushOptions{})
 			if err != nil {

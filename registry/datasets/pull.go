@@ -110,8 +110,16 @@ func Pull(ctx context.Context, store blobs.Store, digest, dir string, opts PullO
 // pullFile writes one file from its blobs to a temporary file next to
 // final, verifying each chunk and the whole content, then renames it.
 func pullFile(ctx context.Context, store blobs.Store, e Entry, final string, prog Progress) (err error) {
-	if fi, err := os.Lstat(final); err == nil && !fi.Mode().IsRegular() {
-		return errors.New("something other than a file is in the way")
+	if fi, err := os.Lstat(final); err == nil {
+		if !fi.Mode().IsRegular() {
+			return errors.New("something other than a file is in the way")
+		}
+		// A file already holding the right bytes (an earlier, interrupted
+		// pull) is kept: pulling again resumes.
+		if fi.Size() == e.Size && sameContent(final, e.Digest) {
+			prog.bytes(e.Size)
+			return os.Chmod(final, fs.FileMode(e.Mode))
+		}
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(final), ".cairn-pull-*")
 	if err != nil {
@@ -167,4 +175,18 @@ type progressWriter Progress
 func (p progressWriter) Write(b []byte) (int, error) {
 	Progress(p).bytes(int64(len(b)))
 	return len(b), nil
+}
+
+// sameContent reports whether the file at p hashes to digest.
+func sameContent(p, digest string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return false
+	}
+	return "sha256:"+hex.EncodeToString(h.Sum(nil)) == digest
 }
