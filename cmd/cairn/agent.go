@@ -15,9 +15,9 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var (
-		server, token, name, labels, root, factsFile string
-		plainHTTP                                    bool
-		pollWait, maxBackoff                         time.Duration
+		server, token, name, labels, root, factsFile, runtimeRoot string
+		plainHTTP                                                 bool
+		pollWait, maxBackoff                                      time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
@@ -53,7 +53,8 @@ to it atomically, runs the health check and rolls back on failure.`,
 			a, err := agent.New(agent.Config{
 				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
 				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
-				PollWait: pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf,
+				RuntimeRoot: runtimeRoot,
+				PollWait:    pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf,
 			})
 			if err != nil {
 				return err
@@ -68,6 +69,7 @@ to it atomically, runs the health check and rolls back on failure.`,
 	f.StringVar(&labels, "labels", "", "labels as k=v,k=v")
 	f.StringVar(&root, "root", "", "agent folder: identity, journal, model slots, layer cache")
 	f.StringVar(&factsFile, "facts-file", "", "JSON file of facts that override detected ones (arch, osVersion, memory, accelerators, timeZone, …)")
+	f.StringVar(&runtimeRoot, "runtime-root", "", "make absolute runtime.path links under this folder (several simulated devices on one machine)")
 	f.BoolVar(&plainHTTP, "plain-http", false, "pull from registries over plain HTTP")
 	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
 	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")

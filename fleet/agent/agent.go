@@ -68,6 +68,9 @@ type Config struct {
 	API         API
 	// Fetcher pulls models (default: PullFetcher with the cache under Root).
 	Fetcher Fetcher
+	// RuntimeRoot, when set, re-roots absolute runtime.path links under it
+	// (several simulated devices on one machine, or a non-root agent).
+	RuntimeRoot string
 	// PlainHTTP forces plain HTTP to registries (loopback registries).
 	PlainHTTP bool
 	// PollWait is how long a desired-state long-poll waits (default 30s).
@@ -137,6 +140,11 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: root: %w", err)
 	}
 	cfg.Root = root
+	if cfg.RuntimeRoot != "" {
+		if cfg.RuntimeRoot, err = filepath.Abs(cfg.RuntimeRoot); err != nil {
+			return nil, fmt.Errorf("agent: runtime root: %w", err)
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(root, "models"), 0o755); err != nil {
 		return nil, fmt.Errorf("agent: create root: %w", err)
 	}

@@ -342,3 +342,20 @@ func FuzzLoadFactsFile(f *testing.F) {
 		_ = LoadFactsFile(p, &facts)
 	})
 }
+
+func TestRuntimePathResolution(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		runtimeRoot, path, want string
+	}{
+		{"", "", ""},
+		{"", "/var/lib/cairn/models/x", "/var/lib/cairn/models/x"},
+		{"/sim/dev1", "/var/lib/cairn/models/x", "/sim/dev1/var/lib/cairn/models/x"},
+		{"", "serving/x", filepath.Join(root, "serving/x")},
+	} {
+		a := newTestAgent(t, root, newMemAPI(), func(c *Config) { c.RuntimeRoot = tc.runtimeRoot })
+		if got := a.runtimePath(fleet.DesiredModel{Runtime: fleet.Runtime{Path: tc.path}}); got != tc.want {
+			t.Errorf("runtimeRoot %q path %q: %q, want %q", tc.runtimeRoot, tc.path, got, tc.want)
+		}
+	}
+}

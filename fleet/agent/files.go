@@ -54,6 +54,22 @@ func ActiveDigest(root, rel string) string {
 	return "sha256:" + filepath.Base(t)
 }
 
+// runtimePath is where the release's runtime.path link goes on this agent:
+// an absolute path as is, or under Config.RuntimeRoot when set (several
+// simulated devices on one machine); a relative path under the agent root.
+func (a *Agent) runtimePath(dm fleet.DesiredModel) string {
+	p := dm.Runtime.Path
+	switch {
+	case p == "":
+		return ""
+	case !filepath.IsAbs(p):
+		return filepath.Join(a.cfg.Root, p)
+	case a.cfg.RuntimeRoot != "":
+		return filepath.Join(a.cfg.RuntimeRoot, p)
+	}
+	return filepath.Clean(p)
+}
+
 func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
@@ -136,11 +152,11 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 
 	// Already there.
 	if rj.Pending == "" && rj.Current == dm.Digest {
-		if rj.RuntimePath != dm.Runtime.Path {
-			if err := a.setLinks(rel, rj.Current, rj.Previous, dm.Runtime.Path); err != nil {
+		if rj.RuntimePath != a.runtimePath(dm) {
+			if err := a.setLinks(rel, rj.Current, rj.Previous, a.runtimePath(dm)); err != nil {
 				return err
 			}
-			rj.RuntimePath = dm.Runtime.Path
+			rj.RuntimePath = a.runtimePath(dm)
 			if err := a.saveJournal(); err != nil {
 				return err
 			}
@@ -234,7 +250,7 @@ func (a *Agent) activate(ctx context.Context, dm fleet.DesiredModel, rj *release
 	}
 	// From here until the journal commits, recovery restores old.
 	rj.Pending, rj.PendingRollout, rj.Step = dm.Digest, dm.Rollout, stepActivating
-	rj.RuntimePath = dm.Runtime.Path
+	rj.RuntimePath = a.runtimePath(dm)
 	if err := a.saveJournal(); err != nil {
 		return err
 	}
@@ -242,8 +258,8 @@ func (a *Agent) activate(ctx context.Context, dm fleet.DesiredModel, rj *release
 	if prev == "" || prev == dm.Digest {
 		prev = oldPrev
 	}
-	if err := a.setLinks(rel, dm.Digest, prev, dm.Runtime.Path); err != nil {
-		a.setLinks(rel, old, oldPrev, dm.Runtime.Path)
+	if err := a.setLinks(rel, dm.Digest, prev, a.runtimePath(dm)); err != nil {
+		a.setLinks(rel, old, oldPrev, a.runtimePath(dm))
 		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("activate: %w", err), true)
 	}
 	rj.Step = stepVerifying
@@ -271,7 +287,7 @@ func (a *Agent) activate(ctx context.Context, dm fleet.DesiredModel, rj *release
 	}
 	if err != nil {
 		// Switch back to the model that was serving.
-		if lerr := a.setLinks(rel, old, oldPrev, dm.Runtime.Path); lerr != nil {
+		if lerr := a.setLinks(rel, old, oldPrev, a.runtimePath(dm)); lerr != nil {
 			err = fmt.Errorf("%w; switching back also failed: %v", err, lerr)
 		}
 		if old != "" {
