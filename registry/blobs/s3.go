@@ -1,6 +1,7 @@
 package blobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -144,15 +145,21 @@ func (s *S3) Get(ctx context.Context, key string, off, length int64) (io.ReadClo
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	// GetObject is lazy: Stat sends the request so a missing key fails here.
-	if _, err := obj.Stat(); err != nil {
+	// GetObject is lazy: the first read sends the request, so read a little
+	// here (one round trip, no extra HEAD) to report a missing key now.
+	head := make([]byte, 32<<10)
+	n, err := io.ReadFull(obj, head)
+	if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 		obj.Close()
 		if isNotFound(err) {
 			return nil, fmt.Errorf("get %s: %w", key, ErrNotFound)
 		}
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
-	return obj, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head[:n]), obj), obj}, nil
 }
 
 // Put implements Store.
