@@ -115,7 +115,7 @@ step "3/8 generate the dataset, train model v1, push both"
 "$BIN/bearing" gen --out "$WORK/data-v1" --rows 2000 --seed 1
 "$BIN/bearing" train --data "$WORK/data-v1/train" --holdout "$WORK/data-v1/holdout" \
   --out "$WORK/model-v1" --version 1.0.0
-TRAIN_V1=$(last_line "$CAIRN" data push "$WORK/data-v1/train" --store "$STORE")
+TRAIN_V1=$(last_line "$CAIRN" data push "$WORK/data-v1/train" --store "$STORE" --profile)
 HOLDOUT=$(last_line "$CAIRN" data push "$WORK/data-v1/holdout" --store "$STORE")
 echo "dataset bearing-vibration v1: $TRAIN_V1"
 echo "dataset bearing-holdout:      $HOLDOUT"
@@ -231,6 +231,7 @@ if watch --denied bearing-prod; then
 fi
 watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}" --want "bearing-prod=Succeeded@${MODEL_V1##*@}"
 echo "v1 is live on all 6 devices ($(elapsed))"
+T_V1=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 wait_for 20 "the runtime to load v1" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 echo "device-1's runtime answers POST /predict:"
 "$BIN/bearing" predict --url "http://127.0.0.1:$RPORT" --data "$WORK/data-v1/holdout" --rows 5
@@ -239,12 +240,14 @@ step "7/8 commit v2: trained on 4x the data, but its export is broken"
 "$BIN/bearing" gen --out "$WORK/data-v2" --rows 8000 --seed 2
 "$BIN/bearing" train --data "$WORK/data-v2/train" --holdout "$WORK/data-v2/holdout" \
   --out "$WORK/model-v2" --version 2.0.0 --corrupt
-TRAIN_V2=$(last_line "$CAIRN" data push "$WORK/data-v2/train" --store "$STORE")
+TRAIN_V2=$(last_line "$CAIRN" data push "$WORK/data-v2/train" --store "$STORE" --profile)
 MODEL_V2=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:2.0.0" "$WORK/model-v2" \
   --plain-http --name bearing-anomaly --version 2.0.0 --format raw \
   --trained-on "bearing-vibration=$TRAIN_V2")
 echo "dataset bearing-vibration v2: $TRAIN_V2"
 echo "model bearing-anomaly 2.0.0:  $MODEL_V2"
+echo "\$ cairn data diff bearing-vibration v1 v2"
+"$CAIRN" data diff "$TRAIN_V1" "$TRAIN_V2" --store "$STORE"
 render 2.0.0 "$MODEL_V2" "$TRAIN_V2" "$WORK/model-v2/metrics.json"
 git -C "$REPO" add -A
 git -C "$REPO" commit -qm "bearing-anomaly 2.0.0: trained on 8000 rows"
@@ -266,8 +269,14 @@ echo "\$ cairn plan (the checkout against the live fleet)"
 "$CAIRN" plan "$REPO" --server "$SERVER" || true
 echo
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-echo "\$ cairn lineage at device-3 --time $NOW"
+echo "\$ cairn lineage at device-3 --time $T_V1    # before v2 was committed"
+"$CAIRN" lineage at device-3 --time "$T_V1"
+echo
+echo "\$ cairn lineage at device-3 --time $NOW    # after the rollback"
 "$CAIRN" lineage at device-3 --time "$NOW"
+echo
+echo "\$ cairn lineage upstream ${MODEL_V1##*@}    # what model v1 derives from"
+"$CAIRN" lineage upstream "${MODEL_V1##*@}"
 
 DEMO_OK=1
 echo
