@@ -72,6 +72,9 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		if err := os.MkdirAll(filepath.Join(opts.CacheDir, "blobs", "sha256"), 0o755); err != nil {
 			return nil, fmt.Errorf("pull %s: cache: %w", ref, err)
 		}
+		if err := os.MkdirAll(filepath.Join(opts.CacheDir, "locks"), 0o755); err != nil {
+			return nil, fmt.Errorf("pull %s: cache: %w", ref, err)
+		}
 		if p.cache, err = os.OpenRoot(opts.CacheDir); err != nil {
 			return nil, fmt.Errorf("pull %s: cache: %w", ref, err)
 		}
@@ -225,6 +228,15 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 	verified := false
 	if p.cache != nil {
 		blobRoot, blobRel = p.cache, "blobs/sha256/"+d.Digest.Hex
+		// One download per blob at a time across processes sharing the cache.
+		lock, err := p.cache.OpenFile("locks/"+d.Digest.Hex, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("layer %s: lock cache: %w", name, err)
+		}
+		defer lock.Close()
+		if err := lockFile(lock); err != nil {
+			return fmt.Errorf("layer %s: lock cache: %w", name, err)
+		}
 		if _, err := p.cache.Stat(blobRel); err == nil {
 			verified = false // cached: checked while it is copied (raw) or before extraction (tar)
 			if p.hooks.Progress != nil {

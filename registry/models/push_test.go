@@ -3,6 +3,7 @@ package models
 import (
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -96,5 +97,35 @@ func TestPushPullRoundTrip(t *testing.T) {
 	}
 	if res2.Digest != res.Digest {
 		t.Errorf("second push %s, first %s", res2.Digest, res.Digest)
+	}
+}
+
+// TestPullConcurrentSharedCache: pulls into several folders at once through
+// one cache (agent slots) all get the model.
+func TestPullConcurrentSharedCache(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, sampleModel)
+	res, err := Push(bg, reg+"/shared/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	var wg sync.WaitGroup
+	dirs := make([]string, 4)
+	errs := make([]error, 4)
+	for i := range dirs {
+		dirs[i] = t.TempDir()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = Pull(bg, res.Ref, dirs[i], PullOptions{CacheDir: cache})
+		}()
+	}
+	wg.Wait()
+	for i, d := range dirs {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		equalTrees(t, readTree(t, d), sampleModel)
 	}
 }
