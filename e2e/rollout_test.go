@@ -79,6 +79,9 @@ func TestRolloutEndToEnd(t *testing.T) {
 	logs := filepath.Join(work, "logs")
 	os.MkdirAll(logs, 0o755)
 	t.Cleanup(func() {
+		if keep := os.Getenv("CAIRN_E2E_KEEP_LOGS"); keep != "" {
+			_ = os.CopyFS(keep, os.DirFS(logs))
+		}
 		if t.Failed() {
 			for _, f := range []string{"serve"} {
 				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
