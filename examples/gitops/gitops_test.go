@@ -75,3 +75,30 @@ func TestExampleInventoryReads(t *testing.T) {
 		}
 	}
 }
+
+func TestExamplePlanAllowsEveryRelease(t *testing.T) {
+	f, err := os.Open("inventory.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	inv, err := plan.ReadInventory(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := plan.ForDir(context.Background(), ".", plan.DirOptions{NoBase: true, Inventory: inv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Releases) != 2 {
+		t.Fatalf("%d releases planned, want 2", len(p.Releases))
+	}
+	for _, r := range p.Releases {
+		if r.Denied || len(r.Unfit) > 0 {
+			t.Errorf("%s: denied %v, unfit %v, verdicts %v", r.Name, r.Denied, r.Unfit, r.Verdicts)
+		}
+		if r.Selected == 0 {
+			t.Errorf("%s selects no target of the inventory", r.Name)
+		}
+	}
+}
