@@ -17,8 +17,10 @@ type Graph struct {
 	db  *sqldb.DB
 	now func() time.Time
 
-	mu  sync.Mutex
-	ids map[string]int64 // node ids, which never change once committed
+	mu    sync.Mutex
+	ids   map[string]int64 // node ids, which never change once committed
+	names map[int64]string
+	stmts map[string]*sql.Stmt // prepared queries, by text
 }
 
 // maxCachedIDs bounds the node id cache; it starts over when full.
@@ -89,7 +91,7 @@ func Open(ctx context.Context, db *sqldb.DB) (*Graph, error) {
 	if err := db.Migrate(ctx, "lineage", migrations); err != nil {
 		return nil, fmt.Errorf("open lineage graph: %w", err)
 	}
-	return &Graph{db: db, now: time.Now, ids: map[string]int64{}}, nil
+	return &Graph{db: db, now: time.Now, ids: map[string]int64{}, names: map[int64]string{}, stmts: map[string]*sql.Stmt{}}, nil
 }
 
 // Record appends edges in one transaction. An edge already recorded (same
@@ -144,11 +146,81 @@ func (g *Graph) cache(ids map[string]int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.ids)+len(ids) > maxCachedIDs {
-		g.ids = map[string]int64{}
+		g.ids, g.names = map[string]int64{}, map[int64]string{}
 	}
 	for n, id := range ids {
 		g.ids[n] = id
+		g.names[id] = n
 	}
+}
+
+// stmt returns the prepared statement of query (written with ? placeholders),
+// preparing it once: parsing is most of the cost of a small SQLite query.
+func (g *Graph) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	g.mu.Lock()
+	s := g.stmts[query]
+	g.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	s, err := g.db.PrepareContext(ctx, g.db.Rebind(query))
+	if err != nil {
+		return nil, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old := g.stmts[query]; old != nil {
+		s.Close()
+		return old, nil
+	}
+	g.stmts[query] = s
+	return s, nil
+}
+
+// reader runs the queries of one answer in one read-only transaction: one
+// snapshot, and on SQLite one WAL read lock instead of one per statement.
+type reader struct {
+	*Graph
+	tx    *sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func (g *Graph) read(ctx context.Context, fn func(r *reader) error) error {
+	tx, err := g.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("lineage query: begin: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(&reader{Graph: g, tx: tx, stmts: map[string]*sql.Stmt{}})
+}
+
+func (r *reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s := r.stmts[query]; s != nil {
+		return s, nil
+	}
+	s, err := r.Graph.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	s = r.tx.StmtContext(ctx, s)
+	r.stmts[query] = s
+	return s, nil
+}
+
+func (r *reader) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	s, err := r.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (r *reader) queryRow(ctx context.Context, dest []any, query string, args ...any) error {
+	s, err := r.stmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	return s.QueryRowContext(ctx, args...).Scan(dest...)
 }
 
 // insertEdges inserts edges and returns the ids of their nodes.

@@ -54,17 +54,14 @@ type Subgraph struct {
 // else a dataset) or a bare name (a target): for a target the models it ran, their datasets,
 // commits and releases.
 func (g *Graph) Upstream(ctx context.Context, node string, depth int) (*Subgraph, error) {
-	return g.walk(ctx, node, depth, true)
+	return g.walkRead(ctx, node, depth, true)
 }
 
 // Downstream returns what derives from node, up to depth edges away: for a
 // dataset the models trained on it and the targets they were deployed to.
 func (g *Graph) Downstream(ctx context.Context, node string, depth int) (*Subgraph, error) {
-	return g.walk(ctx, node, depth, false)
+	return g.walkRead(ctx, node, depth, false)
 }
-
-// batch bounds the placeholders of one IN (…) list.
-const batch = 400
 
 // candidates are the nodes an argument may name: a typed node as it is, a
 // bare digest a model or else a dataset, anything else a target.
@@ -92,10 +89,15 @@ func isHex64(s string) bool {
 	return true
 }
 
-func (g *Graph) walk(ctx context.Context, arg string, depth int, upstream bool) (*Subgraph, error) {
+func (g *Graph) walkRead(ctx context.Context, arg string, depth int, upstream bool) (sg *Subgraph, err error) {
+	err = g.read(ctx, func(r *reader) error { sg, err = r.walk(ctx, arg, depth, upstream); return err })
+	return sg, err
+}
+
+func (r *reader) walk(ctx context.Context, arg string, depth int, upstream bool) (*Subgraph, error) {
 	cands := candidates(arg)
 	for i, c := range cands {
-		sg, err := g.walkFrom(ctx, c, depth, upstream)
+		sg, err := r.walkFrom(ctx, c, depth, upstream)
 		if err != nil || len(sg.Links) > 0 || i == len(cands)-1 {
 			return sg, err
 		}
@@ -103,7 +105,7 @@ func (g *Graph) walk(ctx context.Context, arg string, depth int, upstream bool) 
 	panic("unreachable")
 }
 
-func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream bool) (*Subgraph, error) {
+func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream bool) (*Subgraph, error) {
 	if _, _, err := SplitNode(root); err != nil {
 		return nil, err
 	}
@@ -115,7 +117,7 @@ func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream b
 		dir, near = "upstream", "down"
 	}
 	sg := &Subgraph{Root: root, Direction: dir, Depth: depth, Nodes: []NodeInfo{{ID: root, Type: NodeType(root)}}, Links: []Link{}}
-	rootID, ok, err := g.lookup(ctx, root)
+	rootID, ok, err := r.lookup(ctx, root)
 	if err != nil || !ok {
 		return sg, err
 	}
@@ -135,58 +137,44 @@ func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream b
 	frontier := []int64{rootID}
 	for d := 1; d <= depth && len(frontier) > 0 && !sg.Truncated; d++ {
 		var next []int64
-		for i := 0; i < len(frontier); i += batch {
-			chunk := frontier[i:min(i+batch, len(frontier))]
-			q := `SELECT kind, up, down, at, outcome FROM lineage_edges WHERE ` + near + ` IN (?` + strings.Repeat(`, ?`, len(chunk)-1) + `)`
-			args := make([]any, len(chunk))
-			for j, n := range chunk {
-				args[j] = n
+		err := r.each(ctx, `SELECT kind, up, down, at, outcome FROM lineage_edges WHERE `+near+` IN (%s)`, frontier, func(rows *sql.Rows) error {
+			var k lk
+			var at int64
+			var outcome string
+			if err := rows.Scan(&k.typ, &k.up, &k.down, &at, &outcome); err != nil {
+				return err
 			}
-			rows, err := g.db.QueryContext(ctx, g.db.Rebind(q), args...)
-			if err != nil {
-				return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
+			other := k.down
+			if upstream {
+				other = k.up
 			}
-			for rows.Next() {
-				var k lk
-				var at int64
-				var outcome string
-				if err := rows.Scan(&k.typ, &k.up, &k.down, &at, &outcome); err != nil {
-					rows.Close()
-					return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
+			if _, ok := depthOf[other]; !ok {
+				if len(depthOf) >= MaxNodes {
+					sg.Truncated = true
+					return nil
 				}
-				other := k.down
-				if upstream {
-					other = k.up
-				}
-				if _, ok := depthOf[other]; !ok {
-					if len(depthOf) >= MaxNodes {
-						sg.Truncated = true
-						continue
-					}
-					depthOf[other] = d
-					reached = append(reached, other)
-					next = append(next, other)
-				}
-				if a := links[k]; a != nil {
-					a.count++
-					a.first = min(a.first, at)
-					if at >= a.last {
-						a.last, a.outcome = at, outcome
-					}
-				} else {
-					links[k] = &acc{first: at, last: at, count: 1, outcome: outcome}
-					order = append(order, k)
-				}
+				depthOf[other] = d
+				reached = append(reached, other)
+				next = append(next, other)
 			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
+			if a := links[k]; a != nil {
+				a.count++
+				a.first = min(a.first, at)
+				if at >= a.last {
+					a.last, a.outcome = at, outcome
+				}
+			} else {
+				links[k] = &acc{first: at, last: at, count: 1, outcome: outcome}
+				order = append(order, k)
 			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
 		}
 		frontier = next
 	}
-	names, err := g.namesOf(ctx, reached)
+	names, err := r.namesOf(ctx, reached)
 	if err != nil {
 		return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
 	}
@@ -206,52 +194,96 @@ func (g *Graph) walkFrom(ctx context.Context, root string, depth int, upstream b
 	return sg, nil
 }
 
+// inBuckets are the sizes of the IN (…) lists queries are prepared with; a
+// list is padded to the next size with -1, which is no node's id.
+var inBuckets = []int{1, 8, 64, 256}
+
+// each runs query, whose %s is replaced by an IN list of ids, over all ids
+// in lists of at most 256 and calls scan for each row.
+func (r *reader) each(ctx context.Context, query string, ids []int64, scan func(*sql.Rows) error) error {
+	for len(ids) > 0 {
+		n := min(len(ids), inBuckets[len(inBuckets)-1])
+		size := inBuckets[0]
+		for _, b := range inBuckets {
+			if size = b; b >= n {
+				break
+			}
+		}
+		args := make([]any, size)
+		for i := range args {
+			args[i] = int64(-1)
+			if i < n {
+				args[i] = ids[i]
+			}
+		}
+		rows, err := r.query(ctx, fmt.Sprintf(query, "?"+strings.Repeat(", ?", size-1)), args...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
 // lookup returns the id of a node.
-func (g *Graph) lookup(ctx context.Context, name string) (int64, bool, error) {
-	g.mu.Lock()
-	id, ok := g.ids[name]
-	g.mu.Unlock()
+func (r *reader) lookup(ctx context.Context, name string) (int64, bool, error) {
+	r.mu.Lock()
+	id, ok := r.ids[name]
+	r.mu.Unlock()
 	if ok {
 		return id, true, nil
 	}
-	err := g.db.QueryRowContext(ctx, g.db.Rebind(`SELECT id FROM lineage_nodes WHERE name = ?`), name).Scan(&id)
+	err := r.queryRow(ctx, []any{&id}, `SELECT id FROM lineage_nodes WHERE name = ?`, name)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, false, nil
 	}
 	if err != nil {
 		return 0, false, fmt.Errorf("look up node %s: %w", name, err)
 	}
-	g.cache(map[string]int64{name: id})
+	r.cache(map[string]int64{name: id})
 	return id, true, nil
 }
 
 // namesOf returns the names of node ids.
-func (g *Graph) namesOf(ctx context.Context, ids []int64) (map[int64]string, error) {
+func (r *reader) namesOf(ctx context.Context, ids []int64) (map[int64]string, error) {
 	names := make(map[int64]string, len(ids))
-	for i := 0; i < len(ids); i += batch {
-		chunk := ids[i:min(i+batch, len(ids))]
-		args := make([]any, len(chunk))
-		for j, id := range chunk {
-			args[j] = id
+	var missing []int64
+	r.mu.Lock()
+	for _, id := range ids {
+		if n, ok := r.names[id]; ok {
+			names[id] = n
+		} else {
+			missing = append(missing, id)
 		}
-		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT id, name FROM lineage_nodes WHERE id IN (?`+strings.Repeat(`, ?`, len(chunk)-1)+`)`), args...)
-		if err != nil {
-			return nil, fmt.Errorf("node names: %w", err)
+	}
+	r.mu.Unlock()
+	found := map[string]int64{}
+	err := r.each(ctx, `SELECT id, name FROM lineage_nodes WHERE id IN (%s)`, missing, func(rows *sql.Rows) error {
+		var id int64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return err
 		}
-		for rows.Next() {
-			var id int64
-			var name string
-			if err := rows.Scan(&id, &name); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("node names: %w", err)
-			}
-			names[id] = name
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("node names: %w", err)
-		}
+		names[id] = name
+		found[name] = id
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node names: %w", err)
+	}
+	if len(found) > 0 {
+		r.cache(found)
 	}
 	return names, nil
 }
@@ -273,26 +305,31 @@ type Active struct {
 // At answers which model was active on target at t, for each release the
 // target ever ran (most targets run one), from which release and commit and
 // trained on which datasets. An empty answer means nothing ran.
-func (g *Graph) At(ctx context.Context, target string, t time.Time) ([]Active, error) {
+func (g *Graph) At(ctx context.Context, target string, t time.Time) (out []Active, err error) {
+	err = g.read(ctx, func(r *reader) error { out, err = r.at(ctx, target, t); return err })
+	return out, err
+}
+
+func (r *reader) at(ctx context.Context, target string, t time.Time) ([]Active, error) {
 	node := targetNode(target)
-	tid, ok, err := g.lookup(ctx, node)
+	tid, ok, err := r.lookup(ctx, node)
 	if err != nil || !ok {
 		return nil, err
 	}
-	rels, err := g.targetReleases(ctx, tid)
+	rels, err := r.targetReleases(ctx, tid)
 	if err != nil {
 		return nil, fmt.Errorf("at %s: %w", node, err)
 	}
 	var out []Active
 	for _, rel := range rels {
-		d, err := g.activeOn(ctx, tid, rel, t)
+		d, err := r.activeOn(ctx, tid, rel, t)
 		if err != nil {
 			return nil, fmt.Errorf("at %s: %w", node, err)
 		}
 		if d == nil {
 			continue
 		}
-		a, err := g.describe(ctx, node, rel, d, t)
+		a, err := r.describe(ctx, node, rel, d, t)
 		if err != nil {
 			return nil, fmt.Errorf("at %s: %w", node, err)
 		}
@@ -308,8 +345,8 @@ func targetNode(target string) string {
 	return Node(NodeTarget, target)
 }
 
-func (g *Graph) targetReleases(ctx context.Context, tid int64) ([]string, error) {
-	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT rel FROM lineage_target_releases WHERE target = ? ORDER BY rel`), tid)
+func (r *reader) targetReleases(ctx context.Context, tid int64) ([]string, error) {
+	rows, err := r.query(ctx, `SELECT rel FROM lineage_target_releases WHERE target = ? ORDER BY rel`, tid)
 	if err != nil {
 		return nil, fmt.Errorf("releases: %w", err)
 	}
@@ -337,10 +374,10 @@ type deployment struct {
 // the deployment events backwards from t: the latest start that did not
 // fail (the first row seen of a start is its last recorded outcome) and was
 // not ended since by an explicit end event.
-func (g *Graph) activeOn(ctx context.Context, tid int64, rel string, t time.Time) (*deployment, error) {
+func (r *reader) activeOn(ctx context.Context, tid int64, rel string, t time.Time) (*deployment, error) {
 	at := micro(t).UnixMicro()
 	for limit := 32; ; limit *= 16 {
-		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT up, at, phase, outcome, attrs FROM lineage_edges WHERE kind = 'deployedTo' AND down = ? AND rel = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`), tid, rel, at, limit)
+		rows, err := r.query(ctx, `SELECT up, at, phase, outcome, attrs FROM lineage_edges WHERE kind = 'deployedTo' AND down = ? AND rel = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`, tid, rel, at, limit)
 		if err != nil {
 			return nil, fmt.Errorf("deployments: %w", err)
 		}
@@ -385,7 +422,7 @@ func (g *Graph) activeOn(ctx context.Context, tid int64, rel string, t time.Time
 // describe turns an active deployment into an Active: the model's digest,
 // the commit its release was admitted at, the commit it was packaged from
 // and the datasets it was trained on, as known at t.
-func (g *Graph) describe(ctx context.Context, target, rel string, d *deployment, t time.Time) (Active, error) {
+func (r *reader) describe(ctx context.Context, target, rel string, d *deployment, t time.Time) (Active, error) {
 	a := Active{Target: strings.TrimPrefix(target, NodeTarget+":"), Release: rel, Since: time.UnixMicro(d.at).UTC(), Outcome: d.outcome}
 	if d.attrs != "" {
 		var v struct {
@@ -399,12 +436,12 @@ func (g *Graph) describe(ctx context.Context, target, rel string, d *deployment,
 	ids := []int64{d.model}
 	var commitAttrs string
 	if rel != "" {
-		rid, ok, err := g.lookup(ctx, Node(NodeRelease, rel))
+		rid, ok, err := r.lookup(ctx, Node(NodeRelease, rel))
 		if err != nil {
 			return a, err
 		}
 		if ok {
-			err := g.db.QueryRowContext(ctx, g.db.Rebind(`SELECT attrs FROM lineage_edges WHERE up = ? AND kind = 'declaredIn' AND down = ? AND at <= ? ORDER BY at DESC LIMIT 1`), rid, d.model, at).Scan(&commitAttrs)
+			err := r.queryRow(ctx, []any{&commitAttrs}, `SELECT attrs FROM lineage_edges WHERE down = ? AND kind = 'declaredIn' AND up = ? AND at <= ? ORDER BY at DESC LIMIT 1`, d.model, rid, at)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return a, fmt.Errorf("admission: %w", err)
 			}
@@ -416,7 +453,7 @@ func (g *Graph) describe(ctx context.Context, target, rel string, d *deployment,
 	if commitAttrs != "" && json.Unmarshal([]byte(commitAttrs), &v) == nil {
 		a.Commit = v.Commit
 	}
-	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT kind, up FROM lineage_edges WHERE down = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`), d.model, at)
+	rows, err := r.query(ctx, `SELECT kind, up FROM lineage_edges WHERE down = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`, d.model, at)
 	if err != nil {
 		return a, fmt.Errorf("sources: %w", err)
 	}
@@ -446,7 +483,7 @@ func (g *Graph) describe(ctx context.Context, target, rel string, d *deployment,
 	if source != 0 {
 		ids = append(ids, source)
 	}
-	names, err := g.namesOf(ctx, append(ids, datasets...))
+	names, err := r.namesOf(ctx, append(ids, datasets...))
 	if err != nil {
 		return a, err
 	}
@@ -465,8 +502,13 @@ func (g *Graph) describe(ctx context.Context, target, rel string, d *deployment,
 // node or derives from it (following trainedOn and packagedFrom edges
 // downstream): node is a model or dataset node, or a bare digest (looked up
 // as both).
-func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active, error) {
-	when := g.now()
+func (g *Graph) Where(ctx context.Context, node string, t *time.Time) (out []Active, err error) {
+	err = g.read(ctx, func(r *reader) error { out, err = r.where(ctx, node, t); return err })
+	return out, err
+}
+
+func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active, error) {
+	when := r.now()
 	if t != nil {
 		when = *t
 	}
@@ -475,18 +517,18 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 	models := map[int64]bool{}
 	seen := map[int64]bool{}
 	var frontier []int64
-	for _, r := range candidates(node) {
-		if _, _, err := SplitNode(r); err != nil {
+	for _, c := range candidates(node) {
+		if _, _, err := SplitNode(c); err != nil {
 			return nil, err
 		}
-		id, ok, err := g.lookup(ctx, r)
+		id, ok, err := r.lookup(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
 		if ok && !seen[id] {
 			seen[id] = true
 			frontier = append(frontier, id)
-			if NodeType(r) == NodeModel {
+			if NodeType(c) == NodeModel {
 				models[id] = true
 			}
 		}
@@ -494,7 +536,7 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 	for len(frontier) > 0 && len(seen) < MaxNodes {
 		var next []int64
 		for _, n := range frontier {
-			rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT DISTINCT down FROM lineage_edges WHERE up = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`), n, at)
+			rows, err := r.query(ctx, `SELECT DISTINCT down FROM lineage_edges WHERE up = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`, n, at)
 			if err != nil {
 				return nil, fmt.Errorf("where %s: %w", node, err)
 			}
@@ -517,7 +559,7 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 		}
 		// Only models are derived from a dataset or a model through these edges
 		// (commits are upstream), but check: a node of another type is skipped.
-		names, err := g.namesOf(ctx, next)
+		names, err := r.namesOf(ctx, next)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
@@ -541,7 +583,7 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 	}
 	sort.Slice(mids, func(i, j int) bool { return mids[i] < mids[j] })
 	for _, m := range mids {
-		rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT DISTINCT down, rel FROM lineage_edges WHERE up = ? AND kind = 'deployedTo' AND at <= ?`), m, at)
+		rows, err := r.query(ctx, `SELECT DISTINCT down, rel FROM lineage_edges WHERE up = ? AND kind = 'deployedTo' AND at <= ?`, m, at)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: deployments: %w", node, err)
 		}
@@ -569,7 +611,7 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 	var hits []hit
 	var tids []int64
 	for _, c := range cands {
-		d, err := g.activeOn(ctx, c.target, c.rel, when)
+		d, err := r.activeOn(ctx, c.target, c.rel, when)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
@@ -578,13 +620,13 @@ func (g *Graph) Where(ctx context.Context, node string, t *time.Time) ([]Active,
 			tids = append(tids, c.target)
 		}
 	}
-	names, err := g.namesOf(ctx, tids)
+	names, err := r.namesOf(ctx, tids)
 	if err != nil {
 		return nil, fmt.Errorf("where %s: %w", node, err)
 	}
 	out := make([]Active, 0, len(hits))
 	for _, h := range hits {
-		a, err := g.describe(ctx, names[h.c.target], h.c.rel, h.d, when)
+		a, err := r.describe(ctx, names[h.c.target], h.c.rel, h.d, when)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: %w", node, err)
 		}
@@ -611,11 +653,16 @@ type Step struct {
 
 // Steps lists up to limit recorded steps after seq (0 for the first), in
 // the order they were recorded. limit <= 0 means 1000.
-func (g *Graph) Steps(ctx context.Context, after int64, limit int) ([]Step, error) {
+func (g *Graph) Steps(ctx context.Context, after int64, limit int) (out []Step, err error) {
+	err = g.read(ctx, func(r *reader) error { out, err = r.steps(ctx, after, limit); return err })
+	return out, err
+}
+
+func (r *reader) steps(ctx context.Context, after int64, limit int) ([]Step, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
-	rows, err := g.db.QueryContext(ctx, g.db.Rebind(`SELECT seq, id, run_id, kind, at, facts FROM lineage_steps WHERE seq > ? ORDER BY seq LIMIT ?`), after, limit)
+	rows, err := r.query(ctx, `SELECT seq, id, run_id, kind, at, facts FROM lineage_steps WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list lineage steps: %w", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"time"
 
@@ -28,13 +29,17 @@ func main() {
 		releases = flag.Int("releases", 100, "releases (each target belongs to one)")
 		queries  = flag.Int("queries", 1000, "random queries per kind")
 		chunk    = flag.Int("chunk", 50_000, "edges per transaction while building")
+		profile  = flag.String("cpuprofile", "", "write a CPU profile of the queries to FILE")
 	)
 	flag.Parse()
+	cpuProfile = *profile
 	if err := run(*dbPath, *edges, *models, *datasets, *targets, *releases, *queries, *chunk); err != nil {
 		fmt.Fprintln(os.Stderr, "lineage-bench:", err)
 		os.Exit(1)
 	}
 }
+
+var cpuProfile string
 
 func digest(kind byte, i int) string { return fmt.Sprintf("sha256:%c%063x", kind, i) }
 
@@ -154,9 +159,9 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	}
 	fmt.Printf("graph: %d edges (%d models, %d datasets, %d targets, %d releases) on SQLite, built in %.1fs (%.0f edges/s), %d MiB\n",
 		n, nModels, nDatasets, nTargets, nReleases, built.Seconds(), float64(total)/built.Seconds(), size>>20)
-	if _, err := db.ExecContext(ctx, `ANALYZE`); err != nil {
-		return err
-	}
+	// No ANALYZE: with its stat4 tables SQLite re-prepares a statement
+	// whenever a bound value might change the plan, which costs more than
+	// the query; the indexes are chosen well without statistics.
 
 	type result struct {
 		name  string
@@ -178,6 +183,17 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		}
 		results = append(results, r)
 		return nil
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	randTime := func() time.Time { return base.Add(time.Duration(rng.Int64N(int64(end.Sub(base))))) }
 	if err := measure("upstream depth 5 from a target", 5*time.Millisecond, nQueries, func() (int, error) {
