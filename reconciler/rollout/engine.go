@@ -42,6 +42,22 @@ type engine struct {
 	waveOf  map[string]int
 	win     *window
 	maxUnav int // 0: unbounded
+
+	// Sets of the State's lists, for lookups in fleets of 100,000 targets.
+	failed, updating, stale map[string]bool
+}
+
+func setOf(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, n := range l {
+		m[n] = true
+	}
+	return m
+}
+
+// sync rebuilds the lookup sets from the State's lists.
+func (e *engine) sync() {
+	e.failed, e.updating, e.stale = setOf(e.st.Failed), setOf(e.st.Updating), setOf(e.st.Stale)
 }
 
 func (e *engine) event(typ, reason, msg string, targets []string) {
@@ -75,6 +91,7 @@ func (e *engine) run() {
 	if in.Command != "" {
 		e.command(in.Command)
 	}
+	e.sync()
 	e.recordFailures()
 
 	switch e.st.Phase {
@@ -244,15 +261,21 @@ func (e *engine) recordFailures() {
 		}
 	}
 	st.Stale = stale
+	e.stale = setOf(stale)
+	added := false
 	for _, n := range e.names {
 		t := e.byName[n]
 		if t.Status.Phase != fleet.PhaseFailed || t.Status.Desired != st.Target.Digest {
 			continue
 		}
-		if slices.Contains(st.Stale, n) || slices.Contains(st.Failed, n) {
+		if e.stale[n] || e.failed[n] {
 			continue
 		}
 		st.Failed = append(st.Failed, n)
+		e.failed[n] = true
+		added = true
+	}
+	if added {
 		slices.Sort(st.Failed)
 	}
 }
@@ -267,7 +290,7 @@ func (e *engine) started(n string) bool {
 	t := e.byName[n]
 	d := e.st.Target.Digest
 	return t.Status.Digest == d || t.Status.Desired == d ||
-		slices.Contains(e.st.Updating, n) || slices.Contains(e.st.Failed, n)
+		e.updating[n] || e.failed[n]
 }
 
 // setFallback gives target n the model it runs while not (or no longer) on
@@ -293,11 +316,12 @@ func (e *engine) assign(startNew bool) int {
 	// or gone) from the in-flight set.
 	upd := st.Updating[:0:0]
 	for _, n := range st.Updating {
-		if _, ok := e.byName[n]; ok && !e.healthyOn(n, st.Target.Digest) && !slices.Contains(st.Failed, n) {
+		if _, ok := e.byName[n]; ok && !e.healthyOn(n, st.Target.Digest) && !e.failed[n] {
 			upd = append(upd, n)
 		}
 	}
 	st.Updating = upd
+	e.updating = setOf(upd)
 	waiting := 0
 	for _, n := range e.names {
 		if e.started(n) {
@@ -322,6 +346,7 @@ func (e *engine) assign(startNew bool) int {
 			continue
 		}
 		st.Updating = append(st.Updating, n)
+		e.updating[n] = true
 		e.out.Desired[n] = st.Target
 	}
 	return waiting
@@ -345,7 +370,7 @@ func (e *engine) progress() {
 		// Every online target of the started waves must run the new model.
 		pending := 0
 		for _, n := range e.names {
-			if e.waveOf[n] > st.Wave || slices.Contains(st.Failed, n) || e.healthyOn(n, st.Target.Digest) {
+			if e.waveOf[n] > st.Wave || e.failed[n] || e.healthyOn(n, st.Target.Digest) {
 				continue
 			}
 			if e.byName[n].Online {
@@ -392,7 +417,7 @@ func (e *engine) progress() {
 		}
 		// The last wave has baked: done once every target runs it.
 		for _, n := range e.names {
-			if !e.healthyOn(n, st.Target.Digest) && !slices.Contains(st.Failed, n) {
+			if !e.healthyOn(n, st.Target.Digest) && !e.failed[n] {
 				st.Reason, st.Message = ReasonWaitingTargets, fmt.Sprintf("all waves started; %s and others not updated yet (offline)", n)
 				return
 			}
