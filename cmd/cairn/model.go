@@ -31,7 +31,7 @@ func newModelCmd() *cobra.Command {
 func registryFlags(cmd *cobra.Command, o *models.Options) {
 	cmd.Flags().BoolVar(&o.PlainHTTP, "plain-http", false, "talk HTTP, not HTTPS, to the registry")
 	cmd.Flags().IntVar(&o.Jobs, "jobs", 4, "layers transferred in parallel")
-	cmd.Flags().StringVar(&o.Platform, "platform", "", "os/arch[/variant] to choose in an image index")
+	cmd.Flags().StringVar(&o.Platform, "platform", "", "os/arch[/variant][+accelerator]: the variant to push into the image index at REF, or to choose from one")
 }
 
 func newModelPushCmd() *cobra.Command {
@@ -68,6 +68,9 @@ func newModelPushCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "pushed %d files, %d bytes\n", len(res.Files), res.Size)
+			if res.Manifest != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s\n", o.Platform, res.Manifest, res.Digest)
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
 			return nil
 		},

@@ -34,6 +34,9 @@ func Inspect(ctx context.Context, ref string, opts Options) (*Artifact, error) {
 		Annotations:     m.Annotations,
 		Size:            m.Config.Size,
 	}
+	if res.index.Hex != "" {
+		a.Index = res.index.String()
+	}
 	cfg, err := c.fetchSmallBlob(ctx, m.Config)
 	if err != nil {
 		return nil, fmt.Errorf("inspect %s: config: %w", ref, err)

@@ -50,9 +50,11 @@ type Options struct {
 	Keychain authn.Keychain
 	// Jobs is the number of layers transferred in parallel (default 4).
 	Jobs int
-	// Platform chooses a manifest when a reference names an image index, as
-	// "os/arch" or "os/arch/variant" (default: the only manifest of the
-	// index, else the one of the running platform).
+	// Platform is "os/arch[/variant][+accelerator]" (linux/arm64,
+	// linux/amd64+cuda). Pull and Inspect use it to choose a manifest when a
+	// reference names an image index (default: the index's only manifest,
+	// else the running platform's); Push makes the model the variant for it
+	// in the image index at the tag.
 	Platform string
 	// Progress hooks, for progress bars.
 	Progress ProgressHooks
@@ -95,8 +97,12 @@ type PushOptions struct {
 type PushResult struct {
 	// Ref is the pinned reference: REPOSITORY@sha256:….
 	Ref string `json:"ref"`
-	// Digest of the manifest.
+	// Digest of the manifest, or of the image index when pushed for a
+	// platform.
 	Digest string `json:"digest"`
+	// Manifest is the digest of the variant's manifest when pushed for a
+	// platform (Digest is then the index's).
+	Manifest string `json:"manifest,omitempty"`
 	// Size is the total of the layers and the config, in bytes.
 	Size int64 `json:"size"`
 	// Files pushed, in manifest order.
@@ -131,6 +137,9 @@ type File struct {
 type PullResult struct {
 	// Digest of the manifest pulled.
 	Digest string `json:"digest"`
+	// Index is the digest of the image index the manifest was chosen from
+	// by platform, when the reference named one.
+	Index string `json:"index,omitempty"`
 	// Files written under DIR.
 	Files []File `json:"files"`
 	// Kind of artifact: KindModelPack or KindKitOps.
@@ -148,6 +157,7 @@ const (
 type Artifact struct {
 	Ref             string            `json:"ref"`
 	Digest          string            `json:"digest"`
+	Index           string            `json:"index,omitempty"` // image index the manifest was chosen from
 	Kind            string            `json:"kind"`
 	MediaType       string            `json:"mediaType,omitempty"`
 	ArtifactType    string            `json:"artifactType,omitempty"`

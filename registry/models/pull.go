@@ -109,7 +109,11 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		_ = root.RemoveAll(workDir)
 	}
 	sort.Slice(p.files, func(i, k int) bool { return p.files[i].Path < p.files[k].Path })
-	return &PullResult{Digest: res.digest.String(), Files: p.files, Kind: kind}, nil
+	out := &PullResult{Digest: res.digest.String(), Files: p.files, Kind: kind}
+	if res.index.Hex != "" {
+		out.Index = res.index.String()
+	}
+	return out, nil
 }
 
 func jobs_(n int) int { return jobs(n) }

@@ -30,7 +30,9 @@ type source struct {
 // Push packs files and folders as a ModelPack artifact and pushes it to ref
 // (a tag). A file is stored under its base name, a folder's files under their
 // paths relative to the folder. Each file becomes one raw layer, read once:
-// hashed while it uploads. It returns the digest-pinned reference.
+// hashed while it uploads. It returns the digest-pinned reference. With
+// opts.Platform, the manifest becomes the variant for that platform in the
+// image index tagged ref, and the reference pins the index.
 func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*PushResult, error) {
 	r, err := parseRef(ref, opts.Options)
 	if err != nil {
@@ -43,6 +45,12 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 	for n, d := range opts.TrainedOn {
 		if n == "" || !reDigest.MatchString(d) {
 			return nil, fmt.Errorf("push %s: trained-on %s=%s: want NAME=sha256:<64 hex>", ref, n, d)
+		}
+	}
+	var platform *v1.Platform
+	if opts.Platform != "" {
+		if platform, err = parsePlatform(opts.Platform); err != nil {
+			return nil, fmt.Errorf("push %s: %w", ref, err)
 		}
 	}
 	srcs, err := collect(paths, opts.Kinds)
@@ -115,14 +123,24 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
 	mdesc := descriptorOf(mb, string(types.OCIManifestSchema1))
-	if err := c.putManifest(ctx, tag.TagStr(), mb, string(types.OCIManifestSchema1)); err != nil {
-		return nil, err
+	res := &PushResult{Size: total + cfgDesc.Size}
+	if platform == nil {
+		if err := c.putManifest(ctx, tag.TagStr(), mb, string(types.OCIManifestSchema1)); err != nil {
+			return nil, err
+		}
+		res.Digest = mdesc.Digest.String()
+	} else {
+		if err := c.putManifest(ctx, mdesc.Digest.String(), mb, string(types.OCIManifestSchema1)); err != nil {
+			return nil, err
+		}
+		idesc, err := c.addVariant(ctx, tag.TagStr(), mdesc, platform)
+		if err != nil {
+			return nil, err
+		}
+		res.Digest = idesc.Digest.String()
+		res.Manifest = mdesc.Digest.String()
 	}
-	res := &PushResult{
-		Ref:    tag.Context().Name() + "@" + mdesc.Digest.String(),
-		Digest: mdesc.Digest.String(),
-		Size:   total + cfgDesc.Size,
-	}
+	res.Ref = tag.Context().Name() + "@" + res.Digest
 	for i, s := range srcs {
 		res.Files = append(res.Files, File{Path: s.rel, Digest: layers[i].Digest.String(), Size: s.size, Kind: s.kind})
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"runtime"
-	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -19,6 +17,7 @@ type resolved struct {
 	mediaType string
 	digest    v1.Hash
 	manifest  *v1.Manifest
+	index     v1.Hash // the image index the manifest was chosen from, if any
 }
 
 // resolve fetches the manifest ref names; for an image index, the manifest of
@@ -28,7 +27,9 @@ func resolve(ctx context.Context, c *repoClient, r name.Reference, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	var index v1.Hash
 	if isIndex(b, mt) {
+		index = h
 		idx, err := decodeIndex(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r, err)
@@ -49,7 +50,7 @@ func resolve(ctx context.Context, c *repoClient, r name.Reference, opts Options)
 	if mt == "" {
 		mt = string(m.MediaType)
 	}
-	return &resolved{raw: b, mediaType: mt, digest: h, manifest: m}, nil
+	return &resolved{raw: b, mediaType: mt, digest: h, manifest: m, index: index}, nil
 }
 
 func isIndex(b []byte, mt string) bool {
@@ -78,35 +79,6 @@ func decodeIndex(b []byte) (*v1.IndexManifest, error) {
 		}
 	}
 	return &idx, nil
-}
-
-// choosePlatform picks the manifest of platform ("os/arch[/variant]"; "" is
-// the only manifest, else the running platform's).
-func choosePlatform(idx *v1.IndexManifest, platform string) (v1.Descriptor, error) {
-	if platform == "" && len(idx.Manifests) == 1 {
-		return idx.Manifests[0], nil
-	}
-	want := platform
-	if want == "" {
-		want = runtime.GOOS + "/" + runtime.GOARCH
-	}
-	p, err := v1.ParsePlatform(want)
-	if err != nil {
-		return v1.Descriptor{}, fmt.Errorf("platform %q: %w", want, err)
-	}
-	for _, d := range idx.Manifests {
-		if d.Platform != nil && d.Platform.OS == p.OS && d.Platform.Architecture == p.Architecture &&
-			(p.Variant == "" || d.Platform.Variant == p.Variant) {
-			return d, nil
-		}
-	}
-	var have []string
-	for _, d := range idx.Manifests {
-		if d.Platform != nil {
-			have = append(have, d.Platform.String())
-		}
-	}
-	return v1.Descriptor{}, fmt.Errorf("no manifest for platform %s in the index (has %s)", want, strings.Join(have, ", "))
 }
 
 // artifactKind tells ModelPack artifacts from KitOps ModelKits: by
