@@ -221,11 +221,11 @@ echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
 step "6/8 roll out v1 in waves: staging, then prod once staging is healthy"
 watch() { "$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" "$@"; }
 watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}"
-# bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}`: the
-# promotion policy held it at admission. Once staging has been healthy for
-# 10s, a promotion commit lets the reconciler admit prod again.
-sleep 11
+# bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}`.
+# When a RolloutPolicy lists the promotion policy, admission holds prod until
+# staging has been healthy for 10s; a promotion commit then admits it again.
 if watch --denied bearing-prod; then
+  sleep 11
   git -C "$REPO" commit -q --allow-empty -m "promote bearing-anomaly 1.0.0 to prod"
   echo "promotion commit $(git -C "$REPO" rev-parse --short HEAD)"
 fi
