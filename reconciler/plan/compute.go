@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -17,8 +18,8 @@ import (
 // rollout policy over the others (AssignWaves, as the rollout engine does),
 // the bytes they must download and the policy verdicts. With opts.Base it
 // also says what changed since the base: model digest from → to, releases
-// added and removed. It does no I/O but opts.Inspector's; inv may be nil (no
-// targets).
+// added and removed. It does no I/O but opts.Inspector's (called once per
+// distinct artifact, up to 8 at a time); inv may be nil (no targets).
 func Compute(ctx context.Context, snap *manifests.Snapshot, inv *fleet.Inventory, opts Options) (*Plan, error) {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
@@ -52,6 +53,7 @@ func Compute(ctx context.Context, snap *manifests.Snapshot, inv *fleet.Inventory
 		artifacts:  map[string]artifactResult{},
 	}
 	p := &Plan{Base: opts.BaseRev, Live: opts.Live, Targets: len(ix.targets)}
+	c.prefetch(snap)
 	for _, rel := range snap.Releases() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -112,6 +114,39 @@ type computer struct {
 	classCount []int
 	classNames [][]string
 	artifacts  map[string]artifactResult
+}
+
+// inspectJobs bounds the registry requests in flight while prefetching.
+const inspectJobs = 8
+
+// prefetch inspects the artifact of every model in parallel, once each.
+func (c *computer) prefetch(snap *manifests.Snapshot) {
+	if c.opts.Inspector == nil {
+		return
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, inspectJobs)
+	)
+	seen := map[string]bool{}
+	for _, m := range snap.Models() {
+		a := m.Spec.Artifact
+		if a == "" || seen[a] {
+			continue
+		}
+		seen[a] = true
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			info, err := c.opts.Inspector.Inspect(c.ctx, a)
+			mu.Lock()
+			c.artifacts[a] = artifactResult{info: info, err: err}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
 }
 
 func (c *computer) inspect(artifact string) artifactResult {
