@@ -247,7 +247,7 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 				p.hooks.Progress(name, d.Size)
 			}
 		} else {
-			if err := p.download(ctx, p.cache, blobRel+".partial", d, name); err != nil {
+			if err := p.downloadRetrying(ctx, p.cache, blobRel+".partial", d, name); err != nil {
 				return err
 			}
 			if err := p.cache.Rename(blobRel+".partial", blobRel); err != nil {
@@ -256,7 +256,7 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 			verified = true
 		}
 	} else {
-		if err := p.download(ctx, p.dir, blobRel, d, name); err != nil {
+		if err := p.downloadRetrying(ctx, p.dir, blobRel, d, name); err != nil {
 			return err
 		}
 		verified = true
@@ -323,6 +323,22 @@ func fileMatches(root *os.Root, rel string, d v1.Descriptor) bool {
 		return false
 	}
 	return hex.EncodeToString(h.Sum(nil)) == d.Digest.Hex
+}
+
+// attempts is how many times a transfer is tried before giving up; each
+// attempt of a download resumes from the bytes the previous one got.
+const attempts = 3
+
+// downloadRetrying retries download after broken transfers (not after a
+// digest mismatch or a cancelled context).
+func (p *puller) downloadRetrying(ctx context.Context, root *os.Root, rel string, d v1.Descriptor, name string) error {
+	var err error
+	for i := 0; i < attempts; i++ {
+		if err = p.download(ctx, root, rel, d, name); err == nil || errors.Is(err, ErrDigestMismatch) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }
 
 // download fetches blob d into rel under root, resuming from the bytes rel

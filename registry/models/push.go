@@ -82,7 +82,13 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 	g.SetLimit(jobs(opts.Jobs))
 	for i, s := range srcs {
 		g.Go(func() error {
-			h, err := pushFile(gctx, c, s, hooks, cache)
+			var h v1.Hash
+			var err error
+			for try := 0; try < attempts; try++ { // a failed upload is sent again from the start
+				if h, err = pushFile(gctx, c, s, hooks, cache); err == nil || gctx.Err() != nil {
+					break
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("push layer %s: %w", s.rel, err)
 			}
