@@ -140,10 +140,12 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 		err := r.each(ctx, `SELECT kind, up, down, at, outcome FROM lineage_edges WHERE `+near+` IN (%s)`, frontier, func(rows *sql.Rows) error {
 			var k lk
 			var at int64
-			var outcome string
-			if err := rows.Scan(&k.typ, &k.up, &k.down, &at, &outcome); err != nil {
+			var kind, outcomeB sql.RawBytes
+			if err := rows.Scan(&kind, &k.up, &k.down, &at, &outcomeB); err != nil {
 				return err
 			}
+			k.typ = intern(kind)
+			outcome := intern(outcomeB)
 			other := k.down
 			if upstream {
 				other = k.up
@@ -192,6 +194,36 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 		sg.Links = append(sg.Links, l)
 	}
 	return sg, nil
+}
+
+// intern returns the constant for a known edge type or outcome, without
+// allocating, and a copy of anything else.
+func intern(b []byte) string {
+	switch string(b) {
+	case "":
+		return ""
+	case EdgeDeclaredIn:
+		return EdgeDeclaredIn
+	case EdgeTrainedOn:
+		return EdgeTrainedOn
+	case EdgeEvaluatedOn:
+		return EdgeEvaluatedOn
+	case EdgePackagedFrom:
+		return EdgePackagedFrom
+	case EdgeDeployedTo:
+		return EdgeDeployedTo
+	case EdgeRolledBack:
+		return EdgeRolledBack
+	case OutcomeSucceeded:
+		return OutcomeSucceeded
+	case OutcomeFailed:
+		return OutcomeFailed
+	case OutcomeProgressing:
+		return OutcomeProgressing
+	case OutcomeRolledBack:
+		return OutcomeRolledBack
+	}
+	return string(b)
 }
 
 // inBuckets are the sizes of the IN (…) lists queries are prepared with; a

@@ -11,9 +11,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"sort"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
@@ -40,6 +43,17 @@ func main() {
 }
 
 var cpuProfile string
+
+// threadCPU is the CPU time the calling OS thread has used
+// (clock_gettime(CLOCK_THREAD_CPUTIME_ID), exact, unlike getrusage's ticks).
+func threadCPU() time.Duration {
+	var ts syscall.Timespec
+	const clockThreadCPUTimeID = 3
+	if _, _, errno := syscall.Syscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTimeID, uintptr(unsafe.Pointer(&ts)), 0); errno != 0 {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
 
 func digest(kind byte, i int) string { return fmt.Sprintf("sha256:%c%063x", kind, i) }
 
@@ -164,21 +178,28 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	// the query; the indexes are chosen well without statistics.
 
 	type result struct {
-		name  string
-		goal  time.Duration
-		times []time.Duration
-		nodes int
+		name       string
+		goal       time.Duration
+		times, cpu []time.Duration
+		nodes      int
 	}
+	// Wall time depends on what else the machine runs; the thread's CPU
+	// time (the query runs on the calling goroutine, locked to its thread)
+	// is what the query itself costs.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	var results []*result
 	measure := func(name string, goal time.Duration, count int, q func() (int, error)) error {
 		r := &result{name: name, goal: goal}
 		for i := 0; i < count; i++ {
+			c := threadCPU()
 			t := time.Now()
 			k, err := q()
 			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			r.times = append(r.times, time.Since(t))
+			r.cpu = append(r.cpu, threadCPU()-c)
 			r.nodes += k
 		}
 		results = append(results, r)
@@ -241,19 +262,30 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		return err
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+	var load [3]float64
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &load[0], &load[1], &load[2])
+	}
+	fmt.Printf("queries (load average %.1f on %d CPUs; wall = elapsed, cpu = the querying thread's CPU time):\n", load[0], runtime.NumCPU())
 	for _, r := range results {
-		sort.Slice(r.times, func(i, j int) bool { return r.times[i] < r.times[j] })
-		p := func(q float64) time.Duration { return r.times[min(len(r.times)-1, int(q*float64(len(r.times))))] }
+		pct := func(ds []time.Duration, q float64) time.Duration {
+			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+			return ds[min(len(ds)-1, int(q*float64(len(ds))))]
+		}
+		p50, p99, c50, c99 := pct(r.times, 0.5), pct(r.times, 0.99), pct(r.cpu, 0.5), pct(r.cpu, 0.99)
 		verdict := "no goal"
 		if r.goal > 0 {
 			verdict = "goal p99 ≤ " + ms(r.goal) + ": "
-			if p(0.99) <= r.goal {
+			switch {
+			case p99 <= r.goal:
 				verdict += "met"
-			} else {
+			case c99 <= r.goal:
+				verdict += "met in cpu time, missed in wall time"
+			default:
 				verdict += "MISSED"
 			}
 		}
-		fmt.Printf("%-38s n=%-5d p50 %9s  p99 %9s  max %9s  avg results %6.0f  (%s)\n", r.name, len(r.times), ms(p(0.5)), ms(p(0.99)), ms(r.times[len(r.times)-1]), float64(r.nodes)/float64(len(r.times)), verdict)
+		fmt.Printf("  %-36s n=%-5d wall p50 %8s p99 %9s | cpu p50 %8s p99 %8s | avg results %5.0f  (%s)\n", r.name, len(r.times), ms(p50), ms(p99), ms(c50), ms(c99), float64(r.nodes)/float64(len(r.times)), verdict)
 	}
 	return nil
 }
