@@ -86,9 +86,7 @@ elapsed() { echo "$(( $(date +%s) - DEMO_START ))s"; }
 [ -x "$CAIRN" ] || { echo "bin/cairn is missing: run make demo (or make build first)" >&2; exit 1; }
 
 step "1/8 build the example binaries into $BIN"
-go build -o "$BIN/bearing" ./examples/bearing
-go build -o "$BIN/runtime" ./examples/runtime
-go build -o "$BIN/demowatch" ./examples/demowatch
+go build -o "$BIN/" ./examples/bearing ./examples/runtime ./examples/demowatch
 echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower)"
 
 step "2/8 start cairn serve on embedded defaults"
@@ -112,6 +110,9 @@ STORE=file://$DATA/datasets # the "default" dataset store of the manifests
 echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
 
 step "3/8 generate the dataset, train model v1, push both"
+# Seeded data, deterministic training and a fixed creation time: the same
+# digests on every run and every machine of the same architecture.
+export SOURCE_DATE_EPOCH=1764028800
 "$BIN/bearing" gen --out "$WORK/data-v1" --rows 2000 --seed 1
 "$BIN/bearing" train --data "$WORK/data-v1/train" --holdout "$WORK/data-v1/holdout" \
   --out "$WORK/model-v1" --version 1.0.0
@@ -235,6 +236,8 @@ T_V1=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 wait_for 20 "the runtime to load v1" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 echo "device-1's runtime answers POST /predict:"
 "$BIN/bearing" predict --url "http://127.0.0.1:$RPORT" --data "$WORK/data-v1/holdout" --rows 5
+echo "and GET /metrics (JSON by default; Prometheus text here, per-feature drift statistics left out):"
+"$BIN/bearing" probe "http://127.0.0.1:$RPORT/metrics?format=prometheus" | grep -v -e '^#' -e feature
 
 step "7/8 commit v2: trained on 4x the data, but its export is broken"
 "$BIN/bearing" gen --out "$WORK/data-v2" --rows 8000 --seed 2
