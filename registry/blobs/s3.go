@@ -172,9 +172,22 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, diges
 	} else if !errors.Is(err, ErrNotFound) {
 		return false, fmt.Errorf("put %s: %w", key, err)
 	}
+	if err := s.PutBlind(ctx, key, r, size, digest); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+var _ BlindPutter = (*S3)(nil)
+
+// PutBlind implements BlindPutter.
+func (s *S3) PutBlind(ctx context.Context, key string, r io.Reader, size int64, digest string) error {
+	if err := validKey(key); err != nil {
+		return err
+	}
 	vr, err := newVerifyReader(r, size, digest)
 	if err != nil {
-		return false, fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, err)
 	}
 	_, err = s.client.PutObject(ctx, s.bucket, s.prefix+key, vr, size, minio.PutObjectOptions{
 		ContentType:          "application/octet-stream",
@@ -182,14 +195,14 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader, size int64, diges
 	})
 	if err != nil {
 		if vr.failed != nil {
-			return false, fmt.Errorf("put %s: %w", key, vr.failed)
+			return fmt.Errorf("put %s: %w", key, vr.failed)
 		}
-		return false, fmt.Errorf("put %s: %w", key, err)
+		return fmt.Errorf("put %s: %w", key, err)
 	}
 	if vr.failed != nil {
-		return false, fmt.Errorf("put %s: %w", key, vr.failed)
+		return fmt.Errorf("put %s: %w", key, vr.failed)
 	}
-	return true, nil
+	return nil
 }
 
 // List implements Store.

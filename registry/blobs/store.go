@@ -45,6 +45,15 @@ type Store interface {
 	List(ctx context.Context, prefix string, fn func(Info) error) error
 }
 
+// BlindPutter is implemented by stores where asking whether an object
+// exists costs a round trip (S3). PutBlind uploads without asking, verifying
+// digest and size while streaming like Put; callers use it for keys they
+// know are absent (from a List), since rewriting identical content is
+// harmless anyway.
+type BlindPutter interface {
+	PutBlind(ctx context.Context, key string, r io.Reader, size int64, digest string) error
+}
+
 // Open opens the store a URL names:
 //
 //	file:///path/to/folder

@@ -103,8 +103,12 @@ type pushState struct {
 	mu       sync.Mutex
 	claimed  map[string]bool // blob keys this push has already put or is putting
 	known    map[string]bool // blob digests the previous tree vouches for
-	bufs     sync.Pool
-	bigSem   chan struct{} // bounds concurrent chunkers (CPU-bound)
+	// listed holds every blob in the store when listing it was cheap
+	// (blind is then set), so absent blobs go up without a Stat first.
+	listed map[string]bool
+	blind  blobs.BlindPutter
+	bufs   sync.Pool
+	bigSem chan struct{} // bounds concurrent chunkers (CPU-bound)
 }
 
 // Push versions the file or folder at root into store and returns its digest.
@@ -167,9 +171,11 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 		}
 	}
 	sort.SliceStable(order, func(a, b int) bool { return tree.Entries[order[a]].Size > tree.Entries[order[b]].Size })
+	// Files unchanged since the cached push take their digests from it.
+	todo := order[:0:0]
+	var expectBlobs int64
 	for _, i := range order {
 		e := &tree.Entries[i]
-		local := locals[i]
 		if prev != nil {
 			if fp, ok := prevFps[e.Path]; ok && fp == fps[i] {
 				if pe, ok := prev.Lookup(e.Path); ok && pe.Type == TypeFile && pe.Size == e.Size {
@@ -180,6 +186,13 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 				}
 			}
 		}
+		todo = append(todo, i)
+		expectBlobs += 1 + e.Size/(MinChunk+1<<averageBits)
+	}
+	s.listStore(expectBlobs)
+	for _, i := range todo {
+		e := &tree.Entries[i]
+		local := locals[i]
 		g.Go(func() error {
 			var err error
 			if e.Size >= opts.ChunkThreshold {
@@ -228,6 +241,33 @@ func Push(ctx context.Context, store blobs.Store, root string, opts PushOptions)
 	return res, nil
 }
 
+// errTooMany stops a listing that is not worth finishing.
+var errTooMany = errors.New("too many blobs to list")
+
+// listStore lists the store's blobs once when the store charges a round
+// trip per Stat (a BlindPutter) and holds at most a few times as many blobs
+// as this push may write: then one listing replaces a Stat per blob. A
+// store with many more blobs is not listed to the end.
+func (s *pushState) listStore(expect int64) {
+	bp, ok := s.store.(blobs.BlindPutter)
+	if !ok || expect == 0 {
+		return
+	}
+	limit := 4*expect + 1000
+	listed := map[string]bool{}
+	err := s.store.List(s.ctx, "blobs/sha256/", func(i blobs.Info) error {
+		if int64(len(listed)) >= limit {
+			return errTooMany
+		}
+		listed[i.Key] = true
+		return nil
+	})
+	if err != nil {
+		return // fall back to Put's own check
+	}
+	s.listed, s.blind = listed, bp
+}
+
 // claim reports whether this push should put key (false: another worker of
 // this push already does).
 func (s *pushState) claim(key string) bool {
@@ -243,8 +283,15 @@ func (s *pushState) claim(key string) bool {
 // put uploads one blob unless already claimed or present, and counts it.
 func (s *pushState) put(digest string, size int64, r io.Reader) error {
 	key := blobs.BlobKey(digest)
-	if s.known[digest] || !s.claim(key) {
+	if s.known[digest] || s.listed[key] || !s.claim(key) {
 		s.reused.Add(size)
+		return nil
+	}
+	if s.blind != nil {
+		if err := s.blind.PutBlind(s.ctx, key, r, size, digest); err != nil {
+			return err
+		}
+		s.uploaded.Add(size)
 		return nil
 	}
 	written, err := s.store.Put(s.ctx, key, r, size, digest)
