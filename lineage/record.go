@@ -284,10 +284,34 @@ func (f DeploymentFacts) edges() []Edge {
 }
 
 // RecordDeployment records a deployment: model deployedTo target, its start
-// and, when End is set, its end, as two appended edges.
+// and, when End is set, its end, as two appended edges. Restating that the
+// model already active on the target for the release runs (a heartbeat, a
+// status report seen again) adds nothing.
 func (g *Graph) RecordDeployment(ctx context.Context, f DeploymentFacts) error {
 	if err := f.normalize(g.now()); err != nil {
 		return err
+	}
+	if f.End.IsZero() && running(f.Outcome) {
+		var already bool
+		err := g.read(ctx, func(r *reader) error {
+			tid, ok, err := r.lookup(ctx, Node(NodeTarget, f.Target))
+			if err != nil || !ok {
+				return err
+			}
+			d, err := r.activeOn(ctx, tid, f.Release, f.Start)
+			if err != nil || d == nil || !running(d.outcome) || d.at >= f.Start.UnixMicro() {
+				return err
+			}
+			names, err := r.namesOf(ctx, []int64{d.model})
+			already = names[d.model] == Node(NodeModel, f.ModelDigest)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("record deployment of %s to %s: %w", f.ModelDigest, f.Target, err)
+		}
+		if already {
+			return nil
+		}
 	}
 	st, err := newStep(StepDeployment, f.Start, f, f.Target, f.Release, f.ModelDigest, f.Start.Format(time.RFC3339Nano))
 	if err != nil {
@@ -300,6 +324,11 @@ func (g *Graph) RecordDeployment(ctx context.Context, f DeploymentFacts) error {
 		return fmt.Errorf("record deployment of %s to %s: %w", f.ModelDigest, f.Target, err)
 	}
 	return nil
+}
+
+// running is true for the outcomes of a model that is active.
+func running(outcome string) bool {
+	return outcome == OutcomeSucceeded || outcome == OutcomeRolledBack
 }
 
 func (f *RollbackFacts) normalize(now time.Time) error {

@@ -1,0 +1,53 @@
+package lineage
+
+import "github.com/cairn-dev/cairn/fleet"
+
+// DeploymentsFromReport turns the transitions an agent's status report
+// carries into deployment facts for RecordDeployment: for each release whose
+// latest log entry in the report says it became Healthy, Failed or
+// RolledBack (and is still in that phase), the model that became active
+// (Healthy, RolledBack: the digest now running) or failed to (Failed: the
+// digest being installed), at the agent's own log time, so a report sent
+// twice records nothing new. Heartbeats without log entries give nothing;
+// rollout names the rollout the deployment belongs to, when known.
+func DeploymentsFromReport(target string, rep fleet.StatusReport, rollout func(release string) string) []DeploymentFacts {
+	last := map[string]fleet.LogEntry{}
+	for _, e := range rep.Log {
+		if prev, ok := last[e.Release]; !ok || !e.Time.Before(prev.Time) {
+			last[e.Release] = e
+		}
+	}
+	var out []DeploymentFacts
+	for _, rs := range rep.Releases {
+		e, ok := last[rs.Release]
+		if !ok || e.Phase != rs.Phase {
+			continue
+		}
+		t := e.Time
+		if t.IsZero() {
+			t = rep.Time
+		}
+		if t.IsZero() {
+			continue
+		}
+		f := DeploymentFacts{Target: target, Release: rs.Release, Start: t}
+		if rollout != nil {
+			f.Rollout = rollout(rs.Release)
+		}
+		switch rs.Phase {
+		case fleet.PhaseHealthy:
+			f.ModelDigest, f.Outcome = rs.Digest, OutcomeSucceeded
+		case fleet.PhaseRolledBack:
+			f.ModelDigest, f.Outcome = rs.Digest, OutcomeRolledBack
+		case fleet.PhaseFailed:
+			f.ModelDigest, f.Outcome, f.End = rs.Desired, OutcomeFailed, t
+		default:
+			continue
+		}
+		if f.ModelDigest == "" {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}

@@ -1,0 +1,69 @@
+package lineage
+
+import (
+	"context"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
+func TestDeploymentsFromReport(t *testing.T) {
+	v1, v2 := digest('1'), digest('2')
+	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	rollout := func(rel string) string { return rel + "/7" }
+	for _, tc := range []struct {
+		name string
+		rep  fleet.StatusReport
+		want []DeploymentFacts
+	}{
+		{"heartbeat", fleet.StatusReport{Time: at(9), Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: v1}}}, nil},
+		{"activated", fleet.StatusReport{Time: at(9),
+			Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: v2, Previous: v1}},
+			Log:      []fleet.LogEntry{{Time: at(1), Release: "r", Phase: fleet.PhaseDownloading}, {Time: at(3), Release: "r", Phase: fleet.PhaseHealthy}}},
+			[]DeploymentFacts{{Target: "dev-1", Release: "r", Rollout: "r/7", ModelDigest: v2, Start: at(3), Outcome: OutcomeSucceeded}}},
+		{"failed", fleet.StatusReport{Time: at(9),
+			Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseFailed, Digest: v1, Desired: v2}},
+			Log:      []fleet.LogEntry{{Time: at(4), Release: "r", Phase: fleet.PhaseFailed}}},
+			[]DeploymentFacts{{Target: "dev-1", Release: "r", Rollout: "r/7", ModelDigest: v2, Start: at(4), End: at(4), Outcome: OutcomeFailed}}},
+		{"rolled back by the agent", fleet.StatusReport{Time: at(9),
+			Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseRolledBack, Digest: v1, Desired: v2}},
+			Log:      []fleet.LogEntry{{Time: at(5), Release: "r", Phase: fleet.PhaseRolledBack}}},
+			[]DeploymentFacts{{Target: "dev-1", Release: "r", Rollout: "r/7", ModelDigest: v1, Start: at(5), Outcome: OutcomeRolledBack}}},
+		{"still installing", fleet.StatusReport{Time: at(9),
+			Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseInstalling, Digest: v1, Desired: v2}},
+			Log:      []fleet.LogEntry{{Time: at(5), Release: "r", Phase: fleet.PhaseInstalling}}}, nil},
+		{"log behind the status", fleet.StatusReport{Time: at(9),
+			Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseDownloading, Digest: v1, Desired: v2}},
+			Log:      []fleet.LogEntry{{Time: at(5), Release: "r", Phase: fleet.PhaseHealthy}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := DeploymentsFromReport("dev-1", tc.rep, rollout); !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRecordDeploymentHeartbeat(t *testing.T) {
+	backends(t, func(t *testing.T, g *Graph) {
+		ctx := context.Background()
+		v1, v2 := digest('1'), digest('2')
+		for i, f := range []DeploymentFacts{
+			{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0},
+			{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0.Add(time.Minute)},                                 // restates v1: nothing
+			{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0.Add(2 * time.Minute), Outcome: OutcomeRolledBack}, // still v1: nothing
+			{Target: "dev-1", Release: "other", ModelDigest: v1, Start: t0.Add(2 * time.Minute)},                         // another release: recorded
+			{Target: "dev-1", Release: "r", ModelDigest: v2, Start: t0.Add(3 * time.Minute)},                             // recorded
+			{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0.Add(4 * time.Minute)},                             // back to v1: recorded
+		} {
+			if err := g.RecordDeployment(ctx, f); err != nil {
+				t.Fatalf("deployment %d: %v", i, err)
+			}
+		}
+		if n := count(t, g, "lineage_edges"); n != 4 {
+			t.Fatalf("edges = %d, want 4", n)
+		}
+	})
+}
