@@ -12,7 +12,7 @@ MIB=${BENCH_MODEL_MIB:-2048}
 ROUNDS=${BENCH_ROUNDS:-3}
 CAIRN=${CAIRN:-bin/cairn}
 [ -x "$CAIRN" ] || go build -o "$CAIRN" ./cmd/cairn
-command -v oras >/dev/null 2>&1 || { echo "building oras $ORAS_VERSION"; go install "oras.land/oras/cmd/oras@$ORAS_VERSION"; }
+go_tool oras "oras.land/oras/cmd/oras@$ORAS_VERSION"
 echo "oras: $(go version -m "$(command -v oras)" | awk '$1 == "mod" {print $3}')"
 
 source scripts/services/registry.sh
