@@ -13,8 +13,9 @@ import (
 
 // OpenLineage identifiers of what cairn emits.
 const (
-	Producer         = "https://github.com/cairn-dev/cairn"
-	RunEventSchema   = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+	Producer       = "https://github.com/cairn-dev/cairn"
+	RunEventSchema = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
+	// facetSchemaBase is where cairn's facets are defined: lineage/facets.json.
 	facetSchemaBase  = "https://github.com/cairn-dev/cairn/blob/main/lineage/facets.json#/$defs/"
 	JobNamespace     = "cairn"
 	ModelNamespace   = "cairn://models"

@@ -62,10 +62,11 @@ func (l offlineLoader) Load(url string) (any, error) {
 
 const schemaID = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
+const facetsID = "https://github.com/cairn-dev/cairn/blob/main/lineage/facets.json"
+
 func compileSchema(t *testing.T) (event, runEvent *jsonschema.Schema) {
 	t.Helper()
-	c := jsonschema.NewCompiler()
-	c.UseLoader(offlineLoader{schemaID: schemaPath(t)})
+	c := newCompiler(t)
 	c.AssertFormat()
 	event, err := c.Compile(schemaID)
 	if err != nil {
@@ -76,6 +77,58 @@ func compileSchema(t *testing.T) (event, runEvent *jsonschema.Schema) {
 		t.Fatalf("compile %s: %v", RunEventSchema, err)
 	}
 	return event, runEvent
+}
+
+func newCompiler(t *testing.T) *jsonschema.Compiler {
+	c := jsonschema.NewCompiler()
+	c.UseLoader(offlineLoader{schemaID: schemaPath(t), facetsID: "facets.json"})
+	c.AssertFormat()
+	return c
+}
+
+// validateFacets checks each cairn facet of an event against facets.json.
+func validateFacets(t *testing.T, c *jsonschema.Compiler, raw []byte) {
+	t.Helper()
+	var ev struct {
+		Run struct {
+			Facets map[string]json.RawMessage `json:"facets"`
+		} `json:"run"`
+		Inputs, Outputs []struct {
+			Facets map[string]json.RawMessage `json:"facets"`
+		}
+	}
+	if err := json.Unmarshal(raw, &ev); err != nil {
+		t.Fatal(err)
+	}
+	all := []map[string]json.RawMessage{ev.Run.Facets}
+	for _, d := range append(ev.Inputs, ev.Outputs...) {
+		all = append(all, d.Facets)
+	}
+	defs := map[string]string{"cairn_model": "ModelFacet", "cairn_deployment": "DeploymentFacet", "cairn_admission": "AdmissionFacet"}
+	for _, facets := range all {
+		for name, f := range facets {
+			def, ok := defs[name]
+			if !ok {
+				t.Errorf("facet %s has no schema", name)
+				continue
+			}
+			var url struct {
+				SchemaURL string `json:"_schemaURL"`
+			}
+			json.Unmarshal(f, &url)
+			if want := facetsID + "#/$defs/" + def; url.SchemaURL != want {
+				t.Errorf("facet %s _schemaURL = %s, want %s", name, url.SchemaURL, want)
+			}
+			s, err := c.Compile(facetsID + "#/$defs/" + def)
+			if err != nil {
+				t.Fatalf("compile %s: %v", def, err)
+			}
+			inst, _ := jsonschema.UnmarshalJSON(bytes.NewReader(f))
+			if err := s.Validate(inst); err != nil {
+				t.Errorf("facet %s does not validate against facets.json: %v\n%s", name, err, f)
+			}
+		}
+	}
 }
 
 func exportAll(t *testing.T, q Querier) []RunEvent {
@@ -89,6 +142,7 @@ func exportAll(t *testing.T, q Querier) []RunEvent {
 
 func TestRunEventsValidate(t *testing.T) {
 	event, runEvent := compileSchema(t)
+	fc := newCompiler(t)
 	g := openSQLite(t)
 	ctx := context.Background()
 	h := recordHistory(t, g)
@@ -111,6 +165,7 @@ func TestRunEventsValidate(t *testing.T) {
 				t.Errorf("event %d (%s %s) does not validate against %s: %v\n%s", i, ev.Job.Name, ev.EventType, name, err, b)
 			}
 		}
+		validateFacets(t, fc, b)
 		if _, err := uuid.Parse(ev.Run.RunID); err != nil {
 			t.Errorf("event %d runId %q: %v", i, ev.Run.RunID, err)
 		}

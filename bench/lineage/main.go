@@ -113,8 +113,14 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	for m := 0; m < nModels; m++ {
 		t := modelTime(m)
 		rel := m % nReleases
-		for k := 0; k < 3; k++ {
-			if err := add(lineage.Edge{Type: lineage.EdgeTrainedOn, From: model(m), To: dataset(rng.IntN(nDatasets)), Time: t}); err != nil {
+		picked := map[int]bool{}
+		for len(picked) < min(3, nDatasets) {
+			d := rng.IntN(nDatasets)
+			if picked[d] {
+				continue
+			}
+			picked[d] = true
+			if err := add(lineage.Edge{Type: lineage.EdgeTrainedOn, From: model(m), To: dataset(d), Time: t}); err != nil {
 				return err
 			}
 		}
