@@ -140,6 +140,12 @@ func newModelInspectCmd() *cobra.Command {
 			if strings.ToLower(format) == output.Table || format == "" {
 				fmt.Fprintf(w, "Ref:       %s\nKind:      %s\nArtifact:  %s\nConfig:    %s %s\nSize:      %d\n",
 					a.Ref, a.Kind, a.ArtifactType, a.ConfigMediaType, a.ConfigDigest, a.Size)
+				if a.Index != "" {
+					fmt.Fprintf(w, "Index:     %s\n", a.Index)
+					for _, v := range a.Variants {
+						fmt.Fprintf(w, "Variant    %s %s\n", v.Platform, v.Digest)
+					}
+				}
 				for _, k := range sortedKeys(a.Annotations) {
 					fmt.Fprintf(w, "Annotation %s=%s\n", k, a.Annotations[k])
 				}

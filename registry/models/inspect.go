@@ -36,6 +36,7 @@ func Inspect(ctx context.Context, ref string, opts Options) (*Artifact, error) {
 	}
 	if res.index.Hex != "" {
 		a.Index = res.index.String()
+		a.Variants = res.variants
 	}
 	cfg, err := c.fetchSmallBlob(ctx, m.Config)
 	if err != nil {

@@ -168,6 +168,15 @@ type Artifact struct {
 	Annotations     map[string]string `json:"annotations,omitempty"`
 	// Size is the total of the layers and the config, in bytes.
 	Size int64 `json:"size"`
+	// Variants are the manifests of the image index (Index), by platform.
+	Variants []Variant `json:"variants,omitempty"`
+}
+
+// Variant is one manifest of an image index.
+type Variant struct {
+	Platform string `json:"platform,omitempty"` // os/arch[/variant][+accelerator]
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"` // of the manifest
 }
 
 // Layer is one layer of an artifact.

@@ -18,6 +18,7 @@ type resolved struct {
 	digest    v1.Hash
 	manifest  *v1.Manifest
 	index     v1.Hash // the image index the manifest was chosen from, if any
+	variants  []Variant
 }
 
 // resolve fetches the manifest ref names; for an image index, the manifest of
@@ -28,11 +29,19 @@ func resolve(ctx context.Context, c *repoClient, r name.Reference, opts Options)
 		return nil, err
 	}
 	var index v1.Hash
+	var variants []Variant
 	if isIndex(b, mt) {
 		index = h
 		idx, err := decodeIndex(b)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r, err)
+		}
+		for _, m := range idx.Manifests {
+			v := Variant{Digest: m.Digest.String(), Size: m.Size}
+			if m.Platform != nil {
+				v.Platform = platformString(m.Platform)
+			}
+			variants = append(variants, v)
 		}
 		d, err := choosePlatform(idx, opts.Platform)
 		if err != nil {
@@ -50,7 +59,7 @@ func resolve(ctx context.Context, c *repoClient, r name.Reference, opts Options)
 	if mt == "" {
 		mt = string(m.MediaType)
 	}
-	return &resolved{raw: b, mediaType: mt, digest: h, manifest: m, index: index}, nil
+	return &resolved{raw: b, mediaType: mt, digest: h, manifest: m, index: index, variants: variants}, nil
 }
 
 func isIndex(b []byte, mt string) bool {

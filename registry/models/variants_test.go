@@ -44,8 +44,13 @@ func TestPushVariants(t *testing.T) {
 		}
 	}
 	a, err := Inspect(bg, last.Ref, Options{Platform: "linux/amd64+cuda"})
-	if err != nil || a.Digest == last.Digest || a.Kind != KindModelPack {
-		t.Errorf("inspect variant: %v %+v", err, a)
+	if err != nil || a.Digest == last.Digest || a.Kind != KindModelPack || a.Index != last.Digest || len(a.Variants) != 3 {
+		t.Fatalf("inspect variant: %v %+v", err, a)
+	}
+	for i, want := range []string{"linux/amd64", "linux/amd64+cuda", "linux/arm64"} {
+		if a.Variants[i].Platform != want {
+			t.Errorf("variant %d: %s, want %s", i, a.Variants[i].Platform, want)
+		}
 	}
 }
 
