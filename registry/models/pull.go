@@ -278,7 +278,7 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 			if p.cache == nil && last {
 				err = p.moveInto(blobRel, l)
 			} else {
-				err = p.copyInto(blobRoot, blobRel, l)
+				err = p.copyInto(blobRoot, blobRel, l, verified)
 			}
 		}
 		if err != nil {
@@ -441,13 +441,22 @@ func (p *puller) moveInto(blobRel string, l layerPlan) error {
 }
 
 // copyInto copies a blob to its file through a temporary name, verifying the
-// digest on the way (cache blobs are checked again each time they are used).
-func (p *puller) copyInto(src *os.Root, blobRel string, l layerPlan) error {
+// digest on the way: cache blobs are checked again each time they are used,
+// except one this pull has just downloaded and verified (then the kernel
+// copies it, copy_file_range).
+func (p *puller) copyInto(src *os.Root, blobRel string, l layerPlan, verified bool) error {
 	in, err := src.Open(blobRel)
 	if err != nil {
 		return err
 	}
 	defer in.Close()
+	if verified {
+		if err := p.copyVerified(in, l); err != nil {
+			return err
+		}
+		p.addFile(File{Path: l.path, Digest: l.desc.Digest.String(), Size: l.desc.Size, Kind: l.f.kind})
+		return nil
+	}
 	n, sum, err := p.writeFile(l.path, in, 0o644, &l.desc)
 	if err != nil {
 		if errors.Is(err, ErrDigestMismatch) && src == p.cache {
@@ -456,6 +465,34 @@ func (p *puller) copyInto(src *os.Root, blobRel string, l layerPlan) error {
 		return err
 	}
 	p.addFile(File{Path: l.path, Digest: sum, Size: n, Kind: l.f.kind})
+	return nil
+}
+
+// copyVerified copies a verified blob to its file through a temporary name.
+func (p *puller) copyVerified(in *os.File, l layerPlan) error {
+	if err := prepare(p.dir, l.path); err != nil {
+		return err
+	}
+	tmp := tempName(l.path)
+	f, err := p.dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return rootErr(l.path, err)
+	}
+	n, err := io.Copy(f, in)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && n != l.desc.Size {
+		err = fmt.Errorf("copied %d bytes of %d", n, l.desc.Size)
+	}
+	if err != nil {
+		_ = p.dir.Remove(tmp)
+		return fmt.Errorf("write %s: %w", l.path, err)
+	}
+	if err := p.dir.Rename(tmp, l.path); err != nil {
+		_ = p.dir.Remove(tmp)
+		return rootErr(l.path, err)
+	}
 	return nil
 }
 

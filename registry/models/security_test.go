@@ -247,3 +247,37 @@ func TestPullResumes(t *testing.T) {
 		})
 	}
 }
+
+// TestPullDamagedCache: a cached blob damaged on disk is caught when used,
+// dropped from the cache, and downloaded again by the next pull.
+func TestPullDamagedCache(t *testing.T) {
+	reg := newRegistry(t, nil)
+	weights := strings.Repeat("cached!", 1000)
+	src := writeTree(t, map[string]string{"model.onnx": weights})
+	res, err := Push(bg, reg+"/damaged/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	if _, err := Pull(bg, res.Ref, t.TempDir(), PullOptions{CacheDir: cache}); err != nil {
+		t.Fatal(err)
+	}
+	blob := filepath.Join(cache, "blobs", "sha256", res.Files[0].Digest[len("sha256:"):])
+	b, err := os.ReadFile(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[10] ^= 1
+	os.WriteFile(blob, b, 0o644)
+	dir := t.TempDir()
+	if _, err := Pull(bg, res.Ref, dir, PullOptions{CacheDir: cache}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("got %v, want ErrDigestMismatch", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "model.onnx")); err == nil {
+		t.Error("model.onnx written from a damaged cache blob")
+	}
+	if _, err := Pull(bg, res.Ref, dir, PullOptions{CacheDir: cache}); err != nil {
+		t.Fatal(err)
+	}
+	equalTrees(t, readTree(t, dir), map[string]string{"model.onnx": weights})
+}
