@@ -134,7 +134,7 @@ func newLineageAtCmd(src *lineageSource) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return output.Print(cmd.OutOrStdout(), outFmt, lineage.Deployments(a))
+			return printDeployments(cmd, outFmt, a, "nothing ran on "+args[0]+" then")
 		},
 	}
 	cmd.Flags().StringVar(&when, "time", "", "RFC 3339 time (default now)")
@@ -162,12 +162,24 @@ func newLineageWhereCmd(src *lineageSource) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return output.Print(cmd.OutOrStdout(), outFmt, lineage.Deployments(a))
+			return printDeployments(cmd, outFmt, a, "no target runs anything derived from "+args[0])
 		},
 	}
 	cmd.Flags().StringVar(&when, "time", "", "RFC 3339 time (default now)")
 	cmd.Flags().StringVarP(&outFmt, "output", "o", "table", "table, json or yaml")
 	return cmd
+}
+
+// printDeployments prints a, or for a table with no rows says why on stderr.
+func printDeployments(cmd *cobra.Command, format string, a []lineage.Active, none string) error {
+	if len(a) == 0 && (format == "" || format == output.Table) {
+		fmt.Fprintln(cmd.ErrOrStderr(), none)
+		return nil
+	}
+	if a == nil {
+		a = []lineage.Active{}
+	}
+	return output.Print(cmd.OutOrStdout(), format, lineage.Deployments(a))
 }
 
 func newLineageExportCmd(src *lineageSource) *cobra.Command {
