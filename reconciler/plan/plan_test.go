@@ -301,3 +301,26 @@ func TestInputDocument(t *testing.T) {
 	}
 	golden(t, "input-pump-classifier-edge.json", append(js, '\n'))
 }
+
+func TestDesired(t *testing.T) {
+	snap, _ := loadRepo(t, "fleet")
+	inv := readInv(t, "testdata/repos/fleet/inventory.yaml")
+	p, err := Compute(context.Background(), snap, inv, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := p.Desired()
+	b, c := "sha256:"+strings.Repeat("b", 64), "sha256:"+strings.Repeat("c", 64)
+	if got := d["orin-01"]; len(got) != 2 || got["bearing-anomaly-orin"] != b || got["pump-classifier-edge"] != c {
+		t.Errorf("orin-01 = %v", got)
+	}
+	if got := d["pi-01"]; len(got) != 1 || got["pump-classifier-edge"] != c {
+		t.Errorf("pi-01 = %v", got)
+	}
+	if _, ok := d["pi-04"]; ok {
+		t.Error("unfit pi-04 has a desired state")
+	}
+	if _, ok := d["lab-01"]; ok {
+		t.Error("unselected lab-01 has a desired state")
+	}
+}
