@@ -175,13 +175,17 @@ func targetPath(p, id string) string {
 }
 
 // Desired long-polls the desired state of target id. With etag set, the
-// server holds the request up to wait (server default 30s, maximum 60s) and
+// server holds the request while the state still has that tag, up to wait
+// (0: the server's default, 30s; at most 60s; negative: answer at once), and
 // answers 304 when nothing changed: Desired then returns (nil, false, nil).
 // Otherwise it returns the new state and true.
 func (c *Client) Desired(ctx context.Context, id, cred, etag string, wait time.Duration) (*DesiredState, bool, error) {
 	path := targetPath(PathDesired, id)
-	if wait > 0 {
+	switch {
+	case wait > 0:
 		path += "?wait=" + strconv.FormatInt(wait.Milliseconds(), 10) + "ms"
+	case wait < 0:
+		path += "?wait=0s"
 	}
 	hdr := http.Header{}
 	if etag != "" {

@@ -35,6 +35,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.fetched = rev.Commit
+	t0 := time.Now()
 	snap, err := manifests.Load(rev.FS)
 	if err != nil {
 		return r.rejectCommit(ctx, rev, ReasonValidationFailed, err)
@@ -46,6 +47,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	if err := r.syncTargets(ctx); err != nil {
 		return err
 	}
+	t1 := time.Now()
 	inv := r.inventory()
 	p, err := plan.Compute(ctx, snap, inv, plan.Options{Policies: engine, Live: true})
 	if err != nil {
@@ -140,7 +142,8 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		return err
 	}
 	r.notify(events)
-	r.log.Info("commit admitted", "commit", rev.Commit, "releases", len(snap.Releases()), "denied", len(r.denied))
+	r.log.Info("commit admitted", "commit", rev.Commit, "releases", len(snap.Releases()), "denied", len(r.denied),
+		"decode", t1.Sub(t0).String(), "plan", time.Since(t1).String())
 	return r.reconcileLocked(ctx)
 }
 

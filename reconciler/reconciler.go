@@ -75,6 +75,7 @@ type Reconciler struct {
 	written   map[string]string // target → etag stored
 	online    map[string]bool
 	requeue   time.Duration
+	lastPass  time.Duration
 	bodies    map[string][2]string // models key → etag, models JSON
 }
 
@@ -190,7 +191,10 @@ func (r *Reconciler) Run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-r.trigger:
-			if gap := r.opts.MinGap - time.Since(last); gap > 0 {
+			// Under a steady stream of status reports, passes take at most
+			// a third of the time: the gap grows with the pass duration.
+			minGap := max(r.opts.MinGap, 2*r.lastPass)
+			if gap := minGap - time.Since(last); gap > 0 {
 				select {
 				case <-ctx.Done():
 				case <-time.After(gap):
@@ -216,10 +220,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
 			}
 		}
+		passStart := time.Now()
 		if err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			r.log.Error("reconcile", "err", err)
 		}
 		last = time.Now()
+		r.lastPass = last.Sub(passStart)
 	}
 }
 
@@ -324,8 +330,17 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 		}
 	}
 	events = append(events, r.offline(now)...)
+	stepped := time.Since(start)
 	changes := r.compose(perTarget)
 	if len(changes) > 0 {
+		composed := time.Since(start)
+		// Publish first: agents long-poll this replica's cache, and the
+		// state is a pure function of what is already stored (admitted
+		// releases, rollout states, targets), so a crash before the write
+		// below recomputes the same states on restart.
+		r.opts.Publish(changes)
+		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
+		published := time.Since(start)
 		rev, err := r.opts.Store.PutDesired(ctx, changes)
 		if err != nil {
 			return err
@@ -334,9 +349,10 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 			changes[i].Rev = rev
 			r.written[changes[i].Target] = changes[i].ETag
 		}
+		r.opts.Publish(changes) // unchanged tags: only records the revision
 		r.opts.Metrics.DesiredWrites.Add(float64(len(changes)))
-		r.opts.Publish(changes)
-		r.log.Info("desired states written", "targets", len(changes), "revision", rev, "took", time.Since(start).String())
+		r.log.Info("desired states written", "targets", len(changes), "revision", rev, "took", time.Since(start).String(),
+			"step", stepped.String(), "compose", (composed - stepped).String(), "published", published.String(), "store", (time.Since(start) - published).String())
 	}
 	if len(events) > 0 {
 		if err := r.opts.Store.AddEvents(ctx, events); err != nil {

@@ -21,6 +21,7 @@ type Metrics struct {
 	RolloutWave       *prometheus.GaugeVec // release
 	RolloutProgress   *prometheus.GaugeVec // release: updated/selected in [0,1]
 	DesiredWrites     prometheus.Counter
+	DesiredPublished  prometheus.Counter
 	APILatency        *prometheus.HistogramVec // route, code
 	SourceFetches     *prometheus.CounterVec   // result
 }
@@ -43,7 +44,10 @@ func NewMetrics() *Metrics {
 		RolloutProgress: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cairn_rollout_progress_ratio", Help: "Share of a release's selected targets told to run its admitted model.",
 		}, []string{"release"}),
-		DesiredWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "cairn_desired_writes_total", Help: "Desired-state rows written."}),
+		DesiredWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "cairn_desired_writes_total", Help: "Desired-state rows written to the store."}),
+		DesiredPublished: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_desired_published_total", Help: "Desired states handed to the fleet API (long-polls woken).",
+		}),
 		APILatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "cairn_api_request_duration_seconds", Help: "API latency by route (long-polls include their wait).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -51,7 +55,7 @@ func NewMetrics() *Metrics {
 		SourceFetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_source_fetches_total", Help: "Git fetches by result."}, []string{"result"}),
 	}
 	m.Registry.MustRegister(m.ReconcileDuration, m.ReconcileErrors, m.AdmittedCommit, m.TargetsByPhase, m.TargetsOnline,
-		m.RolloutWave, m.RolloutProgress, m.DesiredWrites, m.APILatency, m.SourceFetches,
+		m.RolloutWave, m.RolloutProgress, m.DesiredWrites, m.DesiredPublished, m.APILatency, m.SourceFetches,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
