@@ -241,7 +241,7 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	}); err != nil {
 		return err
 	}
-	if err := measure("downstream depth 5 from a dataset", 5*time.Millisecond, nQueries/4, func() (int, error) {
+	if err := measure("downstream depth 5 from a dataset", 5*time.Millisecond, max(1, nQueries/4), func() (int, error) {
 		sg, err := g.Downstream(ctx, dataset(rng.IntN(nDatasets)), 5)
 		return len(sg.Nodes), err
 	}); err != nil {
@@ -253,14 +253,14 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	}); err != nil {
 		return err
 	}
-	if err := measure("where (random model, random time)", 0, nQueries/4, func() (int, error) {
+	if err := measure("where (random model, random time)", 0, max(1, nQueries/4), func() (int, error) {
 		t := randTime()
 		a, err := g.Where(ctx, model(rng.IntN(nModels)), &t)
 		return len(a), err
 	}); err != nil {
 		return err
 	}
-	if err := measure("where (random dataset, random time)", 0, nQueries/20, func() (int, error) {
+	if err := measure("where (random dataset, random time)", 0, max(1, nQueries/20), func() (int, error) {
 		t := randTime()
 		a, err := g.Where(ctx, dataset(rng.IntN(nDatasets)), &t)
 		return len(a), err
