@@ -89,6 +89,21 @@ func Builtins() []string {
 	return slices.Compact(names)
 }
 
+// definesVerdicts reports whether m has a deny or warn rule.
+func definesVerdicts(m *ast.Module) bool {
+	for _, r := range m.Rules {
+		if n := r.Head.Name.String(); n == "deny" || n == "warn" {
+			return true
+		}
+		if ref := r.Head.Ref(); len(ref) > 0 {
+			if n := ref[0].String(); n == "deny" || n == "warn" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func packagePath(m *ast.Module) string {
 	return strings.TrimPrefix(m.Package.Path.String(), "data.")
 }
@@ -203,7 +218,9 @@ func Compile(ctx context.Context, repo fs.FS) (*Engine, error) {
 				return nil, fmt.Errorf("%s: package %s is a built-in policy: name yours differently", name, p)
 			}
 			mods[name] = m
-			repoPkgs[p] = true
+			if definesVerdicts(m) {
+				repoPkgs[p] = true // a package of helpers only is no policy
+			}
 		}
 	}
 	data, err := readData(repo, ".")

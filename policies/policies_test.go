@@ -51,6 +51,7 @@ import data.cairn.no_friday
 test_friday if { count(no_friday.deny) == 1 with input as {"release": {"name": "friday"}, "targets": {"count": 1}} }
 `)},
 		"data.yaml": {Data: []byte("allowed_registries: [registry.example:5000]\n")},
+		"lib.rego":  {Data: []byte("package cairn.lib\nbig(n) if n > 100\n")},
 	}
 	e, err := Compile(context.Background(), repo)
 	if err != nil {
