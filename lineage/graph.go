@@ -45,6 +45,9 @@ const maxCachedIDs = 1 << 20
 var migrations = []sqldb.Migration{{
 	SQLite:   schema("INTEGER PRIMARY KEY"),
 	Postgres: schema("BIGSERIAL PRIMARY KEY"),
+}, {
+	// Admissions of a commit already admitted are recognised by their run.
+	SQLite: `CREATE INDEX lineage_steps_run ON lineage_steps (run_id)`,
 }}
 
 func schema(serial string) string {

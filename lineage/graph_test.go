@@ -105,7 +105,8 @@ func TestRecordIdempotent(t *testing.T) {
 		dep := DeploymentFacts{Target: "dev-1", Release: "r", ModelDigest: digest('a'), Start: t0, End: t0.Add(time.Hour)}
 		rb := RollbackFacts{Release: "r", Rollout: "r/1", From: digest('a'), To: digest('b'), Targets: []string{"dev-2", "dev-1"}, Time: t0.Add(2 * time.Hour)}
 		adm := AdmissionFacts{Commit: "c1", Release: "r", ModelDigest: digest('a'), Datasets: map[string]string{"d": digest('d')}, Evaluations: []Evaluation{{Dataset: "h", Digest: digest('h'), Metrics: map[string]float64{"auc": 0.9}}}, Time: t0}
-		for range 2 {
+		for i := range 2 {
+			adm.Time = t0.Add(time.Duration(i) * time.Hour) // re-admitted later: nothing new
 			if err := g.RecordPush(ctx, push); err != nil {
 				t.Fatal(err)
 			}

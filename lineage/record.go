@@ -234,7 +234,8 @@ func (f AdmissionFacts) edges() []Edge {
 }
 
 // RecordAdmission records an admitted release: release declaredIn commit,
-// model declaredIn release, model trainedOn and evaluatedOn datasets.
+// model declaredIn release, model trainedOn and evaluatedOn datasets. A
+// release, commit and model already recorded adds nothing, whatever the time.
 func (g *Graph) RecordAdmission(ctx context.Context, f AdmissionFacts) error {
 	if err := f.normalize(g.now()); err != nil {
 		return err
@@ -242,6 +243,18 @@ func (g *Graph) RecordAdmission(ctx context.Context, f AdmissionFacts) error {
 	st, err := newStep(StepAdmission, f.Time, f, f.Release, f.Commit, f.ModelDigest)
 	if err != nil {
 		return err
+	}
+	// The reconciler admits a commit again after a restart or on another
+	// replica: the release, commit and model make the run, recorded once.
+	var seen int
+	err = g.read(ctx, func(r *reader) error {
+		return r.queryRow(ctx, []any{&seen}, `SELECT COUNT(*) FROM lineage_steps WHERE run_id = ?`, st.RunID)
+	})
+	if err != nil {
+		return fmt.Errorf("record admission of %s at %s: %w", f.Release, f.Commit, err)
+	}
+	if seen > 0 {
+		return nil
 	}
 	if err := g.record(ctx, st, f.edges()); err != nil {
 		return fmt.Errorf("record admission of %s at %s: %w", f.Release, f.Commit, err)
