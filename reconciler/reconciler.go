@@ -76,7 +76,6 @@ type Reconciler struct {
 	online    map[string]bool
 	requeue   time.Duration
 	lastPass  time.Duration
-	bodies    map[string][2]string // models key → etag, models JSON
 }
 
 // New returns a reconciler; call Load, then Run.
@@ -102,7 +101,7 @@ func New(opts Options) *Reconciler {
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), source: &Status{},
 		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
 		relStatus: map[string]*Status{}, assign: map[string]map[string]rollout.Assignment{}, saved: map[string]string{},
-		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}, bodies: map[string][2]string{}}
+		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}}
 }
 
 // Load restores the admitted releases, rollout states and written desired
@@ -303,7 +302,10 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	now := time.Now().UTC()
 	var events []fleet.Event
 	r.requeue = 0
-	perTarget := make(map[string][]fleet.DesiredModel, len(r.targets))
+	// perTarget holds indexes into models: identical assignments share one
+	// DesiredModel and identical lists one encoding.
+	perTarget := make(map[string][]int32, len(r.targets))
+	var models []fleet.DesiredModel
 	names := make([]string, 0, len(r.admitted))
 	for n := range r.admitted {
 		names = append(names, n)
@@ -319,11 +321,18 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 		}
 		evs, info := r.stepRelease(name, a, now, command[name])
 		events = append(events, evs...)
+		index := map[rollout.Assignment]int32{}
 		for t, asg := range r.assign[name] {
 			if asg.Digest == "" && asg.Artifact == "" {
 				continue
 			}
-			perTarget[t] = append(perTarget[t], r.desiredModel(a, asg))
+			i, ok := index[asg]
+			if !ok {
+				i = int32(len(models))
+				models = append(models, r.desiredModel(a, asg))
+				index[asg] = i
+			}
+			perTarget[t] = append(perTarget[t], i)
 		}
 		if err := r.saveRelease(ctx, name, a, info); err != nil {
 			return err
@@ -331,7 +340,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	}
 	events = append(events, r.offline(now)...)
 	stepped := time.Since(start)
-	changes := r.compose(perTarget)
+	changes := r.compose(models, perTarget)
 	if len(changes) > 0 {
 		composed := time.Since(start)
 		// Publish first: agents long-poll this replica's cache, and the
@@ -498,27 +507,25 @@ func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.Des
 
 // compose builds each target's desired state and returns those whose tag
 // differs from the one stored. Identical model lists are encoded once.
-func (r *Reconciler) compose(perTarget map[string][]fleet.DesiredModel) []store.Desired {
+func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32) []store.Desired {
 	var changes []store.Desired
-	var key strings.Builder
+	encoded := map[string][2]string{} // list of indexes → etag, models JSON
+	key := make([]byte, 0, 64)
 	for _, id := range r.order {
-		models := perTarget[id]
-		key.Reset()
-		for _, m := range models {
-			key.WriteString(m.Release + "\x00" + m.Artifact + "\x00" + m.Digest + "\x00" + m.Rollout + "\x01")
+		idx := perTarget[id]
+		key = key[:0]
+		for _, i := range idx {
+			key = append(key, byte(i), byte(i>>8), byte(i>>16), byte(i>>24))
 		}
-		k := key.String()
-		enc, ok := r.bodies[k]
+		enc, ok := encoded[string(key)]
 		if !ok {
-			if models == nil {
-				models = []fleet.DesiredModel{}
+			list := make([]fleet.DesiredModel, len(idx))
+			for j, i := range idx {
+				list[j] = models[i]
 			}
-			b, _ := json.Marshal(models)
-			enc = [2]string{server.ETag(models), string(b)}
-			if len(r.bodies) > 10000 {
-				clear(r.bodies)
-			}
-			r.bodies[k] = enc
+			b, _ := json.Marshal(list)
+			enc = [2]string{server.ETag(list), string(b)}
+			encoded[string(key)] = enc
 		}
 		if r.written[id] == enc[0] {
 			continue

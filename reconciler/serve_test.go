@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,6 +96,15 @@ func commitPush(t *testing.T, work, content, msg string) {
 // startServe runs Serve in the background and returns its URL.
 func startServe(t *testing.T, cfg Config) string {
 	t.Helper()
+	url, stop := startServeStop(t, cfg)
+	t.Cleanup(stop)
+	return url
+}
+
+// startServeStop runs Serve and returns its URL and a function that stops it
+// (gracefully, as SIGTERM does) and waits for it.
+func startServeStop(t *testing.T, cfg Config) (string, func()) {
+	t.Helper()
 	if cfg.Data == "" {
 		cfg.Data = t.TempDir()
 	}
@@ -105,19 +115,22 @@ func startServe(t *testing.T, cfg Config) string {
 	go func() {
 		done <- Serve(ctx, cfg, slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), func(a string) { addr <- a })
 	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		})
+	}
 	select {
 	case a := <-addr:
-		return "http://" + a
+		return "http://" + a, stop
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
 	}
-	return ""
+	return "", stop
 }
 
 func enroll(t *testing.T, c *fleet.Client, name string) *fleet.EnrollResponse {
@@ -265,7 +278,7 @@ func TestServePollingPicksUpCommit(t *testing.T) {
 
 func TestServeBuiltinRegistryPushPull(t *testing.T) {
 	data := t.TempDir()
-	base := startServe(t, Config{Data: data})
+	base, stop := startServeStop(t, Config{Data: data})
 	host := strings.TrimPrefix(base, "http://")
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "model.onnx"), bytes.Repeat([]byte("weights"), 1000), 0o644)
@@ -286,5 +299,19 @@ func TestServeBuiltinRegistryPushPull(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, f)); err != nil {
 			t.Errorf("embedded defaults: %v", err)
 		}
+	}
+	tok, _ := os.ReadFile(filepath.Join(data, "admin-token"))
+
+	// The registry's manifests, tokens and state survive a restart.
+	stop()
+	base2 := startServe(t, Config{Data: data})
+	host2 := strings.TrimPrefix(base2, "http://")
+	out2 := t.TempDir()
+	ref2 := host2 + "/models/x:v1"
+	if _, err := models.Pull(ctx, ref2, out2, models.PullOptions{Options: models.Options{PlainHTTP: true}}); err != nil {
+		t.Fatalf("pull after restart: %v", err)
+	}
+	if _, err := fleet.NewAdminClient(base2, strings.TrimSpace(string(tok))).Releases(ctx); err != nil {
+		t.Fatalf("admin token after restart: %v", err)
 	}
 }
