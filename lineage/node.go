@@ -71,11 +71,15 @@ func SplitNode(node string) (typ, id string, err error) {
 
 // NodeType returns the type of a node identifier, or "" when it has none.
 func NodeType(node string) string {
-	typ, _, err := SplitNode(node)
-	if err != nil {
+	typ, id, ok := strings.Cut(node, ":")
+	if !ok || id == "" {
 		return ""
 	}
-	return typ
+	switch typ {
+	case NodeCommit, NodeRelease, NodeModel, NodeDataset, NodeTarget, NodeRollout:
+		return typ
+	}
+	return ""
 }
 
 // Edge is one appended fact of the graph.

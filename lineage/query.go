@@ -228,10 +228,10 @@ func intern(b []byte) string {
 
 // inBuckets are the sizes of the IN (…) lists queries are prepared with; a
 // list is padded to the next size with -1, which is no node's id.
-var inBuckets = []int{1, 8, 64, 256}
+var inBuckets = []int{1, 8, 64, 512}
 
 // each runs query, whose %s is replaced by an IN list of ids, over all ids
-// in lists of at most 256 and calls scan for each row.
+// in lists of at most 512 and calls scan for each row.
 func (r *reader) each(ctx context.Context, query string, ids []int64, scan func(*sql.Rows) error) error {
 	for len(ids) > 0 {
 		n := min(len(ids), inBuckets[len(inBuckets)-1])
