@@ -258,6 +258,11 @@ COMMIT_V2=$(git -C "$REPO" rev-parse HEAD)
 echo "commit $COMMIT_V2"
 watch --timeout 120s --want "bearing-staging=RolledBack@${MODEL_V2##*@}" --all-on "${MODEL_V1##*@}"
 echo "v2 failed its health check and was rolled back: every device runs v1 again ($(elapsed))"
+echo
+echo "\$ cairn describe target device-1    # why: the deployment log of the device"
+"$CAIRN" describe target device-1
+echo
+echo "device-1's runtime refused the broken slot and serves v1 again:"
 wait_for 20 "the runtime to serve v1 again" "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 "$BIN/bearing" probe "http://127.0.0.1:$RPORT/healthz"
 
