@@ -33,6 +33,7 @@ add() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a + b}'; }
 measure() { # measure VAR_TIME CMD…: adds the time, updates cairn's peak RSS
   local var=$1; shift
   local out t rss anon
+  sync # no writeback of the previous step's files during this one
   out=$("$TOOL" run -stdout "$CAIRN_TMP/stdout" "$@" 2>"$CAIRN_TMP/stderr") || { cat "$CAIRN_TMP/stderr" >&2; return 1; }
   read -r t rss anon <<<"$out"
   printf '  %-5s %-4s %7.2fs  max RSS %3d MiB (own memory %3d MiB)  %s\n' "$var" "$label" "$t" $((rss / 1024)) $((anon / 1024)) "$(tail -n 1 "$CAIRN_TMP/stderr")"
