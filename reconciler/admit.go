@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -40,7 +41,14 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	if err != nil {
 		return r.rejectCommit(ctx, rev, ReasonValidationFailed, err)
 	}
-	engine, err := policies.Compile(ctx, rev.FS)
+	// The repository's policies live under policies/ (as for cairn plan).
+	var pfs fs.FS
+	if fi, err := fs.Stat(rev.FS, "policies"); err == nil && fi.IsDir() {
+		if pfs, err = fs.Sub(rev.FS, "policies"); err != nil {
+			return r.rejectCommit(ctx, rev, ReasonPolicyFailed, err)
+		}
+	}
+	engine, err := policies.Compile(ctx, pfs)
 	if err != nil {
 		return r.rejectCommit(ctx, rev, ReasonPolicyFailed, err)
 	}
