@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -41,7 +42,9 @@ func TestDemo(t *testing.T) {
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CAIRN_BIN="+cairn, "CAIRN_TMP="+demoTmp,
 		"CAIRN_DEMO_LOGS="+filepath.Join(tmp, "logs"), "CAIRN_KEEP_TMP=")
-	cmd.WaitDelay = 10 * time.Second
+	// On timeout, TERM lets the script stop what it started; KILL 20s later.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

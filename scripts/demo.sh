@@ -22,6 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+# Ctrl-C, a timeout or a hang-up still runs the cleanups (the EXIT trap).
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 ROOT=$PWD
 CAIRN=${CAIRN_BIN:-$ROOT/bin/cairn}
