@@ -1,6 +1,11 @@
 package lineage
 
-import "github.com/cairn-dev/cairn/fleet"
+import (
+	"context"
+	"errors"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
 
 // DeploymentsFromReport turns the transitions an agent's status report
 // carries into deployment facts for RecordDeployment: for each release whose
@@ -50,4 +55,18 @@ func DeploymentsFromReport(target string, rep fleet.StatusReport, rollout func(r
 		out = append(out, f)
 	}
 	return out
+}
+
+// RecordReport records the deployments an agent's status report carries
+// (DeploymentsFromReport) into rec: what the fleet API calls on every
+// POST /api/v1/targets/{id}/status. Sending the same report twice, or a
+// heartbeat, records nothing new.
+func RecordReport(ctx context.Context, rec Recorder, target string, rep fleet.StatusReport, rollout func(release string) string) error {
+	var errs []error
+	for _, f := range DeploymentsFromReport(target, rep, rollout) {
+		if err := rec.RecordDeployment(ctx, f); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -67,3 +67,28 @@ func TestRecordDeploymentHeartbeat(t *testing.T) {
 		}
 	})
 }
+
+func TestRecordReport(t *testing.T) {
+	g := openSQLite(t)
+	ctx := context.Background()
+	v1 := digest('1')
+	rep := fleet.StatusReport{Time: t0.Add(time.Hour),
+		Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: v1}},
+		Log:      []fleet.LogEntry{{Time: t0, Release: "r", Phase: fleet.PhaseHealthy}}}
+	for range 2 {
+		if err := RecordReport(ctx, g, "dev-1", rep, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep.Log, rep.Time = nil, t0.Add(2*time.Hour) // a heartbeat
+	if err := RecordReport(ctx, g, "dev-1", rep, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, g, "lineage_edges"); n != 1 {
+		t.Fatalf("edges = %d, want 1", n)
+	}
+	a, err := g.At(ctx, "dev-1", t0.Add(time.Minute))
+	if err != nil || len(a) != 1 || a[0].Model != v1 {
+		t.Fatalf("At = %+v, %v", a, err)
+	}
+}
