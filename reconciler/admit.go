@@ -139,6 +139,11 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	}
 	r.commit = rev.Commit
 	r.alerts = snap.Alerts()
+	if b, err := json.Marshal(r.alerts); err == nil {
+		if err := r.opts.Store.PutMeta(ctx, "alerts", b); err != nil {
+			return err
+		}
+	}
 	markReady(r.source, ReasonSucceeded, "admitted commit %s: %s", short(rev.Commit), snap.Summary())
 	if err := r.opts.Store.PutMeta(ctx, "admitted-commit", []byte(rev.Commit)); err != nil {
 		return err

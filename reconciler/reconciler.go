@@ -76,6 +76,7 @@ type Reconciler struct {
 	online    map[string]bool
 	requeue   time.Duration
 	lastPass  time.Duration
+	leading   bool // Run's view: this replica held the lease on its last pass
 }
 
 // New returns a reconciler; call Load, then Run.
@@ -112,6 +113,15 @@ func (r *Reconciler) Load(ctx context.Context) error {
 	rels, err := r.opts.Store.Releases(ctx)
 	if err != nil {
 		return err
+	}
+	clear(r.admitted)
+	clear(r.denied)
+	clear(r.states)
+	clear(r.relStatus)
+	clear(r.saved)
+	clear(r.written)
+	if b, err := r.opts.Store.Meta(ctx, "alerts"); err == nil {
+		json.Unmarshal(b, &r.alerts)
 	}
 	for _, rel := range rels {
 		var a Admitted
@@ -208,7 +218,17 @@ func (r *Reconciler) Run(ctx context.Context) {
 			continue
 		}
 		if !lead {
+			r.leading = false
 			continue
+		}
+		if !r.leading {
+			// Newly elected: another replica may have moved the state on.
+			if err := r.Load(ctx); err != nil {
+				r.log.Error("load state as new leader", "err", err)
+				continue
+			}
+			r.leading = true
+			r.log.Info("leading the reconcile loop")
 		}
 		r.mu.Lock()
 		pending := r.pending
