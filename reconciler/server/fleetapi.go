@@ -71,6 +71,11 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 	if !s.authTarget(w, r, id) {
 		return
 	}
+	if !s.pollLimiter(id).Allow() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "desired state of %s: polling too fast", id)
+		return
+	}
 	etag, body, changed, ok := s.hub.get(id)
 	if !ok {
 		s.hub.ensure(id)

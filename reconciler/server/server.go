@@ -34,9 +34,12 @@ type Config struct {
 	OfflineAfter time.Duration
 	// PollWait is the default long-poll wait (30s); MaxPollWait its bound (60s).
 	PollWait, MaxPollWait time.Duration
-	// StatusRate and StatusBurst limit status reports per credential (1/s, burst 10).
+	// StatusRate and StatusBurst limit status reports per credential (1/s,
+	// burst 10); PollRate and PollBurst desired-state polls (5/s, burst 20).
 	StatusRate  rate.Limit
 	StatusBurst int
+	PollRate    rate.Limit
+	PollBurst   int
 	// SyncInterval is how often desired states written by another replica
 	// are read from the store (1s).
 	SyncInterval time.Duration
@@ -64,9 +67,10 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu       sync.Mutex
-	creds    map[string]string // target id -> hex SHA-256 of its credential
-	byHash   map[string]string // hex SHA-256 -> target id
-	limiters map[string]*rate.Limiter
+	creds    map[string]string        // target id -> hex SHA-256 of its credential
+	byHash   map[string]string        // hex SHA-256 -> target id
+	limiters map[string]*rate.Limiter // status reports, by target
+	pollLim  map[string]*rate.Limiter // desired-state polls, by target
 }
 
 // New returns the server; call Run to keep its desired-state cache in sync
@@ -90,11 +94,14 @@ func New(cfg Config) *Server {
 	if cfg.StatusRate == 0 {
 		cfg.StatusRate, cfg.StatusBurst = 1, 10
 	}
+	if cfg.PollRate == 0 {
+		cfg.PollRate, cfg.PollBurst = 5, 20
+	}
 	if cfg.SyncInterval == 0 {
 		cfg.SyncInterval = time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
-		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}}
+		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{}}
 	s.routes()
 	return s
 }
@@ -304,12 +311,20 @@ func (s *Server) remember(id, hash string) {
 }
 
 func (s *Server) limiter(id string) *rate.Limiter {
+	return s.limiterIn(s.limiters, id, s.cfg.StatusRate, s.cfg.StatusBurst)
+}
+
+func (s *Server) pollLimiter(id string) *rate.Limiter {
+	return s.limiterIn(s.pollLim, id, s.cfg.PollRate, s.cfg.PollBurst)
+}
+
+func (s *Server) limiterIn(m map[string]*rate.Limiter, id string, r rate.Limit, b int) *rate.Limiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l := s.limiters[id]
+	l := m[id]
 	if l == nil {
-		l = rate.NewLimiter(s.cfg.StatusRate, s.cfg.StatusBurst)
-		s.limiters[id] = l
+		l = rate.NewLimiter(r, b)
+		m[id] = l
 	}
 	return l
 }
