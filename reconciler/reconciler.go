@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -77,6 +78,8 @@ type Reconciler struct {
 	requeue   time.Duration
 	lastPass  time.Duration
 	leading   bool // Run's view: this replica held the lease on its last pass
+
+	rollouts atomic.Pointer[map[string]string] // release → rollout id, read without mu
 }
 
 // New returns a reconciler; call Load, then Run.
@@ -390,7 +393,23 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 		r.notify(events)
 	}
 	r.phaseMetrics(now)
+	ids := make(map[string]string, len(r.states))
+	for name, st := range r.states {
+		ids[name] = rolloutID(name, st.Target.Digest)
+	}
+	r.rollouts.Store(&ids)
 	return nil
+}
+
+func rolloutID(release, digest string) string { return release + "@" + short(digestHex(digest)) }
+
+// RolloutID names the current rollout of a release ("" when none), as the
+// desired states and lineage call it. Safe to call from any goroutine.
+func (r *Reconciler) RolloutID(release string) string {
+	if m := r.rollouts.Load(); m != nil {
+		return (*m)[release]
+	}
+	return ""
 }
 
 // stepRelease runs the rollout engine for one release.
@@ -510,7 +529,7 @@ func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bo
 
 func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.DesiredModel {
 	dm := fleet.DesiredModel{Release: a.Release.Metadata.Name, Model: a.Model.Metadata.Name, Artifact: asg.Artifact, Digest: asg.Digest,
-		Rollout: a.Release.Metadata.Name + "@" + short(digestHex(r.states[a.Release.Metadata.Name].Target.Digest))}
+		Rollout: rolloutID(a.Release.Metadata.Name, r.states[a.Release.Metadata.Name].Target.Digest)}
 	if asg.Artifact == a.Model.Spec.Artifact {
 		dm.Version = a.Model.Spec.Version
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/server"
@@ -115,6 +116,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		Registry: reg, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
+		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
+			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
+				log.Warn("record deployments in lineage", "target", id, "err", err)
+			}
+		},
 		Ready: func(ctx context.Context) error {
 			_, err := st.Meta(ctx, "ready-check")
 			if errors.Is(err, store.ErrNotFound) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/registry/models"
 )
@@ -246,9 +247,14 @@ func TestServeWebhookBrokenCommitAndForbidden(t *testing.T) {
 		t.Fatalf("unknown credential: %v, want 401", err)
 	}
 	// Status reports show up in the status API.
-	if err := c.ReportStatus(context.Background(), a.ID, a.Credential, fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: digestOf(2)}},
-		Metrics: map[string]float64{"cpu_percent": 12}, Log: []fleet.LogEntry{{Release: "r", Phase: fleet.PhaseHealthy, Message: "activated"}}}); err != nil {
+	if err := c.ReportStatus(context.Background(), a.ID, a.Credential, fleet.StatusReport{Time: time.Now(), Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: digestOf(2)}},
+		Metrics: map[string]float64{"cpu_percent": 12}, Log: []fleet.LogEntry{{Time: time.Now(), Release: "r", Phase: fleet.PhaseHealthy, Message: "activated"}}}); err != nil {
 		t.Fatal(err)
+	}
+	// The deployment it reports is in lineage.
+	active, err := lineage.NewClient(base, "admin-secret").At(context.Background(), a.ID, time.Now().Add(time.Second))
+	if err != nil || len(active) != 1 {
+		t.Fatalf("lineage at %s = %+v, %v", a.ID, active, err)
 	}
 	ti, err := admin.Target(context.Background(), a.ID)
 	if err != nil || ti.Phase != fleet.PhaseHealthy || !ti.Online || len(ti.Log) != 1 || len(ti.Desired) != 1 {

@@ -145,6 +145,9 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "status of %s: store unavailable", id)
 		return
 	}
+	if s.cfg.OnReport != nil {
+		s.cfg.OnReport(r.Context(), id, rep)
+	}
 	if s.cfg.OnStatus != nil {
 		s.cfg.OnStatus(id)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	// an operator command is queued. Both must not block.
 	OnStatus  func(id string)
 	OnCommand func(release string)
+	// OnReport receives every stored status report (lineage records the
+	// deployments it carries); it runs in the request.
+	OnReport func(ctx context.Context, id string, rep fleet.StatusReport)
 	// Ready reports whether the server is ready to take traffic (readyz).
 	Ready func(ctx context.Context) error
 	// Source returns the Git source's state for GET /api/v1/source.
