@@ -129,19 +129,47 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	req.Body = io.NopCloser(bytes.NewReader(body))
-	sw := &statusWriter{ResponseWriter: w, code: 200}
+	// The answer waits until the manifest is on disk: a client told 201
+	// finds it after a restart.
+	rw := httptest.NewRecorder()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.inner.ServeHTTP(sw, req)
-	if sw.code/100 != 2 {
-		return
+	r.inner.ServeHTTP(rw, req)
+	if rw.Code/100 == 2 {
+		if err := r.persist(repo, ref, req.Header.Get("Content-Type"), body); err != nil {
+			http.Error(w, "store manifest: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
 	}
+	for k, v := range rw.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rw.Code)
+	w.Write(rw.Body.Bytes())
+}
+
+func (r *Registry) persist(repo, ref, contentType string, body []byte) error {
 	r.seq++
-	rec := manifestRecord{Seq: r.seq, Repo: repo, Ref: ref, ContentType: req.Header.Get("Content-Type"), Body: body}
-	b, _ := json.Marshal(rec)
+	b, err := json.Marshal(manifestRecord{Seq: r.seq, Repo: repo, Ref: ref, ContentType: contentType, Body: body})
+	if err != nil {
+		return err
+	}
 	path := r.recordPath(repo, ref)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err == nil {
-		os.Rename(tmp, path)
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
 	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
