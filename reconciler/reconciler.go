@@ -344,6 +344,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 		}
 		evs, info := r.stepRelease(name, a, now, command[name])
 		events = append(events, evs...)
+		r.recordRollbacks(ctx, name, evs)
 		index := map[rollout.Assignment]int32{}
 		for t, asg := range r.assign[name] {
 			if asg.Digest == "" && asg.Artifact == "" {
@@ -395,13 +396,11 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	r.phaseMetrics(now)
 	ids := make(map[string]string, len(r.states))
 	for name, st := range r.states {
-		ids[name] = rolloutID(name, st.Target.Digest)
+		ids[name] = st.ID()
 	}
 	r.rollouts.Store(&ids)
 	return nil
 }
-
-func rolloutID(release, digest string) string { return release + "@" + short(digestHex(digest)) }
 
 // RolloutID names the current rollout of a release ("" when none), as the
 // desired states and lineage call it. Safe to call from any goroutine.
@@ -478,7 +477,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 			info.Updated++
 		}
 		switch {
-		case ts.Status.Phase == fleet.PhaseHealthy && ts.Status.Digest == s.Target.Digest:
+		case (ts.Status.Phase == fleet.PhaseHealthy || ts.Status.Phase == fleet.PhaseRolledBack) && ts.Status.Digest == s.Target.Digest:
 			info.Healthy++
 		case ts.Status.Phase == fleet.PhaseFailed:
 			info.Failed++
@@ -500,6 +499,25 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		r.opts.Metrics.RolloutProgress.WithLabelValues(name).Set(float64(info.Updated) / float64(len(selected)))
 	}
 	return events, info
+}
+
+// recordRollbacks appends a rolledBack lineage edge for every rollback the
+// engine reported for release.
+func (r *Reconciler) recordRollbacks(ctx context.Context, release string, evs []fleet.Event) {
+	if r.opts.Lineage == nil {
+		return
+	}
+	st := r.states[release]
+	for _, e := range evs {
+		if e.Type != manifests.EventRolledBack {
+			continue
+		}
+		f := lineage.RollbackFacts{Release: release, Rollout: st.ID(), From: st.Target.Digest, To: st.LastGood.Digest,
+			Targets: e.Targets, Time: e.Time, Reason: e.Reason}
+		if err := r.opts.Lineage.RecordRollback(ctx, f); err != nil {
+			r.log.Warn("record rollback in lineage", "release", release, "err", err)
+		}
+	}
 }
 
 func (r *Reconciler) prevHealthySince(name string) *time.Time {
@@ -529,7 +547,7 @@ func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bo
 
 func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.DesiredModel {
 	dm := fleet.DesiredModel{Release: a.Release.Metadata.Name, Model: a.Model.Metadata.Name, Artifact: asg.Artifact, Digest: asg.Digest,
-		Rollout: rolloutID(a.Release.Metadata.Name, r.states[a.Release.Metadata.Name].Target.Digest)}
+		Rollout: r.states[a.Release.Metadata.Name].ID()}
 	if asg.Artifact == a.Model.Spec.Artifact {
 		dm.Version = a.Model.Spec.Version
 	}
