@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/registry/models"
 )
 
@@ -38,6 +39,7 @@ func newModelPushCmd() *cobra.Command {
 	var (
 		o                             models.PushOptions
 		trainedOn, annotations, kinds []string
+		lineageURL, lineageToken      string
 	)
 	cmd := &cobra.Command{
 		Use:   "push REF PATH...",
@@ -71,6 +73,13 @@ func newModelPushCmd() *cobra.Command {
 			if res.Manifest != "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s\n", o.Platform, res.Manifest, res.Digest)
 			}
+			if lineageURL != "" {
+				f := lineage.PushFacts{ModelDigest: res.Digest, Ref: args[0], Source: o.Source, Revision: o.Revision,
+					Name: o.Name, Version: o.Version, TrainedOn: o.TrainedOn, Time: time.Now().UTC()}
+				if err := lineage.NewClient(lineageURL, lineageToken).RecordPush(cmd.Context(), f); err != nil {
+					return fmt.Errorf("record push of %s in lineage at %s: %w", res.Ref, lineageURL, err)
+				}
+			}
 			fmt.Fprintln(cmd.OutOrStdout(), res.Ref)
 			return nil
 		},
@@ -85,6 +94,8 @@ func newModelPushCmd() *cobra.Command {
 	f.StringVar(&o.Revision, "revision", "", "source revision (commit)")
 	f.StringArrayVar(&annotations, "annotation", nil, "KEY=VALUE manifest annotation (repeatable)")
 	f.StringArrayVar(&kinds, "kind", nil, "GLOB=KIND: layer kind (weight, weight.config, doc, code, dataset) of matching files (repeatable)")
+	f.StringVar(&lineageURL, "lineage", "", "cairn server URL to record the push in its lineage graph (packagedFrom, trainedOn)")
+	f.StringVar(&lineageToken, "token", os.Getenv("CAIRN_TOKEN"), "admin API token of the --lineage server (env CAIRN_TOKEN)")
 	f.StringVar(&o.DigestCache, "digest-cache", defaultDigestCache(), "folder remembering file digests, so unchanged files are not uploaded again (\"\" to turn off)")
 	return cmd
 }
