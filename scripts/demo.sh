@@ -281,13 +281,24 @@ echo "\$ cairn plan (the checkout against the live fleet)"
 echo
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "\$ cairn lineage at device-3 --time $T_V1    # before v2 was committed"
-"$CAIRN" lineage at device-3 --time "$T_V1"
+AT_V1=$("$CAIRN" lineage at device-3 --time "$T_V1")
+echo "$AT_V1"
 echo
 echo "\$ cairn lineage at device-3 --time $NOW    # after the rollback"
-"$CAIRN" lineage at device-3 --time "$NOW"
+AT_NOW=$("$CAIRN" lineage at device-3 --time "$NOW")
+echo "$AT_NOW"
+# The answer must name model v1 and the dataset v1 that trained it.
+for answer in "$AT_V1" "$AT_NOW"; do
+  for want in "${MODEL_V1##*@sha256:}" "${TRAIN_V1#sha256:}"; do
+    [[ $answer == *"${want:0:12}"* ]] || { echo "lineage at device-3 does not name ${want:0:12}" >&2; exit 1; }
+  done
+done
 echo
 echo "\$ cairn lineage upstream ${MODEL_V1##*@}    # what model v1 derives from"
 "$CAIRN" lineage upstream "${MODEL_V1##*@}"
+echo
+echo "\$ cairn lineage where $TRAIN_V1    # which devices run a model trained on dataset v1"
+"$CAIRN" lineage where "$TRAIN_V1"
 
 DEMO_OK=1
 echo
