@@ -222,7 +222,7 @@ start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
 wait_port "$RPORT" 30
 echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
 
-step "6/8 roll out v1 in waves: staging, then prod once staging is healthy"
+step "6/8 roll out v1 in waves: staging in 2 waves, prod in 3 (5s bakes)"
 watch() { "$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" "$@"; }
 watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}"
 # bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}`.
@@ -276,8 +276,8 @@ echo
 echo "\$ cairn get rollouts"
 "$CAIRN" get rollouts
 echo
-echo "\$ cairn plan (the checkout against the live fleet)"
-"$CAIRN" plan "$REPO" --server "$SERVER" || true
+echo "\$ cairn plan --base HEAD~1 --server \$CAIRN_SERVER    # the v2 commit as its reviewer saw it"
+"$CAIRN" plan "$REPO" --base HEAD~1 --server "$SERVER" --plain-http
 echo
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "\$ cairn lineage at device-3 --time $T_V1    # before v2 was committed"
