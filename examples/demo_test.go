@@ -53,7 +53,17 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("scripts/demo.sh: %v\n%s", err, out.String())
 	}
-	for _, want := range []string{"v1 is live on all 6 devices", "rolled back", "demo finished"} {
+	for _, want := range []string{
+		"AUC 0.98",                       // v1 on the holdout split
+		"wave 3 of 3 started",            // prod's waves
+		"v1 is live on all 6 devices",    //
+		"bearing-anomaly 1.0.0 answered", // the runtime's /predict
+		"model self-test failed",         // v2's health check, in the deployment log
+		"event RolledBack",               //
+		"every device runs v1 again",     //
+		"TRAINED ON",                     // the lineage answer
+		"demo finished",
+	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
