@@ -116,6 +116,12 @@ step "3/8 generate the dataset, train model v1, push both"
 # Seeded data, deterministic training and a fixed creation time: the same
 # digests on every run and every machine of the same architecture.
 export SOURCE_DATE_EPOCH=1764028800
+# Record each push in the server's lineage (packagedFrom the commit of the
+# training code, trainedOn the dataset).
+PUSH_LINEAGE=(--lineage "$SERVER")
+if REV=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null); then
+  PUSH_LINEAGE+=(--source https://github.com/cairn-dev/cairn --revision "$REV")
+fi
 "$BIN/bearing" gen --out "$WORK/data-v1" --rows 2000 --seed 1
 "$BIN/bearing" train --data "$WORK/data-v1/train" --holdout "$WORK/data-v1/holdout" \
   --out "$WORK/model-v1" --version 1.0.0
@@ -125,7 +131,7 @@ echo "dataset bearing-vibration v1: $TRAIN_V1"
 echo "dataset bearing-holdout:      $HOLDOUT"
 MODEL_V1=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:1.0.0" "$WORK/model-v1" \
   --plain-http --name bearing-anomaly --version 1.0.0 --format raw \
-  --trained-on "bearing-vibration=$TRAIN_V1")
+  --trained-on "bearing-vibration=$TRAIN_V1" "${PUSH_LINEAGE[@]}")
 echo "model bearing-anomaly 1.0.0: $MODEL_V1"
 
 # metric NAME FILE: a number from metrics.json (no jq on a fresh machine).
@@ -249,7 +255,7 @@ step "7/8 commit v2: trained on 4x the data, but its export is broken"
 TRAIN_V2=$(last_line "$CAIRN" data push "$WORK/data-v2/train" --store "$STORE" --profile)
 MODEL_V2=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:2.0.0" "$WORK/model-v2" \
   --plain-http --name bearing-anomaly --version 2.0.0 --format raw \
-  --trained-on "bearing-vibration=$TRAIN_V2")
+  --trained-on "bearing-vibration=$TRAIN_V2" "${PUSH_LINEAGE[@]}")
 echo "dataset bearing-vibration v2: $TRAIN_V2"
 echo "model bearing-anomaly 2.0.0:  $MODEL_V2"
 echo "\$ cairn data diff bearing-vibration v1 v2"
