@@ -114,7 +114,7 @@ echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data i
 
 step "3/8 generate the dataset, train model v1, push both"
 # Seeded data, deterministic training and a fixed creation time: the same
-# digests on every run and every machine of the same architecture.
+# dataset digests on every run, and the same model digest for one commit.
 export SOURCE_DATE_EPOCH=1764028800
 # Record each push in the server's lineage (packagedFrom the commit of the
 # training code, trainedOn the dataset).
