@@ -25,7 +25,8 @@ var Rules = []Rule{
 	{From: "fleet", Allow: []string{"manifests/..."}, Reason: "fleet wire types are shared by server and agent"},
 	{From: "registry/...", Deny: []string{"reconciler/...", "fleet/...", "lineage/...", "policies/..."}, Reason: "registry is an earlier stage"},
 	{From: "policies/...", Deny: []string{"reconciler/..."}, Reason: "policies run before the reconciler"},
-	{From: "lineage/...", Deny: []string{"reconciler/...", "fleet/..."}, Reason: "lineage records; it never drives"},
+	{From: "lineage/...", Deny: []string{"reconciler/...", "fleet/agent/..."}, Reason: "lineage records; it never drives (it reads fleet wire types, the stage before it)"},
+	{From: "fleet/agent/...", Deny: []string{"reconciler/...", "lineage/..."}, Reason: "agents reach the server only through the fleet API"},
 	{From: "...", Deny: []string{"cmd/..."}, Reason: "cmd/ holds no logic to import"},
 }
 
