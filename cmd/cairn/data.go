@@ -105,7 +105,7 @@ func newDataPushCmd() *cobra.Command {
 			return output.Print(cmd.OutOrStdout(), format, res)
 		case "", "table":
 			fmt.Fprintf(cmd.OutOrStdout(), "%d files, %s: %s uploaded, %s reused\n%s\n", res.Files,
-				dataHumanBytes(res.Bytes), dataHumanBytes(res.UploadedBytes), dataHumanBytes(res.ReusedBytes), res.Digest)
+				output.Bytes(res.Bytes), output.Bytes(res.UploadedBytes), output.Bytes(res.ReusedBytes), res.Digest)
 			return nil
 		default:
 			return fmt.Errorf("unknown output format %q: want json or yaml", format)
@@ -209,18 +209,4 @@ func newDataProfileCmd() *cobra.Command {
 		return output.Print(cmd.OutOrStdout(), format, p)
 	}
 	return cmd
-}
-
-// dataHumanBytes prints n with a binary unit (1.5 MiB).
-func dataHumanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

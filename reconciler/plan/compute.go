@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
 )
@@ -497,21 +498,7 @@ func formatBytes(n int64) string {
 	case n >= 1<<10 && n%(1<<10) == 0 && n < 1<<20:
 		return fmt.Sprintf("%dKi", n>>10)
 	}
-	return HumanBytes(n)
-}
-
-// HumanBytes renders a byte count in decimal units: 1.2 GB, 340 kB, 12 B.
-func HumanBytes(n int64) string {
-	const unit = 1000
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+	return output.BytesSI(n)
 }
 
 // shortDuration renders 30m0s as 30m and 1h0m0s as 1h.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/policies"
 )
 
@@ -127,7 +128,7 @@ func (r *Release) writeSection(b *strings.Builder) {
 	facts = append(facts, fmt.Sprintf("%d selected, %d fit, %d unfit, %d up to date", r.Selected, r.assigned(), len(r.Unfit), r.UpToDate))
 	dl := downloadText(r.Bytes)
 	if r.ModelBytes != nil {
-		dl += fmt.Sprintf(" (model %s)", HumanBytes(*r.ModelBytes))
+		dl += fmt.Sprintf(" (model %s)", output.BytesSI(*r.ModelBytes))
 	}
 	facts = append(facts, dl)
 	if r.Suspended {
@@ -328,14 +329,14 @@ func downloadText(n *int64) string {
 	if n == nil {
 		return "download size unknown"
 	}
-	return HumanBytes(*n) + " to download"
+	return output.BytesSI(*n) + " to download"
 }
 
 func bytesText(n *int64) string {
 	if n == nil {
 		return "size unknown"
 	}
-	return HumanBytes(*n)
+	return output.BytesSI(*n)
 }
 
 func plural(n int, what string) string {
