@@ -158,6 +158,15 @@ func CheckDigest(d string) error {
 	return nil
 }
 
+// ShortDigest abbreviates a digest to its algorithm and the first 12 hex
+// digits (sha256:2d711642b726) for messages; anything else is returned as is.
+func ShortDigest(d string) string {
+	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}
+
 // CheckArtifact reports whether ref is an OCI reference pinned by digest:
 // host[:port]/path[:tag]@sha256:<64 hex>. The host must look like one (a dot,
 // a port or localhost), so Docker Hub shorthands are refused.

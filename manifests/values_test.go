@@ -220,3 +220,17 @@ func TestSelectorMatches(t *testing.T) {
 		}
 	}
 }
+
+func TestShortDigest(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"sha256:" + hex64, "sha256:2d711642b726"},
+		{"sha256:2d711642b726", "sha256:2d711642b726"},
+		{"sha256:2d711642b726b", "sha256:2d711642b726"},
+		{"", ""},
+		{hex64, hex64},
+	} {
+		if got := manifests.ShortDigest(tc.in); got != tc.want {
+			t.Errorf("ShortDigest(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

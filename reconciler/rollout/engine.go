@@ -169,7 +169,7 @@ func (e *engine) start(want Assignment) {
 	case PhaseProgressing, PhasePaused:
 		if !st.Target.IsZero() {
 			e.event(EventRolloutSuperseded, "NewDigest",
-				fmt.Sprintf("rollout of %s superseded by %s at wave %d", short(st.Target.Digest), short(want.Digest), st.Wave+1), nil)
+				fmt.Sprintf("rollout of %s superseded by %s at wave %d", manifests.ShortDigest(st.Target.Digest), manifests.ShortDigest(want.Digest), st.Wave+1), nil)
 			st.Superseded = st.Target
 			st.SupersededWave = st.Wave
 		}
@@ -189,7 +189,7 @@ func (e *engine) start(want Assignment) {
 	st.FailedAcked = 0
 	st.Reason, st.Message, st.PausedBy = "", "", ""
 	e.event(manifests.EventRolloutStarted, "NewDigest",
-		fmt.Sprintf("rolling out %s to %d targets in %d waves", short(want.Digest), len(e.names), len(e.waves)), nil)
+		fmt.Sprintf("rolling out %s to %d targets in %d waves", manifests.ShortDigest(want.Digest), len(e.names), len(e.waves)), nil)
 	e.event(EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
 }
 
@@ -241,7 +241,7 @@ func (e *engine) command(cmd string) {
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
 		st.Wave, st.WaveStarted, st.Started, st.BakeStarted = 0, e.in.Now, e.in.Now, time.Time{}
 		st.Failed, st.Updating, st.FailedAcked = nil, nil, 0
-		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", short(st.Target.Digest)), nil)
+		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", manifests.ShortDigest(st.Target.Digest)), nil)
 	default:
 		e.event(EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
 	}
@@ -424,7 +424,7 @@ func (e *engine) progress() {
 		}
 		st.Phase, st.Updating = PhaseSucceeded, nil
 		st.LastGood, st.Superseded = st.Target, Assignment{}
-		st.Message = fmt.Sprintf("%s healthy on %d targets", short(st.Target.Digest), len(e.names)-len(st.Failed))
+		st.Message = fmt.Sprintf("%s healthy on %d targets", manifests.ShortDigest(st.Target.Digest), len(e.names)-len(st.Failed))
 		e.event(manifests.EventRolloutDone, "", st.Message, nil)
 		return
 	}
@@ -462,7 +462,7 @@ func (e *engine) aborting() bool {
 	if failed < minFailed || float64(failed)*100 < pct*float64(max(attempted, 1)) {
 		return false
 	}
-	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, short(st.Target.Digest), strings.Join(st.Failed, ", ")))
+	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, manifests.ShortDigest(st.Target.Digest), strings.Join(st.Failed, ", ")))
 	return true
 }
 
@@ -523,19 +523,12 @@ func (s State) ID() string {
 	if s.Target.IsZero() {
 		return ""
 	}
-	return fmt.Sprintf("%s-%s-%d", s.Release, strings.TrimPrefix(short(s.Target.Digest), "sha256:"), s.Started.Unix())
-}
-
-func short(d string) string {
-	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
-		return d[:i+13]
-	}
-	return d
+	return fmt.Sprintf("%s-%s-%d", s.Release, strings.TrimPrefix(manifests.ShortDigest(s.Target.Digest), "sha256:"), s.Started.Unix())
 }
 
 func orNone(d string) string {
 	if d == "" {
 		return "no model"
 	}
-	return short(d)
+	return manifests.ShortDigest(d)
 }

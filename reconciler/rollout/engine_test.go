@@ -555,7 +555,7 @@ func TestSupersedeFirstRolloutLeavesNoTargetWithout(t *testing.T) {
 	for n, t := range f.targets {
 		if t.Status.Digest != "" {
 			if _, ok := f.out.Desired[n]; !ok {
-				f.t.Fatalf("%s runs %s but has no desired state", n, short(t.Status.Digest))
+				f.t.Fatalf("%s runs %s but has no desired state", n, manifests.ShortDigest(t.Status.Digest))
 			}
 		}
 	}
