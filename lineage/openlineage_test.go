@@ -8,39 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/santhosh-tekuri/jsonschema/v6"
-)
 
-// schemaPath finds ../shared/testdata/openlineage/OpenLineage.json relative
-// to the repository root (the folder holding go.mod).
-func schemaPath(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's folder")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "testdata", "openlineage", "OpenLineage.json")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("OpenLineage schema not found at %s (it ships with the shared test data): %v", p, err)
-	}
-	return p
-}
+	"github.com/cairn-dev/cairn/internal/schematest"
+)
 
 // offlineLoader serves the schema documents it knows from local files and
 // refuses every other URL, so a reference to a remote document fails the
@@ -81,7 +57,7 @@ func compileSchema(t *testing.T) (event, runEvent *jsonschema.Schema) {
 
 func newCompiler(t *testing.T) *jsonschema.Compiler {
 	c := jsonschema.NewCompiler()
-	c.UseLoader(offlineLoader{schemaID: schemaPath(t), facetsID: "facets.json"})
+	c.UseLoader(offlineLoader{schemaID: schematest.Path(t, "openlineage/OpenLineage.json"), facetsID: "facets.json"})
 	c.AssertFormat()
 	return c
 }

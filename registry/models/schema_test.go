@@ -2,59 +2,18 @@ package models
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-)
 
-// schemaPath finds ../shared/testdata/modelpack/config-schema.json next to
-// the repository root.
-func schemaPath(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(filepath.Dir(dir), "shared", "testdata", "modelpack", "config-schema.json")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("ModelPack config schema absent (%s): skipping schema validation", p)
-	}
-	return p
-}
+	"github.com/cairn-dev/cairn/internal/schematest"
+)
 
 // TestConfigMatchesSchema validates every config cairn writes against the
 // official ModelPack config schema.
 func TestConfigMatchesSchema(t *testing.T) {
-	raw, err := os.ReadFile(schemaPath(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("config-schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	sch, err := c.Compile("config-schema.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sch := schematest.Compile(t, "modelpack/config-schema.json")
 
 	reg := newRegistry(t, nil)
 	src := writeTree(t, sampleModel)
