@@ -352,3 +352,28 @@ func TestWalk(t *testing.T) {
 		}
 	})
 }
+
+// A release denied at a commit (a promotion gate) and admitted later at the
+// same commit records both steps, and the admission's edges.
+func TestAdmissionDeniedThenAdmitted(t *testing.T) {
+	backends(t, func(t *testing.T, g *Graph) {
+		ctx := context.Background()
+		t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+		adm := AdmissionFacts{Commit: "c1", Release: "prod", ModelDigest: digest('a'), Denied: true, Message: "promotion", Time: t0}
+		for range 2 {
+			if err := g.RecordAdmission(ctx, adm); err != nil {
+				t.Fatal(err)
+			}
+		}
+		adm.Denied, adm.Message, adm.Time = false, "", t0.Add(time.Minute)
+		if err := g.RecordAdmission(ctx, adm); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(t, g, "lineage_steps"); n != 2 {
+			t.Fatalf("steps = %d, want the denial and the admission", n)
+		}
+		if n := count(t, g, "lineage_edges"); n == 0 {
+			t.Fatal("the admission recorded no edges")
+		}
+	})
+}

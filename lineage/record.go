@@ -240,12 +240,18 @@ func (g *Graph) RecordAdmission(ctx context.Context, f AdmissionFacts) error {
 	if err := f.normalize(g.now()); err != nil {
 		return err
 	}
-	st, err := newStep(StepAdmission, f.Time, f, f.Release, f.Commit, f.ModelDigest)
+	verdict := "admitted"
+	if f.Denied {
+		verdict = "denied"
+	}
+	st, err := newStep(StepAdmission, f.Time, f, f.Release, f.Commit, f.ModelDigest, verdict)
 	if err != nil {
 		return err
 	}
 	// The reconciler admits a commit again after a restart or on another
-	// replica: the release, commit and model make the run, recorded once.
+	// replica: the release, commit, model and verdict make the run, recorded
+	// once. A release first denied, then admitted when its promotion gate
+	// lifts, records both.
 	var seen int
 	err = g.read(ctx, func(r *reader) error {
 		return r.queryRow(ctx, []any{&seen}, `SELECT COUNT(*) FROM lineage_steps WHERE run_id = ?`, st.RunID)

@@ -74,10 +74,14 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		st := r.status(name)
 		if policies.Denied(pr.Verdicts) {
 			msg := denials(pr.Verdicts)
-			events = append(events, fleet.Event{Type: manifests.EventPolicyDenied, Reason: ReasonPolicyDenied, Release: name, Commit: rev.Commit, Message: msg})
+			// Re-evaluating the same commit (see readmitDue) reports a
+			// denial once, not on every pass.
+			if rev.Commit != r.commit || r.denied[name] == "" {
+				events = append(events, fleet.Event{Type: manifests.EventPolicyDenied, Reason: ReasonPolicyDenied, Release: name, Commit: rev.Commit, Message: msg})
+				r.record(ctx, lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: rel.Spec.Model, ModelDigest: pr.To, Denied: true, Message: msg, Time: time.Now().UTC()})
+			}
 			markFailed(st, true, ReasonPolicyDenied, "commit %s denied: %s", short(rev.Commit), msg)
 			r.denied[name] = msg
-			r.record(ctx, lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: rel.Spec.Model, ModelDigest: pr.To, Denied: true, Message: msg, Time: time.Now().UTC()})
 			if _, ok := r.admitted[name]; !ok {
 				// Never admitted: keep a record so the status API shows the denial.
 				r.admitted[name] = nil
@@ -138,6 +142,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		}
 	}
 	r.commit = rev.Commit
+	r.last, r.readmit = &rev, time.Now()
 	r.alerts = snap.Alerts()
 	if b, err := json.Marshal(r.alerts); err == nil {
 		if err := r.opts.Store.PutMeta(ctx, "alerts", b); err != nil {
@@ -239,7 +244,8 @@ func (r *Reconciler) inventory() *fleet.Inventory {
 		inv.Targets = append(inv.Targets, ct.target)
 	}
 	for name, st := range r.states {
-		inv.Releases = append(inv.Releases, fleet.ReleaseState{Name: name, Digest: st.Target.Digest, LastGood: st.LastGood.Digest, Phase: st.Phase, Wave: st.Wave})
+		inv.Releases = append(inv.Releases, fleet.ReleaseState{Name: name, Digest: st.Target.Digest, LastGood: st.LastGood.Digest, Phase: st.Phase, Wave: st.Wave,
+			HealthySince: r.prevHealthySince(name)})
 	}
 	return inv
 }

@@ -62,6 +62,8 @@ type Reconciler struct {
 	commit    string // admitted
 	fetched   string
 	pending   *source.Revision // fetched while not leader
+	last      *source.Revision // last commit admitted, re-evaluated while a release is denied
+	readmit   time.Time        // when last was last re-evaluated
 	alerts    []manifests.Alert
 	source    *Status
 	admitted  map[string]*Admitted // nil value: denied, never admitted
@@ -241,6 +243,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 			if err := r.Admit(ctx, *pending); err != nil {
 				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
 			}
+		} else if rev := r.readmitDue(); rev != nil {
+			// A denial may lift with time (promotion gates): evaluate the
+			// admitted commit again, at most once an interval.
+			if err := r.Admit(ctx, *rev); err != nil {
+				r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
+			}
 		}
 		passStart := time.Now()
 		if err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
@@ -249,6 +257,17 @@ func (r *Reconciler) Run(ctx context.Context) {
 		last = time.Now()
 		r.lastPass = last.Sub(passStart)
 	}
+}
+
+// readmitDue returns the last admitted commit when a release of it is
+// denied and it was not evaluated within the last interval.
+func (r *Reconciler) readmitDue() *source.Revision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.denied) == 0 || r.last == nil || time.Since(r.readmit) < r.opts.Interval {
+		return nil
+	}
+	return r.last
 }
 
 // Reconcile runs one pass.
