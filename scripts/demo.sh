@@ -231,13 +231,11 @@ echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
 step "6/8 roll out v1 in waves: staging in 2 waves, prod in 3 (5s bakes)"
 watch() { "$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" "$@"; }
 watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}"
-# bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}`.
-# When a RolloutPolicy lists the promotion policy, admission holds prod until
-# staging has been healthy for 10s; a promotion commit then admits it again.
+# bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}` and
+# prod-waves lists the promotion policy: admission holds prod until staging
+# has run the same digest healthily for 10s, then admits it on its own.
 if watch --denied bearing-prod; then
-  sleep 11
-  git -C "$REPO" commit -q --allow-empty -m "promote bearing-anomaly 1.0.0 to prod"
-  echo "promotion commit $(git -C "$REPO" rev-parse --short HEAD)"
+  echo "bearing-prod is held until bearing-staging has been healthy on v1 for 10s"
 fi
 watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}" --want "bearing-prod=Succeeded@${MODEL_V1##*@}"
 echo "v1 is live on all 6 devices ($(elapsed))"
@@ -283,7 +281,12 @@ echo "\$ cairn get rollouts"
 "$CAIRN" get rollouts
 echo
 echo "\$ cairn plan --base HEAD~1 --server \$CAIRN_SERVER    # the v2 commit as its reviewer saw it"
-"$CAIRN" plan "$REPO" --base HEAD~1 --server "$SERVER" --plain-http
+# Exit 2 is what a PR check sees: the promotion policy denies v2 for prod,
+# since staging never ran it healthily.
+rc=0
+"$CAIRN" plan "$REPO" --base HEAD~1 --server "$SERVER" --plain-http || rc=$?
+[ "$rc" = 2 ] || { echo "cairn plan exited $rc, want 2 (bearing-prod denied by promotion)" >&2; exit 1; }
+echo "(cairn plan exited 2: the check fails while a policy denies)"
 echo
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 echo "\$ cairn lineage at device-3 --time $T_V1    # before v2 was committed"
