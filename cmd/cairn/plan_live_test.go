@@ -141,6 +141,12 @@ spec:
 	if exitCode(err) != 2 || !strings.Contains(out, "m-staging healthy on this digest for 2h00m, needs 24h0m0s") {
 		t.Errorf("exit %d, output:\n%s", exitCode(err), out)
 	}
+	// A rolled-back release shows its live rollout and pinned last good digest.
+	inv.Releases[0].Phase, inv.Releases[0].LastGood, inv.Releases[0].Message = "RolledBack", "sha256:"+strings.Repeat("1", 64), "1 of 1 targets failed"
+	out, _ = runCairn(t, "plan", repo, "--no-base", "--server", srv.URL, "--plain-http")
+	if !strings.Contains(out, "Live rollout: **RolledBack**") || !strings.Contains(out, "last good `sha256:111111111111`") {
+		t.Errorf("rolled-back release not shown:\n%s", out)
+	}
 	// A wrong token is an error, not a plan.
 	t.Setenv("CAIRN_TOKEN", "wrong")
 	if _, err := runCairn(t, "plan", repo, "--no-base", "--server", srv.URL); exitCode(err) != 1 {

@@ -203,6 +203,9 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 	default:
 		r.Change = Added
 	}
+	if s, ok := c.live[name]; ok {
+		r.Rollout = &LiveRollout{Phase: s.Phase, Digest: s.Digest, LastGood: s.LastGood, Reason: s.Reason, Message: s.Message}
+	}
 	if r.Change == "" {
 		r.Change = Changed
 		if r.From == r.To {

@@ -82,7 +82,7 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 				if pass == 1 {
 					order = append(order, r)
 				}
-			case r.Change != Unchanged || len(r.Unfit) > 0:
+			case r.Change != Unchanged || len(r.Unfit) > 0 || r.rolloutActive():
 				if pass == 2 {
 					order = append(order, r)
 				}
@@ -100,6 +100,12 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// rolloutActive reports whether the live rollout needs a reviewer's eye:
+// progressing, paused, aborted or rolled back.
+func (r *Release) rolloutActive() bool {
+	return r.Rollout != nil && r.Rollout.Phase != "" && r.Rollout.Phase != "Succeeded"
 }
 
 func (r *Release) writeSection(b *strings.Builder) {
@@ -135,6 +141,16 @@ func (r *Release) writeSection(b *strings.Builder) {
 		facts = append(facts, "**suspended**")
 	}
 	b.WriteString(strings.Join(facts, " · ") + "\n\n")
+	if lr := r.Rollout; lr != nil && lr.Phase != "" {
+		fmt.Fprintf(b, "Live rollout: **%s** of %s", lr.Phase, digestText(lr.Digest))
+		if lr.LastGood != "" && lr.LastGood != lr.Digest {
+			fmt.Fprintf(b, " · last good %s", digestText(lr.LastGood))
+		}
+		if lr.Message != "" {
+			fmt.Fprintf(b, " · %s", lr.Message)
+		}
+		b.WriteString("\n\n")
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(b, "> ⚠️ %s\n", n)
 	}

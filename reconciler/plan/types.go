@@ -127,8 +127,20 @@ type Release struct {
 	Unfit     []Unfit            `json:"unfit"`
 	Verdicts  []policies.Verdict `json:"verdicts"`
 	Denied    bool               `json:"denied"`
+	// Rollout is the release's live rollout when the plan reads a server
+	// (--server): a rolled-back release shows its pinned last good digest.
+	Rollout *LiveRollout `json:"rollout,omitempty"`
 	// Notes are problems that did not stop the plan (registry unreachable).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// LiveRollout is where a release's rollout stands on the server.
+type LiveRollout struct {
+	Phase    string `json:"phase,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	LastGood string `json:"lastGood,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Message  string `json:"message,omitempty"`
 }
 
 // Download is what one target must fetch for a release.
