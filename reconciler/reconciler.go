@@ -144,6 +144,12 @@ func (r *Reconciler) Load(ctx context.Context) error {
 		if ri.Denied != "" {
 			r.denied[rel.Name] = ri.Denied
 		}
+		// Remember the stored record as saveRelease does, so a restart or a
+		// new leader keeps the release's HealthySince (promotion gates).
+		var info fleet.ReleaseInfo
+		if len(rel.Status) > 0 && json.Unmarshal(rel.Status, &info) == nil {
+			r.saved[rel.Name] = savedKey(rel.Spec, rel.State, info)
+		}
 	}
 	if b, err := r.opts.Store.Meta(ctx, "admitted-commit"); err == nil {
 		r.commit = string(b)
@@ -624,12 +630,8 @@ func (r *Reconciler) saveRelease(ctx context.Context, name string, a *Admitted, 
 	spec, _ := json.Marshal(a)
 	state, _ := json.Marshal(r.states[name])
 	status, _ := json.Marshal(info)
-	rec := struct {
-		Spec, State json.RawMessage
-		Status      fleet.ReleaseInfo
-	}{spec, state, info}
-	key, _ := json.Marshal(rec)
-	if r.saved[name] == string(key) {
+	key := savedKey(spec, state, info)
+	if r.saved[name] == key {
 		return nil
 	}
 	commit := ""
@@ -639,8 +641,18 @@ func (r *Reconciler) saveRelease(ctx context.Context, name string, a *Admitted, 
 	if err := r.opts.Store.PutRelease(ctx, store.Release{Name: name, Commit: commit, Spec: spec, State: state, Status: status}); err != nil {
 		return fmt.Errorf("save release %s: %w", name, err)
 	}
-	r.saved[name] = string(key)
+	r.saved[name] = key
 	return nil
+}
+
+// savedKey is what r.saved keeps of a stored release: its spec, rollout
+// state and status (prevHealthySince reads the status back).
+func savedKey(spec, state []byte, info fleet.ReleaseInfo) string {
+	key, _ := json.Marshal(struct {
+		Spec, State json.RawMessage
+		Status      fleet.ReleaseInfo
+	}{spec, state, info})
+	return string(key)
 }
 
 // offline returns a TargetOffline event for targets that went quiet.
