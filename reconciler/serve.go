@@ -50,7 +50,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	if gen {
-		log.Info("generated an enrollment token", "file", filepath.Join(cfg.Data, "enroll-token"), "token", enrollTok)
+		log.Info("generated an enrollment token", "file", filepath.Join(cfg.Data, "enroll-token"))
 	}
 	adminTok, gen, err := token(cfg.AdminToken, filepath.Join(cfg.Data, "admin-token"))
 	if err != nil {

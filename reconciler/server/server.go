@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -176,7 +177,7 @@ func (s *Server) routes() {
 		mux.Handle("POST /hooks/git", s.m.instrument("hook", s.cfg.GitHook.ServeHTTP))
 	}
 	if s.cfg.Registry != nil {
-		mux.Handle("/v2/", s.cfg.Registry)
+		mux.Handle("/v2/", s.registryGuard(s.cfg.Registry))
 	}
 	if s.cfg.Lineage != nil {
 		mux.Handle("/api/v1/lineage/", s.m.instrument("lineage", s.read(s.cfg.Lineage.ServeHTTP)))
@@ -253,6 +254,32 @@ func (s *Server) read(f http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// registryGuard protects the built-in registry: anyone who reaches the
+// listener may pull (agents pull by digest, verifying every byte), but a
+// push, tag or delete needs the admin token (as a bearer token or the
+// password of basic auth, which is what Docker-config credentials send) or
+// must come from loopback, as the webhook without a secret does.
+func (s *Server) registryGuard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		tok := bearer(r)
+		if _, pass, ok := r.BasicAuth(); ok {
+			tok = pass
+		}
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		ip := net.ParseIP(host)
+		if tokenEqual(tok, s.cfg.AdminToken) || (ip != nil && ip.IsLoopback()) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="cairn"`)
+		writeError(w, http.StatusUnauthorized, "pushing to the built-in registry needs the admin token (or loopback)")
+	})
+}
+
 // admin wraps an action handler: admin token only.
 func (s *Server) admin(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -295,6 +322,15 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 	}
 	if known && subtle.ConstantTimeCompare([]byte(h), []byte(want)) == 1 {
 		return true
+	}
+	if known {
+		// Enrolled again through another replica: the store has the new hash.
+		if t, err := s.cfg.Store.Target(r.Context(), id); err == nil && t.CredHash != want {
+			s.remember(t.ID, t.CredHash)
+			if subtle.ConstantTimeCompare([]byte(h), []byte(t.CredHash)) == 1 {
+				return true
+			}
+		}
 	}
 	if ownerKnown && owner != id {
 		writeError(w, http.StatusForbidden, "this credential belongs to another target")
