@@ -34,12 +34,17 @@ func (f *serverFlags) add(cmd *cobra.Command) {
 
 // client returns the status API client, finding the token as documented.
 func (f *serverFlags) client() *fleet.AdminClient {
-	tok := f.token
+	return fleet.NewAdminClient(f.server, serverToken(f.server, f.token))
+}
+
+// serverToken is the API token for server: tok when given, else
+// $CAIRN_TOKEN, else a local server's .cairn/admin-token.
+func serverToken(server, tok string) string {
 	if tok == "" {
 		tok = os.Getenv("CAIRN_TOKEN")
 	}
 	if tok == "" {
-		if u, err := url.Parse(f.server); err == nil {
+		if u, err := url.Parse(server); err == nil {
 			h := u.Hostname()
 			if h == "127.0.0.1" || h == "localhost" || h == "::1" {
 				if b, err := os.ReadFile(filepath.Join(".cairn", "admin-token")); err == nil {
@@ -48,7 +53,7 @@ func (f *serverFlags) client() *fleet.AdminClient {
 			}
 		}
 	}
-	return fleet.NewAdminClient(f.server, tok)
+	return tok
 }
 
 func newGetCmd() *cobra.Command {

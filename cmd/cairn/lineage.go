@@ -33,7 +33,7 @@ func (s *lineageSource) open(ctx context.Context) (lineage.Querier, func(), erro
 		}
 		return g, func() { db.Close() }, nil
 	}
-	return lineage.NewClient(s.server, s.token), func() {}, nil
+	return lineage.NewClient(s.server, serverToken(s.server, s.token)), func() {}, nil
 }
 
 func newLineageCmd() *cobra.Command {
@@ -48,7 +48,7 @@ func newLineageCmd() *cobra.Command {
 	}
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&src.server, "server", server, "cairn server URL (env CAIRN_SERVER)")
-	pf.StringVar(&src.token, "token", os.Getenv("CAIRN_TOKEN"), "bearer token (env CAIRN_TOKEN)")
+	pf.StringVar(&src.token, "token", "", "bearer token (env CAIRN_TOKEN; default .cairn/admin-token for a local server)")
 	pf.StringVar(&src.db, "db", "", "query this database directly (sqlite path or postgres:// URL) instead of a server")
 	cmd.AddCommand(
 		newLineageWalkCmd(src, "upstream", "What NODE derives from: models, datasets, commits, releases"),

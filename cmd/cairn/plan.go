@@ -55,10 +55,7 @@ func newPlanCmd() *cobra.Command {
 				}
 				o.Inventory = inv
 			case server != "":
-				if token == "" {
-					token = os.Getenv("CAIRN_TOKEN")
-				}
-				inv, err := fleet.NewAdminClient(server, token).Inventory(ctx)
+				inv, err := fleet.NewAdminClient(server, serverToken(server, token)).Inventory(ctx)
 				if err != nil {
 					return fmt.Errorf("plan: %w", err)
 				}
@@ -97,7 +94,7 @@ func newPlanCmd() *cobra.Command {
 	f.BoolVar(&noBase, "no-base", false, "do not compare with any revision")
 	f.StringVar(&inventory, "inventory", "", "inventory file: YAML or JSON list of targets {name, labels, facts, models, layers}")
 	f.StringVar(&server, "server", "", "read the live inventory from this cairn server (token: --token or $CAIRN_TOKEN)")
-	f.StringVar(&token, "token", "", "admin or read-only token for --server (default $CAIRN_TOKEN)")
+	f.StringVar(&token, "token", "", "admin or read-only token for --server (default $CAIRN_TOKEN, then a local server's .cairn/admin-token)")
 	f.StringVarP(&format, "output", "o", "markdown", "output format: markdown or json")
 	f.BoolVar(&noRegistry, "no-registry", false, "do not read artifact sizes from the registry (download sizes unknown)")
 	f.BoolVar(&plainHTTP, "plain-http", false, "talk plain HTTP to the registry")

@@ -137,8 +137,8 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 	if !releaseName.MatchString(rel) {
 		return fmt.Errorf("invalid release name %q", rel)
 	}
-	if dm.Digest == "" || !strings.HasPrefix(dm.Digest, "sha256:") || len(dm.Digest) != 71 {
-		return fmt.Errorf("desired model %q has no sha256 digest", dm.Artifact)
+	if err := manifests.CheckDigest(dm.Digest); err != nil {
+		return fmt.Errorf("desired model %q: %w", dm.Artifact, err)
 	}
 	a.mu.Lock()
 	if dm.Runtime.HealthCheck != nil && dm.Runtime.HealthCheck.HTTP != "" {
