@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/plan"
 )
@@ -95,15 +97,16 @@ func TestRolloutEndToEnd(t *testing.T) {
 	repo := filepath.Join(work, "repo")
 	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
 	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) {
+	commit := func(msg, body string) string {
 		t.Helper()
 		if err := os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		run(t, repo, "git", "add", "-A")
 		run(t, repo, "git", "commit", "-q", "-m", msg)
-		rev := strings.TrimSpace(run(t, repo, "git", "rev-parse", "--short", "HEAD"))
-		t.Logf("committed %s: %s", rev, msg)
+		rev := strings.TrimSpace(run(t, repo, "git", "rev-parse", "HEAD"))
+		t.Logf("committed %s: %s", rev[:7], msg)
+		return rev
 	}
 	commit("fleet profile and rollout policy", manifestsHead)
 
@@ -136,8 +139,31 @@ adminToken: e2e-admin
 	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
 	_ = serve
 
-	// Models v1 (16 MiB of weights), v2 (health check fails: no ok file), v3.
-	push := func(version string, files map[string][]byte) string {
+	// Training datasets, versioned with cairn data push: v1 is trained on
+	// base, v2 on base and extra, v3 on base and fresh.
+	dstore := "file://" + filepath.Join(work, "datasets")
+	dataPush := func(name string, files map[string]string) string {
+		t.Helper()
+		dir := filepath.Join(work, "dataset-"+name)
+		os.MkdirAll(dir, 0o755)
+		for n, b := range files {
+			os.WriteFile(filepath.Join(dir, n), []byte(b), 0o644)
+		}
+		out := strings.TrimSpace(run(t, work, bin, "data", "push", dir, "--store", dstore, "--no-cache"))
+		d := out[strings.LastIndexByte(out, '\n')+1:]
+		if !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
+			t.Fatalf("cairn data push %s: last line %q is no digest", dir, d)
+		}
+		t.Logf("cairn data push dataset-%s → %s", name, d)
+		return d
+	}
+	dsBase := dataPush("base", map[string]string{"train.csv": "x,y\n1,0\n2,1\n", "README": "base\n"})
+	dsExtra := dataPush("extra", map[string]string{"train.csv": "x,y\n3,1\n4,0\n"})
+	dsFresh := dataPush("fresh", map[string]string{"train.csv": "x,y\n5,1\n6,1\n"})
+
+	// Models v1 (16 MiB of weights), v2 (health check fails: no ok file), v3;
+	// each push is recorded in the server's lineage (trainedOn its datasets).
+	push := func(version string, files map[string][]byte, trainedOn map[string]string) string {
 		t.Helper()
 		dir := filepath.Join(work, "model-"+version)
 		os.MkdirAll(dir, 0o755)
@@ -148,7 +174,11 @@ adminToken: e2e-admin
 		}
 		slices.Sort(paths)
 		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
-		args = append(args, "--plain-http", "--name", "demo", "--version", version)
+		args = append(args, "--plain-http", "--name", "demo", "--version", version,
+			"--lineage", server, "--token", "e2e-admin")
+		for _, n := range slices.Sorted(maps.Keys(trainedOn)) {
+			args = append(args, "--trained-on", n+"="+trainedOn[n])
+		}
 		out := strings.TrimSpace(run(t, work, bin, args...))
 		ref := out[strings.LastIndexByte(out, '\n')+1:]
 		t.Logf("cairn model push demo:%s → %s", version, ref)
@@ -156,9 +186,9 @@ adminToken: e2e-admin
 	}
 	big := make([]byte, 16<<20)
 	rand.Read(big)
-	v1 := push("1", map[string][]byte{"model.onnx": big, "ok": nil})
-	v2 := push("2", map[string][]byte{"model.onnx": []byte("a broken model")})
-	v3 := push("3", map[string][]byte{"model.onnx": []byte("a better model"), "ok": nil})
+	v1 := push("1", map[string][]byte{"model.onnx": big, "ok": nil}, map[string]string{"base": dsBase})
+	v2 := push("2", map[string][]byte{"model.onnx": []byte("a broken model")}, map[string]string{"base": dsBase, "extra": dsExtra})
+	v3 := push("3", map[string][]byte{"model.onnx": []byte("a better model"), "ok": nil}, map[string]string{"base": dsBase, "fresh": dsFresh})
 	d1, d2, d3 := digestOf(v1), digestOf(v2), digestOf(v3)
 
 	// Seven agents with different labels; six match env=prod.
@@ -235,7 +265,8 @@ adminToken: e2e-admin
 
 	// 1. v1 to all in waves; the first target is killed mid-download and resumes.
 	t.Log("STEP 1: release v1; kill a wave-1 agent in the middle of its download")
-	commit("release demo v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	tBeforeV1 := time.Now().UTC()
+	commitV1 := commit("release demo v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
 	// Kill it once its download has bytes on disk (or, on a very fast
 	// machine, as soon as the download starts).
 	partialSeen := false
@@ -283,6 +314,7 @@ adminToken: e2e-admin
 
 	// 3. v2 fails its health check on the first wave → automatic rollback.
 	t.Log("STEP 3: release v2, whose health check fails")
+	tBeforeV2 := time.Now().UTC()
 	commit("release demo v2 (broken)", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
 	eventually(t, 60*time.Second, "release demo RolledBack", phase("RolledBack"))
 	r := view.release(t, "demo")
@@ -316,10 +348,12 @@ adminToken: e2e-admin
 		}
 	}
 	t.Log("v2 reached only the first wave; all targets back on v1")
+	tAfterRollback := time.Now().UTC()
 
 	// 4. v3 rolls out while the target is offline; the operator pauses and resumes.
 	t.Log("STEP 4: release v3 while one target is offline; pause and resume it")
-	commit("release demo v3", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3))
+	tBeforeV3 := time.Now().UTC()
+	commitV3 := commit("release demo v3", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3))
 	eventually(t, 30*time.Second, "v3 rollout progressing", phase("Progressing"))
 	rollout := func(action string) {
 		out := run(t, work, bin, "rollout", action, "demo", "--server", server, "--token", "e2e-admin")
@@ -364,6 +398,95 @@ adminToken: e2e-admin
 			t.Errorf("%s: phase %s digest %s, want Healthy on v3", ti.Name, s.Phase, short(s.Digest))
 		}
 	}
+
+	// 6. Lineage: which model each target ran before v2 was committed, during
+	// its failed rollout and after the rollback (no target ever ran v2
+	// healthily: its health check fails everywhere, so lineage answers v1
+	// throughout), and now (v3); which targets run a model trained on each
+	// dataset at those times.
+	t.Log("STEP 6: lineage answers (cairn lineage at / where -o json)")
+	lin := lineageCLI{bin: bin, dir: work, server: server, token: "e2e-admin", label: map[string]string{
+		d1: "v1", d2: "v2", d3: "v3", dsBase: "D_base", dsExtra: "D_extra", dsFresh: "D_fresh"}}
+	var allIDs []string
+	for _, a := range agents {
+		allIDs = append(allIDs, a.id)
+		lin.label[a.id] = a.name
+	}
+	onAll := func(w atWant) map[string]atWant {
+		m := map[string]atWant{}
+		for _, id := range prodIDs {
+			m[id] = w
+		}
+		return m
+	}
+	runAll := func(model string) map[string]string {
+		m := map[string]string{}
+		for _, id := range prodIDs {
+			m[id] = model
+		}
+		return m
+	}
+	onV1 := onAll(atWant{model: d1, commit: commitV1, datasets: slices.Sorted(slices.Values([]string{dsBase}))})
+	onV3 := onAll(atWant{model: d3, commit: commitV3, datasets: slices.Sorted(slices.Values([]string{dsBase, dsFresh}))})
+	none := map[string]string{}
+
+	// When v2 reached targets, and was rolled back, as lineage recorded it.
+	sg := lin.downstream(t, "model:"+d2)
+	var during []time.Time
+	var v2Targets []string
+	rolledBack := false
+	for _, l := range sg.Links {
+		switch {
+		case l.Type == lineage.EdgeDeployedTo && l.From == "model:"+d2:
+			id := strings.TrimPrefix(l.To, lineage.NodeTarget+":")
+			v2Targets = append(v2Targets, id)
+			t.Logf("  lineage downstream v2: deployedTo %s %d event(s) %s … %s, last outcome %s", lin.name(id), l.Count,
+				l.First.Format(time.RFC3339Nano), l.Last.Format(time.RFC3339Nano), l.Outcome)
+			if !slices.Contains(wv[0], id) {
+				t.Errorf("lineage: v2 deployed to %s, which is not in the first wave", lin.name(id))
+			}
+			during = append(during, l.First, l.First.Add(l.Last.Sub(l.First)/2), l.Last)
+		case l.Type == lineage.EdgeRolledBack:
+			rolledBack = true
+			t.Logf("  lineage downstream v2: %s rolledBack v2 at %s", l.From, l.First.Format(time.RFC3339Nano))
+			during = append(during, l.First)
+		}
+	}
+	if len(v2Targets) == 0 || !rolledBack {
+		t.Errorf("lineage downstream v2: deployed to %v, rolled back %v; want the first wave and a rollback", lin.names(v2Targets), rolledBack)
+	}
+	during = append(during, tBeforeV2.Add(tAfterRollback.Sub(tBeforeV2)/2))
+	slices.SortFunc(during, func(a, b time.Time) int { return a.Compare(b) })
+	during = slices.Compact(during)
+	for _, at := range during {
+		if at.Before(tBeforeV2) || at.After(tAfterRollback) {
+			t.Errorf("lineage: a v2 event at %s, outside its rollout (%s … %s)", at.Format(time.RFC3339Nano), tBeforeV2.Format(time.RFC3339Nano), tAfterRollback.Format(time.RFC3339Nano))
+		}
+	}
+
+	lin.checkAt(t, "before v1 was committed", tBeforeV1, allIDs, nil)
+	lin.checkWhere(t, "before v1", dsBase, tBeforeV1, none)
+	lin.checkAt(t, "before v2 was committed", tBeforeV2, allIDs, onV1)
+	lin.checkWhere(t, "before v2", dsBase, tBeforeV2, runAll(d1))
+	lin.checkWhere(t, "before v2", dsExtra, tBeforeV2, none)
+	for _, at := range during {
+		lin.checkAt(t, "during the v2 rollout", at, allIDs, onV1)
+		lin.checkWhere(t, "during the v2 rollout", dsBase, at, runAll(d1))
+		lin.checkWhere(t, "during the v2 rollout", dsExtra, at, none)
+	}
+	for _, at := range []time.Time{tAfterRollback, tBeforeV3} {
+		lin.checkAt(t, "after the rollback", at, allIDs, onV1)
+		lin.checkWhere(t, "after the rollback", dsBase, at, runAll(d1))
+		lin.checkWhere(t, "after the rollback", dsExtra, at, none)
+		lin.checkWhere(t, "after the rollback", dsFresh, at, none)
+		lin.checkWhere(t, "after the rollback", d1, at, runAll(d1))
+		lin.checkWhere(t, "after the rollback", d2, at, none)
+	}
+	lin.checkAt(t, "now, after v3", time.Now(), allIDs, onV3)
+	lin.checkWhere(t, "now, after v3", dsBase, time.Time{}, runAll(d3))
+	lin.checkWhere(t, "now, after v3", dsExtra, time.Time{}, none)
+	lin.checkWhere(t, "now, after v3", dsFresh, time.Time{}, runAll(d3))
+	lin.checkWhere(t, "now, after v3", d1, time.Time{}, none)
 }
 
 func metricNames(m map[string]float64) []string {
