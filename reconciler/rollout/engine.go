@@ -501,7 +501,14 @@ func (e *engine) fail(reason, msg string) {
 	}
 	st.Phase, st.Updating = PhaseRolledBack, nil
 	st.Message = fmt.Sprintf("%s; rolled back to %s", msg, orNone(st.LastGood.Digest))
-	e.event(manifests.EventRolledBack, reason, st.Message, nil)
+	// The targets of the started waves were sent the failed digest: they are
+	// the ones rolled back (lineage ends their deployments with this event).
+	var back []string
+	for i := 0; i <= st.Wave && i < len(e.waves); i++ {
+		back = append(back, e.waves[i]...)
+	}
+	slices.Sort(back)
+	e.event(manifests.EventRolledBack, reason, st.Message, back)
 	for _, n := range e.names {
 		e.setFallback(n)
 	}

@@ -210,6 +210,12 @@ func TestFailedTargetsRollBack(t *testing.T) {
 	if f.state.Reason != ReasonTargetsFailed || len(f.state.Failed) != 2 {
 		t.Fatalf("reason %s failed %v", f.state.Reason, f.state.Failed)
 	}
+	// The RolledBack event names the targets sent back: wave 1's two.
+	for _, e := range f.events {
+		if e.Type == manifests.EventRolledBack && len(e.Targets) != 2 {
+			t.Fatalf("RolledBack names %v, want wave 1's 2 targets", e.Targets)
+		}
+	}
 	// LastGood stays pinned while the digest stays.
 	f.advance(time.Hour)
 	f.wantPhase(PhaseRolledBack)
