@@ -103,6 +103,8 @@ func TestPullRefusesEscapes(t *testing.T) {
 		{"link out", `{"mode":511,"path":"l","target":"../outside","type":"symlink"}`},
 		{"absolute link", `{"mode":511,"path":"l","target":"/etc","type":"symlink"}`},
 		{"through a link", `{"mode":511,"path":"l","target":"d","type":"symlink"},` + file("l/x")},
+		{"link chain", `{"mode":511,"path":"d","target":".","type":"symlink"},{"mode":511,"path":"s","target":"d/..","type":"symlink"}`},
+		{"link chain, file under it", `{"mode":511,"path":"d","target":".","type":"symlink"},{"mode":511,"path":"s","target":"d/..","type":"symlink"},` + file("s/secret")},
 		{"unsorted", file("b") + "," + file("a")},
 	}
 	for _, tc := range tests {
@@ -134,6 +136,53 @@ func TestPushRefusesLinkOutOfRoot(t *testing.T) {
 	_, err := datasets.Push(context.Background(), folderStore(t), root, datasets.PushOptions{})
 	if err == nil || !strings.Contains(err.Error(), "absolute target") {
 		t.Fatalf("want refusal, got %v", err)
+	}
+}
+
+// TestPushRefusesLinkChainOutOfRoot: links that each stay inside but lead
+// out of root together ("d" -> ".", "s" -> "d/..") are refused at push,
+// naming the link, since pull would refuse the tree.
+func TestPushRefusesLinkChainOutOfRoot(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Symlink(".", filepath.Join(root, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("d/..", filepath.Join(root, "s")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := datasets.Push(context.Background(), folderStore(t), root, datasets.PushOptions{})
+	if err == nil || !strings.Contains(err.Error(), "symlink s:") || !strings.Contains(err.Error(), "escapes the root") {
+		t.Fatalf("want refusal naming s, got %v", err)
+	}
+}
+
+// TestRelativeLinksRoundTrip: links inside the root, also climbing with ".."
+// or through another link, push and pull back and can be read through.
+func TestRelativeLinksRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	src := t.TempDir()
+	write(t, src, "v2/model.bin", []byte("weights"), 0o644)
+	write(t, src, "c", []byte("see"), 0o644)
+	os.MkdirAll(filepath.Join(src, "a"), 0o755)
+	for link, target := range map[string]string{"latest": "v2/model.bin", "a/b": "../c", "cur": "v2", "m": "cur/../v2/model.bin"} {
+		if err := os.Symlink(target, filepath.Join(src, filepath.FromSlash(link))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store := folderStore(t)
+	res, err := datasets.Push(ctx, store, src, datasets.PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "out")
+	if err := datasets.Pull(ctx, store, res.Digest, dst, datasets.PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for link, want := range map[string]string{"latest": "weights", "a/b": "see", "m": "weights"} {
+		b, err := os.ReadFile(filepath.Join(dst, filepath.FromSlash(link)))
+		if err != nil || string(b) != want {
+			t.Errorf("read %s: %q, %v; want %q", link, b, err, want)
+		}
 	}
 }
 

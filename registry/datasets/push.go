@@ -494,5 +494,10 @@ func scan(root string) (*Tree, []string, []fingerprint, error) {
 		es[i], ls[i], fpl[i] = t.Entries[j], locals[j], fps[j]
 	}
 	t.Entries = es
+	// A link may stay inside on its own yet leave root through another link
+	// ("s" -> "d/.." with "d" -> "."); Pull would refuse such a tree.
+	if err := checkLinks(t.Entries); err != nil {
+		return nil, nil, nil, fmt.Errorf("push %s: %w", root, err)
+	}
 	return t, ls, fpl, nil
 }

@@ -216,9 +216,92 @@ func checkLink(p, target string) error {
 	return nil
 }
 
+// maxLinkHops bounds the links followed while resolving one target (as
+// Linux's limit of 40).
+const maxLinkHops = 40
+
+// checkLinks resolves the target of every symlink of entries (sorted, each
+// checked by checkLink) lexically through the other symlinks of the tree,
+// as the links will be once pulled, and refuses a target that leaves the
+// root that way: "d" -> "." with "s" -> "d/.." would point s at the parent
+// of the root. A ".." may only step back out of a folder of the tree; after
+// a file, a symlink that cannot be followed or a name the tree does not
+// hold, the outcome would depend on what else is on disk, so it is refused.
+func checkLinks(entries []Entry) error {
+	dirs := map[string]bool{}
+	links := map[string]string{}
+	for _, e := range entries {
+		switch e.Type {
+		case TypeDir:
+			dirs[e.Path] = true
+		case TypeSymlink:
+			links[e.Path] = e.Target
+		}
+	}
+	for _, e := range entries {
+		if e.Type != TypeSymlink {
+			continue
+		}
+		if err := resolveLink(e.Path, e.Target, dirs, links); err != nil {
+			return fmt.Errorf("symlink %s: %w", e.Path, err)
+		}
+	}
+	return nil
+}
+
+// resolveLink resolves target from the folder of the link at p, following
+// links on the way, and fails when the result leaves the root.
+func resolveLink(p, target string, dirs map[string]bool, links map[string]string) error {
+	var stack []string // the folders walked into, from the root
+	if d := path.Dir(p); d != "." {
+		stack = strings.Split(d, "/")
+	}
+	queue := strings.Split(target, "/")
+	hops, via := 0, ""
+	escapes := func() error {
+		if via != "" {
+			return fmt.Errorf("target %q escapes the root through the symlink %s", target, via)
+		}
+		return fmt.Errorf("target %q escapes the root", target)
+	}
+	for len(queue) > 0 {
+		c := queue[0]
+		queue = queue[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) == 0 {
+				return escapes()
+			}
+			if top := strings.Join(stack, "/"); !dirs[top] {
+				return fmt.Errorf("target %q steps out of %s with .., and %s is not a folder of the tree", target, top, top)
+			}
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		next := strings.Join(append(stack[:len(stack):len(stack)], c), "/")
+		t, ok := links[next]
+		if !ok {
+			stack = append(stack, c)
+			continue
+		}
+		if hops++; hops > maxLinkHops {
+			return fmt.Errorf("target %q: more than %d symlinks to follow", target, maxLinkHops)
+		}
+		if t == "" || strings.HasPrefix(t, "/") {
+			return fmt.Errorf("target %q goes through the symlink %s, which points to %q", target, next, t)
+		}
+		via = next
+		queue = append(strings.Split(t, "/"), queue...)
+	}
+	return nil
+}
+
 // Validate checks the invariants of a tree: version, sorted unique safe
 // paths, parents listed as folders, well-formed digests, chunk sizes adding
-// up, symlink targets inside the tree.
+// up, symlink targets inside the tree (also when followed through the other
+// symlinks of the tree).
 func (t *Tree) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidTree, fmt.Sprintf(format, a...))
@@ -284,6 +367,9 @@ func (t *Tree) Validate() error {
 		default:
 			return bad("%s: unknown type %q", e.Path, e.Type)
 		}
+	}
+	if err := checkLinks(t.Entries); err != nil {
+		return bad("%v", err)
 	}
 	return nil
 }

@@ -27,6 +27,15 @@ func TestDecode(t *testing.T) {
 		{"missing parent", `{"entries":[{"mode":493,"path":"a/b","type":"dir"}],"version":1}`, false},
 		{"setuid", `{"entries":[{"mode":2541,"path":"a","type":"dir"}],"version":1}`, false},
 		{"bad digest", `{"entries":[{"digest":"sha256:xyz","mode":420,"path":"f","type":"file"}],"version":1}`, false},
+		// Links are resolved through the other links of the tree.
+		{"relative link", `{"entries":[{"mode":511,"path":"latest","target":"v2/model.bin","type":"symlink"}],"version":1}`, true},
+		{"link up a folder", `{"entries":[{"mode":493,"path":"a","type":"dir"},{"mode":511,"path":"a/b","target":"../c","type":"symlink"}],"version":1}`, true},
+		{"link through a link", `{"entries":[{"mode":493,"path":"a","type":"dir"},{"mode":493,"path":"a/x","type":"dir"},{"mode":511,"path":"l","target":"a/x","type":"symlink"},{"mode":511,"path":"s","target":"l/../y","type":"symlink"}],"version":1}`, true},
+		{"link chain out", `{"entries":[{"mode":511,"path":"d","target":".","type":"symlink"},{"mode":511,"path":"s","target":"d/..","type":"symlink"}],"version":1}`, false},
+		{"link chain out, link sorted first", `{"entries":[{"mode":511,"path":"a","target":"z/..","type":"symlink"},{"mode":511,"path":"z","target":".","type":"symlink"}],"version":1}`, false},
+		{"link chain out, two hops", `{"entries":[{"mode":493,"path":"a","type":"dir"},{"mode":511,"path":"a/up","target":"..","type":"symlink"},{"mode":511,"path":"d","target":"a/up","type":"symlink"},{"mode":511,"path":"s","target":"d/..","type":"symlink"}],"version":1}`, false},
+		{"link loop", `{"entries":[{"mode":511,"path":"a","target":"b","type":"symlink"},{"mode":511,"path":"b","target":"a","type":"symlink"}],"version":1}`, false},
+		{"dot-dot after a name not in the tree", `{"entries":[{"mode":511,"path":"s","target":"x/../y","type":"symlink"}],"version":1}`, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,7 +22,7 @@ func (p *puller) extract(src *os.Root, blobRel string, l layerPlan) error {
 		return err
 	}
 	defer f.Close()
-	files, err := extractTar(p.dir, f, l.f.compression, l.path, p.writeFile)
+	files, err := extractTar(p.dir, f, l.f.compression, l.path, p.writeFile, p.madeLink)
 	for _, fl := range files {
 		fl.Kind = l.f.kind
 		p.addFile(fl)
@@ -54,8 +54,17 @@ func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 // extractTar writes the entries of a tar stream under base in root. Entry
 // paths that are absolute, contain "..", or would be written through a
 // symbolic link are refused with ErrUnsafePath; links must point inside the
-// root. Regular files go through a temporary name.
-func extractTar(root *os.Root, r io.Reader, compression, base string, write writeFunc) ([]File, error) {
+// root, also when followed through other links (checked as each is made and
+// again once the stream ends, when a later link could have changed where an
+// earlier one leads; links failing then are removed). Regular files go
+// through a temporary name. made, when not nil, is told each link made.
+func extractTar(root *os.Root, r io.Reader, compression, base string, write writeFunc, made func(rel string)) (_ []File, err error) {
+	links := map[string]bool{}
+	defer func() {
+		if cerr := checkLinks(root, links); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+	}()
 	zr, err := decompress(r, compression)
 	if err != nil {
 		return nil, fmt.Errorf("decompress: %w", err)
@@ -104,15 +113,19 @@ func extractTar(root *os.Root, r io.Reader, compression, base string, write writ
 			}
 			files = append(files, File{Path: rel, Digest: sum, Size: n})
 		case tar.TypeSymlink:
-			if !linkTargetOK(rel, h.Linkname) {
-				return files, fmt.Errorf("%w: symbolic link %q points to %q, outside the output folder", ErrUnsafePath, rel, h.Linkname)
-			}
 			if err := prepare(root, rel); err != nil {
+				return files, err
+			}
+			if _, err := resolveLink(root, rel, h.Linkname); err != nil {
 				return files, err
 			}
 			_ = root.Remove(rel)
 			if err := root.Symlink(h.Linkname, rel); err != nil {
 				return files, rootErr(rel, err)
+			}
+			links[rel] = true
+			if made != nil {
+				made(rel)
 			}
 		case tar.TypeLink:
 			target, err := cleanRel(h.Linkname)

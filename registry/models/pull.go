@@ -102,7 +102,14 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 	for _, j := range jobs {
 		g.Go(func() error { return p.pullBlob(gctx, j) })
 	}
-	if err := g.Wait(); err != nil {
+	err = g.Wait()
+	// Layers are extracted concurrently and each checks its own links; a
+	// link of one layer may still send a link of another (or one already in
+	// DIR) out of DIR: check them all together.
+	if cerr := checkLinks(root, p.links); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	if p.cache == nil {
@@ -180,6 +187,16 @@ type puller struct {
 
 	mu    sync.Mutex
 	files []File
+	links map[string]bool // symbolic links made, for the final check
+}
+
+func (p *puller) madeLink(rel string) {
+	p.mu.Lock()
+	if p.links == nil {
+		p.links = map[string]bool{}
+	}
+	p.links[rel] = true
+	p.mu.Unlock()
 }
 
 func (p *puller) addFile(f File) {

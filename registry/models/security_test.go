@@ -2,8 +2,10 @@ package models
 
 import (
 	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -44,6 +46,19 @@ func TestPullRefusesUnsafePaths(t *testing.T) {
 			tarEntry{name: "link/evil", body: "x"}), naming: "link/evil"},
 		{name: "tar write through planted link", layers: tarred(tarEntry{name: "esc/evil", body: "x"}), plant: true, naming: "esc/evil"},
 		{name: "tar hard link out", layers: tarred(tarEntry{name: "hl", typ: tar.TypeLink, link: "../outside/x"}), naming: "hl"},
+		// Each target stays inside alone; followed through the other link it does not.
+		{name: "tar symlink chain", layers: tarred(
+			tarEntry{name: "d", typ: tar.TypeSymlink, link: "."},
+			tarEntry{name: "s", typ: tar.TypeSymlink, link: "d/.."},
+			tarEntry{name: "s/outside/evil", body: "x"}), naming: `"s"`},
+		{name: "tar symlink chain made by relinking", layers: tarred(
+			tarEntry{name: "sub/", typ: tar.TypeDir},
+			tarEntry{name: "d", typ: tar.TypeSymlink, link: "sub"},
+			tarEntry{name: "s", typ: tar.TypeSymlink, link: "d/.."},
+			tarEntry{name: "d", typ: tar.TypeSymlink, link: "."}), naming: `"s"`},
+		{name: "tar symlink chain across layers", layers: append(
+			tarred(tarEntry{name: "d", typ: tar.TypeSymlink, link: "."}),
+			tarred(tarEntry{name: "s", typ: tar.TypeSymlink, link: "d/.."})...), naming: `"s"`},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,6 +92,21 @@ func TestPullRefusesUnsafePaths(t *testing.T) {
 			if _, err := os.Stat("/tmp/evil"); err == nil {
 				t.Error("/tmp/evil exists")
 			}
+			root, err := os.OpenRoot(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			filepath.WalkDir(dir, func(q string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type()&fs.ModeSymlink != 0 && q != filepath.Join(dir, "esc") {
+					rel, _ := filepath.Rel(dir, q)
+					target, _ := os.Readlink(q)
+					if _, err := resolveLink(root, filepath.ToSlash(rel), target); err != nil {
+						t.Errorf("link left behind: %v", err)
+					}
+				}
+				return nil
+			})
 		})
 	}
 }
@@ -280,4 +310,77 @@ func TestPullDamagedCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	equalTrees(t, readTree(t, dir), map[string]string{"model.onnx": weights})
+}
+
+// TestExtractTarLinks: links inside the output folder, also climbing with
+// ".." or through another link, are made and can be read through; links
+// leading out through other links are refused with ErrUnsafePath naming
+// them, and none is left behind.
+func TestExtractTarLinks(t *testing.T) {
+	sym := func(name, link string) tarEntry { return tarEntry{name: name, typ: tar.TypeSymlink, link: link} }
+	dir := func(name string) tarEntry { return tarEntry{name: name, typ: tar.TypeDir} }
+	file := func(name, body string) tarEntry { return tarEntry{name: name, body: body} }
+	cases := []struct {
+		name    string
+		entries []tarEntry
+		read    map[string]string // path through a link: content
+		naming  string            // "" when the extraction must succeed
+	}{
+		{name: "relative link", entries: []tarEntry{dir("v2/"), file("v2/model.bin", "w"), sym("latest", "v2/model.bin")},
+			read: map[string]string{"latest": "w"}},
+		{name: "link up a folder", entries: []tarEntry{dir("a/"), file("c", "see"), sym("a/b", "../c")},
+			read: map[string]string{"a/b": "see"}},
+		{name: "link through a link", entries: []tarEntry{dir("v2/"), file("v2/model.bin", "w"), sym("cur", "v2"), sym("m", "cur/../v2/model.bin")},
+			read: map[string]string{"m": "w"}},
+		{name: "link to a later file", entries: []tarEntry{sym("latest", "v2/model.bin"), dir("v2/"), file("v2/model.bin", "w")},
+			read: map[string]string{"latest": "w"}},
+		{name: "chain", entries: []tarEntry{sym("d", "."), sym("s", "d/..")}, naming: `"s"`},
+		{name: "chain, file under it", entries: []tarEntry{sym("d", "."), sym("s", "d/.."), file("s/secret", "x")}, naming: `"s"`},
+		{name: "chain, two hops", entries: []tarEntry{dir("a/"), sym("a/up", ".."), sym("d", "a/up"), sym("s", "d/..")}, naming: `"s"`},
+		{name: "chain made by relinking", entries: []tarEntry{dir("sub/"), sym("d", "sub"), sym("s", "d/.."), sym("d", ".")}, naming: `"s"`},
+		{name: "dot-dot after a later link", entries: []tarEntry{sym("s", "d/.."), sym("d", ".")}, naming: `"s"`},
+		{name: "loop", entries: []tarEntry{sym("a", "b/x"), sym("b", "a/y")}, naming: `"a"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := t.TempDir()
+			out := filepath.Join(parent, "out")
+			os.Mkdir(out, 0o755)
+			root, err := os.OpenRoot(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer root.Close()
+			p := &puller{dir: root}
+			_, err = extractTar(root, bytes.NewReader(mkTar(t, tc.entries, "")), "", "", p.writeFile, nil)
+			if tc.naming == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				for q, want := range tc.read {
+					b, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(q)))
+					if err != nil || string(b) != want {
+						t.Errorf("read %s: %q, %v; want %q", q, b, err, want)
+					}
+				}
+				return
+			}
+			if !errors.Is(err, ErrUnsafePath) || !strings.Contains(err.Error(), tc.naming) {
+				t.Fatalf("got %v, want ErrUnsafePath naming %s", err, tc.naming)
+			}
+			filepath.WalkDir(out, func(q string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type()&fs.ModeSymlink != 0 {
+					rel, _ := filepath.Rel(out, q)
+					target, _ := os.Readlink(q)
+					if _, err := resolveLink(root, filepath.ToSlash(rel), target); err != nil {
+						t.Errorf("link left behind: %v", err)
+					}
+				}
+				return nil
+			})
+			if top, _ := os.ReadDir(parent); len(top) != 1 {
+				t.Errorf("written next to the output folder: %v", top)
+			}
+		})
+	}
 }
