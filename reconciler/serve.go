@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,16 +185,17 @@ func registryName(ext, addr string) string {
 }
 
 // redact hides a password in a URL.
-func redact(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		rest := u[i+3:]
-		if at := strings.Index(rest, "@"); at >= 0 {
-			if c := strings.Index(rest[:at], ":"); c >= 0 {
-				return u[:i+3] + rest[:c] + ":***" + rest[at:]
-			}
-		}
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
 	}
-	return u
+	// A password, or a token as the user of an http(s) URL, is a secret;
+	// ssh's user (git@) is not.
+	if _, hasPass := u.User.Password(); hasPass || u.Scheme != "ssh" {
+		u.User = url.User("redacted")
+	}
+	return u.String()
 }
 
 // plainHTTP says loopback registries (the built-in one) speak plain HTTP.
