@@ -2,6 +2,10 @@
 # docker-registry (OCI distribution 2.8) on 127.0.0.1, no auth, filesystem
 # storage under $CAIRN_TMP; exports CAIRN_TEST_REGISTRY=127.0.0.1:PORT.
 [ -x /usr/bin/docker-registry ] || apt_install docker-registry
+# Peer clients the interoperability tests read cairn's artifacts with
+# (built once into $GOBIN, skipped when present).
+go_tool crane github.com/google/go-containerregistry/cmd/crane@v0.22.0
+go_tool oras oras.land/oras/cmd/oras@v1.3.6
 _registry_dir="$CAIRN_TMP/registry"
 mkdir -p "$_registry_dir/data"
 _registry_port=$(free_port)
