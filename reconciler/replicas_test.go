@@ -2,36 +2,15 @@ package reconciler
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
-	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/internal/testenv"
 )
 
 // freshPostgres creates an empty database on the test server.
-func freshPostgres(t *testing.T) string {
-	base := testenv.Require(t, testenv.Postgres)
-	ctx := context.Background()
-	admin, err := sqldb.Open(ctx, base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := "serve_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatal(err)
-	}
-	u, _ := url.Parse(base)
-	u.Path = "/" + name
-	return u.String()
-}
+func freshPostgres(t *testing.T) string { return testenv.PostgresDatabase(t, "serve") }
 
 // Two replicas on one PostgreSQL: one leads the reconcile loop, both serve
 // the fleet API, and a target enrolled through one reads its desired state

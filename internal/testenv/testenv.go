@@ -5,8 +5,14 @@
 package testenv
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
+
+	"github.com/cairn-dev/cairn/internal/sqldb"
 )
 
 // Variables exported by scripts/services/*.sh.
@@ -31,4 +37,29 @@ func Require(t testing.TB, name string) string {
 		t.Skipf("%s is not set: run `make test` to start the real server", name)
 	}
 	return v
+}
+
+// PostgresDatabase creates an empty database, named prefix_<random>, on the
+// PostgreSQL server of Require(t, Postgres) and returns its URL.
+func PostgresDatabase(t testing.TB, prefix string) string {
+	t.Helper()
+	base := Require(t, Postgres)
+	ctx := context.Background()
+	admin, err := sqldb.Open(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	b := make([]byte, 6)
+	rand.Read(b)
+	name := prefix + "_" + hex.EncodeToString(b)
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database %s: %v", name, err)
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("%s: %v", Postgres, err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }

@@ -2,11 +2,8 @@ package store_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -24,22 +21,7 @@ var backends = map[string]func(t *testing.T) *store.SQL{
 		return open(t, filepath.Join(t.TempDir(), "cairn.db"))
 	},
 	"postgres": func(t *testing.T) *store.SQL {
-		base := testenv.Require(t, testenv.Postgres)
-		ctx := context.Background()
-		admin, err := sqldb.Open(ctx, base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer admin.Close()
-		b := make([]byte, 6)
-		rand.Read(b)
-		name := "store_" + hex.EncodeToString(b)
-		if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse(base)
-		u.Path = "/" + name
-		return open(t, u.String())
+		return open(t, testenv.PostgresDatabase(t, "store"))
 	},
 }
 
