@@ -173,7 +173,8 @@ func spread(ref Reference, a, b, m float64, out []float64) {
 	n := len(ref.Counts)
 	lo, hi := ref.Edges[0], ref.Edges[n]
 	w := b - a
-	if w <= 0 {
+	if w <= 0 || math.Nextafter(a, b) == b {
+		// One float wide: the bucket holds b alone.
 		out[pointBin(ref, b)] += m
 		return
 	}
