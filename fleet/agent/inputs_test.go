@@ -2,9 +2,13 @@ package agent
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -34,7 +38,9 @@ func TestParseInputs(t *testing.T) {
 		t.Fatalf("no inputs: got %+v, %v", got, err)
 	}
 
-	bucket := func(le, n string) string { return `cairn_input_feature_bucket{feature="x",le="` + le + `"} ` + n + "\n" }
+	bucket := func(le, n string) string {
+		return `cairn_input_feature_bucket{feature="x",le="` + le + `"} ` + n + "\n"
+	}
 	hist := "# TYPE cairn_input_feature histogram\n"
 	for _, tc := range []struct{ name, body, err string }{
 		{"decreasing buckets", hist + bucket("1", "5") + bucket("2", "3") + bucket("+Inf", "5") + "cairn_input_feature_count{feature=\"x\"} 5\n", "below the previous"},
@@ -114,4 +120,49 @@ func FuzzParseInputs(f *testing.F) {
 			t.Fatalf("round trip changed the inputs:\n%+v\n%+v", in, back)
 		}
 	})
+}
+
+// The agent scrapes runtime.metrics at each report and sends what the
+// runtime counted since the last delivered scrape of the same model.
+func TestReportCarriesInputWindows(t *testing.T) {
+	var mu sync.Mutex
+	counts := []int64{1, 2, 3}
+	rt := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		FormatInputs(w, map[string]fleet.FeatureHistogram{"rms": {Bounds: []float64{0, 1}, Counts: slices.Clone(counts)}})
+	}))
+	defer rt.Close()
+	reg := newRegistry(t, 0)
+	v1 := pushModel(t, reg, "1", map[string]string{"model.onnx": "weights v1"})
+	v1.Runtime.Metrics = rt.URL + "/metrics"
+	api := newMemAPI()
+	a := newTestAgent(t, t.TempDir(), api, nil)
+	if err := a.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{v1}}); err != nil {
+		t.Fatal(err)
+	}
+	inputs := func() *fleet.InputWindow {
+		a.Report(bg)
+		r := api.reports[len(api.reports)-1]
+		for _, rs := range r.Releases {
+			if rs.Release == v1.Release {
+				return rs.Inputs
+			}
+		}
+		t.Fatalf("no status of %s in %+v", v1.Release, r)
+		return nil
+	}
+	if w := inputs(); w != nil {
+		t.Fatalf("the first scrape is the baseline, got %+v", w)
+	}
+	mu.Lock()
+	counts = []int64{1, 5, 4}
+	mu.Unlock()
+	w := inputs()
+	if w == nil || !slices.Equal(w.Features["rms"].Counts, []int64{0, 3, 1}) || w.End.Before(w.Start) {
+		t.Fatalf("window = %+v, want rms counts [0 3 1]", w)
+	}
+	if w := inputs(); w != nil {
+		t.Fatalf("nothing new counted, got %+v", w)
+	}
 }
