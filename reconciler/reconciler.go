@@ -306,6 +306,14 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 	}
 	added := false
 	for _, t := range ts {
+		if t.State != "" && t.State != store.StateAccepted {
+			// Pending, rejected or deleted: not part of the fleet.
+			if _, ok := r.targets[t.ID]; ok {
+				delete(r.targets, t.ID)
+				r.order = slices.DeleteFunc(r.order, func(id string) bool { return id == t.ID })
+			}
+			continue
+		}
 		ct := r.targets[t.ID]
 		if ct == nil {
 			ct = &cachedTarget{}

@@ -198,7 +198,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	}
 	addr := freeAddr()
 	base := "http://" + addr
-	srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--repo", repo, "--interval", "1h")
+	srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, "data"), "--repo", repo, "--interval", "1h",
+		"--enrollment", "auto", "--enrollment-rate", "1000000")
 	srv.Env = append(os.Environ(), "CAIRN_ENROLL_TOKEN=bench-enroll", "CAIRN_ADMIN_TOKEN=bench-admin")
 	logf, _ := os.Create(filepath.Join(dir, "serve.log"))
 	srv.Stdout, srv.Stderr = logf, logf

@@ -15,19 +15,26 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var (
-		server, token, name, labels, root, factsFile, runtimeRoot string
+		server, tokenFile, name, labels, root, factsFile, runtimeRoot string
 		plainHTTP                                                 bool
 		pollWait, maxBackoff                                      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
+		Use:   "agent --server URL --enroll-token-file F --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
 		Short: "Run the device agent: enroll, poll, install, activate, report",
 		Long: `Run the device agent. It enrolls once (the credential is kept in
 DIR/identity.json, mode 0600, and reused), reports the facts it detects
 (arch, OS, kernel, memory, CPUs, accelerators, hostname, time zone, disk free)
 merged with --facts-file and --labels, then long-polls its desired state and
 installs each release's model into an inactive slot under DIR/models, switches
-to it atomically, runs the health check and rolls back on failure.`,
+to it atomically, runs the health check and rolls back on failure.
+
+The enrollment token (the fleet's, or a one-time one from cairn target
+preauth) is read from --enroll-token-file, never from the command line; a
+device enrolled with the fleet's token waits until an admin runs cairn target
+accept NAME (unless the server runs with enrollment: auto). Health checks and
+restart commands get only PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_ALL,
+LC_CTYPE, TZ and TMPDIR of the agent's environment, plus CAIRN_MODEL_DIR.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" {
@@ -35,6 +42,14 @@ to it atomically, runs the health check and rolls back on failure.`,
 			}
 			if root == "" {
 				return fmt.Errorf("--root is required")
+			}
+			token := ""
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("read enrollment token: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
 			}
 			lbl, err := parseLabels(labels)
 			if err != nil {
@@ -64,7 +79,7 @@ to it atomically, runs the health check and rolls back on failure.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
-	f.StringVar(&token, "enroll-token", os.Getenv("CAIRN_ENROLL_TOKEN"), "fleet enrollment token (needed once; env CAIRN_ENROLL_TOKEN)")
+	f.StringVar(&tokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
 	f.StringVar(&name, "name", "", "target name (default: the hostname)")
 	f.StringVar(&labels, "labels", "", "labels as k=v,k=v")
 	f.StringVar(&root, "root", "", "agent folder: identity, journal, model slots, layer cache")

@@ -27,6 +27,7 @@ func newRootCmd() *cobra.Command {
 		newGetCmd(),
 		newDescribeCmd(),
 		newRolloutCmd(),
+		newTargetCmd(),
 		newLineageCmd(),
 	)
 	return root
