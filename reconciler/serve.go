@@ -124,8 +124,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Notify:       notifier(cfg, log),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
-		AutoAccept: cfg.Enrollment == "auto",
-		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
+		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		Registry: reg, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {

@@ -16,8 +16,8 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		server, tokenFile, name, labels, root, factsFile, runtimeRoot string
-		plainHTTP                                                 bool
-		pollWait, maxBackoff                                      time.Duration
+		plainHTTP                                                     bool
+		pollWait, maxBackoff                                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --enroll-token-file F --root DIR [--name N] [--labels k=v,…] [--facts-file F]",

@@ -82,9 +82,9 @@ type Server struct {
 	hub *hub
 	mux *http.ServeMux
 
-	mu       sync.Mutex
-	creds    map[string]string        // target id -> hex SHA-256 of its credential
-	byHash   map[string]string        // hex SHA-256 -> target id
+	mu        sync.Mutex
+	creds     map[string]string        // target id -> hex SHA-256 of its credential
+	byHash    map[string]string        // hex SHA-256 -> target id
 	limiters  map[string]*rate.Limiter // status reports, by target
 	pollLim   map[string]*rate.Limiter // desired-state polls, by target
 	enrollLim map[string]*rate.Limiter // enrollments, by source address

@@ -26,8 +26,8 @@ type Target struct {
 	// target's, or a second enrollment under an accepted target's name
 	// (whose CredHash keeps working until then).
 	PendingHash string
-	EnrolledAt time.Time
-	LastSeen   time.Time // zero: never reported
+	EnrolledAt  time.Time
+	LastSeen    time.Time // zero: never reported
 	// Status is the last status report, nil before the first.
 	Status    *fleet.StatusReport
 	UpdatedAt time.Time
