@@ -10,14 +10,13 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/plan"
 )
 
 // Step advances a release's rollout by one decision. It is pure: every time
 // comes from in.Now and everything remembered from in.Prev.
 //
 // A new model digest starts a rollout through the policy's waves (the
-// stable assignment of plan.AssignWaves). The targets of a started wave get
+// stable assignment of AssignWaves). The targets of a started wave get
 // the new model as update windows and maxUnavailable allow; the others keep
 // the last good model (none on a first rollout). The next wave starts once
 // every online target of the started waves runs the new model healthily and
@@ -123,7 +122,7 @@ func (e *engine) index() {
 		e.names = append(e.names, t.Name)
 	}
 	slices.Sort(e.names)
-	e.waves = plan.AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
+	e.waves = AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
 	e.st.Waves = len(e.waves)
 	e.waveOf = make(map[string]int, len(e.names))
 	for i, w := range e.waves {
