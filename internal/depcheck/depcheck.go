@@ -23,9 +23,9 @@ type Rule struct {
 
 // Heavy outside modules the pure parts of the reconciler must not link.
 var (
-	opa    = "github.com/open-policy-agent/..."
-	goGit  = "github.com/go-git/..."
-	prom   = "github.com/prometheus/..."
+	opa   = "github.com/open-policy-agent/..."
+	goGit = "github.com/go-git/..."
+	prom  = "github.com/prometheus/..."
 )
 
 // Rules are the import rules of DESIGN.md's data flow.
