@@ -29,7 +29,7 @@ func TestClientMatchesGraph(t *testing.T) {
 	c := NewClient(srv.URL, "")
 	ctx := context.Background()
 	// Record through the API, query both ways.
-	h := history{v1: digest('1'), d1: digest('d')}
+	h := history{v1: digestOf('1'), d1: digestOf('d')}
 	if err := c.RecordPush(ctx, PushFacts{ModelDigest: h.v1, Revision: "train1", TrainedOn: map[string]string{"vib": h.d1}, Time: t0}); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
@@ -80,7 +81,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 				events = append(events, fleet.Event{Type: manifests.EventPolicyDenied, Reason: ReasonPolicyDenied, Release: name, Commit: rev.Commit, Message: msg})
 				r.record(ctx, lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: rel.Spec.Model, ModelDigest: pr.To, Denied: true, Message: msg, Time: time.Now().UTC()})
 			}
-			markFailed(st, true, ReasonPolicyDenied, "commit %s denied: %s", short(rev.Commit), msg)
+			markFailed(st, true, ReasonPolicyDenied, "commit %s denied: %s", digest.Short(rev.Commit), msg)
 			r.denied[name] = msg
 			if _, ok := r.admitted[name]; !ok {
 				// Never admitted: keep a record so the status API shows the denial.
@@ -149,7 +150,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 			return err
 		}
 	}
-	markReady(r.source, ReasonSucceeded, "admitted commit %s: %s", short(rev.Commit), snap.Summary())
+	markReady(r.source, ReasonSucceeded, "admitted commit %s: %s", digest.Short(rev.Commit), snap.Summary())
 	if err := r.opts.Store.PutMeta(ctx, "admitted-commit", []byte(rev.Commit)); err != nil {
 		return err
 	}
@@ -175,20 +176,13 @@ func denials(vs []policies.Verdict) string {
 	return strings.Join(msgs, "; ")
 }
 
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
-
 // rejectCommit keeps the last good state and says why on the source.
 func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, reason string, err error) error {
 	msg := err.Error()
 	if len(msg) > 4000 {
 		msg = msg[:4000] + "…"
 	}
-	markFailed(r.source, true, reason, "commit %s rejected, still serving %s: %s", short(rev.Commit), short(r.commit), msg)
+	markFailed(r.source, true, reason, "commit %s rejected, still serving %s: %s", digest.Short(rev.Commit), digest.Short(r.commit), msg)
 	r.saveSource(ctx)
 	ev := fleet.Event{Type: "CommitRejected", Reason: reason, Commit: rev.Commit, Message: msg}
 	r.opts.Store.AddEvents(ctx, []fleet.Event{ev})
@@ -200,7 +194,7 @@ func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, reas
 func (r *Reconciler) FetchFailed(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	markFailed(r.source, false, ReasonFetchFailed, "fetch failed, still serving %s: %v", short(r.commit), err)
+	markFailed(r.source, false, ReasonFetchFailed, "fetch failed, still serving %s: %v", digest.Short(r.commit), err)
 	r.opts.Metrics.SourceFetches.WithLabelValues("error").Inc()
 	r.saveSource(context.Background())
 }

@@ -8,11 +8,11 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
@@ -478,7 +478,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		}
 		switch s := out.State; s.Phase {
 		case rollout.PhaseSucceeded:
-			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", short(digestHex(s.Target.Digest)), len(selected))
+			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", digest.Digest(s.Target.Digest).ShortHex(), len(selected))
 		case rollout.PhaseProgressing, "":
 			markReconciling(st, ReasonProgressing, "wave %d: %s", s.Wave+1, s.Message)
 		case rollout.PhasePaused:
@@ -490,7 +490,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		}
 	}
 	if msg := r.denied[name]; msg != "" {
-		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", short(a.Commit), msg)
+		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", digest.Short(a.Commit), msg)
 		info.Denied = msg
 	}
 	s := r.states[name]
@@ -558,8 +558,6 @@ func (r *Reconciler) prevHealthySince(name string) *time.Time {
 	}
 	return rec.Status.HealthySince
 }
-
-func digestHex(d string) string { return strings.TrimPrefix(d, "sha256:") }
 
 func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bool {
 	for _, p := range profiles {

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 )
 
@@ -60,14 +61,10 @@ func main() {
 }
 
 func short(d string) string {
-	d = strings.TrimPrefix(d, "sha256:")
-	if len(d) > 12 {
-		return d[:12]
-	}
 	if d == "" {
 		return "-"
 	}
-	return d
+	return digest.Digest(d).ShortHex()
 }
 
 func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string) error {

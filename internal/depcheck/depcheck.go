@@ -30,8 +30,10 @@ var (
 
 // Rules are the import rules of DESIGN.md's data flow.
 var Rules = []Rule{
-	{From: "manifests/...", Allow: []string{}, Reason: "manifests is the dependency-free core"},
-	{From: "fleet", Allow: []string{"manifests/..."}, Reason: "fleet wire types are shared by server and agent"},
+	{From: "digest", Allow: []string{}, Reason: "digest is a leaf: the standard library only"},
+	{From: "errdef", Allow: []string{}, Reason: "errdef is a leaf: the standard library only"},
+	{From: "manifests/...", Allow: []string{"digest", "errdef"}, Reason: "manifests is the dependency-free core"},
+	{From: "fleet", Allow: []string{"manifests/...", "digest", "errdef"}, Reason: "fleet wire types are shared by server and agent"},
 	{From: "registry/...", Deny: []string{"reconciler/...", "fleet/...", "lineage/...", "policies/..."}, Reason: "registry is an earlier stage"},
 	{From: "policies/...", Deny: []string{"reconciler/..."}, Reason: "policies run before the reconciler"},
 	{From: "lineage/...", Deny: []string{"reconciler/...", "fleet/agent/..."}, Reason: "lineage records; it never drives (it reads fleet wire types, the stage before it)"},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
 )
@@ -77,7 +78,7 @@ func (e *engine) run() {
 	e.st.Release = in.Release.Metadata.Name
 	e.index()
 
-	want := Assignment{Digest: DigestOf(in.Model.Spec.Artifact), Artifact: in.Model.Spec.Artifact}
+	want := Assignment{Digest: digest.OfRef(in.Model.Spec.Artifact).String(), Artifact: in.Model.Spec.Artifact}
 	switch {
 	case want.Digest != "" && want.Digest != e.st.Target.Digest:
 		e.start(want)
@@ -168,7 +169,7 @@ func (e *engine) start(want Assignment) {
 	case PhaseProgressing, PhasePaused:
 		if !st.Target.IsZero() {
 			e.event(EventRolloutSuperseded, "NewDigest",
-				fmt.Sprintf("rollout of %s superseded by %s at wave %d", manifests.ShortDigest(st.Target.Digest), manifests.ShortDigest(want.Digest), st.Wave+1), nil)
+				fmt.Sprintf("rollout of %s superseded by %s at wave %d", digest.Short(st.Target.Digest), digest.Short(want.Digest), st.Wave+1), nil)
 			st.Superseded = st.Target
 			st.SupersededWave = st.Wave
 		}
@@ -188,7 +189,7 @@ func (e *engine) start(want Assignment) {
 	st.FailedAcked = 0
 	st.Reason, st.Message, st.PausedBy = "", "", ""
 	e.event(manifests.EventRolloutStarted, "NewDigest",
-		fmt.Sprintf("rolling out %s to %d targets in %d waves", manifests.ShortDigest(want.Digest), len(e.names), len(e.waves)), nil)
+		fmt.Sprintf("rolling out %s to %d targets in %d waves", digest.Short(want.Digest), len(e.names), len(e.waves)), nil)
 	e.event(EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
 }
 
@@ -240,7 +241,7 @@ func (e *engine) command(cmd string) {
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
 		st.Wave, st.WaveStarted, st.Started, st.BakeStarted = 0, e.in.Now, e.in.Now, time.Time{}
 		st.Failed, st.Updating, st.FailedAcked = nil, nil, 0
-		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", manifests.ShortDigest(st.Target.Digest)), nil)
+		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", digest.Short(st.Target.Digest)), nil)
 	default:
 		e.event(EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
 	}
@@ -423,7 +424,7 @@ func (e *engine) progress() {
 		}
 		st.Phase, st.Updating = PhaseSucceeded, nil
 		st.LastGood, st.Superseded = st.Target, Assignment{}
-		st.Message = fmt.Sprintf("%s healthy on %d targets", manifests.ShortDigest(st.Target.Digest), len(e.names)-len(st.Failed))
+		st.Message = fmt.Sprintf("%s healthy on %d targets", digest.Short(st.Target.Digest), len(e.names)-len(st.Failed))
 		e.event(manifests.EventRolloutDone, "", st.Message, nil)
 		return
 	}
@@ -461,7 +462,7 @@ func (e *engine) aborting() bool {
 	if failed < minFailed || float64(failed)*100 < pct*float64(max(attempted, 1)) {
 		return false
 	}
-	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, manifests.ShortDigest(st.Target.Digest), strings.Join(st.Failed, ", ")))
+	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, digest.Short(st.Target.Digest), strings.Join(st.Failed, ", ")))
 	return true
 }
 
@@ -529,12 +530,12 @@ func (s State) ID() string {
 	if s.Target.IsZero() {
 		return ""
 	}
-	return fmt.Sprintf("%s-%s-%d", s.Release, strings.TrimPrefix(manifests.ShortDigest(s.Target.Digest), "sha256:"), s.Started.Unix())
+	return fmt.Sprintf("%s-%s-%d", s.Release, digest.Digest(s.Target.Digest).ShortHex(), s.Started.Unix())
 }
 
 func orNone(d string) string {
 	if d == "" {
 		return "no model"
 	}
-	return manifests.ShortDigest(d)
+	return digest.Short(d)
 }

@@ -144,14 +144,3 @@ type Output struct {
 	// window opens); zero means on the next change.
 	RequeueAfter time.Duration
 }
-
-// DigestOf returns the digest of a digest-pinned reference (repo@sha256:…),
-// or "" when the reference is not pinned.
-func DigestOf(ref string) string {
-	for i := len(ref) - 1; i >= 0; i-- {
-		if ref[i] == '@' {
-			return ref[i+1:]
-		}
-	}
-	return ""
-}
