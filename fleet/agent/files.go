@@ -12,6 +12,7 @@ import (
 
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
 
 // The files driver lays a release out under ROOT/models/<release>:
@@ -86,10 +87,10 @@ func (a *Agent) setLinks(rel, cur, prev, runtimePath string) error {
 		}
 		return filepath.Join("slots", slotName(d))
 	}
-	if err := replaceSymlink(target(prev), filepath.Join(dir, "previous")); err != nil {
+	if err := atomicfile.Symlink(target(prev), filepath.Join(dir, "previous")); err != nil {
 		return err
 	}
-	if err := replaceSymlink(target(cur), filepath.Join(dir, "current")); err != nil {
+	if err := atomicfile.Symlink(target(cur), filepath.Join(dir, "current")); err != nil {
 		return err
 	}
 	if runtimePath != "" {
@@ -100,7 +101,7 @@ func (a *Agent) setLinks(rel, cur, prev, runtimePath string) error {
 		if cur != "" {
 			abs = a.slotDir(rel, cur)
 		}
-		if err := replaceSymlink(abs, runtimePath); err != nil {
+		if err := atomicfile.Symlink(abs, runtimePath); err != nil {
 			return err
 		}
 	}
@@ -232,7 +233,7 @@ func (a *Agent) download(ctx context.Context, dm fleet.DesiredModel, rj *release
 	if err := os.Rename(partial, slot); err != nil {
 		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("install %s: %w", digest.Short(dm.Digest), err), false)
 	}
-	if err := syncDir(filepath.Dir(slot)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(slot)); err != nil {
 		return a.failInstall(ctx, dm, rj, st, err, false)
 	}
 	return nil
