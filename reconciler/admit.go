@@ -108,7 +108,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		}
 		prev := r.admitted[name]
 		if prev == nil || prev.Model.Spec.Artifact != model.Spec.Artifact {
-			events = append(events, fleet.Event{Type: "ReleaseAdmitted", Reason: ReasonSucceeded, Release: name, Commit: rev.Commit,
+			events = append(events, fleet.Event{Type: manifests.EventReleaseAdmitted, Reason: ReasonSucceeded, Release: name, Commit: rev.Commit,
 				Message: fmt.Sprintf("admitted %s %s (%s)", model.Metadata.Name, model.Spec.Version, model.Spec.Artifact)})
 			facts := lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: model.Metadata.Name, ModelDigest: pr.To, Time: time.Now().UTC()}
 			for _, d := range model.Spec.TrainedOn {
@@ -136,7 +136,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 			delete(r.states, name)
 			delete(r.relStatus, name)
 			delete(r.denied, name)
-			events = append(events, fleet.Event{Type: "ReleaseRemoved", Release: name, Commit: rev.Commit, Message: "release removed from the repository"})
+			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository"})
 			if err := r.opts.Store.DeleteRelease(ctx, name); err != nil {
 				return err
 			}
@@ -184,7 +184,7 @@ func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, reas
 	}
 	markFailed(r.source, true, reason, "commit %s rejected, still serving %s: %s", digest.Short(rev.Commit), digest.Short(r.commit), msg)
 	r.saveSource(ctx)
-	ev := fleet.Event{Type: "CommitRejected", Reason: reason, Commit: rev.Commit, Message: msg}
+	ev := fleet.Event{Type: manifests.EventCommitRejected, Reason: reason, Commit: rev.Commit, Message: msg}
 	r.opts.Store.AddEvents(ctx, []fleet.Event{ev})
 	r.log.Warn("commit rejected", "commit", rev.Commit, "reason", reason, "err", msg)
 	return nil

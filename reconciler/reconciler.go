@@ -623,7 +623,7 @@ func (r *Reconciler) saveRelease(ctx context.Context, name string, a *Admitted, 
 		st := r.status(name)
 		info = fleet.ReleaseInfo{Denied: r.denied[name], Conditions: st.Wire()}
 		info.Name = name
-		info.Phase = "Denied"
+		info.Phase = rollout.PhaseDenied
 	}
 	spec, _ := json.Marshal(a)
 	state, _ := json.Marshal(r.states[name])

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 type want struct {
@@ -40,7 +41,7 @@ func (w *wants) Set(s string) error {
 
 // final phases end a rollout; reaching one that is not wanted, on the wanted
 // digest, fails the watch.
-var final = map[string]bool{"Succeeded": true, "RolledBack": true, "Aborted": true}
+var final = map[string]bool{rollout.PhaseSucceeded: true, rollout.PhaseRolledBack: true, rollout.PhaseAborted: true}
 
 func main() {
 	server := flag.String("server", "", "cairn serve URL")

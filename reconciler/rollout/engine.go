@@ -168,7 +168,7 @@ func (e *engine) start(want Assignment) {
 		st.Superseded = Assignment{}
 	case PhaseProgressing, PhasePaused:
 		if !st.Target.IsZero() {
-			e.event(EventRolloutSuperseded, "NewDigest",
+			e.event(manifests.EventRolloutSuperseded, "NewDigest",
 				fmt.Sprintf("rollout of %s superseded by %s at wave %d", digest.Short(st.Target.Digest), digest.Short(want.Digest), st.Wave+1), nil)
 			st.Superseded = st.Target
 			st.SupersededWave = st.Wave
@@ -190,14 +190,14 @@ func (e *engine) start(want Assignment) {
 	st.Reason, st.Message, st.PausedBy = "", "", ""
 	e.event(manifests.EventRolloutStarted, "NewDigest",
 		fmt.Sprintf("rolling out %s to %d targets in %d waves", digest.Short(want.Digest), len(e.names), len(e.waves)), nil)
-	e.event(EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
+	e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
 }
 
 // command applies an operator command.
 func (e *engine) command(cmd string) {
 	st := &e.st
 	ignore := func() {
-		e.event(EventCommandIgnored, "", fmt.Sprintf("%s ignored: rollout is %s", cmd, st.Phase), nil)
+		e.event(manifests.EventCommandIgnored, "", fmt.Sprintf("%s ignored: rollout is %s", cmd, st.Phase), nil)
 	}
 	switch cmd {
 	case CommandPause:
@@ -206,7 +206,7 @@ func (e *engine) command(cmd string) {
 			return
 		}
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhasePaused, "operator", ReasonOperatorPause, "paused by operator"
-		e.event(EventRolloutPaused, ReasonOperatorPause, "rollout paused by operator", nil)
+		e.event(manifests.EventRolloutPaused, ReasonOperatorPause, "rollout paused by operator", nil)
 	case CommandResume:
 		if st.Phase != PhasePaused {
 			ignore()
@@ -214,7 +214,7 @@ func (e *engine) command(cmd string) {
 		}
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
 		st.FailedAcked = len(st.Failed) // failures the operator has seen do not abort again
-		e.event(EventRolloutResumed, "", "rollout resumed by operator", nil)
+		e.event(manifests.EventRolloutResumed, "", "rollout resumed by operator", nil)
 	case CommandAbort:
 		if st.Phase != PhaseProgressing && st.Phase != PhasePaused {
 			ignore()
@@ -223,7 +223,7 @@ func (e *engine) command(cmd string) {
 		st.Phase, st.PausedBy, st.Reason = PhaseAborted, "", ReasonOperatorAbort
 		st.Message = fmt.Sprintf("aborted by operator; targets back on %s", orNone(st.LastGood.Digest))
 		st.Updating = nil
-		e.event(EventRolloutAborted, ReasonOperatorAbort, st.Message, nil)
+		e.event(manifests.EventRolloutAborted, ReasonOperatorAbort, st.Message, nil)
 		e.event(manifests.EventRolledBack, ReasonOperatorAbort, st.Message, nil)
 	case CommandRetry:
 		if st.Phase == PhaseProgressing || st.Phase == PhaseSucceeded {
@@ -241,9 +241,9 @@ func (e *engine) command(cmd string) {
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
 		st.Wave, st.WaveStarted, st.Started, st.BakeStarted = 0, e.in.Now, e.in.Now, time.Time{}
 		st.Failed, st.Updating, st.FailedAcked = nil, nil, 0
-		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", digest.Short(st.Target.Digest)), nil)
+		e.event(manifests.EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", digest.Short(st.Target.Digest)), nil)
 	default:
-		e.event(EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
+		e.event(manifests.EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
 	}
 }
 
@@ -412,7 +412,7 @@ func (e *engine) progress() {
 		if st.Wave+1 < len(e.waves) {
 			st.Wave++
 			st.WaveStarted, st.BakeStarted = e.in.Now, time.Time{}
-			e.event(EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", st.Wave+1, len(e.waves), len(e.waves[st.Wave])), e.waves[st.Wave])
+			e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", st.Wave+1, len(e.waves), len(e.waves[st.Wave])), e.waves[st.Wave])
 			continue
 		}
 		// The last wave has baked: done once every target runs it.
@@ -495,7 +495,7 @@ func (e *engine) fail(reason, msg string) {
 	e.event(manifests.EventRolloutFailed, reason, msg, slices.Clone(st.Failed))
 	if e.in.Policy.Spec.OnFailure == manifests.OnFailurePause {
 		st.Phase, st.PausedBy, st.Message = PhasePaused, "failure", msg+"; paused for an operator"
-		e.event(EventRolloutPaused, reason, st.Message, nil)
+		e.event(manifests.EventRolloutPaused, reason, st.Message, nil)
 		e.assign(false)
 		return
 	}

@@ -14,6 +14,9 @@ const (
 	PhaseSucceeded   = "Succeeded"
 	PhaseRolledBack  = "RolledBack"
 	PhaseAborted     = "Aborted"
+	// PhaseDenied is a release that a policy denied before any commit of it
+	// was admitted (the engine never runs for it).
+	PhaseDenied = "Denied"
 )
 
 // Operator commands (cairn rollout pause|resume|abort|retry).
@@ -22,17 +25,6 @@ const (
 	CommandResume = "resume"
 	CommandAbort  = "abort"
 	CommandRetry  = "retry"
-)
-
-// Event types the engine emits besides the manifests.Event* alert names.
-const (
-	EventWaveStarted       = "WaveStarted"
-	EventRolloutPaused     = "RolloutPaused"
-	EventRolloutResumed    = "RolloutResumed"
-	EventRolloutAborted    = "RolloutAborted"
-	EventRolloutRetried    = "RolloutRetried"
-	EventRolloutSuperseded = "RolloutSuperseded"
-	EventCommandIgnored    = "CommandIgnored"
 )
 
 // Reasons set in State.Reason.
