@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-dev/cairn/lineage/openlineage"
 )
 
 // server mounts the API the way cairn serve does: reads and record.
@@ -81,10 +83,10 @@ func TestClientMatchesGraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var lines []RunEvent
+	var lines []openlineage.RunEvent
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		var ev RunEvent
+		var ev openlineage.RunEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatal(err)
 		}

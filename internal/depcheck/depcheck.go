@@ -32,6 +32,7 @@ var (
 var Rules = []Rule{
 	{From: "digest", Allow: []string{}, Reason: "digest is a leaf: the standard library only"},
 	{From: "errdef", Allow: []string{}, Reason: "errdef is a leaf: the standard library only"},
+	{From: "lineage/openlineage", Allow: []string{}, Reason: "OpenLineage wire types import only the standard library"},
 	{From: "manifests/...", Allow: []string{"digest", "errdef"}, Reason: "manifests is the dependency-free core"},
 	{From: "fleet", Allow: []string{"manifests/...", "digest", "errdef"}, Reason: "fleet wire types are shared by server and agent"},
 	{From: "registry/...", Deny: []string{"reconciler/...", "fleet/...", "lineage/...", "policies/..."}, Reason: "registry is an earlier stage"},
