@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -446,7 +447,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 			continue
 		}
 		ts := rollout.TargetState{Name: id, TimeZone: ct.target.Facts.TimeZone, LastSeen: ct.lastSeen,
-			Online: !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter}
+			Online: fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)}
 		if ct.status != nil {
 			ts.Metrics = ct.status.Metrics
 			for _, rs := range ct.status.Releases {
@@ -604,7 +605,7 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 				list[j] = models[i]
 			}
 			b, _ := json.Marshal(list)
-			enc = [2]string{server.ETag(list), string(b)}
+			enc = [2]string{fleetstate.ETag(list), string(b)}
 			encoded[string(key)] = enc
 		}
 		if r.written[id] == enc[0] {
@@ -658,7 +659,7 @@ func (r *Reconciler) offline(now time.Time) []fleet.Event {
 	var gone []string
 	for _, id := range r.order {
 		ct := r.targets[id]
-		on := !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter
+		on := fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)
 		if was, ok := r.online[id]; ok && was && !on {
 			gone = append(gone, id)
 		}
@@ -680,12 +681,12 @@ func (r *Reconciler) phaseMetrics(now time.Time) {
 	for _, ct := range r.targets {
 		phase := "Unknown"
 		if ct.status != nil {
-			if p := server.SummarizePhase(ct.status.Releases); p != "" {
+			if p := fleetstate.Phase(ct.status.Releases); p != "" {
 				phase = p
 			}
 		}
 		counts[phase]++
-		if !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter {
+		if fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter) {
 			online++
 		}
 	}

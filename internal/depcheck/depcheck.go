@@ -49,6 +49,8 @@ var Rules = []Rule{
 		Reason: "plan is a pure function of a commit and an inventory (cairn plan runs it without a server)"},
 	{From: "reconciler/server", Deny: []string{"reconciler", "reconciler/plan", "reconciler/source", "policies/...", opa, goGit},
 		Reason: "the HTTP APIs read the store; they never admit or fetch"},
+	{From: "reconciler/fleetstate", Allow: []string{"manifests/...", "fleet", "digest", "errdef", "reconciler/store", "internal/sqldb"},
+		Reason: "fleetstate is shared by the reconciler and the HTTP APIs; it reads stored targets only"},
 	{From: "reconciler/notify", Allow: []string{"manifests/...", "fleet", "digest", "errdef"}, Reason: "notify sends events; it reads nothing else"},
 	{From: "...", Deny: []string{"cmd/..."}, Reason: "cmd/ holds no logic to import"},
 }
