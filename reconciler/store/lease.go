@@ -96,6 +96,9 @@ func (s *SQL) Lead(ctx context.Context) (Lease, error) {
 	lock := ""
 	if s.db.Dialect == sqldb.Postgres {
 		lock = " FOR UPDATE"
+		if err := pgLimits(ctx, tx); err != nil {
+			return Lease{}, err
+		}
 	}
 	var holder string
 	var term, expires int64
@@ -137,6 +140,11 @@ func (s *SQL) Fenced(ctx context.Context, l Lease) context.Context {
 		lock = " FOR SHARE"
 	}
 	return sqldb.WithFence(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if lock != "" {
+			if err := pgLimits(ctx, tx); err != nil {
+				return err
+			}
+		}
 		var cur int64
 		if err := tx.QueryRowContext(ctx, `SELECT term FROM leader_lease WHERE id = 1`+lock).Scan(&cur); err != nil {
 			return fmt.Errorf("check leader lease: %w", err)
@@ -146,6 +154,21 @@ func (s *SQL) Fenced(ctx context.Context, l Lease) context.Context {
 		}
 		return nil
 	})
+}
+
+// pgLimits bounds what a frozen process's open transaction can hold up: a
+// leader stopped (SIGSTOP) inside a fenced write keeps the share lock on the
+// lease row, which would block every takeover; PostgreSQL ends its session
+// after 5 s idle in the transaction (the write is rolled back), and a
+// takeover waits at most 2 s for the lock before trying again.
+func pgLimits(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `SET LOCAL idle_in_transaction_session_timeout = '5s'`); err != nil {
+		return fmt.Errorf("leader lease: session limits: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+		return fmt.Errorf("leader lease: session limits: %w", err)
+	}
+	return nil
 }
 
 // release gives the lease up (on Close), so another replica takes over at
