@@ -418,30 +418,27 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	if len(changes) > 0 {
 		composed := time.Since(start)
 		if leaseLapsed(ctx) {
-			return fmt.Errorf("publish desired states: lease lapsed: %w", store.ErrFenced)
+			return fmt.Errorf("write desired states: lease lapsed: %w", store.ErrFenced)
 		}
-		// Publish first: agents long-poll this replica's cache, and the
-		// state is a pure function of what is already stored (admitted
-		// releases, rollout states, targets), so a crash before the write
-		// below recomputes the same states on restart.
-		r.opts.Publish(changes)
-		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
-		published := time.Since(start)
+		// Store first, then hand to the fleet API: whatever an agent is
+		// told is stored, so another replica (or this one after a restart,
+		// or a new leader) never serves it an older state, and a deposed
+		// leader's refused write reaches no agent.
 		rev, err := r.opts.Store.PutDesired(ctx, changes)
 		if err != nil {
-			if fenced(err) {
-				r.unpublish(changes)
-			}
 			return err
 		}
+		stored := time.Since(start)
 		for i := range changes {
 			changes[i].Rev = rev
 			r.written[changes[i].Target] = changes[i].ETag
 		}
-		r.opts.Publish(changes) // unchanged tags: only records the revision
+		r.opts.Publish(changes)
+		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
+		published := time.Since(start)
 		r.opts.Metrics.DesiredWrites.Add(float64(len(changes)))
 		r.log.Info("desired states written", "targets", len(changes), "revision", rev, "took", time.Since(start).String(),
-			"step", stepped.String(), "compose", (composed - stepped).String(), "published", published.String(), "store", (time.Since(start) - published).String())
+			"step", stepped.String(), "compose", (composed - stepped).String(), "store", (stored - composed).String(), "published", published.String())
 	}
 	if len(events) > 0 {
 		if err := r.opts.Store.AddEvents(ctx, events); err != nil {
@@ -456,20 +453,6 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	}
 	r.rollouts.Store(&ids)
 	return nil
-}
-
-// unpublish hands the fleet API the stored desired states of targets whose
-// refused write was published: a deposed leader's states never stay.
-func (r *Reconciler) unpublish(changes []store.Desired) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var stored []store.Desired
-	for _, c := range changes {
-		if d, err := r.opts.Store.Desired(ctx, c.Target); err == nil {
-			stored = append(stored, d)
-		}
-	}
-	r.opts.Publish(stored)
 }
 
 // RolloutID names the current rollout of a release ("" when none), as the
