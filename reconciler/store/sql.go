@@ -22,6 +22,8 @@ type SQL struct {
 	holder string
 	ttl    time.Duration
 	term   int64 // of the lease this process holds, 0 when none
+
+	statuses statusBatcher
 }
 
 var _ Store = (*SQL)(nil)
@@ -64,6 +66,7 @@ func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*SQL, error) {
 	for _, o := range opts {
 		o(s)
 	}
+	s.statuses.init(s)
 	return s, nil
 }
 
@@ -186,12 +189,10 @@ func (s *SQL) TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Targe
 	return s.listTargets(ctx, "WHERE updated_at >= ?", nanos(since))
 }
 
-func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at time.Time) error {
-	tx, err := s.db.BeginWrite(ctx)
-	if err != nil {
-		return fmt.Errorf("record status of %s: %w", id, err)
-	}
-	defer tx.Rollback()
+// putStatus writes one status report in tx (see PutStatus, which groups
+// them into one transaction per batch).
+func (s *SQL) putStatus(ctx context.Context, tx *sql.Tx, id string, r fleet.StatusReport, at time.Time) error {
+	var err error
 	logs := r.Log
 	r.Log = nil
 	var res sql.Result
@@ -219,9 +220,6 @@ func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM deploy_log WHERE target_id = ? AND id < (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM deploy_log WHERE target_id = ? ORDER BY id DESC LIMIT 500) AS newest)`), id, id); err != nil {
 			return fmt.Errorf("trim log of %s: %w", id, err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("record status of %s: %w", id, err)
 	}
 	return nil
 }
