@@ -113,6 +113,17 @@ func startReplica(t *testing.T, name string, cfg Config) *replica {
 	}
 }
 
+func waitUntil(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return true
+}
+
 func otherThan(reps []*replica, r *replica) *replica {
 	for _, o := range reps {
 		if o != r {
@@ -370,9 +381,14 @@ func TestFailoverKillAndFreezeOnPostgres(t *testing.T) {
 	time.Sleep(6 * time.Second) // PostgreSQL ends the frozen session after 5 s idle in it
 	writer.cmd.Process.Signal(syscall.SIGCONT)
 	fl.setBases(reps[0].base, reps[1].base)
-	waitFor("the woken leader's write refused", 10*time.Second, func() bool {
-		return strings.Contains(writer.logText(), "write refused")
-	})
+	if !waitUntil(10*time.Second, func() bool { return strings.Contains(writer.logText(), "write refused") }) {
+		for _, line := range strings.Split(writer.logText(), "\n") {
+			if strings.Contains(line, "WARN") || strings.Contains(line, "ERROR") {
+				t.Log(line)
+			}
+		}
+		t.Fatal("the woken leader's write was not refused")
+	}
 	for _, line := range strings.Split(writer.logText(), "\n") {
 		if strings.Contains(line, "write refused") {
 			t.Logf("woken leader: %s", line)

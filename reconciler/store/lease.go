@@ -96,7 +96,7 @@ func (s *SQL) Lead(ctx context.Context) (Lease, error) {
 	lock := ""
 	if s.db.Dialect == sqldb.Postgres {
 		lock = " FOR UPDATE"
-		if err := pgLimits(ctx, tx); err != nil {
+		if err := pgLimits(ctx, tx, true); err != nil {
 			return Lease{}, err
 		}
 	}
@@ -141,7 +141,7 @@ func (s *SQL) Fenced(ctx context.Context, l Lease) context.Context {
 	}
 	return sqldb.WithFence(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if lock != "" {
-			if err := pgLimits(ctx, tx); err != nil {
+			if err := pgLimits(ctx, tx, false); err != nil {
 				return err
 			}
 		}
@@ -160,13 +160,15 @@ func (s *SQL) Fenced(ctx context.Context, l Lease) context.Context {
 // leader stopped (SIGSTOP) inside a fenced write keeps the share lock on the
 // lease row, which would block every takeover; PostgreSQL ends its session
 // after 5 s idle in the transaction (the write is rolled back), and a
-// takeover waits at most 2 s for the lock before trying again.
-func pgLimits(ctx context.Context, tx *sql.Tx) error {
+// takeover (or renewal) waits at most 2 s for the lock before trying again.
+func pgLimits(ctx context.Context, tx *sql.Tx, lead bool) error {
 	if _, err := tx.ExecContext(ctx, `SET LOCAL idle_in_transaction_session_timeout = '5s'`); err != nil {
 		return fmt.Errorf("leader lease: session limits: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
-		return fmt.Errorf("leader lease: session limits: %w", err)
+	if lead {
+		if _, err := tx.ExecContext(ctx, `SET LOCAL lock_timeout = '2s'`); err != nil {
+			return fmt.Errorf("leader lease: session limits: %w", err)
+		}
 	}
 	return nil
 }
