@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -124,8 +126,10 @@ func NewRegistry(ctx context.Context, o RegistryOptions) (r *Registry, err error
 		return nil, fmt.Errorf("built-in registry: %w", err)
 	}
 	// Distribution logs through logrus's standard logger: keep its
-	// per-request lines out of cairn's log, its warnings in.
+	// per-request lines and client errors out of cairn's log, its warnings
+	// and server errors in.
 	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetOutput(clientErrorFilter{os.Stderr})
 	cfg := &configuration.Configuration{Storage: st}
 	cfg.HTTP.Secret = o.Secret
 	cfg.Log.AccessLog.Disabled = true
@@ -160,14 +164,25 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.app.ServeHTTP(w, req)
 }
 
+// clientErrorFilter drops Distribution's log lines about requests that
+// failed on the client's side (4xx: unknown blob, bad manifest, …).
+type clientErrorFilter struct{ w io.Writer }
+
+func (f clientErrorFilter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("http.response.status=4")) {
+		return len(p), nil
+	}
+	return f.w.Write(p)
+}
+
 // GCResult is what a garbage collection removed.
 type GCResult struct {
-	DryRun       bool  `json:"dryRun"`
-	BlobsBefore  int   `json:"blobsBefore"`
-	BlobsAfter   int   `json:"blobsAfter"`
-	BytesBefore  int64 `json:"bytesBefore"`
-	BytesAfter   int64 `json:"bytesAfter"`
-	RemoveUntagged bool `json:"removeUntagged"`
+	DryRun         bool  `json:"dryRun"`
+	BlobsBefore    int   `json:"blobsBefore"`
+	BlobsAfter     int   `json:"blobsAfter"`
+	BytesBefore    int64 `json:"bytesBefore"`
+	BytesAfter     int64 `json:"bytesAfter"`
+	RemoveUntagged bool  `json:"removeUntagged"`
 }
 
 // GC removes the blobs no manifest references (and, with removeUntagged,
