@@ -399,3 +399,52 @@ func writeTar(t *testing.T, path, name string, b []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestBuiltinRegistryGC: `cairn registry gc` removes the blobs no manifest
+// references (a deleted manifest's layer, a blob never named, the deleted
+// manifest itself) and keeps what a tag still names.
+func TestBuiltinRegistryGC(t *testing.T) {
+	s := startRegServer(t)
+	const repo = "models/gc"
+	keep := s.imageManifest(repo, "kept weights")
+	gone := s.imageManifest(repo, "deleted weights")
+	for _, tc := range []struct {
+		method, ref string
+		body        []byte
+	}{{http.MethodPut, "keep", keep}, {http.MethodPut, "gone", gone}, {http.MethodDelete, sha(gone), nil}} {
+		resp, b := s.do(tc.method, "/v2/"+repo+"/manifests/"+tc.ref, ociManifest, bytes.NewReader(tc.body), "")
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("%s %s: %d %s", tc.method, tc.ref, resp.StatusCode, b)
+		}
+	}
+	s.pushBlob(repo, []byte("a blob no manifest names"))
+	server := "http://" + s.addr
+
+	cmd := exec.Command(s.bin, "registry", "gc", "--server", server, "--token", "wrong")
+	cmd.Dir = s.work
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
+		t.Fatalf("gc with a wrong token: %v\n%s", err, out)
+	}
+	out := run(t, s.work, s.bin, "registry", "gc", "--server", server, "--token", regAdmin)
+	t.Logf("%s", strings.TrimSpace(out))
+	// Before: config, two layers, the lone blob, two manifests; after:
+	// config, the kept layer and manifest.
+	if !strings.Contains(out, "removed 3 of 6 blobs") {
+		t.Errorf("gc: %q, want 3 of 6 blobs removed", out)
+	}
+	for ref, want := range map[string]int{"keep": 200, sha(keep): 200, sha(gone): 404} {
+		if resp, _ := s.do(http.MethodGet, "/v2/"+repo+"/manifests/"+ref, "", nil, "-"); resp.StatusCode != want {
+			t.Errorf("GET manifest %s after gc: %d, want %d", ref, resp.StatusCode, want)
+		}
+	}
+	for blob, want := range map[string]int{sha([]byte("kept weights")): 200, sha([]byte("deleted weights")): 404,
+		sha([]byte("a blob no manifest names")): 404} {
+		if resp, _ := s.do(http.MethodGet, "/v2/"+repo+"/blobs/"+blob, "", nil, "-"); resp.StatusCode != want {
+			t.Errorf("GET blob %s after gc: %d, want %d", blob, resp.StatusCode, want)
+		}
+	}
+	// Pushes work again after gc.
+	if resp, b := s.do(http.MethodPut, "/v2/"+repo+"/manifests/again", ociManifest, bytes.NewReader(s.imageManifest(repo, "new weights")), ""); resp.StatusCode != http.StatusCreated {
+		t.Errorf("push after gc: %d %s", resp.StatusCode, b)
+	}
+}

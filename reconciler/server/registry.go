@@ -189,21 +189,21 @@ type GCResult struct {
 // manifests no tag or index names). Writes to this registry wait while it
 // runs; reads go on. Replicas sharing an S3 bucket do not see the pause:
 // run it where the pushes go.
-func (r *Registry) GC(ctx context.Context, dryRun, removeUntagged bool) (GCResult, error) {
+func (r *Registry) GC(ctx context.Context, removeUntagged bool) (GCResult, error) {
 	r.gate.Lock()
 	defer r.gate.Unlock()
-	res := GCResult{DryRun: dryRun, RemoveUntagged: removeUntagged}
+	res := GCResult{RemoveUntagged: removeUntagged}
 	var err error
 	if res.BlobsBefore, res.BytesBefore, err = r.countBlobs(ctx); err != nil {
 		return res, err
 	}
-	if err := storage.MarkAndSweep(ctx, r.driver, r.ns, storage.GCOpts{DryRun: dryRun, RemoveUntagged: removeUntagged, Quiet: true}); err != nil {
+	if err := storage.MarkAndSweep(ctx, r.driver, r.ns, storage.GCOpts{RemoveUntagged: removeUntagged, Quiet: true}); err != nil {
 		return res, fmt.Errorf("registry gc: %w", err)
 	}
 	if res.BlobsAfter, res.BytesAfter, err = r.countBlobs(ctx); err != nil {
 		return res, err
 	}
-	r.log.Info("registry gc", "dryRun", dryRun, "blobsRemoved", res.BlobsBefore-res.BlobsAfter,
+	r.log.Info("registry gc", "untagged", removeUntagged, "blobsRemoved", res.BlobsBefore-res.BlobsAfter,
 		"bytesFreed", res.BytesBefore-res.BytesAfter)
 	return res, nil
 }

@@ -66,11 +66,10 @@ func registryError(w http.ResponseWriter, code int, errCode, msg string) {
 	json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{"code": errCode, "message": msg}}})
 }
 
-// registryGC serves POST /api/v1/registry/gc[?dryRun=1][&untagged=1].
+// registryGC serves POST /api/v1/registry/gc[?untagged=1].
 func (s *Server) registryGC(w http.ResponseWriter, r *http.Request) {
-	dry, _ := strconv.ParseBool(r.URL.Query().Get("dryRun"))
 	untagged, _ := strconv.ParseBool(r.URL.Query().Get("untagged"))
-	res, err := s.cfg.RegistryGC(r.Context(), dry, untagged)
+	res, err := s.cfg.RegistryGC(r.Context(), untagged)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "registry gc: %v", err)
 		return

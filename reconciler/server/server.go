@@ -52,7 +52,7 @@ type Config struct {
 	// token, or an enrolled target's credential).
 	RegistryPull string
 	// RegistryGC, when set, serves POST /api/v1/registry/gc (admin token).
-	RegistryGC func(ctx context.Context, dryRun, removeUntagged bool) (GCResult, error)
+	RegistryGC func(ctx context.Context, removeUntagged bool) (GCResult, error)
 	// LineageRecord serves POST /api/v1/lineage/record (admin token).
 	LineageRecord http.Handler
 	// OnStatus is called after a target's status is stored; OnCommand after
