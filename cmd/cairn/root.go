@@ -32,6 +32,7 @@ func newRootCmd() *cobra.Command {
 		newDescribeCmd(),
 		newRolloutCmd(),
 		newLineageCmd(),
+		newRegistryCmd(),
 	)
 	return root
 }
