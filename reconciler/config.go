@@ -44,6 +44,10 @@ type Config struct {
 	OfflineAfter Duration `json:"offlineAfter,omitempty"`
 	// ReconcileInterval is the longest time between reconcile passes (5s).
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	// DatasetStores are the named dataset stores (file:// or s3:// URLs)
+	// Datasets refer to with spec.store; "default" is file://DATA/datasets
+	// unless set. Drift reads training profiles from them.
+	DatasetStores map[string]string `json:"datasetStores,omitempty"`
 	// Secrets are named secrets Alerts refer to (webhook secretRef).
 	Secrets map[string]string `json:"secrets,omitempty"`
 }
