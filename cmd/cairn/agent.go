@@ -43,6 +43,9 @@ LC_CTYPE, TZ and TMPDIR of the agent's environment, plus CAIRN_MODEL_DIR.`,
 			if root == "" {
 				return fmt.Errorf("--root is required")
 			}
+			if cmd.Flags().Changed("enroll-token") {
+				return fmt.Errorf("--enroll-token is gone: a token in the command line is visible to every user of the machine (ps); put it in a file and pass --enroll-token-file")
+			}
 			token := ""
 			if tokenFile != "" {
 				b, err := os.ReadFile(tokenFile)
@@ -79,6 +82,9 @@ LC_CTYPE, TZ and TMPDIR of the agent's environment, plus CAIRN_MODEL_DIR.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
+	var gone string
+	f.StringVar(&gone, "enroll-token", "", "removed: use --enroll-token-file")
+	f.MarkHidden("enroll-token")
 	f.StringVar(&tokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
 	f.StringVar(&name, "name", "", "target name (default: the hostname)")
 	f.StringVar(&labels, "labels", "", "labels as k=v,k=v")
