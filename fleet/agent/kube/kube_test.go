@@ -3,14 +3,20 @@ package kube_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/fleet/agent/kube"
@@ -344,5 +350,73 @@ func TestClusterFacts(t *testing.T) {
 	l := f.Labels()
 	if l["kind"] != "cluster" || l["kserve"] != "true" || l["kubernetes.version"] != f.KubernetesVersion {
 		t.Errorf("labels %v", l)
+	}
+}
+
+// TestShippedRBAC: with only the permissions of examples/kube/rbac.yaml
+// (impersonating its service account), the driver reads the facts, applies
+// an InferenceService, reads its health and prunes it.
+func TestShippedRBAC(t *testing.T) {
+	c := kubetest.KServe(t)
+	ns := c.Namespace(t, "rbac")
+	ctx := context.Background()
+	b, err := os.ReadFile("../../../examples/kube/rbac.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, doc := range strings.Split(strings.ReplaceAll(string(b), "ml-serving", ns), "\n---\n") {
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			t.Fatalf("rbac.yaml: %v", err)
+		}
+		gvr := map[string]schema.GroupVersionResource{
+			"ServiceAccount": {Version: "v1", Resource: "serviceaccounts"},
+			"Role":           kubetest.Roles, "RoleBinding": kubetest.RoleBindings,
+			"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+			"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+		}[u.GetKind()]
+		var ri dynamic.ResourceInterface = c.Dyn.Resource(gvr)
+		if u.GetNamespace() != "" {
+			ri = c.Dyn.Resource(gvr).Namespace(u.GetNamespace())
+		}
+		if _, err := ri.Apply(ctx, u.GetName(), &u, metav1.ApplyOptions{FieldManager: "test", Force: true}); err != nil {
+			t.Fatalf("apply %s/%s: %v", u.GetKind(), u.GetName(), err)
+		}
+	}
+	rc := rest.CopyConfig(c.Rest)
+	rc.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":cairn-agent",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	d, err := kube.New(kube.Config{Rest: rc, Namespace: ns, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// RBAC bindings take effect within a moment.
+	var f fleet.Facts
+	for i := 0; ; i++ {
+		if f, err = d.Facts(ctx); err == nil || i == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || !f.KServe {
+		t.Fatalf("facts as the service account: %+v, %v", f, err)
+	}
+	k := &fleet.Kubernetes{ModelFormat: "onnx"}
+	wantPhase(t, apply(t, d, "demo", desired("demo", d1, "r1", k)), fleet.PhaseVerifying, "")
+	if err := kubetest.SetISVCStatus(ctx, c.Dyn, ns, "demo", ""); err != nil {
+		t.Fatal(err)
+	}
+	wantPhase(t, apply(t, d, "demo", desired("demo", d1, "r1", k)), fleet.PhaseHealthy, d1)
+	if _, err := d.Apply(ctx, nil); err != nil {
+		t.Fatalf("prune as the service account: %v", err)
+	}
+	if get(t, c, kubetest.ISVCs, ns, "demo") != nil {
+		t.Error("not pruned")
+	}
+	// Elsewhere it may do nothing.
+	other := c.Namespace(t, "rbac-other")
+	d2, _ := kube.New(kube.Config{Rest: rc, Namespace: other})
+	if _, err := d2.Apply(ctx, []fleet.DesiredModel{desired("demo", d1, "r1", k)}); !apierrors.IsForbidden(errors.Unwrap(err)) && (err == nil || !strings.Contains(err.Error(), "forbidden")) {
+		t.Errorf("applying in another namespace: %v, want forbidden", err)
 	}
 }
