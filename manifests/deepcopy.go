@@ -105,6 +105,15 @@ func (o Release) DeepCopy() Release {
 		c.Env = slices.Clone(k.Env)
 		s.Kubernetes = &c
 	}
+	if m := s.Monitor; m != nil {
+		c := *m
+		if c.Drift != nil {
+			dm := *c.Drift
+			dm.Max = clonePtr(dm.Max)
+			c.Drift = &dm
+		}
+		s.Monitor = &c
+	}
 	return o
 }
 
