@@ -451,7 +451,12 @@ func (a *Agent) Report(ctx context.Context) {
 
 func (a *Agent) buildReport(ctx context.Context) (fleet.StatusReport, map[string]inputScrape) {
 	facts := a.cfg.Facts
-	metrics := a.sys.sample()
+	// The machine's own metrics describe a device; a driver's agent runs
+	// beside its cluster, so they would mislead.
+	metrics := map[string]float64{}
+	if a.cfg.Driver == nil {
+		metrics = a.sys.sample()
+	}
 	a.mu.Lock()
 	// The server appends the log entries of each report: send those it has
 	// not accepted yet.

@@ -40,7 +40,10 @@ type Inventory struct {
 	Current, Previous string
 	// Failed is the digest that failed in rollout FailedRollout.
 	Failed, FailedRollout, FailedMessage string
-	Prune                                bool
+	// RolledBackFrom is the digest Current replaced when the server sent
+	// the previous one back.
+	RolledBackFrom string
+	Prune          bool
 }
 
 // InventoryName is the ConfigMap of a release's inventory.
@@ -138,10 +141,19 @@ func (d *Driver) release(ctx context.Context, dm fleet.DesiredModel, inv *Invent
 	switch h.State {
 	case Healthy:
 		rolledBackFrom := ""
-		if inv.Failed != "" && inv.Failed != dm.Digest && inv.Current == dm.Artifact {
-			rolledBackFrom = inv.Failed
-		} else {
+		switch {
+		case inv.Current != dm.Artifact && inv.Previous == dm.Artifact && inv.Current != "":
+			// The server sends the previous digest back: a rollback.
+			inv.RolledBackFrom = digestOf(inv.Current)
 			inv.Failed, inv.FailedRollout, inv.FailedMessage = "", "", ""
+			rolledBackFrom = "the fleet rolled back from " + manifests.ShortDigest(inv.RolledBackFrom)
+		case inv.Current == dm.Artifact && inv.Failed != "" && inv.Failed != dm.Digest:
+			// The new digest failed here; back on the healthy one.
+			rolledBackFrom = manifests.ShortDigest(inv.Failed) + " failed"
+		case inv.Current == dm.Artifact && inv.RolledBackFrom != "":
+			rolledBackFrom = "the fleet rolled back from " + manifests.ShortDigest(inv.RolledBackFrom)
+		default:
+			inv.Failed, inv.FailedRollout, inv.FailedMessage, inv.RolledBackFrom = "", "", "", ""
 		}
 		if inv.Current != dm.Artifact {
 			inv.Previous, inv.Current = inv.Current, dm.Artifact
@@ -151,8 +163,8 @@ func (d *Driver) release(ctx context.Context, dm fleet.DesiredModel, inv *Invent
 		}
 		st.Digest, st.Previous = dm.Digest, digestOf(inv.Previous)
 		if rolledBackFrom != "" {
-			st.Phase, st.Message = fleet.PhaseRolledBack, fmt.Sprintf("back on %s after %s failed (%s)",
-				manifests.ShortDigest(dm.Digest), manifests.ShortDigest(rolledBackFrom), h.Message)
+			st.Phase, st.Message = fleet.PhaseRolledBack, fmt.Sprintf("back on %s after %s (%s)",
+				manifests.ShortDigest(dm.Digest), rolledBackFrom, h.Message)
 		} else {
 			st.Phase, st.Message = fleet.PhaseHealthy, "running "+manifests.ShortDigest(dm.Digest)+" ("+h.Message+")"
 		}
@@ -292,7 +304,8 @@ func (d *Driver) Inventories(ctx context.Context) (map[string]*Inventory, error)
 func decodeInventory(cm *unstructured.Unstructured) (*Inventory, error) {
 	data, _, _ := unstructured.NestedStringMap(cm.Object, "data")
 	inv := &Inventory{Release: data["release"], Applied: data["applied"], Current: data["current"], Previous: data["previous"],
-		Failed: data["failed"], FailedRollout: data["failedRollout"], FailedMessage: data["failedMessage"], Prune: data["prune"] != "false"}
+		Failed: data["failed"], FailedRollout: data["failedRollout"], FailedMessage: data["failedMessage"],
+		RolledBackFrom: data["rolledBackFrom"], Prune: data["prune"] != "false"}
 	if inv.Release == "" {
 		return nil, fmt.Errorf("kube: inventory %s names no release", cm.GetName())
 	}
@@ -315,7 +328,7 @@ func (d *Driver) saveInventory(ctx context.Context, inv *Inventory) error {
 		"release": inv.Release, "objects": string(objs), "applied": inv.Applied,
 		"current": inv.Current, "previous": inv.Previous,
 		"failed": inv.Failed, "failedRollout": inv.FailedRollout, "failedMessage": inv.FailedMessage,
-		"prune": strconv.FormatBool(inv.Prune),
+		"rolledBackFrom": inv.RolledBackFrom, "prune": strconv.FormatBool(inv.Prune),
 	}
 	_, err := d.dyn.Resource(gvrConfigMap).Namespace(d.cfg.Namespace).Apply(ctx, cm.GetName(), cm,
 		metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
