@@ -200,7 +200,7 @@ adminToken: e2e-admin
 		}
 		slices.Sort(paths)
 		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
-		out := strings.TrimSpace(run(t, work, bin, append(args, "--plain-http", "--name", "demo", "--version", version)...))
+		out := strings.TrimSpace(run(t, work, bin, append(args, "--plain-http", "--name", "demo", "--version", version, "--token", "e2e-admin")...))
 		return out[strings.LastIndexByte(out, '\n')+1:]
 	}
 	// v2 is healthy on devices; on one cluster its workload fails.
