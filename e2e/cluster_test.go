@@ -24,7 +24,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet/agent/kube"
 	"github.com/cairn-dev/cairn/internal/kubetest"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/plan"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 const clusterHead = `apiVersion: cairn.dev/v1alpha1
@@ -247,7 +247,7 @@ adminToken: e2e-admin
 		all = append(all, id)
 	}
 	slices.Sort(all)
-	wv := plan.AssignWaves("demo", []manifests.Wave{{Percent: 20}, {Percent: 60}, {Percent: 100}}, all)
+	wv := rollout.AssignWaves("demo", []manifests.Wave{{Percent: 20}, {Percent: 60}, {Percent: 100}}, all)
 	for i, w := range wv {
 		var ns []string
 		for _, id := range w {
