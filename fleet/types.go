@@ -125,6 +125,10 @@ type DesiredModel struct {
 	Runtime   Runtime `json:"runtime"`
 	// Rollout identifies the rollout this desired state belongs to, if any.
 	Rollout string `json:"rollout,omitempty"`
+	// DownloadTimeout is how long the agent retries a download that fails
+	// on the way to the artifact (network, registry, storage) before the
+	// install fails; zero means the default of one hour.
+	DownloadTimeout time.Duration `json:"downloadTimeout,omitempty"`
 }
 
 // DesiredState is everything a target should run. ETag changes whenever the
