@@ -127,9 +127,13 @@ type DesiredModel struct {
 	Rollout string `json:"rollout,omitempty"`
 	// DownloadTimeout is how long the agent retries a download that fails
 	// on the way to the artifact (network, registry, storage) before the
-	// install fails; zero means the default of one hour.
+	// install fails; zero means DefaultDownloadTimeout.
 	DownloadTimeout time.Duration `json:"downloadTimeout,omitempty"`
 }
+
+// DefaultDownloadTimeout is DesiredModel.DownloadTimeout when zero, as a
+// RolloutPolicy's downloadTimeout is when unset.
+const DefaultDownloadTimeout = time.Hour
 
 // DesiredState is everything a target should run. ETag changes whenever the
 // content does.
