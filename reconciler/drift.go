@@ -7,10 +7,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/registry/datasets"
 	"github.com/cairn-dev/cairn/registry/datasets/drift"
 )
@@ -114,7 +114,7 @@ func (r *Reconciler) loadProfiles(ctx context.Context, now time.Time) {
 
 // rememberTraining keeps the training datasets of a's model digest.
 func (r *Reconciler) rememberTraining(a *Admitted) {
-	if d := rollout.DigestOf(a.Model.Spec.Artifact); d != "" && len(a.Datasets) > 0 {
+	if d := digest.OfRef(a.Model.Spec.Artifact).String(); d != "" && len(a.Datasets) > 0 {
 		r.trainedOn[d] = a.Datasets
 	}
 }
