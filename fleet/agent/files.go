@@ -192,6 +192,9 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 	if err := a.download(ctx, dm, rj, slot, st); err != nil {
 		return err
 	}
+	if !exists(slot) {
+		return nil // failed for good (reported): the current model keeps serving
+	}
 	return a.activate(ctx, dm, rj, slot, st)
 }
 
