@@ -92,7 +92,9 @@ func TestPullLimits(t *testing.T) {
 	t.Logf("300,000 empty files: %d bytes", len(files))
 	big := bytes.Repeat([]byte("weights!"), 5<<20) // 40 MiB
 
-	tarLayer := func(b []byte) []testLayer { return []testLayer{{mt: tarMT + "+" + map[byte]string{0x28: "zstd", 0x1f: "gzip"}[b[0]], data: b}} }
+	tarLayer := func(b []byte) []testLayer {
+		return []testLayer{{mt: tarMT + "+" + map[byte]string{0x28: "zstd", 0x1f: "gzip"}[b[0]], data: b}}
+	}
 	plain := func(e ...tarEntry) []testLayer { return []testLayer{{mt: tarMT, data: mkTar(t, e, "")}} }
 	cases := []struct {
 		name     string
