@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/registry/models"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -18,6 +19,7 @@ func newAgentCmd() *cobra.Command {
 		server, token, name, labels, root, factsFile, runtimeRoot string
 		plainHTTP                                                 bool
 		pollWait, maxBackoff                                      time.Duration
+		limits                                                    models.Limits
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
@@ -44,6 +46,7 @@ to it atomically, runs the health check and rolls back on failure.`,
 				return fmt.Errorf("create root: %w", err)
 			}
 			facts := agent.DetectFacts(root)
+			facts.AgentVersion = version
 			if factsFile != "" {
 				if err := agent.LoadFactsFile(factsFile, &facts); err != nil {
 					return err
@@ -53,8 +56,8 @@ to it atomically, runs the health check and rolls back on failure.`,
 			a, err := agent.New(agent.Config{
 				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
 				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
-				RuntimeRoot: runtimeRoot,
-				PollWait:    pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf,
+				RuntimeRoot: runtimeRoot, PullLimits: limits,
+				PollWait: pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf,
 			})
 			if err != nil {
 				return err
@@ -73,6 +76,7 @@ to it atomically, runs the health check and rolls back on failure.`,
 	f.BoolVar(&plainHTTP, "plain-http", false, "pull from registries over plain HTTP")
 	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
 	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
+	pullLimitFlags(f, &limits)
 	return cmd
 }
 

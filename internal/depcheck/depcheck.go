@@ -28,6 +28,49 @@ var Rules = []Rule{
 	{From: "lineage/...", Deny: []string{"reconciler/...", "fleet/agent/..."}, Reason: "lineage records; it never drives (it reads fleet wire types, the stage before it)"},
 	{From: "fleet/agent/...", Deny: []string{"reconciler/...", "lineage/..."}, Reason: "agents reach the server only through the fleet API"},
 	{From: "...", Deny: []string{"cmd/..."}, Reason: "cmd/ holds no logic to import"},
+	{From: "cmd/cairn-agent/...", Allow: agentPackages, Reason: "the device agent binary links the agent and the model puller only"},
+	{From: "fleet/agent/agentcli", Allow: agentPackages, Reason: "the device agent binary links the agent and the model puller only"},
+}
+
+// agentPackages are the cairn packages cmd/cairn-agent may link.
+var agentPackages = []string{"fleet", "fleet/agent", "fleet/agent/agentcli", "manifests/...", "registry/models"}
+
+// Lean lists binaries that must stay small (a device on a cellular link
+// downloads them): none of the packages they link may come from the modules
+// denied.
+var Lean = []LeanRule{{
+	Binary: "cmd/cairn-agent",
+	DenyModules: []string{
+		"github.com/open-policy-agent/",                                          // policies: OPA
+		"modernc.org/sqlite", "github.com/mattn/go-sqlite3", "github.com/jackc/", // the server's stores
+		"github.com/go-git/",                   // sources
+		"github.com/minio/", "github.com/aws/", // S3
+		"k8s.io/", "sigs.k8s.io/controller-runtime", // the kube driver belongs in cairn only
+	},
+	Reason: "the device agent binary links the agent and the model puller only",
+}}
+
+// LeanRule forbids the packages of Binary (a module-relative main package)
+// to come from modules under any of DenyModules (import path prefixes).
+type LeanRule struct {
+	Binary      string
+	DenyModules []string
+	Reason      string
+}
+
+// CheckLean returns a line per package of deps (the full import paths a
+// binary links) that a rule denies.
+func CheckLean(r LeanRule, deps []string) []string {
+	var bad []string
+	for _, d := range deps {
+		for _, m := range r.DenyModules {
+			if strings.HasPrefix(d, m) {
+				bad = append(bad, fmt.Sprintf("%s links %s (%s)", r.Binary, d, r.Reason))
+				break
+			}
+		}
+	}
+	return bad
 }
 
 // Match reports whether a module-relative package path matches pattern:

@@ -92,3 +92,28 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestLean lists what each lean binary links and fails on every package of
+// a denied module.
+func TestLean(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go tool not in PATH")
+	}
+	for _, r := range depcheck.Lean {
+		cmd := exec.Command(goTool, "list", "-deps", depcheck.Module+"/"+r.Binary)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("go list: %v\n%s", err, stderr.String())
+		}
+		for _, b := range depcheck.CheckLean(r, strings.Fields(string(out))) {
+			t.Error(b)
+		}
+	}
+	bad := depcheck.CheckLean(depcheck.Lean[0], []string{"fmt", "github.com/open-policy-agent/opa/v1/rego", "k8s.io/client-go/rest"})
+	if len(bad) != 2 {
+		t.Errorf("CheckLean = %q, want the two denied packages", bad)
+	}
+}
