@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -20,6 +21,7 @@ import (
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
 	"github.com/cairn-dev/cairn/registry/blobs"
+	"github.com/cairn-dev/cairn/registry/datasets"
 )
 
 // token returns val, else the token kept in file, else a new one written
@@ -66,7 +68,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	defer db.Close()
-	st, err := store.Open(ctx, db)
+	st, err := store.Open(ctx, db, store.WithLeaseTTL(time.Duration(cfg.LeaseTTL)))
 	if err != nil {
 		return err
 	}
@@ -83,21 +85,20 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	addr := ln.Addr().String()
 
 	metrics := server.NewMetrics()
-	var reg http.Handler
-	if cfg.Registry == "" {
-		bs, err := blobs.Open(ctx, cfg.BlobStore)
-		if err != nil {
+	var reg *server.Registry
+	if cfg.Registry.Host == "" {
+		// Opening the blob store creates its S3 bucket when missing; the
+		// registry's S3 driver does not.
+		if _, err := blobs.Open(ctx, cfg.BlobStore); err != nil {
 			ln.Close()
 			return fmt.Errorf("blob store: %w", err)
 		}
-		tmp := filepath.Join(cfg.Data, "tmp")
-		os.MkdirAll(tmp, 0o755)
-		r, err := server.NewRegistry(server.NewBlobHandler(bs, tmp), filepath.Join(cfg.Data, "registry", "manifests"))
+		reg, err = server.NewRegistry(ctx, server.RegistryOptions{Dir: filepath.Join(cfg.Data, "registry"),
+			Store: cfg.BlobStore, Secret: server.RegistrySecret(adminTok), Logger: log})
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		reg = r
 	}
 
 	var src *source.Source
@@ -111,11 +112,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
 		PlainHTTP:    plainHTTP(addr),
+		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       notifier(cfg, log),
+		Profiles:     profileReader(cfg),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
-		Registry: reg, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
+		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
 			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
@@ -133,6 +136,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	}
 	if src != nil {
 		scfg.GitHook = src.Webhook()
+	}
+	if reg != nil {
+		scfg.Registry, scfg.RegistryGC = reg, reg.GC
 	}
 	srv = server.New(scfg)
 	if err := srv.Load(ctx); err != nil {
@@ -158,7 +164,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)
 	}
 	log.Info("cairn serve listening", "addr", addr, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
-		"database", redact(cfg.Database), "registry", registryName(cfg.Registry, addr))
+		"database", redact(cfg.Database), "registry", registryName(cfg.Registry.Host, addr))
 	if ready != nil {
 		ready(addr)
 	}
@@ -206,5 +212,35 @@ func plainHTTP(addr string) func(string) bool {
 			return true
 		}
 		return false
+	}
+}
+
+// profileReader reads training profiles from the configured dataset stores,
+// opening each store once.
+func profileReader(cfg Config) ProfileReader {
+	urls := map[string]string{"default": "file://" + filepath.Join(cfg.Data, "datasets")}
+	for k, v := range cfg.DatasetStores {
+		urls[k] = v
+	}
+	var mu sync.Mutex
+	open := map[string]blobs.Store{}
+	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
+		mu.Lock()
+		bs, ok := open[store]
+		mu.Unlock()
+		if !ok {
+			u, known := urls[store]
+			if !known {
+				return nil, fmt.Errorf("dataset store %q is not configured (datasetStores)", store)
+			}
+			var err error
+			if bs, err = blobs.Open(ctx, u); err != nil {
+				return nil, fmt.Errorf("dataset store %s: %w", store, err)
+			}
+			mu.Lock()
+			open[store] = bs
+			mu.Unlock()
+		}
+		return datasets.ReadProfile(ctx, bs, digest)
 	}
 }
