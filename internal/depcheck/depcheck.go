@@ -33,7 +33,7 @@ var Rules = []Rule{
 }
 
 // agentPackages are the cairn packages cmd/cairn-agent may link.
-var agentPackages = []string{"fleet", "fleet/agent", "fleet/agent/agentcli", "manifests/...", "registry/models"}
+var agentPackages = []string{"fleet", "fleet/agent", "fleet/agent/agentcli", "manifests/...", "registry/models", "registry/datasets/drift"}
 
 // Lean lists binaries that must stay small (a device on a cellular link
 // downloads them): none of the packages they link may come from the modules
