@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 // DefaultDepth is the depth of Upstream and Downstream when none is given.
@@ -17,8 +19,8 @@ const DefaultDepth = 5
 // MaxNodes bounds the nodes a walk returns; the result says it was truncated.
 const MaxNodes = 10000
 
-// ErrNotFound is returned when a node has no edges at all.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when a node has no edges at all (errdef.ErrNotFound).
+var ErrNotFound = errdef.ErrNotFound
 
 // NodeInfo is a node reached by a walk, with its distance from the root.
 type NodeInfo struct {
