@@ -39,6 +39,8 @@ var Rules = []Rule{
 	{From: "policies/...", Deny: []string{"reconciler/..."}, Reason: "policies run before the reconciler"},
 	{From: "lineage/...", Deny: []string{"reconciler/...", "fleet/agent/..."}, Reason: "lineage records; it never drives (it reads fleet wire types, the stage before it)"},
 	{From: "fleet/agent/...", Deny: []string{"reconciler/...", "lineage/..."}, Reason: "agents reach the server only through the fleet API"},
+	{From: "fleet/agent", Deny: []string{"fleet/agent/kube/..."}, Reason: "the kube driver links client-go: only cmd/cairn registers it"},
+	{From: "cmd/cairn-agent/...", Deny: []string{"fleet/agent/kube/...", "internal/kubetest"}, Reason: "the device agent binary stays without client-go"},
 	{From: "reconciler/rollout", Allow: []string{"manifests/...", "fleet", "digest", "errdef"}, Deny: []string{opa, goGit, prom},
 		Reason: "the rollout engine is pure: manifests and fleet wire types in, desired assignments out"},
 	{From: "reconciler/store", Deny: []string{"reconciler", "reconciler/plan", "reconciler/server", "reconciler/source", "policies/...", "lineage/...", opa, goGit},
@@ -53,50 +55,19 @@ var Rules = []Rule{
 		Reason: "fleetstate is shared by the reconciler and the HTTP APIs; it reads stored targets only"},
 	{From: "reconciler/notify", Allow: []string{"manifests/...", "fleet", "digest", "errdef"}, Reason: "notify sends events; it reads nothing else"},
 	{From: "...", Deny: []string{"cmd/..."}, Reason: "cmd/ holds no logic to import"},
-	{From: "cmd/cairn-agent/...", Deny: serverPackages, Reason: "the device agent binary links the agent and the model puller only"},
-	{From: "fleet/agent/agentcli", Deny: serverPackages, Reason: "the device agent binary links the agent and the model puller only"},
+	{From: "cmd/cairn-agent/...", Deny: agentDenied, Reason: "the device agent binary links the agent and the model puller only"},
+	{From: "fleet/agent/agentcli", Deny: agentDenied, Reason: "the device agent binary links the agent and the model puller only"},
 }
 
-// serverPackages are the cairn packages of the server and the CLI that
-// cmd/cairn-agent must not link (Lean bans their modules too).
-var serverPackages = []string{"reconciler/...", "policies/...", "lineage/...", "internal/sqldb/...", "fleet/agent/kube/...", "internal/kubetest/..."}
-
-// Lean lists binaries that must stay small (a device on a cellular link
-// downloads them): none of the packages they link may come from the modules
-// denied.
-var Lean = []LeanRule{{
-	Binary: "cmd/cairn-agent",
-	DenyModules: []string{
-		"github.com/open-policy-agent/",                                          // policies: OPA
-		"modernc.org/sqlite", "github.com/mattn/go-sqlite3", "github.com/jackc/", // the server's stores
-		"github.com/go-git/",                   // sources
-		"github.com/minio/", "github.com/aws/", // S3
-		"k8s.io/", "sigs.k8s.io/controller-runtime", // the kube driver belongs in cairn only
-	},
-	Reason: "the device agent binary links the agent and the model puller only",
-}}
-
-// LeanRule forbids the packages of Binary (a module-relative main package)
-// to come from modules under any of DenyModules (import path prefixes).
-type LeanRule struct {
-	Binary      string
-	DenyModules []string
-	Reason      string
-}
-
-// CheckLean returns a line per package of deps (the full import paths a
-// binary links) that a rule denies.
-func CheckLean(r LeanRule, deps []string) []string {
-	var bad []string
-	for _, d := range deps {
-		for _, m := range r.DenyModules {
-			if strings.HasPrefix(d, m) {
-				bad = append(bad, fmt.Sprintf("%s links %s (%s)", r.Binary, d, r.Reason))
-				break
-			}
-		}
-	}
-	return bad
+// agentDenied is what cmd/cairn-agent must not link (a device on a cellular
+// link downloads it): the server's packages and the heavy modules of the
+// server, the CLI and the kube driver.
+var agentDenied = []string{
+	"reconciler/...", "policies/...", "lineage/...", "internal/sqldb/...", "fleet/agent/kube/...", "internal/kubetest/...",
+	opa, goGit, // policies, sources
+	"modernc.org/sqlite/...", "github.com/mattn/go-sqlite3/...", "github.com/jackc/...", // stores
+	"github.com/minio/...", "github.com/aws/...", // S3
+	"k8s.io/...", "sigs.k8s.io/controller-runtime/...", // the kube driver belongs in cairn only
 }
 
 // External reports whether a dependency lies outside the module: its first
