@@ -30,6 +30,7 @@ on failure. A model over the pull limits (--max-unpack-ratio, --max-files,
 // Flags are the agent's flags.
 type Flags struct {
 	Server, Token, Name, Labels, Root, FactsFile, RuntimeRoot string
+	CacheMax                                                  string
 	PlainHTTP                                                 bool
 	PollWait, MaxBackoff                                      time.Duration
 	Limits                                                    models.Limits
@@ -46,6 +47,7 @@ func (o *Flags) Register(f *pflag.FlagSet) {
 	f.StringVar(&o.RuntimeRoot, "runtime-root", "", "make absolute runtime.path links under this folder (several simulated devices on one machine)")
 	f.BoolVar(&o.PlainHTTP, "plain-http", false, "pull from registries over plain HTTP")
 	f.DurationVar(&o.PollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
+	f.StringVar(&o.CacheMax, "cache-max", "", "bytes the layer cache keeps beyond the active, previous and in-flight models, such as 4G (default: twice the largest model)")
 	f.DurationVar(&o.MaxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
 	f.Float64Var(&o.Limits.MaxUnpackRatio, "max-unpack-ratio", models.DefaultMaxUnpackRatio, "a tar layer unpacks to at most this many times its compressed size (-1: no limit)")
 	f.IntVar(&o.Limits.MaxFiles, "max-files", models.DefaultMaxFiles, "at most this many tar entries per model pull (-1: no limit)")
@@ -75,11 +77,17 @@ func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error
 			return err
 		}
 	}
+	var cacheMax int64
+	if o.CacheMax != "" {
+		if cacheMax, err = agent.ParseBytes(o.CacheMax); err != nil {
+			return fmt.Errorf("--cache-max: %w", err)
+		}
+	}
 	logger := log.New(stderr, "", log.LstdFlags)
 	a, err := agent.New(agent.Config{
 		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: o.Token,
 		API: fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: o.PlainHTTP,
-		RuntimeRoot: o.RuntimeRoot, PullLimits: o.Limits,
+		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
 		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf,
 	})
 	if err != nil {
