@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/registry/models"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -19,6 +20,7 @@ func newAgentCmd() *cobra.Command {
 		driver, kubeconfig, namespace, cairnImage, cacheMax           string
 		plainHTTP, inCluster                                          bool
 		pollWait, maxBackoff                                          time.Duration
+		limits                                                        models.Limits
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --enroll-token-file F --root DIR [--name N] [--labels k=v,…] [--facts-file F] [--driver kube --kubeconfig F|--in-cluster --namespace NS]",
@@ -31,7 +33,8 @@ installs each release's model into an inactive slot under DIR/models, switches
 to it atomically, runs the health check and rolls back on failure.
 
 The enrollment token (the fleet's, or a one-time one from cairn target
-preauth) is read from --enroll-token-file, never from the command line; a
+preauth) is read from --enroll-token-file or CAIRN_ENROLL_TOKEN, never from
+the command line; a
 device enrolled with the fleet's token waits until an admin runs cairn target
 accept NAME (unless the server runs with enrollment: auto). Health checks and
 restart commands get only PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_ALL,
@@ -56,7 +59,7 @@ identity. See examples/kube for the RBAC it needs.`,
 			if cmd.Flags().Changed("enroll-token") {
 				return fmt.Errorf("--enroll-token is gone: a token in the command line is visible to every user of the machine (ps); put it in a file and pass --enroll-token-file")
 			}
-			token := ""
+			token := os.Getenv("CAIRN_ENROLL_TOKEN") // a systemd EnvironmentFile or a Kubernetes Secret
 			if tokenFile != "" {
 				b, err := os.ReadFile(tokenFile)
 				if err != nil {
@@ -89,6 +92,7 @@ identity. See examples/kube for the RBAC it needs.`,
 			default:
 				return fmt.Errorf("--driver %q: want files or kube", driver)
 			}
+			facts.AgentVersion = version
 			if factsFile != "" {
 				if err := agent.LoadFactsFile(factsFile, &facts); err != nil {
 					return err
@@ -105,7 +109,7 @@ identity. See examples/kube for the RBAC it needs.`,
 			a, err := agent.New(agent.Config{
 				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
 				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
-				RuntimeRoot: runtimeRoot, CacheMax: cacheBytes,
+				RuntimeRoot: runtimeRoot, CacheMax: cacheBytes, PullLimits: limits,
 				PollWait: pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf, Driver: drv,
 			})
 			if err != nil {
@@ -119,7 +123,7 @@ identity. See examples/kube for the RBAC it needs.`,
 	var gone string
 	f.StringVar(&gone, "enroll-token", "", "removed: use --enroll-token-file")
 	f.MarkHidden("enroll-token")
-	f.StringVar(&tokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
+	f.StringVar(&tokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled; else env CAIRN_ENROLL_TOKEN): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
 	f.StringVar(&name, "name", "", "target name (default: the hostname)")
 	f.StringVar(&labels, "labels", "", "labels as k=v,k=v")
 	f.StringVar(&root, "root", "", "agent folder: identity, journal, model slots, layer cache")
@@ -129,6 +133,7 @@ identity. See examples/kube for the RBAC it needs.`,
 	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
 	f.StringVar(&cacheMax, "cache-max", "", "bytes the layer cache keeps beyond the active, previous and in-flight models, such as 4G (default: twice the largest model)")
 	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
+	pullLimitFlags(f, &limits)
 	f.StringVar(&driver, "driver", "files", "files (a device: model slots under --root) or kube (a namespace of a Kubernetes cluster)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster (--driver kube)")
 	f.BoolVar(&inCluster, "in-cluster", false, "use the pod's service account (--driver kube)")
