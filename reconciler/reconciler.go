@@ -3,19 +3,21 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"maps"
 
 	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -43,6 +45,12 @@ type Options struct {
 	// PlainHTTP reports whether an artifact's registry speaks plain HTTP
 	// (the built-in registry on loopback); agents are told so.
 	PlainHTTP func(artifact string) bool
+	// Profiles reads training profiles, the reference of drift; optional
+	// (without it no drift is computed).
+	Profiles ProfileReader
+	// LeaseRenew is how often the leader lease is taken or renewed (3s):
+	// a third of the store's lease TTL or less.
+	LeaseRenew time.Duration
 }
 
 type cachedTarget struct {
@@ -79,7 +87,14 @@ type Reconciler struct {
 	online    map[string]bool
 	requeue   time.Duration
 	lastPass  time.Duration
-	leading   bool // Run's view: this replica held the lease on its last pass
+	profiles  map[string]*profileEntry // dataset digest → drift references
+	drift     map[driftKey]*driftState // sliding windows, this leader's since it leads
+	// driftFacts are the drift alarms of this pass, for lineage.
+	driftFacts []lineage.DriftFacts
+
+	leaseMu    sync.Mutex
+	lease      store.Lease // the last lease campaign got
+	loadedTerm int64       // term under which the state was last loaded; 0: following
 
 	rollouts atomic.Pointer[map[string]string] // release → rollout id, read without mu
 }
@@ -104,10 +119,14 @@ func New(opts Options) *Reconciler {
 	if opts.Publish == nil {
 		opts.Publish = func([]store.Desired) {}
 	}
+	if opts.LeaseRenew <= 0 {
+		opts.LeaseRenew = 3 * time.Second
+	}
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), source: &Status{},
 		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
 		relStatus: map[string]*Status{}, assign: map[string]map[string]rollout.Assignment{}, saved: map[string]string{},
-		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}}
+		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{},
+		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}}
 }
 
 // Load restores the admitted releases, rollout states and written desired
@@ -181,15 +200,15 @@ func (r *Reconciler) Trigger() {
 // OnCommit admits rev when this replica leads, or keeps it for when it does.
 func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
 	r.opts.Metrics.SourceFetches.WithLabelValues("new-commit").Inc()
-	lead, err := r.opts.Store.TryLead(ctx)
-	if err != nil || !lead {
+	lctx, lead := r.leadCtx(ctx)
+	if !lead {
 		r.mu.Lock()
 		r.pending = &rev
 		r.fetched = rev.Commit
 		r.mu.Unlock()
 		return
 	}
-	if err := r.Admit(ctx, rev); err != nil {
+	if err := r.Admit(lctx, rev); err != nil {
 		r.log.Error("admit commit", "commit", rev.Commit, "err", err)
 	}
 }
@@ -197,6 +216,7 @@ func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
 // Run reconciles every Interval, on triggers and when a rollout asks to be
 // requeued, while this replica holds the leader lease, until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
+	go r.campaign(ctx)
 	last := time.Time{}
 	for {
 		r.mu.Lock()
@@ -223,41 +243,56 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
-		lead, err := r.opts.Store.TryLead(ctx)
-		if err != nil {
-			r.log.Warn("leader election", "err", err)
+		r.leaseMu.Lock()
+		l, loaded := r.lease, r.loadedTerm
+		r.leaseMu.Unlock()
+		if !l.Valid() {
+			if loaded != 0 {
+				r.leaseMu.Lock()
+				r.loadedTerm = 0
+				r.leaseMu.Unlock()
+				r.log.Info("following: the leader lease is not held", "term", l.Term)
+			}
 			continue
 		}
-		if !lead {
-			r.leading = false
-			continue
-		}
-		if !r.leading {
+		if loaded != l.Term {
 			// Newly elected: another replica may have moved the state on.
-			if err := r.Load(ctx); err != nil {
-				r.log.Error("load state as new leader", "err", err)
+			if err := r.elected(ctx, l.Term); err != nil {
+				r.log.Error("take over as leader", "err", err)
 				continue
 			}
-			r.leading = true
-			r.log.Info("leading the reconcile loop")
+		}
+		lctx, ok := r.leadCtx(ctx)
+		if !ok {
+			continue
 		}
 		r.mu.Lock()
 		pending := r.pending
 		r.pending = nil
 		r.mu.Unlock()
 		if pending != nil {
-			if err := r.Admit(ctx, *pending); err != nil {
+			if err := r.Admit(lctx, *pending); fenced(err) {
+				r.mu.Lock()
+				if r.pending == nil {
+					r.pending = pending // for when this replica leads again
+				}
+				r.mu.Unlock()
+				r.deposed(err)
+				continue
+			} else if err != nil {
 				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
 			}
 		} else if rev := r.readmitDue(); rev != nil {
 			// A denial may lift with time (promotion gates): evaluate the
 			// admitted commit again, at most once an interval.
-			if err := r.Admit(ctx, *rev); err != nil {
+			if err := r.Admit(lctx, *rev); err != nil {
 				r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
 			}
 		}
 		passStart := time.Now()
-		if err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := r.Reconcile(lctx); fenced(err) {
+			r.deposed(err)
+		} else if err != nil && ctx.Err() == nil {
 			r.log.Error("reconcile", "err", err)
 		}
 		last = time.Now()
@@ -350,6 +385,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	now := time.Now().UTC()
 	var events []fleet.Event
 	r.requeue = 0
+	r.loadProfiles(ctx, now)
 	// perTarget holds indexes into models: identical assignments share one
 	// DesiredModel and identical lists one encoding.
 	perTarget := make(map[string][]int32, len(r.targets))
@@ -387,30 +423,34 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	r.recordDrift(ctx)
 	events = append(events, r.offline(now)...)
 	stepped := time.Since(start)
 	changes := r.compose(models, perTarget)
 	if len(changes) > 0 {
 		composed := time.Since(start)
-		// Publish first: agents long-poll this replica's cache, and the
-		// state is a pure function of what is already stored (admitted
-		// releases, rollout states, targets), so a crash before the write
-		// below recomputes the same states on restart.
-		r.opts.Publish(changes)
-		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
-		published := time.Since(start)
+		if leaseLapsed(ctx) {
+			return fmt.Errorf("write desired states: lease lapsed: %w", store.ErrFenced)
+		}
+		// Store first, then hand to the fleet API: whatever an agent is
+		// told is stored, so another replica (or this one after a restart,
+		// or a new leader) never serves it an older state, and a deposed
+		// leader's refused write reaches no agent.
 		rev, err := r.opts.Store.PutDesired(ctx, changes)
 		if err != nil {
 			return err
 		}
+		stored := time.Since(start)
 		for i := range changes {
 			changes[i].Rev = rev
 			r.written[changes[i].Target] = changes[i].ETag
 		}
-		r.opts.Publish(changes) // unchanged tags: only records the revision
+		r.opts.Publish(changes)
+		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
+		published := time.Since(start)
 		r.opts.Metrics.DesiredWrites.Add(float64(len(changes)))
 		r.log.Info("desired states written", "targets", len(changes), "revision", rev, "took", time.Since(start).String(),
-			"step", stepped.String(), "compose", (composed - stepped).String(), "published", published.String(), "store", (time.Since(start) - published).String())
+			"step", stepped.String(), "compose", (composed - stepped).String(), "store", (stored - composed).String(), "published", published.String())
 	}
 	if len(events) > 0 {
 		if err := r.opts.Store.AddEvents(ctx, events); err != nil {
@@ -440,18 +480,37 @@ func (r *Reconciler) RolloutID(release string) string {
 func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, command string) ([]fleet.Event, fleet.ReleaseInfo) {
 	st := r.status(name)
 	var selected []rollout.TargetState
+	var driftEvents []fleet.Event
 	for _, id := range r.order {
 		ct := r.targets[id]
 		if _, unfit := a.Unfit[id]; unfit || !matchesAny(a.Profiles, ct.sel) {
 			continue
 		}
 		ts := rollout.TargetState{Name: id, TimeZone: ct.target.Facts.TimeZone, LastSeen: ct.lastSeen,
-			Online: !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter}
+			Online: fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)}
 		if ct.status != nil {
 			ts.Metrics = ct.status.Metrics
 			for _, rs := range ct.status.Releases {
 				if rs.Release == name {
 					ts.Status = rs
+				}
+			}
+		}
+		// Drift metrics are plain gate inputs, next to the target's own.
+		if dm, evs, abort := r.observeDrift(a, id, ts.Status, now); len(dm) > 0 || len(evs) > 0 {
+			if len(dm) > 0 {
+				m := make(map[string]float64, len(ts.Metrics)+len(dm))
+				maps.Copy(m, ts.Metrics)
+				maps.Copy(m, dm)
+				ts.Metrics = m
+			}
+			for i := range evs {
+				evs[i].Commit = a.Commit
+			}
+			driftEvents = append(driftEvents, evs...)
+			if abort && command == "" {
+				if p := r.states[name].Phase; p == rollout.PhaseProgressing || p == rollout.PhasePaused {
+					command = rollout.CommandAbort
 				}
 			}
 		}
@@ -462,7 +521,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 	for _, p := range a.Profiles {
 		info.Profiles = append(info.Profiles, p.Metadata.Name)
 	}
-	var events []fleet.Event
+	events := driftEvents
 	prev := r.states[name]
 	if a.Release.Spec.Suspend {
 		markFailed(st, false, ReasonSuspended, "release is suspended: targets keep what they were told")
@@ -478,7 +537,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		}
 		switch s := out.State; s.Phase {
 		case rollout.PhaseSucceeded:
-			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", short(digestHex(s.Target.Digest)), len(selected))
+			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", digest.Digest(s.Target.Digest).ShortHex(), len(selected))
 		case rollout.PhaseProgressing, "":
 			markReconciling(st, ReasonProgressing, "wave %d: %s", s.Wave+1, s.Message)
 		case rollout.PhasePaused:
@@ -490,7 +549,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		}
 	}
 	if msg := r.denied[name]; msg != "" {
-		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", short(a.Commit), msg)
+		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", digest.Short(a.Commit), msg)
 		info.Denied = msg
 	}
 	s := r.states[name]
@@ -519,6 +578,12 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		info.HealthySince = &since
 	}
 	info.Conditions = st.Wire()
+	names := make([]string, len(selected))
+	for i, ts := range selected {
+		names[i] = ts.Name
+	}
+	window, _, _ := driftConfig(a.Release)
+	info.Drift = r.driftInfo(name, names, window)
 	r.opts.Metrics.RolloutWave.WithLabelValues(name).Set(float64(s.Wave))
 	if len(selected) > 0 {
 		r.opts.Metrics.RolloutProgress.WithLabelValues(name).Set(float64(info.Updated) / float64(len(selected)))
@@ -558,8 +623,6 @@ func (r *Reconciler) prevHealthySince(name string) *time.Time {
 	}
 	return rec.Status.HealthySince
 }
-
-func digestHex(d string) string { return strings.TrimPrefix(d, "sha256:") }
 
 func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bool {
 	for _, p := range profiles {
@@ -606,7 +669,7 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 				list[j] = models[i]
 			}
 			b, _ := json.Marshal(list)
-			enc = [2]string{server.ETag(list), string(b)}
+			enc = [2]string{fleetstate.ETag(list), string(b)}
 			encoded[string(key)] = enc
 		}
 		if r.written[id] == enc[0] {
@@ -625,7 +688,7 @@ func (r *Reconciler) saveRelease(ctx context.Context, name string, a *Admitted, 
 		st := r.status(name)
 		info = fleet.ReleaseInfo{Denied: r.denied[name], Conditions: st.Wire()}
 		info.Name = name
-		info.Phase = "Denied"
+		info.Phase = rollout.PhaseDenied
 	}
 	spec, _ := json.Marshal(a)
 	state, _ := json.Marshal(r.states[name])
@@ -660,7 +723,7 @@ func (r *Reconciler) offline(now time.Time) []fleet.Event {
 	var gone []string
 	for _, id := range r.order {
 		ct := r.targets[id]
-		on := !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter
+		on := fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)
 		if was, ok := r.online[id]; ok && was && !on {
 			gone = append(gone, id)
 		}
@@ -682,12 +745,12 @@ func (r *Reconciler) phaseMetrics(now time.Time) {
 	for _, ct := range r.targets {
 		phase := "Unknown"
 		if ct.status != nil {
-			if p := server.SummarizePhase(ct.status.Releases); p != "" {
+			if p := fleetstate.Phase(ct.status.Releases); p != "" {
 				phase = p
 			}
 		}
 		counts[phase]++
-		if !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter {
+		if fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter) {
 			online++
 		}
 	}

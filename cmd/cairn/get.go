@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/output"
 )
@@ -60,10 +61,10 @@ func newGetCmd() *cobra.Command {
 	var sf serverFlags
 	var ef fleet.EventFilter
 	cmd := &cobra.Command{
-		Use:       "get targets|releases|rollouts|events",
-		Short:     "List targets, releases, rollouts or events from a cairn server",
+		Use:       "get targets|releases|rollouts|events|drift",
+		Short:     "List targets, releases, rollouts, events or live drift from a cairn server",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"targets", "releases", "rollouts", "events"},
+		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := sf.client()
 			ctx := cmd.Context()
@@ -93,13 +94,19 @@ func newGetCmd() *cobra.Command {
 					return err
 				}
 				return output.Print(out, sf.output, eventList(evs))
+			case "drift":
+				rs, err := c.Releases(ctx)
+				if err != nil {
+					return err
+				}
+				return output.Print(out, sf.output, driftRows(rs, ef.Release, ef.Target))
 			}
-			return fmt.Errorf("get %s: want targets, releases, rollouts or events", args[0])
+			return fmt.Errorf("get %s: want targets, releases, rollouts, events or drift", args[0])
 		},
 	}
 	sf.add(cmd)
-	cmd.Flags().StringVar(&ef.Release, "release", "", "events: only of this release")
-	cmd.Flags().StringVar(&ef.Target, "target", "", "events: only of this target")
+	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift: only of this release")
+	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift: only of this target")
 	cmd.Flags().StringVar(&ef.Type, "type", "", "events: only of this type")
 	cmd.Flags().IntVar(&ef.Limit, "limit", 100, "events: newest N")
 	return cmd
@@ -122,7 +129,15 @@ func newDescribeCmd() *cobra.Command {
 					return err
 				}
 				if sf.output == output.Table || sf.output == "" {
-					return describeTarget(out, t)
+					rs, err := c.Releases(ctx)
+					if err != nil {
+						return err
+					}
+					if err := describeTarget(out, t); err != nil {
+						return err
+					}
+					describeDrift(out, driftRows(rs, "", t.Name))
+					return nil
 				}
 				return output.Print(out, sf.output, t)
 			case "release", "releases", "rollout":
@@ -163,14 +178,10 @@ func age(t time.Time) string {
 }
 
 func shortDigest(d string) string {
-	d = strings.TrimPrefix(d, "sha256:")
-	if len(d) > 12 {
-		d = d[:12]
-	}
 	if d == "" {
 		return "-"
 	}
-	return d
+	return digest.Digest(d).ShortHex()
 }
 
 func dash(s string) string {

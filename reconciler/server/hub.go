@@ -1,35 +1,11 @@
 package server
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"sync"
 
-	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
-
-// ETag is the entity tag of a desired state with these models: the same
-// models give the same tag on every replica and after restarts.
-func ETag(models []fleet.DesiredModel) string {
-	if models == nil {
-		models = []fleet.DesiredModel{}
-	}
-	b, _ := json.Marshal(models)
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:12])
-}
-
-// EncodeDesired returns the store record of a target's desired state.
-func EncodeDesired(target string, models []fleet.DesiredModel) store.Desired {
-	if models == nil {
-		models = []fleet.DesiredModel{}
-	}
-	ds := fleet.DesiredState{Target: target, ETag: ETag(models), Models: models}
-	b, _ := json.Marshal(ds)
-	return store.Desired{Target: target, ETag: ds.ETag, Body: b}
-}
 
 // hub caches every target's desired state and wakes its long-polls when it
 // changes.
@@ -42,6 +18,7 @@ type hub struct {
 type entry struct {
 	etag    string
 	body    []byte
+	rev     int64         // store revision of the state, 0 before it was stored
 	changed chan struct{} // closed when etag changes
 }
 
@@ -58,12 +35,22 @@ func (h *hub) get(id string) (etag string, body []byte, changed <-chan struct{},
 	return e.etag, e.body, e.changed, true
 }
 
+// revOf returns the store revision of id's cached state (0: none).
+func (h *hub) revOf(id string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.entries[id]; e != nil {
+		return e.rev
+	}
+	return 0
+}
+
 // ensure caches the empty desired state of id unless it has one.
 func (h *hub) ensure(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.entries[id] == nil {
-		d := EncodeDesired(id, nil)
+		d := fleetstate.EncodeDesired(id, nil)
 		h.entries[id] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
 	}
 }
@@ -78,9 +65,13 @@ func (h *hub) publish(ds []store.Desired) {
 		}
 		e := h.entries[d.Target]
 		if e == nil {
-			h.entries[d.Target] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
+			h.entries[d.Target] = &entry{etag: d.ETag, body: d.Body, rev: d.Rev, changed: make(chan struct{})}
 			continue
 		}
+		if d.Rev != 0 && d.Rev < e.rev {
+			continue // older than what is cached: a late or replayed publish
+		}
+		e.rev = max(e.rev, d.Rev)
 		if e.etag == d.ETag {
 			continue
 		}
