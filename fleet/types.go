@@ -147,6 +147,10 @@ type DesiredModel struct {
 	Runtime   Runtime `json:"runtime"`
 	// Rollout identifies the rollout this desired state belongs to, if any.
 	Rollout string `json:"rollout,omitempty"`
+	// DownloadTimeout is how long the agent retries a download that fails
+	// on the way to the artifact (network, registry, storage) before the
+	// install fails; zero means DefaultDownloadTimeout.
+	DownloadTimeout time.Duration `json:"downloadTimeout,omitempty"`
 	// Kubernetes is how cluster targets run the release (Release
 	// spec.kubernetes); devices ignore it.
 	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
@@ -170,6 +174,10 @@ type EnvVar struct {
 	Name  string `json:"name"`
 	Value string `json:"value,omitempty"`
 }
+
+// DefaultDownloadTimeout is DesiredModel.DownloadTimeout when zero, as a
+// RolloutPolicy's downloadTimeout is when unset.
+const DefaultDownloadTimeout = time.Hour
 
 // DesiredState is everything a target should run. ETag changes whenever the
 // content does.

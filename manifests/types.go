@@ -141,7 +141,15 @@ type RolloutPolicySpec struct {
 	// OnFailure is "rollback" (default) or "pause".
 	OnFailure string   `json:"onFailure,omitempty"`
 	Policies  []string `json:"policies,omitempty"`
+	// DownloadTimeout is how long an agent keeps retrying a download that
+	// fails on the network, the registry or its storage before the install
+	// fails (default DefaultDownloadTimeout); until then the target is
+	// Downloading, not failed.
+	DownloadTimeout Duration `json:"downloadTimeout,omitempty"`
 }
+
+// DefaultDownloadTimeout is a RolloutPolicy's downloadTimeout when unset.
+const DefaultDownloadTimeout = time.Hour
 
 // Wave is one step of a rollout: the cumulative percent of targets updated
 // once it starts, and how long it bakes before the next.

@@ -361,6 +361,12 @@ func (c *checker) rolloutPolicy(s *RolloutPolicySpec) {
 			c.check("spec.window.timeZone", CheckTimeZone(w.TimeZone))
 		}
 	}
+	switch {
+	case !c.o.has("spec.downloadTimeout"):
+		s.DownloadTimeout.Duration = DefaultDownloadTimeout
+	case s.DownloadTimeout.Duration <= 0:
+		c.errorf("spec.downloadTimeout", "must be positive")
+	}
 	switch s.OnFailure {
 	case "":
 		s.OnFailure = OnFailureRollback

@@ -635,7 +635,7 @@ func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bo
 
 func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.DesiredModel {
 	dm := fleet.DesiredModel{Release: a.Release.Metadata.Name, Model: a.Model.Metadata.Name, Artifact: asg.Artifact, Digest: asg.Digest,
-		Rollout: r.states[a.Release.Metadata.Name].ID()}
+		Rollout: r.states[a.Release.Metadata.Name].ID(), DownloadTimeout: a.Policy.Spec.DownloadTimeout.Duration}
 	if asg.Artifact == a.Model.Spec.Artifact {
 		dm.Version = a.Model.Spec.Version
 	}
