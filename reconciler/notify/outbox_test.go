@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,4 +112,62 @@ func testOutbox(t *testing.T, dsn string) {
 		}
 	}
 	t.Logf("%d deliveries, %d answered 500 first, each accepted once", alerts, refused.Load())
+}
+
+// A delivery still refused after MaxAge is marked failed and not retried.
+func TestOutboxGivesUpAfterMaxAge(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "cairn.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusBadGateway)
+	}))
+	defer srv.Close()
+	o, err := OpenOutbox(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.MinBackoff, o.MaxBackoff, o.MaxAge = 10*time.Millisecond, 20*time.Millisecond, 200*time.Millisecond
+	n := New(Options{Outbox: o, Tick: 5 * time.Millisecond})
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go n.Run(rctx, func() bool { return true })
+	alert := manifests.Alert{Metadata: manifests.ObjectMeta{Name: "ops"}, Spec: manifests.AlertSpec{
+		Events: []string{manifests.EventRolledBack}, Webhook: manifests.Webhook{URL: srv.URL}}}
+	n.Send([]manifests.Alert{alert}, []fleet.Event{{ID: 1, Type: manifests.EventRolledBack}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ds, _ := o.List(ctx, StateFailed)
+		if len(ds) == 1 {
+			if !strings.Contains(ds[0].LastError, "502") {
+				t.Fatalf("failed delivery: %+v", ds[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("never given up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	before := calls.Load()
+	time.Sleep(100 * time.Millisecond)
+	if calls.Load() != before {
+		t.Fatal("a failed delivery is retried")
+	}
+	// A follower (lead false) delivers nothing.
+	n.Send([]manifests.Alert{alert}, []fleet.Event{{ID: 2, Type: manifests.EventRolledBack}})
+	cancel()
+	f := New(Options{Outbox: o, Tick: 5 * time.Millisecond})
+	fctx, fcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer fcancel()
+	before = calls.Load()
+	f.Run(fctx, func() bool { return false })
+	if calls.Load() != before {
+		t.Fatal("a follower delivered")
+	}
 }
