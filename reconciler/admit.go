@@ -39,7 +39,7 @@ type Admitted struct {
 func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.fetched = rev.Commit
+	r.src.setFetched(rev.Commit)
 	if r.behind(rev) {
 		return r.refuseBehind(ctx, rev)
 	}
@@ -161,11 +161,13 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 			return err
 		}
 	}
-	markReady(r.source, ReasonSucceeded, "admitted commit %s: %s", digest.Short(rev.Commit), snap.Summary())
+	r.src.setAdmitted(rev.Commit)
+	r.markSource(ctx, func(st *Status, _ string) {
+		markReady(st, ReasonSucceeded, "admitted commit %s: %s", digest.Short(rev.Commit), snap.Summary())
+	})
 	if err := r.opts.Store.PutMeta(ctx, "admitted-commit", []byte(rev.Commit)); err != nil {
 		return err
 	}
-	r.saveSource(ctx)
 	r.opts.Metrics.AdmittedCommit.Reset()
 	r.opts.Metrics.AdmittedCommit.WithLabelValues(rev.Commit).Set(1)
 	if err := r.opts.Store.AddEvents(ctx, events); err != nil {
@@ -193,35 +195,28 @@ func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, reas
 	if len(msg) > 4000 {
 		msg = msg[:4000] + "…"
 	}
-	markFailed(r.source, true, reason, "commit %s rejected, still serving %s: %s", digest.Short(rev.Commit), digest.Short(r.commit), msg)
-	r.saveSource(ctx)
+	r.markSource(ctx, func(st *Status, admitted string) {
+		markFailed(st, true, reason, "commit %s rejected, still serving %s: %s", digest.Short(rev.Commit), digest.Short(admitted), msg)
+	})
 	ev := fleet.Event{Type: manifests.EventCommitRejected, Reason: reason, Commit: rev.Commit, Message: msg}
 	r.opts.Store.AddEvents(ctx, []fleet.Event{ev})
 	r.log.Warn("commit rejected", "commit", rev.Commit, "reason", reason, "err", msg)
 	return nil
 }
 
-// FetchFailed records a failed fetch on the source's conditions.
+// FetchFailed records a failed fetch on the source's conditions. It takes
+// no lock a pass holds.
 func (r *Reconciler) FetchFailed(err error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	markFailed(r.source, false, ReasonFetchFailed, "fetch failed, still serving %s: %v", digest.Short(r.commit), err)
 	r.opts.Metrics.SourceFetches.WithLabelValues("error").Inc()
-	r.saveSource(context.Background())
+	r.markSource(context.Background(), func(st *Status, admitted string) {
+		markFailed(st, false, ReasonFetchFailed, "fetch failed, still serving %s: %v", digest.Short(admitted), err)
+	})
 }
 
-func (r *Reconciler) saveSource(ctx context.Context) {
-	b, _ := json.Marshal(r.source.Wire())
-	if err := r.opts.Store.PutMeta(ctx, "source-conditions", b); err != nil {
-		r.log.Warn("save source conditions", "err", err)
-	}
-}
-
-// SourceInfo is the source's state for the status API.
+// SourceInfo is the source's state for the status API; it never waits for
+// a fetch or a pass.
 func (r *Reconciler) SourceInfo() fleet.SourceInfo {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	si := fleet.SourceInfo{Commit: r.fetched, Admitted: r.commit, Conditions: r.source.Wire()}
+	si := r.src.info()
 	if r.opts.Source != nil {
 		si.URL, si.Branch = r.opts.Source.URL(), r.opts.Source.Branch()
 		_, at, _ := r.opts.Source.State()

@@ -73,7 +73,7 @@ type Reconciler struct {
 	last      *source.Revision // last commit admitted, re-evaluated while a release is denied
 	readmit   time.Time        // when last was last re-evaluated
 	alerts    []manifests.Alert
-	source    *Status
+	src       *sourceState // own lock: read by the status API
 	admitted  map[string]*Admitted // nil value: denied, never admitted
 	denied    map[string]string
 	states    map[string]rollout.State
@@ -122,7 +122,7 @@ func New(opts Options) *Reconciler {
 	if opts.LeaseRenew <= 0 {
 		opts.LeaseRenew = 3 * time.Second
 	}
-	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), source: &Status{},
+	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), src: newSourceState(),
 		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
 		relStatus: map[string]*Status{}, assign: map[string]map[string]rollout.Assignment{}, saved: map[string]string{},
 		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{},
@@ -173,12 +173,14 @@ func (r *Reconciler) Load(ctx context.Context) error {
 	if b, err := r.opts.Store.Meta(ctx, "admitted-commit"); err == nil {
 		r.commit = string(b)
 	}
+	var cs []fleet.Condition
 	if b, err := r.opts.Store.Meta(ctx, "source-conditions"); err == nil {
-		var cs []fleet.Condition
-		if json.Unmarshal(b, &cs) == nil {
-			r.source = FromWire(cs)
+		if err := json.Unmarshal(b, &cs); err != nil {
+			r.log.Warn("stored source conditions do not decode; starting without", "err", err)
+			cs = nil
 		}
 	}
+	r.src.restore(r.commit, cs)
 	ds, err := r.opts.Store.DesiredSince(ctx, 0)
 	if err != nil {
 		return err
@@ -204,8 +206,8 @@ func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
 	if !lead {
 		r.mu.Lock()
 		r.pending = &rev
-		r.fetched = rev.Commit
 		r.mu.Unlock()
+		r.src.setFetched(rev.Commit)
 		return
 	}
 	if err := r.Admit(lctx, rev); err != nil {
