@@ -73,7 +73,7 @@ type Reconciler struct {
 	last      *source.Revision // last commit admitted, re-evaluated while a release is denied
 	readmit   time.Time        // when last was last re-evaluated
 	alerts    []manifests.Alert
-	src       *sourceState // own lock: read by the status API
+	src       *sourceState         // own lock: read by the status API
 	admitted  map[string]*Admitted // nil value: denied, never admitted
 	denied    map[string]string
 	states    map[string]rollout.State
