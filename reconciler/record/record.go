@@ -18,6 +18,9 @@ type Admitted struct {
 	Profiles []manifests.DeviceProfile `json:"profiles"`
 	// Unfit maps targets that cannot take the model to the reason.
 	Unfit map[string]string `json:"unfit,omitempty"`
+	// Datasets are the model's trainedOn datasets: drift compares live
+	// inputs with the first one that has a profile.
+	Datasets []manifests.Dataset `json:"datasets,omitempty"`
 }
 
 // Release is the stored record of one release.

@@ -18,7 +18,7 @@ func (s *SQL) PutRecord(ctx context.Context, r record.Release) error {
 	if err != nil {
 		return err
 	}
-	return s.PutRelease(ctx, Release{Name: c.Name, Commit: c.Commit, Spec: c.Spec, State: c.State, Status: c.Status, UpdatedAt: r.UpdatedAt})
+	return s.PutRelease(ctx, Release{Name: c.Name, Commit: c.Commit, Spec: c.Spec, State: c.State, Status: c.Status})
 }
 
 // Record reads one release's typed record; one that does not decode comes
