@@ -211,10 +211,7 @@ func (r *reader) walkIndex(ctx context.Context, ix *memIndex, sg *Subgraph, root
 	for _, id := range reached[1:] {
 		sg.Nodes = append(sg.Nodes, NodeInfo{ID: names[id], Type: NodeType(names[id]), Depth: depthOf[id]})
 	}
-	sg.Links = make([]Link, 0, len(order))
-	for _, fi := range order {
-		sg.Links = append(sg.Links, ix.link(fi, names))
-	}
+	sg.Links = ix.links(order, names)
 	return sg, nil
 }
 
