@@ -56,13 +56,14 @@ func TestDecodePreviousRecords(t *testing.T) {
 			if tc.admitted && (r.Rollout.Target.Digest == "" || r.Admitted.Model.Spec.Artifact == "" || r.Commit() != c.Commit) {
 				t.Fatalf("admitted snapshot lost: %+v", r)
 			}
-			// Encoding what was decoded gives back equivalent documents.
+			// Encoding what was decoded and decoding again gives the same.
 			again, err := record.Encode(r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if r2 := record.Decode(again, at); r2.Err != nil || !sameJSON(t, c.Spec, again.Spec) || !sameJSON(t, c.State, again.State) {
-				t.Fatalf("re-encoded record differs: %v\n%s\n%s", r2.Err, c.Spec, again.Spec)
+			r2 := record.Decode(again, at)
+			if a, b := jsonOf(r), jsonOf(r2); r2.Err != nil || a != b {
+				t.Fatalf("re-encoded record differs: %v\n%s\n%s", r2.Err, a, b)
 			}
 		})
 	}
@@ -93,15 +94,9 @@ func TestUndecodableStalls(t *testing.T) {
 	}
 }
 
-func sameJSON(t *testing.T, a, b []byte) bool {
-	t.Helper()
-	var x, y any
-	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
-		return false
-	}
-	xa, _ := json.Marshal(x)
-	ya, _ := json.Marshal(y)
-	return bytes.Equal(xa, ya)
+func jsonOf(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 // FuzzDecode: any stored bytes decode to a record or to a stalled one, and a
