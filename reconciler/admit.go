@@ -114,6 +114,7 @@ func (r *Reconciler) admitRelease(ctx context.Context, rev source.Revision, snap
 	a := snapshotOf(rev.Commit, snap, rel, pr)
 	prev := rs.admitted()
 	rs.rec.Admitted = a
+	r.rememberTraining(a)
 	if prev != nil && prev.Model.Spec.Artifact == a.Model.Spec.Artifact {
 		return nil
 	}

@@ -39,6 +39,9 @@ func (r *Reconciler) Load(ctx context.Context) error {
 			continue
 		}
 		rs.stored = storedKey(rec)
+		if rec.Admitted != nil {
+			r.rememberTraining(rec.Admitted)
+		}
 	}
 	if b, err := r.opts.Store.Meta(ctx, "admitted-commit"); err == nil {
 		r.commit = string(b)

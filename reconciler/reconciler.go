@@ -84,6 +84,10 @@ type Reconciler struct {
 	lastPass time.Duration
 	profiles map[string]*profileEntry // dataset digest → drift references
 	drift    map[driftKey]*driftState // sliding windows, this leader's since it leads
+	// trainedOn maps each model digest admitted since start to its
+	// training datasets: a target rolled back to an earlier model is
+	// compared with that model's data.
+	trainedOn map[string][]manifests.Dataset
 	// driftFacts are the drift alarms of this pass, for lineage.
 	driftFacts []lineage.DriftFacts
 
@@ -119,7 +123,7 @@ func New(opts Options) *Reconciler {
 	}
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), src: newSourceState(),
 		releases: map[string]*releaseState{}, fleet: newTargetCache(),
-		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}}
+		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}, trainedOn: map[string][]manifests.Dataset{}}
 }
 
 // release returns the state of a release, creating it.
