@@ -43,8 +43,13 @@ func (r *Reconciler) selectTargets(name string, rs *releaseState, p *pass) ([]ro
 			}
 			p.events = append(p.events, evs...)
 			if abort && command == "" {
-				if ph := rs.rec.Rollout.Phase; ph == rollout.PhaseProgressing || ph == rollout.PhasePaused {
+				// action: rollback — a rollout in progress is aborted, a
+				// succeeded one goes back to the model good before it.
+				switch rs.rec.Rollout.Phase {
+				case rollout.PhaseProgressing, rollout.PhasePaused:
 					command = rollout.CommandAbort
+				case rollout.PhaseSucceeded:
+					command = rollout.CommandRollback
 				}
 			}
 		}
