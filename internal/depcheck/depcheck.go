@@ -55,7 +55,7 @@ var Rules = []Rule{
 		Reason: "a release's record holds manifests, the rollout state and wire status; its codec nothing else"},
 	{From: "reconciler/fleetstate", Allow: []string{"manifests/...", "fleet", "digest", "errdef", "reconciler/store", "reconciler/record", "reconciler/rollout", "internal/sqldb"},
 		Reason: "fleetstate is shared by the reconciler and the HTTP APIs; it reads stored targets only"},
-	{From: "reconciler/notify", Allow: []string{"manifests/...", "fleet", "digest", "errdef"}, Reason: "notify sends events; it reads nothing else"},
+	{From: "reconciler/notify", Allow: []string{"manifests/...", "fleet", "digest", "errdef", "internal/sqldb"}, Reason: "notify delivers events through its outbox; it reads nothing else"},
 	{From: "...", Deny: []string{"cmd/..."}, Reason: "cmd/ holds no logic to import"},
 	{From: "cmd/cairn-agent/...", Deny: agentDenied, Reason: "the device agent binary links the agent and the model puller only"},
 	{From: "fleet/agent/agentcli", Deny: agentDenied, Reason: "the device agent binary links the agent and the model puller only"},
