@@ -148,6 +148,12 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		if err != nil {
 			return nil, err
 		}
+		// Tools that cannot read an image index (modctl, kit) pull the
+		// variant by its own tag.
+		if err := c.putManifest(ctx, PlatformTag(tag.TagStr(), opts.Platform), mb, string(types.OCIManifestSchema1)); err != nil {
+			return nil, err
+		}
+		res.PlatformTag = PlatformTag(tag.TagStr(), opts.Platform)
 		res.Digest = idesc.Digest.String()
 		res.Manifest = mdesc.Digest.String()
 	}
@@ -429,4 +435,12 @@ func defaultCreated(srcs []source) time.Time {
 		return time.Now()
 	}
 	return newest
+}
+
+// PlatformTag is the tag a variant pushed for platform is also pushed under,
+// next to the image index at tag: TAG-os-arch[-variant][-accelerator]
+// ("1.0", "linux/amd64+cuda" → "1.0-linux-amd64-cuda"), for tools that
+// cannot read an index.
+func PlatformTag(tag, platform string) string {
+	return tag + "-" + strings.NewReplacer("/", "-", "+", "-").Replace(platform)
 }
