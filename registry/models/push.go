@@ -371,6 +371,25 @@ func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byt
 			}
 		}
 	}
+	params := ModelParams{Format: format}
+	// paramSize and precision from the headers of safetensors weights.
+	var total int64
+	var precision string
+	for _, s := range srcs {
+		if s.kind == KindWeight && formatOf(s.rel) == "safetensors" {
+			n, p, err := safetensorsParams(s.abs)
+			if err != nil {
+				continue // not a readable header: no paramSize from it
+			}
+			total += n
+			if precision == "" {
+				precision = p
+			}
+		}
+	}
+	if total > 0 {
+		params.ParamSize, params.Precision = paramSize(total), precision
+	}
 	cfg := ModelConfig{
 		Descriptor: ModelDescriptor{
 			CreatedAt: &created,
@@ -380,7 +399,7 @@ func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byt
 			Revision:  opts.Revision,
 		},
 		ModelFS: ModelFS{Type: "layers"},
-		Config:  ModelParams{Format: format},
+		Config:  params,
 	}
 	for _, l := range layers {
 		cfg.ModelFS.DiffIDs = append(cfg.ModelFS.DiffIDs, l.Digest.String()) // raw layers: diffID = digest
