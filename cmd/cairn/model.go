@@ -80,7 +80,7 @@ func newModelPushCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "pushed %d files, %d bytes\n", len(res.Files), res.Size)
 			if res.Manifest != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s\n", o.Platform, res.Manifest, res.Digest)
+				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s, also tagged %s\n", o.Platform, res.Manifest, res.Digest, res.PlatformTag)
 			}
 			if lineageURL != "" {
 				f := lineage.PushFacts{ModelDigest: res.Digest, Ref: args[0], Source: o.Source, Revision: o.Revision,
