@@ -16,6 +16,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
@@ -75,6 +76,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if err != nil {
 		return fmt.Errorf("open lineage: %w", err)
 	}
+	hist, err := history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("open metrics history: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -117,7 +122,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		Registry: reg, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
+		History: history.NewHandler(hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
+			hist.Observe(id, rep, time.Now())
 			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
 				log.Warn("record deployments in lineage", "target", id, "err", err)
 			}
@@ -153,6 +160,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go srv.Run(ctx)
+	histDone := make(chan struct{})
+	go func() { hist.Run(ctx, 5*time.Second); close(histDone) }()
+	defer func() { cancel(); <-histDone }() // its last flush before the database closes
 	go rec.Run(ctx)
 	if src != nil {
 		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)

@@ -210,10 +210,7 @@ func (h *History) Uptime(ctx context.Context, target string, window time.Duratio
 		end := last
 		if now.Sub(last) <= h.offlineAfter {
 			// Still online: up to now.
-			end = now
-			if !to.Before(now) {
-				u.Online = true
-			}
+			end, u.Online = now, true
 		}
 		if start.After(from) && !start.After(to) && transitions {
 			u.Transitions = append(u.Transitions, Transition{Time: start.UTC(), Online: true})
