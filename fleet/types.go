@@ -107,6 +107,9 @@ type Runtime struct {
 	Path        string       `json:"path,omitempty"`
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
 	Restart     []string     `json:"restart,omitempty"`
+	// Metrics is the runtime's metrics URL the agent scrapes for live
+	// input histograms (cairn_input_feature).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // DesiredModel is one release's model a target must run.
@@ -155,6 +158,27 @@ type ReleaseStatus struct {
 	Desired string `json:"desired,omitempty"`
 	// Previous is the digest kept in the inactive slot for rollback.
 	Previous string `json:"previous,omitempty"`
+	// Inputs is what the runtime serving Digest saw since the last report.
+	Inputs *InputWindow `json:"inputs,omitempty"`
+}
+
+// InputWindow holds the live input counts a runtime observed between two
+// scrapes (Start, End], per feature: the deltas of its cumulative
+// cairn_input_feature histograms and cairn_input_category_total counters.
+type InputWindow struct {
+	Start    time.Time                   `json:"start"`
+	End      time.Time                   `json:"end"`
+	Features map[string]FeatureHistogram `json:"features"`
+}
+
+// FeatureHistogram is one input feature's counts: numeric buckets, where
+// Counts[i] holds values in (Bounds[i-1], Bounds[i]] and the last count
+// those above every bound (len(Counts) = len(Bounds)+1), or the counts of
+// a categorical feature's values.
+type FeatureHistogram struct {
+	Bounds     []float64        `json:"bounds,omitempty"`
+	Counts     []int64          `json:"counts,omitempty"`
+	Categories map[string]int64 `json:"categories,omitempty"`
 }
 
 // LogEntry is one step of a deployment, as the agent saw it.

@@ -21,7 +21,20 @@ type Graph struct {
 	ids   map[string]int64 // node ids, which never change once committed
 	names map[int64]string
 	stmts map[string]*sql.Stmt // prepared queries, by text
+
+	index      *memIndex     // nil until loaded (or when disabled): queries use SQL
+	indexReady chan struct{} // closed when the load ended; nil when disabled
 }
+
+// Option configures Open.
+type Option func(*options)
+
+type options struct{ noIndex bool }
+
+// WithoutMemoryIndex answers every query from SQL: no in-memory index is
+// built (tests compare the two; a tool that opens the graph for one query
+// has no use for it).
+func WithoutMemoryIndex() Option { return func(o *options) { o.noIndex = true } }
 
 // maxCachedIDs bounds the node id cache; it starts over when full.
 const maxCachedIDs = 1 << 20
@@ -89,12 +102,23 @@ CREATE INDEX lineage_steps_at ON lineage_steps (at);
 }
 
 // Open migrates the lineage tables of db (component "lineage") and returns
-// the graph. db stays owned by the caller.
-func Open(ctx context.Context, db *sqldb.DB) (*Graph, error) {
+// the graph. db stays owned by the caller. Unless WithoutMemoryIndex is
+// given, it starts loading the in-memory index the queries read once it is
+// there (see WaitIndex).
+func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*Graph, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := db.Migrate(ctx, "lineage", migrations); err != nil {
 		return nil, fmt.Errorf("open lineage graph: %w", err)
 	}
-	return &Graph{db: db, now: time.Now, ids: map[string]int64{}, names: map[int64]string{}, stmts: map[string]*sql.Stmt{}}, nil
+	g := &Graph{db: db, now: time.Now, ids: map[string]int64{}, names: map[int64]string{}, stmts: map[string]*sql.Stmt{}}
+	if !o.noIndex {
+		g.indexReady = make(chan struct{})
+		go g.loadIndex(context.WithoutCancel(ctx))
+	}
+	return g, nil
 }
 
 // Record appends edges in one transaction. An edge already recorded (same
@@ -186,6 +210,8 @@ type reader struct {
 	*Graph
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt
+	mem   *memIndex // the index, refreshed for this transaction; see memory
+	noMem bool
 }
 
 func (g *Graph) read(ctx context.Context, fn func(r *reader) error) error {

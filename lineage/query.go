@@ -121,6 +121,9 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 	if err != nil || !ok {
 		return sg, err
 	}
+	if ix := r.memory(ctx); ix != nil {
+		return r.walkIndex(ctx, ix, sg, rootID, upstream)
+	}
 	type lk struct {
 		typ      string
 		up, down int64
@@ -192,6 +195,23 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 			l.Outcome = a.outcome
 		}
 		sg.Links = append(sg.Links, l)
+	}
+	return sg, nil
+}
+
+// walkIndex is walkFrom answered from the in-memory index.
+func (r *reader) walkIndex(ctx context.Context, ix *memIndex, sg *Subgraph, rootID int64, upstream bool) (*Subgraph, error) {
+	reached, depthOf, order := ix.walk(rootID, sg.Depth, upstream, sg)
+	names, err := r.namesOf(ctx, reached)
+	if err != nil {
+		return nil, fmt.Errorf("walk %s of %s: %w", sg.Direction, sg.Root, err)
+	}
+	for _, id := range reached[1:] {
+		sg.Nodes = append(sg.Nodes, NodeInfo{ID: names[id], Type: NodeType(names[id]), Depth: depthOf[id]})
+	}
+	sg.Links = make([]Link, 0, len(order))
+	for _, fi := range order {
+		sg.Links = append(sg.Links, ix.link(fi, names))
 	}
 	return sg, nil
 }
@@ -378,6 +398,9 @@ func targetNode(target string) string {
 }
 
 func (r *reader) targetReleases(ctx context.Context, tid int64) ([]string, error) {
+	if ix := r.memory(ctx); ix != nil {
+		return ix.targetReleases(tid), nil
+	}
 	rows, err := r.query(ctx, `SELECT rel FROM lineage_target_releases WHERE target = ? ORDER BY rel`, tid)
 	if err != nil {
 		return nil, fmt.Errorf("releases: %w", err)
@@ -408,6 +431,9 @@ type deployment struct {
 // not ended since by an explicit end event.
 func (r *reader) activeOn(ctx context.Context, tid int64, rel string, t time.Time) (*deployment, error) {
 	at := micro(t).UnixMicro()
+	if ix := r.memory(ctx); ix != nil {
+		return ix.activeOn(tid, rel, at), nil
+	}
 	for limit := 32; ; limit *= 16 {
 		rows, err := r.query(ctx, `SELECT up, at, phase, outcome, attrs FROM lineage_edges WHERE kind = 'deployedTo' AND down = ? AND rel = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT ?`, tid, rel, at, limit)
 		if err != nil {
@@ -465,7 +491,21 @@ func (r *reader) describe(ctx context.Context, target, rel string, d *deployment
 		}
 	}
 	at := micro(t).UnixMicro()
-	ids := []int64{d.model}
+	if ix := r.memory(ctx); ix != nil {
+		var rid int64
+		if rel != "" {
+			id, ok, err := r.lookup(ctx, Node(NodeRelease, rel))
+			if err != nil {
+				return a, err
+			}
+			if ok {
+				rid = id
+			}
+		}
+		commit, source, datasets := ix.provenance(d.model, rid, at)
+		a.Commit = commit
+		return r.describeNames(ctx, a, d.model, source, datasets)
+	}
 	var commitAttrs string
 	if rel != "" {
 		rid, ok, err := r.lookup(ctx, Node(NodeRelease, rel))
@@ -512,6 +552,13 @@ func (r *reader) describe(ctx context.Context, target, rel string, d *deployment
 	if err != nil {
 		return a, fmt.Errorf("sources: %w", err)
 	}
+	return r.describeNames(ctx, a, d.model, source, datasets)
+}
+
+// describeNames fills in the names of an Active's model, source commit and
+// datasets.
+func (r *reader) describeNames(ctx context.Context, a Active, model, source int64, datasets []int64) (Active, error) {
+	ids := []int64{model}
 	if source != 0 {
 		ids = append(ids, source)
 	}
@@ -519,7 +566,7 @@ func (r *reader) describe(ctx context.Context, target, rel string, d *deployment
 	if err != nil {
 		return a, err
 	}
-	_, a.Model, _ = strings.Cut(names[d.model], ":")
+	_, a.Model, _ = strings.Cut(names[model], ":")
 	if source != 0 {
 		_, a.Source, _ = strings.Cut(names[source], ":")
 	}
@@ -568,6 +615,15 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 	for len(frontier) > 0 && len(seen) < MaxNodes {
 		var next []int64
 		for _, n := range frontier {
+			if ix := r.memory(ctx); ix != nil {
+				for _, down := range ix.derived(n, at) {
+					if !seen[down] {
+						seen[down] = true
+						next = append(next, down)
+					}
+				}
+				continue
+			}
 			rows, err := r.query(ctx, `SELECT DISTINCT down FROM lineage_edges WHERE up = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`, n, at)
 			if err != nil {
 				return nil, fmt.Errorf("where %s: %w", node, err)
@@ -615,6 +671,20 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 	}
 	sort.Slice(mids, func(i, j int) bool { return mids[i] < mids[j] })
 	for _, m := range mids {
+		if ix := r.memory(ctx); ix != nil {
+			// Every release of a target the model reached: a release it did
+			// not run the model in has no active model of the set (or one
+			// deployed from another model of the set, found anyway).
+			for _, tg := range ix.deployedTargets(m, at) {
+				for _, rel := range ix.targetReleases(tg) {
+					if c := (tr{tg, rel}); !candSeen[c] {
+						candSeen[c] = true
+						cands = append(cands, c)
+					}
+				}
+			}
+			continue
+		}
 		rows, err := r.query(ctx, `SELECT DISTINCT down, rel FROM lineage_edges WHERE up = ? AND kind = 'deployedTo' AND at <= ?`, m, at)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: deployments: %w", node, err)

@@ -90,6 +90,15 @@ func (o Release) DeepCopy() Release {
 		s.Runtime.HealthCheck = &c
 	}
 	s.Runtime.Restart = slices.Clone(s.Runtime.Restart)
+	if m := s.Monitor; m != nil {
+		c := *m
+		if c.Drift != nil {
+			dm := *c.Drift
+			dm.Max = clonePtr(dm.Max)
+			c.Drift = &dm
+		}
+		s.Monitor = &c
+	}
 	return o
 }
 

@@ -1,5 +1,7 @@
 package manifests
 
+import "time"
+
 // APIVersion is the only apiVersion cairn's kinds are served under.
 const APIVersion = "cairn.dev/v1alpha1"
 
@@ -192,7 +194,36 @@ type ReleaseSpec struct {
 	After         *Promotion      `json:"after,omitempty"`
 	Runtime       Runtime         `json:"runtime,omitempty"`
 	Suspend       bool            `json:"suspend,omitempty"`
+	// Monitor watches the release's live inputs after (and during) a rollout.
+	Monitor *Monitor `json:"monitor,omitempty"`
 }
+
+// Monitor is what a release watches on its targets.
+type Monitor struct {
+	Drift *DriftMonitor `json:"drift,omitempty"`
+}
+
+// DriftMonitor configures the drift of live inputs against the training
+// dataset's profile: the sliding window and minimum sample count the
+// drift_psi, drift_js and drift_ks metrics are computed over (for gates
+// too), and an optional alarm: DriftDetected when Metric stays above Max on
+// a target for For, and a rollback to the last good model when Action is
+// "rollback".
+type DriftMonitor struct {
+	Window     Duration `json:"window,omitempty"`     // default 15m
+	MinSamples int64    `json:"minSamples,omitempty"` // default 100
+	Metric     string   `json:"metric,omitempty"`     // drift_psi, drift_js, drift_ks, or one feature's (drift_psi:rms)
+	Max        *float64 `json:"max,omitempty"`
+	For        Duration `json:"for,omitempty"`
+	Action     string   `json:"action,omitempty"` // "" (alert only) or "rollback"
+}
+
+// Drift monitor defaults and actions.
+const (
+	DefaultDriftWindow     = 15 * time.Minute
+	DefaultDriftMinSamples = 100
+	DriftActionRollback    = "rollback"
+)
 
 // ReleaseTarget selects targets by DeviceProfile name.
 type ReleaseTarget struct {
@@ -212,6 +243,9 @@ type Runtime struct {
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
 	// Restart is an optional command run after the active slot switches.
 	Restart []string `json:"restart,omitempty"`
+	// Metrics is the runtime's metrics URL (Prometheus text or JSON): the
+	// agent scrapes its cairn_input_feature histograms for drift.
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // HealthCheck is an HTTP or exec probe of the runtime serving a model.

@@ -424,6 +424,42 @@ func (c *checker) release(s *ReleaseSpec) {
 	if len(rt.Restart) > 0 {
 		c.required("spec.runtime.restart[0]", rt.Restart[0] == "")
 	}
+	if rt.Metrics != "" {
+		c.check("spec.runtime.metrics", checkHTTPURL(rt.Metrics))
+	}
+	if m := s.Monitor; m != nil && m.Drift != nil {
+		d := m.Drift
+		if d.Window.Duration < 0 {
+			c.errorf("spec.monitor.drift.window", "must not be negative, got %s", d.Window)
+		}
+		if d.MinSamples < 0 {
+			c.errorf("spec.monitor.drift.minSamples", "must not be negative, got %d", d.MinSamples)
+		}
+		if d.For.Duration < 0 {
+			c.errorf("spec.monitor.drift.for", "must not be negative, got %s", d.For)
+		}
+		alarm := d.Metric != "" || d.Max != nil || d.For.Duration != 0 || d.Action != ""
+		if alarm {
+			if c.required("spec.monitor.drift.metric", d.Metric == "") && !isDriftMetric(d.Metric) {
+				c.errorf("spec.monitor.drift.metric", "want drift_psi, drift_js or drift_ks, optionally :FEATURE, got %q", d.Metric)
+			}
+			c.required("spec.monitor.drift.max", d.Max == nil)
+		}
+		if d.Action != "" && d.Action != DriftActionRollback {
+			c.errorf("spec.monitor.drift.action", "want %q or nothing, got %q", DriftActionRollback, d.Action)
+		}
+	}
+}
+
+// isDriftMetric reports whether m names a drift statistic: drift_psi,
+// drift_js or drift_ks, alone or with :FEATURE.
+func isDriftMetric(m string) bool {
+	base, feature, has := strings.Cut(m, ":")
+	switch base {
+	case "drift_psi", "drift_js", "drift_ks":
+		return !has || feature != ""
+	}
+	return false
 }
 
 func (c *checker) releaseRefs(s *ReleaseSpec) {

@@ -1,6 +1,8 @@
 package reconciler
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,8 +34,9 @@ type Config struct {
 	// BlobStore is the blob store URL of the built-in registry (file:// or
 	// s3://; default file://DATA/blobs).
 	BlobStore string `json:"blobStore,omitempty"`
-	// Registry is an external registry host; empty serves the built-in one at /v2/.
-	Registry string `json:"registry,omitempty"`
+	// Registry configures the registry: `registry: HOST` (or `host: HOST`)
+	// names an external one; without a host the built-in one serves /v2/.
+	Registry RegistryConfig `json:"registry,omitempty"`
 	// Tokens; generated into DATA when empty (enroll-token, admin-token).
 	EnrollToken string `json:"enrollToken,omitempty"`
 	AdminToken  string `json:"adminToken,omitempty"`
@@ -46,6 +49,39 @@ type Config struct {
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
 	// Secrets are named secrets Alerts refer to (webhook secretRef).
 	Secrets map[string]string `json:"secrets,omitempty"`
+}
+
+// RegistryConfig is the registry section of the configuration.
+type RegistryConfig struct {
+	// Host is an external registry; empty serves the built-in one.
+	Host string `json:"host,omitempty"`
+	// Pull is who may pull from the built-in registry: anonymous (default)
+	// or token (the admin or read-only token, or a target's credential).
+	// Push and delete always need the admin token.
+	Pull string `json:"pull,omitempty"`
+}
+
+// UnmarshalJSON reads the section, or a bare host (`registry: HOST`).
+func (r *RegistryConfig) UnmarshalJSON(b []byte) error {
+	var host string
+	if err := json.Unmarshal(b, &host); err == nil {
+		*r = RegistryConfig{Host: host}
+		return nil
+	}
+	type plain RegistryConfig
+	var p plain
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	switch p.Pull {
+	case "", "anonymous", "token":
+	default:
+		return fmt.Errorf("registry.pull %q: want anonymous or token", p.Pull)
+	}
+	*r = RegistryConfig(p)
+	return nil
 }
 
 // Duration is a time.Duration written as "30s" in YAML.

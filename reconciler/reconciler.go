@@ -580,7 +580,7 @@ func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.Des
 		dm.PlainHTTP = r.opts.PlainHTTP(asg.Artifact)
 	}
 	rt := a.Release.Spec.Runtime
-	dm.Runtime = fleet.Runtime{Path: rt.Path, Restart: rt.Restart}
+	dm.Runtime = fleet.Runtime{Path: rt.Path, Restart: rt.Restart, Metrics: rt.Metrics}
 	if hc := rt.HealthCheck; hc != nil {
 		dm.Runtime.HealthCheck = &fleet.HealthCheck{HTTP: hc.HTTP, Exec: hc.Exec, Timeout: hc.Timeout.Duration, Retries: hc.Retries, Period: hc.Period.Duration}
 	}

@@ -88,21 +88,20 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	addr := ln.Addr().String()
 
 	metrics := server.NewMetrics()
-	var reg http.Handler
-	if cfg.Registry == "" {
-		bs, err := blobs.Open(ctx, cfg.BlobStore)
-		if err != nil {
+	var reg *server.Registry
+	if cfg.Registry.Host == "" {
+		// Opening the blob store creates its S3 bucket when missing; the
+		// registry's S3 driver does not.
+		if _, err := blobs.Open(ctx, cfg.BlobStore); err != nil {
 			ln.Close()
 			return fmt.Errorf("blob store: %w", err)
 		}
-		tmp := filepath.Join(cfg.Data, "tmp")
-		os.MkdirAll(tmp, 0o755)
-		r, err := server.NewRegistry(server.NewBlobHandler(bs, tmp), filepath.Join(cfg.Data, "registry", "manifests"))
+		reg, err = server.NewRegistry(ctx, server.RegistryOptions{Dir: filepath.Join(cfg.Data, "registry"),
+			Store: cfg.BlobStore, Secret: server.RegistrySecret(adminTok), Logger: log})
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		reg = r
 	}
 
 	var src *source.Source
@@ -120,7 +119,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
-		Registry: reg, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
+		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
 		History: history.NewHandler(hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
@@ -140,6 +139,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	}
 	if src != nil {
 		scfg.GitHook = src.Webhook()
+	}
+	if reg != nil {
+		scfg.Registry, scfg.RegistryGC = reg, reg.GC
 	}
 	srv = server.New(scfg)
 	if err := srv.Load(ctx); err != nil {
@@ -168,7 +170,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)
 	}
 	log.Info("cairn serve listening", "addr", addr, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
-		"database", redact(cfg.Database), "registry", registryName(cfg.Registry, addr))
+		"database", redact(cfg.Database), "registry", registryName(cfg.Registry.Host, addr))
 	if ready != nil {
 		ready(addr)
 	}

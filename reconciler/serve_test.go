@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -289,7 +291,14 @@ func TestServeBuiltinRegistryPushPull(t *testing.T) {
 	src := t.TempDir()
 	os.WriteFile(filepath.Join(src, "model.onnx"), bytes.Repeat([]byte("weights"), 1000), 0o644)
 	ctx := context.Background()
-	res, err := models.Push(ctx, host+"/models/x:v1", []string{filepath.Join(src, "model.onnx")}, models.PushOptions{Options: models.Options{PlainHTTP: true}})
+	// Loopback is not trusted: a push needs the admin token.
+	if _, err := models.Push(ctx, host+"/models/x:v1", []string{filepath.Join(src, "model.onnx")},
+		models.PushOptions{Options: models.Options{PlainHTTP: true, Keychain: staticKeychain{authn.Anonymous}}}); err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+		t.Fatalf("push without the admin token: %v", err)
+	}
+	adminTok, _ := os.ReadFile(filepath.Join(data, "admin-token"))
+	withTok := staticKeychain{&authn.Basic{Username: "anyone", Password: strings.TrimSpace(string(adminTok))}}
+	res, err := models.Push(ctx, host+"/models/x:v1", []string{filepath.Join(src, "model.onnx")}, models.PushOptions{Options: models.Options{PlainHTTP: true, Keychain: withTok}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,3 +330,8 @@ func TestServeBuiltinRegistryPushPull(t *testing.T) {
 		t.Fatalf("admin token after restart: %v", err)
 	}
 }
+
+// staticKeychain gives every registry one authenticator.
+type staticKeychain struct{ a authn.Authenticator }
+
+func (k staticKeychain) Resolve(authn.Resource) (authn.Authenticator, error) { return k.a, nil }

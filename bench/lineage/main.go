@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 	"unsafe"
@@ -67,12 +68,22 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		defer os.RemoveAll(dir)
 		dbPath = filepath.Join(dir, "lineage.db")
 	}
+	backend := "SQLite"
+	if strings.HasPrefix(dbPath, "postgres") {
+		backend = "PostgreSQL"
+		url, drop, err := freshPostgres(ctx, dbPath)
+		if err != nil {
+			return err
+		}
+		defer drop()
+		dbPath = url
+	}
 	db, err := sqldb.Open(ctx, dbPath)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	g, err := lineage.Open(ctx, db)
+	g, err := lineage.Open(ctx, db, lineage.WithoutMemoryIndex())
 	if err != nil {
 		return err
 	}
@@ -171,127 +182,176 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM lineage_edges`).Scan(&n); err != nil {
 		return err
 	}
+	loadStart := time.Now()
+	gi, err := lineage.Open(ctx, db)
+	if err != nil {
+		return err
+	}
+	if !gi.WaitIndex(ctx) {
+		return fmt.Errorf("the in-memory lineage index did not load")
+	}
+	loaded := time.Since(loadStart)
+	st := gi.IndexStats()
 	size := int64(0)
 	for _, suffix := range []string{"", "-wal"} {
 		if fi, err := os.Stat(dbPath + suffix); err == nil {
 			size += fi.Size()
 		}
 	}
-	fmt.Printf("graph: %d edges (%d models, %d datasets, %d targets, %d releases) on SQLite, built in %.1fs (%.0f edges/s), %d MiB\n",
-		n, nModels, nDatasets, nTargets, nReleases, built.Seconds(), float64(total)/built.Seconds(), size>>20)
+	fmt.Printf("graph: %d edges (%d models, %d datasets, %d targets, %d releases) on %s, built in %.1fs (%.0f edges/s)",
+		n, nModels, nDatasets, nTargets, nReleases, backend, built.Seconds(), float64(total)/built.Seconds())
+	if size > 0 {
+		fmt.Printf(", %d MiB", size>>20)
+	}
+	fmt.Printf("\nmemory index: %d edges loaded in %.1fs, about %d MiB (%.0f bytes an edge)\n", st.Edges, loaded.Seconds(), st.Bytes>>20, float64(st.Bytes)/float64(max(1, st.Edges)))
 	// No ANALYZE: with its stat4 tables SQLite re-prepares a statement
 	// whenever a bound value might change the plan, which costs more than
 	// the query; the indexes are chosen well without statistics.
 
-	type result struct {
-		name       string
-		goal       time.Duration
-		times, cpu []time.Duration
-		nodes      int
-	}
-	// Wall time depends on what else the machine runs; the thread's CPU
-	// time (the query runs on the calling goroutine, locked to its thread)
-	// is what the query itself costs.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	var results []*result
-	measure := func(name string, goal time.Duration, count int, q func() (int, error)) error {
-		r := &result{name: name, goal: goal}
-		for i := 0; i < count; i++ {
-			c := threadCPU()
-			t := time.Now()
-			k, err := q()
-			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
-			}
-			r.times = append(r.times, time.Since(t))
-			r.cpu = append(r.cpu, threadCPU()-c)
-			r.nodes += k
+	queries := func(label string, g *lineage.Graph) error {
+		qrng := rand.New(rand.NewPCG(3, 4)) // the same queries for each
+		type result struct {
+			name       string
+			goal       time.Duration
+			times, cpu []time.Duration
+			nodes      int
 		}
-		results = append(results, r)
+		// Wall time depends on what else the machine runs; the thread's CPU
+		// time (the query runs on the calling goroutine, locked to its thread)
+		// is what the query itself costs.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var results []*result
+		measure := func(name string, goal time.Duration, count int, q func() (int, error)) error {
+			r := &result{name: name, goal: goal}
+			for i := 0; i < count; i++ {
+				c := threadCPU()
+				t := time.Now()
+				k, err := q()
+				if err != nil {
+					return fmt.Errorf("%s: %w", name, err)
+				}
+				r.times = append(r.times, time.Since(t))
+				r.cpu = append(r.cpu, threadCPU()-c)
+				r.nodes += k
+			}
+			results = append(results, r)
+			return nil
+		}
+		if cpuProfile != "" {
+			f, err := os.Create(cpuProfile)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+			defer pprof.StopCPUProfile()
+		}
+		randTime := func() time.Time { return base.Add(time.Duration(qrng.Int64N(int64(end.Sub(base))))) }
+		if err := measure("upstream depth 5 from a target", 5*time.Millisecond, nQueries, func() (int, error) {
+			sg, err := g.Upstream(ctx, target(qrng.IntN(nTargets)), 5)
+			return len(sg.Nodes), err
+		}); err != nil {
+			return err
+		}
+		if err := measure("upstream depth 5 from a model", 5*time.Millisecond, nQueries, func() (int, error) {
+			sg, err := g.Upstream(ctx, model(qrng.IntN(nModels)), 5)
+			return len(sg.Nodes), err
+		}); err != nil {
+			return err
+		}
+		if err := measure("downstream depth 5 from a model", 5*time.Millisecond, nQueries, func() (int, error) {
+			sg, err := g.Downstream(ctx, model(qrng.IntN(nModels)), 5)
+			return len(sg.Nodes), err
+		}); err != nil {
+			return err
+		}
+		if err := measure("downstream depth 5 from a dataset", 5*time.Millisecond, max(1, nQueries/4), func() (int, error) {
+			sg, err := g.Downstream(ctx, dataset(qrng.IntN(nDatasets)), 5)
+			return len(sg.Nodes), err
+		}); err != nil {
+			return err
+		}
+		if err := measure("at (random target, random time)", time.Millisecond, nQueries, func() (int, error) {
+			a, err := g.At(ctx, target(qrng.IntN(nTargets)), randTime())
+			return len(a), err
+		}); err != nil {
+			return err
+		}
+		if err := measure("where (random model, random time)", 10*time.Millisecond, max(1, nQueries/4), func() (int, error) {
+			t := randTime()
+			a, err := g.Where(ctx, model(qrng.IntN(nModels)), &t)
+			return len(a), err
+		}); err != nil {
+			return err
+		}
+		if err := measure("where (random dataset, random time)", 10*time.Millisecond, max(1, nQueries/20), func() (int, error) {
+			t := randTime()
+			a, err := g.Where(ctx, dataset(qrng.IntN(nDatasets)), &t)
+			return len(a), err
+		}); err != nil {
+			return err
+		}
+		ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
+		var load [3]float64
+		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+			fmt.Sscan(string(b), &load[0], &load[1], &load[2])
+		}
+		fmt.Printf("queries on %s, %s (load average %.1f on %d CPUs; wall = elapsed, cpu = the querying thread's CPU time):\n", backend, label, load[0], runtime.NumCPU())
+		for _, r := range results {
+			pct := func(ds []time.Duration, q float64) time.Duration {
+				sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+				return ds[min(len(ds)-1, int(q*float64(len(ds))))]
+			}
+			p50, p99, c50, c99 := pct(r.times, 0.5), pct(r.times, 0.99), pct(r.cpu, 0.5), pct(r.cpu, 0.99)
+			verdict := "no goal"
+			if r.goal > 0 {
+				verdict = "goal p99 ≤ " + ms(r.goal) + ": "
+				switch {
+				case p99 <= r.goal:
+					verdict += "met"
+				case c99 <= r.goal:
+					verdict += "met in cpu time, missed in wall time"
+				default:
+					verdict += "MISSED"
+				}
+			}
+			fmt.Printf("  %-36s n=%-5d wall p50 %8s p99 %9s | cpu p50 %8s p99 %8s | avg results %5.0f  (%s)\n", r.name, len(r.times), ms(p50), ms(p99), ms(c50), ms(c99), float64(r.nodes)/float64(len(r.times)), verdict)
+		}
 		return nil
 	}
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
-		if err != nil {
+	for _, q := range []struct {
+		label string
+		g     *lineage.Graph
+	}{{"SQL walks", g}, {"memory index", gi}} {
+		if err := queries(q.label, q.g); err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
-	}
-	randTime := func() time.Time { return base.Add(time.Duration(rng.Int64N(int64(end.Sub(base))))) }
-	if err := measure("upstream depth 5 from a target", 5*time.Millisecond, nQueries, func() (int, error) {
-		sg, err := g.Upstream(ctx, target(rng.IntN(nTargets)), 5)
-		return len(sg.Nodes), err
-	}); err != nil {
-		return err
-	}
-	if err := measure("upstream depth 5 from a model", 5*time.Millisecond, nQueries, func() (int, error) {
-		sg, err := g.Upstream(ctx, model(rng.IntN(nModels)), 5)
-		return len(sg.Nodes), err
-	}); err != nil {
-		return err
-	}
-	if err := measure("downstream depth 5 from a model", 5*time.Millisecond, nQueries, func() (int, error) {
-		sg, err := g.Downstream(ctx, model(rng.IntN(nModels)), 5)
-		return len(sg.Nodes), err
-	}); err != nil {
-		return err
-	}
-	if err := measure("downstream depth 5 from a dataset", 5*time.Millisecond, max(1, nQueries/4), func() (int, error) {
-		sg, err := g.Downstream(ctx, dataset(rng.IntN(nDatasets)), 5)
-		return len(sg.Nodes), err
-	}); err != nil {
-		return err
-	}
-	if err := measure("at (random target, random time)", time.Millisecond, nQueries, func() (int, error) {
-		a, err := g.At(ctx, target(rng.IntN(nTargets)), randTime())
-		return len(a), err
-	}); err != nil {
-		return err
-	}
-	if err := measure("where (random model, random time)", 0, max(1, nQueries/4), func() (int, error) {
-		t := randTime()
-		a, err := g.Where(ctx, model(rng.IntN(nModels)), &t)
-		return len(a), err
-	}); err != nil {
-		return err
-	}
-	if err := measure("where (random dataset, random time)", 0, max(1, nQueries/20), func() (int, error) {
-		t := randTime()
-		a, err := g.Where(ctx, dataset(rng.IntN(nDatasets)), &t)
-		return len(a), err
-	}); err != nil {
-		return err
-	}
-	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
-	var load [3]float64
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		fmt.Sscan(string(b), &load[0], &load[1], &load[2])
-	}
-	fmt.Printf("queries (load average %.1f on %d CPUs; wall = elapsed, cpu = the querying thread's CPU time):\n", load[0], runtime.NumCPU())
-	for _, r := range results {
-		pct := func(ds []time.Duration, q float64) time.Duration {
-			sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
-			return ds[min(len(ds)-1, int(q*float64(len(ds))))]
-		}
-		p50, p99, c50, c99 := pct(r.times, 0.5), pct(r.times, 0.99), pct(r.cpu, 0.5), pct(r.cpu, 0.99)
-		verdict := "no goal"
-		if r.goal > 0 {
-			verdict = "goal p99 ≤ " + ms(r.goal) + ": "
-			switch {
-			case p99 <= r.goal:
-				verdict += "met"
-			case c99 <= r.goal:
-				verdict += "met in cpu time, missed in wall time"
-			default:
-				verdict += "MISSED"
-			}
-		}
-		fmt.Printf("  %-36s n=%-5d wall p50 %8s p99 %9s | cpu p50 %8s p99 %8s | avg results %5.0f  (%s)\n", r.name, len(r.times), ms(p50), ms(p99), ms(c50), ms(c99), float64(r.nodes)/float64(len(r.times)), verdict)
 	}
 	return nil
+}
+
+// freshPostgres creates an empty database on the server of url and returns
+// its URL and a function that drops it.
+func freshPostgres(ctx context.Context, url string) (string, func(), error) {
+	admin, err := sqldb.Open(ctx, url)
+	if err != nil {
+		return "", nil, err
+	}
+	name := fmt.Sprintf("lineage_bench_%d", time.Now().UnixNano())
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		admin.Close()
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	base, query, _ := strings.Cut(url, "?")
+	base = base[:strings.LastIndex(base, "/")+1] + name
+	if query != "" {
+		base += "?" + query
+	}
+	return base, func() {
+		admin.ExecContext(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
+		admin.Close()
+	}, nil
 }

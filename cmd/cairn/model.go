@@ -30,6 +30,7 @@ func newModelCmd() *cobra.Command {
 
 // registryFlags are the flags every model verb shares.
 func registryFlags(cmd *cobra.Command, o *models.Options) {
+	o.Keychain = cairnKeychain{token: func() (string, string) { return "", "" }}
 	cmd.Flags().BoolVar(&o.PlainHTTP, "plain-http", false, "talk HTTP, not HTTPS, to the registry")
 	cmd.Flags().IntVar(&o.Jobs, "jobs", 4, "layers transferred in parallel")
 	cmd.Flags().StringVar(&o.Platform, "platform", "", "os/arch[/variant][+accelerator]: the variant to push into the image index at REF, or to choose from one")
@@ -85,6 +86,7 @@ func newModelPushCmd() *cobra.Command {
 		},
 	}
 	registryFlags(cmd, &o.Options)
+	o.Keychain = cairnKeychain{token: func() (string, string) { return lineageToken, lineageURL }}
 	f := cmd.Flags()
 	f.StringVar(&o.Format, "format", "", "model format (onnx, safetensors, gguf, …; default: from the weight files)")
 	f.StringVar(&o.Name, "name", "", "model name (config descriptor)")

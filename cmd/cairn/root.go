@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newDescribeCmd(),
 		newRolloutCmd(),
 		newLineageCmd(),
+		newRegistryCmd(),
 	)
 	return root
 }

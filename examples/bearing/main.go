@@ -24,6 +24,7 @@ import (
 
 	"github.com/cairn-dev/cairn/examples/bearing/model"
 	"github.com/cairn-dev/cairn/examples/bearing/synth"
+	"github.com/cairn-dev/cairn/registry/datasets"
 )
 
 func main() {
@@ -150,8 +151,41 @@ func train(args []string) error {
 	if err := m.Save(*out); err != nil {
 		return err
 	}
+	if err := writeProfile(*data, *out); err != nil {
+		return err
+	}
 	fmt.Printf("saved %s\n", *out)
 	return nil
+}
+
+// ProfileFile is the training data's profile shipped in the model folder:
+// the same statistics `cairn data push --profile` stores for the dataset,
+// whose bins the runtime counts its live inputs into.
+const ProfileFile = "profile.json"
+
+// writeProfile profiles the training CSV files of data into out/profile.json.
+func writeProfile(data, out string) error {
+	files := []string{data}
+	if st, err := os.Stat(data); err != nil {
+		return err
+	} else if st.IsDir() {
+		files, _ = filepath.Glob(filepath.Join(data, "*.csv"))
+		sort.Strings(files)
+	}
+	p := datasets.Profile{Files: []datasets.FileProfile{}}
+	for _, f := range files {
+		fp, err := datasets.ProfileCSV(f, datasets.DefaultBins)
+		if err != nil {
+			return fmt.Errorf("profile %s: %w", f, err)
+		}
+		fp.Path = filepath.Base(f)
+		p.Files = append(p.Files, *fp)
+	}
+	b, err := json.MarshalIndent(p, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(out, ProfileFile), append(b, '\n'), 0o644)
 }
 
 func evaluateInto(m *model.Model, data, name, metricsPath string) error {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/cairn-dev/cairn/examples/bearing/model"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/registry/datasets"
+	"github.com/cairn-dev/cairn/registry/datasets/drift"
 )
 
 // maxBody bounds a /predict request.
@@ -84,13 +88,48 @@ func (s *server) reload() (changed bool) {
 	if err == nil {
 		err = m.SelfTest()
 	}
+	var refs map[string]drift.Reference
+	if err == nil {
+		refs, err = loadProfile(resolved)
+	}
 	if err != nil {
 		s.health = fmt.Errorf("model in %s: %w", resolved, err)
 		return true
 	}
 	s.model, s.slot, s.loadedAt, s.health = m, resolved, time.Now(), nil
-	s.stats.reset(m)
+	s.stats.reset(m, refs)
 	return true
+}
+
+// profileFile is the training profile a model folder may ship (bearing
+// train writes it): the runtime counts live inputs into its bins.
+const profileFile = "profile.json"
+
+// loadProfile reads the drift references of the model folder's profile;
+// none (nil) when the model ships no profile.
+func loadProfile(dir string) (map[string]drift.Reference, error) {
+	found, err := model.FindDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(found, profileFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var p datasets.Profile
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", profileFile, err)
+	}
+	refs := p.References()
+	for name, r := range refs {
+		if err := r.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: column %s: %w", profileFile, name, err)
+		}
+	}
+	return refs, nil
 }
 
 // watch polls the slot every period until stop is closed.
@@ -219,6 +258,9 @@ type Metrics struct {
 	ErrorRate    float64                       `json:"error_rate"`
 	LatencyP95MS float64                       `json:"latency_p95_ms"`
 	Features     map[string]fleet.FeatureStats `json:"features,omitempty"`
+	// Inputs are the cumulative input histograms since the model loaded,
+	// over the bins of the profile it ships (cairn_input_feature).
+	Inputs map[string]fleet.FeatureHistogram `json:"inputs,omitempty"`
 }
 
 func (s *server) snapshot() Metrics {
@@ -266,6 +308,9 @@ func writePrometheus(w io.Writer, mt Metrics) {
 	for _, n := range names {
 		fmt.Fprintf(w, "bearing_feature_count{feature=%q} %d\n", n, mt.Features[n].Count)
 	}
+	if len(mt.Inputs) > 0 {
+		_ = agent.FormatInputs(w, mt.Inputs)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -294,13 +339,20 @@ type featureAcc struct {
 	min, max float64
 	edges    []float64
 	counts   []int64
+	// bounds and buckets are the live input histogram over the profile's
+	// bins: buckets[i] holds values in (bounds[i-1], bounds[i]], the last
+	// those above every bound.
+	bounds  []float64
+	buckets []int64
 }
 
 func newStats() *stats { return &stats{latencies: make([]float64, 1024)} }
 
 // reset starts the feature statistics over for a newly loaded model, with
-// ten histogram bins spanning mean ± 3 std of its training data.
-func (st *stats) reset(m *model.Model) {
+// ten histogram bins spanning mean ± 3 std of its training data, and the
+// input histograms over the bins of the training profile (refs) where the
+// model ships one.
+func (st *stats) reset(m *model.Model, refs map[string]drift.Reference) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.feat = map[string]*featureAcc{}
@@ -311,7 +363,12 @@ func (st *stats) reset(m *model.Model) {
 		for k := range edges {
 			edges[k] = lo + (hi-lo)*float64(k)/10
 		}
-		st.feat[f] = &featureAcc{edges: edges, counts: make([]int64, 10), min: math.Inf(1), max: math.Inf(-1)}
+		a := &featureAcc{edges: edges, counts: make([]int64, 10), min: math.Inf(1), max: math.Inf(-1)}
+		if r, ok := refs[f]; ok {
+			a.bounds = drift.Bounds(r)
+			a.buckets = make([]int64, len(a.bounds)+1)
+		}
+		st.feat[f] = a
 	}
 }
 
@@ -346,6 +403,10 @@ func (st *stats) features(m *model.Model, rows [][]float64) {
 			a.min, a.max = math.Min(a.min, v), math.Max(a.max, v)
 			k := sort.SearchFloat64s(a.edges, v) - 1
 			a.counts[min(max(k, 0), len(a.counts)-1)]++
+			if a.buckets != nil {
+				// The first bound at or above v: le semantics.
+				a.buckets[sort.SearchFloat64s(a.bounds, v)]++
+			}
 		}
 	}
 }
@@ -379,6 +440,12 @@ func (st *stats) fill(mt *Metrics) {
 				fs.Variance = a.m2 / float64(a.n-1)
 			}
 			mt.Features[f] = fs
+			if a.buckets != nil {
+				if mt.Inputs == nil {
+					mt.Inputs = map[string]fleet.FeatureHistogram{}
+				}
+				mt.Inputs[f] = fleet.FeatureHistogram{Bounds: slices.Clone(a.bounds), Counts: slices.Clone(a.buckets)}
+			}
 		}
 	}
 }

@@ -8,11 +8,16 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cairn-dev/cairn/examples/bearing/model"
 	"github.com/cairn-dev/cairn/examples/bearing/synth"
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/registry/datasets"
+	"github.com/cairn-dev/cairn/registry/datasets/drift"
 )
 
 // slots trains a small v1 and v2 (and a corrupted v2) into folders under a
@@ -230,4 +235,51 @@ func FuzzPredict(f *testing.F) {
 			t.Fatalf("status %d for %q", rec.Code, body)
 		}
 	})
+}
+
+// The runtime counts live inputs into the bins of the profile the model
+// ships, and exports them as cairn_input_feature histograms the agent reads
+// back identically from the JSON and the Prometheus text.
+func TestInputHistograms(t *testing.T) {
+	root, rows := slots(t)
+	f0 := synth.Features[0]
+	p := datasets.Profile{Files: []datasets.FileProfile{{Path: "train.csv", Columns: []datasets.ColumnProfile{
+		{Name: f0, Histogram: datasets.Histogram{Min: 0, Max: 2, Counts: []int64{5, 5}}}}}}}
+	b, _ := json.Marshal(p)
+	if err := os.WriteFile(filepath.Join(root, "v1", profileFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(filepath.Join(root, "current"))
+	s.reload()
+	h := s.handler()
+	// Values -1, 0, 0.5, 1.5, 2, 3 of the first feature: below the range,
+	// on the first edge, bin 0, bin 1, on the last edge, above.
+	var in [][]float64
+	for _, v := range []float64{-1, 0, 0.5, 1.5, 2, 3} {
+		r := append([]float64(nil), rows[0].X...)
+		r[0] = v
+		in = append(in, r)
+	}
+	body, _ := json.Marshal(PredictRequest{Rows: in})
+	if rec := do(t, h, "POST", "/predict", string(body)); rec.Code != 200 {
+		t.Fatalf("predict: %d %s", rec.Code, rec.Body)
+	}
+	want := []int64{1, 1, 1, 2, 1} // (-inf,0⁻] (0⁻,0] (0,1] (1,2] (2,+inf)
+	fromJSON, err := agent.ParseInputs(do(t, h, "GET", "/metrics", "").Body.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromText, err := agent.ParseInputs(do(t, h, "GET", "/metrics?format=prometheus", "").Body.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]map[string]fleet.FeatureHistogram{"JSON": fromJSON, "Prometheus": fromText} {
+		hist, ok := got[f0]
+		if !ok || !slices.Equal(hist.Counts, want) || len(got) != 1 {
+			t.Errorf("%s inputs = %+v, want %s counts %v", name, got, f0, want)
+		}
+		if rb := drift.Rebin(p.Files[0].Columns[0].Histogram.Reference(), drift.Live{Bounds: hist.Bounds, Counts: hist.Counts}); !slices.Equal(rb, []float64{1, 2, 2, 1}) {
+			t.Errorf("%s: rebinned onto the profile = %v, want [1 2 2 1]", name, rb)
+		}
+	}
 }

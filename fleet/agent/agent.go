@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -107,6 +108,10 @@ type Agent struct {
 	status map[string]fleet.ReleaseStatus
 	log    []fleet.LogEntry  // deployment steps not yet delivered
 	health map[string]string // release → HTTP health URL, for runtime metrics
+	inputs map[string]string // release → runtime metrics URL, for input histograms
+	// scraped is the last cumulative input scrape per release the server
+	// accepted a report of: the next window counts from there.
+	scraped map[string]inputScrape
 }
 
 // New checks the configuration and loads the journal.
@@ -149,7 +154,8 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: create root: %w", err)
 	}
 	a := &Agent{cfg: cfg, fetcher: cfg.Fetcher, hc: cfg.HTTPClient,
-		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{}}
+		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{},
+		inputs: map[string]string{}, scraped: map[string]inputScrape{}}
 	if a.fetcher == nil {
 		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache")}
 	}
@@ -379,7 +385,7 @@ func (a *Agent) Status() []fleet.ReleaseStatus {
 // Report sends the status, metrics and deployment log; errors are logged
 // (the next heartbeat sends it again).
 func (a *Agent) Report(ctx context.Context) {
-	rep := a.buildReport(ctx)
+	rep, scrapes := a.buildReport(ctx)
 	id := a.Identity()
 	if id.ID == "" {
 		return
@@ -394,13 +400,17 @@ func (a *Agent) Report(ctx context.Context) {
 	}
 	a.mu.Lock()
 	a.log = a.log[min(dropSent(a.log, rep.Log), len(a.log)):]
+	// The windows sent are delivered: the next ones count from these scrapes.
+	for rel, sc := range scrapes {
+		a.scraped[rel] = sc
+	}
 	a.mu.Unlock()
 	if a.cfg.Hooks.Reported != nil {
 		a.cfg.Hooks.Reported(rep)
 	}
 }
 
-func (a *Agent) buildReport(ctx context.Context) fleet.StatusReport {
+func (a *Agent) buildReport(ctx context.Context) (fleet.StatusReport, map[string]inputScrape) {
 	facts := a.cfg.Facts
 	metrics := a.sys.sample()
 	a.mu.Lock()
@@ -435,7 +445,41 @@ func (a *Agent) buildReport(ctx context.Context) fleet.StatusReport {
 		break
 	}
 	rep.Metrics = metrics
-	return rep
+	return rep, a.scrapeInputs(ctx, rep.Releases)
+}
+
+// scrapeInputs reads the input histograms of every release whose runtime
+// exports them (runtime.metrics) and is healthy, and sets on its status
+// the window since the last delivered scrape of the same model. It
+// returns the scrapes, to keep once the report is delivered.
+func (a *Agent) scrapeInputs(ctx context.Context, rels []fleet.ReleaseStatus) map[string]inputScrape {
+	a.mu.Lock()
+	urls := maps.Clone(a.inputs)
+	prev := maps.Clone(a.scraped)
+	a.mu.Unlock()
+	out := map[string]inputScrape{}
+	for i := range rels {
+		rs := &rels[i]
+		u := urls[rs.Release]
+		if u == "" || rs.Digest == "" || (rs.Phase != fleet.PhaseHealthy && rs.Phase != fleet.PhaseRolledBack) {
+			continue
+		}
+		now := time.Now().UTC()
+		cur, err := fetchInputs(ctx, a.hc, u)
+		if err != nil {
+			a.cfg.Logf("agent: release %s: %v", rs.Release, err)
+			continue
+		}
+		out[rs.Release] = inputScrape{digest: rs.Digest, at: now, inputs: cur}
+		p, ok := prev[rs.Release]
+		if !ok || p.digest != rs.Digest {
+			continue // the first scrape of a model is the baseline
+		}
+		if d := inputDelta(p.inputs, cur); len(d) > 0 {
+			rs.Inputs = &fleet.InputWindow{Start: p.at, End: now, Features: d}
+		}
+	}
+	return out
 }
 
 // dropSent is how many entries at the head of log were sent: the sent

@@ -146,6 +146,11 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 	} else {
 		delete(a.health, rel)
 	}
+	if dm.Runtime.Metrics != "" {
+		a.inputs[rel] = dm.Runtime.Metrics
+	} else {
+		delete(a.inputs, rel)
+	}
 	prevStatus, hadStatus := a.status[rel]
 	a.mu.Unlock()
 	rj := a.j.release(rel)

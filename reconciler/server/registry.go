@@ -2,174 +2,224 @@ package server
 
 import (
 	"bytes"
+	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strings"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/distribution/distribution/v3"
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/distribution/distribution/v3/registry/storage"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the default driver
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"     // replicas sharing a bucket
+	"github.com/opencontainers/go-digest"
+	"github.com/sirupsen/logrus"
 )
 
-// Registry is the built-in OCI registry: go-containerregistry's registry
-// with blobs in a folder, and manifests — which it keeps in memory — written
-// to disk as they are pushed and replayed at start, so they survive restarts.
+// RegistryOptions configure NewRegistry.
+type RegistryOptions struct {
+	// Dir is the registry's folder in the data folder: the filesystem
+	// driver's root, and where the previous registry kept its manifests
+	// (Dir/manifests), migrated at start.
+	Dir string
+	// Store is the blob store URL of cairn serve (file:///path or
+	// s3://bucket/prefix?endpoint=…&region=…&insecure=1). An s3:// URL puts
+	// the registry in that bucket under prefix/registry, so replicas share
+	// it; file:// (or "") keeps it under Dir. The previous registry's blobs
+	// are read from this store when migrating.
+	Store string
+	// Secret signs upload state between requests; replicas behind one
+	// address must share it (NewRegistry derives it from the admin token).
+	Secret string
+	Logger *slog.Logger
+}
+
+// Registry is the built-in OCI registry: CNCF Distribution (the registry
+// Docker, GitLab and Harbor build on) embedded at /v2/, its filesystem
+// driver under the data folder or its S3 driver, deletes enabled. cairn's
+// auth sits in front of it (Server.registryGuard). Writes pass a gate that
+// GC closes: Distribution's garbage collector is offline.
 type Registry struct {
-	inner http.Handler
-	dir   string // manifest records
+	app    *handlers.App
+	driver storagedriver.StorageDriver
+	ns     distribution.Namespace
+	log    *slog.Logger
 
-	mu  sync.Mutex
-	seq int64
+	gate sync.RWMutex // writes hold it shared; GC exclusively
 }
 
-// manifestRecord is one pushed manifest as kept on disk.
-type manifestRecord struct {
-	Seq         int64  `json:"seq"`
-	Repo        string `json:"repo"`
-	Ref         string `json:"ref"`
-	ContentType string `json:"contentType"`
-	Body        []byte `json:"body"`
+// RegistrySecret derives the upload-state secret from the admin token, so
+// replicas configured with one admin token share it.
+func RegistrySecret(adminToken string) string {
+	m := hmac.New(sha256.New, []byte(adminToken))
+	m.Write([]byte("cairn built-in registry upload state"))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
-// NewRegistry serves an OCI registry whose blobs go through bh (see
-// NewBlobHandler, or registry.NewDiskBlobHandler) and whose manifests are
-// kept under mdir, replaying the manifests pushed before.
-func NewRegistry(bh registry.BlobHandler, mdir string) (*Registry, error) {
-	if err := os.MkdirAll(mdir, 0o755); err != nil {
+// storageConfig maps cairn's blob store URL to a Distribution storage
+// section.
+func storageConfig(o RegistryOptions) (configuration.Storage, string, error) {
+	st := configuration.Storage{
+		"delete":   configuration.Parameters{"enabled": true},
+		"redirect": configuration.Parameters{"disable": true}, // agents reach cairn, maybe not S3
+		"maintenance": configuration.Parameters{"uploadpurging": map[any]any{
+			"enabled": true, "age": "168h", "interval": "24h", "dryrun": false}},
+	}
+	if o.Store == "" || strings.HasPrefix(o.Store, "file:") {
+		st["filesystem"] = configuration.Parameters{"rootdirectory": o.Dir}
+		return st, "filesystem " + o.Dir, nil
+	}
+	u, err := url.Parse(o.Store)
+	if err != nil || u.Scheme != "s3" || u.Host == "" {
+		return nil, "", fmt.Errorf("registry storage %q: want file:// or s3://bucket/prefix", o.Store)
+	}
+	q := u.Query()
+	root := "/" + strings.Trim(strings.Trim(u.Path, "/")+"/registry", "/")
+	p := configuration.Parameters{
+		"bucket":         u.Host,
+		"rootdirectory":  root,
+		"region":         q.Get("region"),
+		"forcepathstyle": true,
+		"accesskey":      os.Getenv("AWS_ACCESS_KEY_ID"),
+		"secretkey":      os.Getenv("AWS_SECRET_ACCESS_KEY"),
+	}
+	if p["region"] == "" {
+		p["region"] = "us-east-1"
+	}
+	if ep := q.Get("endpoint"); ep != "" {
+		scheme := "https://"
+		switch q.Get("insecure") {
+		case "1", "true", "yes":
+			scheme = "http://"
+			p["secure"] = false
+		}
+		p["regionendpoint"] = scheme + ep
+	}
+	st["s3"] = p
+	return st, "s3://" + u.Host + root, nil
+}
+
+// NewRegistry opens the built-in registry and migrates, once, what the
+// previous built-in registry left under o.Dir.
+func NewRegistry(ctx context.Context, o RegistryOptions) (r *Registry, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("built-in registry: %w", err)
 	}
-	r := &Registry{
-		inner: registry.New(registry.WithBlobHandler(bh), registry.WithReferrersSupport(true),
-			registry.Logger(log.New(io.Discard, "", 0))),
-		dir: mdir,
+	st, where, err := storageConfig(o)
+	if err != nil {
+		return nil, fmt.Errorf("built-in registry: %w", err)
 	}
-	if err := r.replay(); err != nil {
+	// Distribution logs through logrus's standard logger: keep its
+	// per-request lines and client errors out of cairn's log, its warnings
+	// and server errors in.
+	logrus.SetLevel(logrus.WarnLevel)
+	logrus.SetOutput(clientErrorFilter{os.Stderr})
+	cfg := &configuration.Configuration{Storage: st}
+	cfg.HTTP.Secret = o.Secret
+	cfg.Log.AccessLog.Disabled = true
+	defer func() {
+		// NewApp and the driver factory panic on bad configuration.
+		if p := recover(); p != nil {
+			r, err = nil, fmt.Errorf("built-in registry (%s): %v", where, p)
+		}
+	}()
+	driver, err := factory.Create(ctx, st.Type(), st.Parameters())
+	if err != nil {
+		return nil, fmt.Errorf("built-in registry (%s): %w", where, err)
+	}
+	ns, err := storage.NewRegistry(ctx, driver, storage.EnableDelete, storage.EnableValidateImageIndexImagesExist,
+		storage.ManifestURLsAllowRegexp(regexp.MustCompile("^$")))
+	if err != nil {
+		return nil, fmt.Errorf("built-in registry (%s): %w", where, err)
+	}
+	r = &Registry{app: handlers.NewApp(ctx, cfg), driver: driver, ns: ns, log: o.Logger}
+	if err := r.migrate(ctx, filepath.Join(o.Dir, "manifests"), o.Store); err != nil {
 		return nil, err
 	}
+	o.Logger.Debug("built-in registry", "storage", where)
 	return r, nil
 }
 
-func (r *Registry) replay() error {
-	ents, err := os.ReadDir(r.dir)
-	if err != nil {
-		return fmt.Errorf("built-in registry: read manifests: %w", err)
-	}
-	var recs []manifestRecord
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), ".json") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(r.dir, e.Name()))
-		if err != nil {
-			return fmt.Errorf("built-in registry: %w", err)
-		}
-		var rec manifestRecord
-		if err := json.Unmarshal(b, &rec); err != nil {
-			return fmt.Errorf("built-in registry: decode %s: %w", e.Name(), err)
-		}
-		recs = append(recs, rec)
-	}
-	slices.SortFunc(recs, func(a, b manifestRecord) int { return int(a.Seq - b.Seq) })
-	for _, rec := range recs {
-		r.seq = max(r.seq, rec.Seq)
-		req := httptest.NewRequest(http.MethodPut, "/v2/"+rec.Repo+"/manifests/"+rec.Ref, bytes.NewReader(rec.Body))
-		req.Header.Set("Content-Type", rec.ContentType)
-		w := httptest.NewRecorder()
-		r.inner.ServeHTTP(w, req)
-		if w.Code/100 != 2 {
-			return fmt.Errorf("built-in registry: replay %s:%s: %d %s", rec.Repo, rec.Ref, w.Code, w.Body.String())
-		}
-	}
-	return nil
-}
-
-// splitManifestPath returns repo and ref of /v2/<repo>/manifests/<ref>.
-func splitManifestPath(p string) (repo, ref string, ok bool) {
-	p = strings.TrimPrefix(p, "/v2/")
-	i := strings.LastIndex(p, "/manifests/")
-	if i <= 0 {
-		return "", "", false
-	}
-	return p[:i], p[i+len("/manifests/"):], true
-}
-
-func (r *Registry) recordPath(repo, ref string) string {
-	h := sha256.Sum256([]byte(repo + "\x00" + ref))
-	return filepath.Join(r.dir, hex.EncodeToString(h[:16])+".json")
-}
-
-// maxManifest bounds a pushed manifest (OCI registries use 4 MiB).
-const maxManifest = 4 << 20
-
 func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	repo, ref, isManifest := splitManifestPath(req.URL.Path)
-	if !isManifest || (req.Method != http.MethodPut && req.Method != http.MethodDelete) {
-		r.inner.ServeHTTP(w, req)
-		return
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		r.gate.RLock()
+		defer r.gate.RUnlock()
 	}
-	if req.Method == http.MethodDelete {
-		sw := &statusWriter{ResponseWriter: w, code: 200}
-		r.inner.ServeHTTP(sw, req)
-		if sw.code/100 == 2 {
-			os.Remove(r.recordPath(repo, ref))
-		}
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxManifest))
-	if err != nil {
-		http.Error(w, "manifest too large or unreadable", http.StatusRequestEntityTooLarge)
-		return
-	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	// The answer waits until the manifest is on disk: a client told 201
-	// finds it after a restart.
-	rw := httptest.NewRecorder()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.inner.ServeHTTP(rw, req)
-	if rw.Code/100 == 2 {
-		if err := r.persist(repo, ref, req.Header.Get("Content-Type"), body); err != nil {
-			http.Error(w, "store manifest: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-	}
-	for k, v := range rw.Header() {
-		w.Header()[k] = v
-	}
-	w.WriteHeader(rw.Code)
-	w.Write(rw.Body.Bytes())
+	r.app.ServeHTTP(w, req)
 }
 
-func (r *Registry) persist(repo, ref, contentType string, body []byte) error {
-	r.seq++
-	b, err := json.Marshal(manifestRecord{Seq: r.seq, Repo: repo, Ref: ref, ContentType: contentType, Body: body})
+// clientErrorFilter drops Distribution's log lines about requests that
+// failed on the client's side (4xx: unknown blob, bad manifest, …).
+type clientErrorFilter struct{ w io.Writer }
+
+func (f clientErrorFilter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte("http.response.status=4")) {
+		return len(p), nil
+	}
+	return f.w.Write(p)
+}
+
+// GCResult is what a garbage collection removed.
+type GCResult struct {
+	DryRun         bool  `json:"dryRun"`
+	BlobsBefore    int   `json:"blobsBefore"`
+	BlobsAfter     int   `json:"blobsAfter"`
+	BytesBefore    int64 `json:"bytesBefore"`
+	BytesAfter     int64 `json:"bytesAfter"`
+	RemoveUntagged bool  `json:"removeUntagged"`
+}
+
+// GC removes the blobs no manifest references (and, with removeUntagged,
+// manifests no tag or index names). Writes to this registry wait while it
+// runs; reads go on. Replicas sharing an S3 bucket do not see the pause:
+// run it where the pushes go.
+func (r *Registry) GC(ctx context.Context, removeUntagged bool) (GCResult, error) {
+	r.gate.Lock()
+	defer r.gate.Unlock()
+	res := GCResult{RemoveUntagged: removeUntagged}
+	var err error
+	if res.BlobsBefore, res.BytesBefore, err = r.countBlobs(ctx); err != nil {
+		return res, err
+	}
+	if err := storage.MarkAndSweep(ctx, r.driver, r.ns, storage.GCOpts{RemoveUntagged: removeUntagged, Quiet: true}); err != nil {
+		return res, fmt.Errorf("registry gc: %w", err)
+	}
+	if res.BlobsAfter, res.BytesAfter, err = r.countBlobs(ctx); err != nil {
+		return res, err
+	}
+	r.log.Info("registry gc", "untagged", removeUntagged, "blobsRemoved", res.BlobsBefore-res.BlobsAfter,
+		"bytesFreed", res.BytesBefore-res.BytesAfter)
+	return res, nil
+}
+
+func (r *Registry) countBlobs(ctx context.Context) (n int, size int64, err error) {
+	err = r.ns.Blobs().Enumerate(ctx, func(d digest.Digest) error {
+		desc, err := r.ns.BlobStatter().Stat(ctx, d)
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		n++
+		size += desc.Size
+		return nil
+	})
 	if err != nil {
-		return err
+		return 0, 0, fmt.Errorf("registry gc: count blobs: %w", err)
 	}
-	path := r.recordPath(repo, ref)
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return n, size, nil
 }

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -48,6 +47,12 @@ type Config struct {
 	// GitHook receives POST /hooks/git; Registry serves /v2/; Lineage serves
 	// /api/v1/lineage/ — each optional.
 	GitHook, Registry, Lineage http.Handler
+	// RegistryPull is who may pull from Registry: "anonymous" (default:
+	// anyone who reaches the listener) or "token" (the admin or read-only
+	// token, or an enrolled target's credential).
+	RegistryPull string
+	// RegistryGC, when set, serves POST /api/v1/registry/gc (admin token).
+	RegistryGC func(ctx context.Context, removeUntagged bool) (GCResult, error)
 	// LineageRecord serves POST /api/v1/lineage/record (admin token).
 	LineageRecord http.Handler
 	// History serves GET /api/v1/targets/{id}/metrics and GET /api/v1/uptime
@@ -183,6 +188,9 @@ func (s *Server) routes() {
 	if s.cfg.Registry != nil {
 		mux.Handle("/v2/", s.registryGuard(s.cfg.Registry))
 	}
+	if s.cfg.RegistryGC != nil {
+		h("POST /api/v1/registry/gc", "registry-gc", s.admin(s.registryGC))
+	}
 	if s.cfg.Lineage != nil {
 		mux.Handle("/api/v1/lineage/", s.m.instrument("lineage", s.read(s.cfg.Lineage.ServeHTTP)))
 	}
@@ -263,32 +271,6 @@ func (s *Server) read(f http.HandlerFunc) http.HandlerFunc {
 		}
 		f(w, r)
 	}
-}
-
-// registryGuard protects the built-in registry: anyone who reaches the
-// listener may pull (agents pull by digest, verifying every byte), but a
-// push, tag or delete needs the admin token (as a bearer token or the
-// password of basic auth, which is what Docker-config credentials send) or
-// must come from loopback, as the webhook without a secret does.
-func (s *Server) registryGuard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			next.ServeHTTP(w, r)
-			return
-		}
-		tok := bearer(r)
-		if _, pass, ok := r.BasicAuth(); ok {
-			tok = pass
-		}
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		ip := net.ParseIP(host)
-		if tokenEqual(tok, s.cfg.AdminToken) || (ip != nil && ip.IsLoopback()) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		w.Header().Set("WWW-Authenticate", `Basic realm="cairn"`)
-		writeError(w, http.StatusUnauthorized, "pushing to the built-in registry needs the admin token (or loopback)")
-	})
 }
 
 // admin wraps an action handler: admin token only.

@@ -6,6 +6,7 @@ import (
 	"regexp"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/registry/datasets/drift"
 )
 
 var (
@@ -62,6 +63,42 @@ func validateFacts(f fleet.Facts) error {
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 
+// validateInputs checks a window of live input counts.
+func validateInputs(w *fleet.InputWindow) error {
+	if w == nil {
+		return nil
+	}
+	if w.End.Before(w.Start) {
+		return fmt.Errorf("window ends %s before it starts %s", w.End, w.Start)
+	}
+	if len(w.Features) > maxFeatures {
+		return fmt.Errorf("%d features: at most %d", len(w.Features), maxFeatures)
+	}
+	for k, h := range w.Features {
+		if k == "" || len(k) > 128 {
+			return fmt.Errorf("feature name %q: want 1 to 128 bytes", k)
+		}
+		numeric := len(h.Bounds) > 0 || len(h.Counts) > 0
+		if numeric == (len(h.Categories) > 0) {
+			return fmt.Errorf("feature %q: want either bucket counts or category counts", k)
+		}
+		if len(h.Bounds) > maxBins || len(h.Categories) > maxBins {
+			return fmt.Errorf("feature %q: more than %d buckets or categories", k, maxBins)
+		}
+		if numeric {
+			if err := (drift.Live{Bounds: h.Bounds, Counts: h.Counts}).Validate(); err != nil {
+				return fmt.Errorf("feature %q: %w", k, err)
+			}
+		}
+		for c, n := range h.Categories {
+			if c == "" || len(c) > 128 || n < 0 {
+				return fmt.Errorf("feature %q: category %q: empty or long name or negative count", k, c)
+			}
+		}
+	}
+	return nil
+}
+
 // ValidateStatus checks a status report.
 func ValidateStatus(r fleet.StatusReport) error {
 	if r.Facts != nil {
@@ -81,6 +118,9 @@ func ValidateStatus(r fleet.StatusReport) error {
 		}
 		if len(rs.Message) > maxText || len(rs.Digest) > 256 || len(rs.Desired) > 256 || len(rs.Previous) > 256 {
 			return fmt.Errorf("releases[%d]: field too long", i)
+		}
+		if err := validateInputs(rs.Inputs); err != nil {
+			return fmt.Errorf("releases[%d]: inputs: %w", i, err)
 		}
 	}
 	if len(r.Metrics) > maxMetrics {

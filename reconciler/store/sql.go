@@ -20,6 +20,8 @@ type SQL struct {
 
 	mu     sync.Mutex
 	leader *sql.Conn // PostgreSQL: the connection holding the advisory lock
+
+	statuses statusBatcher
 }
 
 var _ Store = (*SQL)(nil)
@@ -59,7 +61,9 @@ func Open(ctx context.Context, db *sqldb.DB) (*SQL, error) {
 	if err := db.Migrate(ctx, "store", migrations(db)); err != nil {
 		return nil, err
 	}
-	return &SQL{db: db}, nil
+	s := &SQL{db: db}
+	s.statuses.init(s)
+	return s, nil
 }
 
 // DB returns the database, for components keeping their tables next to the
@@ -166,12 +170,10 @@ func (s *SQL) TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Targe
 	return s.listTargets(ctx, "WHERE updated_at >= ?", nanos(since))
 }
 
-func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at time.Time) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("record status of %s: %w", id, err)
-	}
-	defer tx.Rollback()
+// putStatus writes one status report in tx (see PutStatus, which groups
+// them into one transaction per batch).
+func (s *SQL) putStatus(ctx context.Context, tx *sql.Tx, id string, r fleet.StatusReport, at time.Time) error {
+	var err error
 	logs := r.Log
 	r.Log = nil
 	var res sql.Result
@@ -199,9 +201,6 @@ func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at
 		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM deploy_log WHERE target_id = ? AND id < (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM deploy_log WHERE target_id = ? ORDER BY id DESC LIMIT 500) AS newest)`), id, id); err != nil {
 			return fmt.Errorf("trim log of %s: %w", id, err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("record status of %s: %w", id, err)
 	}
 	return nil
 }

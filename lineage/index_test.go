@@ -1,0 +1,143 @@
+package lineage
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+)
+
+// randomGraph records a random graph of models, datasets, commits, releases
+// and targets with deployments, end events, failures and rollbacks, every
+// edge at a distinct time (ties between edges of one pair are the one place
+// where the SQL walk's answer depends on its scan order).
+func randomGraph(t *testing.T, g *Graph, rng *rand.Rand, n int, base time.Time, tick *int) {
+	t.Helper()
+	ctx := context.Background()
+	next := func() time.Time { *tick++; return base.Add(time.Duration(*tick) * time.Second) }
+	model := func() string { return Node(NodeModel, fmt.Sprintf("sha256:%064x", rng.IntN(40))) }
+	dataset := func() string { return Node(NodeDataset, fmt.Sprintf("sha256:d%063x", rng.IntN(12))) }
+	target := func() string { return Node(NodeTarget, fmt.Sprintf("dev-%d", rng.IntN(60))) }
+	release := func() string { return fmt.Sprintf("rel-%d", rng.IntN(5)) }
+	var edges []Edge
+	for i := 0; i < n; i++ {
+		switch k := rng.IntN(10); {
+		case k < 2:
+			edges = append(edges, Edge{Type: EdgeTrainedOn, From: model(), To: dataset(), Time: next()})
+		case k < 3:
+			m := model()
+			edges = append(edges,
+				Edge{Type: EdgePackagedFrom, From: m, To: Node(NodeCommit, fmt.Sprintf("%040x", rng.IntN(20))), Time: next()},
+				Edge{Type: EdgeDeclaredIn, From: m, To: Node(NodeRelease, release()), Time: next(), Attrs: map[string]any{"commit": fmt.Sprintf("c%d", rng.IntN(9))}})
+		case k < 4:
+			// a model derived from another (fine-tune), so Where walks further
+			edges = append(edges, Edge{Type: EdgePackagedFrom, From: model(), To: model(), Time: next()})
+		default:
+			outcomes := []string{OutcomeSucceeded, OutcomeSucceeded, OutcomeFailed, OutcomeProgressing, OutcomeRolledBack}
+			phase := PhaseStart
+			if rng.IntN(5) == 0 {
+				phase = PhaseEnd
+			}
+			edges = append(edges, Edge{Type: EdgeDeployedTo, From: model(), To: target(), Time: next(), Phase: phase,
+				Outcome: outcomes[rng.IntN(len(outcomes))], Release: release(), Attrs: map[string]any{"rollout": fmt.Sprintf("ro-%d", rng.IntN(3))}})
+		}
+		if len(edges) >= 50 {
+			if err := g.Record(ctx, edges...); err != nil {
+				t.Fatal(err)
+			}
+			edges = edges[:0]
+		}
+	}
+	if err := g.Record(ctx, edges...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sortedSubgraph(sg *Subgraph) *Subgraph {
+	c := *sg
+	c.Nodes = append([]NodeInfo(nil), sg.Nodes...)
+	c.Links = append([]Link(nil), sg.Links...)
+	sort.Slice(c.Nodes, func(i, j int) bool { return c.Nodes[i].ID < c.Nodes[j].ID })
+	sort.Slice(c.Links, func(i, j int) bool {
+		a, b := c.Links[i], c.Links[j]
+		return a.Type+a.From+a.To < b.Type+b.From+b.To
+	})
+	return &c
+}
+
+// TestIndexMatchesSQL asks the in-memory index and the SQL queries the same
+// questions over a random graph, before and after more edges are appended
+// (by another handle, as another replica would).
+func TestIndexMatchesSQL(t *testing.T) {
+	backends(t, func(t *testing.T, sqlGraph *Graph) {
+		ctx := context.Background()
+		rng := rand.New(rand.NewPCG(7, 11))
+		tick := 0
+		randomGraph(t, sqlGraph, rng, 1500, t0, &tick)
+		mem, err := Open(ctx, sqlGraph.db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !mem.WaitIndex(ctx) {
+			t.Fatal("the in-memory index did not load")
+		}
+		plain, err := Open(ctx, sqlGraph.db, WithoutMemoryIndex())
+		if err != nil {
+			t.Fatal(err)
+		}
+		compare := func(round string) {
+			t.Helper()
+			end := t0.Add(time.Duration(tick+10) * time.Second)
+			nodes := []string{}
+			for i := 0; i < 40; i++ {
+				nodes = append(nodes, Node(NodeModel, fmt.Sprintf("sha256:%064x", i)))
+			}
+			for i := 0; i < 12; i++ {
+				nodes = append(nodes, Node(NodeDataset, fmt.Sprintf("sha256:d%063x", i)))
+			}
+			for i := 0; i < 60; i += 3 {
+				nodes = append(nodes, Node(NodeTarget, fmt.Sprintf("dev-%d", i)))
+			}
+			nodes = append(nodes, Node(NodeRelease, "rel-1"), Node(NodeCommit, fmt.Sprintf("%040x", 3)))
+			for _, n := range nodes {
+				for _, up := range []bool{true, false} {
+					for _, depth := range []int{2, 5} {
+						want, err1 := plain.walkRead(ctx, n, depth, up)
+						got, err2 := mem.walkRead(ctx, n, depth, up)
+						if err1 != nil || err2 != nil {
+							t.Fatalf("%s: walk %s: %v / %v", round, n, err1, err2)
+						}
+						if !reflect.DeepEqual(sortedSubgraph(want), sortedSubgraph(got)) {
+							t.Fatalf("%s: walk %s up=%v depth %d:\nsql   %+v\nindex %+v", round, n, up, depth, sortedSubgraph(want), sortedSubgraph(got))
+						}
+					}
+				}
+			}
+			for i := 0; i < 120; i++ {
+				at := t0.Add(time.Duration(rng.Int64N(int64(end.Sub(t0)))))
+				tg := fmt.Sprintf("dev-%d", rng.IntN(60))
+				want, err1 := plain.At(ctx, tg, at)
+				got, err2 := mem.At(ctx, tg, at)
+				if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
+					t.Fatalf("%s: at %s %s: sql %+v (%v)\nindex %+v (%v)", round, tg, at, want, err1, got, err2)
+				}
+				n := nodes[rng.IntN(52)]
+				wantW, err1 := plain.Where(ctx, n, &at)
+				gotW, err2 := mem.Where(ctx, n, &at)
+				if err1 != nil || err2 != nil || !reflect.DeepEqual(wantW, gotW) {
+					t.Fatalf("%s: where %s %s: sql %+v (%v)\nindex %+v (%v)", round, n, at, wantW, err1, gotW, err2)
+				}
+			}
+		}
+		compare("loaded")
+		// Appended through the SQL-only handle: the index must catch up.
+		randomGraph(t, plain, rng, 600, t0, &tick)
+		compare("after appends")
+		if st := mem.IndexStats(); !st.Loaded || st.Edges == 0 || st.Bytes == 0 {
+			t.Fatalf("index stats %+v", st)
+		}
+	})
+}
