@@ -144,7 +144,7 @@ func (g *Graph) record(ctx context.Context, st *step, edges []Edge) error {
 			return fmt.Errorf("record lineage: %w", err)
 		}
 	}
-	tx, err := g.db.BeginTx(ctx, nil)
+	tx, err := g.db.BeginWrite(ctx) // a leader's fenced context refuses a deposed leader's edges
 	if err != nil {
 		return fmt.Errorf("record lineage: begin: %w", err)
 	}

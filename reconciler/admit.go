@@ -36,6 +36,9 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.fetched = rev.Commit
+	if r.behind(rev) {
+		return r.refuseBehind(ctx, rev)
+	}
 	t0 := time.Now()
 	snap, err := manifests.Load(rev.FS)
 	if err != nil {

@@ -47,6 +47,10 @@ type Config struct {
 	OfflineAfter Duration `json:"offlineAfter,omitempty"`
 	// ReconcileInterval is the longest time between reconcile passes (5s).
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	// LeaseTTL is how long the leader lease outlives its last renewal
+	// (10s; renewed every third of it): replicas on one PostgreSQL replace
+	// a leader that stopped renewing (killed, frozen, cut off) after it.
+	LeaseTTL Duration `json:"leaseTTL,omitempty"`
 	// Secrets are named secrets Alerts refer to (webhook secretRef).
 	Secrets map[string]string `json:"secrets,omitempty"`
 }
@@ -152,5 +156,8 @@ func (c *Config) Defaults() {
 	}
 	if c.ReconcileInterval <= 0 {
 		c.ReconcileInterval = Duration(5 * time.Second)
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = Duration(10 * time.Second)
 	}
 }

@@ -43,6 +43,9 @@ type Options struct {
 	// PlainHTTP reports whether an artifact's registry speaks plain HTTP
 	// (the built-in registry on loopback); agents are told so.
 	PlainHTTP func(artifact string) bool
+	// LeaseRenew is how often the leader lease is taken or renewed (3s):
+	// a third of the store's lease TTL or less.
+	LeaseRenew time.Duration
 }
 
 type cachedTarget struct {
@@ -79,7 +82,10 @@ type Reconciler struct {
 	online    map[string]bool
 	requeue   time.Duration
 	lastPass  time.Duration
-	leading   bool // Run's view: this replica held the lease on its last pass
+
+	leaseMu    sync.Mutex
+	lease      store.Lease // the last lease campaign got
+	loadedTerm int64       // term under which the state was last loaded; 0: following
 
 	rollouts atomic.Pointer[map[string]string] // release → rollout id, read without mu
 }
@@ -103,6 +109,9 @@ func New(opts Options) *Reconciler {
 	}
 	if opts.Publish == nil {
 		opts.Publish = func([]store.Desired) {}
+	}
+	if opts.LeaseRenew <= 0 {
+		opts.LeaseRenew = 3 * time.Second
 	}
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), source: &Status{},
 		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
@@ -181,15 +190,15 @@ func (r *Reconciler) Trigger() {
 // OnCommit admits rev when this replica leads, or keeps it for when it does.
 func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
 	r.opts.Metrics.SourceFetches.WithLabelValues("new-commit").Inc()
-	lead, err := r.opts.Store.TryLead(ctx)
-	if err != nil || !lead {
+	lctx, lead := r.leadCtx(ctx)
+	if !lead {
 		r.mu.Lock()
 		r.pending = &rev
 		r.fetched = rev.Commit
 		r.mu.Unlock()
 		return
 	}
-	if err := r.Admit(ctx, rev); err != nil {
+	if err := r.Admit(lctx, rev); err != nil {
 		r.log.Error("admit commit", "commit", rev.Commit, "err", err)
 	}
 }
@@ -197,6 +206,7 @@ func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
 // Run reconciles every Interval, on triggers and when a rollout asks to be
 // requeued, while this replica holds the leader lease, until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
+	go r.campaign(ctx)
 	last := time.Time{}
 	for {
 		r.mu.Lock()
@@ -223,41 +233,56 @@ func (r *Reconciler) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
-		lead, err := r.opts.Store.TryLead(ctx)
-		if err != nil {
-			r.log.Warn("leader election", "err", err)
+		r.leaseMu.Lock()
+		l, loaded := r.lease, r.loadedTerm
+		r.leaseMu.Unlock()
+		if !l.Valid() {
+			if loaded != 0 {
+				r.leaseMu.Lock()
+				r.loadedTerm = 0
+				r.leaseMu.Unlock()
+				r.log.Info("following: the leader lease is not held", "term", l.Term)
+			}
 			continue
 		}
-		if !lead {
-			r.leading = false
-			continue
-		}
-		if !r.leading {
+		if loaded != l.Term {
 			// Newly elected: another replica may have moved the state on.
-			if err := r.Load(ctx); err != nil {
-				r.log.Error("load state as new leader", "err", err)
+			if err := r.elected(ctx, l.Term); err != nil {
+				r.log.Error("take over as leader", "err", err)
 				continue
 			}
-			r.leading = true
-			r.log.Info("leading the reconcile loop")
+		}
+		lctx, ok := r.leadCtx(ctx)
+		if !ok {
+			continue
 		}
 		r.mu.Lock()
 		pending := r.pending
 		r.pending = nil
 		r.mu.Unlock()
 		if pending != nil {
-			if err := r.Admit(ctx, *pending); err != nil {
+			if err := r.Admit(lctx, *pending); fenced(err) {
+				r.mu.Lock()
+				if r.pending == nil {
+					r.pending = pending // for when this replica leads again
+				}
+				r.mu.Unlock()
+				r.deposed(err)
+				continue
+			} else if err != nil {
 				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
 			}
 		} else if rev := r.readmitDue(); rev != nil {
 			// A denial may lift with time (promotion gates): evaluate the
 			// admitted commit again, at most once an interval.
-			if err := r.Admit(ctx, *rev); err != nil {
+			if err := r.Admit(lctx, *rev); err != nil {
 				r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
 			}
 		}
 		passStart := time.Now()
-		if err := r.Reconcile(ctx); err != nil && ctx.Err() == nil {
+		if err := r.Reconcile(lctx); fenced(err) {
+			r.deposed(err)
+		} else if err != nil && ctx.Err() == nil {
 			r.log.Error("reconcile", "err", err)
 		}
 		last = time.Now()
@@ -392,25 +417,28 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	changes := r.compose(models, perTarget)
 	if len(changes) > 0 {
 		composed := time.Since(start)
-		// Publish first: agents long-poll this replica's cache, and the
-		// state is a pure function of what is already stored (admitted
-		// releases, rollout states, targets), so a crash before the write
-		// below recomputes the same states on restart.
-		r.opts.Publish(changes)
-		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
-		published := time.Since(start)
+		if leaseLapsed(ctx) {
+			return fmt.Errorf("write desired states: lease lapsed: %w", store.ErrFenced)
+		}
+		// Store first, then hand to the fleet API: whatever an agent is
+		// told is stored, so another replica (or this one after a restart,
+		// or a new leader) never serves it an older state, and a deposed
+		// leader's refused write reaches no agent.
 		rev, err := r.opts.Store.PutDesired(ctx, changes)
 		if err != nil {
 			return err
 		}
+		stored := time.Since(start)
 		for i := range changes {
 			changes[i].Rev = rev
 			r.written[changes[i].Target] = changes[i].ETag
 		}
-		r.opts.Publish(changes) // unchanged tags: only records the revision
+		r.opts.Publish(changes)
+		r.opts.Metrics.DesiredPublished.Add(float64(len(changes)))
+		published := time.Since(start)
 		r.opts.Metrics.DesiredWrites.Add(float64(len(changes)))
 		r.log.Info("desired states written", "targets", len(changes), "revision", rev, "took", time.Since(start).String(),
-			"step", stepped.String(), "compose", (composed - stepped).String(), "published", published.String(), "store", (time.Since(start) - published).String())
+			"step", stepped.String(), "compose", (composed - stepped).String(), "store", (stored - composed).String(), "published", published.String())
 	}
 	if len(events) > 0 {
 		if err := r.opts.Store.AddEvents(ctx, events); err != nil {

@@ -67,7 +67,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	defer db.Close()
-	st, err := store.Open(ctx, db)
+	st, err := store.Open(ctx, db, store.WithLeaseTTL(time.Duration(cfg.LeaseTTL)))
 	if err != nil {
 		return err
 	}
@@ -115,6 +115,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
 		PlainHTTP:    plainHTTP(addr),
+		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       notifier(cfg, log),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,

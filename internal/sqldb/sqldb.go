@@ -131,3 +131,31 @@ func (db *DB) Migrate(ctx context.Context, component string, steps []Migration) 
 	}
 	return nil
 }
+
+// Fence is run at the start of every write transaction begun by BeginWrite
+// with a context carrying it: the state store's leader lease uses it to
+// refuse the writes of a leader that lost its lease (a fencing token).
+type Fence func(ctx context.Context, tx *sql.Tx) error
+
+type fenceKey struct{}
+
+// WithFence returns ctx carrying f for BeginWrite.
+func WithFence(ctx context.Context, f Fence) context.Context {
+	return context.WithValue(ctx, fenceKey{}, f)
+}
+
+// BeginWrite begins a write transaction and, when ctx carries a Fence, runs
+// it first; a failing fence rolls the transaction back and returns its error.
+func (db *DB) BeginWrite(ctx context.Context) (*sql.Tx, error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if f, ok := ctx.Value(fenceKey{}).(Fence); ok && f != nil {
+		if err := f(ctx, tx); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+	}
+	return tx, nil
+}

@@ -77,6 +77,17 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	etag, body, changed, ok := s.hub.get(id)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && !matchETag(inm, etag) {
+		// The agent holds a state other than the cached one: either older
+		// (it is behind) or newer, seen on a replica this one has not
+		// synced with yet. The store decides: what an agent holds was
+		// stored first, so a newer stored state is the one to serve, never
+		// an older cached one.
+		if d, err := s.cfg.Store.Desired(r.Context(), id); err == nil && d.Rev > s.hub.revOf(id) {
+			s.hub.publish([]store.Desired{d})
+			etag, body, changed, ok = s.hub.get(id)
+		}
+	}
 	if !ok {
 		s.hub.ensure(id)
 		etag, body, changed, _ = s.hub.get(id)

@@ -42,6 +42,7 @@ type hub struct {
 type entry struct {
 	etag    string
 	body    []byte
+	rev     int64         // store revision of the state, 0 before it was stored
 	changed chan struct{} // closed when etag changes
 }
 
@@ -56,6 +57,16 @@ func (h *hub) get(id string) (etag string, body []byte, changed <-chan struct{},
 		return "", nil, nil, false
 	}
 	return e.etag, e.body, e.changed, true
+}
+
+// revOf returns the store revision of id's cached state (0: none).
+func (h *hub) revOf(id string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.entries[id]; e != nil {
+		return e.rev
+	}
+	return 0
 }
 
 // ensure caches the empty desired state of id unless it has one.
@@ -78,9 +89,13 @@ func (h *hub) publish(ds []store.Desired) {
 		}
 		e := h.entries[d.Target]
 		if e == nil {
-			h.entries[d.Target] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
+			h.entries[d.Target] = &entry{etag: d.ETag, body: d.Body, rev: d.Rev, changed: make(chan struct{})}
 			continue
 		}
+		if d.Rev != 0 && d.Rev < e.rev {
+			continue // older than what is cached: a late or replayed publish
+		}
+		e.rev = max(e.rev, d.Rev)
 		if e.etag == d.ETag {
 			continue
 		}

@@ -174,6 +174,9 @@ func (s *Source) open(ctx context.Context, auth transport.AuthMethod) (*git.Repo
 		return s.repo, nil
 	}
 	if r, err := git.PlainOpen(s.cfg.Dir); err == nil {
+		if err := s.repoint(r); err != nil {
+			return nil, err
+		}
 		s.repo = r
 		return r, nil
 	}
@@ -189,6 +192,70 @@ func (s *Source) open(ctx context.Context, auth transport.AuthMethod) (*git.Repo
 	}
 	s.repo = r
 	return r, nil
+}
+
+// repoint makes the clone's origin the configured URL: a changed repo in
+// the configuration takes effect on start. The objects fetched from the
+// old URL stay (history shared with the new one is not fetched again); the
+// branch read is always the configured one, fetched with force.
+func (s *Source) repoint(r *git.Repository) error {
+	rem, err := r.Remote("origin")
+	if err == nil && len(rem.Config().URLs) == 1 && rem.Config().URLs[0] == s.cfg.URL {
+		return nil
+	}
+	if err == nil {
+		if err := r.DeleteRemote("origin"); err != nil {
+			return fmt.Errorf("re-point clone at %s: %w", s.URL(), err)
+		}
+	}
+	if _, err := r.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{s.cfg.URL}}); err != nil {
+		return fmt.Errorf("re-point clone at %s: %w", s.URL(), err)
+	}
+	s.log.Info("source re-pointed", "url", s.URL(), "branch", s.cfg.Branch)
+	return nil
+}
+
+// Head fetches the branch and returns its head revision with its tree,
+// whether or not it changed since the last fetch (a replica taking over
+// the lead refreshes what it fetched while following).
+func (s *Source) Head(ctx context.Context) (Revision, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rev, changed, err := s.fetch(ctx)
+	if err == nil && !changed {
+		rev, err = readRevision(s.repo, plumbing.NewHash(rev.Commit))
+	}
+	if err != nil {
+		s.lastErr = err
+		return Revision{}, err
+	}
+	s.lastErr = nil
+	s.fetchedAt = time.Now().UTC()
+	s.last = rev.Commit
+	return rev, nil
+}
+
+// IsAncestor reports whether commit ancestor is reachable from commit
+// descendant in the fetched history (false when they are equal). An error
+// means one of them is not in the clone.
+func (s *Source) IsAncestor(ancestor, descendant string) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.repo == nil {
+		return false, errors.New("is ancestor: nothing fetched yet")
+	}
+	if ancestor == descendant {
+		return false, nil
+	}
+	a, err := s.repo.CommitObject(plumbing.NewHash(ancestor))
+	if err != nil {
+		return false, fmt.Errorf("is ancestor: commit %s: %w", ancestor, err)
+	}
+	d, err := s.repo.CommitObject(plumbing.NewHash(descendant))
+	if err != nil {
+		return false, fmt.Errorf("is ancestor: commit %s: %w", descendant, err)
+	}
+	return a.IsAncestor(d)
 }
 
 // Fetch fetches the branch and returns its head commit; changed reports

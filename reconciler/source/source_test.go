@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -62,5 +63,51 @@ func TestURLRedactsCredentials(t *testing.T) {
 	s := New(Config{URL: "https://user:pw@git.example.com/r.git"})
 	if got := s.URL(); got != "https://git.example.com/r.git" {
 		t.Fatalf("URL = %s", got)
+	}
+}
+
+// A changed URL or branch in the configuration takes effect on the next
+// start over the same clone folder, and ancestry is read from the history.
+func TestChangedURLAndBranchRepoint(t *testing.T) {
+	mk := func(branch, file string) (string, []string) {
+		repo := t.TempDir()
+		runGit(t, repo, "init", "-q", "-b", branch)
+		var commits []string
+		for i := range 2 {
+			os.WriteFile(filepath.Join(repo, file), []byte{byte('a' + i)}, 0o644)
+			runGit(t, repo, "add", "-A")
+			runGit(t, repo, "commit", "-q", "-m", file)
+			out, _ := exec.Command("git", "-C", repo, "rev-parse", "HEAD").Output()
+			commits = append(commits, strings.TrimSpace(string(out)))
+		}
+		return repo, commits
+	}
+	first, firstCommits := mk("main", "a.yaml")
+	second, secondCommits := mk("prod", "b.yaml")
+	dir := filepath.Join(t.TempDir(), "clone")
+	s := New(Config{URL: first, Branch: "main", Dir: dir})
+	rev, _, err := s.Fetch(context.Background())
+	if err != nil || rev.Commit != firstCommits[1] {
+		t.Fatalf("first fetch: %v %s", err, rev.Commit)
+	}
+	if ok, err := s.IsAncestor(firstCommits[0], firstCommits[1]); err != nil || !ok {
+		t.Fatalf("parent is not an ancestor: %v %v", ok, err)
+	}
+	if ok, _ := s.IsAncestor(firstCommits[1], firstCommits[0]); ok {
+		t.Fatal("child is an ancestor of its parent")
+	}
+	// Restart with another repository and branch over the same clone.
+	s = New(Config{URL: second, Branch: "prod", Dir: dir})
+	rev, err = s.Head(context.Background())
+	if err != nil || rev.Commit != secondCommits[1] {
+		t.Fatalf("after re-pointing: %v %s, want %s", err, rev.Commit, secondCommits[1])
+	}
+	if _, err := fs.Stat(rev.FS, "b.yaml"); err != nil {
+		t.Fatalf("tree of the new repository: %v", err)
+	}
+	// Back to the first: the origin follows the configuration again.
+	s = New(Config{URL: first, Branch: "main", Dir: dir})
+	if rev, err := s.Head(context.Background()); err != nil || rev.Commit != firstCommits[1] {
+		t.Fatalf("re-pointed back: %v %s", err, rev.Commit)
 	}
 }

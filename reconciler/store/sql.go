@@ -18,16 +18,15 @@ import (
 type SQL struct {
 	db *sqldb.DB
 
-	mu     sync.Mutex
-	leader *sql.Conn // PostgreSQL: the connection holding the advisory lock
+	mu     sync.Mutex // guards the lease fields
+	holder string
+	ttl    time.Duration
+	term   int64 // of the lease this process holds, 0 when none
 
 	statuses statusBatcher
 }
 
 var _ Store = (*SQL)(nil)
-
-// leaderLockKey is the advisory lock key of the reconcile loop.
-const leaderLockKey = 727275
 
 func auto(db *sqldb.DB) string {
 	if db.Dialect == sqldb.Postgres {
@@ -48,6 +47,8 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		`CREATE TABLE events (` + auto(db) + `, at BIGINT NOT NULL, type TEXT NOT NULL, reason TEXT NOT NULL, release_name TEXT NOT NULL, target TEXT NOT NULL, commit_sha TEXT NOT NULL, message TEXT NOT NULL, targets TEXT NOT NULL)`,
 		`CREATE TABLE commands (` + auto(db) + `, release_name TEXT NOT NULL, command TEXT NOT NULL, at BIGINT NOT NULL)`,
 		`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
+		`CREATE TABLE leader_lease (id INTEGER PRIMARY KEY, holder TEXT NOT NULL, term BIGINT NOT NULL, expires BIGINT NOT NULL)`,
+		`INSERT INTO leader_lease (id, holder, term, expires) VALUES (1, '', 0, 0)`,
 	}
 	out := make([]sqldb.Migration, len(steps))
 	for i, s := range steps {
@@ -57,13 +58,31 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 }
 
 // Open migrates db and returns the store on it.
-func Open(ctx context.Context, db *sqldb.DB) (*SQL, error) {
+func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*SQL, error) {
 	if err := db.Migrate(ctx, "store", migrations(db)); err != nil {
 		return nil, err
 	}
-	s := &SQL{db: db}
+	s := &SQL{db: db, holder: defaultHolder(), ttl: DefaultLeaseTTL}
+	for _, o := range opts {
+		o(s)
+	}
 	s.statuses.init(s)
 	return s, nil
+}
+
+// exec runs one write statement in a transaction begun by BeginWrite, so a
+// fenced context's lease is checked with it.
+func (s *SQL) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	tx, err := s.db.BeginWrite(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, s.q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	return res, tx.Commit()
 }
 
 // DB returns the database, for components keeping their tables next to the
@@ -237,7 +256,7 @@ func (s *SQL) Log(ctx context.Context, id string, limit int) ([]fleet.LogEntry, 
 const desiredBatch = 500
 
 func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginWrite(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("write desired state: %w", err)
 	}
@@ -309,8 +328,8 @@ func (s *SQL) PutRelease(ctx context.Context, r Release) error {
 	if r.UpdatedAt.IsZero() {
 		r.UpdatedAt = time.Now()
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO releases (name, commit_sha, spec, state, status, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (name) DO UPDATE SET commit_sha = excluded.commit_sha, spec = excluded.spec, state = excluded.state, status = excluded.status, updated_at = excluded.updated_at`),
+	_, err := s.exec(ctx, `INSERT INTO releases (name, commit_sha, spec, state, status, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET commit_sha = excluded.commit_sha, spec = excluded.spec, state = excluded.state, status = excluded.status, updated_at = excluded.updated_at`,
 		r.Name, r.Commit, string(r.Spec), string(r.State), string(r.Status), nanos(r.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("write release %s: %w", r.Name, err)
@@ -358,7 +377,7 @@ func (s *SQL) Releases(ctx context.Context) ([]Release, error) {
 }
 
 func (s *SQL) DeleteRelease(ctx context.Context, name string) error {
-	if _, err := s.db.ExecContext(ctx, s.q(`DELETE FROM releases WHERE name = ?`), name); err != nil {
+	if _, err := s.exec(ctx, `DELETE FROM releases WHERE name = ?`, name); err != nil {
 		return fmt.Errorf("delete release %s: %w", name, err)
 	}
 	return nil
@@ -368,7 +387,7 @@ func (s *SQL) AddEvents(ctx context.Context, evs []fleet.Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginWrite(ctx)
 	if err != nil {
 		return fmt.Errorf("record events: %w", err)
 	}
@@ -442,7 +461,7 @@ func (s *SQL) PushCommand(ctx context.Context, release, command string) error {
 }
 
 func (s *SQL) TakeCommands(ctx context.Context) ([]Command, error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginWrite(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("take commands: %w", err)
 	}
@@ -477,7 +496,7 @@ func (s *SQL) TakeCommands(ctx context.Context) ([]Command, error) {
 }
 
 func (s *SQL) PutMeta(ctx context.Context, key string, value []byte) error {
-	if _, err := s.db.ExecContext(ctx, s.q(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`), key, string(value)); err != nil {
+	if _, err := s.exec(ctx, `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, string(value)); err != nil {
 		return fmt.Errorf("write %s: %w", key, err)
 	}
 	return nil
@@ -495,45 +514,12 @@ func (s *SQL) Meta(ctx context.Context, key string) ([]byte, error) {
 	return []byte(v), nil
 }
 
-func (s *SQL) TryLead(ctx context.Context) (bool, error) {
-	if s.db.Dialect != sqldb.Postgres {
-		return true, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.leader != nil {
-		// Still leader while the locking connection lives.
-		if err := s.leader.PingContext(ctx); err == nil {
-			return true, nil
-		}
-		s.leader.Close()
-		s.leader = nil
-	}
-	conn, err := s.db.Conn(ctx)
-	if err != nil {
-		return false, fmt.Errorf("leader election: %w", err)
-	}
-	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, leaderLockKey).Scan(&ok); err != nil {
-		conn.Close()
-		return false, fmt.Errorf("leader election: %w", err)
-	}
-	if !ok {
-		conn.Close()
-		return false, nil
-	}
-	s.leader = conn
-	return true, nil
-}
-
-// Close releases the leader lease; the database stays open (its owner closes it).
+// Close gives up the leader lease; the database stays open (its owner closes it).
 func (s *SQL) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.leader != nil {
-		s.leader.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, leaderLockKey)
-		s.leader.Close()
-		s.leader = nil
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.release(ctx)
 	return nil
 }

@@ -89,10 +89,12 @@ type Store interface {
 	PutMeta(ctx context.Context, key string, value []byte) error
 	Meta(ctx context.Context, key string) ([]byte, error)
 
-	// TryLead reports whether this process holds the leader lease, taking
-	// it when free. SQLite: always true. PostgreSQL: an advisory lock held
-	// on a dedicated connection.
-	TryLead(ctx context.Context) (bool, error)
+	// Lead takes or renews the leader lease (a row with a holder, an expiry
+	// and a fencing term) and returns it; see SQL.Lead.
+	Lead(ctx context.Context) (Lease, error)
+	// Fenced returns ctx under which the store's writes are refused with
+	// ErrFenced once lease l has passed to another holder.
+	Fenced(ctx context.Context, l Lease) context.Context
 	Close() error
 }
 

@@ -243,29 +243,87 @@ func testMeta(t *testing.T, s store.Store) {
 	}
 }
 
-func testLeader(t *testing.T, s store.Store) {
-	ok, err := s.TryLead(ctx)
-	if err != nil || !ok {
-		t.Fatalf("first replica leads: %v %v", ok, err)
-	}
-	if ok, _ := s.TryLead(ctx); !ok {
-		t.Fatal("leader lost its lease")
-	}
-	sq := s.(*store.SQL)
-	if sq.DB().Dialect != sqldb.Postgres {
-		return
-	}
-	// A second replica on the same database does not lead until the first closes.
-	other, err := store.Open(ctx, sq.DB())
+func testLeader(t *testing.T, st store.Store) {
+	sq := st.(*store.SQL)
+	s, err := store.Open(ctx, sq.DB(), store.WithLeaseTTL(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, _ := other.TryLead(ctx); ok {
-		t.Fatal("two leaders")
+	l, err := s.Lead(ctx)
+	if err != nil || !l.Held || l.Term != 1 || !l.Valid() {
+		t.Fatalf("first replica leads: %+v %v", l, err)
 	}
-	s.Close()
-	if ok, _ := other.TryLead(ctx); !ok {
-		t.Fatal("second replica did not take over")
+	if l2, _ := s.Lead(ctx); !l2.Held || l2.Term != 1 {
+		t.Fatalf("renewal changed the lease: %+v", l2)
 	}
-	other.Close()
+	fenced := s.Fenced(ctx, l)
+	if err := s.PutMeta(fenced, "k", []byte("leader")); err != nil {
+		t.Fatalf("leader write: %v", err)
+	}
+	// A second replica on the same database.
+	other, err := store.Open(ctx, sq.DB(), store.WithLeaseTTL(300*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if sq.DB().Dialect == sqldb.Postgres {
+		if o, _ := other.Lead(ctx); o.Held {
+			t.Fatal("two leaders")
+		}
+		// Nobody renews the first lease (a frozen leader): the second
+		// replica takes over once it expires.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			o, err := other.Lead(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o.Held {
+				if o.Term != 2 {
+					t.Fatalf("takeover term = %d", o.Term)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("expired lease never taken over")
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	} else if o, _ := other.Lead(ctx); !o.Held || o.Term != 2 {
+		t.Fatalf("SQLite: a new process takes the lease at once: %+v", o)
+	}
+	// The deposed leader's writes are refused, whichever kind.
+	writes := map[string]func() error{
+		"meta":    func() error { return s.PutMeta(fenced, "k", []byte("late")) },
+		"release": func() error { return s.PutRelease(fenced, store.Release{Name: "late"}) },
+		"events":  func() error { return s.AddEvents(fenced, []fleet.Event{{Type: "Late"}}) },
+		"desired": func() error {
+			_, err := s.PutDesired(fenced, []store.Desired{{Target: "t", ETag: "e", Body: []byte("{}")}})
+			return err
+		},
+		"commands": func() error { s.PushCommand(ctx, "r", "pause"); _, err := s.TakeCommands(fenced); return err },
+		"delete":   func() error { return s.DeleteRelease(fenced, "x") },
+	}
+	for name, w := range writes {
+		if err := w(); !errors.Is(err, store.ErrFenced) {
+			t.Errorf("%s write of the deposed leader: %v", name, err)
+		}
+	}
+	if v, _ := s.Meta(ctx, "k"); string(v) != "leader" {
+		t.Fatalf("late write stored: %q", v)
+	}
+	if cs, _ := other.TakeCommands(ctx); len(cs) != 1 {
+		t.Fatalf("the refused take lost the command: %+v", cs)
+	}
+	// The old leader does not get the lease back while the new one renews.
+	if sq.DB().Dialect == sqldb.Postgres {
+		if l3, _ := s.Lead(ctx); l3.Held {
+			t.Fatalf("deposed leader leads again: %+v", l3)
+		}
+		// Close gives the lease up: the first replica takes it at once.
+		other.Close()
+		if l4, _ := s.Lead(ctx); !l4.Held || l4.Term != 3 {
+			t.Fatalf("after the holder closed: %+v", l4)
+		}
+	}
 }
