@@ -73,6 +73,39 @@ type ReleaseInfo struct {
 	// and the release kept its previous admitted version.
 	Denied    string    `json:"denied,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	// Drift is the live input drift of each target with input statistics.
+	Drift []TargetDrift `json:"drift,omitempty"`
+}
+
+// TargetDrift is the drift of one target's live inputs against the
+// training dataset's profile, over the release's sliding window: the
+// maxima over features (drift_psi, drift_js, drift_ks) and each feature's.
+type TargetDrift struct {
+	Target  string `json:"target"`
+	Model   string `json:"model"`   // model digest the inputs were served by
+	Dataset string `json:"dataset"` // training dataset digest compared against
+	// Window is the sliding window; Samples the fewest observations of a
+	// compared feature in it.
+	Window  time.Duration `json:"window"`
+	Samples int64         `json:"samples"`
+	PSI     float64       `json:"psi"`
+	JS      float64       `json:"js"`
+	KS      float64       `json:"ks"`
+	// Conclusive is false while no feature has minSamples observations:
+	// gates see no drift metric (no data).
+	Conclusive bool           `json:"conclusive"`
+	Features   []FeatureDrift `json:"features,omitempty"`
+	// Alarm is since when the release's monitor has raised DriftDetected.
+	Alarm *time.Time `json:"alarm,omitempty"`
+}
+
+// FeatureDrift is the drift of one input feature.
+type FeatureDrift struct {
+	Name    string  `json:"name"`
+	PSI     float64 `json:"psi"`
+	JS      float64 `json:"js"`
+	KS      float64 `json:"ks"`
+	Samples int64   `json:"samples"`
 }
 
 // Event is one entry of the event log.

@@ -22,7 +22,7 @@ const (
 // Edge types. From and To read as a sentence: "model trainedOn dataset",
 // "model packagedFrom commit", "release declaredIn commit", "model declaredIn
 // release", "model evaluatedOn dataset", "model deployedTo target", "rollout
-// rolledBack model". Every edge but deployedTo points from the derived node to
+// rolledBack model", "model driftedFrom dataset" (see EdgeDriftedFrom). Every edge but deployedTo points from the derived node to
 // what it derives from; deployedTo points from the model to where it runs.
 const (
 	EdgeDeclaredIn   = "declaredIn"
@@ -55,7 +55,7 @@ var ErrInvalid = errors.New("invalid lineage")
 
 var nodeTypes = map[string]bool{NodeCommit: true, NodeRelease: true, NodeModel: true, NodeDataset: true, NodeTarget: true, NodeRollout: true}
 
-var edgeTypes = map[string]bool{EdgeDeclaredIn: true, EdgeTrainedOn: true, EdgeEvaluatedOn: true, EdgePackagedFrom: true, EdgeDeployedTo: true, EdgeRolledBack: true}
+var edgeTypes = map[string]bool{EdgeDeclaredIn: true, EdgeTrainedOn: true, EdgeEvaluatedOn: true, EdgePackagedFrom: true, EdgeDeployedTo: true, EdgeRolledBack: true, EdgeDriftedFrom: true}
 
 // Node builds the identifier "typ:id".
 func Node(typ, id string) string { return typ + ":" + id }

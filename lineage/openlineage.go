@@ -204,6 +204,14 @@ func (s Step) RunEvent() (RunEvent, error) {
 			targets = []string{}
 		}
 		ev.Run.Facets = map[string]any{"cairn_deployment": DeploymentFacet{facet: newFacet("DeploymentFacet"), Release: f.Release, Rollout: f.Rollout, Targets: targets, Model: f.To, From: f.From, Start: f.Time, Outcome: OutcomeRolledBack, Reason: f.Reason}}
+	case StepDrift:
+		var f DriftFacts
+		if err := dec(&f); err != nil {
+			return ev, err
+		}
+		ev.Job.Name = "drift/" + nonEmpty(f.Release, "-")
+		ev.Inputs = append(ev.Inputs, modelDataset(f.ModelDigest, nil), datasetOf("", f.Dataset))
+		ev.Outputs = append(ev.Outputs, OLDataset{Namespace: TargetNamespace, Name: f.Target})
 	default:
 		return ev, fmt.Errorf("step %s: unknown kind %q", s.ID, s.Kind)
 	}

@@ -234,6 +234,8 @@ func intern(b []byte) string {
 		return EdgeDeployedTo
 	case EdgeRolledBack:
 		return EdgeRolledBack
+	case EdgeDriftedFrom:
+		return EdgeDriftedFrom
 	case OutcomeSucceeded:
 		return OutcomeSucceeded
 	case OutcomeFailed:

@@ -26,6 +26,9 @@ type Admitted struct {
 	Profiles []manifests.DeviceProfile `json:"profiles"`
 	// Unfit maps targets that cannot take the model to the reason.
 	Unfit map[string]string `json:"unfit,omitempty"`
+	// Datasets are the model's trainedOn datasets: drift compares live
+	// inputs with the first one that has a profile.
+	Datasets []manifests.Dataset `json:"datasets,omitempty"`
 }
 
 // Admit decodes, evaluates and plans a fetched commit. A commit that does
@@ -94,6 +97,11 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		delete(r.denied, name)
 		model, _ := snap.Model(rel.Spec.Model)
 		a := &Admitted{Commit: rev.Commit, Release: rel, Model: model}
+		for _, d := range model.Spec.TrainedOn {
+			if ds, ok := snap.Dataset(d); ok {
+				a.Datasets = append(a.Datasets, ds)
+			}
+		}
 		if rel.Spec.RolloutPolicy != "" {
 			a.Policy, _ = snap.RolloutPolicy(rel.Spec.RolloutPolicy)
 		}

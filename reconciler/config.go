@@ -47,6 +47,10 @@ type Config struct {
 	OfflineAfter Duration `json:"offlineAfter,omitempty"`
 	// ReconcileInterval is the longest time between reconcile passes (5s).
 	ReconcileInterval Duration `json:"reconcileInterval,omitempty"`
+	// DatasetStores are the named dataset stores (file:// or s3:// URLs)
+	// Datasets refer to with spec.store; "default" is file://DATA/datasets
+	// unless set. Drift reads training profiles from them.
+	DatasetStores map[string]string `json:"datasetStores,omitempty"`
 	// LeaseTTL is how long the leader lease outlives its last renewal
 	// (10s; renewed every third of it): replicas on one PostgreSQL replace
 	// a leader that stopped renewing (killed, frozen, cut off) after it.

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"maps"
 
 	"fmt"
 	"log/slog"
@@ -43,6 +44,9 @@ type Options struct {
 	// PlainHTTP reports whether an artifact's registry speaks plain HTTP
 	// (the built-in registry on loopback); agents are told so.
 	PlainHTTP func(artifact string) bool
+	// Profiles reads training profiles, the reference of drift; optional
+	// (without it no drift is computed).
+	Profiles ProfileReader
 	// LeaseRenew is how often the leader lease is taken or renewed (3s):
 	// a third of the store's lease TTL or less.
 	LeaseRenew time.Duration
@@ -82,6 +86,10 @@ type Reconciler struct {
 	online    map[string]bool
 	requeue   time.Duration
 	lastPass  time.Duration
+	profiles  map[string]*profileEntry // dataset digest → drift references
+	drift     map[driftKey]*driftState // sliding windows, this leader's since it leads
+	// driftFacts are the drift alarms of this pass, for lineage.
+	driftFacts []lineage.DriftFacts
 
 	leaseMu    sync.Mutex
 	lease      store.Lease // the last lease campaign got
@@ -116,7 +124,8 @@ func New(opts Options) *Reconciler {
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), source: &Status{},
 		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
 		relStatus: map[string]*Status{}, assign: map[string]map[string]rollout.Assignment{}, saved: map[string]string{},
-		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}}
+		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{},
+		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}}
 }
 
 // Load restores the admitted releases, rollout states and written desired
@@ -375,6 +384,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	now := time.Now().UTC()
 	var events []fleet.Event
 	r.requeue = 0
+	r.loadProfiles(ctx, now)
 	// perTarget holds indexes into models: identical assignments share one
 	// DesiredModel and identical lists one encoding.
 	perTarget := make(map[string][]int32, len(r.targets))
@@ -412,6 +422,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	r.recordDrift(ctx)
 	events = append(events, r.offline(now)...)
 	stepped := time.Since(start)
 	changes := r.compose(models, perTarget)
@@ -468,6 +479,7 @@ func (r *Reconciler) RolloutID(release string) string {
 func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, command string) ([]fleet.Event, fleet.ReleaseInfo) {
 	st := r.status(name)
 	var selected []rollout.TargetState
+	var driftEvents []fleet.Event
 	for _, id := range r.order {
 		ct := r.targets[id]
 		if _, unfit := a.Unfit[id]; unfit || !matchesAny(a.Profiles, ct.sel) {
@@ -483,6 +495,24 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 				}
 			}
 		}
+		// Drift metrics are plain gate inputs, next to the target's own.
+		if dm, evs, abort := r.observeDrift(a, id, ts.Status, now); len(dm) > 0 || len(evs) > 0 {
+			if len(dm) > 0 {
+				m := make(map[string]float64, len(ts.Metrics)+len(dm))
+				maps.Copy(m, ts.Metrics)
+				maps.Copy(m, dm)
+				ts.Metrics = m
+			}
+			for i := range evs {
+				evs[i].Commit = a.Commit
+			}
+			driftEvents = append(driftEvents, evs...)
+			if abort && command == "" {
+				if p := r.states[name].Phase; p == rollout.PhaseProgressing || p == rollout.PhasePaused {
+					command = rollout.CommandAbort
+				}
+			}
+		}
 		selected = append(selected, ts)
 	}
 	info := fleet.ReleaseInfo{Model: a.Model.Metadata.Name, Version: a.Model.Spec.Version, Artifact: a.Model.Spec.Artifact,
@@ -490,7 +520,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 	for _, p := range a.Profiles {
 		info.Profiles = append(info.Profiles, p.Metadata.Name)
 	}
-	var events []fleet.Event
+	events := driftEvents
 	prev := r.states[name]
 	if a.Release.Spec.Suspend {
 		markFailed(st, false, ReasonSuspended, "release is suspended: targets keep what they were told")
@@ -547,6 +577,12 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		info.HealthySince = &since
 	}
 	info.Conditions = st.Wire()
+	names := make([]string, len(selected))
+	for i, ts := range selected {
+		names[i] = ts.Name
+	}
+	window, _, _ := driftConfig(a.Release)
+	info.Drift = r.driftInfo(name, names, window)
 	r.opts.Metrics.RolloutWave.WithLabelValues(name).Set(float64(s.Wave))
 	if len(selected) > 0 {
 		r.opts.Metrics.RolloutProgress.WithLabelValues(name).Set(float64(info.Updated) / float64(len(selected)))

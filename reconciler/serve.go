@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -21,6 +22,7 @@ import (
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
 	"github.com/cairn-dev/cairn/registry/blobs"
+	"github.com/cairn-dev/cairn/registry/datasets"
 )
 
 // token returns val, else the token kept in file, else a new one written
@@ -117,6 +119,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		PlainHTTP:    plainHTTP(addr),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       notifier(cfg, log),
+		Profiles:     profileReader(cfg),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
@@ -219,5 +222,35 @@ func plainHTTP(addr string) func(string) bool {
 			return true
 		}
 		return false
+	}
+}
+
+// profileReader reads training profiles from the configured dataset stores,
+// opening each store once.
+func profileReader(cfg Config) ProfileReader {
+	urls := map[string]string{"default": "file://" + filepath.Join(cfg.Data, "datasets")}
+	for k, v := range cfg.DatasetStores {
+		urls[k] = v
+	}
+	var mu sync.Mutex
+	open := map[string]blobs.Store{}
+	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
+		mu.Lock()
+		bs, ok := open[store]
+		mu.Unlock()
+		if !ok {
+			u, known := urls[store]
+			if !known {
+				return nil, fmt.Errorf("dataset store %q is not configured (datasetStores)", store)
+			}
+			var err error
+			if bs, err = blobs.Open(ctx, u); err != nil {
+				return nil, fmt.Errorf("dataset store %s: %w", store, err)
+			}
+			mu.Lock()
+			open[store] = bs
+			mu.Unlock()
+		}
+		return datasets.ReadProfile(ctx, bs, digest)
 	}
 }

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # make bench: the fleet API under 100,000 simulated targets against one
-# `cairn serve` (SQLite, embedded defaults) on loopback. Prints server RSS,
-# the 304 poll throughput against a bare net/http handler, status report
-# throughput and the time from a Git webhook to every desired state.
+# `cairn serve` on loopback, with its state on SQLite (embedded defaults) and
+# then on PostgreSQL. Prints server RSS, the 304 poll throughput against a
+# bare net/http handler, status report throughput and the time from a Git
+# webhook to every desired state. FLEET_TARGETS=N for a smaller fleet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/lib.sh
 [ -x bin/cairn ] || go build -o bin/cairn ./cmd/cairn
-go build -o "${CAIRN_TMP:-/tmp}/bench-fleet" ./bench/fleet
+go build -o "$CAIRN_TMP/bench-fleet" ./bench/fleet
 ulimit -n 65536 2>/dev/null || true
-"${CAIRN_TMP:-/tmp}/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" "$@"
+"$CAIRN_TMP/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" "$@"
+if [ -z "${CAIRN_TEST_POSTGRES_URL:-}" ]; then
+  source scripts/services/postgres.sh
+fi
+"$CAIRN_TMP/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" -database "$CAIRN_TEST_POSTGRES_URL" "$@"

@@ -62,10 +62,10 @@ func newGetCmd() *cobra.Command {
 	var ef fleet.EventFilter
 	var window string
 	cmd := &cobra.Command{
-		Use:       "get targets|releases|rollouts|events|uptime",
-		Short:     "List targets, releases, rollouts, events or uptime from a cairn server",
+		Use:       "get targets|releases|rollouts|events|drift|uptime",
+		Short:     "List targets, releases, rollouts, events, live drift or uptime from a cairn server",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"targets", "releases", "rollouts", "events", "uptime"},
+		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "uptime"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := sf.client()
 			ctx := cmd.Context()
@@ -95,6 +95,12 @@ func newGetCmd() *cobra.Command {
 					return err
 				}
 				return output.Print(out, sf.output, eventList(evs))
+			case "drift":
+				rs, err := c.Releases(ctx)
+				if err != nil {
+					return err
+				}
+				return output.Print(out, sf.output, driftRows(rs, ef.Release, ef.Target))
 			case "uptime":
 				rep, err := history.NewClient(sf.server, serverToken(sf.server, sf.token)).Uptime(ctx, window, ef.Target)
 				if err != nil {
@@ -105,12 +111,12 @@ func newGetCmd() *cobra.Command {
 				}
 				return output.Print(out, sf.output, rep)
 			}
-			return fmt.Errorf("get %s: want targets, releases, rollouts, events or uptime", args[0])
+			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift or uptime", args[0])
 		},
 	}
 	sf.add(cmd)
-	cmd.Flags().StringVar(&ef.Release, "release", "", "events: only of this release")
-	cmd.Flags().StringVar(&ef.Target, "target", "", "events, uptime: only of this target")
+	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift: only of this release")
+	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift, uptime: only of this target")
 	cmd.Flags().StringVar(&window, "window", "30d", "uptime: over this window (90m, 24h, 30d)")
 	cmd.Flags().StringVar(&ef.Type, "type", "", "events: only of this type")
 	cmd.Flags().IntVar(&ef.Limit, "limit", 100, "events: newest N")
@@ -134,7 +140,15 @@ func newDescribeCmd() *cobra.Command {
 					return err
 				}
 				if sf.output == output.Table || sf.output == "" {
-					return describeTarget(out, t)
+					rs, err := c.Releases(ctx)
+					if err != nil {
+						return err
+					}
+					if err := describeTarget(out, t); err != nil {
+						return err
+					}
+					describeDrift(out, driftRows(rs, "", t.Name))
+					return nil
 				}
 				return output.Print(out, sf.output, t)
 			case "release", "releases", "rollout":
