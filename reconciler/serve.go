@@ -17,6 +17,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/reconciler/dashboard"
 	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -147,6 +148,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if reg != nil {
 		scfg.Registry, scfg.RegistryGC = reg, reg.GC
 	}
+	dash, err := dashboard.New(dashboard.Config{Store: st, History: hist, Lineage: graph, AdminToken: adminTok, ReadToken: cfg.ReadToken,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), OnCommand: func(string) { rec.Trigger() }, Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	scfg.Dashboard = dash
 	srv = server.New(scfg)
 	if err := srv.Load(ctx); err != nil {
 		ln.Close()
@@ -166,6 +174,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go srv.Run(ctx)
+	go dash.Run(ctx, time.Second)
 	histDone := make(chan struct{})
 	go func() { hist.Run(ctx, 5*time.Second); close(histDone) }()
 	defer func() { cancel(); <-histDone }() // its last flush before the database closes
