@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/reconciler/history"
 )
 
