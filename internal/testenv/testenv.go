@@ -20,6 +20,7 @@ const (
 	Registry = "CAIRN_TEST_REGISTRY"     // host:port of Debian's docker-registry (plain HTTP)
 	MinIO    = "CAIRN_TEST_MINIO"        // host:port of MinIO; credentials in MinIOUser/MinIOPass
 	Postgres = "CAIRN_TEST_POSTGRES_URL" // postgres://… URL of a database the test may use
+	Chromium = "CAIRN_TEST_CHROMIUM"     // path of Debian's chromium, for the dashboard's browser test
 	// MinIOUser and MinIOPass are MinIO's root credentials.
 	MinIOUser = "CAIRN_TEST_MINIO_USER"
 	MinIOPass = "CAIRN_TEST_MINIO_PASSWORD"
