@@ -17,7 +17,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/plan"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 const manifestsHead = `apiVersion: cairn.dev/v1alpha1
@@ -225,7 +225,7 @@ adminToken: e2e-admin
 		prodIDs = append(prodIDs, a.id)
 		idToName[a.id] = a.name
 	}
-	wv := plan.AssignWaves("demo", waves, prodIDs)
+	wv := rollout.AssignWaves("demo", waves, prodIDs)
 	for i, w := range wv {
 		var ns []string
 		for _, id := range w {

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 // Sentinel errors of the fleet and status APIs; an *APIError matches the
@@ -19,7 +21,7 @@ import (
 var (
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrForbidden    = errors.New("forbidden")
-	ErrNotFound     = errors.New("not found")
+	ErrNotFound     = errdef.ErrNotFound
 	ErrRateLimited  = errors.New("rate limited")
 	ErrBadRequest   = errors.New("bad request")
 )

@@ -10,7 +10,7 @@ import (
 )
 
 func TestDeploymentsFromReport(t *testing.T) {
-	v1, v2 := digest('1'), digest('2')
+	v1, v2 := digestOf('1'), digestOf('2')
 	at := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
 	rollout := func(rel string) string { return rel + "/7" }
 	for _, tc := range []struct {
@@ -49,7 +49,7 @@ func TestDeploymentsFromReport(t *testing.T) {
 func TestRecordDeploymentHeartbeat(t *testing.T) {
 	backends(t, func(t *testing.T, g *Graph) {
 		ctx := context.Background()
-		v1, v2 := digest('1'), digest('2')
+		v1, v2 := digestOf('1'), digestOf('2')
 		for i, f := range []DeploymentFacts{
 			{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0},
 			{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0.Add(time.Minute)},                                 // restates v1: nothing
@@ -71,7 +71,7 @@ func TestRecordDeploymentHeartbeat(t *testing.T) {
 func TestRecordReport(t *testing.T) {
 	g := openSQLite(t)
 	ctx := context.Background()
-	v1 := digest('1')
+	v1 := digestOf('1')
 	rep := fleet.StatusReport{Time: t0.Add(time.Hour),
 		Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: v1}},
 		Log:      []fleet.LogEntry{{Time: t0, Release: "r", Phase: fleet.PhaseHealthy}}}

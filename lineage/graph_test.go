@@ -84,14 +84,14 @@ func count(t *testing.T, g *Graph, table string) int {
 
 var t0 = time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 
-func digest(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
+func digestOf(c byte) string { return "sha256:" + strings.Repeat(string(c), 64) }
 
 func TestRecordIdempotent(t *testing.T) {
 	backends(t, func(t *testing.T, g *Graph) {
 		ctx := context.Background()
 		edges := []Edge{
-			{Type: EdgeTrainedOn, From: Node(NodeModel, digest('a')), To: Node(NodeDataset, digest('d')), Time: t0, Attrs: map[string]any{"name": "d"}},
-			{Type: EdgeDeployedTo, From: Node(NodeModel, digest('a')), To: Node(NodeTarget, "dev-1"), Time: t0, Release: "r", Outcome: OutcomeSucceeded},
+			{Type: EdgeTrainedOn, From: Node(NodeModel, digestOf('a')), To: Node(NodeDataset, digestOf('d')), Time: t0, Attrs: map[string]any{"name": "d"}},
+			{Type: EdgeDeployedTo, From: Node(NodeModel, digestOf('a')), To: Node(NodeTarget, "dev-1"), Time: t0, Release: "r", Outcome: OutcomeSucceeded},
 		}
 		for range 2 {
 			if err := g.Record(ctx, edges...); err != nil {
@@ -101,10 +101,10 @@ func TestRecordIdempotent(t *testing.T) {
 		if n := count(t, g, "lineage_edges"); n != 2 {
 			t.Fatalf("edges after replay = %d, want 2", n)
 		}
-		push := PushFacts{ModelDigest: digest('a'), Ref: "reg/m:1", Revision: "c1", TrainedOn: map[string]string{"d": digest('d'), "e": digest('e')}, Time: t0}
-		dep := DeploymentFacts{Target: "dev-1", Release: "r", ModelDigest: digest('a'), Start: t0, End: t0.Add(time.Hour)}
-		rb := RollbackFacts{Release: "r", Rollout: "r/1", From: digest('a'), To: digest('b'), Targets: []string{"dev-2", "dev-1"}, Time: t0.Add(2 * time.Hour)}
-		adm := AdmissionFacts{Commit: "c1", Release: "r", ModelDigest: digest('a'), Datasets: map[string]string{"d": digest('d')}, Evaluations: []Evaluation{{Dataset: "h", Digest: digest('h'), Metrics: map[string]float64{"auc": 0.9}}}, Time: t0}
+		push := PushFacts{ModelDigest: digestOf('a'), Ref: "reg/m:1", Revision: "c1", TrainedOn: map[string]string{"d": digestOf('d'), "e": digestOf('e')}, Time: t0}
+		dep := DeploymentFacts{Target: "dev-1", Release: "r", ModelDigest: digestOf('a'), Start: t0, End: t0.Add(time.Hour)}
+		rb := RollbackFacts{Release: "r", Rollout: "r/1", From: digestOf('a'), To: digestOf('b'), Targets: []string{"dev-2", "dev-1"}, Time: t0.Add(2 * time.Hour)}
+		adm := AdmissionFacts{Commit: "c1", Release: "r", ModelDigest: digestOf('a'), Datasets: map[string]string{"d": digestOf('d')}, Evaluations: []Evaluation{{Dataset: "h", Digest: digestOf('h'), Metrics: map[string]float64{"auc": 0.9}}}, Time: t0}
 		for i := range 2 {
 			adm.Time = t0.Add(time.Duration(i) * time.Hour) // re-admitted later: nothing new
 			if err := g.RecordPush(ctx, push); err != nil {
@@ -136,7 +136,7 @@ func TestRecordIdempotent(t *testing.T) {
 func TestRecordInvalid(t *testing.T) {
 	g := openSQLite(t)
 	ctx := context.Background()
-	m, d := Node(NodeModel, digest('a')), Node(NodeDataset, digest('d'))
+	m, d := Node(NodeModel, digestOf('a')), Node(NodeDataset, digestOf('d'))
 	for name, e := range map[string]Edge{
 		"unknown type":       {Type: "derivedFrom", From: m, To: d, Time: t0},
 		"bad from":           {Type: EdgeTrainedOn, From: "sha256:abc", To: d, Time: t0},
@@ -155,9 +155,9 @@ func TestRecordInvalid(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"push without digest":   g.RecordPush(ctx, PushFacts{}),
-		"admission no release":  g.RecordAdmission(ctx, AdmissionFacts{Commit: "c", ModelDigest: digest('a')}),
-		"deployment no target":  g.RecordDeployment(ctx, DeploymentFacts{ModelDigest: digest('a')}),
-		"deployment ends early": g.RecordDeployment(ctx, DeploymentFacts{Target: "x", ModelDigest: digest('a'), Start: t0, End: t0.Add(-time.Second)}),
+		"admission no release":  g.RecordAdmission(ctx, AdmissionFacts{Commit: "c", ModelDigest: digestOf('a')}),
+		"deployment no target":  g.RecordDeployment(ctx, DeploymentFacts{ModelDigest: digestOf('a')}),
+		"deployment ends early": g.RecordDeployment(ctx, DeploymentFacts{Target: "x", ModelDigest: digestOf('a'), Start: t0, End: t0.Add(-time.Second)}),
 		"rollback no from":      g.RecordRollback(ctx, RollbackFacts{Release: "r"}),
 	} {
 		if !errors.Is(err, ErrInvalid) {
@@ -179,7 +179,7 @@ type history struct {
 func recordHistory(t *testing.T, g *Graph) history {
 	t.Helper()
 	ctx := context.Background()
-	h := history{v1: digest('1'), v2: digest('2'), d1: digest('d'), d2: digest('e')}
+	h := history{v1: digestOf('1'), v2: digestOf('2'), d1: digestOf('d'), d2: digestOf('e')}
 	h.deployV1 = t0.Add(time.Hour)
 	h.deployV2 = t0.Add(3 * time.Hour)
 	h.rollback = t0.Add(4 * time.Hour)
@@ -359,7 +359,7 @@ func TestAdmissionDeniedThenAdmitted(t *testing.T) {
 	backends(t, func(t *testing.T, g *Graph) {
 		ctx := context.Background()
 		t0 := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-		adm := AdmissionFacts{Commit: "c1", Release: "prod", ModelDigest: digest('a'), Denied: true, Message: "promotion", Time: t0}
+		adm := AdmissionFacts{Commit: "c1", Release: "prod", ModelDigest: digestOf('a'), Denied: true, Message: "promotion", Time: t0}
 		for range 2 {
 			if err := g.RecordAdmission(ctx, adm); err != nil {
 				t.Fatal(err)

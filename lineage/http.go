@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/lineage/openlineage"
 )
 
 // Querier answers lineage questions: *Graph from the database, *Client from
@@ -145,7 +147,7 @@ func NewHandler(g *Graph) http.Handler {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
 		// Headers are sent with the first event; a later error ends the stream.
-		_ = Export(r.Context(), g, func(ev RunEvent) error { return enc.Encode(ev) })
+		_ = Export(r.Context(), g, func(ev openlineage.RunEvent) error { return enc.Encode(ev) })
 	})
 	return mux
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-dev/cairn/lineage/openlineage"
 )
 
 // server mounts the API the way cairn serve does: reads and record.
@@ -29,7 +31,7 @@ func TestClientMatchesGraph(t *testing.T) {
 	c := NewClient(srv.URL, "")
 	ctx := context.Background()
 	// Record through the API, query both ways.
-	h := history{v1: digest('1'), d1: digest('d')}
+	h := history{v1: digestOf('1'), d1: digestOf('d')}
 	if err := c.RecordPush(ctx, PushFacts{ModelDigest: h.v1, Revision: "train1", TrainedOn: map[string]string{"vib": h.d1}, Time: t0}); err != nil {
 		t.Fatal(err)
 	}
@@ -81,10 +83,10 @@ func TestClientMatchesGraph(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var lines []RunEvent
+	var lines []openlineage.RunEvent
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		var ev RunEvent
+		var ev openlineage.RunEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatal(err)
 		}

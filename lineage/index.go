@@ -342,7 +342,8 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 func (ix *memIndex) walk(rootID int64, depth int, upstream bool, sg *Subgraph) (reached []int64, depthOf map[int64]int, order []int32) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	depthOf = map[int64]int{rootID: 0}
+	depthOf = make(map[int64]int, 64)
+	depthOf[rootID] = 0
 	reached = []int64{rootID}
 	frontier := []int64{rootID}
 	for d := 1; d <= depth && len(frontier) > 0 && !sg.Truncated; d++ {
@@ -379,18 +380,22 @@ func (ix *memIndex) walk(rootID int64, depth int, upstream bool, sg *Subgraph) (
 	return reached, depthOf, order
 }
 
-// link returns fold fi as a Link of the given node names.
-func (ix *memIndex) link(fi int32, names map[int64]string) Link {
+// links returns folds as Links of the given node names, in order.
+func (ix *memIndex) links(folds []int32, names map[int64]string) []Link {
+	out := make([]Link, 0, len(folds))
 	ix.mu.RLock()
-	f := ix.folds[fi]
-	typ, outcome := ix.kinds[f.kind], ix.kinds[f.outcome]
-	ix.mu.RUnlock()
-	from, to := fromUpDown(typ, names[f.up], names[f.down])
-	l := Link{Type: typ, From: from, To: to, First: time.UnixMicro(f.first).UTC(), Last: time.UnixMicro(f.last).UTC(), Count: int(f.count)}
-	if typ == EdgeDeployedTo {
-		l.Outcome = outcome
+	defer ix.mu.RUnlock()
+	for _, fi := range folds {
+		f := &ix.folds[fi]
+		typ := ix.kinds[f.kind]
+		from, to := fromUpDown(typ, names[f.up], names[f.down])
+		l := Link{Type: typ, From: from, To: to, First: time.UnixMicro(f.first).UTC(), Last: time.UnixMicro(f.last).UTC(), Count: int(f.count)}
+		if typ == EdgeDeployedTo {
+			l.Outcome = ix.kinds[f.outcome]
+		}
+		out = append(out, l)
 	}
-	return l
+	return out
 }
 
 // targetReleases lists the releases ever deployed to target, sorted.

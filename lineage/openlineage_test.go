@@ -16,6 +16,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/cairn-dev/cairn/internal/schematest"
+	"github.com/cairn-dev/cairn/lineage/openlineage"
 )
 
 // offlineLoader serves the schema documents it knows from local files and
@@ -48,9 +49,9 @@ func compileSchema(t *testing.T) (event, runEvent *jsonschema.Schema) {
 	if err != nil {
 		t.Fatalf("compile OpenLineage schema: %v", err)
 	}
-	runEvent, err = c.Compile(RunEventSchema)
+	runEvent, err = c.Compile(openlineage.RunEventSchema)
 	if err != nil {
-		t.Fatalf("compile %s: %v", RunEventSchema, err)
+		t.Fatalf("compile %s: %v", openlineage.RunEventSchema, err)
 	}
 	return event, runEvent
 }
@@ -107,10 +108,10 @@ func validateFacets(t *testing.T, c *jsonschema.Compiler, raw []byte) {
 	}
 }
 
-func exportAll(t *testing.T, q Querier) []RunEvent {
+func exportAll(t *testing.T, q Querier) []openlineage.RunEvent {
 	t.Helper()
-	var evs []RunEvent
-	if err := Export(context.Background(), q, func(ev RunEvent) error { evs = append(evs, ev); return nil }); err != nil {
+	var evs []openlineage.RunEvent
+	if err := Export(context.Background(), q, func(ev openlineage.RunEvent) error { evs = append(evs, ev); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return evs
@@ -148,7 +149,7 @@ func TestRunEventsValidate(t *testing.T) {
 		kinds[ev.EventType] = true
 		kinds[ev.Job.Name] = true
 	}
-	for _, want := range []string{EventStart, EventComplete, EventFail, "model.push/reg.example/models/bearing", "admission/bearing", "deploy/bearing", "rollback/bearing"} {
+	for _, want := range []string{openlineage.EventStart, openlineage.EventComplete, openlineage.EventFail, "model.push/reg.example/models/bearing", "admission/bearing", "deploy/bearing", "rollback/bearing"} {
 		if !kinds[want] {
 			t.Errorf("no exported event has %s", want)
 		}
@@ -180,7 +181,7 @@ func TestRunIDsStable(t *testing.T) {
 	}
 	pairs := 0
 	for _, types := range runs {
-		if len(types) == 2 && types[0] == EventStart && types[1] != EventStart {
+		if len(types) == 2 && types[0] == openlineage.EventStart && types[1] != openlineage.EventStart {
 			pairs++
 		}
 	}
@@ -191,7 +192,7 @@ func TestRunIDsStable(t *testing.T) {
 
 func TestPosterRetries(t *testing.T) {
 	var calls atomic.Int32
-	var got RunEvent
+	var got openlineage.RunEvent
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/lineage" || r.Method != http.MethodPost || r.Header.Get("Authorization") != "Bearer tok" {
 			http.Error(w, "wrong request", http.StatusBadRequest)
@@ -205,8 +206,8 @@ func TestPosterRetries(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	defer srv.Close()
-	ev := RunEvent{EventType: EventComplete, EventTime: t0, Producer: Producer, SchemaURL: RunEventSchema, Run: OLRun{RunID: uuid.NewString()}, Job: OLJob{Namespace: JobNamespace, Name: "j"}}
-	p := &Poster{URL: srv.URL + "/", Token: "tok", Backoff: time.Millisecond}
+	ev := openlineage.RunEvent{EventType: openlineage.EventComplete, EventTime: t0, Producer: openlineage.Producer, SchemaURL: openlineage.RunEventSchema, Run: openlineage.Run{RunID: uuid.NewString()}, Job: openlineage.Job{Namespace: openlineage.JobNamespace, Name: "j"}}
+	p := &openlineage.Poster{URL: srv.URL + "/", Token: "tok", Backoff: time.Millisecond}
 	if err := p.Post(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,7 @@ func TestPosterRetries(t *testing.T) {
 	if err := p.Post(context.Background(), ev); err == nil {
 		t.Fatal("Post with a rejected token succeeded")
 	}
-	down := &Poster{URL: "http://127.0.0.1:1", Attempts: 2, Backoff: time.Millisecond}
+	down := &openlineage.Poster{URL: "http://127.0.0.1:1", Attempts: 2, Backoff: time.Millisecond}
 	if err := down.Post(context.Background(), ev); err == nil {
 		t.Fatal("Post to a closed port succeeded")
 	}

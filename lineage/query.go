@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 // DefaultDepth is the depth of Upstream and Downstream when none is given.
@@ -17,8 +19,8 @@ const DefaultDepth = 5
 // MaxNodes bounds the nodes a walk returns; the result says it was truncated.
 const MaxNodes = 10000
 
-// ErrNotFound is returned when a node has no edges at all.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when a node has no edges at all (errdef.ErrNotFound).
+var ErrNotFound = errdef.ErrNotFound
 
 // NodeInfo is a node reached by a walk, with its distance from the root.
 type NodeInfo struct {
@@ -209,10 +211,7 @@ func (r *reader) walkIndex(ctx context.Context, ix *memIndex, sg *Subgraph, root
 	for _, id := range reached[1:] {
 		sg.Nodes = append(sg.Nodes, NodeInfo{ID: names[id], Type: NodeType(names[id]), Depth: depthOf[id]})
 	}
-	sg.Links = make([]Link, 0, len(order))
-	for _, fi := range order {
-		sg.Links = append(sg.Links, ix.link(fi, names))
-	}
+	sg.Links = ix.links(order, names)
 	return sg, nil
 }
 

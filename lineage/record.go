@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cairn-dev/cairn/lineage/openlineage"
 )
 
 // Step kinds, one per recorder.
@@ -47,11 +49,7 @@ type PushFacts struct {
 }
 
 // Evaluation is a model's metrics on a dataset, as admitted.
-type Evaluation struct {
-	Dataset string             `json:"dataset"`          // name
-	Digest  string             `json:"digest,omitempty"` // dataset digest when known
-	Metrics map[string]float64 `json:"metrics,omitempty"`
-}
+type Evaluation = openlineage.Evaluation
 
 // AdmissionFacts is what admission decided for a release at a commit.
 type AdmissionFacts struct {

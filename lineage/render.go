@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/cairn-dev/cairn/digest"
 )
 
 // Rows prints a subgraph as a table of its nodes (internal/output's Tabular).
@@ -61,17 +63,10 @@ func (d Deployments) Rows() ([]string, [][]string) {
 
 // short abbreviates a digest or commit to 12 hex digits.
 func short(s string) string {
-	algo, hex, ok := strings.Cut(s, ":")
-	if !ok {
-		if len(s) == 40 || len(s) == 64 {
-			return s[:12]
-		}
-		return s
+	if strings.Contains(s, ":") || len(s) == 40 || len(s) == 64 {
+		return digest.Short(s)
 	}
-	if len(hex) > 12 {
-		hex = hex[:12]
-	}
-	return algo + ":" + hex
+	return s
 }
 
 var dotShapes = map[string]string{

@@ -282,14 +282,3 @@ type Webhook struct {
 	// Format is "json" (default) or "slack".
 	Format string `json:"format,omitempty"`
 }
-
-// Alert event names.
-const (
-	EventRolloutFailed  = "RolloutFailed"
-	EventRolledBack     = "RolledBack"
-	EventTargetOffline  = "TargetOffline"
-	EventDriftDetected  = "DriftDetected"
-	EventPolicyDenied   = "PolicyDenied"
-	EventRolloutStarted = "RolloutStarted"
-	EventRolloutDone    = "RolloutSucceeded"
-)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cairn-dev/cairn/digest"
 )
 
 // Validate checks objects built in memory the way Load checks decoded ones
@@ -192,7 +194,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 func (c *checker) dataset(s *DatasetSpec) {
 	if c.required("spec.digest", s.Digest == "") {
-		c.check("spec.digest", CheckDigest(s.Digest))
+		c.check("spec.digest", digest.Check(s.Digest))
 	}
 	if s.Store == "" {
 		s.Store = defaultDatasetStore

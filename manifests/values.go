@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/robfig/cron/v3"
+
+	"github.com/cairn-dev/cairn/digest"
 )
 
 // Duration is a time.Duration written as a Go duration string ("30m",
@@ -138,7 +140,6 @@ func Kinds() []string {
 }
 
 var (
-	digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 	// artifactRE is host[:port]/path[:tag]@sha256:<64 hex>, with the OCI
 	// distribution grammar for path components.
 	artifactRE = regexp.MustCompile(`^(` +
@@ -151,21 +152,15 @@ var (
 )
 
 // CheckDigest reports whether d is a sha256 digest: sha256:<64 lowercase hex>.
-func CheckDigest(d string) error {
-	if !digestRE.MatchString(d) {
-		return fmt.Errorf("invalid digest %q: want sha256:<64 lowercase hex>", d)
-	}
-	return nil
-}
+//
+// Deprecated: use digest.Check.
+func CheckDigest(d string) error { return digest.Check(d) }
 
 // ShortDigest abbreviates a digest to its algorithm and the first 12 hex
 // digits (sha256:2d711642b726) for messages; anything else is returned as is.
-func ShortDigest(d string) string {
-	if i := strings.IndexByte(d, ':'); i >= 0 && len(d) > i+13 {
-		return d[:i+13]
-	}
-	return d
-}
+//
+// Deprecated: use digest.Short.
+func ShortDigest(d string) string { return digest.Digest(d).Short() }
 
 // CheckArtifact reports whether ref is an OCI reference pinned by digest:
 // host[:port]/path[:tag]@sha256:<64 hex>. The host must look like one (a dot,

@@ -5,7 +5,6 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -19,6 +18,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/storage"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 	"sigs.k8s.io/yaml"
+
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 //go:embed builtin/*.rego
@@ -33,7 +34,7 @@ const (
 
 // ErrPolicyDenied is returned (wrapped) by callers that refuse a Release
 // because a policy denied it.
-var ErrPolicyDenied = errors.New("policy denied")
+var ErrPolicyDenied = errdef.ErrPolicyDenied
 
 // Verdict is one policy's answer for one Release: allow (no message), or one
 // verdict per warn or deny message.

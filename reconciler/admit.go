@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
@@ -86,7 +87,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 				events = append(events, fleet.Event{Type: manifests.EventPolicyDenied, Reason: ReasonPolicyDenied, Release: name, Commit: rev.Commit, Message: msg})
 				r.record(ctx, lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: rel.Spec.Model, ModelDigest: pr.To, Denied: true, Message: msg, Time: time.Now().UTC()})
 			}
-			markFailed(st, true, ReasonPolicyDenied, "commit %s denied: %s", short(rev.Commit), msg)
+			markFailed(st, true, ReasonPolicyDenied, "commit %s denied: %s", digest.Short(rev.Commit), msg)
 			r.denied[name] = msg
 			if _, ok := r.admitted[name]; !ok {
 				// Never admitted: keep a record so the status API shows the denial.
@@ -118,7 +119,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		}
 		prev := r.admitted[name]
 		if prev == nil || prev.Model.Spec.Artifact != model.Spec.Artifact {
-			events = append(events, fleet.Event{Type: "ReleaseAdmitted", Reason: ReasonSucceeded, Release: name, Commit: rev.Commit,
+			events = append(events, fleet.Event{Type: manifests.EventReleaseAdmitted, Reason: ReasonSucceeded, Release: name, Commit: rev.Commit,
 				Message: fmt.Sprintf("admitted %s %s (%s)", model.Metadata.Name, model.Spec.Version, model.Spec.Artifact)})
 			facts := lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: model.Metadata.Name, ModelDigest: pr.To, Time: time.Now().UTC()}
 			for _, d := range model.Spec.TrainedOn {
@@ -146,7 +147,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 			delete(r.states, name)
 			delete(r.relStatus, name)
 			delete(r.denied, name)
-			events = append(events, fleet.Event{Type: "ReleaseRemoved", Release: name, Commit: rev.Commit, Message: "release removed from the repository"})
+			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository"})
 			if err := r.opts.Store.DeleteRelease(ctx, name); err != nil {
 				return err
 			}
@@ -160,7 +161,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 			return err
 		}
 	}
-	markReady(r.source, ReasonSucceeded, "admitted commit %s: %s", short(rev.Commit), snap.Summary())
+	markReady(r.source, ReasonSucceeded, "admitted commit %s: %s", digest.Short(rev.Commit), snap.Summary())
 	if err := r.opts.Store.PutMeta(ctx, "admitted-commit", []byte(rev.Commit)); err != nil {
 		return err
 	}
@@ -186,22 +187,15 @@ func denials(vs []policies.Verdict) string {
 	return strings.Join(msgs, "; ")
 }
 
-func short(commit string) string {
-	if len(commit) > 12 {
-		return commit[:12]
-	}
-	return commit
-}
-
 // rejectCommit keeps the last good state and says why on the source.
 func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, reason string, err error) error {
 	msg := err.Error()
 	if len(msg) > 4000 {
 		msg = msg[:4000] + "…"
 	}
-	markFailed(r.source, true, reason, "commit %s rejected, still serving %s: %s", short(rev.Commit), short(r.commit), msg)
+	markFailed(r.source, true, reason, "commit %s rejected, still serving %s: %s", digest.Short(rev.Commit), digest.Short(r.commit), msg)
 	r.saveSource(ctx)
-	ev := fleet.Event{Type: "CommitRejected", Reason: reason, Commit: rev.Commit, Message: msg}
+	ev := fleet.Event{Type: manifests.EventCommitRejected, Reason: reason, Commit: rev.Commit, Message: msg}
 	r.opts.Store.AddEvents(ctx, []fleet.Event{ev})
 	r.log.Warn("commit rejected", "commit", rev.Commit, "reason", reason, "err", msg)
 	return nil
@@ -211,7 +205,7 @@ func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, reas
 func (r *Reconciler) FetchFailed(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	markFailed(r.source, false, ReasonFetchFailed, "fetch failed, still serving %s: %v", short(r.commit), err)
+	markFailed(r.source, false, ReasonFetchFailed, "fetch failed, still serving %s: %v", digest.Short(r.commit), err)
 	r.opts.Metrics.SourceFetches.WithLabelValues("error").Inc()
 	r.saveSource(context.Background())
 }

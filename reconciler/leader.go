@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
@@ -105,7 +106,7 @@ func (r *Reconciler) elected(ctx context.Context, term int64) error {
 	r.leaseMu.Lock()
 	r.loadedTerm = term
 	r.leaseMu.Unlock()
-	r.log.Info("leading the reconcile loop", "term", term, "admitted", short(admitted))
+	r.log.Info("leading the reconcile loop", "term", term, "admitted", digest.Short(admitted))
 	return nil
 }
 
@@ -127,13 +128,13 @@ func (r *Reconciler) behind(rev source.Revision) bool {
 // refuseBehind records, once per commit, that rev is behind the admitted
 // commit and is not admitted. Called with r.mu held.
 func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) error {
-	markFailed(r.source, false, ReasonHistoryRewound, "branch moved back to %s, behind the admitted %s: not admitted; roll back with a new commit (git revert)", short(rev.Commit), short(r.commit))
+	markFailed(r.source, false, ReasonHistoryRewound, "branch moved back to %s, behind the admitted %s: not admitted; roll back with a new commit (git revert)", digest.Short(rev.Commit), digest.Short(r.commit))
 	r.saveSource(ctx)
 	if b, err := r.opts.Store.Meta(ctx, "refused-behind"); err == nil && string(b) == rev.Commit {
 		return nil
 	}
 	ev := fleet.Event{Type: EventCommitBehind, Reason: ReasonHistoryRewound, Commit: rev.Commit,
-		Message: fmt.Sprintf("branch moved back to %s, which Git history places behind the admitted %s (a force-push back): not admitted; to roll back, push a new commit (git revert)", short(rev.Commit), short(r.commit))}
+		Message: fmt.Sprintf("branch moved back to %s, which Git history places behind the admitted %s (a force-push back): not admitted; to roll back, push a new commit (git revert)", digest.Short(rev.Commit), digest.Short(r.commit))}
 	if err := r.opts.Store.AddEvents(ctx, []fleet.Event{ev}); err != nil {
 		return err
 	}

@@ -9,14 +9,15 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -486,7 +487,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 			continue
 		}
 		ts := rollout.TargetState{Name: id, TimeZone: ct.target.Facts.TimeZone, LastSeen: ct.lastSeen,
-			Online: !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter}
+			Online: fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)}
 		if ct.status != nil {
 			ts.Metrics = ct.status.Metrics
 			for _, rs := range ct.status.Releases {
@@ -536,7 +537,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		}
 		switch s := out.State; s.Phase {
 		case rollout.PhaseSucceeded:
-			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", short(digestHex(s.Target.Digest)), len(selected))
+			markReady(st, ReasonSucceeded, "%s rolled out to %d targets", digest.Digest(s.Target.Digest).ShortHex(), len(selected))
 		case rollout.PhaseProgressing, "":
 			markReconciling(st, ReasonProgressing, "wave %d: %s", s.Wave+1, s.Message)
 		case rollout.PhasePaused:
@@ -548,7 +549,7 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 		}
 	}
 	if msg := r.denied[name]; msg != "" {
-		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", short(a.Commit), msg)
+		markFailed(st, true, ReasonPolicyDenied, "newest commit denied, keeping %s: %s", digest.Short(a.Commit), msg)
 		info.Denied = msg
 	}
 	s := r.states[name]
@@ -623,8 +624,6 @@ func (r *Reconciler) prevHealthySince(name string) *time.Time {
 	return rec.Status.HealthySince
 }
 
-func digestHex(d string) string { return strings.TrimPrefix(d, "sha256:") }
-
 func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bool {
 	for _, p := range profiles {
 		if p.Spec.Selector.Matches(labels) {
@@ -670,7 +669,7 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 				list[j] = models[i]
 			}
 			b, _ := json.Marshal(list)
-			enc = [2]string{server.ETag(list), string(b)}
+			enc = [2]string{fleetstate.ETag(list), string(b)}
 			encoded[string(key)] = enc
 		}
 		if r.written[id] == enc[0] {
@@ -689,7 +688,7 @@ func (r *Reconciler) saveRelease(ctx context.Context, name string, a *Admitted, 
 		st := r.status(name)
 		info = fleet.ReleaseInfo{Denied: r.denied[name], Conditions: st.Wire()}
 		info.Name = name
-		info.Phase = "Denied"
+		info.Phase = rollout.PhaseDenied
 	}
 	spec, _ := json.Marshal(a)
 	state, _ := json.Marshal(r.states[name])
@@ -724,7 +723,7 @@ func (r *Reconciler) offline(now time.Time) []fleet.Event {
 	var gone []string
 	for _, id := range r.order {
 		ct := r.targets[id]
-		on := !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter
+		on := fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)
 		if was, ok := r.online[id]; ok && was && !on {
 			gone = append(gone, id)
 		}
@@ -746,12 +745,12 @@ func (r *Reconciler) phaseMetrics(now time.Time) {
 	for _, ct := range r.targets {
 		phase := "Unknown"
 		if ct.status != nil {
-			if p := server.SummarizePhase(ct.status.Releases); p != "" {
+			if p := fleetstate.Phase(ct.status.Releases); p != "" {
 				phase = p
 			}
 		}
 		counts[phase]++
-		if !ct.lastSeen.IsZero() && now.Sub(ct.lastSeen) <= r.opts.OfflineAfter {
+		if fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter) {
 			online++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/reconciler/history"
@@ -189,14 +190,10 @@ func age(t time.Time) string {
 }
 
 func shortDigest(d string) string {
-	d = strings.TrimPrefix(d, "sha256:")
-	if len(d) > 12 {
-		d = d[:12]
-	}
 	if d == "" {
 		return "-"
 	}
-	return d
+	return digest.Digest(d).ShortHex()
 }
 
 func dash(s string) string {

@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/lineage/openlineage"
 )
 
 // lineageSource is where the lineage verbs read: a server or a database.
@@ -204,13 +205,13 @@ func newLineageExportCmd(src *lineageSource) *cobra.Command {
 				return err
 			}
 			defer done()
-			var emit func(lineage.RunEvent) error
+			var emit func(openlineage.RunEvent) error
 			var w io.Writer = cmd.OutOrStdout()
 			var f *os.File
 			switch {
 			case url != "":
-				p := &lineage.Poster{URL: url, Token: urlToken}
-				emit = func(ev lineage.RunEvent) error { return p.Post(cmd.Context(), ev) }
+				p := &openlineage.Poster{URL: url, Token: urlToken}
+				emit = func(ev openlineage.RunEvent) error { return p.Post(cmd.Context(), ev) }
 			default:
 				if file != "" && file != "-" {
 					if f, err = os.Create(file); err != nil {
@@ -218,10 +219,10 @@ func newLineageExportCmd(src *lineageSource) *cobra.Command {
 					}
 					w = f
 				}
-				emit = lineage.JSONLines(w)
+				emit = openlineage.JSONLines(w)
 			}
 			n := 0
-			err = lineage.Export(cmd.Context(), q, func(ev lineage.RunEvent) error { n++; return emit(ev) })
+			err = lineage.Export(cmd.Context(), q, func(ev openlineage.RunEvent) error { n++; return emit(ev) })
 			if f != nil {
 				if cerr := f.Close(); err == nil && cerr != nil {
 					err = fmt.Errorf("export: %w", cerr)

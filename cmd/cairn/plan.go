@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -77,16 +76,7 @@ func newPlanCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if p.Denied {
-				var denied []string
-				for _, r := range p.Releases {
-					if r.Denied {
-						denied = append(denied, r.Name)
-					}
-				}
-				return &exitError{code: 2, msg: "policy denied: " + strings.Join(denied, ", ")}
-			}
-			return nil
+			return p.Err()
 		},
 	}
 	f := cmd.Flags()

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/spf13/cobra"
+
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -42,3 +46,18 @@ type exitError struct {
 
 func (e *exitError) Error() string { return e.msg }
 func (e *exitError) ExitCode() int { return e.code }
+
+// exitCode is the process status for a verb's error: an exitError's code, 2
+// for a policy denial (errdef.ErrPolicyDenied), else 1.
+func exitCode(err error) int {
+	var ec interface{ ExitCode() int }
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ec):
+		return ec.ExitCode()
+	case errors.Is(err, errdef.ErrPolicyDenied):
+		return 2
+	}
+	return 1
+}

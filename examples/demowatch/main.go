@@ -16,7 +16,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 type want struct {
@@ -39,7 +41,7 @@ func (w *wants) Set(s string) error {
 
 // final phases end a rollout; reaching one that is not wanted, on the wanted
 // digest, fails the watch.
-var final = map[string]bool{"Succeeded": true, "RolledBack": true, "Aborted": true}
+var final = map[string]bool{rollout.PhaseSucceeded: true, rollout.PhaseRolledBack: true, rollout.PhaseAborted: true}
 
 func main() {
 	server := flag.String("server", "", "cairn serve URL")
@@ -60,14 +62,10 @@ func main() {
 }
 
 func short(d string) string {
-	d = strings.TrimPrefix(d, "sha256:")
-	if len(d) > 12 {
-		return d[:12]
-	}
 	if d == "" {
 		return "-"
 	}
-	return d
+	return digest.Digest(d).ShortHex()
 }
 
 func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string) error {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
 
 // API is the fleet API the agent talks to; *fleet.Client implements it.
@@ -293,7 +294,7 @@ func (a *Agent) enroll(ctx context.Context) error {
 		if err == nil {
 			id := Identity{ID: resp.ID, Credential: resp.Credential, Name: a.cfg.Name}
 			b, _ := json.MarshalIndent(id, "", "  ")
-			if err := writeFileAtomic(a.identityPath(), b, 0o600); err != nil {
+			if err := atomicfile.WriteFile(a.identityPath(), b, 0o600); err != nil {
 				return fmt.Errorf("agent: save identity: %w", err)
 			}
 			a.mu.Lock()

@@ -10,8 +10,9 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
-	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
 
 // The files driver lays a release out under ROOT/models/<release>:
@@ -86,10 +87,10 @@ func (a *Agent) setLinks(rel, cur, prev, runtimePath string) error {
 		}
 		return filepath.Join("slots", slotName(d))
 	}
-	if err := replaceSymlink(target(prev), filepath.Join(dir, "previous")); err != nil {
+	if err := atomicfile.Symlink(target(prev), filepath.Join(dir, "previous")); err != nil {
 		return err
 	}
-	if err := replaceSymlink(target(cur), filepath.Join(dir, "current")); err != nil {
+	if err := atomicfile.Symlink(target(cur), filepath.Join(dir, "current")); err != nil {
 		return err
 	}
 	if runtimePath != "" {
@@ -100,7 +101,7 @@ func (a *Agent) setLinks(rel, cur, prev, runtimePath string) error {
 		if cur != "" {
 			abs = a.slotDir(rel, cur)
 		}
-		if err := replaceSymlink(abs, runtimePath); err != nil {
+		if err := atomicfile.Symlink(abs, runtimePath); err != nil {
 			return err
 		}
 	}
@@ -118,7 +119,7 @@ func (a *Agent) Recover(ctx context.Context) error {
 			return fmt.Errorf("agent: recover %s: %w", rel, err)
 		}
 		if rj.Step == stepActivating || rj.Step == stepVerifying {
-			a.cfg.Logf("agent: %s: install of %s was interrupted while %s; back on %s", rel, manifests.ShortDigest(rj.Pending), rj.Step, orNone(rj.Current))
+			a.cfg.Logf("agent: %s: install of %s was interrupted while %s; back on %s", rel, digest.Short(rj.Pending), rj.Step, orNone(rj.Current))
 			rj.Step = stepDownloading
 			changed = true
 		}
@@ -137,7 +138,7 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 	if !releaseName.MatchString(rel) {
 		return fmt.Errorf("invalid release name %q", rel)
 	}
-	if err := manifests.CheckDigest(dm.Digest); err != nil {
+	if err := digest.Check(dm.Digest); err != nil {
 		return fmt.Errorf("desired model %q: %w", dm.Artifact, err)
 	}
 	a.mu.Lock()
@@ -169,14 +170,14 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 		}
 		switch {
 		case !hadStatus:
-			st.Phase, st.Message = fleet.PhaseHealthy, "running "+manifests.ShortDigest(dm.Digest)
+			st.Phase, st.Message = fleet.PhaseHealthy, "running "+digest.Short(dm.Digest)
 		case prevStatus.Phase == fleet.PhaseHealthy || prevStatus.Phase == fleet.PhaseRolledBack:
 			if prevStatus.Desired == dm.Digest && prevStatus.Digest == dm.Digest {
 				return nil
 			}
 			st.Phase, st.Message = prevStatus.Phase, prevStatus.Message
 		default: // Failed on another digest, now asked to stay: rolled back
-			st.Phase, st.Message = fleet.PhaseRolledBack, "back on "+manifests.ShortDigest(dm.Digest)+" after "+manifests.ShortDigest(prevStatus.Desired)+" failed"
+			st.Phase, st.Message = fleet.PhaseRolledBack, "back on "+digest.Short(dm.Digest)+" after "+digest.Short(prevStatus.Desired)+" failed"
 		}
 		a.setPhase(ctx, st)
 		return nil
@@ -190,7 +191,7 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 		return nil
 	}
 	if rj.Pending != "" && rj.Pending != dm.Digest {
-		a.cfg.Logf("agent: %s: install of %s superseded by %s", rel, manifests.ShortDigest(rj.Pending), manifests.ShortDigest(dm.Digest))
+		a.cfg.Logf("agent: %s: install of %s superseded by %s", rel, digest.Short(rj.Pending), digest.Short(dm.Digest))
 	}
 
 	slot := a.slotDir(rel, dm.Digest)
@@ -232,12 +233,12 @@ func (a *Agent) download(ctx context.Context, dm fleet.DesiredModel, rj *release
 		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("download %s: got manifest %s, want %s: digest mismatch", dm.Artifact, got, dm.Digest), true)
 	}
 	if err := syncTree(partial); err != nil {
-		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("install %s: %w", manifests.ShortDigest(dm.Digest), err), false)
+		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("install %s: %w", digest.Short(dm.Digest), err), false)
 	}
 	if err := os.Rename(partial, slot); err != nil {
-		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("install %s: %w", manifests.ShortDigest(dm.Digest), err), false)
+		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("install %s: %w", digest.Short(dm.Digest), err), false)
 	}
-	if err := syncDir(filepath.Dir(slot)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(slot)); err != nil {
 		return a.failInstall(ctx, dm, rj, st, err, false)
 	}
 	return nil
@@ -272,7 +273,7 @@ func (a *Agent) activate(ctx context.Context, dm fleet.DesiredModel, rj *release
 	if err := a.saveJournal(); err != nil {
 		return err
 	}
-	st.Phase, st.Message = fleet.PhaseVerifying, "health check of "+manifests.ShortDigest(dm.Digest)
+	st.Phase, st.Message = fleet.PhaseVerifying, "health check of "+digest.Short(dm.Digest)
 	a.setPhase(ctx, st)
 	if err := a.hook(rel, stepVerifying); err != nil {
 		return err
@@ -312,9 +313,9 @@ func (a *Agent) activate(ctx context.Context, dm fleet.DesiredModel, rj *release
 	}
 	st.Digest, st.Previous = rj.Current, rj.Previous
 	if rollingBack {
-		st.Phase, st.Message = fleet.PhaseRolledBack, "switched back to previous slot "+manifests.ShortDigest(dm.Digest)
+		st.Phase, st.Message = fleet.PhaseRolledBack, "switched back to previous slot "+digest.Short(dm.Digest)
 	} else {
-		st.Phase, st.Message = fleet.PhaseHealthy, "running "+manifests.ShortDigest(dm.Digest)
+		st.Phase, st.Message = fleet.PhaseHealthy, "running "+digest.Short(dm.Digest)
 	}
 	a.setPhase(ctx, st)
 	a.gc(rel, rj)
@@ -391,5 +392,5 @@ func orNone(d string) string {
 	if d == "" {
 		return "no model"
 	}
-	return manifests.ShortDigest(d)
+	return digest.Short(d)
 }

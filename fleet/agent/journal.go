@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
 
 // Install steps recorded in the journal.
@@ -75,80 +76,5 @@ func (j *journal) save(path string) error {
 	if err != nil {
 		return fmt.Errorf("encode journal: %w", err)
 	}
-	return writeFileAtomic(path, b, 0o600)
-}
-
-// writeFileAtomic writes b to a temporary file, syncs it, renames it over
-// path and syncs the folder, so path holds either the old or the new bytes
-// after a crash at any point.
-func writeFileAtomic(path string, b []byte, perm fs.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("write %s: sync: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	ok = true
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return nil
-}
-
-// replaceSymlink points link at target atomically: a temporary link renamed
-// over the old one. An empty target removes the link.
-func replaceSymlink(target, link string) error {
-	if target == "" {
-		if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("remove link %s: %w", link, err)
-		}
-		return syncDir(filepath.Dir(link))
-	}
-	if cur, err := os.Readlink(link); err == nil && cur == target {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		return fmt.Errorf("link %s: %w", link, err)
-	}
-	tmp := link + ".tmp-link"
-	_ = os.Remove(tmp)
-	if err := os.Symlink(target, tmp); err != nil {
-		return fmt.Errorf("link %s: %w", link, err)
-	}
-	if err := os.Rename(tmp, link); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("link %s: %w", link, err)
-	}
-	return syncDir(filepath.Dir(link))
+	return atomicfile.WriteFile(path, b, 0o600)
 }

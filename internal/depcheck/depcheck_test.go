@@ -42,6 +42,8 @@ func TestImports(t *testing.T) {
 		for _, d := range fields[1:] {
 			if r, ok := rel(d); ok {
 				ds = append(ds, r)
+			} else if depcheck.External(d) {
+				ds = append(ds, d)
 			}
 		}
 		deps[pkg] = ds
@@ -72,7 +74,8 @@ func TestCheck(t *testing.T) {
 		"reconciler/plan":    {"manifests", "policies", "cmd/cairn"},
 		"cmd/cairn":          {"manifests", "reconciler/plan"},
 		"internal/testenv":   nil,
-		"reconciler/rollout": {"manifests", "reconciler/plan"},
+		"reconciler/rollout": {"manifests", "fleet", "github.com/robfig/cron/v3"},
+		"reconciler/source":  {"github.com/go-git/go-git/v5"},
 	}
 	got := depcheck.Check(depcheck.Rules, deps)
 	want := []string{
@@ -83,6 +86,14 @@ func TestCheck(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Check =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
+	deps["reconciler/rollout"] = []string{"manifests", "reconciler/plan", "policies", "github.com/open-policy-agent/opa/v1/rego", "github.com/go-git/go-git/v5"}
+	got = depcheck.Check(depcheck.Rules, deps)
+	for _, w := range []string{"reconciler/rollout imports reconciler/plan", "reconciler/rollout imports github.com/open-policy-agent/opa/v1/rego", "reconciler/rollout imports github.com/go-git/go-git/v5"} {
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, w+" (") }) {
+			t.Errorf("Check missed %q; got\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+	deps["reconciler/rollout"] = nil
 	deps["manifests"] = []string{"internal/output"}
 	deps["fleet"] = []string{"manifests", "internal/sqldb"}
 	got = depcheck.Check(depcheck.Rules, deps)

@@ -3,6 +3,7 @@ package fleetsim
 import (
 	"context"
 	"fmt"
+	"github.com/google/go-containerregistry/pkg/authn"
 	"io"
 	"log/slog"
 	"os"
@@ -88,7 +89,7 @@ func TestSimulatedFleet(t *testing.T) {
 	src := filepath.Join(work, "model")
 	os.MkdirAll(src, 0o755)
 	os.WriteFile(filepath.Join(src, "model.onnx"), []byte("weights"), 0o644)
-	res, err := models.Push(ctx, addr+"/models/m:1", []string{filepath.Join(src, "model.onnx")}, models.PushOptions{Options: models.Options{PlainHTTP: true}})
+	res, err := models.Push(ctx, addr+"/models/m:1", []string{filepath.Join(src, "model.onnx")}, models.PushOptions{Options: models.Options{PlainHTTP: true, Keychain: adminKeychain{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,4 +171,12 @@ func gitRun(t *testing.T, dir string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("git %v: %v\n%s", args, err, out)
 	}
+}
+
+// adminKeychain pushes to the built-in registry with the admin token of the
+// test's server, as the password of Basic auth.
+type adminKeychain struct{}
+
+func (adminKeychain) Resolve(authn.Resource) (authn.Authenticator, error) {
+	return &authn.Basic{Username: "sim", Password: "admin"}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 // Compute plans snap against the inventory: for every release the targets its
@@ -255,7 +256,7 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 	}
 
 	// Waves over the targets that can take the model.
-	waves := AssignWaves(name, policy.Spec.Waves, fit)
+	waves := rollout.AssignWaves(name, policy.Spec.Waves, fit)
 	for i, ws := range waves {
 		w := Wave{Percent: 100, Targets: ws}
 		if i < len(policy.Spec.Waves) && i < len(waves)-1 {

@@ -12,6 +12,7 @@ import (
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
 	"github.com/cairn-dev/cairn/reconciler/plan/plantest"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 // TestLargeFleet plans 1,000 releases over 100,000 targets and checks sampled
@@ -104,7 +105,7 @@ func TestLargeFleet(t *testing.T) {
 			}
 		}
 		pol, _ := snap.RolloutPolicy("cautious")
-		want := AssignWaves(name, pol.Spec.Waves, fit)
+		want := rollout.AssignWaves(name, pol.Spec.Waves, fit)
 		for i := range want {
 			if strings.Join(want[i], ",") != strings.Join(r.Waves[i].Targets, ",") {
 				t.Errorf("%s wave %d: %d targets, want %d", name, i, len(r.Waves[i].Targets), len(want[i]))

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/policies"
 )
@@ -335,10 +336,7 @@ func digestText(d string) string {
 	if d == "" {
 		return "–"
 	}
-	if algo, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
-		d = algo + ":" + hex[:12]
-	}
-	return "`" + d + "`"
+	return "`" + digest.Digest(d).Short() + "`"
 }
 
 func downloadText(n *int64) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
@@ -203,7 +204,7 @@ func TestWavesMatchAssignWaves(t *testing.T) {
 		for _, w := range r.Waves {
 			fit = append(fit, w.Targets...)
 		}
-		want := AssignWaves(r.Name, pol.Spec.Waves, fit)
+		want := rollout.AssignWaves(r.Name, pol.Spec.Waves, fit)
 		for i := range want {
 			if strings.Join(want[i], ",") != strings.Join(r.Waves[i].Targets, ",") {
 				t.Errorf("%s wave %d = %v, want %v", r.Name, i, r.Waves[i].Targets, want[i])

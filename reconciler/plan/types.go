@@ -2,8 +2,11 @@ package plan
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/errdef"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
 )
@@ -132,6 +135,21 @@ type Release struct {
 	Rollout *LiveRollout `json:"rollout,omitempty"`
 	// Notes are problems that did not stop the plan (registry unreachable).
 	Notes []string `json:"notes,omitempty"`
+}
+
+// Err is nil unless a policy denied a release: then an error wrapping
+// errdef.ErrPolicyDenied that names the denied releases.
+func (p *Plan) Err() error {
+	var denied []string
+	for _, r := range p.Releases {
+		if r.Denied {
+			denied = append(denied, r.Name)
+		}
+	}
+	if len(denied) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", errdef.ErrPolicyDenied, strings.Join(denied, ", "))
 }
 
 // LiveRollout is where a release's rollout stands on the server.

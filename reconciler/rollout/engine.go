@@ -8,16 +8,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/plan"
 )
 
 // Step advances a release's rollout by one decision. It is pure: every time
 // comes from in.Now and everything remembered from in.Prev.
 //
 // A new model digest starts a rollout through the policy's waves (the
-// stable assignment of plan.AssignWaves). The targets of a started wave get
+// stable assignment of AssignWaves). The targets of a started wave get
 // the new model as update windows and maxUnavailable allow; the others keep
 // the last good model (none on a first rollout). The next wave starts once
 // every online target of the started waves runs the new model healthily and
@@ -78,7 +78,7 @@ func (e *engine) run() {
 	e.st.Release = in.Release.Metadata.Name
 	e.index()
 
-	want := Assignment{Digest: DigestOf(in.Model.Spec.Artifact), Artifact: in.Model.Spec.Artifact}
+	want := Assignment{Digest: digest.OfRef(in.Model.Spec.Artifact).String(), Artifact: in.Model.Spec.Artifact}
 	switch {
 	case want.Digest != "" && want.Digest != e.st.Target.Digest:
 		e.start(want)
@@ -123,7 +123,7 @@ func (e *engine) index() {
 		e.names = append(e.names, t.Name)
 	}
 	slices.Sort(e.names)
-	e.waves = plan.AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
+	e.waves = AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
 	e.st.Waves = len(e.waves)
 	e.waveOf = make(map[string]int, len(e.names))
 	for i, w := range e.waves {
@@ -168,8 +168,8 @@ func (e *engine) start(want Assignment) {
 		st.Superseded = Assignment{}
 	case PhaseProgressing, PhasePaused:
 		if !st.Target.IsZero() {
-			e.event(EventRolloutSuperseded, "NewDigest",
-				fmt.Sprintf("rollout of %s superseded by %s at wave %d", manifests.ShortDigest(st.Target.Digest), manifests.ShortDigest(want.Digest), st.Wave+1), nil)
+			e.event(manifests.EventRolloutSuperseded, "NewDigest",
+				fmt.Sprintf("rollout of %s superseded by %s at wave %d", digest.Short(st.Target.Digest), digest.Short(want.Digest), st.Wave+1), nil)
 			st.Superseded = st.Target
 			st.SupersededWave = st.Wave
 		}
@@ -189,15 +189,15 @@ func (e *engine) start(want Assignment) {
 	st.FailedAcked = 0
 	st.Reason, st.Message, st.PausedBy = "", "", ""
 	e.event(manifests.EventRolloutStarted, "NewDigest",
-		fmt.Sprintf("rolling out %s to %d targets in %d waves", manifests.ShortDigest(want.Digest), len(e.names), len(e.waves)), nil)
-	e.event(EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
+		fmt.Sprintf("rolling out %s to %d targets in %d waves", digest.Short(want.Digest), len(e.names), len(e.waves)), nil)
+	e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
 }
 
 // command applies an operator command.
 func (e *engine) command(cmd string) {
 	st := &e.st
 	ignore := func() {
-		e.event(EventCommandIgnored, "", fmt.Sprintf("%s ignored: rollout is %s", cmd, st.Phase), nil)
+		e.event(manifests.EventCommandIgnored, "", fmt.Sprintf("%s ignored: rollout is %s", cmd, st.Phase), nil)
 	}
 	switch cmd {
 	case CommandPause:
@@ -206,7 +206,7 @@ func (e *engine) command(cmd string) {
 			return
 		}
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhasePaused, "operator", ReasonOperatorPause, "paused by operator"
-		e.event(EventRolloutPaused, ReasonOperatorPause, "rollout paused by operator", nil)
+		e.event(manifests.EventRolloutPaused, ReasonOperatorPause, "rollout paused by operator", nil)
 	case CommandResume:
 		if st.Phase != PhasePaused {
 			ignore()
@@ -214,7 +214,7 @@ func (e *engine) command(cmd string) {
 		}
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
 		st.FailedAcked = len(st.Failed) // failures the operator has seen do not abort again
-		e.event(EventRolloutResumed, "", "rollout resumed by operator", nil)
+		e.event(manifests.EventRolloutResumed, "", "rollout resumed by operator", nil)
 	case CommandAbort:
 		if st.Phase != PhaseProgressing && st.Phase != PhasePaused {
 			ignore()
@@ -223,7 +223,7 @@ func (e *engine) command(cmd string) {
 		st.Phase, st.PausedBy, st.Reason = PhaseAborted, "", ReasonOperatorAbort
 		st.Message = fmt.Sprintf("aborted by operator; targets back on %s", orNone(st.LastGood.Digest))
 		st.Updating = nil
-		e.event(EventRolloutAborted, ReasonOperatorAbort, st.Message, nil)
+		e.event(manifests.EventRolloutAborted, ReasonOperatorAbort, st.Message, nil)
 		e.event(manifests.EventRolledBack, ReasonOperatorAbort, st.Message, nil)
 	case CommandRetry:
 		if st.Phase == PhaseProgressing || st.Phase == PhaseSucceeded {
@@ -241,9 +241,9 @@ func (e *engine) command(cmd string) {
 		st.Phase, st.PausedBy, st.Reason, st.Message = PhaseProgressing, "", "", ""
 		st.Wave, st.WaveStarted, st.Started, st.BakeStarted = 0, e.in.Now, e.in.Now, time.Time{}
 		st.Failed, st.Updating, st.FailedAcked = nil, nil, 0
-		e.event(EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", manifests.ShortDigest(st.Target.Digest)), nil)
+		e.event(manifests.EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", digest.Short(st.Target.Digest)), nil)
 	default:
-		e.event(EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
+		e.event(manifests.EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
 	}
 }
 
@@ -412,7 +412,7 @@ func (e *engine) progress() {
 		if st.Wave+1 < len(e.waves) {
 			st.Wave++
 			st.WaveStarted, st.BakeStarted = e.in.Now, time.Time{}
-			e.event(EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", st.Wave+1, len(e.waves), len(e.waves[st.Wave])), e.waves[st.Wave])
+			e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", st.Wave+1, len(e.waves), len(e.waves[st.Wave])), e.waves[st.Wave])
 			continue
 		}
 		// The last wave has baked: done once every target runs it.
@@ -424,7 +424,7 @@ func (e *engine) progress() {
 		}
 		st.Phase, st.Updating = PhaseSucceeded, nil
 		st.LastGood, st.Superseded = st.Target, Assignment{}
-		st.Message = fmt.Sprintf("%s healthy on %d targets", manifests.ShortDigest(st.Target.Digest), len(e.names)-len(st.Failed))
+		st.Message = fmt.Sprintf("%s healthy on %d targets", digest.Short(st.Target.Digest), len(e.names)-len(st.Failed))
 		e.event(manifests.EventRolloutDone, "", st.Message, nil)
 		return
 	}
@@ -462,7 +462,7 @@ func (e *engine) aborting() bool {
 	if failed < minFailed || float64(failed)*100 < pct*float64(max(attempted, 1)) {
 		return false
 	}
-	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, manifests.ShortDigest(st.Target.Digest), strings.Join(st.Failed, ", ")))
+	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, digest.Short(st.Target.Digest), strings.Join(st.Failed, ", ")))
 	return true
 }
 
@@ -495,7 +495,7 @@ func (e *engine) fail(reason, msg string) {
 	e.event(manifests.EventRolloutFailed, reason, msg, slices.Clone(st.Failed))
 	if e.in.Policy.Spec.OnFailure == manifests.OnFailurePause {
 		st.Phase, st.PausedBy, st.Message = PhasePaused, "failure", msg+"; paused for an operator"
-		e.event(EventRolloutPaused, reason, st.Message, nil)
+		e.event(manifests.EventRolloutPaused, reason, st.Message, nil)
 		e.assign(false)
 		return
 	}
@@ -530,12 +530,12 @@ func (s State) ID() string {
 	if s.Target.IsZero() {
 		return ""
 	}
-	return fmt.Sprintf("%s-%s-%d", s.Release, strings.TrimPrefix(manifests.ShortDigest(s.Target.Digest), "sha256:"), s.Started.Unix())
+	return fmt.Sprintf("%s-%s-%d", s.Release, digest.Digest(s.Target.Digest).ShortHex(), s.Started.Unix())
 }
 
 func orNone(d string) string {
 	if d == "" {
 		return "no model"
 	}
-	return manifests.ShortDigest(d)
+	return digest.Short(d)
 }

@@ -172,7 +172,7 @@ func TestFirstRolloutWavesWithBake(t *testing.T) {
 	if f.state.LastGood.Digest != d1 || f.on(d1) != 10 {
 		t.Fatalf("lastGood %s, %d on d1", f.state.LastGood.Digest, f.on(d1))
 	}
-	if !f.hasEvent(manifests.EventRolloutDone) || !f.hasEvent(EventWaveStarted) {
+	if !f.hasEvent(manifests.EventRolloutDone) || !f.hasEvent(manifests.EventWaveStarted) {
 		t.Fatalf("events: %+v", f.events)
 	}
 }
@@ -335,7 +335,7 @@ func TestOnFailurePauseThenResume(t *testing.T) {
 	f.hold[bad] = true
 	f.step()
 	f.wantPhase(PhasePaused)
-	if !f.hasEvent(manifests.EventRolloutFailed) || !f.hasEvent(EventRolloutPaused) {
+	if !f.hasEvent(manifests.EventRolloutFailed) || !f.hasEvent(manifests.EventRolloutPaused) {
 		t.Fatalf("events %+v", f.events)
 	}
 	f.advance(time.Hour)
@@ -368,12 +368,12 @@ func TestOperatorCommands(t *testing.T) {
 	f.command = CommandAbort
 	f.step()
 	f.wantPhase(PhaseAborted)
-	if f.desiredCount(d1) != 10 || !f.hasEvent(EventRolloutAborted) {
+	if f.desiredCount(d1) != 10 || !f.hasEvent(manifests.EventRolloutAborted) {
 		t.Fatalf("abort: %d on d1, events %+v", f.desiredCount(d1), f.events)
 	}
 	f.command = CommandPause
 	f.step()
-	if !f.hasEvent(EventCommandIgnored) {
+	if !f.hasEvent(manifests.EventCommandIgnored) {
 		t.Fatal("pause of an aborted rollout not reported as ignored")
 	}
 	oldID := f.state.ID()
@@ -524,7 +524,7 @@ func TestSupersede(t *testing.T) {
 	}
 	f.deploy(d3)
 	f.step()
-	if !f.hasEvent(EventRolloutSuperseded) {
+	if !f.hasEvent(manifests.EventRolloutSuperseded) {
 		t.Fatal("no superseded event")
 	}
 	// Every target has a desired state; those on d2 outside wave 1 of d3 keep it.

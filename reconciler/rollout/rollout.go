@@ -14,6 +14,9 @@ const (
 	PhaseSucceeded   = "Succeeded"
 	PhaseRolledBack  = "RolledBack"
 	PhaseAborted     = "Aborted"
+	// PhaseDenied is a release that a policy denied before any commit of it
+	// was admitted (the engine never runs for it).
+	PhaseDenied = "Denied"
 )
 
 // Operator commands (cairn rollout pause|resume|abort|retry).
@@ -22,17 +25,6 @@ const (
 	CommandResume = "resume"
 	CommandAbort  = "abort"
 	CommandRetry  = "retry"
-)
-
-// Event types the engine emits besides the manifests.Event* alert names.
-const (
-	EventWaveStarted       = "WaveStarted"
-	EventRolloutPaused     = "RolloutPaused"
-	EventRolloutResumed    = "RolloutResumed"
-	EventRolloutAborted    = "RolloutAborted"
-	EventRolloutRetried    = "RolloutRetried"
-	EventRolloutSuperseded = "RolloutSuperseded"
-	EventCommandIgnored    = "CommandIgnored"
 )
 
 // Reasons set in State.Reason.
@@ -143,15 +135,4 @@ type Output struct {
 	// RequeueAfter is when Step should run again at the latest (bake ends,
 	// window opens); zero means on the next change.
 	RequeueAfter time.Duration
-}
-
-// DigestOf returns the digest of a digest-pinned reference (repo@sha256:…),
-// or "" when the reference is not pinned.
-func DigestOf(ref string) string {
-	for i := len(ref) - 1; i >= 0; i-- {
-		if ref[i] == '@' {
-			return ref[i+1:]
-		}
-	}
-	return ""
 }

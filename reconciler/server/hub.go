@@ -1,35 +1,11 @@
 package server
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"sync"
 
-	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
-
-// ETag is the entity tag of a desired state with these models: the same
-// models give the same tag on every replica and after restarts.
-func ETag(models []fleet.DesiredModel) string {
-	if models == nil {
-		models = []fleet.DesiredModel{}
-	}
-	b, _ := json.Marshal(models)
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:12])
-}
-
-// EncodeDesired returns the store record of a target's desired state.
-func EncodeDesired(target string, models []fleet.DesiredModel) store.Desired {
-	if models == nil {
-		models = []fleet.DesiredModel{}
-	}
-	ds := fleet.DesiredState{Target: target, ETag: ETag(models), Models: models}
-	b, _ := json.Marshal(ds)
-	return store.Desired{Target: target, ETag: ds.ETag, Body: b}
-}
 
 // hub caches every target's desired state and wakes its long-polls when it
 // changes.
@@ -74,7 +50,7 @@ func (h *hub) ensure(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.entries[id] == nil {
-		d := EncodeDesired(id, nil)
+		d := fleetstate.EncodeDesired(id, nil)
 		h.entries[id] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -52,7 +53,7 @@ func TestLongPollWakesOnPublish(t *testing.T) {
 	}
 	go func() {
 		time.Sleep(100 * time.Millisecond)
-		s.Publish([]store.Desired{EncodeDesired(er.ID, []fleet.DesiredModel{{Release: "r", Model: "m", Digest: "sha256:1"}})})
+		s.Publish([]store.Desired{fleetstate.EncodeDesired(er.ID, []fleet.DesiredModel{{Release: "r", Model: "m", Digest: "sha256:1"}})})
 	}()
 	got, changed, err := c.Desired(ctx, er.ID, er.Credential, ds.ETag, 10*time.Second)
 	if err != nil || !changed || len(got.Models) != 1 || got.ETag == ds.ETag {

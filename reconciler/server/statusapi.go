@@ -8,41 +8,12 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
 // Commands accepted by POST /api/v1/releases/{name}/rollout/{action}.
 var actions = map[string]bool{"pause": true, "resume": true, "abort": true, "retry": true}
-
-// SummarizePhase is a target's phase over its releases: Failed if any
-// failed, else the least advanced one; Healthy when all are.
-func SummarizePhase(rs []fleet.ReleaseStatus) string {
-	order := map[string]int{fleet.PhaseFailed: 0, fleet.PhaseRolledBack: 1, fleet.PhasePending: 2, fleet.PhaseDownloading: 3,
-		fleet.PhaseInstalling: 4, fleet.PhaseVerifying: 5, fleet.PhaseHealthy: 6}
-	best, rank := "", 99
-	for _, r := range rs {
-		if o, ok := order[r.Phase]; ok && o < rank {
-			best, rank = r.Phase, o
-		}
-	}
-	return best
-}
-
-// TargetInfo turns a stored target into its status API form.
-func TargetInfo(t store.Target, now time.Time, offlineAfter time.Duration) fleet.TargetInfo {
-	ti := fleet.TargetInfo{ID: t.ID, Name: t.Name, Labels: t.Labels, Facts: t.Facts, EnrolledAt: t.EnrolledAt}
-	if !t.LastSeen.IsZero() {
-		ls := t.LastSeen
-		ti.LastSeen = &ls
-		ti.Online = now.Sub(ls) <= offlineAfter
-	}
-	if t.Status != nil {
-		ti.Releases = t.Status.Releases
-		ti.Metrics = t.Status.Metrics
-		ti.Phase = SummarizePhase(t.Status.Releases)
-	}
-	return ti
-}
 
 func (s *Server) withDesired(ti *fleet.TargetInfo) {
 	if _, body, _, ok := s.hub.get(ti.ID); ok {
@@ -61,7 +32,7 @@ func (s *Server) targetInfos(r *http.Request) ([]fleet.TargetInfo, error) {
 	now := time.Now()
 	out := make([]fleet.TargetInfo, len(ts))
 	for i, t := range ts {
-		out[i] = TargetInfo(t, now, s.cfg.OfflineAfter)
+		out[i] = fleetstate.TargetInfo(t, now, s.cfg.OfflineAfter)
 		s.withDesired(&out[i])
 	}
 	return out, nil
@@ -87,7 +58,7 @@ func (s *Server) target(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "get target %s: %v", id, err)
 		return
 	}
-	ti := TargetInfo(t, time.Now(), s.cfg.OfflineAfter)
+	ti := fleetstate.TargetInfo(t, time.Now(), s.cfg.OfflineAfter)
 	s.withDesired(&ti)
 	if ti.Log, err = s.cfg.Store.Log(r.Context(), id, 100); err != nil {
 		writeError(w, http.StatusInternalServerError, "get target %s: %v", id, err)

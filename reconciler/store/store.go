@@ -2,14 +2,14 @@ package store
 
 import (
 	"context"
-	"errors"
 	"time"
 
+	"github.com/cairn-dev/cairn/errdef"
 	"github.com/cairn-dev/cairn/fleet"
 )
 
-// ErrNotFound is returned when a record does not exist.
-var ErrNotFound = errors.New("not found")
+// ErrNotFound is returned when a record does not exist (errdef.ErrNotFound).
+var ErrNotFound = errdef.ErrNotFound
 
 // Target is one enrolled target with its last report.
 type Target struct {

@@ -4,20 +4,23 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"net/url"
 	"strings"
+
+	"github.com/cairn-dev/cairn/digest"
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 // Sentinel errors, tested with errors.Is.
 var (
-	// ErrNotFound: no object under that key.
-	ErrNotFound = errors.New("blob not found")
-	// ErrDigestMismatch: the bytes do not hash to the expected digest or size.
-	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrNotFound: no object under that key (errdef.ErrNotFound).
+	ErrNotFound = errdef.ErrNotFound
+	// ErrDigestMismatch: the bytes do not hash to the expected digest or size
+	// (errdef.ErrDigestMismatch).
+	ErrDigestMismatch = errdef.ErrDigestMismatch
 )
 
 // Info describes one stored object.
@@ -85,39 +88,20 @@ func Open(ctx context.Context, rawURL string) (Store, error) {
 }
 
 // BlobKey is the key of content with the given digest: blobs/sha256/<2 hex>/<64 hex>.
-func BlobKey(digest string) string { return keyUnder("blobs", digest) }
+func BlobKey(d string) string { return digest.Digest(d).Key("blobs") }
 
 // TreeKey is the key of a dataset tree: trees/sha256/<2 hex>/<64 hex>.
-func TreeKey(digest string) string { return keyUnder("trees", digest) }
-
-func keyUnder(top, digest string) string {
-	hexd := strings.TrimPrefix(digest, "sha256:")
-	if len(hexd) < 2 {
-		return top + "/sha256/" + hexd
-	}
-	return top + "/sha256/" + hexd[:2] + "/" + hexd
-}
+func TreeKey(d string) string { return digest.Digest(d).Key("trees") }
 
 // ParseDigest checks that d is "sha256:" followed by 64 lower-case hex digits
-// and returns the hex part.
+// and returns the hex part (digest.Parse, for this package's callers).
 func ParseDigest(d string) (string, error) {
-	hexd, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(hexd) != 64 {
-		return "", fmt.Errorf("invalid digest %q: want sha256:<64 hex>", d)
-	}
-	for _, c := range hexd {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return "", fmt.Errorf("invalid digest %q: want sha256:<64 lower-case hex>", d)
-		}
-	}
-	return hexd, nil
+	p, err := digest.Parse(d)
+	return p.Hex(), err
 }
 
-// Digest returns "sha256:<hex>" of b.
-func Digest(b []byte) string {
-	s := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(s[:])
-}
+// Digest returns "sha256:<hex>" of b (digest.FromBytes).
+func Digest(b []byte) string { return digest.FromBytes(b).String() }
 
 // verifyReader hashes what it reads and, at EOF, fails with
 // ErrDigestMismatch unless size and digest match. It also fails as soon as

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 	"github.com/cairn-dev/cairn/registry/blobs"
 )
 
@@ -88,17 +89,7 @@ func saveCache(path, tree string, fps map[string]fingerprint, started time.Time)
 	if os.MkdirAll(filepath.Dir(path), 0o700) != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil && cerr == nil {
-		if os.Rename(tmp.Name(), path) == nil {
-			return
-		}
-	}
-	os.Remove(tmp.Name())
+	_ = atomicfile.WriteFile(path, b, 0o600) // a cache: a failed write costs a re-hash
 }
 
 // racyWindow: files changed this close to the push's start are not cached,

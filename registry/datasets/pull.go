@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cairn-dev/cairn/digest"
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 	"github.com/cairn-dev/cairn/registry/blobs"
 )
 
@@ -122,31 +124,21 @@ func pullFile(ctx context.Context, store blobs.Store, e Entry, final string, pro
 			return os.Chmod(final, fs.FileMode(e.Mode))
 		}
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(final), ".cairn-pull-*")
+	tmp, err := atomicfile.Create(final, fs.FileMode(e.Mode))
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort()
+	tmp.NoSync = true // as before: a pull checks every file against its tree
 	whole := sha256.New()
 	w := io.MultiWriter(tmp, whole, progressWriter(prog))
 	if err := writeContent(ctx, store, e, w); err != nil {
 		return err
 	}
-	if got := "sha256:" + hex.EncodeToString(whole.Sum(nil)); got != e.Digest {
+	if got := digest.FromHash(whole.Sum(nil)).String(); got != e.Digest {
 		return fmt.Errorf("%w: content is %s, tree says %s", blobs.ErrDigestMismatch, got, e.Digest)
 	}
-	if err := tmp.Chmod(fs.FileMode(e.Mode)); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), final)
+	return tmp.Commit()
 }
 
 // prefetchDepth is how many chunks of one file are fetched ahead.

@@ -71,8 +71,8 @@ func TestPullDamagedStore(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(dst, tc.file)); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("%s exists after a failed pull", tc.file)
 			}
-			leftovers, _ := filepath.Glob(filepath.Join(dst, "*", ".cairn-pull-*"))
-			more, _ := filepath.Glob(filepath.Join(dst, ".cairn-pull-*"))
+			leftovers, _ := filepath.Glob(filepath.Join(dst, "*", ".*.tmp-*"))
+			more, _ := filepath.Glob(filepath.Join(dst, ".*.tmp-*"))
 			if len(leftovers)+len(more) > 0 {
 				t.Fatalf("temporary files left: %v %v", leftovers, more)
 			}

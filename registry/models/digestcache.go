@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
 
 // digestCache remembers, per file version, the digest Push computed and the
@@ -67,16 +69,5 @@ func (c *digestCache) put(key, digest, repo string, prev *digestEntry) {
 	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(f), ".tmp-*")
-	if err != nil {
-		return
-	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr != nil || cerr != nil {
-		os.Remove(tmp.Name())
-		return
-	}
-	if os.Rename(tmp.Name(), f) != nil {
-		os.Remove(tmp.Name())
-	}
+	_ = atomicfile.WriteFile(f, b, 0o644) // a cache: a failed write costs a re-hash
 }

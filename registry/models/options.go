@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/cairn-dev/cairn/errdef"
 )
 
 // Sentinel errors, for errors.Is.
 var (
 	// ErrDigestMismatch: a blob's bytes do not match the digest (or size) its
 	// descriptor declares.
-	ErrDigestMismatch = errors.New("digest mismatch")
+	ErrDigestMismatch = errdef.ErrDigestMismatch
 	// ErrUnsafePath: a path of an artifact (annotation or tar entry) is
 	// absolute, contains "..", or would land outside the output folder.
 	ErrUnsafePath = errors.New("unsafe path")

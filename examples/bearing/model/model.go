@@ -14,6 +14,8 @@ import (
 
 	_ "go4.org/unsafe/assume-no-moving-gc" // gorgonia.org/tensor panics at start-up without it
 	"gorgonia.org/tensor"
+
+	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
 
 // File names inside a model folder.
@@ -201,25 +203,17 @@ func (m *Model) Save(dir string) error {
 	sum := sha256.Sum256(wb)
 	m.Config.Weights = WeightsFile
 	m.Config.WeightsSHA256 = hex.EncodeToString(sum[:])
-	if err := writeFileAtomic(filepath.Join(dir, WeightsFile), wb); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, WeightsFile), wb, 0o644); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	cb, err := json.MarshalIndent(m.Config, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save model: encode config: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), append(cb, '\n')); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dir, ConfigFile), append(cb, '\n'), 0o644); err != nil {
 		return fmt.Errorf("save model: %w", err)
 	}
 	return nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // FindDir returns dir if it holds config.json, or else the single folder

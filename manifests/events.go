@@ -1,0 +1,26 @@
+package manifests
+
+// Event types: the one list of what the reconciler records (fleet.Event.Type,
+// GET /api/v1/events) and Alerts may subscribe to (Events).
+const (
+	// Rollouts (reconciler/rollout).
+	EventRolloutStarted    = "RolloutStarted"
+	EventWaveStarted       = "WaveStarted"
+	EventRolloutDone       = "RolloutSucceeded"
+	EventRolloutFailed     = "RolloutFailed"
+	EventRolledBack        = "RolledBack"
+	EventRolloutPaused     = "RolloutPaused"
+	EventRolloutResumed    = "RolloutResumed"
+	EventRolloutAborted    = "RolloutAborted"
+	EventRolloutRetried    = "RolloutRetried"
+	EventRolloutSuperseded = "RolloutSuperseded"
+	EventCommandIgnored    = "CommandIgnored"
+	// Admission (reconciler).
+	EventReleaseAdmitted = "ReleaseAdmitted"
+	EventReleaseRemoved  = "ReleaseRemoved"
+	EventCommitRejected  = "CommitRejected"
+	EventPolicyDenied    = "PolicyDenied"
+	// The fleet.
+	EventTargetOffline = "TargetOffline"
+	EventDriftDetected = "DriftDetected"
+)
