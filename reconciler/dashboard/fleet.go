@@ -12,7 +12,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/server"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -192,7 +192,7 @@ func (c *cache) rowOf(t store.Target) *row {
 	}
 	r.search = sb.String()
 	if t.Status != nil {
-		r.Phase = server.SummarizePhase(t.Status.Releases)
+		r.Phase = fleetstate.Phase(t.Status.Releases)
 		r.Metrics = t.Status.Metrics
 		r.Running, r.Phases = map[string]string{}, map[string]string{}
 		for _, rs := range t.Status.Releases {

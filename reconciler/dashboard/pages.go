@@ -14,6 +14,7 @@ import (
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/history"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
@@ -107,7 +108,7 @@ func (d *Dashboard) targetPage(w http.ResponseWriter, r *http.Request, role stri
 		return
 	}
 	now := d.now()
-	ti := server.TargetInfo(t, now, d.cfg.OfflineAfter)
+	ti := fleetstate.TargetInfo(t, now, d.cfg.OfflineAfter)
 	if ds, err := d.cfg.Store.Desired(ctx, id); err == nil {
 		var st fleet.DesiredState
 		if jsonUnmarshal(ds.Body, &st) == nil {

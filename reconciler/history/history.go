@@ -177,13 +177,24 @@ func (h *History) Flush(ctx context.Context) error {
 		return nil
 	}
 	err := h.write(ctx, points, func(tx *sql.Tx) error {
+		sel, err := tx.PrepareContext(ctx, h.db.Rebind(`SELECT start_at, last_at FROM presence WHERE target = ? AND start_at <= ? ORDER BY start_at DESC LIMIT 1`))
+		if err != nil {
+			return fmt.Errorf("read presence: %w", err)
+		}
+		defer sel.Close()
+		ups, err := tx.PrepareContext(ctx, h.db.Rebind(`INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)
+			ON CONFLICT (target, start_at) DO UPDATE SET last_at = CASE WHEN excluded.last_at > presence.last_at THEN excluded.last_at ELSE presence.last_at END`))
+		if err != nil {
+			return fmt.Errorf("record presence: %w", err)
+		}
+		defer ups.Close()
 		for _, c := range closed {
-			if _, err := h.writeSession(ctx, tx, c.target, c.s); err != nil {
+			if _, err := h.writeSession(ctx, sel, ups, c.target, c.s); err != nil {
 				return err
 			}
 		}
 		for _, d := range dirty {
-			start, err := h.writeSession(ctx, tx, d.target, d.s)
+			start, err := h.writeSession(ctx, sel, ups, d.target, d.s)
 			if err != nil {
 				return err
 			}
@@ -280,11 +291,11 @@ var upsertPoint = func() string {
 // writeSession stores a session, first joining it to the newest stored one
 // when that ended less than offlineAfter before it began (a restart of the
 // server, or another replica). It returns the session's start.
-func (h *History) writeSession(ctx context.Context, tx *sql.Tx, target string, s session) (time.Time, error) {
+func (h *History) writeSession(ctx context.Context, sel, ups *sql.Stmt, target string, s session) (time.Time, error) {
 	start := s.start
 	if !s.known {
 		var st, last int64
-		err := tx.QueryRowContext(ctx, h.db.Rebind(`SELECT start_at, last_at FROM presence WHERE target = ? AND start_at <= ? ORDER BY start_at DESC LIMIT 1`), target, s.start.UnixNano()).Scan(&st, &last)
+		err := sel.QueryRowContext(ctx, target, s.start.UnixNano()).Scan(&st, &last)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
@@ -293,9 +304,7 @@ func (h *History) writeSession(ctx context.Context, tx *sql.Tx, target string, s
 			start = time.Unix(0, st).UTC()
 		}
 	}
-	_, err := tx.ExecContext(ctx, h.db.Rebind(`INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)
-		ON CONFLICT (target, start_at) DO UPDATE SET last_at = CASE WHEN excluded.last_at > presence.last_at THEN excluded.last_at ELSE presence.last_at END`),
-		target, start.UnixNano(), s.last.UnixNano())
+	_, err := ups.ExecContext(ctx, target, start.UnixNano(), s.last.UnixNano())
 	if err != nil {
 		return start, fmt.Errorf("record presence of %s: %w", target, err)
 	}
