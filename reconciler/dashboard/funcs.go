@@ -16,6 +16,9 @@ var funcs = template.FuncMap{
 		if d == "" {
 			return "–"
 		}
+		if !strings.Contains(d, ":") && len(d) > 12 {
+			return d[:12] // a commit
+		}
 		return manifests.ShortDigest(d)
 	},
 	"when": func(t time.Time) string {
