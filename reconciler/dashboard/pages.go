@@ -13,8 +13,8 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
-	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
+	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
