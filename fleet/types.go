@@ -25,10 +25,26 @@ type Facts struct {
 	Hostname     string   `json:"hostname,omitempty"`
 	TimeZone     string   `json:"timeZone,omitempty"` // IANA name, for device-local update windows
 	DiskFree     int64    `json:"diskFree,omitempty"` // bytes free under the agent's root
+
+	// Kind is "cluster" for a Kubernetes cluster (agent --driver kube) and
+	// empty for a device. For a cluster, Arch is the nodes' architecture
+	// when they share one, Memory the largest allocatable memory of a node
+	// (what one pod can get), CPUs the allocatable CPUs of all nodes and
+	// Accelerators "nvidia-gpu"/"amd-gpu" when some node offers them.
+	Kind              string           `json:"kind,omitempty"`
+	KubernetesVersion string           `json:"kubernetesVersion,omitempty"` // gitVersion of /version
+	Nodes             int              `json:"nodes,omitempty"`
+	Architectures     []string         `json:"architectures,omitempty"`
+	GPUs              map[string]int64 `json:"gpus,omitempty"` // allocatable by resource name: nvidia.com/gpu
+	KServe            bool             `json:"kserve,omitempty"`
 }
 
+// KindCluster is Facts.Kind of a Kubernetes cluster target.
+const KindCluster = "cluster"
+
 // Labels returns the facts as selector labels: arch, os, os.version, kernel,
-// hostname, cpus, memory (bytes) and accelerator (the first one).
+// hostname, cpus, memory (bytes) and accelerator (the first one); for a
+// cluster also kind, kubernetes.version, nodes and kserve (true/false).
 func (f Facts) Labels() map[string]string {
 	l := map[string]string{}
 	set := func(k, v string) {
@@ -49,6 +65,12 @@ func (f Facts) Labels() map[string]string {
 	}
 	if len(f.Accelerators) > 0 {
 		set("accelerator", f.Accelerators[0])
+	}
+	set("kind", f.Kind)
+	set("kubernetes.version", f.KubernetesVersion)
+	if f.Kind == KindCluster {
+		set("nodes", strconv.Itoa(f.Nodes))
+		set("kserve", strconv.FormatBool(f.KServe))
 	}
 	return l
 }
@@ -125,7 +147,37 @@ type DesiredModel struct {
 	Runtime   Runtime `json:"runtime"`
 	// Rollout identifies the rollout this desired state belongs to, if any.
 	Rollout string `json:"rollout,omitempty"`
+	// DownloadTimeout is how long the agent retries a download that fails
+	// on the way to the artifact (network, registry, storage) before the
+	// install fails; zero means DefaultDownloadTimeout.
+	DownloadTimeout time.Duration `json:"downloadTimeout,omitempty"`
+	// Kubernetes is how cluster targets run the release (Release
+	// spec.kubernetes); devices ignore it.
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
 }
+
+// Kubernetes mirrors a Release's spec.kubernetes on the wire.
+type Kubernetes struct {
+	Image          string            `json:"image,omitempty"`
+	ServingRuntime string            `json:"servingRuntime,omitempty"`
+	ModelFormat    string            `json:"modelFormat,omitempty"`
+	Replicas       *int              `json:"replicas,omitempty"`
+	Requests       map[string]string `json:"requests,omitempty"`
+	Limits         map[string]string `json:"limits,omitempty"`
+	Env            []EnvVar          `json:"env,omitempty"`
+	Port           int               `json:"port,omitempty"`
+	Prune          *bool             `json:"prune,omitempty"`
+}
+
+// EnvVar is one environment variable of a cluster runtime.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
+}
+
+// DefaultDownloadTimeout is DesiredModel.DownloadTimeout when zero, as a
+// RolloutPolicy's downloadTimeout is when unset.
+const DefaultDownloadTimeout = time.Hour
 
 // DesiredState is everything a target should run. ETag changes whenever the
 // content does.

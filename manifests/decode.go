@@ -398,6 +398,7 @@ func fieldsOf(t reflect.Type) map[string]fieldInfo {
 var (
 	durationType = reflect.TypeFor[Duration]()
 	quantityType = reflect.TypeFor[Quantity]()
+	kubeQtyType  = reflect.TypeFor[KubeQuantity]()
 )
 
 // value decodes n into v, reporting what does not fit at path p. It returns
@@ -451,6 +452,17 @@ func (d *decoder) value(n *yaml.Node, v reflect.Value, p string, depth int, opts
 			return false
 		}
 		v.Set(reflect.ValueOf(q))
+		return true
+	case kubeQtyType:
+		s, ok := d.scalar(n, line, p, "a quantity such as 500m or 1Gi", "!!str", "!!int", "!!float")
+		if !ok {
+			return false
+		}
+		if !kubeQuantityRE.MatchString(s) {
+			d.failLine(line, p, "invalid quantity %q: want a Kubernetes quantity such as 500m, 2 or 1Gi", s)
+			return false
+		}
+		v.SetString(s)
 		return true
 	}
 	switch v.Kind() {

@@ -90,6 +90,21 @@ func (o Release) DeepCopy() Release {
 		s.Runtime.HealthCheck = &c
 	}
 	s.Runtime.Restart = slices.Clone(s.Runtime.Restart)
+	if k := s.Kubernetes; k != nil {
+		c := *k
+		if k.Replicas != nil {
+			r := *k.Replicas
+			c.Replicas = &r
+		}
+		if k.Prune != nil {
+			p := *k.Prune
+			c.Prune = &p
+		}
+		c.Resources.Requests = maps.Clone(k.Resources.Requests)
+		c.Resources.Limits = maps.Clone(k.Resources.Limits)
+		c.Env = slices.Clone(k.Env)
+		s.Kubernetes = &c
+	}
 	if m := s.Monitor; m != nil {
 		c := *m
 		if c.Drift != nil {

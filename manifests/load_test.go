@@ -73,6 +73,10 @@ func TestLoadGood(t *testing.T) {
 	if r.Spec.After.HealthyFor.Duration != 24*time.Hour || r.Spec.Runtime.HealthCheck.HTTP != "http://127.0.0.1:8080/healthz" {
 		t.Errorf("release = %+v", r.Spec)
 	}
+	if k := r.Spec.Kubernetes; k == nil || k.Image != "ghcr.io/example/onnx-runtime:1.20" || *k.Replicas != 2 ||
+		k.Resources.Limits["nvidia.com/gpu"] != "1" || k.Resources.Requests["cpu"] != "500m" || k.Env[0].Value != "2" {
+		t.Errorf("release kubernetes = %+v", r.Spec.Kubernetes)
+	}
 	dp, _ := snap.DeviceProfile("orin-prod")
 	if !dp.Spec.Selector.Matches(map[string]string{"hardware": "jetson-orin", "env": "prod", "os.version": "5.2"}) {
 		t.Error("orin-prod does not match a prod Orin on 5.2")

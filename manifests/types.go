@@ -141,7 +141,15 @@ type RolloutPolicySpec struct {
 	// OnFailure is "rollback" (default) or "pause".
 	OnFailure string   `json:"onFailure,omitempty"`
 	Policies  []string `json:"policies,omitempty"`
+	// DownloadTimeout is how long an agent keeps retrying a download that
+	// fails on the network, the registry or its storage before the install
+	// fails (default DefaultDownloadTimeout); until then the target is
+	// Downloading, not failed.
+	DownloadTimeout Duration `json:"downloadTimeout,omitempty"`
 }
+
+// DefaultDownloadTimeout is a RolloutPolicy's downloadTimeout when unset.
+const DefaultDownloadTimeout = time.Hour
 
 // Wave is one step of a rollout: the cumulative percent of targets updated
 // once it starts, and how long it bakes before the next.
@@ -193,9 +201,51 @@ type ReleaseSpec struct {
 	RolloutPolicy string          `json:"rolloutPolicy,omitempty"`
 	After         *Promotion      `json:"after,omitempty"`
 	Runtime       Runtime         `json:"runtime,omitempty"`
-	Suspend       bool            `json:"suspend,omitempty"`
+	// Kubernetes is how the release runs on cluster targets (agents with
+	// --driver kube); devices ignore it.
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
+	Suspend    bool        `json:"suspend,omitempty"`
 	// Monitor watches the release's live inputs after (and during) a rollout.
 	Monitor *Monitor `json:"monitor,omitempty"`
+}
+
+// Kubernetes is what a cluster target applies for a release: an
+// InferenceService where KServe is installed (storageUri oci://repo@digest),
+// otherwise a Deployment whose init container pulls the model by digest
+// into an emptyDir, and a Service, all named after the release.
+type Kubernetes struct {
+	// Image is the runtime container image. Required on clusters without
+	// KServe; with KServe it overrides the ServingRuntime's image.
+	Image string `json:"image,omitempty"`
+	// ServingRuntime names a KServe ServingRuntime (predictor.model.runtime).
+	ServingRuntime string `json:"servingRuntime,omitempty"`
+	// ModelFormat is the KServe model format name (default "onnx").
+	ModelFormat string `json:"modelFormat,omitempty"`
+	// Replicas of the Deployment, or the InferenceService's minReplicas (default 1).
+	Replicas  *int                `json:"replicas,omitempty"`
+	Resources KubernetesResources `json:"resources,omitempty"`
+	Env       []EnvVar            `json:"env,omitempty"`
+	// Port the runtime listens on; the Service exposes it (default 8080).
+	Port int `json:"port,omitempty"`
+	// Prune deletes the objects a release no longer declares, and all of a
+	// removed release (default true).
+	Prune *bool `json:"prune,omitempty"`
+}
+
+// KubernetesResources are container requests and limits by resource name
+// (cpu, memory, nvidia.com/gpu), as Kubernetes quantities.
+type KubernetesResources struct {
+	Requests map[string]KubeQuantity `json:"requests,omitempty"`
+	Limits   map[string]KubeQuantity `json:"limits,omitempty"`
+}
+
+// KubeQuantity is a Kubernetes resource quantity as written: 500m, 2, 1Gi.
+type KubeQuantity string
+
+// EnvVar is one environment variable of the runtime container.
+type EnvVar struct {
+	Name  string `json:"name"`
+	Value string `json:"value,omitempty"`
 }
 
 // Monitor is what a release watches on its targets.

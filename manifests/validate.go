@@ -361,6 +361,12 @@ func (c *checker) rolloutPolicy(s *RolloutPolicySpec) {
 			c.check("spec.window.timeZone", CheckTimeZone(w.TimeZone))
 		}
 	}
+	switch {
+	case !c.o.has("spec.downloadTimeout"):
+		s.DownloadTimeout.Duration = DefaultDownloadTimeout
+	case s.DownloadTimeout.Duration <= 0:
+		c.errorf("spec.downloadTimeout", "must be positive")
+	}
 	switch s.OnFailure {
 	case "":
 		s.OnFailure = OnFailureRollback
@@ -451,6 +457,9 @@ func (c *checker) release(s *ReleaseSpec) {
 			c.errorf("spec.monitor.drift.action", "want %q or nothing, got %q", DriftActionRollback, d.Action)
 		}
 	}
+	if s.Kubernetes != nil {
+		c.kubernetes(s.Kubernetes)
+	}
 }
 
 // isDriftMetric reports whether m names a drift statistic: drift_psi,
@@ -462,6 +471,89 @@ func isDriftMetric(m string) bool {
 		return !has || feature != ""
 	}
 	return false
+}
+
+var (
+	// dns1035RE is a Kubernetes Service name: what a release on clusters is named.
+	dns1035RE = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	// kubeQuantityRE is the syntax of a Kubernetes resource.Quantity.
+	kubeQuantityRE = regexp.MustCompile(`^([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$`)
+	envNameRE      = regexp.MustCompile(`^[-._a-zA-Z][-._a-zA-Z0-9]*$`)
+	imageRE        = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/:@-]*$`)
+)
+
+// kubernetes checks spec.kubernetes: the objects it becomes are named after
+// the release, so the name must be a DNS-1035 label (a Service name).
+func (c *checker) kubernetes(k *Kubernetes) {
+	if len(c.o.name) > 63 || (c.o.name != "" && !dns1035RE.MatchString(c.o.name)) {
+		c.errorf("spec.kubernetes", "release %q runs on clusters under its own name, which must be a DNS-1035 label: at most 63 lowercase letters, digits and '-', starting with a letter", c.o.name)
+	}
+	if k.Image == "" && k.ServingRuntime == "" {
+		c.errorf("spec.kubernetes.image", "required (or spec.kubernetes.servingRuntime on clusters with KServe)")
+	} else if k.Image != "" && !imageRE.MatchString(k.Image) {
+		c.errorf("spec.kubernetes.image", "invalid image reference %q", k.Image)
+	}
+	if k.ServingRuntime != "" && (len(k.ServingRuntime) > 253 || !nameRE.MatchString(k.ServingRuntime)) {
+		c.errorf("spec.kubernetes.servingRuntime", "invalid name %q", k.ServingRuntime)
+	}
+	if k.ModelFormat != "" && !dns1035RE.MatchString(strings.ToLower(k.ModelFormat)) {
+		c.errorf("spec.kubernetes.modelFormat", "invalid model format %q", k.ModelFormat)
+	}
+	if k.Replicas != nil && (*k.Replicas < 0 || *k.Replicas > 10000) {
+		c.errorf("spec.kubernetes.replicas", "must be between 0 and 10000, got %d", *k.Replicas)
+	}
+	if k.Port != 0 && (k.Port < 1 || k.Port > 65535) {
+		c.errorf("spec.kubernetes.port", "must be between 1 and 65535, got %d", k.Port)
+	}
+	for _, part := range []struct {
+		name string
+		m    map[string]KubeQuantity
+	}{{"requests", k.Resources.Requests}, {"limits", k.Resources.Limits}} {
+		for _, r := range sortedKeys(part.m) {
+			p := "spec.kubernetes.resources." + part.name + "." + r
+			if len(r) > 316 || !labelKeyRE.MatchString(r) {
+				c.errorf(p, "invalid resource name %q", r)
+			}
+		}
+	}
+	for r, lim := range k.Resources.Limits {
+		if req, ok := k.Resources.Requests[r]; ok && req != "" && lim != "" && quantityValue(req) > quantityValue(lim) {
+			c.errorf("spec.kubernetes.resources.requests."+r, "request %s is above the limit %s", req, lim)
+		}
+	}
+	seen := map[string]int{}
+	for i, e := range k.Env {
+		p := fmt.Sprintf("spec.kubernetes.env[%d].name", i)
+		if !c.required(p, e.Name == "") {
+			continue
+		}
+		if !envNameRE.MatchString(e.Name) {
+			c.errorf(p, "invalid environment variable name %q", e.Name)
+		}
+		if j, dup := seen[e.Name]; dup {
+			c.errorf(p, "duplicate variable %q, also spec.kubernetes.env[%d]", e.Name, j)
+		}
+		seen[e.Name] = i
+	}
+}
+
+// quantityValue is a quantity's approximate value, to compare requests
+// with limits (the syntax is checked at decoding).
+func quantityValue(q KubeQuantity) float64 {
+	s := string(q)
+	mult := 1.0
+	for _, sfx := range []struct {
+		s string
+		m float64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", 1 << 40}, {"Pi", 1 << 50}, {"Ei", 1 << 60},
+		{"m", 1e-3}, {"k", 1e3}, {"M", 1e6}, {"G", 1e9}, {"T", 1e12}, {"P", 1e15}, {"E", 1e18}} {
+		if strings.HasSuffix(s, sfx.s) {
+			s, mult = strings.TrimSuffix(s, sfx.s), sfx.m
+			break
+		}
+	}
+	f, _ := strconv.ParseFloat(s, 64)
+	return f * mult
 }
 
 func (c *checker) releaseRefs(s *ReleaseSpec) {

@@ -635,7 +635,7 @@ func matchesAny(profiles []manifests.DeviceProfile, labels map[string]string) bo
 
 func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.DesiredModel {
 	dm := fleet.DesiredModel{Release: a.Release.Metadata.Name, Model: a.Model.Metadata.Name, Artifact: asg.Artifact, Digest: asg.Digest,
-		Rollout: r.states[a.Release.Metadata.Name].ID()}
+		Rollout: r.states[a.Release.Metadata.Name].ID(), DownloadTimeout: a.Policy.Spec.DownloadTimeout.Duration}
 	if asg.Artifact == a.Model.Spec.Artifact {
 		dm.Version = a.Model.Spec.Version
 	}
@@ -647,7 +647,32 @@ func (r *Reconciler) desiredModel(a *Admitted, asg rollout.Assignment) fleet.Des
 	if hc := rt.HealthCheck; hc != nil {
 		dm.Runtime.HealthCheck = &fleet.HealthCheck{HTTP: hc.HTTP, Exec: hc.Exec, Timeout: hc.Timeout.Duration, Retries: hc.Retries, Period: hc.Period.Duration}
 	}
+	dm.Kubernetes = wireKubernetes(a.Release.Spec.Kubernetes)
 	return dm
+}
+
+// wireKubernetes is a Release's spec.kubernetes as desired state carries it.
+func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
+	if k == nil {
+		return nil
+	}
+	w := &fleet.Kubernetes{Image: k.Image, ServingRuntime: k.ServingRuntime, ModelFormat: k.ModelFormat,
+		Replicas: k.Replicas, Port: k.Port, Prune: k.Prune}
+	quantities := func(m map[string]manifests.KubeQuantity) map[string]string {
+		if len(m) == 0 {
+			return nil
+		}
+		out := make(map[string]string, len(m))
+		for n, q := range m {
+			out[n] = string(q)
+		}
+		return out
+	}
+	w.Requests, w.Limits = quantities(k.Resources.Requests), quantities(k.Resources.Limits)
+	for _, e := range k.Env {
+		w.Env = append(w.Env, fleet.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	return w
 }
 
 // compose builds each target's desired state and returns those whose tag

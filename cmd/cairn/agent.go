@@ -16,18 +16,28 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		server, token, name, labels, root, factsFile, runtimeRoot string
-		plainHTTP                                                 bool
+		driver, kubeconfig, namespace, cairnImage                 string
+		plainHTTP, inCluster                                      bool
 		pollWait, maxBackoff                                      time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
-		Short: "Run the device agent: enroll, poll, install, activate, report",
+		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F] [--driver kube --kubeconfig F|--in-cluster --namespace NS]",
+		Short: "Run the agent of a device or cluster: enroll, poll, install, activate, report",
 		Long: `Run the device agent. It enrolls once (the credential is kept in
 DIR/identity.json, mode 0600, and reused), reports the facts it detects
 (arch, OS, kernel, memory, CPUs, accelerators, hostname, time zone, disk free)
 merged with --facts-file and --labels, then long-polls its desired state and
 installs each release's model into an inactive slot under DIR/models, switches
-to it atomically, runs the health check and rolls back on failure.`,
+to it atomically, runs the health check and rolls back on failure.
+
+With --driver kube the target is a namespace of a Kubernetes cluster: the
+facts come from the API server (kind: cluster, kubernetesVersion, nodes,
+architectures, allocatable CPU, memory and GPUs, kserve) and each release
+is server-side applied (field manager cairn) as an InferenceService where
+KServe is installed, otherwise as a Deployment and Service; health comes
+from the workload's status, a failed digest is replaced by the last healthy
+one, and what a release no longer declares is pruned. DIR keeps only the
+identity. See examples/kube for the RBAC it needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if server == "" {
@@ -43,18 +53,34 @@ to it atomically, runs the health check and rolls back on failure.`,
 			if err := os.MkdirAll(root, 0o755); err != nil {
 				return fmt.Errorf("create root: %w", err)
 			}
-			facts := agent.DetectFacts(root)
+			logger := log.New(cmd.ErrOrStderr(), "", log.LstdFlags)
+			var drv agent.Driver
+			var facts fleet.Facts
+			switch driver {
+			case "files", "":
+				if kubeconfig != "" || inCluster || namespace != "" {
+					return fmt.Errorf("--kubeconfig, --in-cluster and --namespace need --driver kube")
+				}
+				facts = agent.DetectFacts(root)
+			case "kube":
+				kd, kf, err := newKubeDriver(cmd.Context(), kubeconfig, inCluster, namespace, cairnImage, plainHTTP, logger.Printf)
+				if err != nil {
+					return err
+				}
+				drv, facts = kd, kf
+			default:
+				return fmt.Errorf("--driver %q: want files or kube", driver)
+			}
 			if factsFile != "" {
 				if err := agent.LoadFactsFile(factsFile, &facts); err != nil {
 					return err
 				}
 			}
-			logger := log.New(cmd.ErrOrStderr(), "", log.LstdFlags)
 			a, err := agent.New(agent.Config{
 				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
 				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
 				RuntimeRoot: runtimeRoot,
-				PollWait:    pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf,
+				PollWait:    pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf, Driver: drv,
 			})
 			if err != nil {
 				return err
@@ -73,6 +99,11 @@ to it atomically, runs the health check and rolls back on failure.`,
 	f.BoolVar(&plainHTTP, "plain-http", false, "pull from registries over plain HTTP")
 	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
 	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
+	f.StringVar(&driver, "driver", "files", "files (a device: model slots under --root) or kube (a namespace of a Kubernetes cluster)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster (--driver kube)")
+	f.BoolVar(&inCluster, "in-cluster", false, "use the pod's service account (--driver kube)")
+	f.StringVar(&namespace, "namespace", "", "namespace the releases go to (--driver kube)")
+	f.StringVar(&cairnImage, "cairn-image", "", "image of the init container that runs cairn model pull (--driver kube; default "+kubeDefaultCairnImage+")")
 	return cmd
 }
 

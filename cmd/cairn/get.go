@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -243,9 +245,16 @@ func (l targetList) Rows() ([]string, [][]string) {
 		if v, ok := t.Metrics["temperature_c"]; ok {
 			temp = strconv.FormatFloat(v, 'f', 0, 64) + "C"
 		}
-		rows = append(rows, []string{t.Name, dash(t.Phase), online, age(seen), dash(t.Facts.Arch), cpu, mem, temp, dash(strings.Join(rels, ","))})
+		kind, arch := "device", t.Facts.Arch
+		if t.Facts.Kind == fleet.KindCluster {
+			kind = "cluster"
+			if arch == "" {
+				arch = strings.Join(t.Facts.Architectures, "+")
+			}
+		}
+		rows = append(rows, []string{t.Name, kind, dash(t.Phase), online, age(seen), dash(arch), cpu, mem, temp, dash(strings.Join(rels, ","))})
 	}
-	return []string{"name", "phase", "status", "last seen", "arch", "cpu", "memory", "temp", "releases"}, rows
+	return []string{"name", "kind", "phase", "status", "last seen", "arch", "cpu", "memory", "temp", "releases"}, rows
 }
 
 type releaseList []fleet.ReleaseInfo
@@ -302,6 +311,14 @@ func describeTarget(w io.Writer, t *fleet.TargetInfo) error {
 	p("Labels", dash(strings.Join(labels, ",")))
 	f := t.Facts
 	p("Facts", fmt.Sprintf("arch=%s os=%s %s memory=%dMi cpus=%d accelerators=%s", dash(f.Arch), dash(f.OS), f.OSVersion, f.Memory>>20, f.CPUs, dash(strings.Join(f.Accelerators, ","))))
+	if f.Kind == fleet.KindCluster {
+		var gpus []string
+		for _, g := range slices.Sorted(maps.Keys(f.GPUs)) {
+			gpus = append(gpus, g+"="+strconv.FormatInt(f.GPUs[g], 10))
+		}
+		p("Cluster", fmt.Sprintf("kubernetes %s, %d nodes (%s), largest node memory %dMi, gpus %s, kserve %v",
+			dash(f.KubernetesVersion), f.Nodes, dash(strings.Join(f.Architectures, ",")), f.Memory>>20, dash(strings.Join(gpus, ",")), f.KServe))
+	}
 	if len(t.Metrics) > 0 {
 		var ms []string
 		for k, v := range t.Metrics {

@@ -87,6 +87,18 @@ type Config struct {
 	LogSize int
 	Logf    func(format string, args ...any)
 	Hooks   Hooks
+	// Driver, when set, runs every release instead of the files driver
+	// (a Kubernetes cluster: fleet/agent/kube, linked only into cmd/cairn).
+	Driver Driver
+}
+
+// Driver runs releases somewhere other than the agent's own folders. Apply
+// is called after every poll with the whole desired state: it brings each
+// release to its desired model, removes what releases no longer listed left
+// behind, and returns the status of each release it runs. The agent
+// reports each change of status; an error is retried with backoff.
+type Driver interface {
+	Apply(ctx context.Context, models []fleet.DesiredModel) ([]fleet.ReleaseStatus, error)
 }
 
 // Identity is the target's enrollment, kept in ROOT/identity.json (0600).
@@ -331,6 +343,9 @@ func (a *Agent) reenroll(ctx context.Context, cause error) error {
 // It returns an error when something should be retried (download failed,
 // disk error); health failures are reported, not retried.
 func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
+	if a.cfg.Driver != nil {
+		return a.applyDriver(ctx, ds)
+	}
 	models := slices.Clone(ds.Models)
 	slices.SortFunc(models, func(x, y fleet.DesiredModel) int {
 		if x.Release < y.Release {
@@ -348,6 +363,30 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// applyDriver hands the desired state to the driver and reports the
+// statuses that changed; releases it no longer runs are forgotten.
+func (a *Agent) applyDriver(ctx context.Context, ds *fleet.DesiredState) error {
+	sts, err := a.cfg.Driver.Apply(ctx, ds.Models)
+	keep := map[string]bool{}
+	for _, st := range sts {
+		keep[st.Release] = true
+		a.mu.Lock()
+		old, ok := a.status[st.Release]
+		a.mu.Unlock()
+		if !ok || old != st {
+			a.setPhase(ctx, st)
+		}
+	}
+	a.mu.Lock()
+	for rel := range a.status {
+		if !keep[rel] {
+			delete(a.status, rel)
+		}
+	}
+	a.mu.Unlock()
+	return err
 }
 
 // setPhase records a release's phase and logs it, then reports at once.
@@ -413,7 +452,12 @@ func (a *Agent) Report(ctx context.Context) {
 
 func (a *Agent) buildReport(ctx context.Context) (fleet.StatusReport, map[string]inputScrape) {
 	facts := a.cfg.Facts
-	metrics := a.sys.sample()
+	// The machine's own metrics describe a device; a driver's agent runs
+	// beside its cluster, so they would mislead.
+	metrics := map[string]float64{}
+	if a.cfg.Driver == nil {
+		metrics = a.sys.sample()
+	}
 	a.mu.Lock()
 	// The server appends the log entries of each report: send those it has
 	// not accepted yet.

@@ -143,18 +143,35 @@ func TestRegistryDownAndBadDigest(t *testing.T) {
 	if err == nil {
 		t.Fatal("registry down: no error to retry")
 	}
+	// Retried until the downloadTimeout: the target is Downloading with
+	// the last error, not failed.
 	s := api.last("demo")
-	if s.Phase != fleet.PhaseFailed || !strings.Contains(s.Message, "download 127.0.0.1:1/models/demo") {
+	if s.Phase != fleet.PhaseDownloading || !strings.Contains(s.Message, "retrying: download 127.0.0.1:1/models/demo") || !strings.Contains(s.Message, "connection refused") {
 		t.Fatalf("status %+v", s)
 	}
 	wantActive(t, root, v1.Digest)
+	// Past the timeout the install fails, saying why, and is not retried
+	// in this rollout.
+	down.DownloadTimeout = time.Millisecond
+	time.Sleep(2 * time.Millisecond)
+	if err := a.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{down}}); err != nil {
+		t.Fatalf("timed out: %v", err)
+	}
+	if s := api.last("demo"); s.Phase != fleet.PhaseFailed || !strings.Contains(s.Message, "download timed out") || !strings.Contains(s.Message, "connection refused") {
+		t.Fatalf("status %+v", s)
+	}
+	if err := a.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{down}}); err != nil {
+		t.Fatalf("retried after the timeout: %v", err)
+	}
+	wantActive(t, root, v1.Digest)
 
-	// An artifact whose manifest is not the digest the server asked for.
+	// A manifest the registry does not have (yet: pushed late, or a
+	// replica behind) is retried like an outage.
 	bad := v1
 	bad.Digest = "sha256:" + strings.Repeat("e", 64)
 	bad.Artifact = strings.Replace(v1.Artifact, v1.Digest, bad.Digest, 1)
 	_ = a.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{bad}})
-	if s := api.last("demo"); s.Phase != fleet.PhaseFailed || s.Digest != v1.Digest {
+	if s := api.last("demo"); s.Phase != fleet.PhaseDownloading || s.Digest != v1.Digest || !strings.Contains(s.Message, "MANIFEST_UNKNOWN") {
 		t.Fatalf("status %+v", s)
 	}
 	wantActive(t, root, v1.Digest)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
@@ -198,6 +199,9 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 	if err := a.download(ctx, dm, rj, slot, st); err != nil {
 		return err
 	}
+	if !exists(slot) {
+		return nil // failed for good (reported): nothing to activate
+	}
 	return a.activate(ctx, dm, rj, slot, st)
 }
 
@@ -207,6 +211,9 @@ func (a *Agent) download(ctx context.Context, dm fleet.DesiredModel, rj *release
 	rel := dm.Release
 	if exists(slot) {
 		return nil
+	}
+	if rj.Pending != dm.Digest || rj.PendingRollout != dm.Rollout || rj.DownloadSince.IsZero() {
+		rj.DownloadSince = time.Now().UTC()
 	}
 	rj.Pending, rj.PendingRollout, rj.Step = dm.Digest, dm.Rollout, stepDownloading
 	if err := a.saveJournal(); err != nil {
@@ -226,7 +233,23 @@ func (a *Agent) download(ctx context.Context, dm fleet.DesiredModel, rj *release
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return a.failInstall(ctx, dm, rj, st, fmt.Errorf("download %s: %w", dm.Artifact, err), permanentFetchError(err))
+		cause := fmt.Errorf("download %s: %w", dm.Artifact, err)
+		if permanentFetchError(err) {
+			return a.failInstall(ctx, dm, rj, st, cause, true)
+		}
+		// The way to the artifact failed (network, registry, storage):
+		// retried with backoff and resumed from the partial slot until the
+		// release's downloadTimeout; meanwhile the target is Downloading.
+		timeout := dm.DownloadTimeout
+		if timeout <= 0 {
+			timeout = fleet.DefaultDownloadTimeout
+		}
+		if waited := time.Since(rj.DownloadSince); waited >= timeout {
+			return a.failInstall(ctx, dm, rj, st, fmt.Errorf("download timed out: still failing after %s (downloadTimeout %s): %w", waited.Round(time.Second), timeout, cause), true)
+		}
+		st.Phase, st.Message = fleet.PhaseDownloading, "retrying: "+cause.Error()
+		a.setPhase(ctx, st)
+		return cause
 	}
 	if got != dm.Digest {
 		os.RemoveAll(partial)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/registry/models"
 )
 
 func TestCheckHealth(t *testing.T) {
@@ -66,6 +67,8 @@ func (enospcFetcher) Fetch(context.Context, string, string, bool) (string, error
 	return "", fmt.Errorf("write model.onnx: %w", syscall.ENOSPC)
 }
 
+// A full disk is retried like other storage errors (collecting the cache
+// may make room) and fails the install once the downloadTimeout passed.
 func TestDiskFullFailsCleanly(t *testing.T) {
 	reg := newRegistry(t, 0)
 	v1 := pushModel(t, reg, "1", map[string]string{"model.onnx": "weights v1"})
@@ -81,6 +84,12 @@ func TestDiskFullFailsCleanly(t *testing.T) {
 		t.Fatal("disk full: no error to retry")
 	}
 	s := api.last("demo")
+	if s.Phase != fleet.PhaseDownloading || !strings.Contains(s.Message, "no space left on device") || s.Digest != v1.Digest {
+		t.Fatalf("status %+v", s)
+	}
+	v2.DownloadTimeout = time.Nanosecond
+	full.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{v2}})
+	s = api.last("demo")
 	if s.Phase != fleet.PhaseFailed || !strings.Contains(s.Message, "no space left on device") || s.Digest != v1.Digest {
 		t.Fatalf("status %+v", s)
 	}
@@ -132,5 +141,53 @@ func TestDetectFacts(t *testing.T) {
 	}
 	if f.OS == "linux" && (f.Memory == 0 || f.Kernel == "" || f.DiskFree == 0) {
 		t.Fatalf("linux facts %+v", f)
+	}
+}
+
+// fixedFetcher answers every fetch with digest and err.
+type fixedFetcher struct {
+	digest string
+	err    error
+}
+
+func (f fixedFetcher) Fetch(context.Context, string, string, bool) (string, error) {
+	return f.digest, f.err
+}
+
+// Faults of the artifact itself fail the install at once, within any
+// downloadTimeout; faults of the way to it are retried.
+func TestDownloadFaultsPermanentOrRetried(t *testing.T) {
+	reg := newRegistry(t, 0)
+	v1 := pushModel(t, reg, "1", map[string]string{"model.onnx": "weights v1"})
+	v2 := pushModel(t, reg, "2", map[string]string{"model.onnx": "weights v2"})
+	cases := []struct {
+		name  string
+		fetch fixedFetcher
+		phase string
+	}{
+		{"other manifest digest", fixedFetcher{digest: "sha256:" + strings.Repeat("a", 64)}, fleet.PhaseFailed},
+		{"layer digest mismatch", fixedFetcher{err: fmt.Errorf("layer model.onnx: %w", models.ErrDigestMismatch)}, fleet.PhaseFailed},
+		{"not a model", fixedFetcher{err: fmt.Errorf("config: %w", models.ErrNotModel)}, fleet.PhaseFailed},
+		{"unsafe path", fixedFetcher{err: fmt.Errorf("layer x: ../../etc: %w", models.ErrUnsafePath)}, fleet.PhaseFailed},
+		{"connection reset", fixedFetcher{err: fmt.Errorf("read blob: %w", syscall.ECONNRESET)}, fleet.PhaseDownloading},
+		{"registry 503", fixedFetcher{err: fmt.Errorf("GET /v2/: 503 Service Unavailable")}, fleet.PhaseDownloading},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			api := newMemAPI()
+			a := newTestAgent(t, root, api, nil)
+			if err := a.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{v1}}); err != nil {
+				t.Fatal(err)
+			}
+			b := newTestAgent(t, root, api, func(cfg *Config) { cfg.Fetcher = c.fetch })
+			in := v2
+			in.DownloadTimeout = time.Hour
+			b.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{in}})
+			if s := api.last("demo"); s.Phase != c.phase || s.Digest != v1.Digest {
+				t.Fatalf("status %+v, want %s on v1", s, c.phase)
+			}
+			wantActive(t, root, v1.Digest)
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/cairn-dev/cairn/internal/atomicfile"
 )
@@ -27,6 +28,9 @@ type releaseJournal struct {
 	Pending        string `json:"pending,omitempty"`
 	PendingRollout string `json:"pendingRollout,omitempty"`
 	Step           string `json:"step,omitempty"`
+	// DownloadSince is when the download of Pending for PendingRollout
+	// began: its retries last until the release's downloadTimeout from it.
+	DownloadSince time.Time `json:"downloadSince,omitzero"`
 	// Failed is the last digest that failed its health check, for the
 	// rollout FailedRollout: not retried until the rollout changes.
 	Failed        string `json:"failed,omitempty"`

@@ -39,6 +39,8 @@ var Rules = []Rule{
 	{From: "policies/...", Deny: []string{"reconciler/..."}, Reason: "policies run before the reconciler"},
 	{From: "lineage/...", Deny: []string{"reconciler/...", "fleet/agent/..."}, Reason: "lineage records; it never drives (it reads fleet wire types, the stage before it)"},
 	{From: "fleet/agent/...", Deny: []string{"reconciler/...", "lineage/..."}, Reason: "agents reach the server only through the fleet API"},
+	{From: "fleet/agent", Deny: []string{"fleet/agent/kube/..."}, Reason: "the kube driver links client-go: only cmd/cairn registers it"},
+	{From: "cmd/cairn-agent/...", Deny: []string{"fleet/agent/kube/...", "internal/kubetest"}, Reason: "the device agent binary stays without client-go"},
 	{From: "reconciler/rollout", Allow: []string{"manifests/...", "fleet", "digest", "errdef"}, Deny: []string{opa, goGit, prom},
 		Reason: "the rollout engine is pure: manifests and fleet wire types in, desired assignments out"},
 	{From: "reconciler/store", Deny: []string{"reconciler", "reconciler/plan", "reconciler/server", "reconciler/source", "policies/...", "lineage/...", opa, goGit},

@@ -21,6 +21,11 @@ const (
 	MinIO    = "CAIRN_TEST_MINIO"        // host:port of MinIO; credentials in MinIOUser/MinIOPass
 	Postgres = "CAIRN_TEST_POSTGRES_URL" // postgres://… URL of a database the test may use
 	Chromium = "CAIRN_TEST_CHROMIUM"     // path of Debian's chromium, for the dashboard's browser test
+	// Kube and KubeKServe are admin kubeconfigs of two kube-apiservers
+	// (scripts/services/kube.sh): the first never has KServe's CRD, tests
+	// install a minimal InferenceService CRD on the second.
+	Kube       = "CAIRN_TEST_KUBECONFIG"
+	KubeKServe = "CAIRN_TEST_KUBECONFIG_KSERVE"
 	// MinIOUser and MinIOPass are MinIO's root credentials.
 	MinIOUser = "CAIRN_TEST_MINIO_USER"
 	MinIOPass = "CAIRN_TEST_MINIO_PASSWORD"

@@ -169,6 +169,18 @@ func selectorLabel(t *fleet.Target, key string) (string, bool) {
 		if len(f.Accelerators) > 0 {
 			v = f.Accelerators[0]
 		}
+	case "kind":
+		v = f.Kind
+	case "kubernetes.version":
+		v = f.KubernetesVersion
+	case "nodes":
+		if f.Kind == fleet.KindCluster {
+			v = strconv.Itoa(f.Nodes)
+		}
+	case "kserve":
+		if f.Kind == fleet.KindCluster {
+			v = strconv.FormatBool(f.KServe)
+		}
 	}
 	if v != "" {
 		return v, true

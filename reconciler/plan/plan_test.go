@@ -216,13 +216,22 @@ func TestWavesMatchAssignWaves(t *testing.T) {
 func TestSelectorLabelMatchesFacts(t *testing.T) {
 	tg := fleet.Target{Name: "x", Labels: map[string]string{"arch": "label-arch", "env": "prod", "memory": "1"},
 		Facts: fleet.Facts{Arch: "arm64", OSVersion: "5.1", CPUs: 4, Memory: 1 << 30, Accelerators: []string{"gpu", "npu"}}}
-	want := tg.SelectorLabels()
-	for _, k := range []string{"arch", "os", "os.version", "kernel", "hostname", "cpus", "memory", "accelerator", "env", "nope"} {
-		v, ok := selectorLabel(&tg, k)
-		w, wok := want[k]
-		if v != w || ok != wok {
-			t.Errorf("selectorLabel(%s) = %q,%v; SelectorLabels has %q,%v", k, v, ok, w, wok)
+	cluster := fleet.Target{Name: "c", Labels: map[string]string{"env": "prod"},
+		Facts: fleet.Facts{Kind: fleet.KindCluster, KubernetesVersion: "v1.37.2", Nodes: 3, Arch: "amd64", Memory: 64 << 30,
+			Accelerators: []string{"nvidia-gpu"}, GPUs: map[string]int64{"nvidia.com/gpu": 4}}}
+	for _, tg := range []fleet.Target{tg, cluster} {
+		want := tg.SelectorLabels()
+		for _, k := range []string{"arch", "os", "os.version", "kernel", "hostname", "cpus", "memory", "accelerator", "env", "nope",
+			"kind", "kubernetes.version", "nodes", "kserve"} {
+			v, ok := selectorLabel(&tg, k)
+			w, wok := want[k]
+			if v != w || ok != wok {
+				t.Errorf("%s: selectorLabel(%s) = %q,%v; SelectorLabels has %q,%v", tg.Name, k, v, ok, w, wok)
+			}
 		}
+	}
+	if l := cluster.SelectorLabels(); l["kind"] != "cluster" || l["nodes"] != "3" || l["kserve"] != "false" || l["kubernetes.version"] != "v1.37.2" {
+		t.Errorf("cluster selector labels = %v", l)
 	}
 }
 

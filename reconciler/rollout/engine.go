@@ -462,7 +462,17 @@ func (e *engine) aborting() bool {
 	if failed < minFailed || float64(failed)*100 < pct*float64(max(attempted, 1)) {
 		return false
 	}
-	e.fail(ReasonTargetsFailed, fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, digest.Short(st.Target.Digest), strings.Join(st.Failed, ", ")))
+	msg := fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, digest.Short(st.Target.Digest), strings.Join(st.Failed, ", "))
+	// Say why, as the first failed target reported it (a download timeout,
+	// a failed health check).
+	if n := st.Failed[len(st.Failed)-failed]; e.byName[n].Status.Message != "" {
+		why := e.byName[n].Status.Message
+		if len(why) > 300 {
+			why = why[:300] + "…"
+		}
+		msg += fmt.Sprintf(" (%s: %s)", n, why)
+	}
+	e.fail(ReasonTargetsFailed, msg)
 	return true
 }
 

@@ -1,0 +1,244 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/manifests"
+)
+
+// cutProxy forwards TCP connections to a backend until cut: then it drops
+// every open connection and closes new ones at once, as a broken link does.
+type cutProxy struct {
+	ln      net.Listener
+	backend string
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]bool
+}
+
+func newCutProxy(t *testing.T, backend string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, backend: backend, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.setCut(true) })
+	go p.serve()
+	return p
+}
+
+func (p *cutProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *cutProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.cut {
+			p.mu.Unlock()
+			c.Close()
+			continue
+		}
+		p.conns[c] = true
+		p.mu.Unlock()
+		go p.pipe(c)
+	}
+}
+
+func (p *cutProxy) pipe(c net.Conn) {
+	b, err := net.Dial("tcp", p.backend)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.conns[b] = true
+	p.mu.Unlock()
+	go func() { io.Copy(b, c); b.Close() }()
+	io.Copy(c, b)
+	c.Close()
+}
+
+func (p *cutProxy) setCut(cut bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = cut
+	if cut {
+		for c := range p.conns {
+			c.Close()
+		}
+		clear(p.conns)
+	}
+}
+
+// TestRegistryOutage: agents pull through a TCP proxy in front of the
+// built-in registry. The proxy drops every connection for 30 s during the
+// rollout of a healthy v2: the agents report Downloading with the error,
+// retry, resume, and the rollout succeeds with no rollback. Then v3, whose
+// policy sets a downloadTimeout shorter than a second 30 s outage, fails
+// with that reason and rolls back to v2.
+func TestRegistryOutage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds cairn, two 30 s outages")
+	}
+	bin := cairnBin(t)
+	work := t.TempDir()
+	logs := filepath.Join(work, "logs")
+	os.MkdirAll(logs, 0o755)
+	repo := filepath.Join(work, "repo")
+	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
+	run(t, repo, "git", "init", "-q", "-b", "main")
+	commit := func(msg, body string) {
+		t.Helper()
+		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
+		run(t, repo, "git", "add", "-A")
+		run(t, repo, "git", "commit", "-q", "-m", msg)
+	}
+	commit("profile", manifestsHead)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	server := "http://" + addr
+	cfg := filepath.Join(work, "serve.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 500ms\npollInterval: 1s\nofflineAfter: 1m\nreconcileInterval: 300ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\n",
+		addr, filepath.Join(work, "data"), repo)), 0o644)
+	serve := start(t, logs, "serve", bin, "serve", "--config", cfg)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("serve:\n%s", serve.tail(30))
+			b, _ := os.ReadFile(filepath.Join(logs, "dev-1.log"))
+			t.Logf("dev-1:\n%s", b)
+		}
+	})
+	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
+		resp, err := http.Get(server + "/v2/")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return true, ""
+	})
+	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
+	proxy := newCutProxy(t, addr)
+
+	// Models pushed to the registry directly, pulled through the proxy.
+	push := func(version string, size int) string {
+		t.Helper()
+		dir := filepath.Join(work, "model-"+version)
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "model.onnx"), []byte(strings.Repeat(version, size)), 0o644)
+		os.WriteFile(filepath.Join(dir, "ok"), nil, 0o644)
+		out := strings.TrimSpace(run(t, work, bin, "model", "push", addr+"/models/demo:"+version, filepath.Join(dir, "model.onnx"), filepath.Join(dir, "ok"),
+			"--plain-http", "--name", "demo", "--version", version, "--token", "e2e-admin"))
+		ref := out[strings.LastIndexByte(out, '\n')+1:]
+		return strings.Replace(ref, addr, proxy.addr(), 1)
+	}
+	v1, v2, v3 := push("1", 1<<20), push("2", 1<<20), push("3", 1<<20)
+
+	var agents []*proc
+	for i := range 2 {
+		agents = append(agents, start(t, logs, fmt.Sprintf("dev-%d", i), bin, "agent", "--server", server, "--enroll-token", "e2e-enroll",
+			"--name", fmt.Sprintf("dev-%d", i), "--labels", "env=prod", "--root", filepath.Join(work, fmt.Sprintf("agent-%d", i)),
+			"--poll-wait", "2s", "--max-backoff", "2s"))
+	}
+	on := func(d string, phases ...string) func() (bool, string) {
+		if len(phases) == 0 {
+			phases = []string{fleet.PhaseHealthy}
+		}
+		return func() (bool, string) {
+			var got []string
+			n := 0
+			for _, ti := range view.targets(t) {
+				s := releaseStatus(ti, "demo")
+				got = append(got, ti.Name+"="+s.Phase+"@"+short(s.Digest))
+				if s.Digest == d && slices.Contains(phases, s.Phase) {
+					n++
+				}
+			}
+			return n == 2, strings.Join(got, " ")
+		}
+	}
+	rolloutEvents := func() []fleet.Event {
+		var out []fleet.Event
+		for _, e := range events(t, view) {
+			if e.Type == manifests.EventRolledBack || e.Type == manifests.EventRolloutFailed {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	commit("v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	eventually(t, 60*time.Second, "v1 on both targets", on(digestOf(v1)))
+
+	// 1. A 30 s outage during v2's rollout: no failure, no rollback.
+	proxy.setCut(true)
+	cutAt := time.Now()
+	commit("v2", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
+	sawDownloading := false
+	for time.Since(cutAt) < 30*time.Second {
+		for _, ti := range view.targets(t) {
+			s := releaseStatus(ti, "demo")
+			if s.Phase == fleet.PhaseFailed {
+				t.Fatalf("%s failed during the outage: %s", ti.Name, s.Message)
+			}
+			if s.Phase == fleet.PhaseDownloading && strings.Contains(s.Message, "retrying") {
+				if !sawDownloading {
+					t.Logf("during the outage: %s %s: %s", ti.Name, s.Phase, s.Message)
+				}
+				sawDownloading = true
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	proxy.setCut(false)
+	if !sawDownloading {
+		t.Fatal("no target reported Downloading with the error during the outage")
+	}
+	eventually(t, 60*time.Second, "v2 on both targets after the outage", on(digestOf(v2)))
+	t.Logf("v2 rolled out %s after the outage began", time.Since(cutAt).Round(time.Second))
+	if evs := rolloutEvents(); len(evs) != 0 {
+		t.Fatalf("rollout failed during the outage: %+v", evs)
+	}
+
+	// 2. downloadTimeout 5s, shorter than the outage: the rollout fails
+	// with that reason and rolls back.
+	short5 := strings.Replace(manifestsHead, "  onFailure: rollback\n", "  onFailure: rollback\n  downloadTimeout: 5s\n", 1)
+	proxy.setCut(true)
+	commit("v3", short5+fmt.Sprintf(releaseDoc, "3", v3))
+	eventually(t, 60*time.Second, "v3's rollout to fail on the download timeout", func() (bool, string) {
+		evs := rolloutEvents()
+		for _, e := range evs {
+			if e.Type == manifests.EventRolloutFailed && strings.Contains(e.Message, "download timed out") {
+				t.Logf("%s: %s", e.Type, e.Message)
+				return true, ""
+			}
+		}
+		var msgs []string
+		for _, e := range evs {
+			msgs = append(msgs, e.Type+": "+e.Message)
+		}
+		return false, strings.Join(msgs, " | ")
+	})
+	proxy.setCut(false)
+	eventually(t, 60*time.Second, "both targets back on v2", on(digestOf(v2), fleet.PhaseHealthy, fleet.PhaseRolledBack))
+	if r := view.release(t, "demo"); r == nil || r.Phase != "RolledBack" {
+		t.Fatalf("release after the timeout: %+v", r)
+	}
+	for _, a := range agents {
+		a.stop()
+	}
+}
