@@ -140,6 +140,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 			r.record(ctx, facts)
 		}
 		r.admitted[name] = a
+		r.rememberTraining(a)
 	}
 	for name := range r.admitted {
 		if !seen[name] {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
@@ -82,11 +83,8 @@ func (r *Reconciler) loadProfiles(ctx context.Context, now time.Time) {
 	if r.opts.Profiles == nil {
 		return
 	}
-	for _, a := range r.admitted {
-		if a == nil {
-			continue
-		}
-		for _, ds := range a.Datasets {
+	for _, dss := range r.trainedOn {
+		for _, ds := range dss {
 			d := ds.Spec.Digest
 			if e, ok := r.profiles[d]; ok && (e.err == nil || now.Sub(e.at) < profileRetry) {
 				continue
@@ -114,9 +112,18 @@ func (r *Reconciler) loadProfiles(ctx context.Context, now time.Time) {
 	}
 }
 
-// reference is the first trainedOn dataset of a with a profile.
-func (r *Reconciler) reference(a *Admitted) (string, map[string]drift.Reference) {
-	for _, ds := range a.Datasets {
+// rememberTraining keeps the training datasets of a's model digest.
+func (r *Reconciler) rememberTraining(a *Admitted) {
+	if d := digest.OfRef(a.Model.Spec.Artifact).String(); d != "" && len(a.Datasets) > 0 {
+		r.trainedOn[d] = a.Datasets
+	}
+}
+
+// reference is the first training dataset with a profile of the model
+// digest (as admitted at some commit; unknown after a restart for models
+// no stored release names any more: then no drift is computed).
+func (r *Reconciler) reference(digest string) (string, map[string]drift.Reference) {
+	for _, ds := range r.trainedOn[digest] {
 		if e := r.profiles[ds.Spec.Digest]; e != nil && e.err == nil && len(e.refs) > 0 {
 			return ds.Spec.Digest, e.refs
 		}
@@ -131,7 +138,7 @@ func (r *Reconciler) reference(a *Admitted) (string, map[string]drift.Reference)
 func (r *Reconciler) observeDrift(a *Admitted, target string, rs fleet.ReleaseStatus, now time.Time) (metrics map[string]float64, events []fleet.Event, abort bool) {
 	name := a.Release.Metadata.Name
 	key := driftKey{name, target}
-	dataset, refs := r.reference(a)
+	dataset, refs := r.reference(rs.Digest)
 	if refs == nil || rs.Digest == "" {
 		delete(r.drift, key)
 		return nil, nil, false

@@ -89,6 +89,10 @@ type Reconciler struct {
 	lastPass  time.Duration
 	profiles  map[string]*profileEntry // dataset digest → drift references
 	drift     map[driftKey]*driftState // sliding windows, this leader's since it leads
+	// trainedOn maps each model digest admitted since start to its
+	// training datasets: a target rolled back to an earlier model is
+	// compared with that model's data.
+	trainedOn map[string][]manifests.Dataset
 	// driftFacts are the drift alarms of this pass, for lineage.
 	driftFacts []lineage.DriftFacts
 
@@ -126,7 +130,7 @@ func New(opts Options) *Reconciler {
 		admitted: map[string]*Admitted{}, denied: map[string]string{}, states: map[string]rollout.State{},
 		relStatus: map[string]*Status{}, assign: map[string]map[string]rollout.Assignment{}, saved: map[string]string{},
 		targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{},
-		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}}
+		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}, trainedOn: map[string][]manifests.Dataset{}}
 }
 
 // Load restores the admitted releases, rollout states and written desired
@@ -151,6 +155,7 @@ func (r *Reconciler) Load(ctx context.Context) error {
 		var a Admitted
 		if len(rel.Spec) > 0 && json.Unmarshal(rel.Spec, &a) == nil && a.Release.Metadata.Name != "" {
 			r.admitted[rel.Name] = &a
+			r.rememberTraining(&a)
 		} else {
 			r.admitted[rel.Name] = nil
 		}

@@ -88,11 +88,11 @@ elapsed() { echo "$(( $(date +%s) - DEMO_START ))s"; }
 
 [ -x "$CAIRN" ] || { echo "bin/cairn is missing: run make demo (or make build first)" >&2; exit 1; }
 
-step "1/8 build the example binaries into $BIN"
+step "1/9 build the example binaries into $BIN"
 go build -o "$BIN/" ./examples/bearing ./examples/runtime ./examples/demowatch
 echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower)"
 
-step "2/8 start cairn serve on embedded defaults"
+step "2/9 start cairn serve on embedded defaults"
 PORT=$(free_port)
 SERVER=http://127.0.0.1:$PORT
 REGISTRY=127.0.0.1:$PORT
@@ -113,7 +113,7 @@ STORE=file://$DATA/datasets # the "default" dataset store of the manifests
 echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
 echo "dashboard:   $SERVER/  (log in with the admin token: $CAIRN_TOKEN)"
 
-step "3/8 generate the dataset, train model v1, push both"
+step "3/9 generate the dataset, train model v1, push both"
 # Seeded data, deterministic training and a fixed creation time: the same
 # dataset digests on every run, and the same model digest for one commit.
 export SOURCE_DATE_EPOCH=1764028800
@@ -187,12 +187,14 @@ spec:
 EOF
 }
 
-step "4/8 commit the example GitOps repo with the real digests"
+step "4/9 commit the example GitOps repo with the real digests"
 cp -r examples/gitops/manifests examples/gitops/policies "$REPO/"
 # The agents' health check runs the demo's bearing binary on the new slot.
 # Six agents share this machine, so each keeps its active slot under its own
 # --root (ROOT/models/RELEASE/current) instead of a shared runtime.path.
-sed -i -e "s#/usr/local/bin/bearing#$BIN/bearing#" -e '/^    path: /d' "$REPO/manifests/releases.yaml"
+# device-1's runtime listens on RPORT (the manifests say 8080).
+RPORT=$(free_port)
+sed -i -e "s#/usr/local/bin/bearing#$BIN/bearing#" -e '/^    path: /d' -e "s#127.0.0.1:8080#127.0.0.1:$RPORT#" "$REPO/manifests/releases.yaml"
 # The alert goes to a port nothing listens on: delivery failures are logged.
 render 1.0.0 "$MODEL_V1" "$TRAIN_V1" "$WORK/model-v1/metrics.json"
 "$CAIRN" validate "$REPO"
@@ -201,7 +203,7 @@ git -C "$REPO" commit -qm "bearing-anomaly 1.0.0 on staging and prod"
 COMMIT_V1=$(git -C "$REPO" rev-parse HEAD)
 echo "commit $COMMIT_V1"
 
-step "5/8 start 6 agents and the demo runtime"
+step "5/9 start 6 agents and the demo runtime"
 # device-N: kind and environment
 declare -A LABELS=(
   [1]="hardware=x86-gateway,env=staging,site=lab"
@@ -218,18 +220,19 @@ printf '{"memory": 4294967296}\n' >"$T/devices/gateway-facts.json"
 for i in 1 2 3 4 5 6; do
   facts=$T/devices/gateway-facts.json
   [[ ${LABELS[$i]} == *jetson-orin* ]] && facts=$T/devices/orin-facts.json
-  start "agent-device-$i" "$CAIRN" agent --server "$SERVER" --enroll-token "$ENROLL" --plain-http \
+  # --poll-wait 2s: each agent reports (and sends its input statistics)
+  # at least every 2s.
+  start "agent-device-$i" "$CAIRN" agent --server "$SERVER" --enroll-token "$ENROLL" --plain-http --poll-wait 2s \
     --name "device-$i" --labels "${LABELS[$i]}" --facts-file "$facts" --root "$T/devices/device-$i"
   printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
 done
 # device-1's active slot of the staging release, switched atomically by its agent.
 SLOT=$T/devices/device-1/models/bearing-staging/current
-RPORT=$(free_port)
 start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
 wait_port "$RPORT" 30
 echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
 
-step "6/8 roll out v1 in waves: staging in 2 waves, prod in 3 (5s bakes)"
+step "6/9 roll out v1 in waves: staging in 2 waves, prod in 3 (5s bakes)"
 watch() { "$BIN/demowatch" --server "$SERVER" --token-file "$DATA/admin-token" "$@"; }
 watch --timeout 120s --want "bearing-staging=Succeeded@${MODEL_V1##*@}"
 # bearing-prod has `after: {release: bearing-staging, healthyFor: 10s}` and
@@ -247,7 +250,7 @@ echo "device-1's runtime answers POST /predict:"
 echo "and GET /metrics (JSON by default; Prometheus text here, per-feature drift statistics left out):"
 "$BIN/bearing" probe "http://127.0.0.1:$RPORT/metrics?format=prometheus" | grep -v -e '^#' -e feature
 
-step "7/8 commit v2: trained on 4x the data, but its export is broken"
+step "7/9 commit v2: trained on 4x the data, but its export is broken"
 "$BIN/bearing" gen --out "$WORK/data-v2" --rows 8000 --seed 2
 "$BIN/bearing" train --data "$WORK/data-v2/train" --holdout "$WORK/data-v2/holdout" \
   --out "$WORK/model-v2" --version 2.0.0 --corrupt
@@ -274,7 +277,32 @@ wait_for 20 "the runtime to serve v1 again" "$BIN/bearing" probe "http://127.0.0
 echo "device-1's runtime saw the slot switch to v2, refused it, and serves v1 again:"
 grep -E 'self-test|serving' "$LOGS/runtime.log" | tail -n 3 | sed "s#$T/##g"
 
-step "8/8 the fleet, the plan and the lineage"
+step "8/9 the feedback loop: live inputs drift away from the training data"
+# device-1's runtime counts its inputs into the bins of the training profile
+# shipped with the model; the agent scrapes them (runtime.metrics) and the
+# server compares a sliding window with the profile that
+# `cairn data push --profile` stored. (device-2, the other staging device,
+# shares this machine and so scrapes the same runtime.)
+"$BIN/bearing" traffic --url "http://127.0.0.1:$RPORT" --data "$WORK/data-v1/holdout" --for 60s >/dev/null &
+TRAFFIC_PID=$!
+on_exit "kill $TRAFFIC_PID"
+wait_for 30 "conclusive drift statistics" sh -c "\"$CAIRN\" get drift --target device-1 -o json | grep -q '\"conclusive\": true'"
+echo "\$ cairn get drift    # inputs like the training data"
+"$CAIRN" get drift --release bearing-staging
+kill "$TRAFFIC_PID" 2>/dev/null || true
+"$BIN/bearing" traffic --url "http://127.0.0.1:$RPORT" --data "$WORK/data-v1/holdout" --scale rms=3 --for 60s >/dev/null &
+TRAFFIC_PID=$!
+on_exit "kill $TRAFFIC_PID"
+echo "now the vibration rms of the runtime's inputs triples ..."
+wait_for 40 "DriftDetected" sh -c "\"$CAIRN\" get events --type DriftDetected | grep -q DriftDetected"
+echo "\$ cairn get events --type DriftDetected"
+"$CAIRN" get events --type DriftDetected
+echo
+echo "\$ cairn describe target device-1 | sed -n '/^Drift:/,\$p'"
+"$CAIRN" describe target device-1 | sed -n '/^Drift:/,$p'
+kill "$TRAFFIC_PID" 2>/dev/null || true
+
+step "9/9 the fleet, the plan and the lineage"
 echo "\$ cairn get targets"
 "$CAIRN" get targets
 echo

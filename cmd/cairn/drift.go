@@ -51,16 +51,16 @@ func worst(d fleet.TargetDrift, n int) string {
 func (l driftList) Rows() ([]string, [][]string) {
 	rows := make([][]string, 0, len(l))
 	for _, d := range l {
-		psi, js, ks := num(d.PSI), num(d.JS), num(d.KS)
+		psi, js, ks, w := num(d.PSI), num(d.JS), num(d.KS), worst(d.TargetDrift, 3)
 		if !d.Conclusive {
-			psi, js, ks = "-", "-", "-"
+			psi, js, ks, w = "-", "-", "-", "(fewer samples than minSamples)"
 		}
 		alarm := "-"
 		if d.Alarm != nil {
 			alarm = "DriftDetected " + age(*d.Alarm) + " ago"
 		}
 		rows = append(rows, []string{d.Release, d.Target, shortDigest(d.Model), shortDigest(d.Dataset), d.Window.String(),
-			strconv.FormatInt(d.Samples, 10), psi, js, ks, worst(d.TargetDrift, 3), alarm})
+			strconv.FormatInt(d.Samples, 10), psi, js, ks, w, alarm})
 	}
 	return []string{"RELEASE", "TARGET", "MODEL", "DATASET", "WINDOW", "SAMPLES", "PSI", "JS", "KS", "WORST (PSI)", "ALARM"}, rows
 }

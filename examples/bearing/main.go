@@ -45,6 +45,8 @@ func main() {
 		err = predict(os.Args[2:])
 	case "probe":
 		err = probe(os.Args[2:])
+	case "traffic":
+		err = traffic(os.Args[2:])
 	default:
 		usage()
 	}
@@ -55,7 +57,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bearing gen|train|eval|selftest|predict|probe [flags]  (bearing CMD -h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: bearing gen|train|eval|selftest|predict|probe|traffic [flags]  (bearing CMD -h for flags)")
 	os.Exit(2)
 }
 
@@ -287,6 +289,64 @@ func predict(args []string) error {
 		}
 		fmt.Printf("  %-4d %-8s %-8.4f %v\n", i, label, sc, out.Anomalies[i])
 	}
+	return nil
+}
+
+// traffic sends the rows of a CSV file or folder to a runtime in batches,
+// round and round, for a while: live inputs for drift. --scale multiplies a
+// feature (rms=3) to shift them.
+func traffic(args []string) error {
+	fs := flag.NewFlagSet("traffic", flag.ExitOnError)
+	url := fs.String("url", "http://127.0.0.1:8080", "runtime base URL")
+	data := fs.String("data", "", "CSV file or folder of rows to send")
+	batch := fs.Int("batch", 100, "rows per request")
+	every := fs.Duration("every", 100*time.Millisecond, "time between requests")
+	dur := fs.Duration("for", 10*time.Second, "how long to send (0: until killed)")
+	scale := fs.String("scale", "", "multiply a feature: NAME=FACTOR, e.g. rms=3")
+	fs.Parse(args)
+	if *data == "" || *batch <= 0 {
+		return fmt.Errorf("--data and a positive --batch are required")
+	}
+	x, _, err := readRows(*data)
+	if err != nil {
+		return err
+	}
+	col, factor := -1, 1.0
+	if *scale != "" {
+		name, f, ok := strings.Cut(*scale, "=")
+		for i, n := range synth.Features {
+			if n == name {
+				col = i
+			}
+		}
+		if _, err := fmt.Sscanf(f, "%g", &factor); !ok || err != nil || col < 0 {
+			return fmt.Errorf("--scale %q: want FEATURE=FACTOR with a feature of %v", *scale, synth.Features)
+		}
+	}
+	end := time.Now().Add(*dur)
+	sent := 0
+	for i := 0; *dur == 0 || time.Now().Before(end); i++ {
+		rows := make([][]float64, 0, *batch)
+		for j := range *batch {
+			r := append([]float64(nil), x[(i**batch+j)%len(x)]...)
+			if col >= 0 {
+				r[col] *= factor
+			}
+			rows = append(rows, r)
+		}
+		body, _ := json.Marshal(map[string]any{"rows": rows})
+		resp, err := client.Post(strings.TrimRight(*url, "/")+"/predict", "application/json", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("POST /predict: %s", resp.Status)
+		}
+		sent += len(rows)
+		time.Sleep(*every)
+	}
+	fmt.Printf("sent %d rows to %s\n", sent, *url)
 	return nil
 }
 

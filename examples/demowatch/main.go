@@ -82,29 +82,34 @@ func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string
 	start := time.Now()
 	last := map[string]string{}
 	var lastEvent int64 = -1
-	for {
-		// Skip the events that happened before the watch started.
+	// events prints the events recorded since the last call (none on the
+	// first: the watch shows what happens from its start).
+	events := func() {
 		evs, err := c.Events(ctx, fleet.EventFilter{Limit: 200})
-		if err == nil {
-			for _, e := range evs {
-				if lastEvent < 0 {
-					continue
-				}
-				if e.ID > lastEvent {
-					who := e.Release
-					if e.Target != "" {
-						who += " " + e.Target
-					}
-					fmt.Printf("  %5.1fs  event %-16s %s: %s\n", time.Since(start).Seconds(), e.Type, strings.TrimSpace(who), e.Message)
-				}
-			}
-			for _, e := range evs {
-				lastEvent = max(lastEvent, e.ID)
-			}
+		if err != nil {
+			return
+		}
+		for _, e := range evs {
 			if lastEvent < 0 {
-				lastEvent = 0
+				continue
+			}
+			if e.ID > lastEvent {
+				who := e.Release
+				if e.Target != "" {
+					who += " " + e.Target
+				}
+				fmt.Printf("  %5.1fs  event %-16s %s: %s\n", time.Since(start).Seconds(), e.Type, strings.TrimSpace(who), e.Message)
 			}
 		}
+		for _, e := range evs {
+			lastEvent = max(lastEvent, e.ID)
+		}
+		if lastEvent < 0 {
+			lastEvent = 0
+		}
+	}
+	for {
+		events()
 		rels, err := c.Releases(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -143,6 +148,10 @@ func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string
 			done = allTargetsOn(ctx, c, allOn)
 		}
 		if done {
+			// The events of the step that got it there may be stored just
+			// after its state: give them a moment.
+			time.Sleep(300 * time.Millisecond)
+			events()
 			return nil
 		}
 		select {
