@@ -210,7 +210,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	backend := "SQLite"
 	if database != "" {
 		backend = "PostgreSQL"
-		url, drop, err := freshDatabase(database)
+		url, drop, err := sqldb.CreateDatabase(context.Background(), database, "fleet_bench")
 		if err != nil {
 			return err
 		}
@@ -561,27 +561,3 @@ var (
 	replicas     int
 	enrollBudget time.Duration
 )
-
-// freshDatabase creates an empty database on the PostgreSQL server of url
-// and returns its URL and a function that drops it.
-func freshDatabase(url string) (string, func(), error) {
-	ctx := context.Background()
-	admin, err := sqldb.Open(ctx, url)
-	if err != nil {
-		return "", nil, err
-	}
-	name := fmt.Sprintf("fleet_bench_%d", time.Now().UnixNano())
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close()
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	base, query, _ := strings.Cut(url, "?")
-	base = base[:strings.LastIndex(base, "/")+1] + name
-	if query != "" {
-		base += "?" + query
-	}
-	return base, func() {
-		admin.ExecContext(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
-		admin.Close()
-	}, nil
-}

@@ -71,7 +71,7 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	backend := "SQLite"
 	if strings.HasPrefix(dbPath, "postgres") {
 		backend = "PostgreSQL"
-		url, drop, err := freshPostgres(ctx, dbPath)
+		url, drop, err := sqldb.CreateDatabase(ctx, dbPath, "lineage_bench")
 		if err != nil {
 			return err
 		}
@@ -331,27 +331,4 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		}
 	}
 	return nil
-}
-
-// freshPostgres creates an empty database on the server of url and returns
-// its URL and a function that drops it.
-func freshPostgres(ctx context.Context, url string) (string, func(), error) {
-	admin, err := sqldb.Open(ctx, url)
-	if err != nil {
-		return "", nil, err
-	}
-	name := fmt.Sprintf("lineage_bench_%d", time.Now().UnixNano())
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close()
-		return "", nil, fmt.Errorf("create database %s: %w", name, err)
-	}
-	base, query, _ := strings.Cut(url, "?")
-	base = base[:strings.LastIndex(base, "/")+1] + name
-	if query != "" {
-		base += "?" + query
-	}
-	return base, func() {
-		admin.ExecContext(context.Background(), "DROP DATABASE "+name+" WITH (FORCE)")
-		admin.Close()
-	}, nil
 }

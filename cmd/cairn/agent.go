@@ -16,7 +16,7 @@ import (
 func newAgentCmd() *cobra.Command {
 	var (
 		server, token, name, labels, root, factsFile, runtimeRoot string
-		driver, kubeconfig, namespace, cairnImage                 string
+		driver, kubeconfig, namespace, cairnImage, cacheMax       string
 		plainHTTP, inCluster                                      bool
 		pollWait, maxBackoff                                      time.Duration
 	)
@@ -76,11 +76,19 @@ identity. See examples/kube for the RBAC it needs.`,
 					return err
 				}
 			}
+			var cacheBytes int64
+			if cacheMax != "" {
+				n, err := agent.ParseBytes(cacheMax)
+				if err != nil {
+					return fmt.Errorf("--cache-max: %w", err)
+				}
+				cacheBytes = n
+			}
 			a, err := agent.New(agent.Config{
 				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
 				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
-				RuntimeRoot: runtimeRoot,
-				PollWait:    pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf, Driver: drv,
+				RuntimeRoot: runtimeRoot, CacheMax: cacheBytes,
+				PollWait: pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf, Driver: drv,
 			})
 			if err != nil {
 				return err
@@ -98,6 +106,7 @@ identity. See examples/kube for the RBAC it needs.`,
 	f.StringVar(&runtimeRoot, "runtime-root", "", "make absolute runtime.path links under this folder (several simulated devices on one machine)")
 	f.BoolVar(&plainHTTP, "plain-http", false, "pull from registries over plain HTTP")
 	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
+	f.StringVar(&cacheMax, "cache-max", "", "bytes the layer cache keeps beyond the active, previous and in-flight models, such as 4G (default: twice the largest model)")
 	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
 	f.StringVar(&driver, "driver", "files", "files (a device: model slots under --root) or kube (a namespace of a Kubernetes cluster)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster (--driver kube)")

@@ -75,6 +75,10 @@ type Config struct {
 	RuntimeRoot string
 	// PlainHTTP forces plain HTTP to registries (loopback registries).
 	PlainHTTP bool
+	// CacheMax bounds the layer cache beyond what the active, previous and
+	// in-flight models are made of, in bytes (default: twice the largest
+	// model pulled); collected after each pass over the desired models.
+	CacheMax int64
 	// PollWait is how long a desired-state long-poll waits (default 30s).
 	PollWait time.Duration
 	// MinBackoff and MaxBackoff bound the retry delays when the server or
@@ -357,11 +361,14 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 		return 0
 	})
 	var errs []error
+	desired := map[string]string{}
 	for _, dm := range models {
+		desired[dm.Release] = dm.Digest
 		if err := a.install(ctx, dm); err != nil {
 			errs = append(errs, fmt.Errorf("release %s: %w", dm.Release, err))
 		}
 	}
+	a.collect(desired)
 	return errors.Join(errs...)
 }
 

@@ -34,6 +34,11 @@ func (p *PullFetcher) Fetch(ctx context.Context, ref, dir string, plainHTTP bool
 	if err != nil {
 		return "", err
 	}
+	if p.CacheDir != "" {
+		if err := p.writeRefs(res); err != nil {
+			return "", fmt.Errorf("pull %s: record cached blobs: %w", ref, err)
+		}
+	}
 	return res.Digest, nil
 }
 

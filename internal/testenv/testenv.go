@@ -6,9 +6,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
 	"os"
 	"testing"
 
@@ -49,23 +46,9 @@ func Require(t testing.TB, name string) string {
 // PostgreSQL server of Require(t, Postgres) and returns its URL.
 func PostgresDatabase(t testing.TB, prefix string) string {
 	t.Helper()
-	base := Require(t, Postgres)
-	ctx := context.Background()
-	admin, err := sqldb.Open(ctx, base)
+	u, _, err := sqldb.CreateDatabase(context.Background(), Require(t, Postgres), prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	b := make([]byte, 6)
-	rand.Read(b)
-	name := prefix + "_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		t.Fatalf("create database %s: %v", name, err)
-	}
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("%s: %v", Postgres, err)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return u
 }
