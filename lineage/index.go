@@ -451,34 +451,27 @@ func (ix *memIndex) activeOn(target int64, rel string, at int64) *deployment {
 // derived returns the nodes one trainedOn or packagedFrom edge downstream
 // of n recorded at or before at.
 func (ix *memIndex) derived(n, at int64) []int64 {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	a := ix.adj[n]
-	if a == nil {
-		return nil
-	}
-	var out []int64
-	for _, fi := range a.down {
-		f := &ix.folds[fi]
-		if k := ix.kinds[f.kind]; (k == EdgeTrainedOn || k == EdgePackagedFrom) && f.first <= at {
-			out = append(out, f.down)
-		}
-	}
-	return out
+	return ix.downstreamOf(n, at, EdgeTrainedOn, EdgePackagedFrom)
 }
 
 // deployedTargets returns the targets model was deployed to at or before at.
 func (ix *memIndex) deployedTargets(model, at int64) []int64 {
+	return ix.downstreamOf(model, at, EdgeDeployedTo, EdgeDeployedTo)
+}
+
+// downstreamOf returns the nodes one edge of kind a or b downstream of n
+// whose first edge was recorded at or before at.
+func (ix *memIndex) downstreamOf(n, at int64, a, b string) []int64 {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	a := ix.adj[model]
-	if a == nil {
+	adj := ix.adj[n]
+	if adj == nil {
 		return nil
 	}
 	var out []int64
-	for _, fi := range a.down {
+	for _, fi := range adj.down {
 		f := &ix.folds[fi]
-		if ix.kinds[f.kind] == EdgeDeployedTo && f.first <= at {
+		if k := ix.kinds[f.kind]; (k == a || k == b) && f.first <= at {
 			out = append(out, f.down)
 		}
 	}

@@ -24,7 +24,10 @@ var trainDigest = fmt.Sprintf("sha256:%064x", 0xd1)
 
 // driftRepo is a model trained on a profiled dataset, one release gated on
 // drift_psi and monitored for it.
-func driftRepo(model int) source.Revision {
+func driftRepo(model int) source.Revision { return driftRepoWith(model, "") }
+
+// driftRepoWith adds extra to the monitor's drift settings.
+func driftRepoWith(model int, extra string) source.Revision {
 	m := `apiVersion: cairn.dev/v1alpha1
 kind: Dataset
 metadata: {name: train}
@@ -61,7 +64,7 @@ spec:
   rolloutPolicy: gated
   runtime: {path: /var/lib/m, metrics: "http://127.0.0.1:8080/metrics"}
   monitor:
-    drift: {window: 1h, minSamples: 50, metric: drift_psi, max: 0.25}
+    drift: {window: 1h, minSamples: 50, metric: drift_psi, max: 0.25` + extra + `}
 `
 	return source.Revision{Commit: fmt.Sprintf("%040x", model), FS: fstest.MapFS{"manifests/all.yaml": {Data: []byte(m)}}}
 }
@@ -87,13 +90,21 @@ func window(end time.Time, n int64, p [4]float64) *fleet.InputWindow {
 	return &fleet.InputWindow{Start: end.Add(-time.Second), End: end, Features: map[string]fleet.FeatureHistogram{"rms": {Bounds: b, Counts: counts}}}
 }
 
-func TestDriftGateAndMonitor(t *testing.T) {
+// driftEnv is a reconciler over SQLite and lineage with one target, dev-1.
+type driftEnv struct {
+	t     *testing.T
+	st    store.Store
+	r     *Reconciler
+	graph *lineage.Graph
+}
+
+func newDriftEnv(t *testing.T) *driftEnv {
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	st, err := store.Open(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +120,14 @@ func TestDriftGateAndMonitor(t *testing.T) {
 	if err := r.Load(ctx); err != nil {
 		t.Fatal(err)
 	}
-	report := func(digest int, w *fleet.InputWindow) fleet.ReleaseInfo {
+	return &driftEnv{t: t, st: st, r: r, graph: graph}
+}
+
+// report posts dev-1 healthy on model digest n with input window w, runs
+// a pass and returns the release's status.
+func (e *driftEnv) report(digest int, w *fleet.InputWindow) fleet.ReleaseInfo {
+	t, st, r, ctx := e.t, e.st, e.r, context.Background()
+	{
 		t.Helper()
 		now := time.Now().UTC()
 		rep := fleet.StatusReport{Time: now, Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: digestOf(digest), Desired: digestOf(digest), Inputs: w}}}
@@ -129,6 +147,12 @@ func TestDriftGateAndMonitor(t *testing.T) {
 		}
 		return info
 	}
+}
+
+func TestDriftGateAndMonitor(t *testing.T) {
+	ctx := context.Background()
+	e := newDriftEnv(t)
+	r, st, graph, report := e.r, e.st, e.graph, e.report
 	if err := r.Admit(ctx, driftRepo(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -192,5 +216,33 @@ func TestDriftGateAndMonitor(t *testing.T) {
 	info = report(2, nil)
 	if info.Phase != rollout.PhaseRolledBack || !strings.Contains(info.Message, "drift_psi") || info.LastGood != digestOf(1) {
 		t.Fatalf("v2 with drifting inputs: phase %s %q (last good %s)", info.Phase, info.Message, info.LastGood)
+	}
+}
+
+// With action: rollback, a drift alarm after a succeeded rollout sends the
+// targets back to the model good before it.
+func TestDriftMonitorRollsBack(t *testing.T) {
+	ctx := context.Background()
+	e := newDriftEnv(t)
+	now := time.Now()
+	even := [4]float64{.25, .25, .25, .25}
+	for n := 1; n <= 2; n++ {
+		if err := e.r.Admit(ctx, driftRepoWith(n, ", action: rollback")); err != nil {
+			t.Fatal(err)
+		}
+		e.report(n, nil)
+		e.report(n, window(now.Add(time.Duration(n)*time.Second), 400, even))
+		time.Sleep(350 * time.Millisecond)
+		if info := e.report(n, nil); info.Phase != rollout.PhaseSucceeded {
+			t.Fatalf("v%d on training-like inputs: %s %s", n, info.Phase, info.Message)
+		}
+	}
+	info := e.report(2, window(now.Add(3*time.Second), 4000, [4]float64{0, 0, 0, 1}))
+	if info.Phase != rollout.PhaseRolledBack || info.LastGood != digestOf(1) || info.Reason != rollout.ReasonMonitor {
+		t.Fatalf("v2 after its drift alarm: %s %s %q (last good %s)", info.Phase, info.Reason, info.Message, info.LastGood)
+	}
+	evs, err := e.st.Events(ctx, fleet.EventFilter{Type: "RolledBack"})
+	if err != nil || len(evs) != 1 || evs[0].Reason != rollout.ReasonMonitor {
+		t.Fatalf("RolledBack events = %+v, %v", evs, err)
 	}
 }

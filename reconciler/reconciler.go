@@ -514,8 +514,13 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 			}
 			driftEvents = append(driftEvents, evs...)
 			if abort && command == "" {
-				if p := r.states[name].Phase; p == rollout.PhaseProgressing || p == rollout.PhasePaused {
+				// action: rollback — a rollout in progress is aborted, a
+				// succeeded one goes back to the model good before it.
+				switch r.states[name].Phase {
+				case rollout.PhaseProgressing, rollout.PhasePaused:
 					command = rollout.CommandAbort
+				case rollout.PhaseSucceeded:
+					command = rollout.CommandRollback
 				}
 			}
 		}

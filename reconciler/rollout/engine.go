@@ -225,6 +225,15 @@ func (e *engine) command(cmd string) {
 		st.Updating = nil
 		e.event(manifests.EventRolloutAborted, ReasonOperatorAbort, st.Message, nil)
 		e.event(manifests.EventRolledBack, ReasonOperatorAbort, st.Message, nil)
+	case CommandRollback:
+		if st.Phase != PhaseSucceeded || st.Previous.IsZero() {
+			ignore()
+			return
+		}
+		st.Phase, st.Reason = PhaseRolledBack, ReasonMonitor
+		st.LastGood, st.Previous = st.Previous, Assignment{}
+		st.Message = fmt.Sprintf("rolled back to %s by the release's monitor", orNone(st.LastGood.Digest))
+		e.event(manifests.EventRolledBack, ReasonMonitor, st.Message, slices.Clone(e.names))
 	case CommandRetry:
 		if st.Phase == PhaseProgressing || st.Phase == PhaseSucceeded {
 			ignore()
@@ -423,6 +432,9 @@ func (e *engine) progress() {
 			}
 		}
 		st.Phase, st.Updating = PhaseSucceeded, nil
+		if st.LastGood != st.Target {
+			st.Previous = st.LastGood
+		}
 		st.LastGood, st.Superseded = st.Target, Assignment{}
 		st.Message = fmt.Sprintf("%s healthy on %d targets", digest.Short(st.Target.Digest), len(e.names)-len(st.Failed))
 		e.event(manifests.EventRolloutDone, "", st.Message, nil)

@@ -619,3 +619,37 @@ func TestOfflineTargetCatchesUp(t *testing.T) {
 	f.step()
 	f.wantPhase(PhaseSucceeded)
 }
+
+// A release monitor's rollback sends a succeeded rollout's targets back to
+// the model good before it, once.
+func TestRollbackAfterSuccess(t *testing.T) {
+	f := newFleet(t, 4, manifests.RolloutPolicySpec{Waves: waves(time.Minute, 100)})
+	rollOutV1(t, f)
+	if f.state.Previous.Digest != "" {
+		t.Fatalf("a first rollout has no previous model: %+v", f.state.Previous)
+	}
+	f.command = CommandRollback
+	f.step()
+	if !f.hasEvent(manifests.EventCommandIgnored) {
+		t.Fatal("rollback of a first rollout not reported as ignored")
+	}
+	f.deploy(d2)
+	for range 5 {
+		f.advance(time.Hour)
+	}
+	f.wantPhase(PhaseSucceeded)
+	if f.state.Previous.Digest != d1 || f.state.LastGood.Digest != d2 {
+		t.Fatalf("after v2: previous %s last good %s", f.state.Previous.Digest, f.state.LastGood.Digest)
+	}
+	f.command = CommandRollback
+	f.step()
+	f.wantPhase(PhaseRolledBack)
+	if f.desiredCount(d1) != 4 || !f.hasEvent(manifests.EventRolledBack) || f.state.Reason != ReasonMonitor {
+		t.Fatalf("rollback: %d on d1, reason %s, events %+v", f.desiredCount(d1), f.state.Reason, f.events)
+	}
+	f.advance(time.Hour)
+	f.wantPhase(PhaseRolledBack)
+	if f.desiredCount(d1) != 4 {
+		t.Fatalf("rolled-back release drifted back to v2: %d on d1", f.desiredCount(d1))
+	}
+}

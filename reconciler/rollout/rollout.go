@@ -25,11 +25,15 @@ const (
 	CommandResume = "resume"
 	CommandAbort  = "abort"
 	CommandRetry  = "retry"
+	// CommandRollback sends every target of a succeeded rollout back to the
+	// model that was good before it (a Release monitor's action: rollback).
+	CommandRollback = "rollback"
 )
 
 // Reasons set in State.Reason.
 const (
 	ReasonTargetsFailed  = "TargetsFailed"
+	ReasonMonitor        = "MonitorRollback"
 	ReasonGateFailed     = "GateFailed"
 	ReasonOperatorPause  = "OperatorPaused"
 	ReasonOperatorAbort  = "OperatorAborted"
@@ -66,6 +70,9 @@ type State struct {
 	Release  string     `json:"release"`
 	Target   Assignment `json:"target"`   // the model being rolled out
 	LastGood Assignment `json:"lastGood"` // the model to fall back to
+	// Previous is the model that was last good before Target succeeded:
+	// where CommandRollback goes back to.
+	Previous Assignment `json:"previous,omitzero"`
 	Phase    string     `json:"phase"`
 	Wave     int        `json:"wave"`
 	// WaveStarted is when the current wave started; bake counts from there.
