@@ -268,6 +268,7 @@ func (c *cache) page(f Filter, offset, limit int, now time.Time, offlineAfter ti
 	defer c.mu.RUnlock()
 	text := strings.ToLower(strings.TrimSpace(f.Text))
 	lk, lv, hasValue := strings.Cut(f.Label, "=")
+	lk, lv = strings.TrimSpace(lk), strings.TrimSpace(lv)
 	var buckets [nRanks][]*row
 	need := offset + limit
 	for _, r := range c.byName {
@@ -291,8 +292,8 @@ func (c *cache) page(f Filter, offset, limit int, now time.Time, offlineAfter ti
 			continue
 		}
 		if f.Label != "" {
-			v, ok := r.sel[strings.TrimSpace(lk)]
-			if !ok || (hasValue && v != strings.TrimSpace(lv)) {
+			v, ok := r.sel[lk]
+			if !ok || (hasValue && v != lv) {
 				continue
 			}
 		}
