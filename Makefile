@@ -3,10 +3,20 @@ GO      ?= go
 BIN     ?= bin/cairn
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test demo bench lint fuzz clean
+.PHONY: build agents test demo bench lint fuzz clean
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/cairn
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(dir $(BIN))cairn-agent ./cmd/cairn-agent
+
+# make agents cross-compiles the device agent, stripped and static, into
+# bin/cairn-agent-linux-{amd64,arm64,armv7}.
+AGENT_LDFLAGS = -s -w -X main.version=$(VERSION)
+agents:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "$(AGENT_LDFLAGS)" -o bin/cairn-agent-linux-amd64 ./cmd/cairn-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags "$(AGENT_LDFLAGS)" -o bin/cairn-agent-linux-arm64 ./cmd/cairn-agent
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 $(GO) build -trimpath -ldflags "$(AGENT_LDFLAGS)" -o bin/cairn-agent-linux-armv7 ./cmd/cairn-agent
+	@ls -l bin/cairn-agent-linux-*
 
 test:
 	bash scripts/test.sh

@@ -23,7 +23,8 @@ var (
 	buildErr  error
 )
 
-// cairnBin builds bin/cairn once per test binary into a temporary folder.
+// cairnBin builds bin/cairn and bin/cairn-agent once per test binary into a
+// temporary folder and returns the path of cairn.
 func cairnBin(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -33,7 +34,7 @@ func cairnBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "cairn")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/cairn")
+		cmd := exec.Command("go", "build", "-ldflags", "-X main.version=e2e", "-o", dir+"/", "./cmd/cairn", "./cmd/cairn-agent")
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -43,6 +44,28 @@ func cairnBin(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// agentBin is the device agent binary built with cairnBin.
+func agentBin(t *testing.T) string {
+	t.Helper()
+	return filepath.Join(filepath.Dir(cairnBin(t)), "cairn-agent")
+}
+
+// rssKiB is the resident memory of process pid, from /proc (0 off Linux).
+func rssKiB(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			var n int64
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &n)
+			return n
+		}
+	}
+	return 0
 }
 
 func freePort(t *testing.T) int {

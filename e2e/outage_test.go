@@ -151,7 +151,7 @@ func TestRegistryOutage(t *testing.T) {
 
 	var agents []*proc
 	for i := range 2 {
-		agents = append(agents, start(t, logs, fmt.Sprintf("dev-%d", i), bin, "agent", "--server", server, "--enroll-token", "e2e-enroll",
+		agents = append(agents, start(t, logs, fmt.Sprintf("dev-%d", i), agentBin(t), "--server", server, "--enroll-token", "e2e-enroll",
 			"--name", fmt.Sprintf("dev-%d", i), "--labels", "env=prod", "--root", filepath.Join(work, fmt.Sprintf("agent-%d", i)),
 			"--poll-wait", "2s", "--max-backoff", "2s"))
 	}

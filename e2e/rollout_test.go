@@ -200,10 +200,10 @@ adminToken: e2e-admin
 			env = "lab"
 		}
 		a := &agentProc{name: fmt.Sprintf("dev-%d", i), root: filepath.Join(work, fmt.Sprintf("agent-%d", i))}
-		a.args = []string{"agent", "--server", server, "--enroll-token", "e2e-enroll", "--name", a.name,
+		a.args = []string{"--server", server, "--enroll-token", "e2e-enroll", "--name", a.name,
 			"--labels", fmt.Sprintf("env=%s,hardware=%s,site=s%d", env, h, i%3), "--root", a.root,
 			"--poll-wait", "2s", "--max-backoff", "1s"}
-		a.p = start(t, logs, a.name, bin, a.args...)
+		a.p = start(t, logs, a.name, agentBin(t), a.args...)
 		agents = append(agents, a)
 	}
 	byName := map[string]*agentProc{}
@@ -219,6 +219,20 @@ adminToken: e2e-admin
 		}
 		return len(ts) == 7, fmt.Sprintf("%d enrolled", len(ts))
 	})
+	for _, ti := range view.targets(t) {
+		if ti.Facts.AgentVersion != "e2e" {
+			t.Errorf("%s reports agent version %q, want e2e (cairn-agent's)", ti.Name, ti.Facts.AgentVersion)
+		}
+	}
+	// The device binary idles small once enrolled (its facts carry its version).
+	time.Sleep(time.Second)
+	for _, a := range agents {
+		kib := rssKiB(a.p.cmd.Process.Pid)
+		t.Logf("%s (cairn-agent): %.1f MiB RSS idle after enrolling", a.name, float64(kib)/1024)
+		if kib > 16<<10 {
+			t.Errorf("%s: cairn-agent idles at %d KiB RSS, over 16 MiB", a.name, kib)
+		}
+	}
 	var prodIDs []string
 	idToName := map[string]string{}
 	for _, a := range agents[:6] {
@@ -289,7 +303,7 @@ adminToken: e2e-admin
 	if activeDigest(first.root) != "" {
 		t.Fatalf("%s has an active model after a killed first download", first.name)
 	}
-	first.p = start(t, logs, first.name, bin, first.args...)
+	first.p = start(t, logs, first.name, agentBin(t), first.args...)
 	t.Logf("restarted %s", first.name)
 	eventually(t, 90*time.Second, "v1 healthy on all six prod targets", onDigest(d1, prodNames...))
 	eventually(t, 30*time.Second, "release demo Succeeded on v1", phase("Succeeded"))
@@ -368,7 +382,7 @@ adminToken: e2e-admin
 		return r != nil && r.Phase == "Progressing" && r.Wave == 2, fmt.Sprintf("%s wave %d %s", r.Phase, r.Wave+1, r.Message)
 	})
 	t.Logf("%s comes back", last.name)
-	last.p = start(t, logs, last.name, bin, last.args...)
+	last.p = start(t, logs, last.name, agentBin(t), last.args...)
 	eventually(t, 60*time.Second, "v3 on all six", onDigest(d3, prodNames...))
 	eventually(t, 30*time.Second, "release demo Succeeded on v3", phase("Succeeded"))
 	r = view.release(t, "demo")

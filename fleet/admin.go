@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -229,6 +230,34 @@ func (c *AdminClient) Source(ctx context.Context) (*SourceInfo, error) {
 		return nil, err
 	}
 	return &out, nil
+}
+
+// AlertDelivery is one alert's delivery to its webhook, as `cairn get
+// alerts` shows it: pending (with its next attempt), delivered or failed.
+type AlertDelivery struct {
+	ID        string    `json:"id"`
+	Alert     string    `json:"alert"`
+	URL       string    `json:"url"`
+	State     string    `json:"state"`
+	Attempts  int       `json:"attempts"`
+	Events    int       `json:"events"`
+	Created   time.Time `json:"created"`
+	NextAt    time.Time `json:"nextAt,omitzero"`
+	LastError string    `json:"lastError,omitempty"`
+}
+
+// Alerts lists the server's alert deliveries in the given states (all when
+// none), newest first.
+func (c *AdminClient) Alerts(ctx context.Context, states ...string) ([]AlertDelivery, error) {
+	path := "/api/v1/alerts"
+	if len(states) > 0 {
+		path += "?state=" + url.QueryEscape(strings.Join(states, ","))
+	}
+	var out []AlertDelivery
+	if err := c.get(ctx, "get alerts", path, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // RolloutAction asks the server to pause, resume, abort or retry the rollout

@@ -23,8 +23,9 @@ type Facts struct {
 	CPUs         int      `json:"cpus,omitempty"`
 	Accelerators []string `json:"accelerators,omitempty"`
 	Hostname     string   `json:"hostname,omitempty"`
-	TimeZone     string   `json:"timeZone,omitempty"` // IANA name, for device-local update windows
-	DiskFree     int64    `json:"diskFree,omitempty"` // bytes free under the agent's root
+	TimeZone     string   `json:"timeZone,omitempty"`     // IANA name, for device-local update windows
+	DiskFree     int64    `json:"diskFree,omitempty"`     // bytes free under the agent's root
+	AgentVersion string   `json:"agentVersion,omitempty"` // version of the agent binary (cairn-agent or cairn)
 
 	// Kind is "cluster" for a Kubernetes cluster (agent --driver kube) and
 	// empty for a device. For a cluster, Arch is the nodes' architecture

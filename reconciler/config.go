@@ -55,6 +55,10 @@ type Config struct {
 	// (10s; renewed every third of it): replicas on one PostgreSQL replace
 	// a leader that stopped renewing (killed, frozen, cut off) after it.
 	LeaseTTL Duration `json:"leaseTTL,omitempty"`
+	// AlertBackoff is the first wait before an alert delivery is retried
+	// (5s; doubling up to 1h) and AlertMaxAge how long it is retried (24h).
+	AlertBackoff Duration `json:"alertBackoff,omitempty"`
+	AlertMaxAge  Duration `json:"alertMaxAge,omitempty"`
 	// Secrets are named secrets Alerts refer to (webhook secretRef).
 	Secrets map[string]string `json:"secrets,omitempty"`
 }

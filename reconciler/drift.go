@@ -26,6 +26,7 @@ const profileRetry = time.Minute
 // profileEntry is a dataset's profile as drift references, or why not.
 type profileEntry struct {
 	refs map[string]drift.Reference
+	cats map[string]map[string]int64 // categorical columns: value counts
 	err  error
 	at   time.Time
 }
@@ -98,7 +99,7 @@ func (r *Reconciler) loadProfiles(ctx context.Context, now time.Time) {
 			cancel()
 			e := &profileEntry{err: err, at: now}
 			if err == nil {
-				e.refs = p.References()
+				e.refs, e.cats = p.References(), p.CategoryCounts()
 				for name, ref := range e.refs {
 					if verr := ref.Validate(); verr != nil {
 						delete(e.refs, name)
@@ -122,10 +123,10 @@ func (r *Reconciler) rememberTraining(a *Admitted) {
 // reference is the first training dataset with a profile of the model
 // digest (as admitted at some commit; unknown after a restart for models
 // no stored release names any more: then no drift is computed).
-func (r *Reconciler) reference(digest string) (string, map[string]drift.Reference) {
+func (r *Reconciler) reference(digest string) (string, *profileEntry) {
 	for _, ds := range r.trainedOn[digest] {
-		if e := r.profiles[ds.Spec.Digest]; e != nil && e.err == nil && len(e.refs) > 0 {
-			return ds.Spec.Digest, e.refs
+		if e := r.profiles[ds.Spec.Digest]; e != nil && e.err == nil && len(e.refs)+len(e.cats) > 0 {
+			return ds.Spec.Digest, e
 		}
 	}
 	return "", nil
@@ -138,8 +139,8 @@ func (r *Reconciler) reference(digest string) (string, map[string]drift.Referenc
 func (r *Reconciler) observeDrift(a *Admitted, target string, rs fleet.ReleaseStatus, now time.Time) (metrics map[string]float64, events []fleet.Event, abort bool) {
 	name := a.Release.Metadata.Name
 	key := driftKey{name, target}
-	dataset, refs := r.reference(rs.Digest)
-	if refs == nil || rs.Digest == "" {
+	dataset, ref := r.reference(rs.Digest)
+	if ref == nil || rs.Digest == "" {
 		delete(r.drift, key)
 		return nil, nil, false
 	}
@@ -167,7 +168,7 @@ func (r *Reconciler) observeDrift(a *Admitted, target string, rs fleet.ReleaseSt
 	}
 	ds.windows = keep
 	if ds.changed {
-		ds.report = compareWindows(refs, ds.windows, minSamples)
+		ds.report = compareWindows(ref, ds.windows, minSamples)
 		ds.metrics = ds.report.Metrics()
 		ds.changed = false
 	}
@@ -239,14 +240,24 @@ func baseMetric(m string) string {
 	return m
 }
 
-// compareWindows sums the windows per feature and compares each numeric
-// feature with its reference. Features the profile lacks, and categorical
-// ones (profiles hold numeric columns only), are not compared.
-func compareWindows(refs map[string]drift.Reference, windows []takenWindow, minSamples int64) drift.Report {
+// compareWindows sums the windows per feature and compares each feature
+// with its reference: numeric ones with the column's histogram, categorical
+// ones with its value counts. Features the profile lacks are not compared.
+func compareWindows(ref *profileEntry, windows []takenWindow, minSamples int64) drift.Report {
 	sums := map[string]drift.Live{}
+	cats := map[string]map[string]int64{}
 	for _, w := range windows {
 		for name, h := range w.Features {
-			if _, ok := refs[name]; !ok || len(h.Counts) == 0 {
+			if _, ok := ref.cats[name]; ok && len(h.Categories) > 0 {
+				if cats[name] == nil {
+					cats[name] = map[string]int64{}
+				}
+				for k, n := range h.Categories {
+					cats[name][k] += n
+				}
+				continue
+			}
+			if _, ok := ref.refs[name]; !ok || len(h.Counts) == 0 {
 				continue
 			}
 			l := drift.Live{Bounds: h.Bounds, Counts: h.Counts}
@@ -259,7 +270,10 @@ func compareWindows(refs map[string]drift.Reference, windows []takenWindow, minS
 	}
 	var fs []drift.Feature
 	for name, l := range sums {
-		fs = append(fs, drift.Feature{Name: name, Stats: drift.Compare(refs[name], l)})
+		fs = append(fs, drift.Feature{Name: name, Stats: drift.Compare(ref.refs[name], l)})
+	}
+	for name, c := range cats {
+		fs = append(fs, drift.Feature{Name: name, Stats: drift.CompareCategories(ref.cats[name], c)})
 	}
 	return drift.Summarize(fs, minSamples)
 }

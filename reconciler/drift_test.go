@@ -246,3 +246,21 @@ func TestDriftMonitorRollsBack(t *testing.T) {
 		t.Fatalf("RolledBack events = %+v, %v", evs, err)
 	}
 }
+
+// Categorical features are compared with the value counts of the profile's
+// categorical column; features the profile lacks are left out.
+func TestCompareWindowsCategorical(t *testing.T) {
+	ref := &profileEntry{cats: map[string]map[string]int64{"machine": {"pump": 300, "fan": 100}}}
+	w := func(c map[string]int64) takenWindow {
+		return takenWindow{InputWindow: fleet.InputWindow{Features: map[string]fleet.FeatureHistogram{
+			"machine": {Categories: c}, "unknown": {Bounds: []float64{1}, Counts: []int64{5, 5}}}}}
+	}
+	rep := compareWindows(ref, []takenWindow{w(map[string]int64{"pump": 30, "fan": 10}), w(map[string]int64{"valve": 60})}, 50)
+	if len(rep.Features) != 1 || rep.Features[0].Name != "machine" || len(rep.Inconclusive) != 0 {
+		t.Fatalf("report = %+v", rep)
+	}
+	want := drift.CompareCategories(map[string]int64{"pump": 300, "fan": 100}, map[string]int64{"pump": 30, "fan": 10, "valve": 60})
+	if got := rep.Features[0].Stats; got != want || got.Samples != 100 || got.PSI < 1 {
+		t.Fatalf("machine = %+v, want %+v", got, want)
+	}
+}

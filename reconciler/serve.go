@@ -19,6 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
 	"github.com/cairn-dev/cairn/reconciler/history"
+	"github.com/cairn-dev/cairn/reconciler/notify"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
@@ -75,6 +76,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	defer st.Close()
+	outbox, err := notify.OpenOutbox(ctx, db)
+	if err != nil {
+		return err
+	}
+	alerts := notifier(cfg, log, outbox)
 	graph, err := lineage.Open(ctx, db)
 	if err != nil {
 		return fmt.Errorf("open lineage: %w", err)
@@ -119,7 +125,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
 		PlainHTTP:    plainHTTP(addr),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
-		Notify:       notifier(cfg, log),
+		Notify:       alerts.Send,
 		Profiles:     profileReader(cfg),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
@@ -141,6 +147,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 			return err
 		},
 		Source: func() any { return rec.SourceInfo() },
+		Alerts: outbox.List,
 	}
 	if src != nil {
 		scfg.GitHook = src.Webhook()
@@ -179,6 +186,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	go func() { hist.Run(ctx, 5*time.Second); close(histDone) }()
 	defer func() { cancel(); <-histDone }() // its last flush before the database closes
 	go rec.Run(ctx)
+	go alerts.Run(ctx, rec.Leading)
 	if src != nil {
 		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)
 	}

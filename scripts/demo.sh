@@ -89,8 +89,8 @@ elapsed() { echo "$(( $(date +%s) - DEMO_START ))s"; }
 [ -x "$CAIRN" ] || { echo "bin/cairn is missing: run make demo (or make build first)" >&2; exit 1; }
 
 step "1/9 build the example binaries into $BIN"
-go build -o "$BIN/" ./examples/bearing ./examples/runtime ./examples/demowatch
-echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower)"
+go build -o "$BIN/" ./examples/bearing ./examples/runtime ./examples/demowatch ./cmd/cairn-agent
+echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower), cairn-agent (the device agent)"
 
 step "2/9 start cairn serve on embedded defaults"
 PORT=$(free_port)
@@ -222,7 +222,7 @@ for i in 1 2 3 4 5 6; do
   [[ ${LABELS[$i]} == *jetson-orin* ]] && facts=$T/devices/orin-facts.json
   # --poll-wait 2s: each agent reports (and sends its input statistics)
   # at least every 2s.
-  start "agent-device-$i" "$CAIRN" agent --server "$SERVER" --enroll-token "$ENROLL" --plain-http --poll-wait 2s \
+  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token "$ENROLL" --plain-http --poll-wait 2s \
     --name "device-$i" --labels "${LABELS[$i]}" --facts-file "$facts" --root "$T/devices/device-$i"
   printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
 done

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/registry/models"
 )
 
 func newAgentCmd() *cobra.Command {
@@ -19,6 +20,7 @@ func newAgentCmd() *cobra.Command {
 		driver, kubeconfig, namespace, cairnImage, cacheMax       string
 		plainHTTP, inCluster                                      bool
 		pollWait, maxBackoff                                      time.Duration
+		limits                                                    models.Limits
 	)
 	cmd := &cobra.Command{
 		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F] [--driver kube --kubeconfig F|--in-cluster --namespace NS]",
@@ -71,6 +73,7 @@ identity. See examples/kube for the RBAC it needs.`,
 			default:
 				return fmt.Errorf("--driver %q: want files or kube", driver)
 			}
+			facts.AgentVersion = version
 			if factsFile != "" {
 				if err := agent.LoadFactsFile(factsFile, &facts); err != nil {
 					return err
@@ -87,7 +90,7 @@ identity. See examples/kube for the RBAC it needs.`,
 			a, err := agent.New(agent.Config{
 				Root: root, Name: name, Labels: lbl, Facts: facts, EnrollToken: token,
 				API: fleet.NewClient(server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: plainHTTP,
-				RuntimeRoot: runtimeRoot, CacheMax: cacheBytes,
+				RuntimeRoot: runtimeRoot, CacheMax: cacheBytes, PullLimits: limits,
 				PollWait: pollWait, MaxBackoff: maxBackoff, Logf: logger.Printf, Driver: drv,
 			})
 			if err != nil {
@@ -108,6 +111,7 @@ identity. See examples/kube for the RBAC it needs.`,
 	f.DurationVar(&pollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
 	f.StringVar(&cacheMax, "cache-max", "", "bytes the layer cache keeps beyond the active, previous and in-flight models, such as 4G (default: twice the largest model)")
 	f.DurationVar(&maxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
+	pullLimitFlags(f, &limits)
 	f.StringVar(&driver, "driver", "files", "files (a device: model slots under --root) or kube (a namespace of a Kubernetes cluster)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file of the cluster (--driver kube)")
 	f.BoolVar(&inCluster, "in-cluster", false, "use the pod's service account (--driver kube)")

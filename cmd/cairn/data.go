@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bufio"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
+	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/registry/blobs"
@@ -122,6 +128,7 @@ func newDataPullCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 	}
 	store := dataStoreFlag(cmd)
+	topts := dataTreeFlags(cmd)
 	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to restore into (created when missing)")
 	cmd.MarkFlagRequired("output")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
@@ -130,32 +137,49 @@ func newDataPullCmd() *cobra.Command {
 			return err
 		}
 		prog, done := dataProgressHooks(cmd, "pull")
-		err = datasets.Pull(cmd.Context(), s, args[0], dir, datasets.PullOptions{Progress: prog})
+		err = datasets.Pull(cmd.Context(), s, args[0], dir, datasets.PullOptions{Progress: prog, Tree: *topts})
 		done()
 		return err
 	}
 	return cmd
 }
 
+// dataTreeFlags adds --max-entries and returns the tree options.
+func dataTreeFlags(cmd *cobra.Command) *datasets.TreeOptions {
+	o := &datasets.TreeOptions{}
+	cmd.Flags().IntVar(&o.MaxEntries, "max-entries", datasets.DefaultMaxEntries, "refuse a version with more entries than this")
+	return o
+}
+
 func newDataLsCmd() *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "ls DIGEST --store URL",
-		Short: "List the entries of a version",
+		Short: "List the entries of a version (streamed: memory does not grow with the tree)",
 		Args:  cobra.ExactArgs(1),
 	}
 	store := dataStoreFlag(cmd)
+	topts := dataTreeFlags(cmd)
 	cmd.Flags().StringVarP(&format, "output", "o", output.Table, "output format: table, json or yaml")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		s, err := dataOpenStore(cmd, *store)
 		if err != nil {
 			return err
 		}
-		t, err := datasets.ReadTree(cmd.Context(), s, args[0])
+		t, err := datasets.OpenTree(cmd.Context(), s, args[0], *topts)
 		if err != nil {
 			return err
 		}
-		return output.Print(cmd.OutOrStdout(), format, t)
+		defer t.Close()
+		p, err := newStreamPrinter(cmd.OutOrStdout(), format, "entries", []string{"type", "mode", "size", "digest", "path"},
+			`{"entries":[`, `],"version":1}`, "version: 1\n")
+		if err != nil {
+			return err
+		}
+		if err := t.Walk(func(e datasets.Entry) error { return p.add(e, datasets.EntryRow(e)) }); err != nil {
+			return err
+		}
+		return p.close()
 	}
 	return cmd
 }
@@ -164,27 +188,138 @@ func newDataDiffCmd() *cobra.Command {
 	var format string
 	cmd := &cobra.Command{
 		Use:   "diff A B --store URL",
-		Short: "Paths added, removed and changed from version A to version B, with sizes",
+		Short: "Paths added, removed and changed from version A to version B, with sizes (streamed)",
 		Args:  cobra.ExactArgs(2),
 	}
 	store := dataStoreFlag(cmd)
+	topts := dataTreeFlags(cmd)
 	cmd.Flags().StringVarP(&format, "output", "o", output.Table, "output format: table, json or yaml")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		s, err := dataOpenStore(cmd, *store)
 		if err != nil {
 			return err
 		}
-		a, err := datasets.ReadTree(cmd.Context(), s, args[0])
+		a, err := datasets.OpenTree(cmd.Context(), s, args[0], *topts)
 		if err != nil {
 			return err
 		}
-		b, err := datasets.ReadTree(cmd.Context(), s, args[1])
+		defer a.Close()
+		b, err := datasets.OpenTree(cmd.Context(), s, args[1], *topts)
 		if err != nil {
 			return err
 		}
-		return output.Print(cmd.OutOrStdout(), format, datasets.Diff(a, b))
+		defer b.Close()
+		p, err := newStreamPrinter(cmd.OutOrStdout(), format, "", []string{"change", "path", "type", "old size", "new size"}, "[", "]", "")
+		if err != nil {
+			return err
+		}
+		if err := datasets.DiffFiles(a, b, func(c datasets.Change) error { return p.add(c, datasets.ChangeRow(c)) }); err != nil {
+			return err
+		}
+		return p.close()
 	}
 	return cmd
+}
+
+// streamPrinter prints a long list as it comes: a table in aligned blocks
+// of streamBlock rows, a JSON array (inside head and tail), or YAML items
+// (under key, then yamlTail).
+type streamPrinter struct {
+	w                    io.Writer
+	format, key          string
+	header               []string
+	head, tail, yamlTail string
+	rows                 [][]string
+	n                    int
+}
+
+const streamBlock = 4096
+
+func newStreamPrinter(w io.Writer, format, key string, header []string, head, tail, yamlTail string) (*streamPrinter, error) {
+	switch format {
+	case output.Table, "", output.JSON, output.YAML:
+	default:
+		return nil, fmt.Errorf("unknown output format %q: want table, json or yaml", format)
+	}
+	return &streamPrinter{w: bufio.NewWriterSize(w, 1<<16), format: format, key: key, header: header,
+		head: head, tail: tail, yamlTail: yamlTail}, nil
+}
+
+func (p *streamPrinter) add(v any, row []string) error {
+	defer func() { p.n++ }()
+	switch p.format {
+	case output.JSON:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if p.n == 0 {
+			sep = p.head + "\n  "
+		}
+		_, err = fmt.Fprintf(p.w, "%s%s", sep, b)
+		return err
+	case output.YAML:
+		if p.n == 0 && p.key != "" {
+			fmt.Fprintf(p.w, "%s:\n", p.key)
+		}
+		b, err := yaml.Marshal([]any{v})
+		if err != nil {
+			return err
+		}
+		_, err = p.w.Write(b)
+		return err
+	default:
+		p.rows = append(p.rows, row)
+		if len(p.rows) == streamBlock {
+			return p.flushRows()
+		}
+		return nil
+	}
+}
+
+func (p *streamPrinter) flushRows() error {
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	if p.n < streamBlock { // the first block carries the header
+		up := make([]string, len(p.header))
+		for i, h := range p.header {
+			up[i] = strings.ToUpper(h)
+		}
+		fmt.Fprintln(tw, strings.Join(up, "\t"))
+	}
+	for _, r := range p.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	p.rows = p.rows[:0]
+	return tw.Flush()
+}
+
+func (p *streamPrinter) close() error {
+	switch p.format {
+	case output.JSON:
+		if p.n == 0 {
+			fmt.Fprint(p.w, p.head)
+		} else {
+			fmt.Fprint(p.w, "\n")
+		}
+		fmt.Fprintln(p.w, p.tail)
+	case output.YAML:
+		if p.n == 0 {
+			if p.key != "" {
+				fmt.Fprintf(p.w, "%s: []\n", p.key)
+			} else {
+				fmt.Fprint(p.w, "[]\n")
+			}
+		}
+		fmt.Fprint(p.w, p.yamlTail)
+	default:
+		if len(p.rows) > 0 || p.n == 0 {
+			if err := p.flushRows(); err != nil {
+				return err
+			}
+		}
+	}
+	return p.w.(*bufio.Writer).Flush()
 }
 
 func newDataProfileCmd() *cobra.Command {

@@ -64,11 +64,12 @@ func newGetCmd() *cobra.Command {
 	var sf serverFlags
 	var ef fleet.EventFilter
 	var window string
+	var allAlerts bool
 	cmd := &cobra.Command{
-		Use:       "get targets|releases|rollouts|events|drift|uptime",
-		Short:     "List targets, releases, rollouts, events, live drift or uptime from a cairn server",
+		Use:       "get targets|releases|rollouts|events|drift|alerts|uptime",
+		Short:     "List targets, releases, rollouts, events, live drift, alert deliveries or uptime from a cairn server",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "uptime"},
+		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts", "uptime"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := sf.client()
 			ctx := cmd.Context()
@@ -104,6 +105,16 @@ func newGetCmd() *cobra.Command {
 					return err
 				}
 				return output.Print(out, sf.output, driftRows(rs, ef.Release, ef.Target))
+			case "alerts", "alert":
+				states := []string{"pending", "failed"}
+				if allAlerts {
+					states = nil
+				}
+				ds, err := c.Alerts(ctx, states...)
+				if err != nil {
+					return err
+				}
+				return output.Print(out, sf.output, alertList(ds))
 			case "uptime":
 				rep, err := history.NewClient(sf.server, serverToken(sf.server, sf.token)).Uptime(ctx, window, ef.Target)
 				if err != nil {
@@ -114,7 +125,7 @@ func newGetCmd() *cobra.Command {
 				}
 				return output.Print(out, sf.output, rep)
 			}
-			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift or uptime", args[0])
+			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift, alerts or uptime", args[0])
 		},
 	}
 	sf.add(cmd)
@@ -123,6 +134,7 @@ func newGetCmd() *cobra.Command {
 	cmd.Flags().StringVar(&window, "window", "30d", "uptime: over this window (90m, 24h, 30d)")
 	cmd.Flags().StringVar(&ef.Type, "type", "", "events: only of this type")
 	cmd.Flags().IntVar(&ef.Limit, "limit", 100, "events: newest N")
+	cmd.Flags().BoolVar(&allAlerts, "all", false, "alerts: delivered ones too (default: pending and failed)")
 	return cmd
 }
 
@@ -281,6 +293,20 @@ func (l rolloutList) Rows() ([]string, [][]string) {
 			strconv.Itoa(r.Healthy), strconv.Itoa(r.Failed), shortDigest(r.LastGood), dash(r.Message)})
 	}
 	return []string{"release", "phase", "wave", "updated", "healthy", "failed", "last good", "message"}, rows
+}
+
+type alertList []fleet.AlertDelivery
+
+func (l alertList) Rows() ([]string, [][]string) {
+	rows := make([][]string, 0, len(l))
+	for _, d := range l {
+		next := "-"
+		if !d.NextAt.IsZero() {
+			next = d.NextAt.Local().Format("2006-01-02 15:04:05")
+		}
+		rows = append(rows, []string{d.ID, d.Alert, d.State, fmt.Sprint(d.Attempts), fmt.Sprint(d.Events), d.Created.Local().Format("2006-01-02 15:04:05"), next, dash(d.LastError)})
+	}
+	return []string{"delivery", "alert", "state", "attempts", "events", "created", "next attempt", "last error"}, rows
 }
 
 type eventList []fleet.Event

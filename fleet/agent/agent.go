@@ -19,6 +19,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/atomicfile"
+	"github.com/cairn-dev/cairn/registry/models"
 )
 
 // API is the fleet API the agent talks to; *fleet.Client implements it.
@@ -68,8 +69,13 @@ type Config struct {
 	// the server forgets the target).
 	EnrollToken string
 	API         API
-	// Fetcher pulls models (default: PullFetcher with the cache under Root).
+	// Fetcher pulls models (default: PullFetcher with the cache under Root
+	// and PullLimits).
 	Fetcher Fetcher
+	// PullLimits bound what an artifact may make the default Fetcher write
+	// (unpack ratio, entries, disk reserve; zero: models' defaults). Going
+	// over one fails that digest for good; the previous model keeps serving.
+	PullLimits models.Limits
 	// RuntimeRoot, when set, re-roots absolute runtime.path links under it
 	// (several simulated devices on one machine, or a non-root agent).
 	RuntimeRoot string
@@ -174,7 +180,7 @@ func New(cfg Config) (*Agent, error) {
 		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{},
 		inputs: map[string]string{}, scraped: map[string]inputScrape{}}
 	if a.fetcher == nil {
-		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache")}
+		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: cfg.PullLimits}
 	}
 	if a.hc == nil {
 		a.hc = &http.Client{Timeout: 30 * time.Second}

@@ -42,7 +42,9 @@ func DetectFacts(root string) fleet.Facts {
 	return f
 }
 
-func utsString(b []int8) string {
+// utsString reads a NUL-terminated utsname field (int8 on most Linux
+// architectures, uint8 on arm and others).
+func utsString[T int8 | uint8](b []T) string {
 	var s []byte
 	for _, c := range b {
 		if c == 0 {

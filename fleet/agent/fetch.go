@@ -21,11 +21,13 @@ type PullFetcher struct {
 	CacheDir  string
 	Transport http.RoundTripper
 	Options   models.Options
+	// Limits bound what an artifact may make a pull write (zero: defaults).
+	Limits models.Limits
 }
 
 // Fetch implements Fetcher.
 func (p *PullFetcher) Fetch(ctx context.Context, ref, dir string, plainHTTP bool) (string, error) {
-	opts := models.PullOptions{Options: p.Options, CacheDir: p.CacheDir}
+	opts := models.PullOptions{Options: p.Options, CacheDir: p.CacheDir, Limits: p.Limits}
 	opts.PlainHTTP = opts.PlainHTTP || plainHTTP
 	if p.Transport != nil {
 		opts.Transport = p.Transport
@@ -46,9 +48,12 @@ func (p *PullFetcher) Fetch(ctx context.Context, ref, dir string, plainHTTP bool
 var errPermanent = errors.New("permanent")
 
 // permanentFetchError reports whether a fetch error is about the artifact
-// itself (bad digest, not a model, unsafe paths) rather than the way to it.
+// itself (bad digest, not a model, unsafe paths, over a pull limit: an
+// unpack bomb, too many files, larger than the disk allows) rather than the
+// way to it.
 func permanentFetchError(err error) bool {
-	return errors.Is(err, models.ErrDigestMismatch) || errors.Is(err, models.ErrNotModel) || errors.Is(err, models.ErrUnsafePath)
+	return errors.Is(err, models.ErrDigestMismatch) || errors.Is(err, models.ErrNotModel) ||
+		errors.Is(err, models.ErrUnsafePath) || errors.Is(err, models.ErrLimit)
 }
 
 func wrapPermanent(err error) error { return fmt.Errorf("%w: %w", errPermanent, err) }

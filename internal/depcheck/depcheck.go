@@ -55,6 +55,19 @@ var Rules = []Rule{
 		Reason: "fleetstate is shared by the reconciler and the HTTP APIs; it reads stored targets only"},
 	{From: "reconciler/notify", Allow: []string{"manifests/...", "fleet", "digest", "errdef"}, Reason: "notify sends events; it reads nothing else"},
 	{From: "...", Deny: []string{"cmd/..."}, Reason: "cmd/ holds no logic to import"},
+	{From: "cmd/cairn-agent/...", Deny: agentDenied, Reason: "the device agent binary links the agent and the model puller only"},
+	{From: "fleet/agent/agentcli", Deny: agentDenied, Reason: "the device agent binary links the agent and the model puller only"},
+}
+
+// agentDenied is what cmd/cairn-agent must not link (a device on a cellular
+// link downloads it): the server's packages and the heavy modules of the
+// server, the CLI and the kube driver.
+var agentDenied = []string{
+	"reconciler/...", "policies/...", "lineage/...", "internal/sqldb/...", "fleet/agent/kube/...", "internal/kubetest/...",
+	opa, goGit, // policies, sources
+	"modernc.org/sqlite/...", "github.com/mattn/go-sqlite3/...", "github.com/jackc/...", // stores
+	"github.com/minio/...", "github.com/aws/...", // S3
+	"k8s.io/...", "sigs.k8s.io/controller-runtime/...", // the kube driver belongs in cairn only
 }
 
 // External reports whether a dependency lies outside the module: its first

@@ -103,3 +103,14 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestAgentStaysLean: the rules catch the device agent binary linking the
+// server's packages or heavy modules.
+func TestAgentStaysLean(t *testing.T) {
+	deps := map[string][]string{"cmd/cairn-agent": {"fleet/agent", "registry/models", "reconciler/store",
+		"github.com/open-policy-agent/opa/v1/rego", "k8s.io/client-go/rest", "modernc.org/sqlite", "github.com/minio/minio-go/v7"}}
+	got := depcheck.Check(depcheck.Rules, deps)
+	if len(got) != 5 {
+		t.Errorf("Check =\n%s\nwant the 5 denied packages", strings.Join(got, "\n"))
+	}
+}

@@ -23,6 +23,10 @@ type Options struct {
 	Secrets map[string]string
 	Logger  *slog.Logger
 	Client  *http.Client
+	// Outbox, when set, makes deliveries durable: Send stores them and Run
+	// delivers them (the leader only), every Tick (1s).
+	Outbox *Outbox
+	Tick   time.Duration
 }
 
 // Notifier delivers events to webhooks, in the background, dropping them
@@ -45,20 +49,40 @@ func New(opts Options) *Notifier {
 	if opts.Client == nil {
 		opts.Client = &http.Client{Timeout: 10 * time.Second}
 	}
+	if opts.Tick <= 0 {
+		opts.Tick = time.Second
+	}
 	n := &Notifier{opts: opts, queue: make(chan delivery, 256)}
-	go n.work()
+	if opts.Outbox == nil {
+		go n.work()
+	}
 	return n
 }
 
-// Send queues the events each alert subscribes to.
-func (n *Notifier) Send(alerts []manifests.Alert, evs []fleet.Event) {
-	for _, a := range alerts {
-		var mine []fleet.Event
-		for _, e := range evs {
-			if slices.Contains(a.Spec.Events, e.Type) {
-				mine = append(mine, e)
-			}
+// subscribed returns the events of evs alert a subscribes to.
+func subscribed(a manifests.Alert, evs []fleet.Event) []fleet.Event {
+	var mine []fleet.Event
+	for _, e := range evs {
+		if slices.Contains(a.Spec.Events, e.Type) {
+			mine = append(mine, e)
 		}
+	}
+	return mine
+}
+
+// Send queues the events each alert subscribes to: in the outbox when
+// there is one, else in memory (dropped when the queue is full).
+func (n *Notifier) Send(alerts []manifests.Alert, evs []fleet.Event) {
+	if o := n.opts.Outbox; o != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := o.Enqueue(ctx, alerts, evs); err != nil {
+			n.opts.Logger.Warn("queue alerts", "err", err)
+		}
+		return
+	}
+	for _, a := range alerts {
+		mine := subscribed(a, evs)
 		if len(mine) == 0 {
 			continue
 		}
@@ -101,12 +125,19 @@ func (n *Notifier) deliver(ctx context.Context, d delivery) error {
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.alert.Spec.Webhook.URL, bytes.NewReader(body))
+	return n.post(ctx, d.alert.Spec.Webhook.URL, d.alert.Spec.Webhook.SecretRef, deliveryID(d.alert.Metadata.Name, d.evs), body)
+}
+
+// post sends one delivery: signed when secretRef names a secret, with its
+// stable id in X-Cairn-Delivery.
+func (n *Notifier) post(ctx context.Context, url, secretRef, id string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if ref := d.alert.Spec.Webhook.SecretRef; ref != "" {
+	req.Header.Set("X-Cairn-Delivery", id)
+	if ref := secretRef; ref != "" {
 		secret, ok := n.opts.Secrets[ref]
 		if !ok {
 			return fmt.Errorf("secret %q is not in the server configuration", ref)

@@ -70,6 +70,9 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Source returns the Git source's state for GET /api/v1/source.
 	Source func() any
+	// Alerts lists alert deliveries in the given states (all when none);
+	// nil serves an empty list.
+	Alerts func(ctx context.Context, states ...string) ([]fleet.AlertDelivery, error)
 }
 
 // Server is the HTTP side of cairn serve.
@@ -181,6 +184,7 @@ func (s *Server) routes() {
 	h("GET /api/v1/releases/{name}", "release", s.read(s.release))
 	h("GET /api/v1/events", "events", s.read(s.events))
 	h("GET /api/v1/source", "source", s.read(s.source))
+	h("GET /api/v1/alerts", "alerts", s.read(s.alerts))
 	h("POST /api/v1/releases/{name}/rollout/{action}", "rollout", s.admin(s.rolloutAction))
 	if s.cfg.GitHook != nil {
 		mux.Handle("POST /hooks/git", s.m.instrument("hook", s.cfg.GitHook.ServeHTTP))

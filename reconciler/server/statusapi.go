@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -174,6 +175,25 @@ func (s *Server) source(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.cfg.Source())
+}
+
+func (s *Server) alerts(w http.ResponseWriter, r *http.Request) {
+	out := []fleet.AlertDelivery{}
+	if s.cfg.Alerts != nil {
+		var states []string
+		if v := r.URL.Query().Get("state"); v != "" {
+			states = strings.Split(v, ",")
+		}
+		ds, err := s.cfg.Alerts(r.Context(), states...)
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "list alerts: %v", err)
+			return
+		}
+		if ds != nil {
+			out = ds
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) rolloutAction(w http.ResponseWriter, r *http.Request) {

@@ -27,16 +27,21 @@ type Changes []Change
 func (cs Changes) Rows() ([]string, [][]string) {
 	rows := make([][]string, 0, len(cs))
 	for _, c := range cs {
-		old, nw := strconv.FormatInt(c.OldSize, 10), strconv.FormatInt(c.NewSize, 10)
-		if c.Kind == Added || c.Type != TypeFile {
-			old = "-"
-		}
-		if c.Kind == Removed || c.Type != TypeFile {
-			nw = "-"
-		}
-		rows = append(rows, []string{c.Kind, c.Path, c.Type, old, nw})
+		rows = append(rows, ChangeRow(c))
 	}
 	return []string{"change", "path", "type", "old size", "new size"}, rows
+}
+
+// ChangeRow is the table row of one change.
+func ChangeRow(c Change) []string {
+	old, nw := strconv.FormatInt(c.OldSize, 10), strconv.FormatInt(c.NewSize, 10)
+	if c.Kind == Added || c.Type != TypeFile {
+		old = "-"
+	}
+	if c.Kind == Removed || c.Type != TypeFile {
+		nw = "-"
+	}
+	return []string{c.Kind, c.Path, c.Type, old, nw}
 }
 
 // Diff lists what changed from a to b, sorted by path: paths only in b are
@@ -71,19 +76,24 @@ func Diff(a, b *Tree) Changes {
 func (t *Tree) Rows() ([]string, [][]string) {
 	rows := make([][]string, 0, len(t.Entries))
 	for _, e := range t.Entries {
-		size, digest := "-", "-"
-		if e.Type == TypeFile {
-			size = strconv.FormatInt(e.Size, 10)
-			digest = e.Digest
-			if len(digest) > 19 {
-				digest = digest[:19]
-			}
-		}
-		p := e.Path
-		if e.Type == TypeSymlink {
-			p += " -> " + e.Target
-		}
-		rows = append(rows, []string{e.Type, strconv.FormatUint(uint64(e.Mode), 8), size, digest, p})
+		rows = append(rows, EntryRow(e))
 	}
 	return []string{"type", "mode", "size", "digest", "path"}, rows
+}
+
+// EntryRow is the table row of one entry.
+func EntryRow(e Entry) []string {
+	size, digest := "-", "-"
+	if e.Type == TypeFile {
+		size = strconv.FormatInt(e.Size, 10)
+		digest = e.Digest
+		if len(digest) > 19 {
+			digest = digest[:19]
+		}
+	}
+	p := e.Path
+	if e.Type == TypeSymlink {
+		p += " -> " + e.Target
+	}
+	return []string{e.Type, strconv.FormatUint(uint64(e.Mode), 8), size, digest, p}
 }

@@ -22,6 +22,10 @@ import (
 // DefaultBins is the histogram bin count of a profile.
 const DefaultBins = 20
 
+// MaxCategories is the most distinct values a non-numeric column may have
+// to be profiled as categorical (counts per value); beyond, it is left out.
+const MaxCategories = 64
+
 // profileBatch is the number of CSV rows reduced at once.
 const profileBatch = 8192
 
@@ -47,16 +51,19 @@ func (h Histogram) Bin(x float64) int {
 	return min(max(i, 0), n-1)
 }
 
-// ColumnProfile summarises one numeric CSV column. Variance is the
-// population variance; empty cells are not counted.
+// ColumnProfile summarises one CSV column: a numeric one by its moments
+// and histogram (Variance is the population variance), a categorical one
+// (not numeric, at most MaxCategories distinct values) by the count of each
+// value. Empty cells are not counted.
 type ColumnProfile struct {
-	Name      string    `json:"name"`
-	Count     int64     `json:"count"`
-	Mean      float64   `json:"mean"`
-	Variance  float64   `json:"variance"`
-	Min       float64   `json:"min"`
-	Max       float64   `json:"max"`
-	Histogram Histogram `json:"histogram"`
+	Name       string           `json:"name"`
+	Count      int64            `json:"count"`
+	Mean       float64          `json:"mean"`
+	Variance   float64          `json:"variance"`
+	Min        float64          `json:"min"`
+	Max        float64          `json:"max"`
+	Histogram  Histogram        `json:"histogram"`
+	Categories map[string]int64 `json:"categories,omitempty"`
 }
 
 // FileProfile holds the numeric columns of one CSV file of a version.
@@ -122,6 +129,9 @@ type colAcc struct {
 	max     float64
 	batch   []float64
 	hist    []int64
+	// cats counts each value while there are at most MaxCategories (nil
+	// after: too many to be categorical).
+	cats map[string]int64
 }
 
 // ProfileCSV streams the CSV file at path twice (moments, then histograms),
@@ -140,16 +150,26 @@ func ProfileCSV(path string, bins int) (*FileProfile, error) {
 		header = append([]string(nil), h...)
 		accs = make([]*colAcc, len(h))
 		for i := range accs {
-			accs[i] = &colAcc{numeric: true, min: math.Inf(1), max: math.Inf(-1)}
+			accs[i] = &colAcc{numeric: true, min: math.Inf(1), max: math.Inf(-1), cats: map[string]int64{}}
 		}
 	}, func(rec []string) {
 		rows++
 		for i, cell := range rec {
-			if i >= len(accs) || !accs[i].numeric {
+			if i >= len(accs) {
 				continue
 			}
 			cell = strings.TrimSpace(cell)
 			if cell == "" {
+				continue
+			}
+			if c := accs[i].cats; c != nil {
+				if _, seen := c[cell]; seen || len(c) < MaxCategories {
+					c[cell]++
+				} else {
+					accs[i].cats = nil
+				}
+			}
+			if !accs[i].numeric {
 				continue
 			}
 			x, err := strconv.ParseFloat(cell, 64)
@@ -200,6 +220,14 @@ func ProfileCSV(path string, bins int) (*FileProfile, error) {
 	}
 	fp := &FileProfile{Rows: rows, Columns: []ColumnProfile{}}
 	for i, a := range accs {
+		if !a.numeric && len(a.cats) > 0 {
+			var n int64
+			for _, c := range a.cats {
+				n += c
+			}
+			fp.Columns = append(fp.Columns, ColumnProfile{Name: header[i], Count: n, Categories: a.cats})
+			continue
+		}
 		if !a.numeric || a.n == 0 {
 			continue
 		}

@@ -47,8 +47,10 @@ func TestProfileCSV(t *testing.T) {
 	for _, c := range p.Files[0].Columns {
 		cols[c.Name] = c
 	}
-	if _, ok := cols["label"]; ok {
-		t.Error("text column profiled")
+	// A text column with few values is categorical: its value counts.
+	if l := cols["label"]; l.Count != int64(n) || len(l.Histogram.Counts) != 0 ||
+		l.Categories["cat0"] != 6667 || l.Categories["cat1"] != 6667 || l.Categories["cat2"] != 6666 || len(l.Categories) != 3 {
+		t.Errorf("label: %+v, want categories cat0..cat2 counted", l)
 	}
 	temp := cols["temp"]
 	mean := sum / float64(n)
@@ -113,5 +115,23 @@ func TestPSI(t *testing.T) {
 				t.Fatalf("PSI = %g, want in [%g, %g]", got, tc.lo, tc.hi)
 			}
 		})
+	}
+}
+
+// A text column with more than MaxCategories values is left out.
+func TestProfileManyCategories(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("name,kind\n")
+	for i := range datasets.MaxCategories + 1 {
+		fmt.Fprintf(&b, "n%d,k%d\n", i, i%2)
+	}
+	write(t, dir, "m.csv", []byte(b.String()), 0o644)
+	fp, err := datasets.ProfileCSV(dir+"/m.csv", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(fp.Columns) != 1 || fp.Columns[0].Name != "kind" || len(fp.Columns[0].Categories) != 2 {
+		t.Fatalf("columns %+v, want only kind (2 categories)", fp.Columns)
 	}
 }

@@ -24,6 +24,8 @@ type PullOptions struct {
 	// Workers bounds concurrent file downloads (default DefaultWorkers).
 	Workers  int
 	Progress Progress
+	// Tree bounds the reading of the tree (entry limit, local copy).
+	Tree TreeOptions
 }
 
 // Pull restores the version digest from store into dir (created when
@@ -36,28 +38,27 @@ func Pull(ctx context.Context, store blobs.Store, digest, dir string, opts PullO
 	if opts.Workers <= 0 {
 		opts.Workers = DefaultWorkers
 	}
-	t, err := ReadTree(ctx, store, digest) // validates every path and link
+	t, err := OpenTree(ctx, store, digest, opts.Tree) // validates every path and link
 	if err != nil {
 		return err
 	}
+	defer t.Close()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("pull into %s: %w", dir, err)
 	}
-	var files int
-	var total int64
-	for _, e := range t.Entries {
-		if e.Type == TypeFile {
-			files++
-			total += e.Size
-		}
-	}
-	opts.Progress.start(files, total)
+	opts.Progress.start(t.Files, t.Bytes)
 	// Folders first, in order (parents before children), never through an
 	// existing symlink.
-	for _, e := range t.Entries {
+	type folder struct {
+		path string
+		mode uint32
+	}
+	var folders []folder
+	err = t.Walk(func(e Entry) error {
 		if e.Type != TypeDir {
-			continue
+			return nil
 		}
+		folders = append(folders, folder{e.Path, e.Mode})
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
 		if err := os.Mkdir(p, 0o755); err != nil {
 			if !errors.Is(err, fs.ErrExist) {
@@ -68,13 +69,20 @@ func Pull(ctx context.Context, store blobs.Store, digest, dir string, opts PullO
 				return fmt.Errorf("pull %s: exists and is not a folder", e.Path)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
-	for _, e := range t.Entries {
+	werr := t.Walk(func(e Entry) error {
 		p := filepath.Join(dir, filepath.FromSlash(e.Path))
 		switch e.Type {
 		case TypeFile:
+			if gctx.Err() != nil {
+				return gctx.Err()
+			}
 			g.Go(func() error {
 				if err := pullFile(gctx, store, e, p, opts.Progress); err != nil {
 					return fmt.Errorf("pull %s: %w", e.Path, err)
@@ -94,17 +102,19 @@ func Pull(ctx context.Context, store blobs.Store, digest, dir string, opts PullO
 				return fmt.Errorf("pull %s: %w", e.Path, err)
 			}
 		}
-	}
+		return nil
+	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	if werr != nil {
+		return werr
+	}
 	// Folder modes last (children first) so read-only folders do not block writes.
-	for i := len(t.Entries) - 1; i >= 0; i-- {
-		e := t.Entries[i]
-		if e.Type == TypeDir {
-			if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(e.Path)), fs.FileMode(e.Mode)); err != nil {
-				return fmt.Errorf("pull %s: %w", e.Path, err)
-			}
+	for i := len(folders) - 1; i >= 0; i-- {
+		f := folders[i]
+		if err := os.Chmod(filepath.Join(dir, filepath.FromSlash(f.path)), fs.FileMode(f.mode)); err != nil {
+			return fmt.Errorf("pull %s: %w", f.path, err)
 		}
 	}
 	return nil

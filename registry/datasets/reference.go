@@ -21,3 +21,18 @@ func (p *Profile) References() map[string]drift.Reference {
 	}
 	return out
 }
+
+// CategoryCounts are the value counts of every categorical column of p, by
+// column name; a name repeated in several files keeps its first file's.
+func (p *Profile) CategoryCounts() map[string]map[string]int64 {
+	out := map[string]map[string]int64{}
+	for _, f := range p.Files {
+		for _, c := range f.Columns {
+			if _, dup := out[c.Name]; dup || len(c.Categories) == 0 {
+				continue
+			}
+			out[c.Name] = c.Categories
+		}
+	}
+	return out
+}

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -122,26 +124,19 @@ var ErrInvalidTree = errors.New("invalid dataset tree")
 // produced byte for byte (other key order, spaces, unknown fields, unsorted
 // or unsafe paths) is refused with ErrInvalidTree.
 func Decode(b []byte) (*Tree, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	var t Tree
-	if err := dec.Decode(&t); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrInvalidTree)
-	}
-	if err := t.Validate(); err != nil {
+	t := &Tree{Version: TreeVersion, Entries: []Entry{}}
+	v := newValidator()
+	err := decodeStream(bytes.NewReader(b), func(e Entry) error {
+		t.Entries = append(t.Entries, e)
+		return v.add(e)
+	})
+	if err != nil {
 		return nil, err
 	}
-	again, err := encode(&t)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidTree, err)
+	if err := v.finish(); err != nil {
+		return nil, err
 	}
-	if !bytes.Equal(again, b) {
-		return nil, fmt.Errorf("%w: not in canonical encoding", ErrInvalidTree)
-	}
-	return &t, nil
+	return t, nil
 }
 
 // ReadTree fetches the tree with digest from store and verifies it.
@@ -238,12 +233,15 @@ func checkLinks(entries []Entry) error {
 			links[e.Path] = e.Target
 		}
 	}
-	for _, e := range entries {
-		if e.Type != TypeSymlink {
-			continue
-		}
-		if err := resolveLink(e.Path, e.Target, dirs, links); err != nil {
-			return fmt.Errorf("symlink %s: %w", e.Path, err)
+	return checkLinkMaps(dirs, links)
+}
+
+// checkLinkMaps is checkLinks over the tree's folders and symlinks (path
+// to target), in path order.
+func checkLinkMaps(dirs map[string]bool, links map[string]string) error {
+	for _, p := range slices.Sorted(maps.Keys(links)) {
+		if err := resolveLink(p, links[p], dirs, links); err != nil {
+			return fmt.Errorf("symlink %s: %w", p, err)
 		}
 	}
 	return nil
@@ -303,73 +301,14 @@ func resolveLink(p, target string, dirs map[string]bool, links map[string]string
 // up, symlink targets inside the tree (also when followed through the other
 // symlinks of the tree).
 func (t *Tree) Validate() error {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("%w: %s", ErrInvalidTree, fmt.Sprintf(format, a...))
-	}
 	if t.Version != TreeVersion {
-		return bad("version %d, want %d", t.Version, TreeVersion)
+		return fmt.Errorf("%w: version %d, want %d", ErrInvalidTree, t.Version, TreeVersion)
 	}
-	dirs := map[string]bool{".": true}
-	for i, e := range t.Entries {
-		if err := CheckPath(e.Path); err != nil {
-			return bad("entry %d: %v", i, err)
-		}
-		if i > 0 && t.Entries[i-1].Path >= e.Path {
-			return bad("entries not sorted or duplicated at %q", e.Path)
-		}
-		if !dirs[path.Dir(e.Path)] {
-			return bad("%s: parent folder is not in the tree", e.Path)
-		}
-		if e.Mode&^0o777 != 0 {
-			return bad("%s: mode %o has more than permission bits", e.Path, e.Mode)
-		}
-		switch e.Type {
-		case TypeDir:
-			dirs[e.Path] = true
-			if e.Digest != "" || e.Size != 0 || e.Chunks != nil || e.Target != "" {
-				return bad("%s: folder with content fields", e.Path)
-			}
-		case TypeSymlink:
-			if e.Digest != "" || e.Size != 0 || e.Chunks != nil {
-				return bad("%s: symlink with content fields", e.Path)
-			}
-			if err := checkLink(e.Path, e.Target); err != nil {
-				return bad("%v", err)
-			}
-		case TypeFile:
-			if e.Target != "" {
-				return bad("%s: file with a target", e.Path)
-			}
-			if _, err := blobs.ParseDigest(e.Digest); err != nil {
-				return bad("%s: %v", e.Path, err)
-			}
-			if e.Size < 0 {
-				return bad("%s: negative size", e.Path)
-			}
-			if e.Chunks != nil {
-				if len(e.Chunks) == 0 {
-					return bad("%s: empty chunk list", e.Path)
-				}
-				var sum int64
-				for _, c := range e.Chunks {
-					if _, err := blobs.ParseDigest(c.Digest); err != nil {
-						return bad("%s: chunk: %v", e.Path, err)
-					}
-					if c.Size <= 0 || sum+c.Size < sum {
-						return bad("%s: chunk size %d", e.Path, c.Size)
-					}
-					sum += c.Size
-				}
-				if sum != e.Size {
-					return bad("%s: chunks add up to %d bytes, size is %d", e.Path, sum, e.Size)
-				}
-			}
-		default:
-			return bad("%s: unknown type %q", e.Path, e.Type)
+	v := newValidator()
+	for _, e := range t.Entries {
+		if err := v.add(e); err != nil {
+			return err
 		}
 	}
-	if err := checkLinks(t.Entries); err != nil {
-		return bad("%v", err)
-	}
-	return nil
+	return v.finish()
 }

@@ -22,7 +22,7 @@ func (p *puller) extract(src *os.Root, blobRel string, l layerPlan) error {
 		return err
 	}
 	defer f.Close()
-	files, err := extractTar(p.dir, f, l.f.compression, l.path, p.writeFile, p.madeLink)
+	files, err := p.extractTar(f, l.f.compression, l.path, l.desc.Size)
 	for _, fl := range files {
 		fl.Kind = l.f.kind
 		p.addFile(fl)
@@ -51,15 +51,20 @@ func decompress(r io.Reader, compression string) (io.ReadCloser, error) {
 	return nil, fmt.Errorf("unsupported compression %q", compression)
 }
 
-// extractTar writes the entries of a tar stream under base in root. Entry
+// extractTar writes the entries of a tar stream under base in DIR. Entry
 // paths that are absolute, contain "..", or would be written through a
 // symbolic link are refused with ErrUnsafePath; links must point inside the
 // root, also when followed through other links (checked as each is made and
 // again once the stream ends, when a later link could have changed where an
-// earlier one leads; links failing then are removed). Regular files go
-// through a temporary name. made, when not nil, is told each link made.
-func extractTar(root *os.Root, r io.Reader, compression, base string, write writeFunc, made func(rel string)) (_ []File, err error) {
+// earlier one leads; links failing then are removed). A hard link must name
+// a regular file this stream has already written. Regular files go through a
+// temporary name. The stream may unpack to at most p.lim's unpack budget for
+// a layer of size compressed bytes (0: unknown, no budget) and count p.lim's
+// MaxFiles entries with the other layers of the pull.
+func (p *puller) extractTar(r io.Reader, compression, base string, compressed int64) (_ []File, err error) {
+	root := p.dir
 	links := map[string]bool{}
+	regular := map[string]bool{} // files written by this stream, for hard links
 	defer func() {
 		if cerr := checkLinks(root, links); cerr != nil {
 			err = errors.Join(err, cerr)
@@ -70,7 +75,11 @@ func extractTar(root *os.Root, r io.Reader, compression, base string, write writ
 		return nil, fmt.Errorf("decompress: %w", err)
 	}
 	defer zr.Close()
-	tr := tar.NewReader(zr)
+	var in io.Reader = zr
+	if budget := p.lim.unpackBudget(compressed); budget >= 0 && compressed > 0 {
+		in = &limitedReader{r: zr, left: budget, max: budget, compressed: compressed, ratio: p.lim.MaxUnpackRatio}
+	}
+	tr := tar.NewReader(in)
 	var files []File
 	for {
 		h, err := tr.Next()
@@ -78,10 +87,16 @@ func extractTar(root *os.Root, r io.Reader, compression, base string, write writ
 			return files, nil
 		}
 		if err != nil {
+			if errors.Is(err, ErrLimit) {
+				return files, err
+			}
 			return files, fmt.Errorf("read tar: %w", err)
 		}
 		if h.Typeflag == tar.TypeXGlobalHeader || h.Typeflag == tar.TypeXHeader {
 			continue
+		}
+		if err := p.countEntry(); err != nil {
+			return files, err
 		}
 		name := h.Name
 		if name == "./" || name == "." || name == "" {
@@ -99,7 +114,7 @@ func extractTar(root *os.Root, r io.Reader, compression, base string, write writ
 			if err := checkParents(root, rel+"/x"); err != nil {
 				return files, err
 			}
-			if err := root.MkdirAll(rel, 0o755); err != nil {
+			if err := p.mkdirAll(rel); err != nil {
 				return files, rootErr(rel, err)
 			}
 		case tar.TypeReg, tar.TypeRegA:
@@ -107,26 +122,27 @@ func extractTar(root *os.Root, r io.Reader, compression, base string, write writ
 			if h.Mode&0o111 != 0 {
 				perm = 0o755
 			}
-			n, sum, err := write(rel, tr, perm, nil)
+			n, sum, err := p.writeFile(rel, tr, perm, nil)
 			if err != nil {
 				return files, err
 			}
+			regular[rel] = true
 			files = append(files, File{Path: rel, Digest: sum, Size: n})
 		case tar.TypeSymlink:
-			if err := prepare(root, rel); err != nil {
+			if err := p.prepare(rel); err != nil {
 				return files, err
 			}
 			if _, err := resolveLink(root, rel, h.Linkname); err != nil {
 				return files, err
 			}
 			_ = root.Remove(rel)
+			delete(regular, rel)
 			if err := root.Symlink(h.Linkname, rel); err != nil {
 				return files, rootErr(rel, err)
 			}
+			p.made(rel)
 			links[rel] = true
-			if made != nil {
-				made(rel)
-			}
+			p.madeLink(rel)
 		case tar.TypeLink:
 			target, err := cleanRel(h.Linkname)
 			if err != nil {
@@ -135,18 +151,39 @@ func extractTar(root *os.Root, r io.Reader, compression, base string, write writ
 			if base != "" {
 				target = path.Join(base, target)
 			}
-			if err := checkParents(root, target); err != nil {
+			if err := checkHardLink(root, rel, target, regular); err != nil {
 				return files, err
 			}
-			if err := prepare(root, rel); err != nil {
+			if err := p.prepare(rel); err != nil {
 				return files, err
 			}
 			_ = root.Remove(rel)
 			if err := root.Link(target, rel); err != nil {
 				return files, rootErr(rel, err)
 			}
+			p.made(rel)
+			regular[rel] = true
 		default:
 			// devices, FIFOs and the like have no place in a model: skipped.
 		}
 	}
+}
+
+// checkHardLink refuses a hard link at rel to target unless target is a
+// regular file the stream wrote (listed in regular) and still a regular
+// file, reached without a symbolic link: a hard link to a symbolic link is
+// a second symbolic link no check saw, one to a folder or to a file of the
+// host would expose it.
+func checkHardLink(root *os.Root, rel, target string, regular map[string]bool) error {
+	if err := checkParents(root, target); err != nil {
+		return fmt.Errorf("hard link %q: %w", rel, err)
+	}
+	if !regular[target] {
+		return fmt.Errorf("%w: hard link %q names %q, which is not a regular file extracted before it", ErrUnsafePath, rel, target)
+	}
+	fi, err := root.Lstat(target)
+	if err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: hard link %q names %q, which is not a regular file", ErrUnsafePath, rel, target)
+	}
+	return nil
 }

@@ -22,6 +22,9 @@ var (
 	// ErrNotModel: the reference names an OCI artifact that is neither a
 	// ModelPack artifact nor a KitOps ModelKit.
 	ErrNotModel = errors.New("not a model artifact")
+	// ErrLimit: a pull would go over one of its Limits (unpack ratio, number
+	// of entries, free disk); the error names the limit.
+	ErrLimit = errors.New("pull limit reached")
 )
 
 // ProgressHooks report transfer progress. Every field may be nil. Hooks are
@@ -120,6 +123,46 @@ type PullOptions struct {
 	// it, interrupted downloads are kept in DIR/.cairn-pull and resumed from
 	// there.
 	CacheDir string
+	// Limits bound what an artifact may make the pull write.
+	Limits
+}
+
+// Limits bound what a pull writes, so that an artifact cannot fill the disk
+// or its inodes: going over one fails the pull with ErrLimit, and what the
+// pull wrote is removed. The zero value gives the defaults.
+type Limits struct {
+	// MaxUnpackRatio: a tar layer unpacks (tar headers and file contents) to
+	// at most this many times its compressed size, and at least 1 MiB
+	// (default DefaultMaxUnpackRatio). Negative: no limit.
+	MaxUnpackRatio float64
+	// MaxFiles: the tar layers of a pull hold at most this many entries
+	// altogether (default DefaultMaxFiles). Negative: no limit.
+	MaxFiles int
+	// DiskReserve is the free space, in bytes, a pull leaves on the disk of
+	// DIR and of the cache: the declared sizes are checked against the free
+	// space before anything is downloaded, and the free space again while tar
+	// layers unpack (default DefaultDiskReserve). Negative: no check.
+	DiskReserve int64
+}
+
+// Defaults of Limits.
+const (
+	DefaultMaxUnpackRatio = 20
+	DefaultMaxFiles       = 100_000
+	DefaultDiskReserve    = 64 << 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxUnpackRatio == 0 {
+		l.MaxUnpackRatio = DefaultMaxUnpackRatio
+	}
+	if l.MaxFiles == 0 {
+		l.MaxFiles = DefaultMaxFiles
+	}
+	if l.DiskReserve == 0 {
+		l.DiskReserve = DefaultDiskReserve
+	}
+	return l
 }
 
 // File is one file of a model.

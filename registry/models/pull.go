@@ -9,9 +9,12 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
@@ -59,6 +62,8 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 
+	_, statErr := os.Lstat(dir)
+	madeDir := errors.Is(statErr, fs.ErrNotExist)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -67,7 +72,7 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	defer root.Close()
-	p := &puller{c: c, dir: root, hooks: opts.Progress}
+	p := &puller{c: c, dir: root, hooks: opts.Progress, lim: opts.Limits.withDefaults()}
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(filepath.Join(opts.CacheDir, "blobs", "sha256"), 0o755); err != nil {
 			return nil, fmt.Errorf("pull %s: cache: %w", ref, err)
@@ -90,6 +95,16 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		}
 	}
 
+	fail := func(err error) (*PullResult, error) {
+		p.undo(permanentPullError(err))
+		if madeDir {
+			_ = os.Remove(dir) // only when nothing is left in it
+		}
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := p.checkDisk(jobs, dir, opts.CacheDir); err != nil {
+		return fail(err)
+	}
 	if p.hooks.Total != nil {
 		var total int64
 		for _, j := range jobs {
@@ -110,7 +125,7 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		err = errors.Join(err, cerr)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("pull %s: %w", ref, err)
+		return fail(err)
 	}
 	if p.cache == nil {
 		_ = root.RemoveAll(workDir)
@@ -185,9 +200,134 @@ type puller struct {
 	cache *os.Root // nil: no cache, blobs wait in DIR/.cairn-pull
 	hooks ProgressHooks
 
-	mu    sync.Mutex
-	files []File
-	links map[string]bool // symbolic links made, for the final check
+	lim   Limits
+	guard *diskGuard // nil: no look at the free disk while unpacking
+
+	entries atomic.Int64 // tar entries read, against lim.MaxFiles
+
+	mu      sync.Mutex
+	files   []File
+	links   map[string]bool // symbolic links made, for the final check
+	created []string        // files, links and folders made, in order, for undo
+}
+
+// made records rel as created by this pull (removed again if it fails).
+func (p *puller) made(rel string) {
+	p.mu.Lock()
+	p.created = append(p.created, rel)
+	p.mu.Unlock()
+}
+
+// undo removes what the pull made, newest first (folders once empty); all
+// is true after failures retrying cannot fix (the downloads waiting in
+// DIR/.cairn-pull go too; otherwise they stay to resume from).
+func (p *puller) undo(all bool) {
+	p.mu.Lock()
+	created := p.created
+	p.created = nil
+	p.mu.Unlock()
+	for i := len(created) - 1; i >= 0; i-- {
+		_ = p.dir.Remove(created[i])
+	}
+	if all && p.cache == nil {
+		_ = p.dir.RemoveAll(workDir)
+	}
+}
+
+// permanentPullError reports whether err is about the artifact (retrying
+// gets the same result), not the way to it.
+func permanentPullError(err error) bool {
+	return errors.Is(err, ErrLimit) || errors.Is(err, ErrUnsafePath) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrNotModel)
+}
+
+// countEntry counts one tar entry against lim.MaxFiles.
+func (p *puller) countEntry() error {
+	if n := p.entries.Add(1); p.lim.MaxFiles > 0 && n > int64(p.lim.MaxFiles) {
+		return fmt.Errorf("%w: the model's tar layers hold more than %d entries (max files, --max-files)", ErrLimit, p.lim.MaxFiles)
+	}
+	return nil
+}
+
+// mkdirAll makes the folder rel and its parents under DIR, recording the
+// ones it made.
+func (p *puller) mkdirAll(rel string) error {
+	parts := strings.Split(rel, "/")
+	for i := range parts {
+		q := strings.Join(parts[:i+1], "/")
+		fi, err := p.dir.Lstat(q)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("make folder %s: %s is not a folder", rel, q)
+			}
+			continue
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if err := p.dir.Mkdir(q, 0o755); err != nil {
+			if fi, serr := p.dir.Lstat(q); serr == nil && fi.IsDir() {
+				continue // made meanwhile by another layer
+			}
+			return err
+		}
+		p.made(q)
+	}
+	return nil
+}
+
+// prepare makes the parent folders of rel under DIR, refusing links.
+func (p *puller) prepare(rel string) error {
+	if err := checkParents(p.dir, rel); err != nil {
+		return err
+	}
+	if d := path.Dir(rel); d != "." {
+		if err := p.mkdirAll(d); err != nil {
+			return rootErr(rel, err)
+		}
+	}
+	return nil
+}
+
+// checkDisk checks, before anything is downloaded, that the disks of dir and
+// of the cache have room for the declared sizes plus the reserve, and sets
+// the guard that watches the free space while tar layers unpack.
+func (p *puller) checkDisk(jobs []*blobJob, dir, cacheDir string) error {
+	if p.lim.DiskReserve < 0 {
+		return nil
+	}
+	need := map[string]int64{dir: 0}
+	paths := []string{dir}
+	if cacheDir != "" {
+		need[cacheDir] = 0
+		paths = append(paths, cacheDir)
+	}
+	for _, j := range jobs {
+		size := j.desc.Size
+		cached := false
+		if p.cache != nil {
+			_, err := p.cache.Stat("blobs/sha256/" + j.desc.Digest.Hex)
+			cached = err == nil
+		}
+		if !cached {
+			if cacheDir != "" {
+				need[cacheDir] += size
+			} else {
+				need[dir] += size
+			}
+		}
+		raw := 0
+		for _, l := range j.layers {
+			if !l.f.tar {
+				raw++
+			}
+		}
+		if cacheDir == "" && raw > 0 {
+			raw-- // the last one is renamed into place
+		}
+		need[dir] += int64(raw) * size
+	}
+	p.guard = &diskGuard{paths: paths, reserve: p.lim.DiskReserve}
+	return checkDisk(need, p.lim.DiskReserve)
 }
 
 func (p *puller) madeLink(rel string) {
@@ -290,6 +430,9 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 				verified = true
 			}
 			err = p.extract(blobRoot, blobRel, l)
+			if errors.Is(err, ErrLimit) && blobRoot == p.cache {
+				_ = p.cache.Remove(blobRel) // a bomb: no use keeping it
+			}
 		} else {
 			last := i == len(j.layers)-1
 			if p.cache == nil && last {
@@ -336,7 +479,9 @@ func fileMatches(root *os.Root, rel string, d v1.Descriptor) bool {
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+	buf := getBuf()
+	defer putBuf(buf)
+	if _, err := io.CopyBuffer(h, f, *buf); err != nil {
 		return false
 	}
 	return hex.EncodeToString(h.Sum(nil)) == d.Digest.Hex
@@ -374,7 +519,9 @@ func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.D
 	}
 	have := fi.Size()
 	h := sha256.New()
-	buf := make([]byte, 1<<20)
+	bufp := getBuf()
+	defer putBuf(bufp)
+	buf := *bufp
 	restart := func() error {
 		h.Reset()
 		have = 0
@@ -447,12 +594,13 @@ func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.D
 
 // moveInto renames the verified blob waiting in DIR/.cairn-pull to its file.
 func (p *puller) moveInto(blobRel string, l layerPlan) error {
-	if err := prepare(p.dir, l.path); err != nil {
+	if err := p.prepare(l.path); err != nil {
 		return err
 	}
 	if err := p.dir.Rename(blobRel, l.path); err != nil {
 		return rootErr(l.path, err)
 	}
+	p.made(l.path)
 	p.addFile(File{Path: l.path, Digest: l.desc.Digest.String(), Size: l.desc.Size, Kind: l.f.kind})
 	return nil
 }
@@ -487,7 +635,7 @@ func (p *puller) copyInto(src *os.Root, blobRel string, l layerPlan, verified bo
 
 // copyVerified copies a verified blob to its file through a temporary name.
 func (p *puller) copyVerified(in *os.File, l layerPlan) error {
-	if err := prepare(p.dir, l.path); err != nil {
+	if err := p.prepare(l.path); err != nil {
 		return err
 	}
 	tmp := tempName(l.path)
@@ -510,6 +658,7 @@ func (p *puller) copyVerified(in *os.File, l layerPlan) error {
 		_ = p.dir.Remove(tmp)
 		return rootErr(l.path, err)
 	}
+	p.made(l.path)
 	return nil
 }
 
@@ -517,7 +666,7 @@ func (p *puller) copyVerified(in *os.File, l layerPlan) error {
 // the size and digest written. With want, a size or digest other than want's
 // fails with ErrDigestMismatch and nothing reaches rel.
 func (p *puller) writeFile(rel string, r io.Reader, perm fs.FileMode, want *v1.Descriptor) (int64, string, error) {
-	if err := prepare(p.dir, rel); err != nil {
+	if err := p.prepare(rel); err != nil {
 		return 0, "", err
 	}
 	tmp := tempName(rel)
@@ -526,7 +675,13 @@ func (p *puller) writeFile(rel string, r io.Reader, perm fs.FileMode, want *v1.D
 		return 0, "", rootErr(rel, err)
 	}
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(f, h), r, make([]byte, 1<<20))
+	var w io.Writer = f
+	if want == nil && p.guard != nil {
+		w = guardedWriter{w: f, g: p.guard} // a size nobody declared
+	}
+	buf := getBuf()
+	n, err := io.CopyBuffer(io.MultiWriter(w, h), r, *buf)
+	putBuf(buf)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -543,5 +698,13 @@ func (p *puller) writeFile(rel string, r io.Reader, perm fs.FileMode, want *v1.D
 		_ = p.dir.Remove(tmp)
 		return 0, "", rootErr(rel, err)
 	}
+	p.made(rel)
 	return n, sum, nil
 }
+
+// bufPool holds the 1 MiB copy buffers of pulls (a tar layer of many small
+// files would otherwise allocate one per file).
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }

@@ -66,19 +66,6 @@ func checkParents(root *os.Root, rel string) error {
 	return nil
 }
 
-// prepare makes the parent folders of rel under root, refusing links.
-func prepare(root *os.Root, rel string) error {
-	if err := checkParents(root, rel); err != nil {
-		return err
-	}
-	if d := path.Dir(rel); d != "." {
-		if err := root.MkdirAll(d, 0o755); err != nil {
-			return rootErr(rel, err)
-		}
-	}
-	return nil
-}
-
 // rootErr turns os.Root's refusal to leave the root into ErrUnsafePath.
 func rootErr(rel string, err error) error {
 	if err != nil && strings.Contains(err.Error(), "escapes") {

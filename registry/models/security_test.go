@@ -352,7 +352,7 @@ func TestExtractTarLinks(t *testing.T) {
 			}
 			defer root.Close()
 			p := &puller{dir: root}
-			_, err = extractTar(root, bytes.NewReader(mkTar(t, tc.entries, "")), "", "", p.writeFile, nil)
+			_, err = p.extractTar(bytes.NewReader(mkTar(t, tc.entries, "")), "", "", 0)
 			if tc.naming == "" {
 				if err != nil {
 					t.Fatal(err)

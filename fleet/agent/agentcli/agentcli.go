@@ -1,0 +1,130 @@
+package agentcli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/registry/models"
+)
+
+// Long is the help text of the agent's command.
+const Long = `Run the device agent. It enrolls once (the credential is kept in
+DIR/identity.json, mode 0600, and reused), reports the facts it detects
+(arch, OS, kernel, memory, CPUs, accelerators, hostname, time zone, disk free,
+its own version) merged with --facts-file and --labels, then long-polls its
+desired state and installs each release's model into an inactive slot under
+DIR/models, switches to it atomically, runs the health check and rolls back
+on failure. A model over the pull limits (--max-unpack-ratio, --max-files,
+--disk-reserve) fails for good and the previous one keeps serving.`
+
+// Flags are the agent's flags.
+type Flags struct {
+	Server, Token, Name, Labels, Root, FactsFile, RuntimeRoot string
+	CacheMax                                                  string
+	PlainHTTP                                                 bool
+	PollWait, MaxBackoff                                      time.Duration
+	Limits                                                    models.Limits
+}
+
+// Register adds the flags to fs.
+func (o *Flags) Register(f *pflag.FlagSet) {
+	f.StringVar(&o.Server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
+	f.StringVar(&o.Token, "enroll-token", os.Getenv("CAIRN_ENROLL_TOKEN"), "fleet enrollment token (needed once; env CAIRN_ENROLL_TOKEN)")
+	f.StringVar(&o.Name, "name", "", "target name (default: the hostname)")
+	f.StringVar(&o.Labels, "labels", "", "labels as k=v,k=v")
+	f.StringVar(&o.Root, "root", "", "agent folder: identity, journal, model slots, layer cache")
+	f.StringVar(&o.FactsFile, "facts-file", "", "JSON file of facts that override detected ones (arch, osVersion, memory, accelerators, timeZone, …)")
+	f.StringVar(&o.RuntimeRoot, "runtime-root", "", "make absolute runtime.path links under this folder (several simulated devices on one machine)")
+	f.BoolVar(&o.PlainHTTP, "plain-http", false, "pull from registries over plain HTTP")
+	f.DurationVar(&o.PollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
+	f.StringVar(&o.CacheMax, "cache-max", "", "bytes the layer cache keeps beyond the active, previous and in-flight models, such as 4G (default: twice the largest model)")
+	f.DurationVar(&o.MaxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
+	f.Float64Var(&o.Limits.MaxUnpackRatio, "max-unpack-ratio", models.DefaultMaxUnpackRatio, "a tar layer unpacks to at most this many times its compressed size (-1: no limit)")
+	f.IntVar(&o.Limits.MaxFiles, "max-files", models.DefaultMaxFiles, "at most this many tar entries per model pull (-1: no limit)")
+	f.Int64Var(&o.Limits.DiskReserve, "disk-reserve", models.DefaultDiskReserve, "bytes of free disk a model pull leaves (-1: no check)")
+}
+
+// Run runs the agent until ctx ends; version goes into its facts and its
+// User-Agent.
+func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error {
+	if o.Server == "" {
+		return fmt.Errorf("--server is required")
+	}
+	if o.Root == "" {
+		return fmt.Errorf("--root is required")
+	}
+	lbl, err := ParseLabels(o.Labels)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.Root, 0o755); err != nil {
+		return fmt.Errorf("create root: %w", err)
+	}
+	facts := agent.DetectFacts(o.Root)
+	facts.AgentVersion = version
+	if o.FactsFile != "" {
+		if err := agent.LoadFactsFile(o.FactsFile, &facts); err != nil {
+			return err
+		}
+	}
+	var cacheMax int64
+	if o.CacheMax != "" {
+		if cacheMax, err = agent.ParseBytes(o.CacheMax); err != nil {
+			return fmt.Errorf("--cache-max: %w", err)
+		}
+	}
+	logger := log.New(stderr, "", log.LstdFlags)
+	a, err := agent.New(agent.Config{
+		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: o.Token,
+		API: fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: o.PlainHTTP,
+		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
+		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf,
+	})
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// Command is the agent's command under the name use (cairn-agent, agent).
+func Command(use, version string) *cobra.Command {
+	var o Flags
+	cmd := &cobra.Command{
+		Use:   use + " --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
+		Short: "Run the device agent: enroll, poll, install, activate, report",
+		Long:  Long,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.Run(cmd.Context(), version, cmd.ErrOrStderr())
+		},
+	}
+	o.Register(cmd.Flags())
+	return cmd
+}
+
+// ParseLabels reads k=v,k=v.
+func ParseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		kv = strings.TrimSpace(kv)
+		if kv == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want key=value", kv)
+		}
+		out[strings.TrimSpace(k)] = strings.TrimSpace(v)
+	}
+	return out, nil
+}
