@@ -15,7 +15,6 @@ import (
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/history"
-	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -199,7 +198,7 @@ type gateView struct {
 }
 
 func (d *Dashboard) releaseView(ctx context.Context, rel store.Release, now time.Time) releaseView {
-	ri := server.ReleaseInfo(rel)
+	ri := releaseInfo(rel)
 	v := releaseView{ReleaseInfo: ri, Spec: d.cache.spec(rel.Name)}
 	var gates []manifests.Gate
 	var waves []manifests.Wave
@@ -246,7 +245,7 @@ func (d *Dashboard) releaseView(ctx context.Context, rel store.Release, now time
 		case err != nil:
 			v.After += a.Release + " is not admitted"
 		default:
-			ui := server.ReleaseInfo(up)
+			ui := releaseInfo(up)
 			switch {
 			case ui.HealthySince == nil:
 				v.After += "not healthy yet — held"
@@ -408,4 +407,18 @@ func reverse[T any](s []T) {
 	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
 		s[i], s[j] = s[j], s[i]
 	}
+}
+
+// releaseInfo decodes the status the reconciler stored for a release.
+func releaseInfo(rel store.Release) fleet.ReleaseInfo {
+	var ri fleet.ReleaseInfo
+	if len(rel.Status) > 0 {
+		jsonUnmarshal(rel.Status, &ri)
+	}
+	ri.Name = rel.Name
+	if ri.Commit == "" {
+		ri.Commit = rel.Commit
+	}
+	ri.UpdatedAt = rel.UpdatedAt
+	return ri
 }
