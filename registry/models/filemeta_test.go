@@ -155,3 +155,27 @@ func TestSafetensorsParams(t *testing.T) {
 		}
 	}
 }
+
+// TestPullCountsBytes: a first pull downloads every blob; a second one into
+// another folder with the same cache downloads nothing and reuses them all.
+func TestPullCountsBytes(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, map[string]string{"model.onnx": strings.Repeat("w", 5000), "README.md": "doc"})
+	res, err := Push(bg, reg+"/count/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	first, err := Pull(bg, res.Ref, t.TempDir(), PullOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Pull(bg, res.Ref, t.TempDir(), PullOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.DownloadedBytes != 5003 || first.ReusedBytes != 0 || second.DownloadedBytes != 0 || second.ReusedBytes != 5003 {
+		t.Errorf("first %d/%d, second %d/%d bytes downloaded/reused", first.DownloadedBytes, first.ReusedBytes,
+			second.DownloadedBytes, second.ReusedBytes)
+	}
+}

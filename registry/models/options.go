@@ -192,6 +192,11 @@ type PullResult struct {
 	Files []File `json:"files"`
 	// Kind of artifact: KindModelPack or KindKitOps.
 	Kind string `json:"kind"`
+	// DownloadedBytes came from the registry in this pull; ReusedBytes are
+	// the bytes of the layers' blobs it did not download (found in the
+	// cache, in DIR already, or kept from an interrupted download).
+	DownloadedBytes int64 `json:"downloadedBytes"`
+	ReusedBytes     int64 `json:"reusedBytes"`
 }
 
 // Artifact kinds.
