@@ -120,7 +120,8 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		prev := r.admitted[name]
 		if prev == nil || prev.Model.Spec.Artifact != model.Spec.Artifact {
 			events = append(events, fleet.Event{Type: manifests.EventReleaseAdmitted, Reason: ReasonSucceeded, Release: name, Commit: rev.Commit,
-				Message: fmt.Sprintf("admitted %s %s (%s)", model.Metadata.Name, model.Spec.Version, model.Spec.Artifact)})
+				Message: fmt.Sprintf("admitted %s %s (%s)", model.Metadata.Name, model.Spec.Version, model.Spec.Artifact),
+				Key:     admittedKey(name, rev.Commit, model.Spec.Artifact)})
 			facts := lineage.AdmissionFacts{Commit: rev.Commit, Release: name, Model: model.Metadata.Name, ModelDigest: pr.To, Time: time.Now().UTC()}
 			for _, d := range model.Spec.TrainedOn {
 				if ds, ok := snap.Dataset(d); ok {

@@ -543,7 +543,8 @@ func (r *Reconciler) stepRelease(name string, a *Admitted, now time.Time, comman
 			r.requeue = out.RequeueAfter
 		}
 		for _, e := range out.Events {
-			events = append(events, fleet.Event{Time: now, Type: e.Type, Reason: e.Reason, Release: name, Commit: a.Commit, Message: e.Message, Targets: e.Targets})
+			events = append(events, fleet.Event{Time: now, Type: e.Type, Reason: e.Reason, Release: name, Commit: a.Commit, Message: e.Message, Targets: e.Targets,
+				Key: eventKey(out.State, e.Type, e.Message)})
 		}
 		switch s := out.State; s.Phase {
 		case rollout.PhaseSucceeded:
