@@ -81,7 +81,7 @@ func testOutbox(t *testing.T, dsn string) {
 	defer stop()
 	time.Sleep(800 * time.Millisecond)
 	failing.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		pending, err := n.opts.Outbox.List(ctx, StatePending)
 		if err != nil {
