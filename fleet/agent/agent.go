@@ -381,6 +381,22 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 // applyDriver hands the desired state to the driver and reports the
 // statuses that changed; releases it no longer runs are forgotten.
 func (a *Agent) applyDriver(ctx context.Context, ds *fleet.DesiredState) error {
+	// Runtime metrics the agent can reach (a Service URL from inside the
+	// cluster) feed gates and drift as on devices.
+	a.mu.Lock()
+	clear(a.health)
+	clear(a.inputs)
+	for _, dm := range ds.Models {
+		if hc := dm.Runtime.HealthCheck; hc != nil && hc.HTTP != "" {
+			a.health[dm.Release] = hc.HTTP
+		} else if dm.Runtime.Metrics != "" {
+			a.health[dm.Release] = dm.Runtime.Metrics
+		}
+		if dm.Runtime.Metrics != "" {
+			a.inputs[dm.Release] = dm.Runtime.Metrics
+		}
+	}
+	a.mu.Unlock()
 	sts, err := a.cfg.Driver.Apply(ctx, ds.Models)
 	keep := map[string]bool{}
 	for _, st := range sts {

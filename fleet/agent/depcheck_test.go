@@ -19,7 +19,7 @@ func TestDeviceAgentLinksNoClientGo(t *testing.T) {
 	if _, err := os.Stat(filepath.Join("..", "..", "cmd", "cairn-agent")); err == nil {
 		pkgs = append(pkgs, "./cmd/cairn-agent")
 	} else {
-		t.Log("cmd/cairn-agent does not exist yet: checking fleet/agent only")
+		t.Log("no cmd/cairn-agent in this tree: checking fleet/agent only")
 	}
 	for _, p := range pkgs {
 		cmd := exec.Command("go", "list", "-deps", p)

@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -177,7 +178,6 @@ func (f clientErrorFilter) Write(p []byte) (int, error) {
 
 // GCResult is what a garbage collection removed.
 type GCResult struct {
-	DryRun         bool  `json:"dryRun"`
 	BlobsBefore    int   `json:"blobsBefore"`
 	BlobsAfter     int   `json:"blobsAfter"`
 	BytesBefore    int64 `json:"bytesBefore"`
@@ -196,6 +196,9 @@ func (r *Registry) GC(ctx context.Context, removeUntagged bool) (GCResult, error
 	var err error
 	if res.BlobsBefore, res.BytesBefore, err = r.countBlobs(ctx); err != nil {
 		return res, err
+	}
+	if res.BlobsBefore == 0 {
+		return res, nil // nothing pushed yet: no folders to walk
 	}
 	if err := storage.MarkAndSweep(ctx, r.driver, r.ns, storage.GCOpts{RemoveUntagged: removeUntagged, Quiet: true}); err != nil {
 		return res, fmt.Errorf("registry gc: %w", err)
@@ -218,6 +221,10 @@ func (r *Registry) countBlobs(ctx context.Context) (n int, size int64, err error
 		size += desc.Size
 		return nil
 	})
+	var notFound storagedriver.PathNotFoundError
+	if errors.As(err, &notFound) {
+		return 0, 0, nil // no blob yet
+	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("registry gc: count blobs: %w", err)
 	}

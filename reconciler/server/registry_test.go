@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-dev/cairn/internal/testenv"
 	"github.com/cairn-dev/cairn/registry/blobs"
@@ -202,3 +203,44 @@ func TestRegistryS3Replicas(t *testing.T) {
 }
 
 func blobStoreFor(ctx context.Context, u string) (any, error) { return blobs.Open(ctx, u) }
+
+// TestRegistryGCHoldsWrites: while a collection runs (the gate held),
+// writes wait and reads go on; GC of a fresh registry removes nothing.
+func TestRegistryGCHoldsWrites(t *testing.T) {
+	ctx := context.Background()
+	r, err := NewRegistry(ctx, RegistryOptions{Dir: t.TempDir(), Secret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(r)
+	defer ts.Close()
+	r.gate.Lock() // as GC holds it
+	wrote := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(ts.URL+"/v2/models/g/blobs/uploads/", "", nil)
+		if err != nil {
+			wrote <- 0
+			return
+		}
+		resp.Body.Close()
+		wrote <- resp.StatusCode
+	}()
+	resp, err := http.Get(ts.URL + "/v2/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a read while writes are held: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	select {
+	case code := <-wrote:
+		t.Fatalf("a write went through while held: %d", code)
+	case <-time.After(300 * time.Millisecond):
+	}
+	r.gate.Unlock()
+	if code := <-wrote; code != http.StatusAccepted {
+		t.Fatalf("the held write, once released: %d", code)
+	}
+	res, err := r.GC(ctx, true)
+	if err != nil || res.BlobsBefore != res.BlobsAfter {
+		t.Fatalf("GC of an empty registry: %+v, %v", res, err)
+	}
+}

@@ -143,8 +143,8 @@ _kube_apiserver plain /registry-plain "$_kube_plain_port"
 _kube_apiserver kserve /registry-kserve "$_kube_kserve_port"
 # _kube_ready PORT: /readyz answers ok.
 _kube_ready() {
-  curl -sf --max-time 2 --cacert "$_kube_dir/ca.crt" --cert "$_kube_dir/admin.crt" --key "$_kube_dir/admin.key" \
-    "https://127.0.0.1:$1/readyz" 2>/dev/null | grep -q ok
+  [ "$(curl -sf --max-time 2 --cacert "$_kube_dir/ca.crt" --cert "$_kube_dir/admin.crt" --key "$_kube_dir/admin.key" \
+    "https://127.0.0.1:$1/readyz" 2>/dev/null)" = ok ]
 }
 for _kube_port in "$_kube_plain_port" "$_kube_kserve_port"; do
   _kube_ok=
