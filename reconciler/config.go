@@ -24,6 +24,9 @@ type Config struct {
 	Branch string `json:"branch,omitempty"`
 	// Interval between fetches (1m).
 	Interval Duration `json:"interval,omitempty"`
+	// FetchTimeout bounds one fetch (2m); a fetch that times out sets the
+	// source Ready=False and the next interval tries again.
+	FetchTimeout Duration `json:"fetchTimeout,omitempty"`
 	// GitToken authenticates http(s) fetches; SSHKey is a key file for ssh://.
 	GitToken string `json:"gitToken,omitempty"`
 	SSHKey   string `json:"sshKey,omitempty"`

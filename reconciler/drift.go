@@ -77,7 +77,7 @@ func driftConfig(rel manifests.Release) (time.Duration, int64, *manifests.DriftM
 // before the rollout steps, which only read the cache.
 func (r *Reconciler) loadProfiles(ctx context.Context, now time.Time) {
 	for k := range r.drift {
-		if r.admitted[k.release] == nil {
+		if rs := r.releases[k.release]; rs == nil || rs.admitted() == nil {
 			delete(r.drift, k)
 		}
 	}

@@ -130,8 +130,9 @@ func (r *Reconciler) behind(rev source.Revision) bool {
 // refuseBehind records, once per commit, that rev is behind the admitted
 // commit and is not admitted. Called with r.mu held.
 func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) error {
-	markFailed(r.source, false, ReasonHistoryRewound, "branch moved back to %s, behind the admitted %s: not admitted; roll back with a new commit (git revert)", digest.Short(rev.Commit), digest.Short(r.commit))
-	r.saveSource(ctx)
+	r.markSource(ctx, func(st *Status, admitted string) {
+		markFailed(st, false, ReasonHistoryRewound, "branch moved back to %s, behind the admitted %s: not admitted; roll back with a new commit (git revert)", digest.Short(rev.Commit), digest.Short(admitted))
+	})
 	if b, err := r.opts.Store.Meta(ctx, "refused-behind"); err == nil && string(b) == rev.Commit {
 		return nil
 	}

@@ -110,7 +110,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	var src *source.Source
 	if cfg.Repo != "" {
 		src = source.New(source.Config{URL: cfg.Repo, Branch: cfg.Branch, Dir: filepath.Join(cfg.Data, "source"),
-			Interval: time.Duration(cfg.Interval), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
+			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
 	}
 	var srv *server.Server
 	rec := New(Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,

@@ -24,6 +24,7 @@ const (
 	ReasonAborted          = "Aborted"
 	ReasonRolledBack       = "RolledBack"
 	ReasonSuspended        = "Suspended"
+	ReasonFailed           = "ReconcileFailed"
 )
 
 // Status is a minimal Kubernetes-like object carrying conditions, so that

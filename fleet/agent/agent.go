@@ -491,15 +491,20 @@ func (a *Agent) buildReport(ctx context.Context) (fleet.StatusReport, map[string
 	// The server appends the log entries of each report: send those it has
 	// not accepted yet.
 	rep := fleet.StatusReport{Time: time.Now().UTC(), Facts: &facts, Log: slices.Clone(a.log)}
-	var urls []string
+	// The runtime's metrics: a release's runtime.metrics URL where set,
+	// else /metrics next to its HTTP health check.
+	var urls, explicit []string
 	for _, u := range a.health {
-		urls = append(urls, u)
+		urls = append(urls, runtimeMetricsURL(u))
+	}
+	for _, u := range a.inputs {
+		explicit = append(explicit, u)
 	}
 	a.mu.Unlock()
 	rep.Releases = a.Status()
 	slices.Sort(urls)
-	for _, u := range urls {
-		mu := runtimeMetricsURL(u)
+	slices.Sort(explicit)
+	for _, mu := range append(explicit, urls...) {
 		if mu == "" {
 			continue
 		}

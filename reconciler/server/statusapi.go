@@ -68,28 +68,14 @@ func (s *Server) target(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, ti)
 }
 
-// ReleaseInfo decodes the status the reconciler stored for a release.
-func ReleaseInfo(rel store.Release) fleet.ReleaseInfo {
-	var ri fleet.ReleaseInfo
-	if len(rel.Status) > 0 {
-		json.Unmarshal(rel.Status, &ri)
-	}
-	ri.Name = rel.Name
-	if ri.Commit == "" {
-		ri.Commit = rel.Commit
-	}
-	ri.UpdatedAt = rel.UpdatedAt
-	return ri
-}
-
 func (s *Server) releaseInfos(r *http.Request) ([]fleet.ReleaseInfo, error) {
-	rels, err := s.cfg.Store.Releases(r.Context())
+	recs, err := s.cfg.Store.Records(r.Context())
 	if err != nil {
 		return nil, err
 	}
-	out := make([]fleet.ReleaseInfo, len(rels))
-	for i, rel := range rels {
-		out[i] = ReleaseInfo(rel)
+	out := make([]fleet.ReleaseInfo, len(recs))
+	for i, rec := range recs {
+		out[i] = rec.Status
 	}
 	return out, nil
 }
@@ -105,7 +91,7 @@ func (s *Server) releases(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	rel, err := s.cfg.Store.Release(r.Context(), name)
+	rec, err := s.cfg.Store.Record(r.Context(), name)
 	if errors.Is(err, store.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "release %s is not admitted", name)
 		return
@@ -114,7 +100,7 @@ func (s *Server) release(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "get release %s: %v", name, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ReleaseInfo(rel))
+	writeJSON(w, http.StatusOK, rec.Status)
 }
 
 func (s *Server) inventory(w http.ResponseWriter, r *http.Request) {

@@ -38,6 +38,9 @@ type Config struct {
 	Token string
 	// SSHKey is a private key file for ssh:// URLs.
 	SSHKey string
+	// FetchTimeout bounds one fetch, connection to tree (default 2m): a
+	// server that accepts and never answers fails the fetch, not the loop.
+	FetchTimeout time.Duration
 	// WebhookSecret signs POST /hooks/git; empty accepts unsigned hooks
 	// only from loopback.
 	WebhookSecret string
@@ -65,12 +68,19 @@ type Source struct {
 	log     *slog.Logger
 	trigger chan struct{}
 
-	mu        sync.Mutex
+	// fetchMu serialises fetches (and the clone they write); it is held
+	// across the network. mu guards the fields below it and is never held
+	// across I/O, so State, URL and IsAncestor answer during a fetch.
+	fetchMu   sync.Mutex
 	repo      *git.Repository
+	mu        sync.Mutex
 	last      string
 	fetchedAt time.Time
 	lastErr   error
 }
+
+// DefaultFetchTimeout bounds a fetch when Config.FetchTimeout is zero.
+const DefaultFetchTimeout = 2 * time.Minute
 
 // New returns a source; Run fetches.
 func New(cfg Config) *Source {
@@ -79,6 +89,9 @@ func New(cfg Config) *Source {
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Minute
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = DefaultFetchTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -219,12 +232,14 @@ func (s *Source) repoint(r *git.Repository) error {
 // whether or not it changed since the last fetch (a replica taking over
 // the lead refreshes what it fetched while following).
 func (s *Source) Head(ctx context.Context) (Revision, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
 	rev, changed, err := s.fetch(ctx)
 	if err == nil && !changed {
 		rev, err = readRevision(s.repo, plumbing.NewHash(rev.Commit))
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		s.lastErr = err
 		return Revision{}, err
@@ -238,20 +253,22 @@ func (s *Source) Head(ctx context.Context) (Revision, error) {
 // IsAncestor reports whether commit ancestor is reachable from commit
 // descendant in the fetched history (false when they are equal). An error
 // means one of them is not in the clone.
+//
+// It reads the clone on disk through a repository of its own, so it never
+// waits for a fetch in flight (objects are written before refs move).
 func (s *Source) IsAncestor(ancestor, descendant string) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.repo == nil {
-		return false, errors.New("is ancestor: nothing fetched yet")
-	}
 	if ancestor == descendant {
 		return false, nil
 	}
-	a, err := s.repo.CommitObject(plumbing.NewHash(ancestor))
+	repo, err := git.PlainOpen(s.cfg.Dir)
+	if err != nil {
+		return false, fmt.Errorf("is ancestor: nothing fetched yet: %w", err)
+	}
+	a, err := repo.CommitObject(plumbing.NewHash(ancestor))
 	if err != nil {
 		return false, fmt.Errorf("is ancestor: commit %s: %w", ancestor, err)
 	}
-	d, err := s.repo.CommitObject(plumbing.NewHash(descendant))
+	d, err := repo.CommitObject(plumbing.NewHash(descendant))
 	if err != nil {
 		return false, fmt.Errorf("is ancestor: commit %s: %w", descendant, err)
 	}
@@ -261,9 +278,11 @@ func (s *Source) IsAncestor(ancestor, descendant string) (bool, error) {
 // Fetch fetches the branch and returns its head commit; changed reports
 // whether it differs from the last one returned.
 func (s *Source) Fetch(ctx context.Context) (Revision, bool, error) {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	rev, changed, err := s.fetch(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rev, changed, err := s.fetch(ctx)
 	if err != nil {
 		s.lastErr = err
 		return rev, false, err
@@ -276,7 +295,10 @@ func (s *Source) Fetch(ctx context.Context) (Revision, bool, error) {
 	return rev, changed, nil
 }
 
+// fetch runs with fetchMu held and at most FetchTimeout.
 func (s *Source) fetch(ctx context.Context) (Revision, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.FetchTimeout)
+	defer cancel()
 	auth, err := s.auth()
 	if err != nil {
 		return Revision{}, false, err
@@ -289,6 +311,9 @@ func (s *Source) fetch(ctx context.Context) (Revision, bool, error) {
 	spec := config.RefSpec("+" + ref.String() + ":" + ref.String())
 	err = repo.FetchContext(ctx, &git.FetchOptions{RemoteName: "origin", RefSpecs: []config.RefSpec{spec}, Auth: auth, Force: true, Tags: git.NoTags})
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		if ctx.Err() == context.DeadlineExceeded {
+			return Revision{}, false, fmt.Errorf("fetch %s %s: no answer within %s: %w", s.URL(), s.cfg.Branch, s.cfg.FetchTimeout, err)
+		}
 		return Revision{}, false, fmt.Errorf("fetch %s %s: %w", s.URL(), s.cfg.Branch, err)
 	}
 	head, err := repo.Reference(ref, true)
@@ -296,7 +321,10 @@ func (s *Source) fetch(ctx context.Context) (Revision, bool, error) {
 		return Revision{}, false, fmt.Errorf("fetch %s: branch %s: %w", s.URL(), s.cfg.Branch, err)
 	}
 	commit := head.Hash().String()
-	if commit == s.last {
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	if commit == last {
 		return Revision{Commit: commit}, false, nil
 	}
 	rev, err := readRevision(repo, head.Hash())

@@ -6,6 +6,7 @@ import (
 
 	"github.com/cairn-dev/cairn/errdef"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/record"
 )
 
 // ErrNotFound is returned when a record does not exist (errdef.ErrNotFound).
@@ -35,9 +36,10 @@ type Desired struct {
 	Rev    int64
 }
 
-// Release is the admitted state of one release: Spec is the admitted bundle
-// (release, model, policy, profiles), State the rollout engine's state and
-// Status the conditions and counters shown by the status API, each JSON.
+// Release is the stored form of a release's record (record.Columns): Spec
+// is the admitted snapshot, State the rollout engine's state and Status the
+// conditions and counters shown by the status API, each JSON. Read and
+// write records with PutRecord, Record and Records.
 type Release struct {
 	Name      string
 	Commit    string
@@ -70,6 +72,15 @@ type Store interface {
 	// DesiredSince returns desired states written after revision rev.
 	DesiredSince(ctx context.Context, rev int64) ([]Desired, error)
 
+	// PutRecord, Record and Records read and write a release's typed
+	// record through its one codec (package record); the reconciler and
+	// the status API use only these. A record that does not decode is
+	// returned with Err set, and PutRecord refuses to overwrite with one.
+	PutRecord(ctx context.Context, r record.Release) error
+	Record(ctx context.Context, name string) (record.Release, error)
+	Records(ctx context.Context) ([]record.Release, error)
+	// PutRelease, Release and Releases move a record's stored columns as
+	// they are (tests, fixtures and migrations).
 	PutRelease(ctx context.Context, r Release) error
 	Release(ctx context.Context, name string) (Release, error)
 	Releases(ctx context.Context) ([]Release, error)

@@ -63,6 +63,7 @@ var contract = []struct {
 	{"status and log", testStatus},
 	{"desired", testDesired},
 	{"releases", testReleases},
+	{"records", testRecords},
 	{"events", testEvents},
 	{"event_keys", testEventKeys},
 	{"commands", testCommands},

@@ -1,0 +1,111 @@
+package reconciler
+
+import (
+	"context"
+	"time"
+
+	"github.com/cairn-dev/cairn/reconciler/source"
+)
+
+// Run reconciles every Interval, on triggers and when a rollout asks to be
+// requeued, while this replica holds the leader lease, until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	go r.campaign(ctx)
+	last := time.Time{}
+	for {
+		r.mu.Lock()
+		wait := r.opts.Interval
+		if r.requeue > 0 && r.requeue < wait {
+			wait = r.requeue
+		}
+		r.mu.Unlock()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-r.trigger:
+			// Under a steady stream of status reports, passes take at most
+			// a third of the time: the gap grows with the pass duration.
+			minGap := max(r.opts.MinGap, 2*r.lastPass)
+			if gap := minGap - time.Since(last); gap > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(gap):
+				}
+			}
+		case <-t.C:
+		}
+		t.Stop()
+		r.leaseMu.Lock()
+		l, loaded := r.lease, r.loadedTerm
+		r.leaseMu.Unlock()
+		if !l.Valid() {
+			if loaded != 0 {
+				r.leaseMu.Lock()
+				r.loadedTerm = 0
+				r.leaseMu.Unlock()
+				r.log.Info("following: the leader lease is not held", "term", l.Term)
+			}
+			continue
+		}
+		if loaded != l.Term {
+			// Newly elected: another replica may have moved the state on.
+			if err := r.elected(ctx, l.Term); err != nil {
+				r.log.Error("take over as leader", "err", err)
+				continue
+			}
+		}
+		lctx, ok := r.leadCtx(ctx)
+		if !ok {
+			continue
+		}
+		r.mu.Lock()
+		pending := r.pending
+		r.pending = nil
+		r.mu.Unlock()
+		if pending != nil {
+			if err := r.Admit(lctx, *pending); fenced(err) {
+				r.mu.Lock()
+				if r.pending == nil {
+					r.pending = pending // for when this replica leads again
+				}
+				r.mu.Unlock()
+				r.deposed(err)
+				continue
+			} else if err != nil {
+				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
+			}
+		} else if rev := r.readmitDue(); rev != nil {
+			// A denial may lift with time (promotion gates): evaluate the
+			// admitted commit again, at most once an interval.
+			if err := r.Admit(lctx, *rev); err != nil {
+				r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
+			}
+		}
+		passStart := time.Now()
+		if err := r.Reconcile(lctx); fenced(err) {
+			r.deposed(err)
+		} else if err != nil && ctx.Err() == nil {
+			r.log.Error("reconcile", "err", err)
+		}
+		last = time.Now()
+		r.lastPass = last.Sub(passStart)
+	}
+}
+
+// readmitDue returns the last admitted commit when a release of it is
+// denied and it was not evaluated within the last interval.
+func (r *Reconciler) readmitDue() *source.Revision {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil || time.Since(r.readmit) < r.opts.Interval {
+		return nil
+	}
+	for _, rs := range r.releases {
+		if rs.denied != "" {
+			return r.last
+		}
+	}
+	return nil
+}

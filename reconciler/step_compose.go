@@ -1,0 +1,118 @@
+package reconciler
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/fleetstate"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// composeDesired is the compose step: every target's desired state from the
+// assignments of every admitted release, keeping those whose tag differs
+// from the one stored. Identical assignments share one DesiredModel and
+// identical lists one encoding.
+func (r *Reconciler) composeDesired(_ context.Context, p *pass) error {
+	perTarget := make(map[string][]int32, len(r.fleet.targets))
+	var models []fleet.DesiredModel
+	for _, name := range r.names() {
+		rs := r.releases[name]
+		a := rs.admitted()
+		if a == nil || rs.rec.Err != nil {
+			continue
+		}
+		index := map[rollout.Assignment]int32{}
+		for t, asg := range rs.assign {
+			if asg.Digest == "" && asg.Artifact == "" {
+				continue
+			}
+			i, ok := index[asg]
+			if !ok {
+				i = int32(len(models))
+				models = append(models, r.desiredModel(rs, asg))
+				index[asg] = i
+			}
+			perTarget[t] = append(perTarget[t], i)
+		}
+	}
+	p.changes = r.compose(models, perTarget)
+	return nil
+}
+
+func (r *Reconciler) desiredModel(rs *releaseState, asg rollout.Assignment) fleet.DesiredModel {
+	a := rs.admitted()
+	dm := fleet.DesiredModel{Release: a.Release.Metadata.Name, Model: a.Model.Metadata.Name, Artifact: asg.Artifact, Digest: asg.Digest,
+		Rollout: rs.rec.Rollout.ID(), DownloadTimeout: a.Policy.Spec.DownloadTimeout.Duration}
+	if asg.Artifact == a.Model.Spec.Artifact {
+		dm.Version = a.Model.Spec.Version
+	}
+	if r.opts.PlainHTTP != nil {
+		dm.PlainHTTP = r.opts.PlainHTTP(asg.Artifact)
+	}
+	rt := a.Release.Spec.Runtime
+	dm.Runtime = fleet.Runtime{Path: rt.Path, Restart: rt.Restart, Metrics: rt.Metrics}
+	if hc := rt.HealthCheck; hc != nil {
+		dm.Runtime.HealthCheck = &fleet.HealthCheck{HTTP: hc.HTTP, Exec: hc.Exec, Timeout: hc.Timeout.Duration, Retries: hc.Retries, Period: hc.Period.Duration}
+	}
+	dm.Kubernetes = wireKubernetes(a.Release.Spec.Kubernetes)
+	return dm
+}
+
+// wireKubernetes is a Release's spec.kubernetes as desired state carries it.
+func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
+	if k == nil {
+		return nil
+	}
+	w := &fleet.Kubernetes{Image: k.Image, ServingRuntime: k.ServingRuntime, ModelFormat: k.ModelFormat,
+		Replicas: k.Replicas, Port: k.Port, Prune: k.Prune}
+	quantities := func(m map[string]manifests.KubeQuantity) map[string]string {
+		if len(m) == 0 {
+			return nil
+		}
+		out := make(map[string]string, len(m))
+		for n, q := range m {
+			out[n] = string(q)
+		}
+		return out
+	}
+	w.Requests, w.Limits = quantities(k.Resources.Requests), quantities(k.Resources.Limits)
+	for _, e := range k.Env {
+		w.Env = append(w.Env, fleet.EnvVar{Name: e.Name, Value: e.Value})
+	}
+	return w
+}
+
+// compose builds each target's desired state and returns those whose tag
+// differs from the one stored.
+func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32) []store.Desired {
+	var changes []store.Desired
+	encoded := map[string][2]string{} // list of indexes → etag, models JSON
+	key := make([]byte, 0, 64)
+	for _, id := range r.fleet.order {
+		idx := perTarget[id]
+		key = key[:0]
+		for _, i := range idx {
+			key = append(key, byte(i), byte(i>>8), byte(i>>16), byte(i>>24))
+		}
+		enc, ok := encoded[string(key)]
+		if !ok {
+			list := make([]fleet.DesiredModel, len(idx))
+			for j, i := range idx {
+				list[j] = models[i]
+			}
+			b, _ := json.Marshal(list) // DesiredModel holds nothing json cannot encode
+			enc = [2]string{fleetstate.ETag(list), string(b)}
+			encoded[string(key)] = enc
+		}
+		if r.fleet.written[id] == enc[0] {
+			continue
+		}
+		body := `{"target":` + strconv.Quote(id) + `,"etag":"` + enc[0] + `","models":` + enc[1] + `}`
+		changes = append(changes, store.Desired{Target: id, ETag: enc[0], Body: []byte(body)})
+	}
+	return changes
+}
