@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
@@ -45,8 +47,16 @@ func token(val, file string) (tok string, generated bool, err error) {
 // and status APIs, Git source and reconcile loop on one listener. ready, when
 // not nil, receives the listening address.
 func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
 	cfg.Defaults()
-	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+	// The data folder holds tokens, the database and the source's
+	// credentials: owner only, also when it existed before.
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
 	enrollTok, gen, err := token(cfg.EnrollToken, filepath.Join(cfg.Data, "enroll-token"))
@@ -123,7 +133,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Profiles:     profileReader(cfg),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
-		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
+		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
@@ -140,6 +151,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		},
 		Source: func() any { return rec.SourceInfo() },
 		Alerts: outbox.List,
+	}
+	if cfg.EnrollmentRate > 0 {
+		scfg.EnrollRate, scfg.EnrollBurst = rate.Limit(cfg.EnrollmentRate), max(20, int(cfg.EnrollmentRate*10))
 	}
 	if src != nil {
 		scfg.GitHook = src.Webhook()

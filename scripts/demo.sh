@@ -96,14 +96,13 @@ step "2/9 start cairn serve on embedded defaults"
 PORT=$(free_port)
 SERVER=http://127.0.0.1:$PORT
 REGISTRY=127.0.0.1:$PORT
-ENROLL=demo-enroll-$RANDOM$RANDOM
 git init -q -b main "$REPO"
 git -C "$REPO" config user.email demo@cairn.dev
 git -C "$REPO" config user.name "cairn demo"
 # Short intervals for a demo: fetch Git every 2s, reconcile every second.
 printf 'reconcileInterval: 1s\n' >"$T/serve.yaml"
 start serve "$CAIRN" serve --config "$T/serve.yaml" --data "$DATA" --listen "127.0.0.1:$PORT" \
-  --repo "$REPO" --interval 2s --enroll-token "$ENROLL"
+  --repo "$REPO" --interval 2s
 SERVE_PID=$START_PID
 wait_port "$PORT" 30
 wait_for 30 "the admin token in $DATA/admin-token" test -s "$DATA/admin-token"
@@ -221,10 +220,16 @@ for i in 1 2 3 4 5 6; do
   [[ ${LABELS[$i]} == *jetson-orin* ]] && facts=$T/devices/orin-facts.json
   # --poll-wait 2s: each agent reports (and sends its input statistics)
   # at least every 2s.
-  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token "$ENROLL" --plain-http --poll-wait 2s \
+  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --plain-http --poll-wait 2s \
     --name "device-$i" --labels "${LABELS[$i]}" --facts-file "$facts" --root "$T/devices/device-$i"
   printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
 done
+# A device enrolled with the fleet's token waits for an admin (cairn serve
+# runs with enrollment: manual by default): accept the six.
+for i in 1 2 3 4 5 6; do
+  wait_for 30 "device-$i to enroll" "$CAIRN" target accept "device-$i"
+done
+"$CAIRN" target list
 # device-1's active slot of the staging release, switched atomically by its agent.
 SLOT=$T/devices/device-1/models/bearing-staging/current
 start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
