@@ -19,6 +19,8 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/reconciler/dashboard"
+	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -93,6 +95,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if err != nil {
 		return fmt.Errorf("open lineage: %w", err)
 	}
+	hist, err := history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("open metrics history: %w", err)
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -137,7 +143,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
+		History: history.NewHandler(hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
+			hist.Observe(id, rep, time.Now())
 			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
 				log.Warn("record deployments in lineage", "target", id, "err", err)
 			}
@@ -161,6 +169,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if reg != nil {
 		scfg.Registry, scfg.RegistryGC = reg, reg.GC
 	}
+	dash, err := dashboard.New(dashboard.Config{Store: st, History: hist, Lineage: graph, AdminToken: adminTok, ReadToken: cfg.ReadToken,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), OnCommand: func(string) { rec.Trigger() }, Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	scfg.Dashboard = dash
 	srv = server.New(scfg)
 	if err := srv.Load(ctx); err != nil {
 		ln.Close()
@@ -180,6 +195,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go srv.Run(ctx)
+	go dash.Run(ctx, time.Second)
+	histDone := make(chan struct{})
+	go func() { hist.Run(ctx, 5*time.Second); close(histDone) }()
+	defer func() { cancel(); <-histDone }() // its last flush before the database closes
 	go rec.Run(ctx)
 	go alerts.Run(ctx, rec.Leading)
 	if src != nil {

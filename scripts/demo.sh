@@ -110,6 +110,7 @@ export CAIRN_SERVER=$SERVER CAIRN_TOKEN
 CAIRN_TOKEN=$(cat "$DATA/admin-token")
 STORE=file://$DATA/datasets # the "default" dataset store of the manifests
 echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
+echo "dashboard:   $SERVER/  (log in with the admin token: $CAIRN_TOKEN)"
 
 step "3/9 generate the dataset, train model v1, push both"
 # Seeded data, deterministic training and a fixed creation time: the same
@@ -342,6 +343,29 @@ echo
 echo "\$ cairn lineage where $TRAIN_V1    # which devices run a model trained on dataset v1"
 "$CAIRN" lineage where "$TRAIN_V1"
 
+echo
+echo "\$ cairn get uptime --window 1h"
+"$CAIRN" get uptime --window 1h
+# The dashboard answers the same fleet: log in through its form (the token
+# goes in the POST body, the session comes back as a cookie) and read the
+# fleet page's counts.
+JAR="$T/dashboard.cookies"
+curl -fsS -o /dev/null -c "$JAR" -H "Origin: $SERVER" --data-urlencode "token=$CAIRN_TOKEN" "$SERVER/login"
+FLEET_PAGE=$(curl -fsS -b "$JAR" "$SERVER/")
+[[ $FLEET_PAGE == *'id="count-total">6<'* ]] || { echo "the dashboard's fleet page does not count 6 targets" >&2; exit 1; }
+echo "dashboard fleet page: 6 targets ($(grep -o 'id="count-online">[0-9]*' <<<"$FLEET_PAGE" | grep -o '[0-9]*$') online)"
+
 DEMO_OK=1
 echo
 echo "demo finished in $(elapsed); logs: $LOGS"
+echo
+echo "dashboard: $SERVER/"
+echo "log in with the admin token: $CAIRN_TOKEN"
+if [ "${CAIRN_DEMO_STAY:-}" = 1 ]; then
+  echo "CAIRN_DEMO_STAY=1: the server and agents stay up; press Ctrl-C to stop them"
+  trap 'echo; echo "stopping"; exit 0' INT TERM
+  while kill -0 "$SERVE_PID" 2>/dev/null; do sleep 1; done
+  echo "cairn serve exited" >&2
+else
+  echo "(CAIRN_DEMO_STAY=1 make demo keeps it up until Ctrl-C)"
+fi

@@ -66,6 +66,10 @@ type Config struct {
 	RegistryGC func(ctx context.Context, removeUntagged bool) (GCResult, error)
 	// LineageRecord serves POST /api/v1/lineage/record (admin token).
 	LineageRecord http.Handler
+	// History serves GET /api/v1/targets/{id}/metrics and GET /api/v1/uptime
+	// (admin or read-only token); Dashboard serves every other path under /
+	// (it checks its own session). Both optional.
+	History, Dashboard http.Handler
 	// OnStatus is called after a target's status is stored; OnCommand after
 	// an operator command is queued. Both must not block.
 	OnStatus  func(id string)
@@ -222,6 +226,13 @@ func (s *Server) routes() {
 	}
 	if s.cfg.LineageRecord != nil {
 		mux.Handle("POST /api/v1/lineage/record", s.m.instrument("lineage-record", s.admin(s.cfg.LineageRecord.ServeHTTP)))
+	}
+	if s.cfg.History != nil {
+		h("GET /api/v1/targets/{id}/metrics", "metrics-history", s.read(s.cfg.History.ServeHTTP))
+		h("GET /api/v1/uptime", "uptime", s.read(s.cfg.History.ServeHTTP))
+	}
+	if s.cfg.Dashboard != nil {
+		mux.Handle("/", s.m.instrument("dashboard", s.cfg.Dashboard.ServeHTTP))
 	}
 	mux.Handle("GET /metrics", s.m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
