@@ -41,6 +41,7 @@ func newModelPushCmd() *cobra.Command {
 	var (
 		o                             models.PushOptions
 		trainedOn, annotations, kinds []string
+		created                       string
 		lineageURL, lineageToken      string
 	)
 	cmd := &cobra.Command{
@@ -58,7 +59,13 @@ func newModelPushCmd() *cobra.Command {
 			if o.Kinds, err = keyValues(kinds, "--kind"); err != nil {
 				return err
 			}
-			if e := os.Getenv("SOURCE_DATE_EPOCH"); e != "" {
+			if created != "" {
+				if s, err := strconv.ParseInt(created, 10, 64); err == nil {
+					o.Created = time.Unix(s, 0)
+				} else if o.Created, err = time.Parse(time.RFC3339, created); err != nil {
+					return fmt.Errorf("--created %q: want RFC 3339 (2026-01-02T15:04:05Z) or Unix seconds", created)
+				}
+			} else if e := os.Getenv("SOURCE_DATE_EPOCH"); e != "" {
 				s, err := strconv.ParseInt(e, 10, 64)
 				if err != nil {
 					return fmt.Errorf("SOURCE_DATE_EPOCH=%q: %w", e, err)
@@ -89,6 +96,7 @@ func newModelPushCmd() *cobra.Command {
 	registryFlags(cmd, &o.Options)
 	o.Keychain = cairnKeychain{token: func() (string, string) { return lineageToken, lineageURL }}
 	f := cmd.Flags()
+	f.StringVar(&created, "created", "", "the config's createdAt, RFC 3339 or Unix seconds (default: $SOURCE_DATE_EPOCH, else the newest file's mtime, so one folder gives one digest)")
 	f.StringVar(&o.Format, "format", "", "model format (onnx, safetensors, gguf, …; default: from the weight files)")
 	f.StringVar(&o.Name, "name", "", "model name (config descriptor)")
 	f.StringVar(&o.Version, "version", "", "model version (config descriptor)")

@@ -118,10 +118,7 @@ func (p *puller) extractTar(r io.Reader, compression, base string, compressed in
 				return files, rootErr(rel, err)
 			}
 		case tar.TypeReg, tar.TypeRegA:
-			perm := fs.FileMode(0o644)
-			if h.Mode&0o111 != 0 {
-				perm = 0o755
-			}
+			perm := fs.FileMode(h.Mode) & fs.ModePerm // the header's mode, without setuid, setgid, sticky
 			n, sum, err := p.writeFile(rel, tr, perm, nil)
 			if err != nil {
 				return files, err

@@ -378,6 +378,9 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 				p.hooks.Progress(name, d.Size)
 			}
 			for _, l := range j.layers {
+				if err := p.applyMetadata(l.path, l.desc.Annotations); err != nil {
+					return fmt.Errorf("file metadata of %s: %w", l.path, err)
+				}
 				p.addFile(File{Path: l.path, Digest: d.Digest.String(), Size: d.Size, Kind: l.f.kind})
 			}
 			return nil
@@ -601,6 +604,9 @@ func (p *puller) moveInto(blobRel string, l layerPlan) error {
 		return rootErr(l.path, err)
 	}
 	p.made(l.path)
+	if err := p.applyMetadata(l.path, l.desc.Annotations); err != nil {
+		return fmt.Errorf("file metadata of %s: %w", l.path, err)
+	}
 	p.addFile(File{Path: l.path, Digest: l.desc.Digest.String(), Size: l.desc.Size, Kind: l.f.kind})
 	return nil
 }
@@ -619,6 +625,9 @@ func (p *puller) copyInto(src *os.Root, blobRel string, l layerPlan, verified bo
 		if err := p.copyVerified(in, l); err != nil {
 			return err
 		}
+		if err := p.applyMetadata(l.path, l.desc.Annotations); err != nil {
+			return fmt.Errorf("file metadata of %s: %w", l.path, err)
+		}
 		p.addFile(File{Path: l.path, Digest: l.desc.Digest.String(), Size: l.desc.Size, Kind: l.f.kind})
 		return nil
 	}
@@ -628,6 +637,9 @@ func (p *puller) copyInto(src *os.Root, blobRel string, l layerPlan, verified bo
 			_ = src.Remove(blobRel)
 		}
 		return err
+	}
+	if err := p.applyMetadata(l.path, l.desc.Annotations); err != nil {
+		return fmt.Errorf("file metadata of %s: %w", l.path, err)
 	}
 	p.addFile(File{Path: l.path, Digest: sum, Size: n, Kind: l.f.kind})
 	return nil

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,10 +22,13 @@ import (
 
 // source is one file to push.
 type source struct {
-	abs  string // where it is on disk
-	rel  string // its filepath in the artifact
-	size int64
-	kind string
+	abs      string // where it is on disk
+	rel      string // its filepath in the artifact
+	size     int64
+	kind     string
+	mode     fs.FileMode
+	mtime    time.Time
+	uid, gid uint32
 }
 
 // Push packs files and folders as a ModelPack artifact and pushes it to ref
@@ -97,8 +101,9 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 				Digest:    h,
 				Size:      s.size,
 				Annotations: map[string]string{
-					AnnotationFilepath: s.rel,
-					annotationTitle:    s.rel,
+					AnnotationFilepath:     s.rel,
+					annotationTitle:        s.rel,
+					AnnotationFileMetadata: fileMetadata(s),
 				},
 			}
 			return nil
@@ -263,12 +268,14 @@ func collect(paths []string, kinds map[string]string) ([]source, error) {
 	}
 	seen := map[string]string{}
 	var out []source
-	add := func(abs, rel string, size int64) error {
+	add := func(abs, rel string, fi fs.FileInfo) error {
 		if prev, ok := seen[rel]; ok {
 			return fmt.Errorf("%s and %s would both be %s in the artifact", prev, abs, rel)
 		}
 		seen[rel] = abs
-		out = append(out, source{abs: abs, rel: rel, size: size, kind: kindFor(rel, kinds)})
+		uid, gid := owner(fi)
+		out = append(out, source{abs: abs, rel: rel, size: fi.Size(), kind: kindFor(rel, kinds),
+			mode: fi.Mode(), mtime: fi.ModTime().Truncate(time.Second), uid: uid, gid: gid})
 		return nil
 	}
 	for _, p := range paths {
@@ -280,7 +287,7 @@ func collect(paths []string, kinds map[string]string) ([]source, error) {
 			if !fi.Mode().IsRegular() {
 				return nil, fmt.Errorf("push: %s is not a regular file", p)
 			}
-			if err := add(p, filepath.Base(p), fi.Size()); err != nil {
+			if err := add(p, filepath.Base(p), fi); err != nil {
 				return nil, err
 			}
 			continue
@@ -306,7 +313,7 @@ func collect(paths []string, kinds map[string]string) ([]source, error) {
 			if err != nil {
 				return err
 			}
-			return add(f, filepath.ToSlash(rel), fi.Size())
+			return add(f, filepath.ToSlash(rel), fi)
 		})
 		if err != nil {
 			return nil, fmt.Errorf("push: walk %s: %w", p, err)
@@ -342,16 +349,18 @@ func kindFor(rel string, kinds map[string]string) string {
 func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byte, error) {
 	created := opts.Created
 	if created.IsZero() {
-		created = time.Now()
+		created = defaultCreated(srcs)
 	}
 	created = created.UTC().Truncate(time.Second)
 	format := opts.Format
 	if format == "" {
+		// The format of the largest weight file (a small .onnx next to a
+		// large .safetensors does not make the model onnx).
+		var largest int64 = -1
 		for _, s := range srcs {
-			if s.kind == KindWeight {
+			if s.kind == KindWeight && s.size > largest {
 				if f := formatOf(s.rel); f != "" {
-					format = f
-					break
+					format, largest = f, s.size
 				}
 			}
 		}
@@ -399,4 +408,25 @@ func manifestAnnotations(opts PushOptions) map[string]string {
 		return nil
 	}
 	return a
+}
+
+// defaultCreated is createdAt when PushOptions.Created is not set:
+// SOURCE_DATE_EPOCH (seconds) when set, else the newest mtime of the files,
+// so pushing the same folder again gives the same digest.
+func defaultCreated(srcs []source) time.Time {
+	if v := os.Getenv("SOURCE_DATE_EPOCH"); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return time.Unix(n, 0)
+		}
+	}
+	var newest time.Time
+	for _, s := range srcs {
+		if s.mtime.After(newest) {
+			newest = s.mtime
+		}
+	}
+	if newest.IsZero() {
+		return time.Now()
+	}
+	return newest
 }

@@ -1,0 +1,130 @@
+package models
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestFileMetadataRoundTrip: an executable keeps mode 0755 and every file
+// its mtime through push and pull (with and without a cache), as the
+// org.cncf.model.file.metadata+json annotation modctl reads.
+func TestFileMetadataRoundTrip(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, map[string]string{"run.sh": "#!/bin/sh\necho hi\n", "model.safetensors": "weights", "README.md": "doc"})
+	os.Chmod(filepath.Join(src, "run.sh"), 0o755)
+	mtime := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	for _, f := range []string{"run.sh", "model.safetensors", "README.md"} {
+		os.Chtimes(filepath.Join(src, f), mtime, mtime)
+	}
+	res, err := Push(bg, reg+"/meta/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := Inspect(bg, res.Ref, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range a.Layers {
+		var m FileMetadata
+		if err := json.Unmarshal([]byte(l.Annotations[AnnotationFileMetadata]), &m); err != nil {
+			t.Fatalf("layer %s: %s: %v", l.Path, AnnotationFileMetadata, err)
+		}
+		want := uint32(0o644)
+		if l.Path == "run.sh" {
+			want = 0o755
+		}
+		if m.Mode != want || !m.ModTime.Equal(mtime) || m.Name != filepath.Base(l.Path) || m.Typeflag != '0' {
+			t.Errorf("layer %s: metadata %+v", l.Path, m)
+		}
+	}
+	for _, cache := range []string{"", t.TempDir()} {
+		dir := t.TempDir()
+		if _, err := Pull(bg, res.Ref, dir, PullOptions{CacheDir: cache}); err != nil {
+			t.Fatal(err)
+		}
+		for f, want := range map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "README.md": 0o644} {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != want || !fi.ModTime().Equal(mtime) {
+				t.Errorf("cache %q: %s: mode %v mtime %v, want %v %v", cache, f, fi.Mode().Perm(), fi.ModTime(), want, mtime)
+			}
+		}
+	}
+}
+
+// TestPullHonoursPeerMetadata: the annotation as another tool writes it
+// (modctl: decimal mode, setuid bit included) sets the permission bits but
+// never setuid.
+func TestPullHonoursPeerMetadata(t *testing.T) {
+	reg := newRegistry(t, nil)
+	meta := `{"name":"tool","mode":2541,"uid":0,"gid":0,"size":4,"mtime":"2024-01-02T03:04:05Z","typeflag":48}` // 04755
+	ref := pushArtifact(t, reg+"/peer/m:1", ArtifactTypeModelManifest, MediaTypeModelConfig, modelPackConfig("sha256:x"),
+		[]testLayer{{mt: "application/vnd.cncf.model.code.v1.raw", data: []byte("tool"),
+			ann: map[string]string{AnnotationFilepath: "bin/tool", AnnotationFileMetadata: meta}}}, nil)
+	dir := t.TempDir()
+	if _, err := Pull(bg, ref, dir, PullOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "bin/tool"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&(os.ModePerm|os.ModeSetuid) != 0o755 || !fi.ModTime().Equal(time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)) {
+		t.Errorf("mode %v mtime %v", fi.Mode(), fi.ModTime())
+	}
+}
+
+// TestPushReproducible: pushing one folder twice gives one digest (createdAt
+// is the newest file's mtime, or SOURCE_DATE_EPOCH), and the format is the
+// largest weight file's.
+func TestPushReproducible(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, map[string]string{"model.safetensors": strings.Repeat("w", 4096), "aux.onnx": "small", "config.json": "{}"})
+	newest := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	os.Chtimes(filepath.Join(src, "model.safetensors"), newest.Add(-time.Hour), newest.Add(-time.Hour))
+	os.Chtimes(filepath.Join(src, "aux.onnx"), newest, newest)
+	os.Chtimes(filepath.Join(src, "config.json"), newest.Add(-2*time.Hour), newest.Add(-2*time.Hour))
+	t.Setenv("SOURCE_DATE_EPOCH", "")
+	a, err := Push(bg, reg+"/repro/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Push(bg, reg+"/repro/m:2", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Digest != b.Digest {
+		t.Errorf("one folder pushed twice: %s and %s", a.Digest, b.Digest)
+	}
+	cfg := configOf(t, a.Ref)
+	if !cfg.Descriptor.CreatedAt.Equal(newest) || cfg.Config.Format != "safetensors" {
+		t.Errorf("createdAt %v format %q, want %v safetensors", cfg.Descriptor.CreatedAt, cfg.Config.Format, newest)
+	}
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	c, err := Push(bg, reg+"/repro/m:3", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := configOf(t, c.Ref); !cfg.Descriptor.CreatedAt.Equal(time.Unix(1700000000, 0)) {
+		t.Errorf("SOURCE_DATE_EPOCH: createdAt %v", cfg.Descriptor.CreatedAt)
+	}
+}
+
+func configOf(t *testing.T, ref string) ModelConfig {
+	t.Helper()
+	a, err := Inspect(bg, ref, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg ModelConfig
+	if err := json.Unmarshal(a.Config, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
