@@ -177,7 +177,10 @@ offlineAfter: 10s
 reconcileInterval: 500ms
 enrollToken: e2e-enroll
 adminToken: e2e-admin
+enrollment: auto
 `, addr, filepath.Join(work, "data"), repo)), 0o644)
+	tokenFile := filepath.Join(work, "enroll-token")
+	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
 	start(t, logs, "serve", bin, "serve", "--config", cfg)
 	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
 		resp, err := http.Get(server + "/v2/")
@@ -226,12 +229,12 @@ adminToken: e2e-admin
 		ca.ns = ca.c.Namespace(t, "e2e-"+ca.name)
 		go kc.run(ctx, t, ca.c.Dyn, ca.ns, ca.isvc)
 		start(t, logs, ca.name, bin, "agent", "--driver", "kube", "--kubeconfig", ca.c.Kubeconfig, "--namespace", ca.ns,
-			"--server", server, "--enroll-token", "e2e-enroll", "--name", ca.name, "--labels", "env=prod,site="+ca.name,
+			"--server", server, "--enroll-token-file", tokenFile, "--name", ca.name, "--labels", "env=prod,site="+ca.name,
 			"--root", filepath.Join(work, ca.name), "--poll-wait", "1s", "--max-backoff", "1s", "--plain-http")
 	}
 	for i := range 2 {
 		name := fmt.Sprintf("dev-%d", i)
-		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token", "e2e-enroll", "--name", name,
+		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", name,
 			"--labels", "env=prod", "--root", filepath.Join(work, name), "--poll-wait", "1s", "--max-backoff", "1s")
 	}
 	ids := map[string]string{}

@@ -129,7 +129,9 @@ func TestDriftEndToEnd(t *testing.T) {
 	server := "http://" + addr
 	data := filepath.Join(work, "data")
 	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 1s\npollInterval: 1s\nreconcileInterval: 500ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\n", addr, data, repo)), 0o644)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 1s\npollInterval: 1s\nreconcileInterval: 500ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\nenrollment: auto\n", addr, data, repo)), 0o644)
+	tokenFile := filepath.Join(work, "enroll-token")
+	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
 	start(t, logs, "serve", bin, "serve", "--config", cfg)
 	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
 		resp, err := http.Get(server + "/v2/")
@@ -164,7 +166,7 @@ func TestDriftEndToEnd(t *testing.T) {
 	// One agent, and the runtime serving its active slot.
 	rport := freePort(t)
 	root := filepath.Join(work, "agent")
-	start(t, logs, "agent", bin, "agent", "--server", server, "--enroll-token", "e2e-enroll", "--name", "dev-1",
+	start(t, logs, "agent", bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", "dev-1",
 		"--labels", "env=prod", "--root", root, "--poll-wait", "1s", "--max-backoff", "1s")
 	start(t, logs, "runtime", runtimeBin, "--model-dir", filepath.Join(root, "models", "bearing", "current"), "--listen", fmt.Sprintf("127.0.0.1:%d", rport))
 

@@ -114,8 +114,10 @@ func TestRegistryOutage(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	server := "http://" + addr
 	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 500ms\npollInterval: 1s\nofflineAfter: 1m\nreconcileInterval: 300ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\n",
+	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 500ms\npollInterval: 1s\nofflineAfter: 1m\nreconcileInterval: 300ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\nenrollment: auto\n",
 		addr, filepath.Join(work, "data"), repo)), 0o644)
+	tokenFile := filepath.Join(work, "enroll-token")
+	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
 	serve := start(t, logs, "serve", bin, "serve", "--config", cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -151,7 +153,7 @@ func TestRegistryOutage(t *testing.T) {
 
 	var agents []*proc
 	for i := range 2 {
-		agents = append(agents, start(t, logs, fmt.Sprintf("dev-%d", i), agentBin(t), "--server", server, "--enroll-token", "e2e-enroll",
+		agents = append(agents, start(t, logs, fmt.Sprintf("dev-%d", i), agentBin(t), "--server", server, "--enroll-token-file", tokenFile,
 			"--name", fmt.Sprintf("dev-%d", i), "--labels", "env=prod", "--root", filepath.Join(work, fmt.Sprintf("agent-%d", i)),
 			"--poll-wait", "2s", "--max-backoff", "2s"))
 	}

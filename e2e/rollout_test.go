@@ -125,7 +125,12 @@ offlineAfter: 5s
 reconcileInterval: 500ms
 enrollToken: e2e-enroll
 adminToken: e2e-admin
+# Agents are accepted at enrollment; the demo and reconciler's
+# security_test show cairn target accept.
+enrollment: auto
 `, addr, data, repo)), 0o644)
+	tokenFile := filepath.Join(work, "enroll-token")
+	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
 	serve := start(t, logs, "serve", bin, "serve", "--config", cfg)
 	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
 		resp, err := http.Get(server + "/v2/")
@@ -200,7 +205,7 @@ adminToken: e2e-admin
 			env = "lab"
 		}
 		a := &agentProc{name: fmt.Sprintf("dev-%d", i), root: filepath.Join(work, fmt.Sprintf("agent-%d", i))}
-		a.args = []string{"--server", server, "--enroll-token", "e2e-enroll", "--name", a.name,
+		a.args = []string{"--server", server, "--enroll-token-file", tokenFile, "--name", a.name,
 			"--labels", fmt.Sprintf("env=%s,hardware=%s,site=s%d", env, h, i%3), "--root", a.root,
 			"--poll-wait", "2s", "--max-backoff", "1s"}
 		a.p = start(t, logs, a.name, agentBin(t), a.args...)

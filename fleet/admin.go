@@ -38,8 +38,12 @@ type TargetInfo struct {
 	Labels     map[string]string `json:"labels,omitempty"`
 	Facts      Facts             `json:"facts"`
 	EnrolledAt time.Time         `json:"enrolledAt"`
-	LastSeen   *time.Time        `json:"lastSeen,omitempty"`
-	Online     bool              `json:"online"`
+	// State is accepted, pending or rejected; PendingCredential says a
+	// second enrollment under this name waits for `cairn target accept`.
+	State             string     `json:"state,omitempty"`
+	PendingCredential bool       `json:"pendingCredential,omitempty"`
+	LastSeen          *time.Time `json:"lastSeen,omitempty"`
+	Online            bool       `json:"online"`
 	// Phase summarises the releases: Failed if any failed, else the least
 	// advanced phase, Healthy when all are, "" with none.
 	Phase    string             `json:"phase,omitempty"`
@@ -276,4 +280,45 @@ func (c *AdminClient) RolloutAction(ctx context.Context, release, action string)
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return nil
+}
+
+// TargetAction accepts, rejects or deletes a target (admin token): accept
+// binds its pending credential, reject refuses it, delete forgets the target.
+func (c *AdminClient) TargetAction(ctx context.Context, id, action string) error {
+	method, path := http.MethodPost, PathTargets+"/"+url.PathEscape(id)+"/"+action
+	switch action {
+	case "accept", "reject":
+	case "delete":
+		method, path = http.MethodDelete, PathTargets+"/"+url.PathEscape(id)
+	default:
+		return fmt.Errorf("target %s %s: unknown action: want accept, reject or delete", action, id)
+	}
+	resp, err := c.b.do(ctx, "target "+action+" "+id, method, path, c.token, nil, nil)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return nil
+}
+
+// Preauth returns a one-time enrollment token for the target name (admin
+// token): an agent enrolling with it is accepted at once, even under a name
+// that already has a credential.
+func (c *AdminClient) Preauth(ctx context.Context, name string) (string, error) {
+	op := "pre-authorise " + name
+	resp, err := c.b.do(ctx, op, http.MethodPost, PathTargets+"/"+url.PathEscape(name)+"/preauth", c.token, nil, nil)
+	if err != nil {
+		return "", err
+	}
+	var out PreauthResponse
+	if err := decode(op, resp, &out); err != nil {
+		return "", err
+	}
+	return out.Token, nil
+}
+
+// PreauthResponse carries a one-time enrollment token.
+type PreauthResponse struct {
+	Token string `json:"token"`
 }

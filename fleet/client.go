@@ -24,13 +24,20 @@ var (
 	ErrNotFound     = errdef.ErrNotFound
 	ErrRateLimited  = errors.New("rate limited")
 	ErrBadRequest   = errors.New("bad request")
+	// ErrPending: the target's credential waits for an admin's acceptance
+	// (`cairn target accept`); the agent keeps polling.
+	ErrPending = errors.New("pending acceptance")
 )
+
+// CodePending is the ErrorBody code of a credential waiting for acceptance.
+const CodePending = "pending"
 
 // APIError is a non-2xx answer of the server.
 type APIError struct {
 	Op      string // what the client was doing: "enroll", "desired", ...
 	Status  int
 	Message string
+	Code    string // ErrorBody.Code
 }
 
 func (e *APIError) Error() string {
@@ -43,6 +50,9 @@ func (e *APIError) Error() string {
 
 // Is matches the sentinel of the status code.
 func (e *APIError) Is(target error) bool {
+	if target == ErrPending {
+		return e.Code == CodePending
+	}
 	switch e.Status {
 	case http.StatusUnauthorized:
 		return target == ErrUnauthorized
@@ -61,6 +71,7 @@ func (e *APIError) Is(target error) bool {
 // ErrorBody is the JSON body of every error answer of the server.
 type ErrorBody struct {
 	Error string `json:"error"`
+	Code  string `json:"code,omitempty"`
 }
 
 // Option configures a Client or an AdminClient.
@@ -137,7 +148,7 @@ func readAPIError(op string, resp *http.Response) error {
 	if json.Unmarshal(raw, &eb) == nil && eb.Error != "" {
 		msg = eb.Error
 	}
-	return &APIError{Op: op, Status: resp.StatusCode, Message: msg}
+	return &APIError{Op: op, Status: resp.StatusCode, Message: msg, Code: eb.Code}
 }
 
 func decode(op string, resp *http.Response, out any) error {
@@ -157,9 +168,10 @@ func NewClient(baseURL string, opts ...Option) *Client {
 	return &Client{b: newBase(baseURL, opts)}
 }
 
-// Enroll registers the target with the fleet's enrollment token and returns
-// its identity and credential. Enrolling again under the same name replaces
-// the credential.
+// Enroll registers the target with the fleet's enrollment token (or a
+// pre-authorised one) and returns its identity and credential, which may be
+// pending an admin's acceptance. A name that already has a credential is
+// re-bound only when the request proves it (Credential) or an admin accepts.
 func (c *Client) Enroll(ctx context.Context, req EnrollRequest) (*EnrollResponse, error) {
 	resp, err := c.b.do(ctx, "enroll", http.MethodPost, PathEnroll, "", req, nil)
 	if err != nil {

@@ -103,10 +103,14 @@ func (t Target) SelectorLabels() map[string]string {
 
 // EnrollRequest is posted once by an agent with the fleet's enrollment token.
 type EnrollRequest struct {
-	Token  string            `json:"token"`
-	Name   string            `json:"name"`
-	Labels map[string]string `json:"labels,omitempty"`
-	Facts  Facts             `json:"facts"`
+	// Token is the fleet's enrollment token or a name's pre-authorised one.
+	Token string `json:"token"`
+	// Credential, when re-enrolling, is the target's current credential:
+	// proving it rotates the credential without an admin.
+	Credential string            `json:"credential,omitempty"`
+	Name       string            `json:"name"`
+	Labels     map[string]string `json:"labels,omitempty"`
+	Facts      Facts             `json:"facts"`
 }
 
 // EnrollResponse carries the target's identity and its own credential; the
@@ -114,6 +118,8 @@ type EnrollRequest struct {
 type EnrollResponse struct {
 	ID         string `json:"id"`
 	Credential string `json:"credential"`
+	// Pending: the credential works once an admin accepts it.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // HealthCheck mirrors the manifest's runtime health check on the wire.

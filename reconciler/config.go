@@ -44,6 +44,13 @@ type Config struct {
 	EnrollToken string `json:"enrollToken,omitempty"`
 	AdminToken  string `json:"adminToken,omitempty"`
 	ReadToken   string `json:"readToken,omitempty"`
+	// Enrollment is "manual" (default: a target enrolled with the shared
+	// token is pending until `cairn target accept`) or "auto" (accepted at
+	// once; a name with a credential is still never re-bound).
+	Enrollment string `json:"enrollment,omitempty"`
+	// EnrollmentRate bounds enrollments per source address per second
+	// (default 0.2, burst 20 or ten seconds' worth).
+	EnrollmentRate float64 `json:"enrollmentRate,omitempty"`
 	// PollInterval is the agents' long-poll period (30s); OfflineAfter how
 	// long without contact makes a target offline (3 poll periods).
 	PollInterval Duration `json:"pollInterval,omitempty"`
@@ -133,6 +140,19 @@ func LoadConfig(path string) (Config, error) {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
 	return c, nil
+}
+
+// Check reports settings that have no meaning.
+func (c *Config) Check() error {
+	switch c.Enrollment {
+	case "", "manual", "auto":
+	default:
+		return fmt.Errorf("enrollment %q: want manual or auto", c.Enrollment)
+	}
+	if c.EnrollmentRate < 0 {
+		return fmt.Errorf("enrollmentRate %g: want a positive rate", c.EnrollmentRate)
+	}
+	return nil
 }
 
 // Defaults fills what is unset.

@@ -226,7 +226,7 @@ func TestFailoverKillAndFreezeOnPostgres(t *testing.T) {
 	repo, work := gitServer(t)
 	commitPush(t, work, wavesFor(1), "v1")
 	cfg := Config{Repo: repo, Interval: Duration(300 * time.Millisecond), Database: dsn, EnrollToken: "enroll-secret",
-		AdminToken: "admin-secret", ReconcileInterval: Duration(200 * time.Millisecond), PollInterval: Duration(2 * time.Second)}
+		AdminToken: "admin-secret", ReconcileInterval: Duration(200 * time.Millisecond), PollInterval: Duration(2 * time.Second), Enrollment: "auto"}
 	reps := []*replica{startReplica(t, "a", cfg), startReplica(t, "b", cfg)}
 
 	fl := &simFleet{history: map[string][]string{}, trace: map[string][]string{}}

@@ -14,9 +14,13 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/reconciler/dashboard"
+	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
@@ -45,8 +49,16 @@ func token(val, file string) (tok string, generated bool, err error) {
 // and status APIs, Git source and reconcile loop on one listener. ready, when
 // not nil, receives the listening address.
 func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr string)) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
 	cfg.Defaults()
-	if err := os.MkdirAll(cfg.Data, 0o755); err != nil {
+	// The data folder holds tokens, the database and the source's
+	// credentials: owner only, also when it existed before.
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
 	enrollTok, gen, err := token(cfg.EnrollToken, filepath.Join(cfg.Data, "enroll-token"))
@@ -82,6 +94,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	graph, err := lineage.Open(ctx, db)
 	if err != nil {
 		return fmt.Errorf("open lineage: %w", err)
+	}
+	hist, err := history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("open metrics history: %w", err)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -123,10 +139,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Profiles:     profileReader(cfg),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
-		Logger: log, Metrics: metrics, OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
+		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
+		History: history.NewHandler(hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
+			hist.Observe(id, rep, time.Now())
 			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
 				log.Warn("record deployments in lineage", "target", id, "err", err)
 			}
@@ -141,12 +160,22 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Source: func() any { return rec.SourceInfo() },
 		Alerts: outbox.List,
 	}
+	if cfg.EnrollmentRate > 0 {
+		scfg.EnrollRate, scfg.EnrollBurst = rate.Limit(cfg.EnrollmentRate), max(20, int(cfg.EnrollmentRate*10))
+	}
 	if src != nil {
 		scfg.GitHook = src.Webhook()
 	}
 	if reg != nil {
 		scfg.Registry, scfg.RegistryGC = reg, reg.GC
 	}
+	dash, err := dashboard.New(dashboard.Config{Store: st, History: hist, Lineage: graph, AdminToken: adminTok, ReadToken: cfg.ReadToken,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), OnCommand: func(string) { rec.Trigger() }, Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	scfg.Dashboard = dash
 	srv = server.New(scfg)
 	if err := srv.Load(ctx); err != nil {
 		ln.Close()
@@ -166,6 +195,10 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	go srv.Run(ctx)
+	go dash.Run(ctx, time.Second)
+	histDone := make(chan struct{})
+	go func() { hist.Run(ctx, 5*time.Second); close(histDone) }()
+	defer func() { cancel(); <-histDone }() // its last flush before the database closes
 	go rec.Run(ctx)
 	go alerts.Run(ctx, rec.Leading)
 	if src != nil {

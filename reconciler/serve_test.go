@@ -112,6 +112,9 @@ func startServeStop(t *testing.T, cfg Config) (string, func()) {
 		cfg.Data = t.TempDir()
 	}
 	cfg.Listen = "127.0.0.1:0"
+	if cfg.Enrollment == "" {
+		cfg.Enrollment = "auto" // these tests enroll and use targets at once; security_test covers "manual"
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addr := make(chan string, 1)
 	done := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
+	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
 type cachedTarget struct {
@@ -46,6 +47,15 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 	}
 	added := false
 	for _, t := range ts {
+		if t.State != "" && t.State != store.StateAccepted {
+			// Pending, rejected or deleted: not part of the fleet.
+			if _, ok := c.targets[t.ID]; ok {
+				delete(c.targets, t.ID)
+				delete(c.online, t.ID)
+				c.order = slices.DeleteFunc(c.order, func(id string) bool { return id == t.ID })
+			}
+			continue
+		}
 		ct := c.targets[t.ID]
 		if ct == nil {
 			ct = &cachedTarget{}

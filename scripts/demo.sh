@@ -96,14 +96,13 @@ step "2/9 start cairn serve on embedded defaults"
 PORT=$(free_port)
 SERVER=http://127.0.0.1:$PORT
 REGISTRY=127.0.0.1:$PORT
-ENROLL=demo-enroll-$RANDOM$RANDOM
 git init -q -b main "$REPO"
 git -C "$REPO" config user.email demo@cairn.dev
 git -C "$REPO" config user.name "cairn demo"
 # Short intervals for a demo: fetch Git every 2s, reconcile every second.
 printf 'reconcileInterval: 1s\n' >"$T/serve.yaml"
 start serve "$CAIRN" serve --config "$T/serve.yaml" --data "$DATA" --listen "127.0.0.1:$PORT" \
-  --repo "$REPO" --interval 2s --enroll-token "$ENROLL"
+  --repo "$REPO" --interval 2s
 SERVE_PID=$START_PID
 wait_port "$PORT" 30
 wait_for 30 "the admin token in $DATA/admin-token" test -s "$DATA/admin-token"
@@ -111,6 +110,7 @@ export CAIRN_SERVER=$SERVER CAIRN_TOKEN
 CAIRN_TOKEN=$(cat "$DATA/admin-token")
 STORE=file://$DATA/datasets # the "default" dataset store of the manifests
 echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
+echo "dashboard:   $SERVER/  (log in with the admin token: $CAIRN_TOKEN)"
 
 step "3/9 generate the dataset, train model v1, push both"
 # Seeded data, deterministic training and a fixed creation time: the same
@@ -221,10 +221,16 @@ for i in 1 2 3 4 5 6; do
   [[ ${LABELS[$i]} == *jetson-orin* ]] && facts=$T/devices/orin-facts.json
   # --poll-wait 2s: each agent reports (and sends its input statistics)
   # at least every 2s.
-  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token "$ENROLL" --plain-http --poll-wait 2s \
+  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --plain-http --poll-wait 2s \
     --name "device-$i" --labels "${LABELS[$i]}" --facts-file "$facts" --root "$T/devices/device-$i"
   printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
 done
+# A device enrolled with the fleet's token waits for an admin (cairn serve
+# runs with enrollment: manual by default): accept the six.
+for i in 1 2 3 4 5 6; do
+  wait_for 30 "device-$i to enroll" "$CAIRN" target accept "device-$i"
+done
+"$CAIRN" target list
 # device-1's active slot of the staging release, switched atomically by its agent.
 SLOT=$T/devices/device-1/models/bearing-staging/current
 start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
@@ -337,6 +343,29 @@ echo
 echo "\$ cairn lineage where $TRAIN_V1    # which devices run a model trained on dataset v1"
 "$CAIRN" lineage where "$TRAIN_V1"
 
+echo
+echo "\$ cairn get uptime --window 1h"
+"$CAIRN" get uptime --window 1h
+# The dashboard answers the same fleet: log in through its form (the token
+# goes in the POST body, the session comes back as a cookie) and read the
+# fleet page's counts.
+JAR="$T/dashboard.cookies"
+curl -fsS -o /dev/null -c "$JAR" -H "Origin: $SERVER" --data-urlencode "token=$CAIRN_TOKEN" "$SERVER/login"
+FLEET_PAGE=$(curl -fsS -b "$JAR" "$SERVER/")
+[[ $FLEET_PAGE == *'id="count-total">6<'* ]] || { echo "the dashboard's fleet page does not count 6 targets" >&2; exit 1; }
+echo "dashboard fleet page: 6 targets ($(grep -o 'id="count-online">[0-9]*' <<<"$FLEET_PAGE" | grep -o '[0-9]*$') online)"
+
 DEMO_OK=1
 echo
 echo "demo finished in $(elapsed); logs: $LOGS"
+echo
+echo "dashboard: $SERVER/"
+echo "log in with the admin token: $CAIRN_TOKEN"
+if [ "${CAIRN_DEMO_STAY:-}" = 1 ]; then
+  echo "CAIRN_DEMO_STAY=1: the server and agents stay up; press Ctrl-C to stop them"
+  trap 'echo; echo "stopping"; exit 0' INT TERM
+  while kill -0 "$SERVE_PID" 2>/dev/null; do sleep 1; done
+  echo "cairn serve exited" >&2
+else
+  echo "(CAIRN_DEMO_STAY=1 make demo keeps it up until Ctrl-C)"
+fi

@@ -16,14 +16,14 @@ import (
 
 func newAgentCmd() *cobra.Command {
 	var (
-		server, token, name, labels, root, factsFile, runtimeRoot string
-		driver, kubeconfig, namespace, cairnImage, cacheMax       string
-		plainHTTP, inCluster                                      bool
-		pollWait, maxBackoff                                      time.Duration
-		limits                                                    models.Limits
+		server, tokenFile, name, labels, root, factsFile, runtimeRoot string
+		driver, kubeconfig, namespace, cairnImage, cacheMax           string
+		plainHTTP, inCluster                                          bool
+		pollWait, maxBackoff                                          time.Duration
+		limits                                                        models.Limits
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F] [--driver kube --kubeconfig F|--in-cluster --namespace NS]",
+		Use:   "agent --server URL --enroll-token-file F --root DIR [--name N] [--labels k=v,…] [--facts-file F] [--driver kube --kubeconfig F|--in-cluster --namespace NS]",
 		Short: "Run the agent of a device or cluster: enroll, poll, install, activate, report",
 		Long: `Run the device agent. It enrolls once (the credential is kept in
 DIR/identity.json, mode 0600, and reused), reports the facts it detects
@@ -31,6 +31,14 @@ DIR/identity.json, mode 0600, and reused), reports the facts it detects
 merged with --facts-file and --labels, then long-polls its desired state and
 installs each release's model into an inactive slot under DIR/models, switches
 to it atomically, runs the health check and rolls back on failure.
+
+The enrollment token (the fleet's, or a one-time one from cairn target
+preauth) is read from --enroll-token-file or CAIRN_ENROLL_TOKEN, never from
+the command line; a
+device enrolled with the fleet's token waits until an admin runs cairn target
+accept NAME (unless the server runs with enrollment: auto). Health checks and
+restart commands get only PATH, HOME, USER, LOGNAME, SHELL, LANG, LC_ALL,
+LC_CTYPE, TZ and TMPDIR of the agent's environment, plus CAIRN_MODEL_DIR.
 
 With --driver kube the target is a namespace of a Kubernetes cluster: the
 facts come from the API server (kind: cluster, kubernetesVersion, nodes,
@@ -47,6 +55,17 @@ identity. See examples/kube for the RBAC it needs.`,
 			}
 			if root == "" {
 				return fmt.Errorf("--root is required")
+			}
+			if cmd.Flags().Changed("enroll-token") {
+				return fmt.Errorf("--enroll-token is gone: a token in the command line is visible to every user of the machine (ps); put it in a file and pass --enroll-token-file")
+			}
+			token := os.Getenv("CAIRN_ENROLL_TOKEN") // a systemd EnvironmentFile or a Kubernetes Secret
+			if tokenFile != "" {
+				b, err := os.ReadFile(tokenFile)
+				if err != nil {
+					return fmt.Errorf("read enrollment token: %w", err)
+				}
+				token = strings.TrimSpace(string(b))
 			}
 			lbl, err := parseLabels(labels)
 			if err != nil {
@@ -101,7 +120,10 @@ identity. See examples/kube for the RBAC it needs.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
-	f.StringVar(&token, "enroll-token", os.Getenv("CAIRN_ENROLL_TOKEN"), "fleet enrollment token (needed once; env CAIRN_ENROLL_TOKEN)")
+	var gone string
+	f.StringVar(&gone, "enroll-token", "", "removed: use --enroll-token-file")
+	f.MarkHidden("enroll-token")
+	f.StringVar(&tokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled; else env CAIRN_ENROLL_TOKEN): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
 	f.StringVar(&name, "name", "", "target name (default: the hostname)")
 	f.StringVar(&labels, "labels", "", "labels as k=v,k=v")
 	f.StringVar(&root, "root", "", "agent folder: identity, journal, model slots, layer cache")

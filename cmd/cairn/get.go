@@ -18,6 +18,7 @@ import (
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/reconciler/history"
 )
 
 // serverFlags are the connection flags of get, describe and friends.
@@ -62,12 +63,13 @@ func serverToken(server, tok string) string {
 func newGetCmd() *cobra.Command {
 	var sf serverFlags
 	var ef fleet.EventFilter
+	var window string
 	var allAlerts bool
 	cmd := &cobra.Command{
-		Use:       "get targets|releases|rollouts|events|drift|alerts",
-		Short:     "List targets, releases, rollouts, events, live drift or alert deliveries from a cairn server",
+		Use:       "get targets|releases|rollouts|events|drift|alerts|uptime",
+		Short:     "List targets, releases, rollouts, events, live drift, alert deliveries or uptime from a cairn server",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts"},
+		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts", "uptime"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := sf.client()
 			ctx := cmd.Context()
@@ -113,13 +115,23 @@ func newGetCmd() *cobra.Command {
 					return err
 				}
 				return output.Print(out, sf.output, alertList(ds))
+			case "uptime":
+				rep, err := history.NewClient(sf.server, serverToken(sf.server, sf.token)).Uptime(ctx, window, ef.Target)
+				if err != nil {
+					return err
+				}
+				if sf.output == output.Table || sf.output == "" {
+					return output.Print(out, sf.output, uptimeList{rep})
+				}
+				return output.Print(out, sf.output, rep)
 			}
-			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift or alerts", args[0])
+			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift, alerts or uptime", args[0])
 		},
 	}
 	sf.add(cmd)
 	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift: only of this release")
-	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift: only of this target")
+	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift, uptime: only of this target")
+	cmd.Flags().StringVar(&window, "window", "30d", "uptime: over this window (90m, 24h, 30d)")
 	cmd.Flags().StringVar(&ef.Type, "type", "", "events: only of this type")
 	cmd.Flags().IntVar(&ef.Limit, "limit", 100, "events: newest N")
 	cmd.Flags().BoolVar(&allAlerts, "all", false, "alerts: delivered ones too (default: pending and failed)")
@@ -389,4 +401,24 @@ func describeRelease(w io.Writer, r *fleet.ReleaseInfo, evs []fleet.Event) error
 		fmt.Fprintf(w, "  %s  %-18s %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Message)
 	}
 	return nil
+}
+
+// uptimeList is `cairn get uptime` as a table: each target, then the fleet.
+type uptimeList struct{ r *history.UptimeReport }
+
+func (l uptimeList) Rows() ([]string, [][]string) {
+	row := func(name, online string, u history.Uptime) []string {
+		return []string{name, online, strconv.FormatFloat(u.Percent, 'f', 2, 64) + "%",
+			u.OnlineFor.Duration().Round(time.Second).String(), u.Observed.Duration().Round(time.Second).String(), strconv.Itoa(u.Outages)}
+	}
+	rows := make([][]string, 0, len(l.r.Targets)+1)
+	for _, u := range l.r.Targets {
+		online := "offline"
+		if u.Online {
+			online = "online"
+		}
+		rows = append(rows, row(u.Target, online, u))
+	}
+	rows = append(rows, row("(fleet)", "-", l.r.Fleet))
+	return []string{"target", "status", "uptime", "online for", "observed", "outages"}, rows
 }

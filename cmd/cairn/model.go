@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -80,7 +81,7 @@ func newModelPushCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "pushed %d files, %d bytes\n", len(res.Files), res.Size)
 			if res.Manifest != "" {
-				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s\n", o.Platform, res.Manifest, res.Digest)
+				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s, also tagged %s\n", o.Platform, res.Manifest, res.Digest, res.PlatformTag)
 			}
 			if lineageURL != "" {
 				f := lineage.PushFacts{ModelDigest: res.Digest, Ref: args[0], Source: o.Source, Revision: o.Revision,
@@ -113,11 +114,11 @@ func newModelPushCmd() *cobra.Command {
 
 func newModelPullCmd() *cobra.Command {
 	var (
-		o   models.PullOptions
-		dir string
+		o           models.PullOptions
+		dir, format string
 	)
 	cmd := &cobra.Command{
-		Use:   "pull REF -o DIR",
+		Use:   "pull REF -o DIR [--format json]",
 		Short: "Pull a model (ModelPack, KitOps ModelKit) into DIR, verifying every byte",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -130,17 +131,28 @@ func newModelPullCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			switch format {
+			case "json":
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			case "", "text":
+			default:
+				return fmt.Errorf("--format %q: want text or json", format)
+			}
 			var n int64
 			for _, f := range res.Files {
 				n += f.Size
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s (%s): %d files, %d bytes into %s\n", res.Digest, res.Kind, len(res.Files), n, dir)
+			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s (%s): %d files, %d bytes into %s (%d bytes downloaded, %d reused)\n",
+				res.Digest, res.Kind, len(res.Files), n, dir, res.DownloadedBytes, res.ReusedBytes)
 			return nil
 		},
 	}
 	registryFlags(cmd, &o.Options)
 	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to write the model into")
 	cmd.Flags().StringVar(&o.CacheDir, "cache", "", "blob cache folder shared between pulls")
+	cmd.Flags().StringVar(&format, "format", "text", "text, or json: the pull's summary (digest, files, downloadedBytes, reusedBytes)")
 	pullLimitFlags(cmd.Flags(), &o.Limits)
 	return cmd
 }

@@ -31,6 +31,7 @@ func newRootCmd() *cobra.Command {
 		newGetCmd(),
 		newDescribeCmd(),
 		newRolloutCmd(),
+		newTargetCmd(),
 		newLineageCmd(),
 		newRegistryCmd(),
 	)

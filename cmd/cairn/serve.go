@@ -62,6 +62,10 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 			set(&cfg.EnrollToken, "enroll-token", flag.EnrollToken)
 			set(&cfg.WebhookSecret, "webhook-secret", flag.WebhookSecret)
 			set(&cfg.SSHKey, "ssh-key", flag.SSHKey)
+			set(&cfg.Enrollment, "enrollment", flag.Enrollment)
+			if cmd.Flags().Changed("enrollment-rate") {
+				cfg.EnrollmentRate = flag.EnrollmentRate
+			}
 			if cmd.Flags().Changed("interval") {
 				cfg.Interval = reconciler.Duration(intv)
 			}
@@ -81,5 +85,7 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 	f.StringVar(&flag.EnrollToken, "enroll-token", "", "enrollment token agents present (default: generated into DATA/enroll-token)")
 	f.StringVar(&flag.WebhookSecret, "webhook-secret", "", "HMAC secret of POST /hooks/git (without one, only loopback may trigger)")
 	f.StringVar(&flag.SSHKey, "ssh-key", "", "private key file for ssh:// repositories")
+	f.StringVar(&flag.Enrollment, "enrollment", "manual", "manual: targets enrolled with the shared token wait for `cairn target accept`; auto: accepted at once")
+	f.Float64Var(&flag.EnrollmentRate, "enrollment-rate", 0.2, "enrollments per second allowed from one source address (burst: 20 or 10s' worth)")
 	return cmd
 }

@@ -65,8 +65,10 @@ type Config struct {
 	// Labels and Facts are reported at enrollment and with every status.
 	Labels map[string]string
 	Facts  fleet.Facts
-	// EnrollToken is the fleet's enrollment token, used once (and again if
-	// the server forgets the target).
+	// EnrollToken is the fleet's enrollment token (or a pre-authorised
+	// one), used once, and again if the server forgets the target; a
+	// re-enrollment also proves the old credential, which rotates it
+	// without an admin.
 	EnrollToken string
 	API         API
 	// Fetcher pulls models (default: PullFetcher with the cache under Root
@@ -245,6 +247,12 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 			}
 			d := conn.next()
+			if errors.Is(err, fleet.ErrPending) {
+				d = min(d, 30*time.Second)
+				a.cfg.Logf("agent: waiting for an admin to accept %s (cairn target accept %s); asking again in %s", id.ID, id.ID, d.Round(time.Millisecond))
+				sleep(ctx, d)
+				continue
+			}
 			a.cfg.Logf("agent: %v; retrying in %s", err, d.Round(time.Millisecond))
 			sleep(ctx, d)
 			continue
@@ -307,13 +315,21 @@ func (a *Agent) enroll(ctx context.Context) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("agent: read identity: %w", err)
 	}
-	if a.cfg.EnrollToken == "" {
+	return a.enrollWith(ctx, "")
+}
+
+// enrollWith enrolls with the token and, when re-enrolling, the old credential.
+func (a *Agent) enrollWith(ctx context.Context, oldCred string) error {
+	if a.cfg.EnrollToken == "" && oldCred == "" {
 		return errors.New("agent: not enrolled yet and no enrollment token given")
 	}
 	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
 	for {
-		resp, err := a.cfg.API.Enroll(ctx, fleet.EnrollRequest{Token: a.cfg.EnrollToken, Name: a.cfg.Name, Labels: a.cfg.Labels, Facts: a.cfg.Facts})
+		resp, err := a.cfg.API.Enroll(ctx, fleet.EnrollRequest{Token: a.cfg.EnrollToken, Credential: oldCred, Name: a.cfg.Name, Labels: a.cfg.Labels, Facts: a.cfg.Facts})
 		if err == nil {
+			if resp.Pending {
+				a.cfg.Logf("agent: enrolled as %s, pending an admin's acceptance (cairn target accept %s)", a.cfg.Name, resp.ID)
+			}
 			id := Identity{ID: resp.ID, Credential: resp.Credential, Name: a.cfg.Name}
 			b, _ := json.MarshalIndent(id, "", "  ")
 			if err := atomicfile.WriteFile(a.identityPath(), b, 0o600); err != nil {
@@ -343,10 +359,11 @@ func (a *Agent) reenroll(ctx context.Context, cause error) error {
 		return cause
 	}
 	a.cfg.Logf("agent: server rejected the credential (%v); enrolling again", cause)
+	old := a.Identity().Credential
 	if err := os.Remove(a.identityPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	return a.enroll(ctx)
+	return a.enrollWith(ctx, old)
 }
 
 // Apply brings every release of the desired state to its model, in order.

@@ -87,7 +87,7 @@ func checkHTTP(ctx context.Context, url string, hc *http.Client) error {
 
 func checkExec(ctx context.Context, argv []string, modelDir string) error {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), "CAIRN_MODEL_DIR="+modelDir)
+	cmd.Env = childEnv(os.Environ(), modelDir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = time.Second
@@ -106,6 +106,24 @@ func checkExec(ctx context.Context, argv []string, modelDir string) error {
 		return fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, msg)
 	}
 	return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+}
+
+// passEnv is the allow-list of the agent's environment variables that
+// health checks and restart commands see; everything else (the enrollment
+// token, cloud credentials, a proxy's password) stays in the agent.
+var passEnv = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
+	"LANG": true, "LC_ALL": true, "LC_CTYPE": true, "TZ": true, "TMPDIR": true}
+
+// childEnv is the environment of a command the agent runs: the allowed
+// variables of environ and CAIRN_MODEL_DIR.
+func childEnv(environ []string, modelDir string) []string {
+	var out []string
+	for _, kv := range environ {
+		if k, _, ok := strings.Cut(kv, "="); ok && passEnv[k] {
+			out = append(out, kv)
+		}
+	}
+	return append(out, "CAIRN_MODEL_DIR="+modelDir)
 }
 
 // runCommand runs the runtime's restart command.

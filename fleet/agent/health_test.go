@@ -144,6 +144,18 @@ func TestDetectFacts(t *testing.T) {
 	}
 }
 
+// TestHealthCheckEnvAllowList: a health check sees the allow-listed
+// variables and CAIRN_MODEL_DIR, never the agent's secrets.
+func TestHealthCheckEnvAllowList(t *testing.T) {
+	t.Setenv("CAIRN_ENROLL_TOKEN", "fleet-secret")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "cloud-secret")
+	t.Setenv("TZ", "UTC")
+	hc := &fleet.HealthCheck{Exec: []string{"sh", "-c", `test -z "$CAIRN_ENROLL_TOKEN" && test -z "$AWS_SECRET_ACCESS_KEY" && test "$TZ" = UTC && test -n "$PATH" && test "$CAIRN_MODEL_DIR" = /m`}, Period: time.Millisecond}
+	if err := CheckHealth(context.Background(), hc, "/m", http.DefaultClient); err != nil {
+		t.Fatalf("health check saw the agent's secrets or missed allowed variables: %v", err)
+	}
+}
+
 // fixedFetcher answers every fetch with digest and err.
 type fixedFetcher struct {
 	digest string

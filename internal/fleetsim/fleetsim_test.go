@@ -71,7 +71,7 @@ func TestSimulatedFleet(t *testing.T) {
 	cfg := reconciler.Config{Listen: "127.0.0.1:0", Data: filepath.Join(work, "data"), Repo: repo,
 		Interval: reconciler.Duration(500 * time.Millisecond), PollInterval: reconciler.Duration(time.Second),
 		OfflineAfter: reconciler.Duration(2 * time.Second), ReconcileInterval: reconciler.Duration(300 * time.Millisecond),
-		EnrollToken: "sim", AdminToken: "admin"}
+		EnrollToken: "sim", AdminToken: "admin", Enrollment: "auto"}
 	served := make(chan error, 1)
 	go func() {
 		served <- reconciler.Serve(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), func(a string) { addrc <- a })

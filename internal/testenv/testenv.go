@@ -17,6 +17,7 @@ const (
 	Registry = "CAIRN_TEST_REGISTRY"     // host:port of Debian's docker-registry (plain HTTP)
 	MinIO    = "CAIRN_TEST_MINIO"        // host:port of MinIO; credentials in MinIOUser/MinIOPass
 	Postgres = "CAIRN_TEST_POSTGRES_URL" // postgres://… URL of a database the test may use
+	Chromium = "CAIRN_TEST_CHROMIUM"     // path of Debian's chromium, for the dashboard's browser test
 	// Kube and KubeKServe are admin kubeconfigs of two kube-apiservers
 	// (scripts/services/kube.sh): the first never has KServe's CRD, tests
 	// install a minimal InferenceService CRD on the second.

@@ -29,7 +29,8 @@ func Phase(rs []fleet.ReleaseStatus) string {
 
 // TargetInfo turns a stored target into its status API form.
 func TargetInfo(t store.Target, now time.Time, offlineAfter time.Duration) fleet.TargetInfo {
-	ti := fleet.TargetInfo{ID: t.ID, Name: t.Name, Labels: t.Labels, Facts: t.Facts, EnrolledAt: t.EnrolledAt}
+	ti := fleet.TargetInfo{ID: t.ID, Name: t.Name, Labels: t.Labels, Facts: t.Facts, EnrolledAt: t.EnrolledAt,
+		State: t.State, PendingCredential: t.State == store.StateAccepted && t.PendingHash != ""}
 	if !t.LastSeen.IsZero() {
 		ls := t.LastSeen
 		ti.LastSeen = &ls

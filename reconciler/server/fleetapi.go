@@ -19,36 +19,6 @@ const (
 	maxStatusBody = 1 << 20
 )
 
-func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
-	var req fleet.EnrollRequest
-	if err := decodeBody(w, r, maxEnrollBody, &req); err != nil {
-		writeError(w, statusOf(err), "enroll: %v", err)
-		return
-	}
-	if !tokenEqual(req.Token, s.cfg.EnrollToken) {
-		writeError(w, http.StatusUnauthorized, "enroll: invalid enrollment token")
-		return
-	}
-	if err := ValidateEnroll(req); err != nil {
-		writeError(w, http.StatusBadRequest, "enroll: %v", err)
-		return
-	}
-	cred := NewToken()
-	t := store.Target{ID: req.Name, Name: req.Name, Labels: req.Labels, Facts: req.Facts, CredHash: HashCredential(cred)}
-	if err := s.cfg.Store.EnrollTarget(r.Context(), t); err != nil {
-		s.log.Error("enroll", "target", t.ID, "err", err)
-		writeError(w, http.StatusInternalServerError, "enroll %s: store unavailable", t.ID)
-		return
-	}
-	s.remember(t.ID, t.CredHash)
-	s.hub.ensure(t.ID)
-	s.log.Info("target enrolled", "target", t.ID)
-	if s.cfg.OnStatus != nil {
-		s.cfg.OnStatus(t.ID)
-	}
-	writeJSON(w, http.StatusCreated, fleet.EnrollResponse{ID: t.ID, Credential: cred})
-}
-
 // pollWait parses ?wait= (a Go duration, or seconds) bounded by MaxPollWait.
 func (s *Server) pollWait(r *http.Request) time.Duration {
 	v := r.URL.Query().Get("wait")

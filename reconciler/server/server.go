@@ -25,8 +25,19 @@ import (
 // Config configures a Server. Zero values are usable except Store.
 type Config struct {
 	Store store.Store
-	// EnrollToken admits new targets; empty refuses every enrollment.
+	// EnrollToken enrolls new targets, pending an admin's acceptance unless
+	// AutoAccept; empty refuses every enrollment but pre-authorised ones.
 	EnrollToken string
+	// AutoAccept accepts new names enrolled with EnrollToken at once
+	// (`enrollment: auto`); a name with a credential is never re-bound by it.
+	AutoAccept bool
+	// EnrollRate and EnrollBurst limit enrollments per source address
+	// (0.2/s, burst 20); FailRate and FailBurst failed authentications per
+	// address (1/s, burst 20) before answering 429.
+	EnrollRate  rate.Limit
+	EnrollBurst int
+	FailRate    rate.Limit
+	FailBurst   int
 	// AdminToken may read and act; ReadToken may only read the status API.
 	AdminToken, ReadToken string
 	Logger                *slog.Logger
@@ -55,6 +66,10 @@ type Config struct {
 	RegistryGC func(ctx context.Context, removeUntagged bool) (GCResult, error)
 	// LineageRecord serves POST /api/v1/lineage/record (admin token).
 	LineageRecord http.Handler
+	// History serves GET /api/v1/targets/{id}/metrics and GET /api/v1/uptime
+	// (admin or read-only token); Dashboard serves every other path under /
+	// (it checks its own session). Both optional.
+	History, Dashboard http.Handler
 	// OnStatus is called after a target's status is stored; OnCommand after
 	// an operator command is queued. Both must not block.
 	OnStatus  func(id string)
@@ -79,11 +94,13 @@ type Server struct {
 	hub *hub
 	mux *http.ServeMux
 
-	mu       sync.Mutex
-	creds    map[string]string        // target id -> hex SHA-256 of its credential
-	byHash   map[string]string        // hex SHA-256 -> target id
-	limiters map[string]*rate.Limiter // status reports, by target
-	pollLim  map[string]*rate.Limiter // desired-state polls, by target
+	mu        sync.Mutex
+	creds     map[string]string        // target id -> hex SHA-256 of its credential
+	byHash    map[string]string        // hex SHA-256 -> target id
+	limiters  map[string]*rate.Limiter // status reports, by target
+	pollLim   map[string]*rate.Limiter // desired-state polls, by target
+	enrollLim map[string]*rate.Limiter // enrollments, by source address
+	failLim   map[string]*rate.Limiter // failed authentications, by source address
 }
 
 // New returns the server; call Run to keep its desired-state cache in sync
@@ -110,11 +127,18 @@ func New(cfg Config) *Server {
 	if cfg.PollRate == 0 {
 		cfg.PollRate, cfg.PollBurst = 5, 20
 	}
+	if cfg.EnrollRate == 0 {
+		cfg.EnrollRate, cfg.EnrollBurst = 0.2, 20
+	}
+	if cfg.FailRate == 0 {
+		cfg.FailRate, cfg.FailBurst = 1, 20
+	}
 	if cfg.SyncInterval == 0 {
 		cfg.SyncInterval = time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
-		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{}}
+		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{},
+		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}}
 	s.routes()
 	return s
 }
@@ -134,8 +158,10 @@ func (s *Server) Load(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	for _, t := range ts {
-		s.creds[t.ID] = t.CredHash
-		s.byHash[t.CredHash] = t.ID
+		if t.State == store.StateAccepted && t.CredHash != "" {
+			s.creds[t.ID] = t.CredHash
+			s.byHash[t.CredHash] = t.ID
+		}
 	}
 	s.mu.Unlock()
 	return s.sync(ctx)
@@ -182,6 +208,10 @@ func (s *Server) routes() {
 	h("GET /api/v1/source", "source", s.read(s.source))
 	h("GET /api/v1/alerts", "alerts", s.read(s.alerts))
 	h("POST /api/v1/releases/{name}/rollout/{action}", "rollout", s.admin(s.rolloutAction))
+	h("POST /api/v1/targets/{id}/accept", "target-accept", s.admin(s.targetAction("accept")))
+	h("POST /api/v1/targets/{id}/reject", "target-reject", s.admin(s.targetAction("reject")))
+	h("DELETE /api/v1/targets/{id}", "target-delete", s.admin(s.targetAction("delete")))
+	h("POST /api/v1/targets/{id}/preauth", "target-preauth", s.admin(s.preauth))
 	if s.cfg.GitHook != nil {
 		mux.Handle("POST /hooks/git", s.m.instrument("hook", s.cfg.GitHook.ServeHTTP))
 	}
@@ -196,6 +226,13 @@ func (s *Server) routes() {
 	}
 	if s.cfg.LineageRecord != nil {
 		mux.Handle("POST /api/v1/lineage/record", s.m.instrument("lineage-record", s.admin(s.cfg.LineageRecord.ServeHTTP)))
+	}
+	if s.cfg.History != nil {
+		h("GET /api/v1/targets/{id}/metrics", "metrics-history", s.read(s.cfg.History.ServeHTTP))
+		h("GET /api/v1/uptime", "uptime", s.read(s.cfg.History.ServeHTTP))
+	}
+	if s.cfg.Dashboard != nil {
+		mux.Handle("/", s.m.instrument("dashboard", s.cfg.Dashboard.ServeHTTP))
 	}
 	mux.Handle("GET /metrics", s.m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -257,8 +294,14 @@ func NewToken() string {
 // read wraps a status API handler: admin or read-only token.
 func (s *Server) read(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.authBlocked(r) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too many failed attempts from %s", peerIP(r))
+			return
+		}
 		t := bearer(r)
 		if !tokenEqual(t, s.cfg.AdminToken) && !tokenEqual(t, s.cfg.ReadToken) {
+			s.authFailed(r)
 			writeError(w, http.StatusUnauthorized, "an admin or read-only token is required")
 			return
 		}
@@ -269,6 +312,11 @@ func (s *Server) read(f http.HandlerFunc) http.HandlerFunc {
 // admin wraps an action handler: admin token only.
 func (s *Server) admin(f http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if s.authBlocked(r) {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "too many failed attempts from %s", peerIP(r))
+			return
+		}
 		t := bearer(r)
 		if tokenEqual(t, s.cfg.AdminToken) {
 			f(w, r)
@@ -278,15 +326,23 @@ func (s *Server) admin(f http.HandlerFunc) http.HandlerFunc {
 			writeError(w, http.StatusForbidden, "the read-only token cannot act")
 			return
 		}
+		s.authFailed(r)
 		writeError(w, http.StatusUnauthorized, "an admin token is required")
 	}
 }
 
 // authTarget checks the request's credential against target id: 401 for
-// no or an unknown credential, 403 for another target's.
+// no or an unknown credential, 403 for another target's or one pending an
+// admin's acceptance (code "pending").
 func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) bool {
+	if s.authBlocked(r) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "too many failed attempts from %s", peerIP(r))
+		return false
+	}
 	cred := bearer(r)
 	if cred == "" {
+		s.authFailed(r)
 		writeError(w, http.StatusUnauthorized, "a target credential is required")
 		return false
 	}
@@ -295,29 +351,29 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 	want, known := s.creds[id]
 	owner, ownerKnown := s.byHash[h]
 	s.mu.Unlock()
-	if !known {
-		// Enrolled through another replica?
-		t, err := s.cfg.Store.Target(r.Context(), id)
-		if err == nil {
-			want, known = t.CredHash, true
-			s.remember(t.ID, t.CredHash)
-		} else if !errors.Is(err, store.ErrNotFound) {
-			writeError(w, http.StatusServiceUnavailable, "look up target: %v", err)
-			return false
-		}
-	}
 	if known && subtle.ConstantTimeCompare([]byte(h), []byte(want)) == 1 {
 		return true
 	}
-	if known {
-		// Enrolled again through another replica: the store has the new hash.
-		if t, err := s.cfg.Store.Target(r.Context(), id); err == nil && t.CredHash != want {
-			s.remember(t.ID, t.CredHash)
-			if subtle.ConstantTimeCompare([]byte(h), []byte(t.CredHash)) == 1 {
-				return true
-			}
+	// Not cached, or changed: accepted, enrolled again or deleted through an
+	// admin or another replica; the store is the truth.
+	t, err := s.cfg.Store.Target(r.Context(), id)
+	switch {
+	case err == nil && t.State == store.StateAccepted && t.CredHash != "":
+		s.remember(t.ID, t.CredHash)
+		if subtle.ConstantTimeCompare([]byte(h), []byte(t.CredHash)) == 1 {
+			return true
 		}
+	case err == nil:
+		s.forget(id)
+	case !errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusServiceUnavailable, "look up target: %v", err)
+		return false
 	}
+	if err == nil && t.PendingHash != "" && subtle.ConstantTimeCompare([]byte(h), []byte(t.PendingHash)) == 1 {
+		writeJSON(w, http.StatusForbidden, fleet.ErrorBody{Error: "target " + id + ": credential pending an admin's acceptance (cairn target accept " + id + ")", Code: fleet.CodePending})
+		return false
+	}
+	s.authFailed(r)
 	if ownerKnown && owner != id {
 		writeError(w, http.StatusForbidden, "this credential belongs to another target")
 		return false
@@ -334,6 +390,15 @@ func (s *Server) remember(id, hash string) {
 	}
 	s.creds[id] = hash
 	s.byHash[hash] = id
+}
+
+func (s *Server) forget(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.creds[id]; ok {
+		delete(s.byHash, old)
+		delete(s.creds, id)
+	}
 }
 
 func (s *Server) limiter(id string) *rate.Limiter {

@@ -29,7 +29,7 @@ func newTestServer(t *testing.T) (*Server, *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Store: st, EnrollToken: "e", AdminToken: "a", ReadToken: "r", StatusRate: 1, StatusBurst: 2})
+	s := New(Config{Store: st, EnrollToken: "e", AutoAccept: true, AdminToken: "a", ReadToken: "r", StatusRate: 1, StatusBurst: 2})
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)
 	return s, hs

@@ -31,10 +31,14 @@ func (s *Server) targetInfos(r *http.Request) ([]fleet.TargetInfo, error) {
 		return nil, err
 	}
 	now := time.Now()
-	out := make([]fleet.TargetInfo, len(ts))
-	for i, t := range ts {
-		out[i] = fleetstate.TargetInfo(t, now, s.cfg.OfflineAfter)
-		s.withDesired(&out[i])
+	out := make([]fleet.TargetInfo, 0, len(ts))
+	for _, t := range ts {
+		if t.State == store.StateDeleted {
+			continue
+		}
+		ti := fleetstate.TargetInfo(t, now, s.cfg.OfflineAfter)
+		s.withDesired(&ti)
+		out = append(out, ti)
 	}
 	return out, nil
 }
@@ -51,7 +55,7 @@ func (s *Server) targets(w http.ResponseWriter, r *http.Request) {
 func (s *Server) target(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	t, err := s.cfg.Store.Target(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && t.State == store.StateDeleted) {
 		writeError(w, http.StatusNotFound, "target %s is not enrolled", id)
 		return
 	}
@@ -111,6 +115,9 @@ func (s *Server) inventory(w http.ResponseWriter, r *http.Request) {
 	}
 	inv := fleet.Inventory{Targets: make([]fleet.Target, 0, len(ts)), Releases: []fleet.ReleaseState{}}
 	for _, t := range ts {
+		if t.State != store.StateAccepted {
+			continue
+		}
 		ft := fleet.Target{Name: t.Name, Labels: t.Labels, Facts: t.Facts}
 		if t.Status != nil {
 			for _, rs := range t.Status.Releases {

@@ -49,6 +49,11 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		`CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)`,
 		`CREATE TABLE leader_lease (id INTEGER PRIMARY KEY, holder TEXT NOT NULL, term BIGINT NOT NULL, expires BIGINT NOT NULL)`,
 		`INSERT INTO leader_lease (id, holder, term, expires) VALUES (1, '', 0, 0)`,
+		// Device acceptance: a target's state and the credential waiting for
+		// an admin; one-time pre-authorised enrollment tokens per name.
+		`ALTER TABLE targets ADD COLUMN state TEXT NOT NULL DEFAULT 'accepted'`,
+		`ALTER TABLE targets ADD COLUMN pending_hash TEXT NOT NULL DEFAULT ''`,
+		`CREATE TABLE preauth (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at BIGINT NOT NULL)`,
 	}
 	out := make([]sqldb.Migration, len(steps))
 	for i, s := range steps {
@@ -118,22 +123,25 @@ func (s *SQL) EnrollTarget(ctx context.Context, t Target) error {
 	if t.EnrolledAt.IsZero() {
 		t.EnrolledAt = now
 	}
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO targets (id, name, labels, facts, cred_hash, enrolled_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, facts = excluded.facts, cred_hash = excluded.cred_hash, enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at`),
-		t.ID, t.Name, mustJSON(t.Labels), mustJSON(t.Facts), t.CredHash, nanos(t.EnrolledAt), nanos(now))
+	if t.State == "" {
+		t.State = StateAccepted
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO targets (id, name, labels, facts, cred_hash, enrolled_at, updated_at, state, pending_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET name = excluded.name, labels = excluded.labels, facts = excluded.facts, cred_hash = excluded.cred_hash, enrolled_at = excluded.enrolled_at, updated_at = excluded.updated_at, state = excluded.state, pending_hash = excluded.pending_hash`),
+		t.ID, t.Name, mustJSON(t.Labels), mustJSON(t.Facts), t.CredHash, nanos(t.EnrolledAt), nanos(now), t.State, t.PendingHash)
 	if err != nil {
 		return fmt.Errorf("enroll target %s: %w", t.ID, err)
 	}
 	return nil
 }
 
-const targetCols = `id, name, labels, facts, cred_hash, enrolled_at, last_seen, status, updated_at`
+const targetCols = `id, name, labels, facts, cred_hash, enrolled_at, last_seen, status, updated_at, state, pending_hash`
 
 func scanTarget(sc interface{ Scan(...any) error }) (Target, error) {
 	var t Target
 	var labels, facts, status string
 	var enrolled, seen, updated int64
-	if err := sc.Scan(&t.ID, &t.Name, &labels, &facts, &t.CredHash, &enrolled, &seen, &status, &updated); err != nil {
+	if err := sc.Scan(&t.ID, &t.Name, &labels, &facts, &t.CredHash, &enrolled, &seen, &status, &updated, &t.State, &t.PendingHash); err != nil {
 		return t, err
 	}
 	t.EnrolledAt, t.LastSeen, t.UpdatedAt = fromNanos(enrolled), fromNanos(seen), fromNanos(updated)
@@ -184,6 +192,36 @@ func (s *SQL) listTargets(ctx context.Context, where string, args ...any) ([]Tar
 }
 
 func (s *SQL) Targets(ctx context.Context) ([]Target, error) { return s.listTargets(ctx, "") }
+
+func (s *SQL) SetTargetAuth(ctx context.Context, id, state, credHash, pendingHash string) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE targets SET state = ?, cred_hash = ?, pending_hash = ?, updated_at = ? WHERE id = ?`),
+		state, credHash, pendingHash, nanos(time.Now()), id)
+	if err != nil {
+		return fmt.Errorf("set state of target %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("target %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+func (s *SQL) PutPreauth(ctx context.Context, name, tokenHash string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO preauth (name, token_hash, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, created_at = excluded.created_at`), name, tokenHash, nanos(time.Now()))
+	if err != nil {
+		return fmt.Errorf("pre-authorise %s: %w", name, err)
+	}
+	return nil
+}
+
+func (s *SQL) TakePreauth(ctx context.Context, name, tokenHash string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM preauth WHERE name = ? AND token_hash = ?`), name, tokenHash)
+	if err != nil {
+		return false, fmt.Errorf("use pre-authorisation of %s: %w", name, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
 
 func (s *SQL) TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Target, error) {
 	return s.listTargets(ctx, "WHERE updated_at >= ?", nanos(since))

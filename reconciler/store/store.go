@@ -19,13 +19,28 @@ type Target struct {
 	Labels map[string]string
 	Facts  fleet.Facts
 	// CredHash is the hex SHA-256 of the target's credential.
-	CredHash   string
-	EnrolledAt time.Time
-	LastSeen   time.Time // zero: never reported
+	CredHash string
+	// State is StateAccepted (the default), StatePending, StateRejected or
+	// StateDeleted; only accepted targets are read and rolled out to.
+	State string
+	// PendingHash is a credential waiting for an admin's acceptance: a new
+	// target's, or a second enrollment under an accepted target's name
+	// (whose CredHash keeps working until then).
+	PendingHash string
+	EnrolledAt  time.Time
+	LastSeen    time.Time // zero: never reported
 	// Status is the last status report, nil before the first.
 	Status    *fleet.StatusReport
 	UpdatedAt time.Time
 }
+
+// Target states.
+const (
+	StateAccepted = "accepted"
+	StatePending  = "pending"
+	StateRejected = "rejected"
+	StateDeleted  = "deleted"
+)
 
 // Desired is the desired state of one target: Body is the JSON of a
 // fleet.DesiredState whose ETag field equals ETag. Rev orders writes.
@@ -55,6 +70,13 @@ type Store interface {
 	// EnrollTarget creates the target or, when its ID exists, replaces its
 	// name, labels, facts and credential hash.
 	EnrollTarget(ctx context.Context, t Target) error
+	// SetTargetAuth sets a target's state and credential hashes (accept,
+	// reject, delete, rotate); ErrNotFound when it does not exist.
+	SetTargetAuth(ctx context.Context, id, state, credHash, pendingHash string) error
+	// PutPreauth keeps a one-time enrollment token hash for name (replacing
+	// any); TakePreauth consumes it, reporting whether it matched.
+	PutPreauth(ctx context.Context, name, tokenHash string) error
+	TakePreauth(ctx context.Context, name, tokenHash string) (bool, error)
 	Target(ctx context.Context, id string) (Target, error)
 	Targets(ctx context.Context) ([]Target, error)
 	// TargetsUpdatedSince returns targets enrolled or reporting at or after since.

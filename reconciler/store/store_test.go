@@ -60,6 +60,7 @@ var contract = []struct {
 	fn   func(t *testing.T, s store.Store)
 }{
 	{"targets", testTargets},
+	{"acceptance and preauth", testAcceptance},
 	{"status and log", testStatus},
 	{"desired", testDesired},
 	{"releases", testReleases},
@@ -106,6 +107,42 @@ func testTargets(t *testing.T, s store.Store) {
 	}
 	if since, _ := s.TargetsUpdatedSince(ctx, time.Now().Add(time.Hour)); len(since) != 0 {
 		t.Fatalf("updated in the future = %d", len(since))
+	}
+}
+
+func testAcceptance(t *testing.T, s store.Store) {
+	if err := s.SetTargetAuth(ctx, "nope", store.StateAccepted, "h", ""); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("set auth of a missing target: %v", err)
+	}
+	if err := s.EnrollTarget(ctx, store.Target{ID: "p", Name: "p", State: store.StatePending, PendingHash: "hp"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Target(ctx, "p"); got.State != store.StatePending || got.PendingHash != "hp" || got.CredHash != "" {
+		t.Fatalf("pending target = %+v", got)
+	}
+	if err := s.SetTargetAuth(ctx, "p", store.StateAccepted, "hp", ""); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Target(ctx, "p"); got.State != store.StateAccepted || got.PendingHash != "" || got.CredHash != "hp" {
+		t.Fatalf("accepted target = %+v", got)
+	}
+	if err := s.EnrollTarget(ctx, store.Target{ID: "q", Name: "q", CredHash: "hq"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Target(ctx, "q"); got.State != store.StateAccepted {
+		t.Fatalf("default state = %q", got.State)
+	}
+	if err := s.PutPreauth(ctx, "r", "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.TakePreauth(ctx, "r", "wrong"); ok || err != nil {
+		t.Fatalf("wrong preauth token taken: %v %v", ok, err)
+	}
+	if ok, err := s.TakePreauth(ctx, "r", "t1"); !ok || err != nil {
+		t.Fatalf("preauth token refused: %v %v", ok, err)
+	}
+	if ok, _ := s.TakePreauth(ctx, "r", "t1"); ok {
+		t.Fatal("a preauth token was used twice")
 	}
 }
 

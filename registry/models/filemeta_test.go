@@ -1,6 +1,7 @@
 package models
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -127,4 +128,54 @@ func configOf(t *testing.T, ref string) ModelConfig {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// TestSafetensorsParams: a safetensors folder gets format safetensors, the
+// paramSize its tensors add up to and the precision most of them have.
+func TestSafetensorsParams(t *testing.T) {
+	header := `{"__metadata__":{"format":"pt"},"a":{"dtype":"BF16","shape":[1000,1500],"data_offsets":[0,3000000]},` +
+		`"b":{"dtype":"F32","shape":[10],"data_offsets":[3000000,3000040]}}`
+	var buf []byte
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(len(header)))
+	buf = append(buf, header...)
+	buf = append(buf, make([]byte, 3000040)...)
+	src := writeTree(t, map[string]string{"model.safetensors": string(buf), "config.json": "{}"})
+	reg := newRegistry(t, nil)
+	res, err := Push(bg, reg+"/st/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := configOf(t, res.Ref)
+	if cfg.Config.Format != "safetensors" || cfg.Config.ParamSize != "1.5m" || cfg.Config.Precision != "bf16" {
+		t.Errorf("config %+v", cfg.Config)
+	}
+	for n, want := range map[int64]string{7_000_000_000: "7b", 1_500_000_000: "1.5b", 350_000_000: "350m", 12_000: "12k", 999: "999"} {
+		if got := paramSize(n); got != want {
+			t.Errorf("paramSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestPullCountsBytes: a first pull downloads every blob; a second one into
+// another folder with the same cache downloads nothing and reuses them all.
+func TestPullCountsBytes(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, map[string]string{"model.onnx": strings.Repeat("w", 5000), "README.md": "doc"})
+	res, err := Push(bg, reg+"/count/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	first, err := Pull(bg, res.Ref, t.TempDir(), PullOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := Pull(bg, res.Ref, t.TempDir(), PullOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.DownloadedBytes != 5003 || first.ReusedBytes != 0 || second.DownloadedBytes != 0 || second.ReusedBytes != 5003 {
+		t.Errorf("first %d/%d, second %d/%d bytes downloaded/reused", first.DownloadedBytes, first.ReusedBytes,
+			second.DownloadedBytes, second.ReusedBytes)
+	}
 }

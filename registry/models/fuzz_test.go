@@ -3,6 +3,7 @@ package models
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
@@ -122,3 +123,21 @@ func FuzzExtractTar(f *testing.F) {
 }
 
 var _ = io.EOF
+
+// FuzzSafetensorsParams: any file named .safetensors is read without a
+// panic, and a header it accepts counts no negative parameters.
+func FuzzSafetensorsParams(f *testing.F) {
+	h := `{"a":{"dtype":"F16","shape":[2,3],"data_offsets":[0,12]}}`
+	f.Add(append(binary.LittleEndian.AppendUint64(nil, uint64(len(h))), h...))
+	f.Add([]byte{1, 0, 0, 0, 0, 0, 0, 0, '{'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(t.TempDir(), "m.safetensors")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		n, _, err := safetensorsParams(p)
+		if err == nil && n < 0 {
+			t.Fatalf("%d parameters", n)
+		}
+	})
+}

@@ -108,6 +108,9 @@ type PushResult struct {
 	// Manifest is the digest of the variant's manifest when pushed for a
 	// platform (Digest is then the index's).
 	Manifest string `json:"manifest,omitempty"`
+	// PlatformTag is the tag the variant's manifest is also pushed under
+	// (see PlatformTag), when pushed for a platform.
+	PlatformTag string `json:"platformTag,omitempty"`
 	// Size is the total of the layers and the config, in bytes.
 	Size int64 `json:"size"`
 	// Files pushed, in manifest order.
@@ -189,6 +192,11 @@ type PullResult struct {
 	Files []File `json:"files"`
 	// Kind of artifact: KindModelPack or KindKitOps.
 	Kind string `json:"kind"`
+	// DownloadedBytes came from the registry in this pull; ReusedBytes are
+	// the bytes of the layers' blobs it did not download (found in the
+	// cache, in DIR already, or kept from an interrupted download).
+	DownloadedBytes int64 `json:"downloadedBytes"`
+	ReusedBytes     int64 `json:"reusedBytes"`
 }
 
 // Artifact kinds.

@@ -131,7 +131,12 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		_ = root.RemoveAll(workDir)
 	}
 	sort.Slice(p.files, func(i, k int) bool { return p.files[i].Path < p.files[k].Path })
-	out := &PullResult{Digest: res.digest.String(), Files: p.files, Kind: kind}
+	var blobs int64
+	for _, j := range jobs {
+		blobs += j.desc.Size
+	}
+	out := &PullResult{Digest: res.digest.String(), Files: p.files, Kind: kind,
+		DownloadedBytes: p.downloaded.Load(), ReusedBytes: max(0, blobs-p.downloaded.Load())}
 	if res.index.Hex != "" {
 		out.Index = res.index.String()
 	}
@@ -204,6 +209,8 @@ type puller struct {
 	guard *diskGuard // nil: no look at the free disk while unpacking
 
 	entries atomic.Int64 // tar entries read, against lim.MaxFiles
+
+	downloaded atomic.Int64 // bytes from the registry, for PullResult
 
 	mu      sync.Mutex
 	files   []File
@@ -579,6 +586,7 @@ func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.D
 			r = &progressReader{r: r, path: name, fn: p.hooks.Progress}
 		}
 		n, err := io.CopyBuffer(io.MultiWriter(f, h), r, buf)
+		p.downloaded.Add(n)
 		have += n
 		if err != nil {
 			return fmt.Errorf("layer %s: download %s (%d of %d bytes kept to resume): %w", name, d.Digest, have, d.Size, err)

@@ -148,6 +148,12 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		if err != nil {
 			return nil, err
 		}
+		// Tools that cannot read an image index (modctl, kit) pull the
+		// variant by its own tag.
+		if err := c.putManifest(ctx, PlatformTag(tag.TagStr(), opts.Platform), mb, string(types.OCIManifestSchema1)); err != nil {
+			return nil, err
+		}
+		res.PlatformTag = PlatformTag(tag.TagStr(), opts.Platform)
 		res.Digest = idesc.Digest.String()
 		res.Manifest = mdesc.Digest.String()
 	}
@@ -365,6 +371,25 @@ func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byt
 			}
 		}
 	}
+	params := ModelParams{Format: format}
+	// paramSize and precision from the headers of safetensors weights.
+	var total int64
+	var precision string
+	for _, s := range srcs {
+		if s.kind == KindWeight && formatOf(s.rel) == "safetensors" {
+			n, p, err := safetensorsParams(s.abs)
+			if err != nil {
+				continue // not a readable header: no paramSize from it
+			}
+			total += n
+			if precision == "" {
+				precision = p
+			}
+		}
+	}
+	if total > 0 {
+		params.ParamSize, params.Precision = paramSize(total), precision
+	}
 	cfg := ModelConfig{
 		Descriptor: ModelDescriptor{
 			CreatedAt: &created,
@@ -374,7 +399,7 @@ func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byt
 			Revision:  opts.Revision,
 		},
 		ModelFS: ModelFS{Type: "layers"},
-		Config:  ModelParams{Format: format},
+		Config:  params,
 	}
 	for _, l := range layers {
 		cfg.ModelFS.DiffIDs = append(cfg.ModelFS.DiffIDs, l.Digest.String()) // raw layers: diffID = digest
@@ -429,4 +454,12 @@ func defaultCreated(srcs []source) time.Time {
 		return time.Now()
 	}
 	return newest
+}
+
+// PlatformTag is the tag a variant pushed for platform is also pushed under,
+// next to the image index at tag: TAG-os-arch[-variant][-accelerator]
+// ("1.0", "linux/amd64+cuda" → "1.0-linux-amd64-cuda"), for tools that
+// cannot read an index.
+func PlatformTag(tag, platform string) string {
+	return tag + "-" + strings.NewReplacer("/", "-", "+", "-").Replace(platform)
 }

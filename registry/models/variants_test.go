@@ -43,6 +43,21 @@ func TestPushVariants(t *testing.T) {
 			t.Errorf("%s: index %s, want %s", platform, pr.Index, last.Digest)
 		}
 	}
+	// Each variant is also a plain manifest at TAG-platform.
+	if last.PlatformTag != "1-linux-arm64" {
+		t.Errorf("platform tag %q", last.PlatformTag)
+	}
+	for tag, want := range map[string]string{"1-linux-arm64": "int8", "1-linux-amd64": "fp32", "1-linux-amd64-cuda": "fp16"} {
+		out := t.TempDir()
+		pr, err := Pull(bg, reg+"/variants/m:"+tag, out, PullOptions{})
+		if err != nil {
+			t.Fatalf("%s: %v", tag, err)
+		}
+		equalTrees(t, readTree(t, out), map[string]string{"model.onnx": want})
+		if pr.Index != "" {
+			t.Errorf("%s: pulled through an index", tag)
+		}
+	}
 	a, err := Inspect(bg, last.Ref, Options{Platform: "linux/amd64+cuda"})
 	if err != nil || a.Digest == last.Digest || a.Kind != KindModelPack || a.Index != last.Digest || len(a.Variants) != 3 {
 		t.Fatalf("inspect variant: %v %+v", err, a)

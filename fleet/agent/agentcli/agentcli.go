@@ -25,12 +25,20 @@ its own version) merged with --facts-file and --labels, then long-polls its
 desired state and installs each release's model into an inactive slot under
 DIR/models, switches to it atomically, runs the health check and rolls back
 on failure. A model over the pull limits (--max-unpack-ratio, --max-files,
---disk-reserve) fails for good and the previous one keeps serving.`
+--disk-reserve) fails for good and the previous one keeps serving.
+
+The enrollment token (the fleet's, or a one-time one from cairn target
+preauth) is read from --enroll-token-file or CAIRN_ENROLL_TOKEN, never from
+the command line; a device enrolled with the fleet's token waits until an
+admin runs cairn target accept NAME (unless the server runs with
+enrollment: auto). Health checks and restart commands get only PATH, HOME,
+USER, LOGNAME, SHELL, LANG, LC_ALL, LC_CTYPE, TZ and TMPDIR of the agent's
+environment, plus CAIRN_MODEL_DIR.`
 
 // Flags are the agent's flags.
 type Flags struct {
 	Server, Token, Name, Labels, Root, FactsFile, RuntimeRoot string
-	CacheMax                                                  string
+	TokenFile, CacheMax                                       string
 	PlainHTTP                                                 bool
 	PollWait, MaxBackoff                                      time.Duration
 	Limits                                                    models.Limits
@@ -39,7 +47,9 @@ type Flags struct {
 // Register adds the flags to fs.
 func (o *Flags) Register(f *pflag.FlagSet) {
 	f.StringVar(&o.Server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
-	f.StringVar(&o.Token, "enroll-token", os.Getenv("CAIRN_ENROLL_TOKEN"), "fleet enrollment token (needed once; env CAIRN_ENROLL_TOKEN)")
+	f.StringVar(&o.Token, "enroll-token", "", "removed: use --enroll-token-file")
+	f.MarkHidden("enroll-token")
+	f.StringVar(&o.TokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled; else env CAIRN_ENROLL_TOKEN): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
 	f.StringVar(&o.Name, "name", "", "target name (default: the hostname)")
 	f.StringVar(&o.Labels, "labels", "", "labels as k=v,k=v")
 	f.StringVar(&o.Root, "root", "", "agent folder: identity, journal, model slots, layer cache")
@@ -63,6 +73,13 @@ func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error
 	if o.Root == "" {
 		return fmt.Errorf("--root is required")
 	}
+	if o.Token != "" {
+		return fmt.Errorf("--enroll-token is gone: a token in the command line is visible to every user of the machine (ps); put it in a file and pass --enroll-token-file")
+	}
+	token, err := o.EnrollToken()
+	if err != nil {
+		return err
+	}
 	lbl, err := ParseLabels(o.Labels)
 	if err != nil {
 		return err
@@ -85,7 +102,7 @@ func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error
 	}
 	logger := log.New(stderr, "", log.LstdFlags)
 	a, err := agent.New(agent.Config{
-		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: o.Token,
+		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: token,
 		API: fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: o.PlainHTTP,
 		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
 		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf,
@@ -96,11 +113,24 @@ func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error
 	return a.Run(ctx)
 }
 
+// EnrollToken is the token of --enroll-token-file, else of env
+// CAIRN_ENROLL_TOKEN (a systemd EnvironmentFile, a Kubernetes Secret).
+func (o *Flags) EnrollToken() (string, error) {
+	if o.TokenFile == "" {
+		return os.Getenv("CAIRN_ENROLL_TOKEN"), nil
+	}
+	b, err := os.ReadFile(o.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("read enrollment token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
 // Command is the agent's command under the name use (cairn-agent, agent).
 func Command(use, version string) *cobra.Command {
 	var o Flags
 	cmd := &cobra.Command{
-		Use:   use + " --server URL --enroll-token T --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
+		Use:   use + " --server URL --enroll-token-file F --root DIR [--name N] [--labels k=v,…] [--facts-file F]",
 		Short: "Run the device agent: enroll, poll, install, activate, report",
 		Long:  Long,
 		Args:  cobra.NoArgs,

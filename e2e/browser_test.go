@@ -1,0 +1,275 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/testenv"
+)
+
+const browserManifests = `apiVersion: cairn.dev/v1alpha1
+kind: DeviceProfile
+metadata: {name: edge}
+spec:
+  selector:
+    matchLabels: {env: prod}
+---
+apiVersion: cairn.dev/v1alpha1
+kind: RolloutPolicy
+metadata: {name: browser-waves}
+spec:
+  waves: [{percent: 34, bake: 6s}, {percent: 67, bake: 6s}, {percent: 100, bake: 1s}]
+  gates: [{metric: error_rate, max: 0.5}]
+  onFailure: rollback
+`
+
+const browserRelease = `---
+apiVersion: cairn.dev/v1alpha1
+kind: Model
+metadata: {name: demo}
+spec:
+  version: "%s"
+  artifact: %s
+---
+apiVersion: cairn.dev/v1alpha1
+kind: Release
+metadata: {name: demo}
+spec:
+  model: demo
+  targets: [{profile: edge}]
+  rolloutPolicy: browser-waves
+  runtime:
+    healthCheck:
+      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
+      period: 200ms
+      timeout: 5s
+`
+
+// TestDashboardInBrowser drives Debian's Chromium (headless, through
+// chromedp) against a real cairn serve with four agents: log in with the
+// admin token, check the fleet's counts, open a target and its deployment
+// log, watch a rollout's wave advance live, pause and resume it from the
+// page, and open a target's lineage. Screenshots go to $CAIRN_ARTIFACTS
+// (default: a folder under the system temp dir) and, when
+// CAIRN_SCREENSHOTS is set, are copied there too (docs/screenshots for the
+// README: CAIRN_SCREENSHOTS=$PWD/docs/screenshots).
+func TestDashboardInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: builds cairn and runs a server, four agents and a browser")
+	}
+	chromium := testenv.Require(t, testenv.Chromium)
+	bin := cairnBin(t)
+	work := t.TempDir()
+	logs := filepath.Join(work, "logs")
+	os.MkdirAll(logs, 0o755)
+	artifacts := os.Getenv("CAIRN_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "cairn-browser-artifacts")
+	}
+	os.MkdirAll(artifacts, 0o755)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(logs, "serve.log"))
+			lines := strings.Split(string(b), "\n")
+			t.Logf("last lines of serve.log:\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
+		}
+	})
+
+	repo := filepath.Join(work, "repo")
+	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
+	run(t, repo, "git", "init", "-q", "-b", "main")
+	commit := func(msg, body string) {
+		t.Helper()
+		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
+		run(t, repo, "git", "add", "-A")
+		run(t, repo, "git", "commit", "-q", "-m", msg)
+	}
+	commit("profile and policy", browserManifests)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	server := "http://" + addr
+	cfg := filepath.Join(work, "serve.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %s
+data: %s
+repo: %s
+interval: 1s
+pollInterval: 1s
+offlineAfter: 5s
+reconcileInterval: 500ms
+enrollToken: b-enroll
+adminToken: b-admin
+readToken: b-read
+`, addr, filepath.Join(work, "data"), repo)), 0o644)
+	start(t, logs, "serve", bin, "serve", "--config", cfg)
+	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
+		resp, err := http.Get(server + "/healthz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return true, ""
+	})
+
+	push := func(version string, files map[string]string) string {
+		t.Helper()
+		dir := filepath.Join(work, "model-"+version)
+		os.MkdirAll(dir, 0o755)
+		var paths []string
+		for n, b := range files {
+			os.WriteFile(filepath.Join(dir, n), []byte(b), 0o644)
+			paths = append(paths, filepath.Join(dir, n))
+		}
+		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
+		args = append(args, "--plain-http", "--name", "demo", "--version", version, "--lineage", server, "--token", "b-admin")
+		out := strings.TrimSpace(run(t, work, bin, args...))
+		return out[strings.LastIndexByte(out, '\n')+1:]
+	}
+	v1 := push("1", map[string]string{"model.onnx": "model one", "ok": ""})
+	v2 := push("2", map[string]string{"model.onnx": "model two", "ok": ""})
+
+	for i, env := range []string{"prod", "prod", "prod", "lab"} {
+		name := fmt.Sprintf("dev-%d", i)
+		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token", "b-enroll", "--name", name,
+			"--labels", "env="+env+",site=s"+fmt.Sprint(i%2), "--root", filepath.Join(work, "agent-"+name), "--poll-wait", "2s", "--max-backoff", "1s")
+	}
+	view := fleetView{admin: fleet.NewAdminClient(server, "b-admin")}
+	eventually(t, 30*time.Second, "4 agents to report", func() (bool, string) {
+		n := 0
+		for _, ti := range view.targets(t) {
+			if ti.LastSeen != nil {
+				n++
+			}
+		}
+		return n == 4, fmt.Sprintf("%d reporting", n)
+	})
+	commit("release demo v1", browserManifests+fmt.Sprintf(browserRelease, "1", v1))
+	eventually(t, 90*time.Second, "demo v1 Succeeded", func() (bool, string) {
+		r := view.release(t, "demo")
+		if r == nil {
+			return false, "not admitted"
+		}
+		return r.Phase == "Succeeded" && r.Digest == digestOf(v1), r.Phase + " " + r.Message
+	})
+
+	// The browser.
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	do := func(what string, timeout time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bctx, timeout)
+		defer cancel()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("browser: %s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		ctx, cancel := context.WithTimeout(bctx, 5*time.Second)
+		defer cancel()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			return "(" + err.Error() + ")"
+		}
+		return strings.TrimSpace(s)
+	}
+	waitText := func(what, sel string, timeout time.Duration, ok func(string) bool) string {
+		t.Helper()
+		var got string
+		eventually(t, timeout, what, func() (bool, string) {
+			got = text(sel)
+			return ok(got), sel + ": " + got
+		})
+		return got
+	}
+	shot := func(name string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(bctx, 20*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("browser: screenshot %s: %v", name, err)
+		}
+		p := filepath.Join(artifacts, name+".png")
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if dir := os.Getenv("CAIRN_SCREENSHOTS"); dir != "" {
+			os.MkdirAll(dir, 0o755)
+			os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+		}
+		t.Logf("screenshot %s (%d KiB)", p, len(png)>>10)
+	}
+	// The first run starts the browser and must have no deadline of its own.
+	if err := chromedp.Do(bctx, chromedp.Navigate(server+"/")); err != nil {
+		t.Fatalf("browser: start chromium and open the dashboard: %v", err)
+	}
+
+	// 1. Log in: the login form, then the fleet with its counts.
+	do("see the login form", 30*time.Second, chromedp.WaitVisible(id("token")))
+	do("log in", 30*time.Second, chromedp.SendKeys(id("token"), "b-admin"), chromedp.Submit(id("token")), chromedp.WaitVisible(id("count-total")))
+	if loc, _ := chromedp.Run(bctx, chromedp.Evaluate[string]("location.href")); strings.Contains(loc, "b-admin") {
+		t.Fatalf("the token is in the URL %s", loc)
+	}
+	waitText("fleet counts: 4 total", "#count-total", 20*time.Second, func(s string) bool { return s == "4" })
+	waitText("fleet counts: 4 online", "#count-online", 20*time.Second, func(s string) bool { return s == "4" })
+	if f := text("#count-failed"); f != "0" {
+		t.Errorf("failed count %s, want 0", f)
+	}
+	shot("fleet")
+
+	// 2. A target and its deployment log.
+	do("open dev-0", 30*time.Second, chromedp.Click(chromedp.CSS(`a[href="/targets/dev-0"]`)), chromedp.WaitVisible(id("deploy-log")))
+	waitText("dev-0's deployment log shows v1 healthy", "#deploy-log", 20*time.Second, func(s string) bool { return strings.Contains(s, "Healthy") && strings.Contains(s, "demo") })
+	shot("target")
+
+	// 3. Release v2 and watch the wave advance live on the release page.
+	do("open the release", 30*time.Second, chromedp.Navigate(server+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
+	commit("release demo v2", browserManifests+fmt.Sprintf(browserRelease, "2", v2))
+	waitText("the rollout of v2 to start", "#rollout-phase", 60*time.Second, func(s string) bool { return s == "Progressing" })
+	waitText("wave 1 of 3", "#wave", 30*time.Second, func(s string) bool { return s == "1 of 3" })
+	waitText("the wave bar to advance to wave 2", "#wave", 60*time.Second, func(s string) bool { return s == "2 of 3" })
+	if bar, err := chromedp.Run(bctx, chromedp.AttributeValue(chromedp.CSS(`#wavebar svg`), "aria-label")); err == nil {
+		t.Logf("wave bar in wave 2: %s", bar.Value)
+	}
+
+	// 4. Pause from the page (with its confirmation), then resume.
+	do("pause", 30*time.Second, chromedp.Click(id("action-pause")), chromedp.WaitVisible(id("confirm")),
+		chromedp.Click(id("confirm")), chromedp.WaitVisible(id("rollout-phase")))
+	waitText("the rollout to pause", "#rollout-phase", 30*time.Second, func(s string) bool { return s == "Paused" })
+	shot("rollout")
+	do("resume", 30*time.Second, chromedp.Click(id("action-resume")), chromedp.WaitVisible(id("confirm")),
+		chromedp.Click(id("confirm")), chromedp.WaitVisible(id("rollout-phase")))
+	waitText("the rollout to resume and finish", "#rollout-phase", 90*time.Second, func(s string) bool { return s == "Succeeded" })
+
+	// 5. The lineage of a target: its graph and what runs on it now.
+	do("open dev-0's lineage", 30*time.Second, chromedp.Navigate(server+"/lineage?node=target:dev-0"), chromedp.WaitVisible(chromedp.CSS(`#lineage-graph svg`)))
+	waitText("what runs on dev-0", "#at-table", 10*time.Second, func(s string) bool { return strings.Contains(s, "demo") })
+	shot("lineage")
+
+	// A read-only session sees no actions.
+	do("log out", 20*time.Second, chromedp.Navigate(server+"/"), chromedp.Click(chromedp.CSS(`form.logout button`)), chromedp.WaitVisible(id("token")))
+	do("log in read-only", 20*time.Second, chromedp.SendKeys(id("token"), "b-read"), chromedp.Submit(id("token")),
+		chromedp.WaitVisible(id("count-total")), chromedp.Navigate(server+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
+	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('.actions a').length`)); err != nil || n != 0 {
+		t.Errorf("a read-only session sees %d rollout actions (%v)", n, err)
+	}
+}
+
+func id(s string) chromedp.ID { return chromedp.ID("#" + s) }

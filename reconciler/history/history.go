@@ -1,0 +1,332 @@
+package history
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/sqldb"
+)
+
+// Resolutions of the stored points and how long each is kept.
+const (
+	Minute = time.Minute
+	Hour   = time.Hour
+
+	KeepMinutes = 48 * time.Hour
+	KeepHours   = 90 * 24 * time.Hour
+)
+
+// History records reports and answers metric and uptime queries.
+type History struct {
+	db           *sqldb.DB
+	offlineAfter time.Duration
+	log          *slog.Logger
+	now          func() time.Time
+
+	flushMu sync.Mutex // one flush at a time
+
+	mu       sync.Mutex
+	points   map[pointKey]*agg
+	sessions map[string]*session // by target: the current online session
+	closed   []closedSession     // sessions ended before they were flushed
+}
+
+type closedSession struct {
+	target string
+	s      session
+}
+
+type pointKey struct {
+	target string
+	res    int64 // seconds
+	bucket int64 // unix seconds of the bucket's start
+}
+
+// session is one span during which a target reported at most offlineAfter
+// apart.
+type session struct {
+	start, last time.Time
+	dirty       bool
+	known       bool // start is merged with what the database holds
+}
+
+// Option configures History.
+type Option func(*History)
+
+// WithOfflineAfter sets how long without a report ends a session (default 3m);
+// use the server's offlineAfter.
+func WithOfflineAfter(d time.Duration) Option { return func(h *History) { h.offlineAfter = d } }
+
+// WithLogger sets the logger of Run's flush errors (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(h *History) { h.log = l } }
+
+// WithClock sets the clock of Prune and of "now" in uptime (tests).
+func WithClock(now func() time.Time) Option { return func(h *History) { h.now = now } }
+
+func migrations() []sqldb.Migration {
+	var cols []string
+	for _, s := range Series {
+		cols = append(cols, s+"_n BIGINT NOT NULL DEFAULT 0", s+"_sum DOUBLE PRECISION NOT NULL DEFAULT 0",
+			s+"_min DOUBLE PRECISION NOT NULL DEFAULT 0", s+"_max DOUBLE PRECISION NOT NULL DEFAULT 0")
+	}
+	return []sqldb.Migration{
+		{SQLite: `CREATE TABLE metric_points (target TEXT NOT NULL, res BIGINT NOT NULL, bucket BIGINT NOT NULL, ` + strings.Join(cols, ", ") + `, PRIMARY KEY (target, res, bucket))`},
+		{SQLite: `CREATE INDEX metric_points_age ON metric_points (res, bucket)`},
+		{SQLite: `CREATE TABLE presence (target TEXT NOT NULL, start_at BIGINT NOT NULL, last_at BIGINT NOT NULL, PRIMARY KEY (target, start_at))`},
+		{SQLite: `CREATE INDEX presence_last ON presence (last_at)`},
+	}
+}
+
+// Open migrates db ("history" component) and returns the history kept in it.
+func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*History, error) {
+	if err := db.Migrate(ctx, "history", migrations()); err != nil {
+		return nil, err
+	}
+	h := &History{db: db, offlineAfter: 3 * time.Minute, log: slog.New(slog.DiscardHandler), now: time.Now,
+		points: map[pointKey]*agg{}, sessions: map[string]*session{}}
+	for _, o := range opts {
+		o(h)
+	}
+	return h, nil
+}
+
+// Observe records a status report of target received at. It only touches
+// memory; Flush (run by Run every few seconds) writes it.
+func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
+	s := sampleOf(rep)
+	at = at.UTC()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, res := range [...]int64{60, 3600} {
+		k := pointKey{target, res, at.Unix() / res * res}
+		a := h.points[k]
+		if a == nil {
+			a = &agg{}
+			h.points[k] = a
+		}
+		a.add(s)
+	}
+	cur := h.sessions[target]
+	switch {
+	case cur == nil:
+		h.sessions[target] = &session{start: at, last: at, dirty: true}
+	case at.Sub(cur.last) > h.offlineAfter:
+		if cur.dirty {
+			h.closed = append(h.closed, closedSession{target, *cur})
+		}
+		*cur = session{start: at, last: at, dirty: true, known: true}
+	case at.After(cur.last):
+		cur.last, cur.dirty = at, true
+	}
+}
+
+// Run flushes every interval and prunes old points every ten minutes until
+// ctx ends, then flushes once more.
+func (h *History) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	lastPrune := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			if err := h.Flush(fctx); err != nil {
+				h.log.Warn("flush metrics history", "err", err)
+			}
+			cancel()
+			return
+		case <-t.C:
+		}
+		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+			h.log.Warn("flush metrics history", "err", err)
+		}
+		if time.Since(lastPrune) > 10*time.Minute {
+			if err := h.Prune(ctx); err != nil && ctx.Err() == nil {
+				h.log.Warn("prune metrics history", "err", err)
+			}
+			lastPrune = time.Now()
+		}
+	}
+}
+
+// Flush writes what Observe gathered since the last flush in one transaction.
+func (h *History) Flush(ctx context.Context) error {
+	h.flushMu.Lock()
+	defer h.flushMu.Unlock()
+	h.mu.Lock()
+	points := h.points
+	h.points = map[pointKey]*agg{}
+	closed := h.closed
+	h.closed = nil
+	var dirty []closedSession
+	for id, s := range h.sessions {
+		if s.dirty {
+			dirty = append(dirty, closedSession{id, *s})
+			s.dirty = false
+		}
+	}
+	h.mu.Unlock()
+	if len(points) == 0 && len(dirty) == 0 && len(closed) == 0 {
+		return nil
+	}
+	err := h.write(ctx, points, func(tx *sql.Tx) error {
+		sel, err := tx.PrepareContext(ctx, h.db.Rebind(`SELECT start_at, last_at FROM presence WHERE target = ? AND start_at <= ? ORDER BY start_at DESC LIMIT 1`))
+		if err != nil {
+			return fmt.Errorf("read presence: %w", err)
+		}
+		defer sel.Close()
+		ups, err := tx.PrepareContext(ctx, h.db.Rebind(`INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)
+			ON CONFLICT (target, start_at) DO UPDATE SET last_at = CASE WHEN excluded.last_at > presence.last_at THEN excluded.last_at ELSE presence.last_at END`))
+		if err != nil {
+			return fmt.Errorf("record presence: %w", err)
+		}
+		defer ups.Close()
+		for _, c := range closed {
+			if _, err := h.writeSession(ctx, sel, ups, c.target, c.s); err != nil {
+				return err
+			}
+		}
+		for _, d := range dirty {
+			start, err := h.writeSession(ctx, sel, ups, d.target, d.s)
+			if err != nil {
+				return err
+			}
+			if !start.Equal(d.s.start) {
+				h.mu.Lock()
+				if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
+					cur.start = start
+				}
+				h.mu.Unlock()
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// Keep what was not written for the next flush.
+		h.mu.Lock()
+		for k, a := range points {
+			if cur := h.points[k]; cur != nil {
+				cur.merge(a)
+			} else {
+				h.points[k] = a
+			}
+		}
+		h.closed = append(closed, h.closed...)
+		for _, d := range dirty {
+			if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
+				cur.dirty = true
+			} else {
+				h.closed = append(h.closed, d)
+			}
+		}
+		h.mu.Unlock()
+		return err
+	}
+	h.mu.Lock()
+	for _, d := range dirty {
+		if cur := h.sessions[d.target]; cur != nil {
+			cur.known = true
+		}
+	}
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func(*sql.Tx) error) error {
+	tx, err := h.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("flush metrics history: %w", err)
+	}
+	defer tx.Rollback()
+	if len(points) > 0 {
+		stmt, err := tx.PrepareContext(ctx, h.db.Rebind(upsertPoint))
+		if err != nil {
+			return fmt.Errorf("flush metrics history: %w", err)
+		}
+		defer stmt.Close()
+		args := make([]any, 0, 3+4*nSeries)
+		for k, a := range points {
+			args = append(args[:0], k.target, k.res, k.bucket)
+			for i := range nSeries {
+				args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
+			}
+			if _, err := stmt.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("flush metrics of %s: %w", k.target, err)
+			}
+		}
+	}
+	if err := more(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("flush metrics history: %w", err)
+	}
+	return nil
+}
+
+// upsertPoint adds a bucket's aggregate to the stored one.
+var upsertPoint = func() string {
+	cols := []string{"target", "res", "bucket"}
+	var sets []string
+	for _, s := range Series {
+		cols = append(cols, s+"_n", s+"_sum", s+"_min", s+"_max")
+		p, e := "metric_points.", "excluded."
+		sets = append(sets,
+			fmt.Sprintf("%[1]s_n = %[2]s%[1]s_n + %[3]s%[1]s_n", s, p, e),
+			fmt.Sprintf("%[1]s_sum = %[2]s%[1]s_sum + %[3]s%[1]s_sum", s, p, e),
+			fmt.Sprintf("%[1]s_min = CASE WHEN %[3]s%[1]s_n = 0 THEN %[2]s%[1]s_min WHEN %[2]s%[1]s_n = 0 OR %[3]s%[1]s_min < %[2]s%[1]s_min THEN %[3]s%[1]s_min ELSE %[2]s%[1]s_min END", s, p, e),
+			fmt.Sprintf("%[1]s_max = CASE WHEN %[3]s%[1]s_n = 0 THEN %[2]s%[1]s_max WHEN %[2]s%[1]s_n = 0 OR %[3]s%[1]s_max > %[2]s%[1]s_max THEN %[3]s%[1]s_max ELSE %[2]s%[1]s_max END", s, p, e))
+	}
+	return `INSERT INTO metric_points (` + strings.Join(cols, ", ") + `) VALUES (` + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") +
+		`) ON CONFLICT (target, res, bucket) DO UPDATE SET ` + strings.Join(sets, ", ")
+}()
+
+// writeSession stores a session, first joining it to the newest stored one
+// when that ended less than offlineAfter before it began (a restart of the
+// server, or another replica). It returns the session's start.
+func (h *History) writeSession(ctx context.Context, sel, ups *sql.Stmt, target string, s session) (time.Time, error) {
+	start := s.start
+	if !s.known {
+		var st, last int64
+		err := sel.QueryRowContext(ctx, target, s.start.UnixNano()).Scan(&st, &last)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return start, fmt.Errorf("read presence of %s: %w", target, err)
+		case s.start.Sub(time.Unix(0, last)) <= h.offlineAfter:
+			start = time.Unix(0, st).UTC()
+		}
+	}
+	_, err := ups.ExecContext(ctx, target, start.UnixNano(), s.last.UnixNano())
+	if err != nil {
+		return start, fmt.Errorf("record presence of %s: %w", target, err)
+	}
+	return start, nil
+}
+
+// Prune deletes 1-minute points older than 48 hours, 1-hour points and
+// sessions older than 90 days: what a target keeps is bounded by time, not
+// by how often it reports.
+func (h *History) Prune(ctx context.Context) error {
+	now := h.now()
+	for _, q := range []struct {
+		sql string
+		arg int64
+	}{
+		{`DELETE FROM metric_points WHERE res = 60 AND bucket < ?`, now.Add(-KeepMinutes).Unix()},
+		{`DELETE FROM metric_points WHERE res = 3600 AND bucket < ?`, now.Add(-KeepHours).Unix()},
+		{`DELETE FROM presence WHERE last_at < ?`, now.Add(-KeepHours).UnixNano()},
+	} {
+		if _, err := h.db.ExecContext(ctx, h.db.Rebind(q.sql), q.arg); err != nil {
+			return fmt.Errorf("prune history: %w", err)
+		}
+	}
+	return nil
+}

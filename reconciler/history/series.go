@@ -1,0 +1,79 @@
+package history
+
+import (
+	"strings"
+
+	"github.com/cairn-dev/cairn/fleet"
+)
+
+// Series are the names of the kept metrics, in storage order.
+var Series = []string{"cpu", "memory", "temperature", "disk_free", "uptime", "error_rate", "latency", "drift"}
+
+// nSeries is len(Series).
+const nSeries = 8
+
+// sample is one report's values; ok says which series it carried.
+type sample struct {
+	v  [nSeries]float64
+	ok [nSeries]bool
+}
+
+// sampleOf reads a report's series: cpu_percent, memory_bytes,
+// temperature_c, disk_free_bytes (else the facts' diskFree), uptime_s,
+// error_rate, latency_p95_ms, and drift as the largest metric named drift*.
+func sampleOf(rep fleet.StatusReport) sample {
+	var s sample
+	set := func(i int, v float64) { s.v[i], s.ok[i] = v, true }
+	keys := [...]string{0: "cpu_percent", 1: "memory_bytes", 2: "temperature_c", 3: "disk_free_bytes", 4: "uptime_s", 5: "error_rate", 6: "latency_p95_ms"}
+	for i, k := range keys {
+		if v, ok := rep.Metrics[k]; ok && finite(v) {
+			set(i, v)
+		}
+	}
+	if !s.ok[3] && rep.Facts != nil && rep.Facts.DiskFree > 0 {
+		set(3, float64(rep.Facts.DiskFree))
+	}
+	for k, v := range rep.Metrics {
+		if strings.HasPrefix(k, "drift") && finite(v) && (!s.ok[7] || v > s.v[7]) {
+			set(7, v)
+		}
+	}
+	return s
+}
+
+func finite(v float64) bool { return v == v && v < 1e300 && v > -1e300 }
+
+// agg aggregates the samples of one bucket.
+type agg struct {
+	n             [nSeries]int64
+	sum, min, max [nSeries]float64
+}
+
+func (a *agg) add(s sample) {
+	for i := range nSeries {
+		if !s.ok[i] {
+			continue
+		}
+		a.addValue(i, 1, s.v[i], s.v[i], s.v[i])
+	}
+}
+
+func (a *agg) addValue(i int, n int64, sum, lo, hi float64) {
+	if n == 0 {
+		return
+	}
+	if a.n[i] == 0 || lo < a.min[i] {
+		a.min[i] = lo
+	}
+	if a.n[i] == 0 || hi > a.max[i] {
+		a.max[i] = hi
+	}
+	a.n[i] += n
+	a.sum[i] += sum
+}
+
+func (a *agg) merge(b *agg) {
+	for i := range nSeries {
+		a.addValue(i, b.n[i], b.sum[i], b.min[i], b.max[i])
+	}
+}
