@@ -108,7 +108,10 @@ reconcileInterval: 500ms
 enrollToken: b-enroll
 adminToken: b-admin
 readToken: b-read
+enrollment: auto
 `, addr, filepath.Join(work, "data"), repo)), 0o644)
+	tokenFile := filepath.Join(work, "enroll-token")
+	os.WriteFile(tokenFile, []byte("b-enroll\n"), 0o600)
 	start(t, logs, "serve", bin, "serve", "--config", cfg)
 	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
 		resp, err := http.Get(server + "/healthz")
@@ -138,7 +141,7 @@ readToken: b-read
 
 	for i, env := range []string{"prod", "prod", "prod", "lab"} {
 		name := fmt.Sprintf("dev-%d", i)
-		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token", "b-enroll", "--name", name,
+		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", name,
 			"--labels", "env="+env+",site=s"+fmt.Sprint(i%2), "--root", filepath.Join(work, "agent-"+name), "--poll-wait", "2s", "--max-backoff", "1s")
 	}
 	view := fleetView{admin: fleet.NewAdminClient(server, "b-admin")}

@@ -124,6 +124,10 @@ type Event struct {
 	Commit  string    `json:"commit,omitempty"`
 	Message string    `json:"message"`
 	Targets []string  `json:"targets,omitempty"`
+	// Key, when set, identifies the event for idempotence: an event whose
+	// key is already recorded is not recorded again (a step retried after
+	// a crash or by a new leader), and gets the recorded one's ID.
+	Key string `json:"key,omitempty"`
 }
 
 // SourceInfo is the Git source as the server sees it.

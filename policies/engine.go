@@ -229,9 +229,9 @@ func Compile(ctx context.Context, repo fs.FS) (*Engine, error) {
 		return nil, err
 	}
 	store := inmem.NewFromObject(data)
-	c := ast.NewCompiler()
+	c := ast.NewCompiler().WithCapabilities(sandbox())
 	if c.Compile(mods); c.Failed() {
-		return nil, fmt.Errorf("compile policies: %w", c.Errors)
+		return nil, fmt.Errorf("compile policies: %w", explainSandbox(c.Errors))
 	}
 	e := &Engine{compiler: c, store: store, pkgs: map[string]string{}, sets: map[string]rego.PreparedEvalQuery{}}
 	for p := range builtinPkgs {
@@ -322,7 +322,12 @@ func (e *Engine) Evaluate(ctx context.Context, builtins []string, in *Input) ([]
 		if err != nil {
 			return nil, fmt.Errorf("policy input for release %s: %w", in.Release.Name, err)
 		}
-		rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+		ectx, cancel := context.WithTimeout(ctx, EvalTimeout)
+		rs, err := pq.Eval(ectx, rego.EvalParsedInput(v))
+		cancel()
+		if err != nil && ectx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("evaluate policies for release %s: not done within %s", in.Release.Name, EvalTimeout)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("evaluate policies for release %s: %w", in.Release.Name, err)
 		}

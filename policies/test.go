@@ -79,7 +79,7 @@ func Test(ctx context.Context, repo fs.FS, opts TestOptions) (TestSummary, error
 }
 
 func runTests(ctx context.Context, mods map[string]*ast.Module, data map[string]any, out io.Writer, verbose bool, sum *TestSummary) error {
-	ch, err := tester.NewRunner().SetStore(inmem.NewFromObject(data)).Run(ctx, mods)
+	ch, err := tester.NewRunner().SetCompiler(ast.NewCompiler().WithCapabilities(sandbox())).SetStore(inmem.NewFromObject(data)).Run(ctx, mods)
 	if err != nil {
 		return fmt.Errorf("run policy tests: %w", err)
 	}

@@ -118,7 +118,8 @@ func (r *Reconciler) admitRelease(ctx context.Context, rev source.Revision, snap
 	model := a.Model
 	r.record(ctx, admissionFacts(rev.Commit, snap, name, model, pr.To))
 	return []fleet.Event{{Type: manifests.EventReleaseAdmitted, Reason: ReasonSucceeded, Release: name, Commit: rev.Commit,
-		Message: fmt.Sprintf("admitted %s %s (%s)", model.Metadata.Name, model.Spec.Version, model.Spec.Artifact)}}
+		Message: fmt.Sprintf("admitted %s %s (%s)", model.Metadata.Name, model.Spec.Version, model.Spec.Artifact),
+		Key:     admittedKey(name, rev.Commit, model.Spec.Artifact)}}
 }
 
 // snapshotOf is what admission keeps of a release: the objects it names.

@@ -51,6 +51,13 @@ type Config struct {
 	// EnrollmentRate bounds enrollments per source address per second
 	// (default 0.2, burst 20 or ten seconds' worth).
 	EnrollmentRate float64 `json:"enrollmentRate,omitempty"`
+	// RequestRate bounds requests per source address per second (100,
+	// burst ten times that); MaxConnections the connections held open (3/4
+	// of the open-file limit) and MaxConnectionsPerAddress those of one
+	// source address (256).
+	RequestRate              float64 `json:"requestRate,omitempty"`
+	MaxConnections           int     `json:"maxConnections,omitempty"`
+	MaxConnectionsPerAddress int     `json:"maxConnectionsPerAddress,omitempty"`
 	// PollInterval is the agents' long-poll period (30s); OfflineAfter how
 	// long without contact makes a target offline (3 poll periods).
 	PollInterval Duration `json:"pollInterval,omitempty"`
@@ -148,6 +155,9 @@ func (c *Config) Check() error {
 	case "", "manual", "auto":
 	default:
 		return fmt.Errorf("enrollment %q: want manual or auto", c.Enrollment)
+	}
+	if c.RequestRate < 0 || c.MaxConnections < 0 || c.MaxConnectionsPerAddress < 0 {
+		return fmt.Errorf("requestRate, maxConnections and maxConnectionsPerAddress must not be negative")
 	}
 	if c.EnrollmentRate < 0 {
 		return fmt.Errorf("enrollmentRate %g: want a positive rate", c.EnrollmentRate)

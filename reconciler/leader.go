@@ -8,6 +8,8 @@ import (
 
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
@@ -145,6 +147,31 @@ func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) erro
 	r.notify([]fleet.Event{ev})
 	r.log.Warn("commit behind the admitted one not admitted", "commit", rev.Commit, "admitted", r.commit)
 	return nil
+}
+
+// eventKey identifies the rollout events that happen once per rollout (or
+// per wave, or per failure) so that a step replayed after a crash or by a
+// new leader records them once; other events get no key.
+func eventKey(st rollout.State, typ, message string) string {
+	id := st.ID()
+	if id == "" {
+		return ""
+	}
+	switch typ {
+	case manifests.EventRolloutStarted, manifests.EventRolloutDone:
+		return id + "|" + typ
+	case manifests.EventWaveStarted:
+		return id + "|" + typ + "|" + message // "wave 2 of 3 started: …"
+	case manifests.EventRolloutFailed, manifests.EventRolledBack:
+		return fmt.Sprintf("%s|%s|%d", id, typ, len(st.Failed))
+	}
+	return ""
+}
+
+// admittedKey identifies the admission of one model by one release at one
+// commit.
+func admittedKey(release, commit, artifact string) string {
+	return "admitted|" + release + "|" + commit + "|" + artifact
 }
 
 // deposed stops leading after a write was refused: the state is reloaded

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -105,6 +107,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return fmt.Errorf("listen: %w", err)
 	}
 	addr := ln.Addr().String()
+	ln = server.LimitListener(ln, maxConnections(cfg.MaxConnections), cmp.Or(cfg.MaxConnectionsPerAddress, 256))
 
 	metrics := server.NewMetrics()
 	var reg *server.Registry
@@ -160,6 +163,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Source: func() any { return rec.SourceInfo() },
 		Alerts: outbox.List,
 	}
+	if cfg.RequestRate > 0 {
+		scfg.RequestRate, scfg.RequestBurst = rate.Limit(cfg.RequestRate), max(100, int(cfg.RequestRate*10))
+	}
 	if cfg.EnrollmentRate > 0 {
 		scfg.EnrollRate, scfg.EnrollBurst = rate.Limit(cfg.EnrollmentRate), max(20, int(cfg.EnrollmentRate*10))
 	}
@@ -190,7 +196,8 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	defer cancel()
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: server.ReadHeaderTimeout, ReadTimeout: server.ReadTimeout,
+		WriteTimeout: server.WriteTimeout, IdleTimeout: server.IdleTimeout, MaxHeaderBytes: server.MaxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
@@ -222,6 +229,19 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// maxConnections is n, or 3/4 of the open-file limit (the rest for the
+// database, blobs and Git).
+func maxConnections(n int) int {
+	if n > 0 {
+		return n
+	}
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == 0 || rl.Cur > 1<<20 {
+		return 10000
+	}
+	return max(int(rl.Cur)*3/4, 16)
 }
 
 func registryName(ext, addr string) string {

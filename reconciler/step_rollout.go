@@ -23,7 +23,8 @@ func (r *Reconciler) stepRollout(name string, rs *releaseState, res *stepResult,
 	rs.assign = out.Desired
 	p.wantRequeue(out.RequeueAfter)
 	for _, e := range out.Events {
-		ev := fleet.Event{Time: p.now, Type: e.Type, Reason: e.Reason, Release: name, Commit: a.Commit, Message: e.Message, Targets: e.Targets}
+		ev := fleet.Event{Time: p.now, Type: e.Type, Reason: e.Reason, Release: name, Commit: a.Commit, Message: e.Message, Targets: e.Targets,
+			Key: eventKey(out.State, e.Type, e.Message)}
 		p.events = append(p.events, ev)
 		if e.Type == manifests.EventRolledBack {
 			st := out.State

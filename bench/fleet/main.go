@@ -224,7 +224,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	for k := range replicas {
 		addr := freeAddr()
 		srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, fmt.Sprintf("data-%d", k)), "--repo", repo, "--interval", "1h",
-			"--enrollment", "auto", "--enrollment-rate", "1000000")
+			"--enrollment", "auto", "--enrollment-rate", "1000000",
+			"--request-rate", "1000000", "--max-connections-per-address", "1000000")
 		srv.Env = env
 		logf, _ := os.Create(filepath.Join(dir, fmt.Sprintf("serve-%d.log", k)))
 		srv.Stdout, srv.Stderr = logf, logf

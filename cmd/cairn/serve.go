@@ -66,6 +66,12 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 			if cmd.Flags().Changed("enrollment-rate") {
 				cfg.EnrollmentRate = flag.EnrollmentRate
 			}
+			if cmd.Flags().Changed("request-rate") {
+				cfg.RequestRate = flag.RequestRate
+			}
+			if cmd.Flags().Changed("max-connections-per-address") {
+				cfg.MaxConnectionsPerAddress = flag.MaxConnectionsPerAddress
+			}
 			if cmd.Flags().Changed("interval") {
 				cfg.Interval = reconciler.Duration(intv)
 			}
@@ -86,6 +92,8 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 	f.StringVar(&flag.WebhookSecret, "webhook-secret", "", "HMAC secret of POST /hooks/git (without one, only loopback may trigger)")
 	f.StringVar(&flag.SSHKey, "ssh-key", "", "private key file for ssh:// repositories")
 	f.StringVar(&flag.Enrollment, "enrollment", "manual", "manual: targets enrolled with the shared token wait for `cairn target accept`; auto: accepted at once")
+	f.Float64Var(&flag.RequestRate, "request-rate", 100, "requests per second allowed from one source address (burst: 10s' worth)")
+	f.IntVar(&flag.MaxConnectionsPerAddress, "max-connections-per-address", 256, "connections one source address may hold open")
 	f.Float64Var(&flag.EnrollmentRate, "enrollment-rate", 0.2, "enrollments per second allowed from one source address (burst: 20 or 10s' worth)")
 	return cmd
 }

@@ -81,7 +81,9 @@ func testOutbox(t *testing.T, dsn string) {
 	defer stop()
 	time.Sleep(800 * time.Millisecond)
 	failing.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
+	// A delivery the first notifier had claimed when it stopped waits out
+	// its claim (twice the client's 10 s timeout) before the second takes it.
+	deadline := time.Now().Add(40 * time.Second)
 	for {
 		pending, err := n.opts.Outbox.List(ctx, StatePending)
 		if err != nil {

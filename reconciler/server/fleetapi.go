@@ -65,6 +65,8 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 	if inm := r.Header.Get("If-None-Match"); inm != "" && matchETag(inm, etag) {
 		wait := s.pollWait(r)
 		if wait > 0 {
+			// The long-poll outlives the server's Read and WriteTimeout.
+			extendDeadlines(w, wait+WriteTimeout)
 			t := time.NewTimer(wait)
 			select {
 			case <-changed:

@@ -31,7 +31,7 @@ func TestHistoryRoutes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(Config{Store: st, EnrollToken: "e", AdminToken: "a", ReadToken: "r", History: history.NewHandler(h),
+	s := New(Config{Store: st, EnrollToken: "e", AutoAccept: true, AdminToken: "a", ReadToken: "r", History: history.NewHandler(h),
 		OnReport: func(_ context.Context, id string, rep fleet.StatusReport) { h.Observe(id, rep, time.Now()) }})
 	hs := httptest.NewServer(s.Handler())
 	t.Cleanup(hs.Close)

@@ -38,6 +38,10 @@ type Config struct {
 	EnrollBurst int
 	FailRate    rate.Limit
 	FailBurst   int
+	// RequestRate and RequestBurst limit requests per source address
+	// (100/s, burst 1000); /healthz is exempt.
+	RequestRate  rate.Limit
+	RequestBurst int
 	// AdminToken may read and act; ReadToken may only read the status API.
 	AdminToken, ReadToken string
 	Logger                *slog.Logger
@@ -101,6 +105,7 @@ type Server struct {
 	pollLim   map[string]*rate.Limiter // desired-state polls, by target
 	enrollLim map[string]*rate.Limiter // enrollments, by source address
 	failLim   map[string]*rate.Limiter // failed authentications, by source address
+	reqLim    map[string]*rate.Limiter // requests, by source address
 }
 
 // New returns the server; call Run to keep its desired-state cache in sync
@@ -133,18 +138,21 @@ func New(cfg Config) *Server {
 	if cfg.FailRate == 0 {
 		cfg.FailRate, cfg.FailBurst = 1, 20
 	}
+	if cfg.RequestRate == 0 {
+		cfg.RequestRate, cfg.RequestBurst = 100, 1000
+	}
 	if cfg.SyncInterval == 0 {
 		cfg.SyncInterval = time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
 		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{},
-		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}}
+		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}}
 	s.routes()
 	return s
 }
 
-// Handler returns the server's HTTP handler.
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler returns the server's HTTP handler, rate-limited per address.
+func (s *Server) Handler() http.Handler { return s.limitRate(s.mux) }
 
 // Publish caches desired states just written to the store and wakes the
 // long-polls of the targets whose state changed.
@@ -213,10 +221,10 @@ func (s *Server) routes() {
 	h("DELETE /api/v1/targets/{id}", "target-delete", s.admin(s.targetAction("delete")))
 	h("POST /api/v1/targets/{id}/preauth", "target-preauth", s.admin(s.preauth))
 	if s.cfg.GitHook != nil {
-		mux.Handle("POST /hooks/git", s.m.instrument("hook", s.cfg.GitHook.ServeHTTP))
+		mux.Handle("POST /hooks/git", s.m.instrument("hook", s.countAuthFailures(s.cfg.GitHook).ServeHTTP))
 	}
 	if s.cfg.Registry != nil {
-		mux.Handle("/v2/", s.registryGuard(s.cfg.Registry))
+		mux.Handle("/v2/", streaming(s.registryGuard(s.cfg.Registry)))
 	}
 	if s.cfg.RegistryGC != nil {
 		h("POST /api/v1/registry/gc", "registry-gc", s.admin(s.registryGC))

@@ -54,6 +54,8 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		`ALTER TABLE targets ADD COLUMN state TEXT NOT NULL DEFAULT 'accepted'`,
 		`ALTER TABLE targets ADD COLUMN pending_hash TEXT NOT NULL DEFAULT ''`,
 		`CREATE TABLE preauth (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+		`ALTER TABLE events ADD COLUMN event_key TEXT NOT NULL DEFAULT ''`,
+		`CREATE UNIQUE INDEX events_key ON events (event_key) WHERE event_key <> ''`,
 	}
 	out := make([]sqldb.Migration, len(steps))
 	for i, s := range steps {
@@ -440,8 +442,14 @@ func (s *SQL) AddEvents(ctx context.Context, evs []fleet.Event) error {
 		if len(e.Targets) > 0 {
 			targets = mustJSON(e.Targets)
 		}
-		if err := tx.QueryRowContext(ctx, s.q(`INSERT INTO events (at, type, reason, release_name, target, commit_sha, message, targets) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
-			nanos(e.Time), e.Type, e.Reason, e.Release, e.Target, e.Commit, e.Message, targets).Scan(&e.ID); err != nil {
+		err := tx.QueryRowContext(ctx, s.q(`INSERT INTO events (at, type, reason, release_name, target, commit_sha, message, targets, event_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (event_key) WHERE event_key <> '' DO NOTHING RETURNING id`),
+			nanos(e.Time), e.Type, e.Reason, e.Release, e.Target, e.Commit, e.Message, targets, e.Key).Scan(&e.ID)
+		if errors.Is(err, sql.ErrNoRows) && e.Key != "" {
+			// Recorded before (a retried step): the same event, once.
+			err = tx.QueryRowContext(ctx, s.q(`SELECT id FROM events WHERE event_key = ?`), e.Key).Scan(&e.ID)
+		}
+		if err != nil {
 			return fmt.Errorf("record event %s: %w", e.Type, err)
 		}
 	}

@@ -66,6 +66,7 @@ var contract = []struct {
 	{"releases", testReleases},
 	{"records", testRecords},
 	{"events", testEvents},
+	{"event_keys", testEventKeys},
 	{"commands", testCommands},
 	{"meta", testMeta},
 	{"leader", testLeader},
@@ -226,6 +227,26 @@ func testReleases(t *testing.T, s store.Store) {
 	}
 	if rs, _ := s.Releases(ctx); len(rs) != 1 {
 		t.Fatalf("after delete: %d releases", len(rs))
+	}
+}
+
+// An event whose key is recorded is not recorded again (a replayed step)
+// and gets the recorded one's ID; events without a key always are.
+func testEventKeys(t *testing.T, s store.Store) {
+	first := []fleet.Event{{Type: "WaveStarted", Key: "r-1|WaveStarted|wave 1"}, {Type: "RolloutCommand"}}
+	if err := s.AddEvents(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	again := []fleet.Event{{Type: "WaveStarted", Key: "r-1|WaveStarted|wave 1"}, {Type: "RolloutCommand"}, {Type: "WaveStarted", Key: "r-1|WaveStarted|wave 2"}}
+	if err := s.AddEvents(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	if again[0].ID != first[0].ID || again[1].ID == first[1].ID || again[2].ID == 0 {
+		t.Fatalf("ids: first %d %d, again %d %d %d", first[0].ID, first[1].ID, again[0].ID, again[1].ID, again[2].ID)
+	}
+	evs, err := s.Events(ctx, fleet.EventFilter{Type: "WaveStarted"})
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("WaveStarted recorded %d times: %v", len(evs), err)
 	}
 }
 
