@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"strings"
 	"time"
 
@@ -69,18 +68,16 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	return r.reconcileLocked(ctx)
 }
 
-// readCommit decodes a commit's manifests and compiles its policies, which
-// live under policies/ (as for cairn plan).
+// readCommit decodes a commit's manifests and compiles its policies (where
+// cairn plan and cairn policy test find them: policies.RepoFS).
 func (r *Reconciler) readCommit(ctx context.Context, rev source.Revision) (*manifests.Snapshot, *policies.Engine, error) {
 	snap, err := manifests.Load(rev.FS)
 	if err != nil {
 		return nil, nil, &Stalling{Reason: ReasonValidationFailed, Err: err}
 	}
-	var pfs fs.FS
-	if fi, err := fs.Stat(rev.FS, "policies"); err == nil && fi.IsDir() {
-		if pfs, err = fs.Sub(rev.FS, "policies"); err != nil {
-			return nil, nil, &Stalling{Reason: ReasonPolicyFailed, Err: err}
-		}
+	pfs, err := policies.RepoFS(rev.FS)
+	if err != nil {
+		return nil, nil, &Stalling{Reason: ReasonPolicyFailed, Err: err}
 	}
 	engine, err := policies.Compile(ctx, pfs)
 	if err != nil {

@@ -92,10 +92,18 @@ func TestPolicyTest(t *testing.T) {
 		t.Errorf("output:\n%s", out)
 	}
 	dir := t.TempDir()
-	writeFile(t, dir+"/bad_test.rego", "package cairn.bad_test\ntest_fails if { 1 == 2 }\n")
+	os.Mkdir(dir+"/policies", 0o755)
+	writeFile(t, dir+"/policies/bad_test.rego", "package cairn.bad_test\ntest_fails if { 1 == 2 }\n")
 	out, err = runCairn(t, "policy", "test", dir, "--no-builtins")
 	if exitCode(err) != 1 || !strings.Contains(out, "FAIL: 1/1") {
 		t.Errorf("failing test: exit %d, output:\n%s", exitCode(err), out)
+	}
+	// Rego files outside policies/ are neither tested nor, by plan and
+	// serve, evaluated: one rule for where policies live.
+	other := t.TempDir()
+	writeFile(t, other+"/bad_test.rego", "package cairn.bad_test\ntest_fails if { 1 == 2 }\n")
+	if _, err := runCairn(t, "policy", "test", other, "--no-builtins"); exitCode(err) == 1 {
+		t.Errorf("policy test read %s/bad_test.rego outside policies/", other)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -20,8 +19,8 @@ func newPolicyCmd() *cobra.Command {
 	test := &cobra.Command{
 		Use:   "test [DIR]",
 		Short: "Run the Rego unit tests of the repository's policies and of the built-in library",
-		Long: "Run the Rego tests (rules named test_*) of DIR/policies (or of DIR itself when it holds .rego files;\n" +
-			"default .) and of cairn's built-in policy library, with the data files (*.json, *.yaml) of that folder.\n" +
+		Long: "Run the Rego tests (rules named test_*) of DIR/policies (DIR defaults to .; the same folder cairn plan and\n" +
+			"serve read) and of cairn's built-in policy library, with the data files (*.json, *.yaml) of that folder.\n" +
 			"Prints results like `opa test` and exits 1 when a test fails.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,8 +50,8 @@ func newPolicyCmd() *cobra.Command {
 	return cmd
 }
 
-// policyDir finds the policies of the repository at dir: dir/policies, or dir
-// itself when it holds .rego files; nil when there are none.
+// policyDir finds the policies of the repository at dir (policies.RepoFS);
+// nil when there are none.
 func policyDir(dir string) (fs.FS, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -61,11 +60,9 @@ func policyDir(dir string) (fs.FS, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("policy test: %s is not a directory", dir)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, "policies")); err == nil && fi.IsDir() {
-		return os.DirFS(filepath.Join(dir, "policies")), nil
+	repo, err := policies.RepoFS(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("policy test %s: %w", dir, err)
 	}
-	if m, _ := filepath.Glob(filepath.Join(dir, "*.rego")); len(m) > 0 {
-		return os.DirFS(dir), nil
-	}
-	return nil, nil
+	return repo, nil
 }

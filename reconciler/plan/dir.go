@@ -3,9 +3,7 @@ package plan
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -62,12 +60,12 @@ func ForDir(ctx context.Context, dir string, o DirOptions) (*Plan, error) {
 }
 
 // CompilePolicies compiles the policies of the repository checked out at
-// dir: the files of dir/policies, when it exists, and the built-in library.
+// dir (policies.RepoFS: dir/policies, when it exists) and the built-in
+// library.
 func CompilePolicies(ctx context.Context, dir string) (*policies.Engine, error) {
-	var repo fs.FS
-	pdir := filepath.Join(dir, "policies")
-	if fi, err := os.Stat(pdir); err == nil && fi.IsDir() {
-		repo = os.DirFS(pdir)
+	repo, err := policies.RepoFS(os.DirFS(dir))
+	if err != nil {
+		return nil, err
 	}
 	return policies.Compile(ctx, repo)
 }
