@@ -303,3 +303,24 @@ func TestLive(t *testing.T) {
 		got.Write(buf[:n])
 	}
 }
+
+// A target waiting for an admin's acceptance is counted and filtered as
+// pending.
+func TestFleetPendingAcceptance(t *testing.T) {
+	e := newEnv(t)
+	if err := e.st.EnrollTarget(context.Background(), store.Target{ID: "dev-new", Name: "dev-new", CredHash: "h", State: store.StatePending}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dash.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c := e.login("read-tok")
+	_, body := e.get(c, "/")
+	if !strings.Contains(body, `id="count-pending">1<`) {
+		t.Fatalf("fleet page lacks one pending target:\n%s", body)
+	}
+	_, body = e.get(c, "/?phase=pending")
+	if !strings.Contains(body, "dev-new") || !strings.Contains(body, `id="matching">1<`) {
+		t.Fatalf("phase=pending does not list dev-new alone:\n%s", body)
+	}
+}

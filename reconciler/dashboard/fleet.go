@@ -27,6 +27,7 @@ type row struct {
 	Profiles []string
 	Arch     string
 	LastSeen time.Time
+	Pending  bool // enrolled, or re-enrolled, and waiting for an admin
 	Phase    string
 	Running  map[string]string // release -> active digest
 	Phases   map[string]string // release -> phase
@@ -178,8 +179,9 @@ func (c *cache) refresh(ctx context.Context) (bool, error) {
 }
 
 func (c *cache) rowOf(t store.Target) *row {
-	r := &row{ID: t.ID, Name: t.Name, Kind: "device", Labels: t.Labels, Arch: t.Facts.Arch, LastSeen: t.LastSeen}
-	if k := t.Labels["kind"]; k == "cluster" {
+	r := &row{ID: t.ID, Name: t.Name, Kind: "device", Labels: t.Labels, Arch: t.Facts.Arch, LastSeen: t.LastSeen,
+		Pending: t.State == store.StatePending || t.PendingHash != ""}
+	if k := t.Labels["kind"]; k == "cluster" || t.Facts.Kind == fleet.KindCluster {
 		r.Kind = "cluster"
 	}
 	ft := fleet.Target{Name: t.Name, Labels: t.Labels, Facts: t.Facts}
@@ -257,7 +259,7 @@ type Filter struct {
 
 // Counts is the fleet page's strip.
 type Counts struct {
-	Total, Online, Offline, Updating, Failed, Never int
+	Total, Online, Offline, Updating, Failed, Never, Pending int
 }
 
 // page returns the rows matching f, needs attention first then by name,
@@ -281,6 +283,9 @@ func (c *cache) page(f Filter, offset, limit int, now time.Time, offlineAfter ti
 			counts.Updating++
 		case rankNever:
 			counts.Never++
+		}
+		if r.Pending {
+			counts.Pending++
 		}
 		online := !r.LastSeen.IsZero() && now.Sub(r.LastSeen) <= offlineAfter
 		if online {
@@ -333,6 +338,8 @@ func phaseMatches(want string, r *row, rank int, online bool) bool {
 		return rank == rankUpdating
 	case "never":
 		return rank == rankNever
+	case "pending":
+		return r.Pending
 	}
 	return strings.EqualFold(r.Phase, want)
 }
