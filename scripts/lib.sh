@@ -21,7 +21,7 @@ step() { printf '\n== %s\n' "$*"; }
 free_port() {
   local p
   while :; do
-    p=$(( 20000 + RANDOM % 20000 ))
+    p=$(( 20000 + RANDOM % 12000 ))  # below the kernel's ephemeral range (32768-60999)
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
