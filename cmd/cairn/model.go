@@ -13,9 +13,9 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/cairn-dev/cairn/fleet/agent/agentcli"
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/registry/models"
@@ -153,15 +153,8 @@ func newModelPullCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to write the model into")
 	cmd.Flags().StringVar(&o.CacheDir, "cache", "", "blob cache folder shared between pulls")
 	cmd.Flags().StringVar(&format, "format", "text", "text, or json: the pull's summary (digest, files, downloadedBytes, reusedBytes)")
-	pullLimitFlags(cmd.Flags(), &o.Limits)
+	agentcli.RegisterLimits(cmd.Flags(), &o.Limits)
 	return cmd
-}
-
-// pullLimitFlags registers the flags of models.Limits.
-func pullLimitFlags(f *pflag.FlagSet, l *models.Limits) {
-	f.Float64Var(&l.MaxUnpackRatio, "max-unpack-ratio", models.DefaultMaxUnpackRatio, "a tar layer unpacks to at most this many times its compressed size (-1: no limit)")
-	f.IntVar(&l.MaxFiles, "max-files", models.DefaultMaxFiles, "at most this many tar entries per pull (-1: no limit)")
-	f.Int64Var(&l.DiskReserve, "disk-reserve", models.DefaultDiskReserve, "bytes of free disk a pull leaves (-1: no check)")
 }
 
 func newModelInspectCmd() *cobra.Command {

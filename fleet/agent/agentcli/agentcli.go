@@ -59,14 +59,30 @@ func (o *Flags) Register(f *pflag.FlagSet) {
 	f.DurationVar(&o.PollWait, "poll-wait", agent.DefaultPollWait, "how long each desired-state long-poll waits")
 	f.StringVar(&o.CacheMax, "cache-max", "", "bytes the layer cache keeps beyond the active, previous and in-flight models, such as 4G (default: twice the largest model)")
 	f.DurationVar(&o.MaxBackoff, "max-backoff", agent.DefaultMaxBackoff, "longest delay between retries when offline")
-	f.Float64Var(&o.Limits.MaxUnpackRatio, "max-unpack-ratio", models.DefaultMaxUnpackRatio, "a tar layer unpacks to at most this many times its compressed size (-1: no limit)")
-	f.IntVar(&o.Limits.MaxFiles, "max-files", models.DefaultMaxFiles, "at most this many tar entries per model pull (-1: no limit)")
-	f.Int64Var(&o.Limits.DiskReserve, "disk-reserve", models.DefaultDiskReserve, "bytes of free disk a model pull leaves (-1: no check)")
+	RegisterLimits(f, &o.Limits)
 }
 
-// Run runs the agent until ctx ends; version goes into its facts and its
-// User-Agent.
+// RegisterLimits adds the flags of the pull limits to fs (the agent's and
+// cairn model pull's).
+func RegisterLimits(f *pflag.FlagSet, l *models.Limits) {
+	f.Float64Var(&l.MaxUnpackRatio, "max-unpack-ratio", models.DefaultMaxUnpackRatio, "a tar layer unpacks to at most this many times its compressed size (-1: no limit)")
+	f.IntVar(&l.MaxFiles, "max-files", models.DefaultMaxFiles, "at most this many tar entries per model pull (-1: no limit)")
+	f.Int64Var(&l.DiskReserve, "disk-reserve", models.DefaultDiskReserve, "bytes of free disk a model pull leaves (-1: no check)")
+}
+
+// DriverFunc makes the agent's driver, and the facts of what it drives, in
+// place of the files driver of a device (cairn agent --driver kube).
+type DriverFunc func(ctx context.Context, logf func(string, ...any)) (agent.Driver, fleet.Facts, error)
+
+// Run runs the agent of a device until ctx ends; version goes into its
+// facts and its User-Agent.
 func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error {
+	return o.RunWith(ctx, version, stderr, nil)
+}
+
+// RunWith is Run with the driver newDriver makes (nil: the files driver
+// with the facts detected on this machine).
+func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, newDriver DriverFunc) error {
 	if o.Server == "" {
 		return fmt.Errorf("--server is required")
 	}
@@ -87,7 +103,16 @@ func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error
 	if err := os.MkdirAll(o.Root, 0o755); err != nil {
 		return fmt.Errorf("create root: %w", err)
 	}
-	facts := agent.DetectFacts(o.Root)
+	logger := log.New(stderr, "", log.LstdFlags)
+	var drv agent.Driver
+	var facts fleet.Facts
+	if newDriver != nil {
+		if drv, facts, err = newDriver(ctx, logger.Printf); err != nil {
+			return err
+		}
+	} else {
+		facts = agent.DetectFacts(o.Root)
+	}
 	facts.AgentVersion = version
 	if o.FactsFile != "" {
 		if err := agent.LoadFactsFile(o.FactsFile, &facts); err != nil {
@@ -100,12 +125,11 @@ func (o *Flags) Run(ctx context.Context, version string, stderr io.Writer) error
 			return fmt.Errorf("--cache-max: %w", err)
 		}
 	}
-	logger := log.New(stderr, "", log.LstdFlags)
 	a, err := agent.New(agent.Config{
 		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: token,
 		API: fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: o.PlainHTTP,
 		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
-		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf,
+		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf, Driver: drv,
 	})
 	if err != nil {
 		return err
