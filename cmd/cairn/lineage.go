@@ -27,7 +27,7 @@ func (s *lineageSource) open(ctx context.Context) (lineage.Querier, func(), erro
 		if err != nil {
 			return nil, nil, err
 		}
-		g, err := lineage.Open(ctx, db)
+		g, err := lineage.Open(ctx, db, lineage.WithoutMemoryIndex()) // one query: SQL answers it, no index to load
 		if err != nil {
 			db.Close()
 			return nil, nil, err
