@@ -205,6 +205,9 @@ const (
 	PhaseHealthy     = "Healthy"
 	PhaseFailed      = "Failed"
 	PhaseRolledBack  = "RolledBack"
+	// PhaseRemoved is logged (never reported as a release's phase) when
+	// the agent uninstalls a release its desired state no longer lists.
+	PhaseRemoved = "Removed"
 )
 
 // ReleaseStatus is a target's state for one release.
@@ -246,6 +249,8 @@ type LogEntry struct {
 	Release string    `json:"release,omitempty"`
 	Phase   string    `json:"phase"`
 	Message string    `json:"message"`
+	// Digest is the model digest a Removed entry uninstalled.
+	Digest string `json:"digest,omitempty"`
 }
 
 // FeatureStats are live statistics of one input feature, for drift detection.

@@ -23,6 +23,22 @@ func DeploymentsFromReport(target string, rep fleet.StatusReport, rollout func(r
 		}
 	}
 	var out []DeploymentFacts
+	listed := map[string]bool{}
+	for _, rs := range rep.Releases {
+		listed[rs.Release] = true
+	}
+	for _, e := range rep.Log {
+		// A release the agent uninstalled: its latest entry says Removed
+		// and the report no longer lists it.
+		if e.Phase != fleet.PhaseRemoved || listed[e.Release] || last[e.Release] != e || e.Digest == "" {
+			continue
+		}
+		t := e.Time
+		if t.IsZero() {
+			t = rep.Time
+		}
+		out = append(out, DeploymentFacts{Target: target, Release: e.Release, ModelDigest: e.Digest, Start: t, Outcome: OutcomeRemoved})
+	}
 	for _, rs := range rep.Releases {
 		e, ok := last[rs.Release]
 		if !ok || e.Phase != rs.Phase {

@@ -92,3 +92,51 @@ func TestRecordReport(t *testing.T) {
 		t.Fatalf("At = %+v, %v", a, err)
 	}
 }
+
+// An agent that uninstalls a release (pruned) logs Removed: the deployment
+// ends, At after it reports nothing for the release (not the previous model
+// either), At before still does, and a later install runs again.
+func TestRecordReportRemoved(t *testing.T) {
+	backends(t, func(t *testing.T, g *Graph) {
+		ctx := context.Background()
+		v1, v2 := digestOf('1'), digestOf('2')
+		healthy := func(at time.Time, d string) fleet.StatusReport {
+			return fleet.StatusReport{Time: at, Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: d}},
+				Log: []fleet.LogEntry{{Time: at, Release: "r", Phase: fleet.PhaseHealthy}}}
+		}
+		removed := fleet.StatusReport{Time: t0.Add(3 * time.Hour),
+			Log: []fleet.LogEntry{{Time: t0.Add(3 * time.Hour), Release: "r", Phase: fleet.PhaseRemoved, Digest: v2}}}
+		for _, rep := range []fleet.StatusReport{healthy(t0, v1), healthy(t0.Add(time.Hour), v2), removed, removed} {
+			if err := RecordReport(ctx, g, "dev-1", rep, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, tc := range []struct {
+			at   time.Time
+			want string
+		}{
+			{t0.Add(2 * time.Hour), v2},
+			{t0.Add(3*time.Hour - time.Second), v2},
+			{t0.Add(3 * time.Hour), ""},
+			{t0.Add(4 * time.Hour), ""},
+		} {
+			a, err := g.At(ctx, "dev-1", tc.at)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if len(a) == 1 {
+				got = a[0].Model
+			}
+			if len(a) > 1 || got != tc.want {
+				t.Fatalf("At(%s) = %+v, want %q", tc.at, a, tc.want)
+			}
+		}
+		if err := RecordReport(ctx, g, "dev-1", healthy(t0.Add(5*time.Hour), v1), nil); err != nil {
+			t.Fatal(err)
+		}
+		if a, err := g.At(ctx, "dev-1", t0.Add(6*time.Hour)); err != nil || len(a) != 1 || a[0].Model != v1 {
+			t.Fatalf("At after reinstall = %+v, %v", a, err)
+		}
+	})
+}

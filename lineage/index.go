@@ -440,6 +440,9 @@ func (ix *memIndex) activeOn(target int64, rel string, at int64) *deployment {
 		}
 		decided[key] = true
 		outcome := ix.kinds[ev.outcome]
+		if outcome == OutcomeRemoved {
+			return nil
+		}
 		if outcome == OutcomeFailed || ended[ev.model] {
 			continue
 		}

@@ -48,6 +48,9 @@ const (
 	OutcomeSucceeded   = "Succeeded"
 	OutcomeFailed      = "Failed"
 	OutcomeRolledBack  = "RolledBack"
+	// OutcomeRemoved ends whatever ran of the release on the target: the
+	// agent uninstalled it (pruned).
+	OutcomeRemoved = "Removed"
 )
 
 // ErrInvalid is returned for a malformed node or edge.

@@ -470,6 +470,7 @@ func (r *reader) activeOn(ctx context.Context, tid int64, rel string, t time.Tim
 		ended := map[int64]bool{}
 		decided := map[[2]int64]bool{}
 		var found *deployment
+		removed := false
 		for rows.Next() {
 			n++
 			var d deployment
@@ -487,6 +488,10 @@ func (r *reader) activeOn(ctx context.Context, tid int64, rel string, t time.Tim
 				continue // an older outcome of a start already decided
 			}
 			decided[key] = true
+			if d.outcome == OutcomeRemoved {
+				removed = true // the release was uninstalled: nothing runs
+				break
+			}
 			if d.outcome == OutcomeFailed || ended[d.model] {
 				continue
 			}
@@ -498,7 +503,7 @@ func (r *reader) activeOn(ctx context.Context, tid int64, rel string, t time.Tim
 		if err != nil {
 			return nil, fmt.Errorf("deployments: %w", err)
 		}
-		if found != nil || n < limit {
+		if found != nil || removed || n < limit {
 			return found, nil
 		}
 	}

@@ -18,6 +18,7 @@ const (
 	// Admission (reconciler).
 	EventReleaseAdmitted = "ReleaseAdmitted"
 	EventReleaseRemoved  = "ReleaseRemoved"
+	EventReleasePruned   = "ReleasePruned" // a removed release's desired state withdrawn: agents uninstall it
 	EventCommitRejected  = "CommitRejected"
 	EventPolicyDenied    = "PolicyDenied"
 	EventArtifactMissing = "ArtifactMissing" // a model artifact or dataset is not in its registry or store

@@ -600,7 +600,7 @@ func checkHTTPURL(s string) error {
 
 // Events returns the alert event names an Alert may subscribe to.
 func Events() []string {
-	return []string{EventRolloutStarted, EventRolloutDone, EventRolloutFailed, EventRolledBack, EventTargetOffline, EventDriftDetected, EventPolicyDenied, EventArtifactMissing}
+	return []string{EventRolloutStarted, EventRolloutDone, EventRolloutFailed, EventRolledBack, EventTargetOffline, EventDriftDetected, EventPolicyDenied, EventArtifactMissing, EventReleasePruned}
 }
 
 // Webhook formats.

@@ -55,7 +55,8 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	for _, name := range r.names() {
 		if !seen[name] {
 			delete(r.releases, name)
-			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository"})
+			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository"},
+				fleet.Event{Type: manifests.EventReleasePruned, Release: name, Commit: rev.Commit, Message: "release pruned: its targets no longer desire it and uninstall it"})
 			if err := r.opts.Store.DeleteRelease(ctx, name); err != nil {
 				return err
 			}

@@ -391,6 +391,9 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 			errs = append(errs, fmt.Errorf("release %s: %w", dm.Release, err))
 		}
 	}
+	if err := a.prune(ctx, desired); err != nil {
+		errs = append(errs, err)
+	}
 	a.collect(desired)
 	return errors.Join(errs...)
 }
