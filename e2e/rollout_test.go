@@ -506,6 +506,37 @@ enrollment: auto
 	lin.checkWhere(t, "now, after v3", dsExtra, time.Time{}, none)
 	lin.checkWhere(t, "now, after v3", dsFresh, time.Time{}, runAll(d3))
 	lin.checkWhere(t, "now, after v3", d1, time.Time{}, none)
+
+	// 7. The Release is removed from Git: every agent uninstalls it (slot
+	// folder gone), the server stops listing it, lineage ends the deployment.
+	t.Log("STEP 7: remove the Release; agents prune it")
+	tBeforeRemove := time.Now()
+	commit("remove release demo", manifestsHead)
+	eventually(t, 90*time.Second, "demo pruned from every agent", func() (bool, string) {
+		var left []string
+		for _, a := range agents {
+			if _, err := os.Stat(filepath.Join(a.root, "models", "demo")); err == nil {
+				left = append(left, a.name+":files")
+			}
+		}
+		for _, ti := range view.targets(t) {
+			if releaseStatus(ti, "demo").Release != "" {
+				left = append(left, ti.Name+":status")
+			}
+		}
+		return len(left) == 0, fmt.Sprintf("left %v", left)
+	})
+	pruned := 0
+	for _, e := range events(t, view) {
+		if e.Type == manifests.EventReleasePruned {
+			pruned++
+		}
+	}
+	if pruned != 1 {
+		t.Errorf("%d ReleasePruned events, want 1", pruned)
+	}
+	lin.checkAt(t, "before the removal", tBeforeRemove, allIDs, onV3)
+	lin.checkAt(t, "after the removal", time.Now(), allIDs, nil)
 }
 
 func metricNames(m map[string]float64) []string {
