@@ -223,9 +223,7 @@ func (e *engine) gates(bakeEnd time.Time) (holding string, ended bool) {
 			fails = append(fails, r.String())
 		case r.Outcome == GatePass:
 		case e.st.Gates.Waived || r.Gate.OnNoData == manifests.OnNoDataPass:
-			if e.in.Now.Before(bakeEnd) {
-				nodata = append(nodata, r.String())
-			}
+			// Lets the wave go on: its GateChanged event says it had no data.
 		case r.Gate.OnNoData == manifests.OnNoDataPause:
 			pauses = append(pauses, r.String())
 		default:
