@@ -138,7 +138,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
 		PlainHTTP:    plainHTTP(addr),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
-		Notify:       alerts.Send,
+		Notify:       outbox.Enqueue,
 		Profiles:     profileReader(cfg),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
