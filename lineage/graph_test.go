@@ -240,7 +240,6 @@ func TestAuditorQuestions(t *testing.T) {
 			{"failed activation keeps v1", "dev-2", h.deployV2.Add(30 * time.Minute), h.v1, "c1", []string{"dataset:" + h.d1}, OutcomeSucceeded},
 			{"ended deployment", "dev-3", h.end.Add(time.Minute), "", "", nil, ""},
 			{"before it ended", "dev-3", h.end.Add(-time.Minute), h.v1, "c1", []string{"dataset:" + h.d1}, OutcomeSucceeded},
-			{"unknown target", "dev-9", h.end, "", "", nil, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				got := at(tc.target, tc.when)
@@ -259,6 +258,21 @@ func TestAuditorQuestions(t *testing.T) {
 				}
 			})
 		}
+		t.Run("unknown nodes are ErrNotFound", func(t *testing.T) {
+			if a, err := g.At(ctx, "dev-9", h.end); err != nil || len(a) != 0 {
+				t.Errorf("At(dev-9) = %v, %v; want nothing ran (lineage knows no enrolment)", a, err)
+			}
+			unknown := "dataset:sha256:" + strings.Repeat("0", 64)
+			if _, err := g.Where(ctx, unknown, nil); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Where(%s) = %v, want ErrNotFound", unknown, err)
+			}
+			if _, err := g.Upstream(ctx, "target:dev-9", 1); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Upstream(target:dev-9) = %v, want ErrNotFound", err)
+			}
+			if _, err := g.Downstream(ctx, strings.Repeat("0", 64), 1); !errors.Is(err, ErrNotFound) {
+				t.Errorf("Downstream(bare digest) = %v, want ErrNotFound", err)
+			}
+		})
 		where := func(node string, when *time.Time) []string {
 			t.Helper()
 			a, err := g.Where(ctx, node, when)

@@ -281,8 +281,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 			msg = eb.Error
 		}
 		err := fmt.Errorf("lineage %s %s: %s: %s", method, path, resp.Status, msg)
-		if resp.StatusCode == http.StatusBadRequest {
+		switch resp.StatusCode {
+		case http.StatusBadRequest:
 			err = fmt.Errorf("%w: %v", ErrInvalid, err)
+		case http.StatusNotFound:
+			if eb.Error != "" { // the API's answer, not a missing route
+				err = fmt.Errorf("%w: %v", ErrNotFound, err)
+			}
 		}
 		return err
 	}

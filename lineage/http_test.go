@@ -119,6 +119,8 @@ func TestHandlerErrors(t *testing.T) {
 		{"record garbage", "POST", PathRecord, `{`, 400},
 		{"record ok", "POST", PathRecord, `{"deployment":{"target":"dev-1","modelDigest":"sha256:a","start":"2026-01-01T00:00:00Z"}}`, 204},
 		{"unknown path", "GET", PathPrefix + "sideways", "", 404},
+		{"unknown node", "GET", PathPrefix + "upstream?node=target:nobody", "", 404},
+		{"unknown dataset", "GET", PathPrefix + "where?node=dataset:nothing", "", 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req, _ := http.NewRequest(tc.method, srv.URL+tc.path, strings.NewReader(tc.body))
@@ -134,6 +136,9 @@ func TestHandlerErrors(t *testing.T) {
 	}
 	if _, err := c.Upstream(ctx, "table:x", 0); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("client error = %v, want ErrInvalid", err)
+	}
+	if _, err := c.Downstream(ctx, "target:nobody", 0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("client error = %v, want ErrNotFound", err)
 	}
 }
 

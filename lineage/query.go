@@ -19,8 +19,14 @@ const DefaultDepth = 5
 // MaxNodes bounds the nodes a walk returns; the result says it was truncated.
 const MaxNodes = 10000
 
-// ErrNotFound is returned when a node has no edges at all (errdef.ErrNotFound).
+// ErrNotFound is returned when a query names a node lineage never recorded
+// (errdef.ErrNotFound); the HTTP API answers it with 404.
 var ErrNotFound = errdef.ErrNotFound
+
+// notFound is the error of a query whose node lineage never recorded.
+func notFound(op, node string) error {
+	return fmt.Errorf("%s %s: no such node in lineage: %w", op, node, ErrNotFound)
+}
 
 // NodeInfo is a node reached by a walk, with its distance from the root.
 type NodeInfo struct {
@@ -96,20 +102,36 @@ func (g *Graph) walkRead(ctx context.Context, arg string, depth int, upstream bo
 	return sg, err
 }
 
+// walk walks from the first candidate of arg that has edges, else from the
+// first one recorded; ErrNotFound when lineage recorded none of them.
 func (r *reader) walk(ctx context.Context, arg string, depth int, upstream bool) (*Subgraph, error) {
-	cands := candidates(arg)
-	for i, c := range cands {
-		sg, err := r.walkFrom(ctx, c, depth, upstream)
-		if err != nil || len(sg.Links) > 0 || i == len(cands)-1 {
-			return sg, err
+	var first *Subgraph
+	for _, c := range candidates(arg) {
+		sg, found, err := r.walkFrom(ctx, c, depth, upstream)
+		if err != nil {
+			return nil, err
+		}
+		if found && len(sg.Links) > 0 {
+			return sg, nil
+		}
+		if found && first == nil {
+			first = sg
 		}
 	}
-	panic("unreachable")
+	if first == nil {
+		dir := "downstream"
+		if upstream {
+			dir = "upstream"
+		}
+		return nil, notFound(dir, arg)
+	}
+	return first, nil
 }
 
-func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream bool) (*Subgraph, error) {
+// walkFrom walks from root; found says lineage recorded root.
+func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream bool) (_ *Subgraph, found bool, _ error) {
 	if _, _, err := SplitNode(root); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if depth <= 0 {
 		depth = DefaultDepth
@@ -121,10 +143,11 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 	sg := &Subgraph{Root: root, Direction: dir, Depth: depth, Nodes: []NodeInfo{{ID: root, Type: NodeType(root)}}, Links: []Link{}}
 	rootID, ok, err := r.lookup(ctx, root)
 	if err != nil || !ok {
-		return sg, err
+		return sg, false, err
 	}
 	if ix := r.memory(ctx); ix != nil {
-		return r.walkIndex(ctx, ix, sg, rootID, upstream)
+		sg, err := r.walkIndex(ctx, ix, sg, rootID, upstream)
+		return sg, true, err
 	}
 	type lk struct {
 		typ      string
@@ -177,13 +200,13 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
+			return nil, true, fmt.Errorf("walk %s of %s: %w", dir, root, err)
 		}
 		frontier = next
 	}
 	names, err := r.namesOf(ctx, reached)
 	if err != nil {
-		return nil, fmt.Errorf("walk %s of %s: %w", dir, root, err)
+		return nil, true, fmt.Errorf("walk %s of %s: %w", dir, root, err)
 	}
 	for _, id := range reached[1:] {
 		sg.Nodes = append(sg.Nodes, NodeInfo{ID: names[id], Type: NodeType(names[id]), Depth: depthOf[id]})
@@ -198,7 +221,7 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 		}
 		sg.Links = append(sg.Links, l)
 	}
-	return sg, nil
+	return sg, true, nil
 }
 
 // walkIndex is walkFrom answered from the in-memory index.
@@ -367,6 +390,9 @@ func (r *reader) at(ctx context.Context, target string, t time.Time) ([]Active, 
 	node := targetNode(target)
 	tid, ok, err := r.lookup(ctx, node)
 	if err != nil || !ok {
+		// A target lineage never saw is one nothing was deployed to yet
+		// (lineage does not know enrolment): an empty answer, not
+		// ErrNotFound.
 		return nil, err
 	}
 	rels, err := r.targetReleases(ctx, tid)
@@ -612,6 +638,9 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 				models[id] = true
 			}
 		}
+	}
+	if len(frontier) == 0 {
+		return nil, notFound("where", node)
 	}
 	for len(frontier) > 0 && len(seen) < MaxNodes {
 		var next []int64

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/cairn-dev/cairn/reconciler/notify"
 )
 
 // Config is cairn serve's configuration: a YAML file (--config), flags and
@@ -78,6 +80,10 @@ type Config struct {
 	AlertMaxAge  Duration `json:"alertMaxAge,omitempty"`
 	// Secrets are named secrets Alerts refer to (webhook secretRef).
 	Secrets map[string]string `json:"secrets,omitempty"`
+	// CommitStatuses post each release's rollout outcome as a status of
+	// the commit it was admitted from (GitHub or GitLab), delivered through
+	// the alert outbox like the Alerts' webhooks.
+	CommitStatuses []notify.StatusProvider `json:"commitStatuses,omitempty"`
 }
 
 // RegistryConfig is the registry section of the configuration.
@@ -161,6 +167,17 @@ func (c *Config) Check() error {
 	}
 	if c.EnrollmentRate < 0 {
 		return fmt.Errorf("enrollmentRate %g: want a positive rate", c.EnrollmentRate)
+	}
+	names := map[string]bool{}
+	for i := range c.CommitStatuses {
+		p := &c.CommitStatuses[i]
+		if err := p.Check(); err != nil {
+			return err
+		}
+		if names[p.Name] {
+			return fmt.Errorf("commit status %s: the name is taken by another provider (set name)", p.Name)
+		}
+		names[p.Name] = true
 	}
 	return nil
 }

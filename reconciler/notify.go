@@ -18,7 +18,7 @@ func notifier(cfg Config, log *slog.Logger, outbox *notify.Outbox) *notify.Notif
 	if cfg.AlertMaxAge > 0 {
 		outbox.MaxAge = time.Duration(cfg.AlertMaxAge)
 	}
-	return notify.New(notify.Options{Secrets: cfg.Secrets, Logger: log, Outbox: outbox})
+	return notify.New(notify.Options{Secrets: cfg.Secrets, Logger: log, Outbox: outbox, Statuses: cfg.CommitStatuses})
 }
 
 // Leading reports whether this replica leads the reconcile loop now.

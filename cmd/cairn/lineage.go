@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -82,7 +83,7 @@ func newLineageWalkCmd(src *lineageSource, dir, short string) *cobra.Command {
 			}
 			sg, err := walk(cmd.Context(), args[0], depth)
 			if err != nil {
-				return err
+				return lineageErr(err, args[0])
 			}
 			switch format {
 			case "dot":
@@ -133,7 +134,7 @@ func newLineageAtCmd(src *lineageSource) *cobra.Command {
 			defer done()
 			a, err := q.At(cmd.Context(), args[0], *t)
 			if err != nil {
-				return err
+				return lineageErr(err, args[0])
 			}
 			return printDeployments(cmd, outFmt, a, "nothing ran on "+args[0]+" then")
 		},
@@ -161,7 +162,7 @@ func newLineageWhereCmd(src *lineageSource) *cobra.Command {
 			defer done()
 			a, err := q.Where(cmd.Context(), args[0], t)
 			if err != nil {
-				return err
+				return lineageErr(err, args[0])
 			}
 			return printDeployments(cmd, outFmt, a, "no target runs anything derived from "+args[0])
 		},
@@ -169,6 +170,15 @@ func newLineageWhereCmd(src *lineageSource) *cobra.Command {
 	cmd.Flags().StringVar(&when, "time", "", "RFC 3339 time (default now)")
 	cmd.Flags().StringVarP(&outFmt, "output", "o", "table", "table, json or yaml")
 	return cmd
+}
+
+// lineageErr says plainly that lineage never recorded node, and passes
+// any other error on.
+func lineageErr(err error, node string) error {
+	if errors.Is(err, lineage.ErrNotFound) {
+		return fmt.Errorf("lineage: %s is unknown: no commit, release, model, dataset or target of that name was ever recorded", node)
+	}
+	return err
 }
 
 // printDeployments prints a, or for a table with no rows says why on stderr.

@@ -27,6 +27,8 @@ type Outbox struct {
 	// MaxAge is how long a delivery is retried (24h).
 	MinBackoff, MaxBackoff, MaxAge time.Duration
 	now                            func() time.Time
+	// statuses are the commit status providers (set by New).
+	statuses []StatusProvider
 }
 
 // Delivery states.
@@ -34,6 +36,9 @@ const (
 	StatePending   = "pending"
 	StateDelivered = "delivered"
 	StateFailed    = "failed"
+	// StateSuperseded is a commit status replaced, before it was
+	// delivered, by a later one of the same commit and context.
+	StateSuperseded = "superseded"
 )
 
 // delivery is one stored alert delivery being attempted.
@@ -43,8 +48,7 @@ type Delivery struct {
 	Events         int
 	Created        time.Time
 
-	body      []byte
-	secretRef string
+	msg message
 }
 
 // OpenOutbox migrates the outbox table into db.
@@ -53,6 +57,9 @@ func OpenOutbox(ctx context.Context, db *sqldb.DB) (*Outbox, error) {
 		{SQLite: `CREATE TABLE alert_outbox (id TEXT PRIMARY KEY, alert TEXT NOT NULL, url TEXT NOT NULL, secret_ref TEXT NOT NULL, body TEXT NOT NULL, events INTEGER NOT NULL,
 			state TEXT NOT NULL, attempts INTEGER NOT NULL, created BIGINT NOT NULL, next_at BIGINT NOT NULL, last_error TEXT NOT NULL)`},
 		{SQLite: `CREATE INDEX alert_outbox_due ON alert_outbox (state, next_at)`},
+		{SQLite: `ALTER TABLE alert_outbox ADD COLUMN provider TEXT NOT NULL DEFAULT ''`},
+		{SQLite: `ALTER TABLE alert_outbox ADD COLUMN status_key TEXT NOT NULL DEFAULT ''`},
+		{SQLite: `CREATE INDEX alert_outbox_status ON alert_outbox (status_key, state)`},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open alert outbox: %w", err)
@@ -75,23 +82,28 @@ func deliveryID(alert string, evs []fleet.Event) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Enqueue stores one delivery per alert subscribed to some of evs.
+// Enqueue stores one delivery per alert subscribed to some of evs and one
+// per commit status provider and event with a commit state. A commit status
+// supersedes the pending ones of the same commit and context.
 func (o *Outbox) Enqueue(ctx context.Context, alerts []manifests.Alert, evs []fleet.Event) error {
+	ms, err := messages(alerts, o.statuses, evs)
+	if err != nil {
+		return fmt.Errorf("queue alerts: %w", err)
+	}
 	now := o.now().UnixNano()
-	for _, a := range alerts {
-		mine := subscribed(a, evs)
-		if len(mine) == 0 {
-			continue
-		}
-		body, err := Payload(a, mine)
+	for _, m := range ms {
+		res, err := o.db.ExecContext(ctx, o.db.Rebind(`INSERT INTO alert_outbox (id, alert, url, secret_ref, provider, status_key, body, events, state, attempts, created, next_at, last_error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, '') ON CONFLICT (id) DO NOTHING`),
+			m.id, m.alert, m.url, m.secretRef, m.provider, m.statusKey, string(m.body), m.events, StatePending, now, now)
 		if err != nil {
-			return err
+			return fmt.Errorf("queue alert %s: %w", m.alert, err)
 		}
-		id := deliveryID(a.Metadata.Name, mine)
-		if _, err := o.db.ExecContext(ctx, o.db.Rebind(`INSERT INTO alert_outbox (id, alert, url, secret_ref, body, events, state, attempts, created, next_at, last_error)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, '') ON CONFLICT (id) DO NOTHING`),
-			id, a.Metadata.Name, a.Spec.Webhook.URL, a.Spec.Webhook.SecretRef, string(body), len(mine), StatePending, now, now); err != nil {
-			return fmt.Errorf("queue alert %s: %w", a.Metadata.Name, err)
+		if n, _ := res.RowsAffected(); n == 0 || m.statusKey == "" {
+			continue // already queued (a retried step), or no status to supersede
+		}
+		if _, err := o.db.ExecContext(ctx, o.db.Rebind(`UPDATE alert_outbox SET state = ?, last_error = ? WHERE status_key = ? AND state = ? AND id <> ?`),
+			StateSuperseded, "superseded by delivery "+m.id, m.statusKey, StatePending, m.id); err != nil {
+			return fmt.Errorf("queue alert %s: %w", m.alert, err)
 		}
 	}
 	return nil
@@ -104,8 +116,8 @@ func (o *Outbox) claim(ctx context.Context, lease time.Duration) (*Delivery, err
 	var d Delivery
 	var created, next int64
 	var body string
-	err := o.db.QueryRowContext(ctx, o.db.Rebind(`SELECT id, alert, url, secret_ref, body, events, attempts, created, next_at FROM alert_outbox WHERE state = ? AND next_at <= ? ORDER BY next_at LIMIT 1`),
-		StatePending, now).Scan(&d.ID, &d.Alert, &d.URL, &d.secretRef, &body, &d.Events, &d.Attempts, &created, &next)
+	err := o.db.QueryRowContext(ctx, o.db.Rebind(`SELECT id, alert, url, secret_ref, provider, body, events, attempts, created, next_at FROM alert_outbox WHERE state = ? AND next_at <= ? ORDER BY next_at LIMIT 1`),
+		StatePending, now).Scan(&d.ID, &d.Alert, &d.URL, &d.msg.secretRef, &d.msg.provider, &body, &d.Events, &d.Attempts, &created, &next)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -119,7 +131,8 @@ func (o *Outbox) claim(ctx context.Context, lease time.Duration) (*Delivery, err
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil, nil // taken by another deliverer
 	}
-	d.body, d.Created = []byte(body), time.Unix(0, created).UTC()
+	d.msg.id, d.msg.alert, d.msg.url, d.msg.body, d.msg.events = d.ID, d.Alert, d.URL, []byte(body), d.Events
+	d.Created = time.Unix(0, created).UTC()
 	return &d, nil
 }
 
@@ -136,7 +149,7 @@ func (o *Outbox) done(ctx context.Context, d *Delivery, cause error) error {
 		msg = msg[:500]
 	}
 	if now.Sub(d.Created) >= o.MaxAge {
-		_, err := o.db.ExecContext(ctx, o.db.Rebind(`UPDATE alert_outbox SET state = ?, attempts = ?, last_error = ? WHERE id = ?`), StateFailed, attempts, msg, d.ID)
+		_, err := o.db.ExecContext(ctx, o.db.Rebind(`UPDATE alert_outbox SET state = ?, attempts = ?, last_error = ? WHERE id = ? AND state = ?`), StateFailed, attempts, msg, d.ID, StatePending)
 		return err
 	}
 	wait := o.MinBackoff << min(attempts-1, 30)
@@ -203,7 +216,7 @@ func (n *Notifier) Run(ctx context.Context, lead func() bool) {
 			if d == nil {
 				break
 			}
-			derr := n.post(ctx, d.URL, d.secretRef, d.ID, d.body)
+			derr := n.post(ctx, d.msg)
 			if ctx.Err() != nil {
 				return
 			}
