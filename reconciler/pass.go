@@ -191,6 +191,11 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 	if a := p.admission; a != nil {
 		events = append(slices.Clip(a.events), p.events...)
 	}
+	if p.admission == nil && len(p.records) == 0 && len(p.consumed) == 0 && len(p.changes) == 0 && len(p.rollbacks) == 0 &&
+		len(r.driftFacts) == 0 && len(events) == 0 {
+		r.publishRolloutIDs()
+		return nil // nothing to write: no transaction
+	}
 	var rev int64
 	err := r.opts.Store.Atomic(ctx, func(ctx context.Context) error {
 		if a := p.admission; a != nil {
@@ -251,12 +256,17 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 		r.opts.Metrics.DesiredWrites.Add(float64(len(p.changes)))
 		r.log.Info("desired states written", "targets", len(p.changes), "revision", rev)
 	}
+	r.publishRolloutIDs()
+	return nil
+}
+
+// publishRolloutIDs makes the stored rollouts' ids what RolloutID answers.
+func (r *Reconciler) publishRolloutIDs() {
 	ids := make(map[string]string, len(r.releases))
 	for name, rs := range r.releases {
 		ids[name] = rs.rec.Rollout.ID()
 	}
 	r.rollouts.Store(&ids)
-	return nil
 }
 
 // writeAdmission makes an admission's staged writes, in the commit step's
