@@ -24,6 +24,7 @@ import (
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
 	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
+	"github.com/cairn-dev/cairn/reconciler/plan"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
@@ -132,7 +133,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
 	}
 	var srv *server.Server
-	rec := New(Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,
+	ropts := Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,
 		Publish:      func(ds []store.Desired) { srv.Publish(ds) },
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
@@ -140,7 +141,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       outbox.Enqueue,
 		Profiles:     profileReader(cfg),
-	})
+	}
+	if !cfg.SkipArtifactCheck {
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr))
+		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
+	}
+	rec := New(ropts)
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
 		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
@@ -276,13 +282,20 @@ func plainHTTP(addr string) func(string) bool {
 	}
 }
 
-// profileReader reads training profiles from the configured dataset stores,
-// opening each store once.
-func profileReader(cfg Config) ProfileReader {
+// datasetStores are the dataset stores by name: "default" is
+// file://DATA/datasets unless configured.
+func datasetStores(cfg Config) map[string]string {
 	urls := map[string]string{"default": "file://" + filepath.Join(cfg.Data, "datasets")}
 	for k, v := range cfg.DatasetStores {
 		urls[k] = v
 	}
+	return urls
+}
+
+// profileReader reads training profiles from the configured dataset stores,
+// opening each store once.
+func profileReader(cfg Config) ProfileReader {
+	urls := datasetStores(cfg)
 	var mu sync.Mutex
 	open := map[string]blobs.Store{}
 	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
