@@ -59,7 +59,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) (err error)
 	}
 	// From here the admission's writes are staged, and made in the
 	// transaction of the pass below (its commit step).
-	r.staged = &admission{}
+	r.staged = &stagedAdmission{}
 	defer func() { stored, r.staged = r.staged.written, nil }()
 	var events []fleet.Event
 	seen := map[string]bool{}

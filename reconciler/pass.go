@@ -30,15 +30,15 @@ type pass struct {
 	records   []string        // releases whose record changed
 	events    []fleet.Event
 	rollbacks []lineage.RollbackFacts
-	admission *admission // writes of the admission this pass follows; nil when none
+	admission *stagedAdmission // writes of the admission this pass follows; nil when none
 	requeue   time.Duration
 	errs      []error // typed per-release errors, returned after the commit
 }
 
-// admission is what Admit writes, staged for the commit step of its pass:
+// stagedAdmission is what Admit writes, staged for the commit step of its pass:
 // the events, lineage and stored values of the admitted commit and the
 // releases it removed.
-type admission struct {
+type stagedAdmission struct {
 	commit  string
 	events  []fleet.Event
 	facts   []lineage.AdmissionFacts
@@ -271,7 +271,7 @@ func (r *Reconciler) publishRolloutIDs() {
 
 // writeAdmission makes an admission's staged writes, in the commit step's
 // transaction.
-func (r *Reconciler) writeAdmission(ctx context.Context, a *admission) error {
+func (r *Reconciler) writeAdmission(ctx context.Context, a *stagedAdmission) error {
 	for _, name := range a.deleted {
 		if err := r.opts.Store.DeleteRelease(ctx, name); err != nil {
 			return err

@@ -112,7 +112,7 @@ type Reconciler struct {
 	// commit step of the pass it runs (nil outside Admit); reload is set
 	// when a pass failed after changing the state in memory, which the
 	// next Admit or Reconcile then reloads from the store.
-	staged *admission
+	staged *stagedAdmission
 	reload bool
 
 	leaseMu    sync.Mutex
