@@ -148,8 +148,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
 		History: history.NewHandler(hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
-			hist.Observe(id, rep, time.Now())
-			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
+			now := time.Now()
+			hist.Observe(id, rep, now)
+			if err := lineage.RecordReport(ctx, graph, id, rep, now.UTC(), rec.RolloutID); err != nil {
 				log.Warn("record deployments in lineage", "target", id, "err", err)
 			}
 		},
