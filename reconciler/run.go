@@ -60,28 +60,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		r.mu.Lock()
-		pending := r.pending
-		r.pending = nil
-		r.mu.Unlock()
-		if pending != nil {
-			if err := r.Admit(lctx, *pending); fenced(err) {
-				r.mu.Lock()
-				if r.pending == nil {
-					r.pending = pending // for when this replica leads again
-				}
-				r.mu.Unlock()
-				r.deposed(err)
-				continue
-			} else if err != nil {
-				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
-			}
-		} else if rev := r.readmitDue(); rev != nil {
-			// A denial may lift with time (promotion gates): evaluate the
-			// admitted commit again, at most once an interval.
-			if err := r.Admit(lctx, *rev); err != nil {
-				r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
-			}
+		if !r.admitDue(lctx) {
+			continue
 		}
 		passStart := time.Now()
 		if err := r.Reconcile(lctx); fenced(err) {
@@ -94,18 +74,61 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
+// admitDue admits the commit fetched since the last pass, else the
+// admitted commit again when readmitDue says so. It returns false when
+// this replica was deposed meanwhile.
+func (r *Reconciler) admitDue(ctx context.Context) bool {
+	r.mu.Lock()
+	pending := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if pending != nil {
+		if err := r.Admit(ctx, *pending); fenced(err) {
+			r.mu.Lock()
+			if r.pending == nil {
+				r.pending = pending // for when this replica leads again
+			}
+			r.mu.Unlock()
+			r.deposed(err)
+			return false
+		} else if err != nil {
+			r.log.Error("admit commit", "commit", pending.Commit, "err", err)
+		}
+	} else if rev := r.readmitDue(); rev != nil {
+		// A denial may lift with time (promotion gates) and a held release
+		// with a push or a registry back up: evaluate the admitted commit
+		// again, at most once an interval (sooner when a registry was down).
+		if err := r.Admit(ctx, *rev); err != nil {
+			r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
+		}
+	}
+	return true
+}
+
 // readmitDue returns the last admitted commit when a release of it is
-// denied and it was not evaluated within the last interval.
+// denied or held and it was not evaluated within the requeue its admission
+// error asks for (requeueOf: a registry that is down), else the interval.
 func (r *Reconciler) readmitDue() *source.Revision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == nil || time.Since(r.readmit) < r.opts.Interval {
+	if r.last == nil {
 		return nil
 	}
+	var after time.Duration
 	for _, rs := range r.releases {
-		if rs.denied != "" {
-			return r.last
+		if rs.denied == "" && rs.held == nil {
+			continue
+		}
+		d := requeueOf(rs.held)
+		if d <= 0 || d > r.opts.Interval {
+			d = r.opts.Interval
+		}
+		if after == 0 || d < after {
+			after = d
 		}
 	}
-	return nil
+	if after == 0 || time.Since(r.readmit) < after {
+		return nil
+	}
+	return r.last
 }
