@@ -22,6 +22,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
+	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
 	"github.com/cairn-dev/cairn/reconciler/server"
@@ -97,6 +98,14 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if err != nil {
 		return fmt.Errorf("open lineage: %w", err)
 	}
+	stores := datasetStores(cfg)
+	fb, err := feedback.Open(ctx, db, feedback.Options{Stores: stores, Lineage: graph, Temp: filepath.Join(cfg.Data, "tmp")})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Data, "tmp"), 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
 	hist, err := history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log))
 	if err != nil {
 		return fmt.Errorf("open metrics history: %w", err)
@@ -139,7 +148,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		PlainHTTP:    plainHTTP(addr),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       alerts.Send,
-		Profiles:     profileReader(cfg),
+		Profiles:     profileReader(stores),
 	})
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
@@ -160,8 +169,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 			}
 			return err
 		},
-		Source: func() any { return rec.SourceInfo() },
-		Alerts: outbox.List,
+		Source:   func() any { return rec.SourceInfo() },
+		Alerts:   outbox.List,
+		Feedback: fb,
 	}
 	if cfg.RequestRate > 0 {
 		scfg.RequestRate, scfg.RequestBurst = rate.Limit(cfg.RequestRate), max(100, int(cfg.RequestRate*10))
@@ -276,31 +286,47 @@ func plainHTTP(addr string) func(string) bool {
 	}
 }
 
-// profileReader reads training profiles from the configured dataset stores,
-// opening each store once.
-func profileReader(cfg Config) ProfileReader {
-	urls := map[string]string{"default": "file://" + filepath.Join(cfg.Data, "datasets")}
+// datasetStores opens the configured dataset stores by name, each once;
+// "default" is DATA/datasets unless configured.
+func datasetStores(cfg Config) feedback.Stores {
+	def, err := filepath.Abs(filepath.Join(cfg.Data, "datasets"))
+	if err != nil {
+		def = filepath.Join(cfg.Data, "datasets")
+	}
+	urls := map[string]string{"default": "file://" + def}
 	for k, v := range cfg.DatasetStores {
 		urls[k] = v
 	}
 	var mu sync.Mutex
 	open := map[string]blobs.Store{}
-	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
+	return func(ctx context.Context, store string) (blobs.Store, error) {
 		mu.Lock()
 		bs, ok := open[store]
 		mu.Unlock()
-		if !ok {
-			u, known := urls[store]
-			if !known {
-				return nil, fmt.Errorf("dataset store %q is not configured (datasetStores)", store)
-			}
-			var err error
-			if bs, err = blobs.Open(ctx, u); err != nil {
-				return nil, fmt.Errorf("dataset store %s: %w", store, err)
-			}
-			mu.Lock()
-			open[store] = bs
-			mu.Unlock()
+		if ok {
+			return bs, nil
+		}
+		u, known := urls[store]
+		if !known {
+			return nil, fmt.Errorf("dataset store %q is not configured (datasetStores)", store)
+		}
+		bs, err := blobs.Open(ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("dataset store %s: %w", store, err)
+		}
+		mu.Lock()
+		open[store] = bs
+		mu.Unlock()
+		return bs, nil
+	}
+}
+
+// profileReader reads training profiles from the configured dataset stores.
+func profileReader(stores feedback.Stores) ProfileReader {
+	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
+		bs, err := stores(ctx, store)
+		if err != nil {
+			return nil, err
 		}
 		return datasets.ReadProfile(ctx, bs, digest)
 	}
