@@ -42,7 +42,9 @@ func feedbackDirOf(modelDir string) string {
 }
 
 // outgoingDir holds sampled batches of rel not yet accepted by the server.
-func (a *Agent) outgoingDir(rel string) string { return filepath.Join(a.releaseDir(rel), "feedback-outgoing") }
+func (a *Agent) outgoingDir(rel string) string {
+	return filepath.Join(a.releaseDir(rel), "feedback-outgoing")
+}
 
 // SendFeedback samples the spooled inputs of every release that asks for
 // feedback and uploads them, each batch until the server takes it: a batch
