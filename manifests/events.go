@@ -20,6 +20,7 @@ const (
 	EventReleaseRemoved  = "ReleaseRemoved"
 	EventCommitRejected  = "CommitRejected"
 	EventPolicyDenied    = "PolicyDenied"
+	EventArtifactMissing = "ArtifactMissing" // a model artifact or dataset is not in its registry or store
 	// The fleet.
 	EventTargetOffline = "TargetOffline"
 	EventDriftDetected = "DriftDetected"

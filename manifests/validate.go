@@ -608,7 +608,7 @@ func checkHTTPURL(s string) error {
 
 // Events returns the alert event names an Alert may subscribe to.
 func Events() []string {
-	return []string{EventRolloutStarted, EventRolloutDone, EventRolloutFailed, EventRolledBack, EventTargetOffline, EventDriftDetected, EventPolicyDenied}
+	return []string{EventRolloutStarted, EventRolloutDone, EventRolloutFailed, EventRolledBack, EventTargetOffline, EventDriftDetected, EventPolicyDenied, EventArtifactMissing}
 }
 
 // Webhook formats.

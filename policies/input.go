@@ -48,6 +48,11 @@ type ModelInput struct {
 	Layers []LayerInput `json:"layers,omitempty"`
 	// Annotations of the artifact's manifest, when known.
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// MediaType and ArtifactType of the artifact's manifest, and the
+	// platforms of its variants (an image index), when known.
+	MediaType    string   `json:"mediaType,omitempty"`
+	ArtifactType string   `json:"artifactType,omitempty"`
+	Platforms    []string `json:"platforms,omitempty"`
 	// Missing is true when the Release names a model the repository does not declare.
 	Missing bool `json:"missing,omitempty"`
 }

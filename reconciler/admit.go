@@ -37,7 +37,8 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 		return err
 	}
 	t1 := time.Now()
-	p, err := plan.Compute(ctx, snap, r.inventory(), plan.Options{Policies: engine, Live: true})
+	p, err := plan.Compute(ctx, snap, r.inventory(), plan.Options{Policies: engine, Live: true,
+		Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput})
 	if err != nil {
 		return r.rejectCommit(ctx, rev, stalling(ReasonValidationFailed, "plan: %w", err))
 	}
@@ -95,6 +96,11 @@ func (r *Reconciler) admitRelease(ctx context.Context, rev source.Revision, snap
 		r.log.Warn("release record does not decode: not admitting it", "release", name, "err", rs.rec.Err)
 		return nil
 	}
+	verdict := admission(pr)
+	if held, ok := heldBy(verdict); ok {
+		return r.hold(ctx, rev, rel, pr, rs, held)
+	}
+	rs.held = nil
 	if policies.Denied(pr.Verdicts) {
 		msg := denials(pr.Verdicts)
 		var events []fleet.Event

@@ -70,6 +70,12 @@ type Config struct {
 	// Datasets refer to with spec.store; "default" is file://DATA/datasets
 	// unless set. Drift reads training profiles from them.
 	DatasetStores map[string]string `json:"datasetStores,omitempty"`
+	// SkipArtifactCheck admits releases without asking the registry for
+	// the model artifact and the dataset stores for the datasets (a server
+	// that cannot reach what its agents pull from). By default a missing
+	// artifact or dataset holds the release and a registry that is down
+	// delays its admission, as cairn plan reports them.
+	SkipArtifactCheck bool `json:"skipArtifactCheck,omitempty"`
 	// LeaseTTL is how long the leader lease outlives its last renewal
 	// (10s; renewed every third of it): replicas on one PostgreSQL replace
 	// a leader that stopped renewing (killed, frozen, cut off) after it.

@@ -11,6 +11,8 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/policies"
+	"github.com/cairn-dev/cairn/reconciler/plan"
 	"github.com/cairn-dev/cairn/reconciler/record"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/server"
@@ -42,6 +44,14 @@ type Options struct {
 	// Profiles reads training profiles, the reference of drift; optional
 	// (without it no drift is computed).
 	Profiles ProfileReader
+	// Inspector and Datasets check, at admission, that the model artifact is
+	// in its registry and every dataset in its store (as cairn plan does);
+	// nil skips that check.
+	Inspector plan.ArtifactInspector
+	Datasets  plan.DatasetChecker
+	// OnInput sees every policy input document admission evaluates
+	// (plan.Options.OnInput); optional.
+	OnInput func(*policies.Input)
 	// LeaseRenew is how often the leader lease is taken or renewed (3s):
 	// a third of the store's lease TTL or less.
 	LeaseRenew time.Duration
@@ -56,7 +66,11 @@ type Admitted = record.Admitted
 type releaseState struct {
 	rec    record.Release
 	cond   *Status
-	denied string                        // newest commit's denial; "" when admitted
+	denied string // newest commit's denial; "" when admitted
+	// held is the newest commit's admission error other than a denial
+	// (step_admit.go): Stalling ArtifactMissing, or Waiting
+	// ArtifactUnavailable with its requeue; nil when admitted or denied.
+	held   error
 	assign map[string]rollout.Assignment // target → model, from the last step
 	stored string                        // encoding last written: unchanged records are not rewritten
 }

@@ -95,17 +95,29 @@ func (r *Reconciler) Run(ctx context.Context) {
 }
 
 // readmitDue returns the last admitted commit when a release of it is
-// denied and it was not evaluated within the last interval.
+// denied or held and it was not evaluated within the requeue its admission
+// error asks for (requeueOf: a registry that is down), else the interval.
 func (r *Reconciler) readmitDue() *source.Revision {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == nil || time.Since(r.readmit) < r.opts.Interval {
+	if r.last == nil {
 		return nil
 	}
+	var after time.Duration
 	for _, rs := range r.releases {
-		if rs.denied != "" {
-			return r.last
+		if rs.denied == "" && rs.held == nil {
+			continue
+		}
+		d := requeueOf(rs.held)
+		if d <= 0 || d > r.opts.Interval {
+			d = r.opts.Interval
+		}
+		if after == 0 || d < after {
+			after = d
 		}
 	}
-	return nil
+	if after == 0 || time.Since(r.readmit) < after {
+		return nil
+	}
+	return r.last
 }

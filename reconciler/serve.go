@@ -25,6 +25,7 @@ import (
 	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
+	"github.com/cairn-dev/cairn/reconciler/plan"
 	"github.com/cairn-dev/cairn/reconciler/server"
 	"github.com/cairn-dev/cairn/reconciler/source"
 	"github.com/cairn-dev/cairn/reconciler/store"
@@ -98,7 +99,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if err != nil {
 		return fmt.Errorf("open lineage: %w", err)
 	}
-	stores := datasetStores(cfg)
+	stores := openDatasetStores(datasetStores(cfg))
 	fb, err := feedback.Open(ctx, db, feedback.Options{Stores: stores, Lineage: graph, Temp: filepath.Join(cfg.Data, "tmp")})
 	if err != nil {
 		return err
@@ -141,7 +142,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
 	}
 	var srv *server.Server
-	rec := New(Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,
+	ropts := Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,
 		Publish:      func(ds []store.Desired) { srv.Publish(ds) },
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
@@ -149,7 +150,12 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       alerts.Send,
 		Profiles:     profileReader(stores),
-	})
+	}
+	if !cfg.SkipArtifactCheck {
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr))
+		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
+	}
+	rec := New(ropts)
 	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
 		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
@@ -286,17 +292,18 @@ func plainHTTP(addr string) func(string) bool {
 	}
 }
 
-// datasetStores opens the configured dataset stores by name, each once;
-// "default" is DATA/datasets unless configured.
-func datasetStores(cfg Config) feedback.Stores {
-	def, err := filepath.Abs(filepath.Join(cfg.Data, "datasets"))
-	if err != nil {
-		def = filepath.Join(cfg.Data, "datasets")
-	}
-	urls := map[string]string{"default": "file://" + def}
+// datasetStores are the dataset stores by name: "default" is
+// file://DATA/datasets unless configured.
+func datasetStores(cfg Config) map[string]string {
+	urls := map[string]string{"default": "file://" + filepath.Join(cfg.Data, "datasets")}
 	for k, v := range cfg.DatasetStores {
 		urls[k] = v
 	}
+	return urls
+}
+
+// openDatasetStores opens the dataset stores of urls by name, each once.
+func openDatasetStores(urls map[string]string) feedback.Stores {
 	var mu sync.Mutex
 	open := map[string]blobs.Store{}
 	return func(ctx context.Context, store string) (blobs.Store, error) {

@@ -105,8 +105,17 @@ func startServe(t *testing.T, cfg Config) string {
 }
 
 // startServeStop runs Serve and returns its URL and a function that stops it
-// (gracefully, as SIGTERM does) and waits for it.
+// (gracefully, as SIGTERM does) and waits for it. These tests name model
+// artifacts nobody pushed: admission does not check them
+// (SkipArtifactCheck) unless the test runs serveChecked.
 func startServeStop(t *testing.T, cfg Config) (string, func()) {
+	t.Helper()
+	cfg.SkipArtifactCheck = true
+	return serveChecked(t, cfg)
+}
+
+// serveChecked is startServeStop with cfg's SkipArtifactCheck as it is.
+func serveChecked(t *testing.T, cfg Config) (string, func()) {
 	t.Helper()
 	if cfg.Data == "" {
 		cfg.Data = t.TempDir()

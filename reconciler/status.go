@@ -20,11 +20,18 @@ const (
 	ReasonValidationFailed = "ValidationFailed"
 	ReasonPolicyFailed     = "PolicyCompileFailed"
 	ReasonPolicyDenied     = "PolicyDenied"
-	ReasonPaused           = "Paused"
-	ReasonAborted          = "Aborted"
-	ReasonRolledBack       = "RolledBack"
-	ReasonSuspended        = "Suspended"
-	ReasonFailed           = "ReconcileFailed"
+	// ReasonArtifactMissing: the registry (or dataset store) answered that
+	// the model artifact (or a dataset) is not there: held, not retried
+	// sooner than the interval.
+	ReasonArtifactMissing = "ArtifactMissing"
+	// ReasonArtifactUnavailable: the registry or dataset store could not be
+	// asked (down, timed out): a retry, the admitted release kept.
+	ReasonArtifactUnavailable = "ArtifactUnavailable"
+	ReasonPaused              = "Paused"
+	ReasonAborted             = "Aborted"
+	ReasonRolledBack          = "RolledBack"
+	ReasonSuspended           = "Suspended"
+	ReasonFailed              = "ReconcileFailed"
 )
 
 // Status is a minimal Kubernetes-like object carrying conditions, so that

@@ -19,9 +19,13 @@ func (r *Reconciler) summarise(_ context.Context, p *pass) error {
 		if rs.rec.Err != nil {
 			continue
 		}
-		if rs.admitted() == nil {
+		p.wantRequeue(requeueOf(rs.held))
+		switch {
+		case rs.admitted() == nil && rs.denied == "" && rs.held != nil:
+			r.summariseHeld(name, rs)
+		case rs.admitted() == nil:
 			r.summariseDenied(name, rs)
-		} else {
+		default:
 			r.summariseRelease(name, rs, p.results[name], p)
 		}
 		if storedKey(rs.rec) != rs.stored {
@@ -31,6 +35,15 @@ func (r *Reconciler) summarise(_ context.Context, p *pass) error {
 	p.events = append(p.events, r.offline(p.now)...)
 	r.phaseMetrics(p.now)
 	return nil
+}
+
+// summariseHeld is the status of a release no commit of which was admitted
+// because admission holds it (step_admit.go).
+func (r *Reconciler) summariseHeld(name string, rs *releaseState) {
+	markError(rs.cond, heldCondition(rs.held, "nothing"))
+	info := fleet.ReleaseInfo{Conditions: rs.cond.Wire()}
+	info.Name, info.Phase, info.Message = name, rollout.PhaseHeld, rs.held.Error()
+	rs.rec.Status = info
 }
 
 // summariseDenied is the status of a release no commit of which was
@@ -48,6 +61,9 @@ func releaseCondition(rs *releaseState, selected int) error {
 	a, s := rs.admitted(), rs.rec.Rollout
 	if rs.denied != "" {
 		return stalling(ReasonPolicyDenied, "newest commit denied, keeping %s: %s", digest.Short(a.Commit), rs.denied)
+	}
+	if rs.held != nil {
+		return heldCondition(rs.held, digest.Short(a.Commit))
 	}
 	if a.Release.Spec.Suspend {
 		return waiting(ReasonSuspended, 0, "release is suspended: targets keep what they were told")

@@ -1,23 +1,21 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/reconciler/plan"
-	"github.com/cairn-dev/cairn/registry/models"
 )
 
 func newPlanCmd() *cobra.Command {
 	var (
 		base, inventory, server, token, format string
 		noBase, noRegistry, plainHTTP          bool
+		stores                                 map[string]string
 	)
 	cmd := &cobra.Command{
 		Use:   "plan [DIR]",
@@ -61,7 +59,10 @@ func newPlanCmd() *cobra.Command {
 				o.Inventory, o.Live = inv, true
 			}
 			if !noRegistry {
-				o.Inspector = registryInspector(plainHTTP)
+				o.Inspector = plan.RegistryInspector(func(string) bool { return plainHTTP })
+			}
+			if len(stores) > 0 {
+				o.Datasets = plan.StoreChecker(stores)
 			}
 			p, err := plan.ForDir(ctx, dir, o)
 			if err != nil {
@@ -88,23 +89,6 @@ func newPlanCmd() *cobra.Command {
 	f.StringVarP(&format, "output", "o", "markdown", "output format: markdown or json")
 	f.BoolVar(&noRegistry, "no-registry", false, "do not read artifact sizes from the registry (download sizes unknown)")
 	f.BoolVar(&plainHTTP, "plain-http", false, "talk plain HTTP to the registry")
+	f.StringToStringVar(&stores, "dataset-store", nil, "NAME=URL: check that datasets of store NAME (spec.store, default \"default\") exist at URL (file:// or s3://), as cairn serve does with its datasetStores; repeatable")
 	return cmd
-}
-
-// registryInspector reads layer sizes with registry/models.Inspect, at most
-// 30 s per artifact.
-func registryInspector(plainHTTP bool) plan.ArtifactInspector {
-	return plan.InspectorFunc(func(ctx context.Context, ref string) (*plan.ArtifactInfo, error) {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		a, err := models.Inspect(ctx, ref, models.Options{PlainHTTP: plainHTTP})
-		if err != nil {
-			return nil, err
-		}
-		info := &plan.ArtifactInfo{Digest: a.Digest, Annotations: a.Annotations}
-		for _, l := range a.Layers {
-			info.Layers = append(info.Layers, plan.Layer{Digest: l.Digest, Size: l.Size, MediaType: l.MediaType, Path: l.Path})
-		}
-		return info, nil
-	})
 }

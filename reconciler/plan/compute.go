@@ -2,12 +2,14 @@ package plan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/cairn-dev/cairn/errdef"
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/manifests"
@@ -53,9 +55,11 @@ func Compute(ctx context.Context, snap *manifests.Snapshot, inv *fleet.Inventory
 		classCount: make([]int, len(ix.classes)),
 		classNames: make([][]string, len(ix.classes)),
 		artifacts:  map[string]artifactResult{},
+		datasets:   map[datasetKey]datasetResult{},
 	}
 	p := &Plan{Base: opts.BaseRev, Live: opts.Live, Targets: len(ix.targets)}
 	c.prefetch(snap)
+	c.prefetchDatasets(snap)
 	for _, rel := range snap.Releases() {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -116,6 +120,8 @@ type computer struct {
 	classCount []int
 	classNames [][]string
 	artifacts  map[string]artifactResult
+	dsMu       sync.Mutex // datasets is filled in parallel by prefetchDatasets
+	datasets   map[datasetKey]datasetResult
 }
 
 // inspectJobs bounds the registry requests in flight while prefetching.
@@ -164,18 +170,49 @@ func (c *computer) inspect(artifact string) artifactResult {
 	return r
 }
 
+// release plans one release: its header (model, from → to), the targets it
+// selects and those unfit, its waves, its bytes, the registry and dataset
+// checks and the policy verdicts.
 func (c *computer) release(rel manifests.Release) (Release, error) {
 	c.gen++
-	gen := c.gen
+	r, model, haveModel, repo := c.header(rel)
+	policy, havePolicy := c.rolloutPolicy(rel, &r)
+	fitIdx, fit, touched := c.fitTargets(&r, model.Spec.Requires)
+	r.Waves = waves(r.Name, policy.Spec.Waves, fit)
+	art := c.inspect(r.Artifact)
+	c.checkArtifact(&r, art)
+	c.downloads(&r, art.info, fitIdx)
+	profiles := c.checkDatasets(&r, model)
+	if c.opts.Policies != nil {
+		in := c.input(rel, model, haveModel, repo, r.To, policy, havePolicy, art.info, r, touched)
+		for i := range in.Datasets {
+			in.Datasets[i].Profile = profiles[in.Datasets[i].Name]
+		}
+		if c.opts.OnInput != nil {
+			c.opts.OnInput(in)
+		}
+		vs, err := c.opts.Policies.Evaluate(c.ctx, policy.Spec.Policies, in)
+		if err != nil {
+			return r, err
+		}
+		r.Verdicts = vs
+		r.Denied = policies.Denied(vs)
+	}
+	return r, nil
+}
+
+// header starts the plan of a release: its model, artifact, digest and the
+// change from the base (or the live state).
+func (c *computer) header(rel manifests.Release) (r Release, model manifests.Model, haveModel bool, repo string) {
 	name := rel.Metadata.Name
-	r := Release{
+	r = Release{
 		Name: name, Model: rel.Spec.Model, RolloutPolicy: rel.Spec.RolloutPolicy,
 		Suspended: rel.Spec.Suspend, Unfit: []Unfit{}, Verdicts: []policies.Verdict{},
 	}
 	for _, t := range rel.Spec.Targets {
 		r.Profiles = append(r.Profiles, t.Profile)
 	}
-	model, haveModel := c.snap.Model(rel.Spec.Model)
+	model, haveModel = c.snap.Model(rel.Spec.Model)
 	if !haveModel {
 		r.Notes = append(r.Notes, fmt.Sprintf("model %s is not declared", rel.Spec.Model))
 	}
@@ -186,17 +223,22 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 		repo = strings.SplitN(model.Spec.Artifact, "@", 2)[0]
 	}
 	r.To = digest
+	c.change(&r)
+	return r, model, haveModel, repo
+}
 
-	// From: the base commit, else the live state.
+// change sets From (the base commit, else the live state), Change and the
+// live rollout.
+func (c *computer) change(r *Release) {
 	switch {
 	case c.opts.Base != nil:
-		if b, ok := c.opts.Base.Release(name); ok {
+		if b, ok := c.opts.Base.Release(r.Name); ok {
 			r.From = modelDigest(c.opts.Base, b.Spec.Model)
 		} else {
 			r.Change = Added
 		}
 	case c.opts.Live:
-		if s, ok := c.live[name]; ok {
+		if s, ok := c.live[r.Name]; ok {
 			r.From = s.Digest
 		} else {
 			r.Change = Added
@@ -204,7 +246,7 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 	default:
 		r.Change = Added
 	}
-	if s, ok := c.live[name]; ok {
+	if s, ok := c.live[r.Name]; ok {
 		r.Rollout = &LiveRollout{Phase: s.Phase, Digest: s.Digest, LastGood: s.LastGood, Reason: s.Reason, Message: s.Message}
 	}
 	if r.Change == "" {
@@ -213,26 +255,31 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 			r.Change = Unchanged
 		}
 	}
+}
 
-	var policy manifests.RolloutPolicy
-	havePolicy := false
-	if rel.Spec.RolloutPolicy != "" {
-		if policy, havePolicy = c.snap.RolloutPolicy(rel.Spec.RolloutPolicy); !havePolicy {
-			r.Notes = append(r.Notes, fmt.Sprintf("rollout policy %s is not declared", rel.Spec.RolloutPolicy))
-		}
+// rolloutPolicy is the release's rollout policy, noted when not declared.
+func (c *computer) rolloutPolicy(rel manifests.Release, r *Release) (manifests.RolloutPolicy, bool) {
+	if rel.Spec.RolloutPolicy == "" {
+		return manifests.RolloutPolicy{}, false
 	}
+	policy, ok := c.snap.RolloutPolicy(rel.Spec.RolloutPolicy)
+	if !ok {
+		r.Notes = append(r.Notes, fmt.Sprintf("rollout policy %s is not declared", rel.Spec.RolloutPolicy))
+	}
+	return policy, ok
+}
 
+// fitTargets selects the release's targets and sorts them into fit and
+// unfit, per fact class, then per target; touched are the classes seen.
+func (c *computer) fitTargets(r *Release, req manifests.Requirements) (fitIdx []int32, fit []string, touched []int32) {
+	gen := c.gen
 	sel, missing := c.ix.selection(r.Profiles, c.mark, gen)
 	for _, m := range missing {
 		r.Notes = append(r.Notes, fmt.Sprintf("device profile %s is not declared", m))
 	}
 	r.Selected = len(sel)
-
-	// Fit, per fact class, then per target.
-	req := model.Spec.Requires
-	var touched []int32
-	fit := make([]string, 0, len(sel))
-	fitIdx := make([]int32, 0, len(sel))
+	fit = make([]string, 0, len(sel))
+	fitIdx = make([]int32, 0, len(sel))
 	for _, i := range sel {
 		cl := c.ix.class[i]
 		if c.classStamp[cl] != gen {
@@ -254,28 +301,50 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 		fit = append(fit, t.Name)
 		fitIdx = append(fitIdx, i)
 	}
+	return fitIdx, fit, touched
+}
 
-	// Waves over the targets that can take the model.
-	waves := rollout.AssignWaves(name, policy.Spec.Waves, fit)
-	for i, ws := range waves {
+// waves assigns the fit targets to the rollout policy's waves
+// (rollout.AssignWaves, as the engine does).
+func waves(release string, spec []manifests.Wave, fit []string) []Wave {
+	var out []Wave
+	assigned := rollout.AssignWaves(release, spec, fit)
+	for i, ws := range assigned {
 		w := Wave{Percent: 100, Targets: ws}
-		if i < len(policy.Spec.Waves) && i < len(waves)-1 {
-			w.Percent = min(max(policy.Spec.Waves[i].Percent, 0), 100)
+		if i < len(spec) && i < len(assigned)-1 {
+			w.Percent = min(max(spec[i].Percent, 0), 100)
 		}
-		if i < len(policy.Spec.Waves) && policy.Spec.Waves[i].Bake.Duration > 0 {
-			w.Bake = shortDuration(policy.Spec.Waves[i].Bake.Duration)
+		if i < len(spec) && spec[i].Bake.Duration > 0 {
+			w.Bake = shortDuration(spec[i].Bake.Duration)
 		}
-		r.Waves = append(r.Waves, w)
+		out = append(out, w)
 	}
+	return out
+}
 
-	// Bytes: layers a target holds count zero; a target already on To downloads nothing.
-	art := c.inspect(r.Artifact)
-	if art.err != nil {
-		r.Notes = append(r.Notes, fmt.Sprintf("inspect %s: %v (download sizes unknown)", r.Artifact, art.err))
+// checkArtifact holds the release when the registry says its artifact is
+// not there, and marks it unavailable when the registry could not be asked.
+func (c *computer) checkArtifact(r *Release, art artifactResult) {
+	if art.err == nil {
+		return
 	}
+	if errors.Is(art.err, errdef.ErrNotFound) {
+		r.Held = fmt.Sprintf("model artifact %s is not in its registry", r.Artifact)
+		r.Notes = append(r.Notes, fmt.Sprintf("inspect %s: %v", r.Artifact, art.err))
+		return
+	}
+	r.Unavailable = fmt.Sprintf("registry of %s unavailable: %v", r.Artifact, art.err)
+	r.Notes = append(r.Notes, fmt.Sprintf("inspect %s: %v (download sizes unknown)", r.Artifact, art.err))
+}
+
+// downloads sets the model's size and the bytes every fit target must
+// download: layers a target holds count zero; a target already on To
+// downloads nothing.
+func (c *computer) downloads(r *Release, info *ArtifactInfo, fitIdx []int32) {
+	gen := c.gen
 	var layers []Layer
-	if art.info != nil {
-		layers = art.info.Layers
+	if info != nil {
+		layers = info.Layers
 		var size int64
 		for _, l := range layers {
 			size += l.Size
@@ -283,7 +352,7 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 		r.ModelBytes = &size
 	}
 	if r.To != "" {
-		for _, run := range c.ix.running[name] {
+		for _, run := range c.ix.running[r.Name] {
 			if run.digest == r.To {
 				c.upToDate[run.target] = gen
 			}
@@ -318,21 +387,6 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 	if r.ModelBytes != nil {
 		r.Bytes = &total
 	}
-
-	// Policies, once per release.
-	if c.opts.Policies != nil {
-		in := c.input(rel, model, haveModel, repo, digest, policy, havePolicy, art.info, r, touched)
-		if c.opts.OnInput != nil {
-			c.opts.OnInput(in)
-		}
-		vs, err := c.opts.Policies.Evaluate(c.ctx, policy.Spec.Policies, in)
-		if err != nil {
-			return r, err
-		}
-		r.Verdicts = vs
-		r.Denied = policies.Denied(vs)
-	}
-	return r, nil
 }
 
 // unfitReason says why targets with facts f cannot run a model needing req,
@@ -388,6 +442,7 @@ func (c *computer) input(rel manifests.Release, model manifests.Model, haveModel
 	}
 	if art != nil {
 		in.Model.Annotations = art.Annotations
+		in.Model.MediaType, in.Model.ArtifactType, in.Model.Platforms = art.MediaType, art.ArtifactType, art.Platforms
 		for _, l := range art.Layers {
 			in.Model.Layers = append(in.Model.Layers, policies.LayerInput(l))
 		}
@@ -477,6 +532,9 @@ func (p *Plan) summarize() {
 			bytes += *r.Bytes
 		case r.Change != Removed && r.Selected > len(r.Unfit):
 			known = false // targets to update, size unknown
+		}
+		if r.Held != "" {
+			s.Held++
 		}
 		if r.Denied {
 			s.Denied++

@@ -22,7 +22,10 @@ type DirOptions struct {
 	// Live says Inventory came from a server (see Options.Live).
 	Live      bool
 	Inspector ArtifactInspector
+	Datasets  DatasetChecker
 	Now       time.Time
+	// OnInput sees every policy input document (Options.OnInput).
+	OnInput func(*policies.Input)
 }
 
 // ForDir plans the repository checked out at dir: it loads its manifests,
@@ -38,7 +41,7 @@ func ForDir(ctx context.Context, dir string, o DirOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := Options{Policies: eng, Inspector: o.Inspector, Live: o.Live, Now: o.Now}
+	opts := Options{Policies: eng, Inspector: o.Inspector, Datasets: o.Datasets, Live: o.Live, Now: o.Now, OnInput: o.OnInput}
 	var notes []string
 	if !o.NoBase {
 		base, desc, err := LoadBase(ctx, dir, o.BaseRev)

@@ -28,6 +28,8 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	status := "✅ **allowed**"
 	if p.Denied {
 		status = fmt.Sprintf("❌ **denied** (%d of %d releases)", s.Denied, s.Releases)
+	} else if s.Held > 0 {
+		status = fmt.Sprintf("⏸️ **held** (%d of %d releases: an artifact is missing)", s.Held, s.Releases)
 	} else if s.Warned > 0 {
 		status = fmt.Sprintf("⚠️ **allowed with warnings** (%s)", plural(s.Warned, "release"))
 	}
@@ -75,7 +77,7 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 		for i := range p.Releases {
 			r := &p.Releases[i]
 			switch {
-			case r.Denied:
+			case r.Denied, r.Held != "":
 				if pass == 0 {
 					order = append(order, r)
 				}
@@ -151,6 +153,12 @@ func (r *Release) writeSection(b *strings.Builder) {
 			fmt.Fprintf(b, " · %s", lr.Message)
 		}
 		b.WriteString("\n\n")
+	}
+	if r.Held != "" {
+		fmt.Fprintf(b, "> ⏸️ **held**: %s\n\n", r.Held)
+	}
+	if r.Unavailable != "" {
+		fmt.Fprintf(b, "> ⏳ **unavailable**: %s (admission retries)\n\n", r.Unavailable)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(b, "> ⚠️ %s\n", n)
@@ -278,6 +286,8 @@ func icon(r Release) string {
 	switch {
 	case r.Denied:
 		return "❌"
+	case r.Held != "":
+		return "⏸️"
 	case r.warned():
 		return "⚠️"
 	case r.Change == Removed:

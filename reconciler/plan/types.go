@@ -21,9 +21,29 @@ type Layer struct {
 
 // ArtifactInfo is what the registry says of a model artifact.
 type ArtifactInfo struct {
-	Digest      string
+	Digest string
+	// MediaType is the manifest's, ArtifactType its artifactType.
+	MediaType    string
+	ArtifactType string
+	// Platforms are the variants of an image index ("" entries dropped).
+	Platforms   []string
 	Layers      []Layer
 	Annotations map[string]string
+}
+
+// DatasetInfo is what a dataset store says of a dataset version.
+type DatasetInfo struct {
+	// Profile is the stored profile's summary (per file, per column: count,
+	// mean, variance, min, max), nil when none was stored.
+	Profile map[string]any
+}
+
+// DatasetChecker finds a dataset version in the named store of the server
+// config (DatasetSpec.Store, "" is "default"): an error wrapping
+// errdef.ErrNotFound when the store does not hold it, any other error when
+// the store could not be asked.
+type DatasetChecker interface {
+	Check(ctx context.Context, store, digest string) (*DatasetInfo, error)
 }
 
 // ArtifactInspector reads an artifact's layers from its registry. cairn plan
@@ -46,8 +66,13 @@ func (f InspectorFunc) Inspect(ctx context.Context, artifact string) (*ArtifactI
 type Options struct {
 	// Policies is the commit's compiled policy engine; nil skips policies.
 	Policies *policies.Engine
-	// Inspector reads layer sizes; nil leaves sizes unknown.
+	// Inspector reads layer sizes; nil leaves sizes unknown. An artifact it
+	// reports missing (errdef.ErrNotFound) holds the release (Release.Held);
+	// any other error leaves it Unavailable (a retry, not a verdict).
 	Inspector ArtifactInspector
+	// Datasets finds the datasets a model names in their stores; nil skips
+	// the check. Missing and unavailable as for Inspector.
+	Datasets DatasetChecker
 	// Base is the snapshot to diff against (the merge base); nil: none.
 	Base *manifests.Snapshot
 	// BaseRev names the base in the output (a commit id or revision).
@@ -100,6 +125,7 @@ type Summary struct {
 	Bytes  *int64 `json:"bytes"`
 	Denied int    `json:"deniedReleases"`
 	Warned int    `json:"warnedReleases"`
+	Held   int    `json:"heldReleases,omitempty"`
 }
 
 // Release is the plan of one release.
@@ -130,6 +156,11 @@ type Release struct {
 	Unfit     []Unfit            `json:"unfit"`
 	Verdicts  []policies.Verdict `json:"verdicts"`
 	Denied    bool               `json:"denied"`
+	// Held says why admission holds the release: its model artifact or a
+	// dataset is not in its registry or store. Unavailable says a registry
+	// or store could not be asked (down, timed out): admission retries.
+	Held        string `json:"held,omitempty"`
+	Unavailable string `json:"unavailable,omitempty"`
 	// Rollout is the release's live rollout when the plan reads a server
 	// (--server): a rolled-back release shows its pinned last good digest.
 	Rollout *LiveRollout `json:"rollout,omitempty"`
@@ -137,19 +168,27 @@ type Release struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Err is nil unless a policy denied a release: then an error wrapping
-// errdef.ErrPolicyDenied that names the denied releases.
+// Err is nil unless a policy denied a release or admission would hold one:
+// then an error wrapping errdef.ErrPolicyDenied that names the denied
+// releases (cairn plan exits 2), else one wrapping errdef.ErrNotFound that
+// names the held releases and why (exit 1).
 func (p *Plan) Err() error {
-	var denied []string
+	var denied, held []string
 	for _, r := range p.Releases {
 		if r.Denied {
 			denied = append(denied, r.Name)
 		}
+		if r.Held != "" {
+			held = append(held, r.Name+" ("+r.Held+")")
+		}
 	}
-	if len(denied) == 0 {
-		return nil
+	switch {
+	case len(denied) > 0:
+		return fmt.Errorf("%w: %s", errdef.ErrPolicyDenied, strings.Join(denied, ", "))
+	case len(held) > 0:
+		return fmt.Errorf("held: %s: %w", strings.Join(held, "; "), errdef.ErrNotFound)
 	}
-	return fmt.Errorf("%w: %s", errdef.ErrPolicyDenied, strings.Join(denied, ", "))
+	return nil
 }
 
 // LiveRollout is where a release's rollout stands on the server.

@@ -17,6 +17,10 @@ const (
 	// PhaseDenied is a release that a policy denied before any commit of it
 	// was admitted (the engine never runs for it).
 	PhaseDenied = "Denied"
+	// PhaseHeld is a release no commit of which was admitted yet because
+	// its model artifact or a dataset is missing, or its registry or store
+	// could not be asked.
+	PhaseHeld = "Held"
 )
 
 // Operator commands (cairn rollout pause|resume|abort|retry).

@@ -122,6 +122,10 @@ func (c *repoClient) getManifest(ctx context.Context, reference string) ([]byte,
 		return nil, "", v1.Hash{}, fmt.Errorf("get manifest %s: %w", reference, err)
 	}
 	if err := check(resp, http.StatusOK); err != nil {
+		if resp.StatusCode == http.StatusNotFound {
+			// The registry answered: no such manifest (or repository).
+			return nil, "", v1.Hash{}, fmt.Errorf("get manifest %s: %w: %w", reference, ErrNotFound, err)
+		}
 		return nil, "", v1.Hash{}, fmt.Errorf("get manifest %s: %w", reference, err)
 	}
 	defer resp.Body.Close()

@@ -16,6 +16,9 @@ var (
 	// ErrDigestMismatch: a blob's bytes do not match the digest (or size) its
 	// descriptor declares.
 	ErrDigestMismatch = errdef.ErrDigestMismatch
+	// ErrNotFound: the registry has no manifest (or repository) under the
+	// reference: Inspect and Pull of a digest nobody pushed.
+	ErrNotFound = errdef.ErrNotFound
 	// ErrUnsafePath: a path of an artifact (annotation or tar entry) is
 	// absolute, contains "..", or would land outside the output folder.
 	ErrUnsafePath = errors.New("unsafe path")
