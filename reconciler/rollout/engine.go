@@ -61,7 +61,7 @@ func (e *engine) sync() {
 }
 
 func (e *engine) event(typ, reason, msg string, targets []string) {
-	e.out.Events = append(e.out.Events, Event{Type: typ, Reason: reason, Message: msg, Targets: targets})
+	e.out.Events = append(e.out.Events, Event{Type: typ, Reason: reason, Message: msg, Targets: targets, Wave: e.st.Wave})
 }
 
 func (e *engine) requeue(d time.Duration) {

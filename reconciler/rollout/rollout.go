@@ -142,6 +142,9 @@ type Event struct {
 	Reason  string   `json:"reason,omitempty"`
 	Message string   `json:"message"`
 	Targets []string `json:"targets,omitempty"`
+	// Wave is the rollout's wave (0-based) when the event happened: the
+	// wave a WaveStarted event starts.
+	Wave int `json:"wave"`
 }
 
 // Output is the engine's decision.
