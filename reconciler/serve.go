@@ -3,6 +3,7 @@ package reconciler
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/internal/tlsfiles"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
 	"github.com/cairn-dev/cairn/reconciler/history"
@@ -103,12 +105,21 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return fmt.Errorf("open metrics history: %w", err)
 	}
 
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		if tlsConf, err = tlsfiles.Server(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	addr := ln.Addr().String()
 	ln = server.LimitListener(ln, maxConnections(cfg.MaxConnections), cmp.Or(cfg.MaxConnectionsPerAddress, 256))
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
 
 	metrics := server.NewMetrics()
 	var reg *server.Registry
@@ -137,13 +148,13 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		Publish:      func(ds []store.Desired) { srv.Publish(ds) },
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
-		PlainHTTP:    plainHTTP(addr),
+		PlainHTTP:    plainHTTP(addr, tlsConf != nil),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		Notify:       alerts.Send,
 		Profiles:     profileReader(cfg),
 	}
 	if !cfg.SkipArtifactCheck {
-		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr))
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, tlsConf != nil))
 		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
 	}
 	rec := New(ropts)
@@ -217,7 +228,7 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if src != nil {
 		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)
 	}
-	log.Info("cairn serve listening", "addr", addr, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
+	log.Info("cairn serve listening", "addr", addr, "tls", tlsConf != nil, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
 		"database", redact(cfg.Database), "registry", registryName(cfg.Registry.Host, addr))
 	if ready != nil {
 		ready(addr)
@@ -272,9 +283,12 @@ func redact(raw string) string {
 }
 
 // plainHTTP says loopback registries (the built-in one) speak plain HTTP.
-func plainHTTP(addr string) func(string) bool {
+func plainHTTP(addr string, tlsOn bool) func(string) bool {
 	return func(artifact string) bool {
 		host, _, _ := strings.Cut(artifact, "/")
+		if tlsOn && host == addr {
+			return false // the built-in registry, over this server's TLS
+		}
 		if host == addr || strings.HasPrefix(host, "localhost:") || strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "[::1]") {
 			return true
 		}
