@@ -60,28 +60,8 @@ func (r *Reconciler) Run(ctx context.Context) {
 		if !ok {
 			continue
 		}
-		r.mu.Lock()
-		pending := r.pending
-		r.pending = nil
-		r.mu.Unlock()
-		if pending != nil {
-			if err := r.Admit(lctx, *pending); fenced(err) {
-				r.mu.Lock()
-				if r.pending == nil {
-					r.pending = pending // for when this replica leads again
-				}
-				r.mu.Unlock()
-				r.deposed(err)
-				continue
-			} else if err != nil {
-				r.log.Error("admit commit", "commit", pending.Commit, "err", err)
-			}
-		} else if rev := r.readmitDue(); rev != nil {
-			// A denial may lift with time (promotion gates): evaluate the
-			// admitted commit again, at most once an interval.
-			if err := r.Admit(lctx, *rev); err != nil {
-				r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
-			}
+		if !r.admitDue(lctx) {
+			continue
 		}
 		passStart := time.Now()
 		if err := r.Reconcile(lctx); fenced(err) {
@@ -92,6 +72,37 @@ func (r *Reconciler) Run(ctx context.Context) {
 		last = time.Now()
 		r.lastPass = last.Sub(passStart)
 	}
+}
+
+// admitDue admits the commit fetched since the last pass, else the
+// admitted commit again when readmitDue says so. It returns false when
+// this replica was deposed meanwhile.
+func (r *Reconciler) admitDue(ctx context.Context) bool {
+	r.mu.Lock()
+	pending := r.pending
+	r.pending = nil
+	r.mu.Unlock()
+	if pending != nil {
+		if err := r.Admit(ctx, *pending); fenced(err) {
+			r.mu.Lock()
+			if r.pending == nil {
+				r.pending = pending // for when this replica leads again
+			}
+			r.mu.Unlock()
+			r.deposed(err)
+			return false
+		} else if err != nil {
+			r.log.Error("admit commit", "commit", pending.Commit, "err", err)
+		}
+	} else if rev := r.readmitDue(); rev != nil {
+		// A denial may lift with time (promotion gates) and a held release
+		// with a push or a registry back up: evaluate the admitted commit
+		// again, at most once an interval (sooner when a registry was down).
+		if err := r.Admit(ctx, *rev); err != nil {
+			r.log.Error("re-admit commit", "commit", rev.Commit, "err", err)
+		}
+	}
+	return true
 }
 
 // readmitDue returns the last admitted commit when a release of it is

@@ -58,52 +58,15 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	cfg.Defaults()
-	// The data folder holds tokens, the database and the source's
-	// credentials: owner only, also when it existed before.
-	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data folder: %w", err)
-	}
-	if err := os.Chmod(cfg.Data, 0o700); err != nil {
-		return fmt.Errorf("data folder: %w", err)
-	}
-	enrollTok, gen, err := token(cfg.EnrollToken, filepath.Join(cfg.Data, "enroll-token"))
+	enrollTok, adminTok, err := dataFolder(cfg, log)
 	if err != nil {
 		return err
 	}
-	if gen {
-		log.Info("generated an enrollment token", "file", filepath.Join(cfg.Data, "enroll-token"))
-	}
-	adminTok, gen, err := token(cfg.AdminToken, filepath.Join(cfg.Data, "admin-token"))
+	sts, err := openStores(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	if gen {
-		log.Info("generated an admin token", "file", filepath.Join(cfg.Data, "admin-token"))
-	}
-
-	db, err := sqldb.Open(ctx, cfg.Database)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	st, err := store.Open(ctx, db, store.WithLeaseTTL(time.Duration(cfg.LeaseTTL)))
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	outbox, err := notify.OpenOutbox(ctx, db)
-	if err != nil {
-		return err
-	}
-	alerts := notifier(cfg, log, outbox)
-	graph, err := lineage.Open(ctx, db)
-	if err != nil {
-		return fmt.Errorf("open lineage: %w", err)
-	}
-	hist, err := history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log))
-	if err != nil {
-		return fmt.Errorf("open metrics history: %w", err)
-	}
+	defer sts.close()
 
 	var tlsConf *tls.Config
 	if cfg.TLSCert != "" {
@@ -120,65 +83,186 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if tlsConf != nil {
 		ln = tls.NewListener(ln, tlsConf)
 	}
-
-	metrics := server.NewMetrics()
-	var reg *server.Registry
-	if cfg.Registry.Host == "" {
-		// Opening the blob store creates its S3 bucket when missing; the
-		// registry's S3 driver does not.
-		if _, err := blobs.Open(ctx, cfg.BlobStore); err != nil {
-			ln.Close()
-			return fmt.Errorf("blob store: %w", err)
-		}
-		reg, err = server.NewRegistry(ctx, server.RegistryOptions{Dir: filepath.Join(cfg.Data, "registry"),
-			Store: cfg.BlobStore, Secret: server.RegistrySecret(adminTok), Logger: log})
-		if err != nil {
-			ln.Close()
-			return err
-		}
+	parts, err := assemble(ctx, cfg, log, sts, addr, enrollTok, adminTok)
+	if err != nil {
+		ln.Close()
+		return err
 	}
+	return parts.run(ctx, cfg, log, ln, addr, ready)
+}
 
-	var src *source.Source
+// dataFolder makes the data folder owner-only (it holds tokens, the
+// database and the source's credentials, also when it existed before) and
+// returns the enrollment and admin tokens, generated there when not given.
+func dataFolder(cfg Config, log *slog.Logger) (enrollTok, adminTok string, err error) {
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return "", "", fmt.Errorf("data folder: %w", err)
+	}
+	if err := os.Chmod(cfg.Data, 0o700); err != nil {
+		return "", "", fmt.Errorf("data folder: %w", err)
+	}
+	enrollTok, gen, err := token(cfg.EnrollToken, filepath.Join(cfg.Data, "enroll-token"))
+	if err != nil {
+		return "", "", err
+	}
+	if gen {
+		log.Info("generated an enrollment token", "file", filepath.Join(cfg.Data, "enroll-token"))
+	}
+	adminTok, gen, err = token(cfg.AdminToken, filepath.Join(cfg.Data, "admin-token"))
+	if err != nil {
+		return "", "", err
+	}
+	if gen {
+		log.Info("generated an admin token", "file", filepath.Join(cfg.Data, "admin-token"))
+	}
+	return enrollTok, adminTok, nil
+}
+
+// stores are what Serve keeps in its database.
+type stores struct {
+	db     *sqldb.DB
+	st     store.Store
+	outbox *notify.Outbox
+	graph  *lineage.Graph
+	hist   *history.History
+}
+
+func (s *stores) close() {
+	s.st.Close()
+	s.db.Close()
+}
+
+// openStores opens the database and every store in it.
+func openStores(ctx context.Context, cfg Config, log *slog.Logger) (_ *stores, err error) {
+	db, err := sqldb.Open(ctx, cfg.Database)
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, db, store.WithLeaseTTL(time.Duration(cfg.LeaseTTL)))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &stores{db: db, st: st}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.outbox, err = notify.OpenOutbox(ctx, db); err != nil {
+		return nil, err
+	}
+	if s.graph, err = lineage.Open(ctx, db); err != nil {
+		return nil, fmt.Errorf("open lineage: %w", err)
+	}
+	if s.hist, err = history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log)); err != nil {
+		return nil, fmt.Errorf("open metrics history: %w", err)
+	}
+	return s, nil
+}
+
+// builtinRegistry is the embedded registry, nil when an external one is
+// configured.
+func builtinRegistry(ctx context.Context, cfg Config, adminTok string, log *slog.Logger) (*server.Registry, error) {
+	if cfg.Registry.Host != "" {
+		return nil, nil
+	}
+	// Opening the blob store creates its S3 bucket when missing; the
+	// registry's S3 driver does not.
+	if _, err := blobs.Open(ctx, cfg.BlobStore); err != nil {
+		return nil, fmt.Errorf("blob store: %w", err)
+	}
+	return server.NewRegistry(ctx, server.RegistryOptions{Dir: filepath.Join(cfg.Data, "registry"),
+		Store: cfg.BlobStore, Secret: server.RegistrySecret(adminTok), Logger: log})
+}
+
+// serveParts are the loops and handlers Serve runs.
+type serveParts struct {
+	sts    *stores
+	src    *source.Source
+	rec    *Reconciler
+	srv    *server.Server
+	dash   *dashboard.Dashboard
+	alerts *notify.Notifier
+}
+
+// assemble builds the registry, source, reconciler, fleet API and
+// dashboard, and loads their state.
+func assemble(ctx context.Context, cfg Config, log *slog.Logger, sts *stores, addr, enrollTok, adminTok string) (*serveParts, error) {
+	reg, err := builtinRegistry(ctx, cfg, adminTok, log)
+	if err != nil {
+		return nil, err
+	}
+	p := &serveParts{sts: sts, alerts: notifier(cfg, log, sts.outbox)}
 	if cfg.Repo != "" {
-		src = source.New(source.Config{URL: cfg.Repo, Branch: cfg.Branch, Dir: filepath.Join(cfg.Data, "source"),
+		p.src = source.New(source.Config{URL: cfg.Repo, Branch: cfg.Branch, Dir: filepath.Join(cfg.Data, "source"),
 			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
 	}
-	var srv *server.Server
-	ropts := Options{Store: st, Metrics: metrics, Logger: log, Source: src, Lineage: graph,
-		Publish:      func(ds []store.Desired) { srv.Publish(ds) },
+	metrics := server.NewMetrics()
+	p.rec = newServeReconciler(cfg, log, sts, p, metrics, addr)
+	scfg := p.serverConfig(cfg, log, metrics, enrollTok, adminTok)
+	if reg != nil {
+		scfg.Registry, scfg.RegistryGC = reg, reg.GC
+	}
+	p.dash, err = dashboard.New(dashboard.Config{Store: sts.st, History: sts.hist, Lineage: sts.graph, AdminToken: adminTok, ReadToken: cfg.ReadToken,
+		OfflineAfter: time.Duration(cfg.OfflineAfter), OnCommand: func(string) { p.rec.Trigger() }, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	scfg.Dashboard = p.dash
+	p.srv = server.New(scfg)
+	if err := p.srv.Load(ctx); err != nil {
+		return nil, err
+	}
+	if err := p.rec.Load(ctx); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// newServeReconciler is the reconciler of cairn serve: admission checks
+// the registry and dataset stores unless SkipArtifactCheck.
+func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts, metrics *server.Metrics, addr string) *Reconciler {
+	ropts := Options{Store: sts.st, Metrics: metrics, Logger: log, Source: p.src, Lineage: sts.graph,
+		Publish:      func(ds []store.Desired) { p.srv.Publish(ds) },
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
-		PlainHTTP:    plainHTTP(addr, tlsConf != nil),
+		PlainHTTP:    plainHTTP(addr, cfg.TLSCert != ""),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
-		Notify:       alerts.Send,
+		Notify:       p.alerts.Send,
 		Profiles:     profileReader(cfg),
 	}
 	if !cfg.SkipArtifactCheck {
-		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, tlsConf != nil))
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))
 		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
 	}
-	rec := New(ropts)
-	scfg := server.Config{Store: st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
+	return New(ropts)
+}
+
+// serverConfig is the fleet and status API's configuration.
+func (p *serveParts) serverConfig(cfg Config, log *slog.Logger, metrics *server.Metrics, enrollTok, adminTok string) server.Config {
+	sts := p.sts
+	scfg := server.Config{Store: sts.st, EnrollToken: enrollTok, AdminToken: adminTok, ReadToken: cfg.ReadToken,
 		AutoAccept: cfg.Enrollment == "auto", Logger: log, Metrics: metrics,
 		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
-		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(graph), LineageRecord: lineage.NewRecordHandler(graph),
-		OnStatus: func(string) { rec.Trigger() }, OnCommand: func(string) { rec.Trigger() },
-		History: history.NewHandler(hist),
+		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(sts.graph), LineageRecord: lineage.NewRecordHandler(sts.graph),
+		OnStatus: func(string) { p.rec.Trigger() }, OnCommand: func(string) { p.rec.Trigger() },
+		History: history.NewHandler(sts.hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
-			hist.Observe(id, rep, time.Now())
-			if err := lineage.RecordReport(ctx, graph, id, rep, rec.RolloutID); err != nil {
+			sts.hist.Observe(id, rep, time.Now())
+			if err := lineage.RecordReport(ctx, sts.graph, id, rep, p.rec.RolloutID); err != nil {
 				log.Warn("record deployments in lineage", "target", id, "err", err)
 			}
 		},
 		Ready: func(ctx context.Context) error {
-			_, err := st.Meta(ctx, "ready-check")
+			_, err := sts.st.Meta(ctx, "ready-check")
 			if errors.Is(err, store.ErrNotFound) {
 				return nil
 			}
 			return err
 		},
-		Source: func() any { return rec.SourceInfo() },
-		Alerts: outbox.List,
+		Source: func() any { return p.rec.SourceInfo() },
+		Alerts: sts.outbox.List,
 	}
 	if cfg.RequestRate > 0 {
 		scfg.RequestRate, scfg.RequestBurst = rate.Limit(cfg.RequestRate), max(100, int(cfg.RequestRate*10))
@@ -186,49 +270,35 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	if cfg.EnrollmentRate > 0 {
 		scfg.EnrollRate, scfg.EnrollBurst = rate.Limit(cfg.EnrollmentRate), max(20, int(cfg.EnrollmentRate*10))
 	}
-	if src != nil {
-		scfg.GitHook = src.Webhook()
+	if p.src != nil {
+		scfg.GitHook = p.src.Webhook()
 	}
-	if reg != nil {
-		scfg.Registry, scfg.RegistryGC = reg, reg.GC
-	}
-	dash, err := dashboard.New(dashboard.Config{Store: st, History: hist, Lineage: graph, AdminToken: adminTok, ReadToken: cfg.ReadToken,
-		OfflineAfter: time.Duration(cfg.OfflineAfter), OnCommand: func(string) { rec.Trigger() }, Logger: log})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	scfg.Dashboard = dash
-	srv = server.New(scfg)
-	if err := srv.Load(ctx); err != nil {
-		ln.Close()
-		return err
-	}
-	if err := rec.Load(ctx); err != nil {
-		ln.Close()
-		return err
-	}
+	return scfg
+}
 
+// run serves on ln and runs every loop until ctx ends, then shuts down:
+// long-polls end with 304, requests get 10 s to finish.
+func (p *serveParts) run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener, addr string, ready func(string)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	defer cancelRequests()
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: server.ReadHeaderTimeout, ReadTimeout: server.ReadTimeout,
+	hs := &http.Server{Handler: p.srv.Handler(), ReadHeaderTimeout: server.ReadHeaderTimeout, ReadTimeout: server.ReadTimeout,
 		WriteTimeout: server.WriteTimeout, IdleTimeout: server.IdleTimeout, MaxHeaderBytes: server.MaxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return reqCtx }}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	go srv.Run(ctx)
-	go dash.Run(ctx, time.Second)
+	go p.srv.Run(ctx)
+	go p.dash.Run(ctx, time.Second)
 	histDone := make(chan struct{})
-	go func() { hist.Run(ctx, 5*time.Second); close(histDone) }()
+	go func() { p.sts.hist.Run(ctx, 5*time.Second); close(histDone) }()
 	defer func() { cancel(); <-histDone }() // its last flush before the database closes
-	go rec.Run(ctx)
-	go alerts.Run(ctx, rec.Leading)
-	if src != nil {
-		go src.Run(ctx, rec.OnCommit, rec.FetchFailed)
+	go p.rec.Run(ctx)
+	go p.alerts.Run(ctx, p.rec.Leading)
+	if p.src != nil {
+		go p.src.Run(ctx, p.rec.OnCommit, p.rec.FetchFailed)
 	}
-	log.Info("cairn serve listening", "addr", addr, "tls", tlsConf != nil, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
+	log.Info("cairn serve listening", "addr", addr, "tls", cfg.TLSCert != "", "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
 		"database", redact(cfg.Database), "registry", registryName(cfg.Registry.Host, addr))
 	if ready != nil {
 		ready(addr)

@@ -447,29 +447,7 @@ func (c *computer) input(rel manifests.Release, model manifests.Model, haveModel
 			in.Model.Layers = append(in.Model.Layers, policies.LayerInput(l))
 		}
 	}
-	// Datasets: trainedOn then evaluatedOn, each once with its roles.
-	in.Datasets = []policies.DatasetInput{}
-	pos := map[string]int{}
-	addDS := func(name, role string) {
-		if i, ok := pos[name]; ok {
-			if !slices.Contains(in.Datasets[i].Roles, role) {
-				in.Datasets[i].Roles = append(in.Datasets[i].Roles, role)
-			}
-			return
-		}
-		pos[name] = len(in.Datasets)
-		d, ok := c.snap.Dataset(name)
-		in.Datasets = append(in.Datasets, policies.DatasetInput{
-			Name: name, Digest: d.Spec.Digest, License: d.Spec.License, Format: d.Spec.Format,
-			Store: d.Spec.Store, Roles: []string{role}, Missing: !ok,
-		})
-	}
-	for _, d := range model.Spec.TrainedOn {
-		addDS(d, "trainedOn")
-	}
-	for _, e := range model.Spec.EvaluatedOn {
-		addDS(e.Dataset, "evaluatedOn")
-	}
+	in.Datasets = c.datasetInputs(model)
 	if havePolicy {
 		in.RolloutPolicy = &policies.RolloutPolicyInput{Name: policy.Metadata.Name, Spec: policy.Spec}
 	}
@@ -480,31 +458,66 @@ func (c *computer) input(rel manifests.Release, model manifests.Model, haveModel
 		})
 	}
 	if c.opts.Live {
-		in.Lineage = policies.LineageInput{Available: true, Releases: map[string]policies.ReleaseState{}}
-		add := func(n string) {
-			s, ok := c.live[n]
-			if !ok {
-				return
-			}
-			st := policies.ReleaseState{Digest: s.Digest, LastGood: s.LastGood, Phase: s.Phase}
-			if s.HealthySince != nil {
-				st.HealthySince = s.HealthySince.UTC().Format(time.RFC3339)
-				st.HealthySinceNs = s.HealthySince.UnixNano()
-			}
-			in.Lineage.Releases[n] = st
-		}
-		add(rel.Metadata.Name)
-		if rel.Spec.After != nil {
-			add(rel.Spec.After.Release)
-		}
-		if digest != "" {
-			in.Lineage.RanDigest = c.ranDigest[digest]
-			for _, n := range in.Lineage.RanDigest {
-				add(n)
-			}
-		}
+		in.Lineage = c.lineageInput(rel, digest)
 	}
 	return in
+}
+
+// datasetInputs are the datasets of the policy input: trainedOn then
+// evaluatedOn, each once with its roles.
+func (c *computer) datasetInputs(model manifests.Model) []policies.DatasetInput {
+	out := []policies.DatasetInput{}
+	pos := map[string]int{}
+	addDS := func(name, role string) {
+		if i, ok := pos[name]; ok {
+			if !slices.Contains(out[i].Roles, role) {
+				out[i].Roles = append(out[i].Roles, role)
+			}
+			return
+		}
+		pos[name] = len(out)
+		d, ok := c.snap.Dataset(name)
+		out = append(out, policies.DatasetInput{
+			Name: name, Digest: d.Spec.Digest, License: d.Spec.License, Format: d.Spec.Format,
+			Store: d.Spec.Store, Roles: []string{role}, Missing: !ok,
+		})
+	}
+	for _, d := range model.Spec.TrainedOn {
+		addDS(d, "trainedOn")
+	}
+	for _, e := range model.Spec.EvaluatedOn {
+		addDS(e.Dataset, "evaluatedOn")
+	}
+	return out
+}
+
+// lineageInput is the live state of the policy input: the release, the one
+// it comes after, and those that ran its digest.
+func (c *computer) lineageInput(rel manifests.Release, digest string) policies.LineageInput {
+	out := policies.LineageInput{Available: true, Releases: map[string]policies.ReleaseState{}}
+	add := func(n string) {
+		s, ok := c.live[n]
+		if !ok {
+			return
+		}
+		st := policies.ReleaseState{Digest: s.Digest, LastGood: s.LastGood, Phase: s.Phase}
+		if s.HealthySince != nil {
+			st.HealthySince = s.HealthySince.UTC().Format(time.RFC3339)
+			st.HealthySinceNs = s.HealthySince.UnixNano()
+		}
+		out.Releases[n] = st
+	}
+	add(rel.Metadata.Name)
+	if rel.Spec.After != nil {
+		add(rel.Spec.After.Release)
+	}
+	if digest != "" {
+		out.RanDigest = c.ranDigest[digest]
+		for _, n := range out.RanDigest {
+			add(n)
+		}
+	}
+	return out
 }
 
 func (p *Plan) summarize() {
