@@ -157,14 +157,16 @@ func (g *Graph) record(ctx context.Context, st *step, edges []Edge) error {
 			return fmt.Errorf("record lineage step %s %s: %w", st.Kind, st.ID, err)
 		}
 	}
-	ids, err := g.insertEdges(ctx, tx, stepID, edges)
+	ids, err := g.insertEdges(ctx, tx.Tx, stepID, edges)
 	if err != nil {
 		return err
 	}
+	// Node ids are cached once committed: inside a reconcile step's unit
+	// (sqldb.InTx), when the step commits.
+	tx.AfterCommit(func() { g.cache(ids) })
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record lineage: commit: %w", err)
 	}
-	g.cache(ids)
 	return nil
 }
 

@@ -15,6 +15,9 @@ const (
 	EventRolloutRetried    = "RolloutRetried"
 	EventRolloutSuperseded = "RolloutSuperseded"
 	EventCommandIgnored    = "CommandIgnored"
+	// EventGateChanged is a gate's outcome over a wave's bake changing
+	// (pass, fail, inconclusive, no data), with its aggregate value.
+	EventGateChanged = "GateChanged"
 	// Admission (reconciler).
 	EventReleaseAdmitted = "ReleaseAdmitted"
 	EventReleaseRemoved  = "ReleaseRemoved"

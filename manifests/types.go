@@ -164,12 +164,37 @@ type AbortPolicy struct {
 	MinFailed     int     `json:"minFailed,omitempty"`
 }
 
-// Gate holds a wave while a reported metric exceeds Max (or falls below Min).
+// Gate holds a wave while a metric, aggregated over the reports of the
+// wave's updated targets during the bake, exceeds Max (or falls below Min).
 type Gate struct {
 	Metric string   `json:"metric"`
 	Max    *float64 `json:"max,omitempty"`
 	Min    *float64 `json:"min,omitempty"`
+	// Aggregate is how the bake's samples become one value: mean (default),
+	// max, min or p95.
+	Aggregate string `json:"aggregate,omitempty"`
+	// MinSamples is how many reports the bake needs before the gate can
+	// pass (default 1); fewer is inconclusive.
+	MinSamples int `json:"minSamples,omitempty"`
+	// OnNoData is what the end of the bake does with a gate that has no (or
+	// too few) samples: fail (default), pause or pass.
+	OnNoData string `json:"onNoData,omitempty"`
 }
+
+// Gate aggregates.
+const (
+	AggregateMean = "mean"
+	AggregateMax  = "max"
+	AggregateMin  = "min"
+	AggregateP95  = "p95"
+)
+
+// Gate onNoData values.
+const (
+	OnNoDataFail  = "fail"
+	OnNoDataPause = "pause"
+	OnNoDataPass  = "pass"
+)
 
 // UpdateWindow restricts when targets may start an update.
 type UpdateWindow struct {

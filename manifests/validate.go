@@ -343,6 +343,26 @@ func (c *checker) rolloutPolicy(s *RolloutPolicySpec) {
 		case g.Max != nil && g.Min != nil && *g.Min > *g.Max:
 			c.errorf(p+".min", "must not exceed max (%v > %v)", *g.Min, *g.Max)
 		}
+		switch g.Aggregate {
+		case "":
+			s.Gates[i].Aggregate = AggregateMean
+		case AggregateMean, AggregateMax, AggregateMin, AggregateP95:
+		default:
+			c.errorf(p+".aggregate", "unknown aggregate %q: want mean, max, min or p95", g.Aggregate)
+		}
+		switch {
+		case g.MinSamples < 0:
+			c.errorf(p+".minSamples", "must not be negative, got %d", g.MinSamples)
+		case g.MinSamples == 0:
+			s.Gates[i].MinSamples = 1
+		}
+		switch g.OnNoData {
+		case "":
+			s.Gates[i].OnNoData = OnNoDataFail
+		case OnNoDataFail, OnNoDataPause, OnNoDataPass:
+		default:
+			c.errorf(p+".onNoData", "unknown onNoData %q: want fail, pause or pass", g.OnNoData)
+		}
 	}
 	if w := s.Window; w != nil {
 		if c.required("spec.window.schedule", w.Schedule == "") {

@@ -21,9 +21,20 @@ import (
 // marks the source not ready with the reason; a release a policy denies
 // keeps its previously admitted version and records a PolicyDenied event; a
 // release whose stored record does not decode stays as it is.
-func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
+func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) (err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	stored := false
+	defer func() {
+		// Nothing of the admission was stored (a failed write, a lost
+		// lease): it is tried again when this replica next passes.
+		if err != nil && !stored && r.pending == nil {
+			r.pending = &rev
+		}
+	}()
+	if err := r.reloadIfStale(ctx); err != nil {
+		return err
+	}
 	r.src.setFetched(rev.Commit)
 	if r.behind(rev) {
 		return r.refuseBehind(ctx, rev)
@@ -46,6 +57,10 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	for _, pr := range p.Releases {
 		planned[pr.Name] = pr
 	}
+	// From here the admission's writes are staged, and made in the
+	// transaction of the pass below (its commit step).
+	r.staged = &stagedAdmission{}
+	defer func() { stored, r.staged = r.staged.written, nil }()
 	var events []fleet.Event
 	seen := map[string]bool{}
 	for _, rel := range snap.Releases() {
@@ -55,15 +70,12 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	for _, name := range r.names() {
 		if !seen[name] {
 			delete(r.releases, name)
-			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository"})
-			if err := r.opts.Store.DeleteRelease(ctx, name); err != nil {
-				return err
-			}
+			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository",
+				Key: "removed|" + name + "|" + rev.Commit})
+			r.staged.deleted = append(r.staged.deleted, name)
 		}
 	}
-	if err := r.recordAdmitted(ctx, rev, snap, events); err != nil {
-		return err
-	}
+	r.recordAdmitted(ctx, rev, snap, events)
 	r.log.Info("commit admitted", "commit", rev.Commit, "releases", len(snap.Releases()),
 		"decode", t1.Sub(t0).String(), "plan", time.Since(t1).String())
 	return r.reconcileLocked(ctx)
@@ -177,30 +189,22 @@ func admissionFacts(commit string, snap *manifests.Snapshot, release string, mod
 }
 
 // recordAdmitted records that rev is the admitted commit: its alerts, the
-// source's conditions, the commit itself and the admission's events.
-func (r *Reconciler) recordAdmitted(ctx context.Context, rev source.Revision, snap *manifests.Snapshot, events []fleet.Event) error {
+// source's conditions, the commit itself and the admission's events, staged
+// for the commit step of the pass that follows.
+func (r *Reconciler) recordAdmitted(ctx context.Context, rev source.Revision, snap *manifests.Snapshot, events []fleet.Event) {
 	r.commit = rev.Commit
 	r.last, r.readmit = &rev, time.Now()
 	r.alerts = snap.Alerts()
 	if b, err := json.Marshal(r.alerts); err == nil {
-		if err := r.opts.Store.PutMeta(ctx, "alerts", b); err != nil {
-			return err
-		}
+		r.staged.meta = append(r.staged.meta, metaWrite{"alerts", b})
 	}
 	r.src.setAdmitted(rev.Commit)
 	r.markSource(ctx, func(st *Status, _ string) {
 		markReady(st, ReasonSucceeded, "admitted commit %s: %s", digest.Short(rev.Commit), snap.Summary())
 	})
-	if err := r.opts.Store.PutMeta(ctx, "admitted-commit", []byte(rev.Commit)); err != nil {
-		return err
-	}
-	r.opts.Metrics.AdmittedCommit.Reset()
-	r.opts.Metrics.AdmittedCommit.WithLabelValues(rev.Commit).Set(1)
-	if err := r.opts.Store.AddEvents(ctx, events); err != nil {
-		return err
-	}
-	r.notify(events)
-	return nil
+	r.staged.meta = append(r.staged.meta, metaWrite{"admitted-commit", []byte(rev.Commit)})
+	r.staged.commit = rev.Commit
+	r.staged.events = events
 }
 
 func denials(vs []policies.Verdict) string {
@@ -257,6 +261,10 @@ func (r *Reconciler) SourceInfo() fleet.SourceInfo {
 
 func (r *Reconciler) record(ctx context.Context, f lineage.AdmissionFacts) {
 	if r.opts.Lineage == nil {
+		return
+	}
+	if r.staged != nil {
+		r.staged.facts = append(r.staged.facts, f)
 		return
 	}
 	if err := r.opts.Lineage.RecordAdmission(ctx, f); err != nil {

@@ -68,7 +68,10 @@ type replica struct {
 
 func startReplica(t *testing.T, name string, cfg Config) *replica {
 	t.Helper()
-	cfg.Data = t.TempDir()
+	if cfg.Data == "" {
+		cfg.Data = t.TempDir()
+	}
+	os.Remove(filepath.Join(cfg.Data, "addr")) // a restart's, not its predecessor's
 	cfg.Listen = "127.0.0.1:0"
 	b, _ := json.Marshal(cfg)
 	file := filepath.Join(cfg.Data, "config.json")

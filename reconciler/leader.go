@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/cairn-dev/cairn/digest"
@@ -138,30 +139,40 @@ func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) erro
 	}
 	ev := fleet.Event{Type: EventCommitBehind, Reason: ReasonHistoryRewound, Commit: rev.Commit,
 		Message: fmt.Sprintf("branch moved back to %s, which Git history places behind the admitted %s (a force-push back): not admitted; to roll back, push a new commit (git revert)", digest.Short(rev.Commit), digest.Short(r.commit))}
-	if err := r.opts.Store.AddEvents(ctx, []fleet.Event{ev}); err != nil {
+	err := r.opts.Store.Atomic(ctx, func(ctx context.Context) error {
+		if err := r.opts.Store.AddEvents(ctx, []fleet.Event{ev}); err != nil {
+			return err
+		}
+		if err := r.opts.Store.PutMeta(ctx, "refused-behind", []byte(rev.Commit)); err != nil {
+			return err
+		}
+		return r.notify(ctx, []fleet.Event{ev})
+	})
+	if err != nil {
 		return err
 	}
-	if err := r.opts.Store.PutMeta(ctx, "refused-behind", []byte(rev.Commit)); err != nil {
-		return err
-	}
-	r.notify([]fleet.Event{ev})
 	r.log.Warn("commit behind the admitted one not admitted", "commit", rev.Commit, "admitted", r.commit)
 	return nil
 }
 
 // eventKey identifies the rollout events that happen once per rollout (or
 // per wave, or per failure) so that a step replayed after a crash or by a
-// new leader records them once; other events get no key.
-func eventKey(st rollout.State, typ, message string) string {
-	id := st.ID()
-	if id == "" {
+// new leader records them once; other events get no key. The key is the
+// event's identity, derived from (rollout, wave, kind): the stored event
+// of a key is written once, whatever its message says the second time.
+func eventKey(st rollout.State, e rollout.Event) string {
+	if st.ID() == "" {
 		return ""
 	}
+	// Not st.ID(), which is short enough to read: two rollouts of digests
+	// sharing their first 12 hex digits started within a second share it.
+	id := st.Release + "|" + st.Target.Digest + "|" + strconv.FormatInt(st.Started.UnixNano(), 10)
+	typ := e.Type
 	switch typ {
 	case manifests.EventRolloutStarted, manifests.EventRolloutDone:
 		return id + "|" + typ
 	case manifests.EventWaveStarted:
-		return id + "|" + typ + "|" + message // "wave 2 of 3 started: …"
+		return fmt.Sprintf("%s|%s|%d", id, typ, e.Wave)
 	case manifests.EventRolloutFailed, manifests.EventRolledBack:
 		return fmt.Sprintf("%s|%s|%d", id, typ, len(st.Failed))
 	}

@@ -16,6 +16,10 @@ import (
 func (r *Reconciler) Load(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.loadLocked(ctx)
+}
+
+func (r *Reconciler) loadLocked(ctx context.Context) error {
 	recs, err := r.opts.Store.Records(ctx)
 	if err != nil {
 		return fmt.Errorf("load releases: %w", err)
@@ -61,6 +65,7 @@ func (r *Reconciler) Load(ctx context.Context) error {
 	for _, d := range ds {
 		r.fleet.written[d.Target] = d.ETag
 	}
+	r.reload = false
 	return nil
 }
 

@@ -4,20 +4,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/lineage"
+	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
 // pass is one reconcile pass: what each step reads from the ones before it
 // and the writes the commit step makes at the end (records, desired states,
-// events, lineage edges), so that they can be committed together.
+// events, lineage edges, consumed commands, queued alerts and the staged
+// writes of an admission), so that they commit together.
 type pass struct {
 	now      time.Time
-	commands map[string]string // release → operator command taken this pass
+	commands map[string]string // release → operator command run this pass
+	consumed []int64           // ids of the commands run (or refused) this pass
 	// results of the rollout step, by release; absent: not stepped
 	// (never admitted, or a record that does not decode).
 	results   map[string]*stepResult
@@ -25,8 +30,27 @@ type pass struct {
 	records   []string        // releases whose record changed
 	events    []fleet.Event
 	rollbacks []lineage.RollbackFacts
+	admission *stagedAdmission // writes of the admission this pass follows; nil when none
 	requeue   time.Duration
 	errs      []error // typed per-release errors, returned after the commit
+}
+
+// stagedAdmission is what Admit writes, staged for the commit step of its pass:
+// the events, lineage and stored values of the admitted commit and the
+// releases it removed.
+type stagedAdmission struct {
+	commit  string
+	events  []fleet.Event
+	facts   []lineage.AdmissionFacts
+	deleted []string
+	meta    []metaWrite
+	written bool // committed
+}
+
+// metaWrite is one named value for Store.PutMeta.
+type metaWrite struct {
+	key   string
+	value []byte
 }
 
 // stepResult is what the select and rollout steps found for one release.
@@ -46,7 +70,24 @@ func (p *pass) wantRequeue(d time.Duration) {
 func (r *Reconciler) Reconcile(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if err := r.reloadIfStale(ctx); err != nil {
+		return err
+	}
 	return r.reconcileLocked(ctx)
+}
+
+// reloadIfStale reloads the state from the store after a pass whose commit
+// failed: the state in memory moved on, the stored one did not, and the
+// step is run again from the stored one (its keyed events then once).
+func (r *Reconciler) reloadIfStale(ctx context.Context) error {
+	if !r.reload {
+		return nil
+	}
+	if err := r.loadLocked(ctx); err != nil {
+		return err
+	}
+	r.reload = false
+	return nil
 }
 
 // reconcileLocked runs the steps of a pass in order: take the operator's
@@ -57,7 +98,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) error {
 // Waiting) on its conditions and in the returned error, not a stop.
 func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	start := time.Now()
-	p := &pass{now: time.Now().UTC(), commands: map[string]string{}, results: map[string]*stepResult{}}
+	p := &pass{now: time.Now().UTC(), commands: map[string]string{}, results: map[string]*stepResult{}, admission: r.staged}
 	defer func() {
 		r.opts.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
@@ -78,6 +119,9 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	}
 	for _, s := range steps {
 		if err := s.run(ctx, p); err != nil {
+			// Nothing of the pass was stored: its changes in memory are
+			// dropped, and the next pass starts from the store.
+			r.reload = true
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
@@ -86,14 +130,22 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	return errors.Join(p.errs...)
 }
 
-// takeCommands consumes the pending operator commands (the last per release).
+// takeCommands reads the pending operator commands: the oldest of each
+// release runs this pass, the others stay queued for the next passes, so
+// each one runs (or is reported ignored) in order. The commit step
+// consumes those run, with the state they changed.
 func (r *Reconciler) takeCommands(ctx context.Context, p *pass) error {
-	cmds, err := r.opts.Store.TakeCommands(ctx)
+	cmds, err := r.opts.Store.Commands(ctx)
 	if err != nil {
 		return err
 	}
 	for _, c := range cmds {
+		if _, ok := p.commands[c.Release]; ok {
+			p.wantRequeue(r.opts.MinGap)
+			continue
+		}
 		p.commands[c.Release] = c.Command
+		p.consumed = append(p.consumed, c.ID)
 	}
 	return nil
 }
@@ -112,32 +164,89 @@ func (r *Reconciler) stepRollouts(_ context.Context, p *pass) error {
 		r.stepRollout(name, rs, res, command, p)
 		p.results[name] = res
 	}
+	// A command no rollout step ran is consumed and said so.
+	for _, name := range slices.Sorted(maps.Keys(p.commands)) {
+		if res := p.results[name]; res == nil || !res.stepped {
+			p.events = append(p.events, fleet.Event{Time: p.now, Type: manifests.EventCommandIgnored, Release: name,
+				Message: fmt.Sprintf("%s ignored: release %s has no rollout to act on (not admitted, suspended or undecodable)", p.commands[name], name)})
+		}
+	}
 	return nil
 }
 
-// commitPass is the commit step: it writes what the pass changed, records
-// first, then desired states (then handed to the fleet API), lineage edges
-// and events. Helper h16 makes it one transaction.
+// commitPass is the commit step: in one transaction (Store.Atomic, whose
+// fencing check comes first), the staged admission, the records that
+// changed, the consumed commands, the desired states, the lineage edges,
+// the events and the alerts they queue. Only once it committed are the
+// desired states handed to the fleet API: whatever an agent is told is
+// stored, so another replica (or this one after a restart) never serves it
+// an older state, and a deposed leader's refused write reaches no agent.
+// When it fails nothing was written and the next pass starts again from
+// the store.
 func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
-	for _, name := range p.records {
-		rs := r.releases[name]
-		if err := r.opts.Store.PutRecord(ctx, rs.rec); err != nil {
-			return fmt.Errorf("save release %s: %w", name, err)
-		}
-		rs.stored = storedKey(rs.rec)
+	if len(p.changes) > 0 && leaseLapsed(ctx) {
+		return fmt.Errorf("write desired states: lease lapsed: %w", store.ErrFenced)
 	}
-	if len(p.changes) > 0 {
-		if leaseLapsed(ctx) {
-			return fmt.Errorf("write desired states: lease lapsed: %w", store.ErrFenced)
+	events := p.events
+	if a := p.admission; a != nil {
+		events = append(slices.Clip(a.events), p.events...)
+	}
+	if p.admission == nil && len(p.records) == 0 && len(p.consumed) == 0 && len(p.changes) == 0 && len(p.rollbacks) == 0 &&
+		len(r.driftFacts) == 0 && len(events) == 0 {
+		r.publishRolloutIDs()
+		return nil // nothing to write: no transaction
+	}
+	var rev int64
+	err := r.opts.Store.Atomic(ctx, func(ctx context.Context) error {
+		if a := p.admission; a != nil {
+			if err := r.writeAdmission(ctx, a); err != nil {
+				return err
+			}
 		}
-		// Store first, then hand to the fleet API: whatever an agent is
-		// told is stored, so another replica (or this one after a restart,
-		// or a new leader) never serves it an older state, and a deposed
-		// leader's refused write reaches no agent.
-		rev, err := r.opts.Store.PutDesired(ctx, p.changes)
-		if err != nil {
+		for _, name := range p.records {
+			if err := r.opts.Store.PutRecord(ctx, r.releases[name].rec); err != nil {
+				return fmt.Errorf("save release %s: %w", name, err)
+			}
+		}
+		if err := r.opts.Store.ConsumeCommands(ctx, p.consumed); err != nil {
 			return err
 		}
+		if len(p.changes) > 0 {
+			var err error
+			if rev, err = r.opts.Store.PutDesired(ctx, p.changes); err != nil {
+				return err
+			}
+		}
+		if r.opts.Lineage != nil {
+			for _, f := range p.rollbacks {
+				if err := r.opts.Lineage.RecordRollback(ctx, f); err != nil {
+					if !errors.Is(err, lineage.ErrInvalid) {
+						return fmt.Errorf("record rollback of %s in lineage: %w", f.Release, err)
+					}
+					p.errs = append(p.errs, fmt.Errorf("record rollback of %s in lineage: %w", f.Release, err))
+				}
+			}
+		}
+		r.recordDrift(ctx)
+		if err := r.opts.Store.AddEvents(ctx, events); err != nil {
+			return err
+		}
+		return r.notify(ctx, events)
+	})
+	if err != nil {
+		r.reload = true
+		return err
+	}
+	for _, name := range p.records {
+		rs := r.releases[name]
+		rs.stored = storedKey(rs.rec)
+	}
+	if a := p.admission; a != nil {
+		a.written = true
+		r.opts.Metrics.AdmittedCommit.Reset()
+		r.opts.Metrics.AdmittedCommit.WithLabelValues(a.commit).Set(1)
+	}
+	if len(p.changes) > 0 {
 		for i := range p.changes {
 			p.changes[i].Rev = rev
 			r.fleet.written[p.changes[i].Target] = p.changes[i].ETag
@@ -147,24 +256,41 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 		r.opts.Metrics.DesiredWrites.Add(float64(len(p.changes)))
 		r.log.Info("desired states written", "targets", len(p.changes), "revision", rev)
 	}
-	if r.opts.Lineage != nil {
-		for _, f := range p.rollbacks {
-			if err := r.opts.Lineage.RecordRollback(ctx, f); err != nil {
-				p.errs = append(p.errs, fmt.Errorf("record rollback of %s in lineage: %w", f.Release, err))
-			}
-		}
-	}
-	r.recordDrift(ctx)
-	if len(p.events) > 0 {
-		if err := r.opts.Store.AddEvents(ctx, p.events); err != nil {
-			return err
-		}
-		r.notify(p.events)
-	}
+	r.publishRolloutIDs()
+	return nil
+}
+
+// publishRolloutIDs makes the stored rollouts' ids what RolloutID answers.
+func (r *Reconciler) publishRolloutIDs() {
 	ids := make(map[string]string, len(r.releases))
 	for name, rs := range r.releases {
 		ids[name] = rs.rec.Rollout.ID()
 	}
 	r.rollouts.Store(&ids)
+}
+
+// writeAdmission makes an admission's staged writes, in the commit step's
+// transaction.
+func (r *Reconciler) writeAdmission(ctx context.Context, a *stagedAdmission) error {
+	for _, name := range a.deleted {
+		if err := r.opts.Store.DeleteRelease(ctx, name); err != nil {
+			return err
+		}
+	}
+	for _, m := range a.meta {
+		if err := r.opts.Store.PutMeta(ctx, m.key, m.value); err != nil {
+			return err
+		}
+	}
+	if r.opts.Lineage != nil {
+		for _, f := range a.facts {
+			if err := r.opts.Lineage.RecordAdmission(ctx, f); err != nil {
+				if !errors.Is(err, lineage.ErrInvalid) {
+					return fmt.Errorf("record admission of %s in lineage: %w", f.Release, err)
+				}
+				r.log.Warn("record admission in lineage", "release", f.Release, "err", err)
+			}
+		}
+	}
 	return nil
 }

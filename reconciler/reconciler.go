@@ -2,6 +2,7 @@ package reconciler
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -31,8 +32,10 @@ type Options struct {
 	Source *source.Source
 	// Lineage records admissions; optional.
 	Lineage lineage.Recorder
-	// Notify receives every recorded event (Alert webhooks); optional.
-	Notify func(alerts []manifests.Alert, evs []fleet.Event)
+	// Notify queues every recorded event for the Alerts subscribed to it
+	// (the alert outbox, notify.Outbox.Enqueue), with the ctx of the step
+	// that recorded it, so the deliveries commit with the step; optional.
+	Notify func(ctx context.Context, alerts []manifests.Alert, evs []fleet.Event) error
 	// Interval is the longest time between passes (5s); MinGap the shortest
 	// between passes triggered by status reports (1s).
 	Interval, MinGap time.Duration
@@ -104,6 +107,13 @@ type Reconciler struct {
 	trainedOn map[string][]manifests.Dataset
 	// driftFacts are the drift alarms of this pass, for lineage.
 	driftFacts []lineage.DriftFacts
+
+	// staged are the writes of the admission in progress, made by the
+	// commit step of the pass it runs (nil outside Admit); reload is set
+	// when a pass failed after changing the state in memory, which the
+	// next Admit or Reconcile then reloads from the store.
+	staged *stagedAdmission
+	reload bool
 
 	leaseMu    sync.Mutex
 	lease      store.Lease // the last lease campaign got
@@ -194,8 +204,11 @@ func (r *Reconciler) RolloutID(release string) string {
 	return ""
 }
 
-func (r *Reconciler) notify(evs []fleet.Event) {
+func (r *Reconciler) notify(ctx context.Context, evs []fleet.Event) error {
 	if r.opts.Notify != nil && len(evs) > 0 {
-		r.opts.Notify(slices.Clone(r.alerts), evs)
+		if err := r.opts.Notify(ctx, slices.Clone(r.alerts), evs); err != nil {
+			return fmt.Errorf("queue alerts: %w", err)
+		}
 	}
+	return nil
 }

@@ -229,8 +229,10 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
 		PlainHTTP:    plainHTTP(addr, cfg.TLSCert != ""),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
-		Notify:       p.alerts.Send,
-		Profiles:     profileReader(cfg),
+		// Alerts are queued in the step's own transaction; p.alerts
+		// (notifier, made first) delivers them.
+		Notify:   sts.outbox.Enqueue,
+		Profiles: profileReader(cfg),
 	}
 	if !cfg.SkipArtifactCheck {
 		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))

@@ -65,6 +65,10 @@ func (s *sourceState) info() fleet.SourceInfo {
 func (r *Reconciler) markSource(ctx context.Context, f func(st *Status, admitted string)) {
 	cs := r.src.mark(f)
 	b, _ := json.Marshal(cs)
+	if r.staged != nil {
+		r.staged.meta = append(r.staged.meta, metaWrite{"source-conditions", b})
+		return
+	}
 	if err := r.opts.Store.PutMeta(ctx, "source-conditions", b); err != nil {
 		r.log.Warn("save source conditions", "err", err)
 	}

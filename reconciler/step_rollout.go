@@ -24,7 +24,7 @@ func (r *Reconciler) stepRollout(name string, rs *releaseState, res *stepResult,
 	p.wantRequeue(out.RequeueAfter)
 	for _, e := range out.Events {
 		ev := fleet.Event{Time: p.now, Type: e.Type, Reason: e.Reason, Release: name, Commit: a.Commit, Message: e.Message, Targets: e.Targets,
-			Key: eventKey(out.State, e.Type, e.Message)}
+			Key: eventKey(out.State, e)}
 		p.events = append(p.events, ev)
 		if e.Type == manifests.EventRolledBack {
 			st := out.State

@@ -23,7 +23,10 @@ func (r *Reconciler) selectTargets(name string, rs *releaseState, p *pass) ([]ro
 		ts := rollout.TargetState{Name: id, TimeZone: ct.target.Facts.TimeZone, LastSeen: ct.lastSeen,
 			Online: fleetstate.Online(ct.lastSeen, p.now, r.opts.OfflineAfter)}
 		if ct.status != nil {
-			ts.Metrics = ct.status.Metrics
+			ts.Metrics, ts.ReportedAt = ct.status.Metrics, ct.status.Time
+			if ts.ReportedAt.IsZero() {
+				ts.ReportedAt = ct.lastSeen // a device without a clock
+			}
 			for _, s := range ct.status.Releases {
 				if s.Release == name {
 					ts.Status = s

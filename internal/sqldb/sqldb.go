@@ -147,9 +147,92 @@ func WithFence(ctx context.Context, f Fence) context.Context {
 	return context.WithValue(ctx, fenceKey{}, f)
 }
 
+// Tx is a write transaction begun by BeginWrite: a transaction of its own,
+// or, when ctx carries a unit of the same database (InTx), a savepoint of
+// the unit's transaction, which Commit releases and Rollback undoes while
+// the unit goes on (it commits or rolls back with the unit).
+type Tx struct {
+	*sql.Tx
+	u         *unit  // the unit joined; nil: a transaction of its own
+	savepoint string // in u
+	done      bool
+	after     []func()
+}
+
+// unit is the transaction InTx runs its function in.
+type unit struct {
+	db    *DB
+	tx    *sql.Tx
+	n     int // savepoints taken
+	after []func()
+}
+
+type unitKey struct{}
+
+func unitOf(ctx context.Context, db *DB) *unit {
+	if u, ok := ctx.Value(unitKey{}).(*unit); ok && u.db == db {
+		return u
+	}
+	return nil
+}
+
+// Commit commits the transaction, or releases the savepoint in a unit.
+func (t *Tx) Commit() error {
+	if t.u == nil {
+		if err := t.Tx.Commit(); err != nil {
+			return err
+		}
+		for _, f := range t.after {
+			f()
+		}
+		return nil
+	}
+	if t.done {
+		return sql.ErrTxDone
+	}
+	t.done = true
+	if _, err := t.Tx.Exec(`RELEASE SAVEPOINT ` + t.savepoint); err != nil {
+		return err
+	}
+	t.u.after = append(t.u.after, t.after...)
+	return nil
+}
+
+// Rollback rolls the transaction back, or the unit back to the savepoint;
+// after Commit it does nothing.
+func (t *Tx) Rollback() error {
+	if t.u == nil {
+		return t.Tx.Rollback()
+	}
+	if t.done {
+		return sql.ErrTxDone
+	}
+	t.done = true
+	_, err := t.Tx.Exec(`ROLLBACK TO SAVEPOINT ` + t.savepoint)
+	if err == nil {
+		_, err = t.Tx.Exec(`RELEASE SAVEPOINT ` + t.savepoint)
+	}
+	return err
+}
+
+// AfterCommit runs f once what t wrote is committed: after Commit, or in a
+// unit after the unit commits (never when it rolls back), so caches learn
+// only what the database keeps.
+func (t *Tx) AfterCommit(f func()) { t.after = append(t.after, f) }
+
 // BeginWrite begins a write transaction and, when ctx carries a Fence, runs
-// it first; a failing fence rolls the transaction back and returns its error.
-func (db *DB) BeginWrite(ctx context.Context) (*sql.Tx, error) {
+// it first; a failing fence rolls the transaction back and returns its
+// error. Inside a unit of db (InTx) it joins the unit's transaction, whose
+// fence was checked when it began, as a savepoint.
+func (db *DB) BeginWrite(ctx context.Context) (*Tx, error) {
+	if u := unitOf(ctx, db); u != nil {
+		u.n++
+		sp := "cairn_sp" + strconv.Itoa(u.n)
+		if _, err := u.tx.ExecContext(ctx, `SAVEPOINT `+sp); err != nil {
+			return nil, err
+		}
+		return &Tx{Tx: u.tx, u: u, savepoint: sp}, nil
+	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -160,7 +243,46 @@ func (db *DB) BeginWrite(ctx context.Context) (*sql.Tx, error) {
 			return nil, err
 		}
 	}
-	return tx, nil
+	return &Tx{Tx: tx}, nil
+}
+
+// InTx runs fn in one write transaction, a unit: every write made with
+// fn's ctx on db — through BeginWrite or ExecContext, by whichever package
+// keeps its tables in db — commits together when fn returns nil, and none
+// does otherwise. A fence in ctx is checked once, at the start, inside the
+// unit's transaction (on PostgreSQL the lock it takes lasts until the end).
+// Inside a unit of db, InTx just runs fn. fn's ctx must not be used by
+// other goroutines, nor after fn returns.
+func (db *DB) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	if unitOf(ctx, db) != nil {
+		return fn(ctx)
+	}
+	t, err := db.BeginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer t.Rollback()
+	u := &unit{db: db, tx: t.Tx}
+	if err := fn(context.WithValue(ctx, unitKey{}, u)); err != nil {
+		return err
+	}
+	if err := t.Tx.Commit(); err != nil {
+		return err
+	}
+	for _, f := range u.after {
+		f()
+	}
+	return nil
+}
+
+// ExecContext runs a statement: in the unit's transaction when ctx carries
+// a unit of db (InTx), so a plain write joins it (and, failing, fails it);
+// otherwise on its own.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if u := unitOf(ctx, db); u != nil {
+		return u.tx.ExecContext(ctx, query, args...)
+	}
+	return db.DB.ExecContext(ctx, query, args...)
 }
 
 // CreateDatabase creates an empty PostgreSQL database named

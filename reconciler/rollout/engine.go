@@ -61,7 +61,7 @@ func (e *engine) sync() {
 }
 
 func (e *engine) event(typ, reason, msg string, targets []string) {
-	e.out.Events = append(e.out.Events, Event{Type: typ, Reason: reason, Message: msg, Targets: targets})
+	e.out.Events = append(e.out.Events, Event{Type: typ, Reason: reason, Message: msg, Targets: targets, Wave: e.st.Wave})
 }
 
 func (e *engine) requeue(d time.Duration) {
@@ -404,12 +404,12 @@ func (e *engine) progress() {
 			st.BakeStarted = e.in.Now
 		}
 		bakeEnd := st.BakeStarted.Add(e.bake(st.Wave))
-		if bad := e.gateViolations(); len(bad) > 0 {
-			if !e.in.Now.Before(bakeEnd) {
-				e.fail(ReasonGateFailed, "gates failing after the bake: "+strings.Join(bad, "; "))
-				return
-			}
-			st.Reason, st.Message = ReasonGateHolding, "gates failing: "+strings.Join(bad, "; ")
+		holding, ended := e.gates(bakeEnd)
+		if ended {
+			return
+		}
+		if holding != "" {
+			st.Reason, st.Message = ReasonGateHolding, fmt.Sprintf("wave %d/%d held until %s: %s", st.Wave+1, len(e.waves), bakeEnd.UTC().Format(time.RFC3339), holding)
 			e.requeue(bakeEnd.Sub(e.in.Now))
 			return
 		}
@@ -486,28 +486,6 @@ func (e *engine) aborting() bool {
 	}
 	e.fail(ReasonTargetsFailed, msg)
 	return true
-}
-
-// gateViolations lists the gates failing on targets running the new model.
-func (e *engine) gateViolations() []string {
-	var bad []string
-	for _, g := range e.in.Policy.Spec.Gates {
-		for _, n := range e.names {
-			if !e.healthyOn(n, e.st.Target.Digest) {
-				continue
-			}
-			v, ok := e.byName[n].Metrics[g.Metric]
-			if !ok {
-				continue
-			}
-			if g.Max != nil && v > *g.Max {
-				bad = append(bad, fmt.Sprintf("%s: %s=%g > %g", n, g.Metric, v, *g.Max))
-			} else if g.Min != nil && v < *g.Min {
-				bad = append(bad, fmt.Sprintf("%s: %s=%g < %g", n, g.Metric, v, *g.Min))
-			}
-		}
-	}
-	return bad
 }
 
 // fail ends or holds the rollout per the policy's onFailure.

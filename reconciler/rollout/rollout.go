@@ -44,6 +44,9 @@ const (
 	ReasonWaitingWindow  = "WaitingForWindow"
 	ReasonBaking         = "Baking"
 	ReasonGateHolding    = "GateHolding"
+	ReasonGateNoData     = "GateNoData"
+	ReasonGateFailing    = "GateFailing"
+	ReasonGatePassing    = "GatePassing"
 	ReasonWaitingTargets = "WaitingForTargets"
 	ReasonSuspended      = "Suspended"
 )
@@ -57,6 +60,9 @@ type TargetState struct {
 	// Status is the target's last report for this release.
 	Status  fleet.ReleaseStatus
 	Metrics map[string]float64
+	// ReportedAt is the time of the report Metrics come from: a gate takes
+	// one sample per report.
+	ReportedAt time.Time
 }
 
 // Assignment is the model a target must run for a release.
@@ -109,8 +115,11 @@ type State struct {
 	FailedAcked int `json:"failedAcked,omitempty"`
 	// Stale lists targets still reporting a failure from before a retry.
 	Stale []string `json:"stale,omitempty"`
-	// PausedBy says who paused the rollout: "operator" or "failure".
+	// PausedBy says who paused the rollout: "operator", "failure" or "gate".
 	PausedBy string `json:"pausedBy,omitempty"`
+	// Gates are the samples the policy's gates took during the current
+	// wave's bake.
+	Gates *GateWindow `json:"gates,omitempty"`
 }
 
 // Input is everything Step decides from.
@@ -133,6 +142,9 @@ type Event struct {
 	Reason  string   `json:"reason,omitempty"`
 	Message string   `json:"message"`
 	Targets []string `json:"targets,omitempty"`
+	// Wave is the rollout's wave (0-based) when the event happened: the
+	// wave a WaveStarted event starts.
+	Wave int `json:"wave"`
 }
 
 // Output is the engine's decision.

@@ -525,7 +525,7 @@ func (s *SQL) TakeCommands(ctx context.Context) ([]Command, error) {
 			rows.Close()
 			return nil, fmt.Errorf("take commands: %w", err)
 		}
-		c.Time = fromNanos(at)
+		c.ID, c.Time = last, fromNanos(at)
 		out = append(out, c)
 	}
 	rows.Close()
@@ -539,6 +539,49 @@ func (s *SQL) TakeCommands(ctx context.Context) ([]Command, error) {
 		return nil, fmt.Errorf("take commands: %w", err)
 	}
 	return out, nil
+}
+
+func (s *SQL) Commands(ctx context.Context) ([]Command, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, release_name, command, at FROM commands ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("read commands: %w", err)
+	}
+	defer rows.Close()
+	var out []Command
+	for rows.Next() {
+		var c Command
+		var at int64
+		if err := rows.Scan(&c.ID, &c.Release, &c.Command, &at); err != nil {
+			return nil, fmt.Errorf("read commands: %w", err)
+		}
+		c.Time = fromNanos(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func (s *SQL) ConsumeCommands(ctx context.Context, ids []int64) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginWrite(ctx)
+	if err != nil {
+		return fmt.Errorf("consume commands: %w", err)
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM commands WHERE id = ?`), id); err != nil {
+			return fmt.Errorf("consume command %d: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("consume commands: %w", err)
+	}
+	return nil
+}
+
+func (s *SQL) Atomic(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.InTx(ctx, fn)
 }
 
 func (s *SQL) PutMeta(ctx context.Context, key string, value []byte) error {

@@ -117,6 +117,18 @@ type Store interface {
 	PushCommand(ctx context.Context, release, command string) error
 	// TakeCommands removes and returns the pending commands, oldest first.
 	TakeCommands(ctx context.Context) ([]Command, error)
+	// Commands returns the pending commands, oldest first, leaving them
+	// queued; ConsumeCommands removes those of ids, in the transaction of
+	// the step that ran them (Atomic), so a command is run or stays queued.
+	Commands(ctx context.Context) ([]Command, error)
+	ConsumeCommands(ctx context.Context, ids []int64) error
+
+	// Atomic runs fn in one write transaction: every write made with fn's
+	// ctx — of the store, and of the lineage graph and the alert outbox,
+	// which keep their tables in the same database — commits when fn
+	// returns nil, and none does otherwise. A fenced ctx's lease term is
+	// checked inside that transaction, before fn runs.
+	Atomic(ctx context.Context, fn func(ctx context.Context) error) error
 
 	// PutMeta and Meta keep small named values (source status, admitted commit).
 	PutMeta(ctx context.Context, key string, value []byte) error
@@ -133,6 +145,7 @@ type Store interface {
 
 // Command is a pending operator command.
 type Command struct {
+	ID      int64
 	Release string
 	Command string
 	Time    time.Time
