@@ -39,7 +39,7 @@ func TestDeploymentsFromReport(t *testing.T) {
 			Log:      []fleet.LogEntry{{Time: at(5), Release: "r", Phase: fleet.PhaseHealthy}}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := DeploymentsFromReport("dev-1", tc.rep, rollout); !reflect.DeepEqual(got, tc.want) {
+			if got := DeploymentsFromReport("dev-1", tc.rep, time.Time{}, rollout); !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("got %+v\nwant %+v", got, tc.want)
 			}
 		})
@@ -76,12 +76,12 @@ func TestRecordReport(t *testing.T) {
 		Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: v1}},
 		Log:      []fleet.LogEntry{{Time: t0, Release: "r", Phase: fleet.PhaseHealthy}}}
 	for range 2 {
-		if err := RecordReport(ctx, g, "dev-1", rep, nil); err != nil {
+		if err := RecordReport(ctx, g, "dev-1", rep, time.Time{}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rep.Log, rep.Time = nil, t0.Add(2*time.Hour) // a heartbeat
-	if err := RecordReport(ctx, g, "dev-1", rep, nil); err != nil {
+	if err := RecordReport(ctx, g, "dev-1", rep, time.Time{}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, g, "lineage_edges"); n != 1 {
@@ -90,5 +90,20 @@ func TestRecordReport(t *testing.T) {
 	a, err := g.At(ctx, "dev-1", t0.Add(time.Minute))
 	if err != nil || len(a) != 1 || a[0].Model != v1 {
 		t.Fatalf("At = %+v, %v", a, err)
+	}
+}
+
+// A report is stamped with the server's receive time; the device's clock is
+// kept as DeviceTime and never dates the deployment.
+func TestDeploymentsFromReportReceiveTime(t *testing.T) {
+	v1 := digestOf('1')
+	dated2001 := time.Date(2001, 6, 1, 0, 0, 0, 0, time.UTC)
+	rep := fleet.StatusReport{Time: dated2001,
+		Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: v1}},
+		Log:      []fleet.LogEntry{{Time: dated2001, Release: "r", Phase: fleet.PhaseHealthy}}}
+	got := DeploymentsFromReport("dev-1", rep, t0, nil)
+	want := []DeploymentFacts{{Target: "dev-1", Release: "r", ModelDigest: v1, Start: t0, DeviceTime: dated2001, Outcome: OutcomeSucceeded}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }

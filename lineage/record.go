@@ -78,6 +78,9 @@ type DeploymentFacts struct {
 	Start       time.Time `json:"start"`
 	End         time.Time `json:"end,omitzero"`
 	Outcome     string    `json:"outcome,omitempty"` // Progressing, Succeeded (default), Failed, RolledBack
+	// DeviceTime is the target's own clock for the deployment, kept apart
+	// from Start (the server's receive time of the report).
+	DeviceTime time.Time `json:"deviceTime,omitzero"`
 }
 
 // RollbackFacts is a rollback of a release from one model to another on

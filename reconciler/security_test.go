@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
 )
@@ -145,5 +148,45 @@ func TestFailedAuthRateLimited(t *testing.T) {
 	}
 	if limited < 30 {
 		t.Fatalf("%d of 60 wrong tokens refused with 429", limited)
+	}
+}
+
+// TestReportWithUndesiredDigestRefused is the "reports are believed" probe
+// of issue 14 against a real cairn serve: a device posts a Healthy status
+// for a digest it was never desired to run, dated 2001. The server answers
+// 409, and lineage at that device in 2001 answers nothing.
+func TestReportWithUndesiredDigestRefused(t *testing.T) {
+	ctx := context.Background()
+	base := startServe(t, Config{EnrollToken: "enroll-secret", AdminToken: "admin"})
+	c := fleet.NewClient(base)
+	dev := enroll(t, c, "dev-b")
+	dated2001 := time.Date(2001, 6, 1, 0, 0, 0, 0, time.UTC)
+	forged := "sha256:" + strings.Repeat("ab", 32)
+	rep := fleet.StatusReport{Time: dated2001,
+		Releases: []fleet.ReleaseStatus{{Release: "bearing", Phase: fleet.PhaseHealthy, Digest: forged}},
+		Log:      []fleet.LogEntry{{Time: dated2001, Release: "bearing", Phase: fleet.PhaseHealthy, Message: "activated"}}}
+	err := c.ReportStatus(ctx, dev.ID, dev.Credential, rep)
+	var ae *fleet.APIError
+	if !errors.As(err, &ae) || ae.Status != http.StatusConflict || !strings.Contains(ae.Message, "never desired") {
+		t.Fatalf("report with an undesired digest: %v, want 409 naming the digest", err)
+	}
+	// A heartbeat naming no digest still passes.
+	if err := c.ReportStatus(ctx, dev.ID, dev.Credential, fleet.StatusReport{Time: dated2001}); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/lineage/at?target=dev-b&time=2001-06-01T00:00:00Z", nil)
+	req.Header.Set("Authorization", "Bearer admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || strings.Contains(string(body), forged) || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("lineage at dev-b in 2001 = %d %s, want []", resp.StatusCode, body)
+	}
+	ti, err := fleet.NewAdminClient(base, "admin").Target(ctx, "dev-b")
+	if err != nil || len(ti.Releases) > 0 {
+		t.Fatalf("refused report changed the target's status: %+v, %v", ti, err)
 	}
 }

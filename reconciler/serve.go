@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,8 +250,9 @@ func (p *serveParts) serverConfig(cfg Config, log *slog.Logger, metrics *server.
 		OnStatus: func(string) { p.rec.Trigger() }, OnCommand: func(string) { p.rec.Trigger() },
 		History: history.NewHandler(sts.hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
-			sts.hist.Observe(id, rep, time.Now())
-			if err := lineage.RecordReport(ctx, sts.graph, id, rep, p.rec.RolloutID); err != nil {
+			now := time.Now()
+			sts.hist.Observe(id, rep, now)
+			if err := lineage.RecordReport(ctx, sts.graph, id, rep, now.UTC(), p.rec.RolloutID); err != nil {
 				log.Warn("record deployments in lineage", "target", id, "err", err)
 			}
 		},
@@ -340,19 +340,8 @@ func registryName(ext, addr string) string {
 	return addr + " (built-in)"
 }
 
-// redact hides a password in a URL.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	// A password, or a token as the user of an http(s) URL, is a secret;
-	// ssh's user (git@) is not.
-	if _, hasPass := u.User.Password(); hasPass || u.Scheme != "ssh" {
-		u.User = url.User("redacted")
-	}
-	return u.String()
-}
+// redact hides the secret of a URL (source.Redact).
+func redact(raw string) string { return source.Redact(raw) }
 
 // plainHTTP says loopback registries (the built-in one) speak plain HTTP.
 func plainHTTP(addr string, tlsOn bool) func(string) bool {

@@ -119,6 +119,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "status of %s: %v", id, err)
 		return
 	}
+	if err := s.checkDigests(r, id, rep); err != nil {
+		if errors.Is(err, errUndesired) {
+			writeError(w, http.StatusConflict, "status of %s: %v", id, err)
+			return
+		}
+		s.log.Error("check status digests", "target", id, "err", err)
+		writeError(w, http.StatusInternalServerError, "status of %s: store unavailable", id)
+		return
+	}
 	if err := s.cfg.Store.PutStatus(r.Context(), id, rep, time.Now().UTC()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "target %s is not enrolled", id)
@@ -135,6 +144,65 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.cfg.OnStatus(id)
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+var errUndesired = errors.New("digest never desired for this target")
+
+// checkDigests refuses a report naming a model digest (active or being
+// installed) the target was never told to run: a digest of its desired
+// state now or of the one before it, or one its last accepted report
+// already named (what it ran before this server started). A report that
+// names no digest (a heartbeat of an empty target) passes.
+func (s *Server) checkDigests(r *http.Request, id string, rep fleet.StatusReport) error {
+	var named []string
+	for _, rs := range rep.Releases {
+		for _, d := range []string{rs.Digest, rs.Desired} {
+			if d != "" {
+				named = append(named, rs.Release+"\x00"+d)
+			}
+		}
+	}
+	if len(named) == 0 {
+		return nil
+	}
+	known := map[string]bool{}
+	addBody := func(b []byte) {
+		var d fleet.DesiredState
+		if len(b) == 0 || json.Unmarshal(b, &d) != nil {
+			return
+		}
+		for _, m := range d.Models {
+			known[m.Release+"\x00"+m.Digest] = true
+		}
+	}
+	now, prev := s.hub.bodies(id)
+	if now == nil {
+		if d, err := s.cfg.Store.Desired(r.Context(), id); err == nil {
+			now = d.Body
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	addBody(now)
+	addBody(prev)
+	if t, err := s.cfg.Store.Target(r.Context(), id); err == nil && t.Status != nil {
+		for _, rs := range t.Status.Releases {
+			for _, d := range []string{rs.Digest, rs.Desired, rs.Previous} {
+				if d != "" {
+					known[rs.Release+"\x00"+d] = true
+				}
+			}
+		}
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	for _, n := range named {
+		if !known[n] {
+			rel, d, _ := strings.Cut(n, "\x00")
+			return fmt.Errorf("release %s digest %s: %w (neither its desired state nor the previous one)", rel, d, errUndesired)
+		}
+	}
+	return nil
 }
 
 var errTooLarge = errors.New("request body too large")

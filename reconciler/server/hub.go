@@ -18,6 +18,7 @@ type hub struct {
 type entry struct {
 	etag    string
 	body    []byte
+	prev    []byte        // the desired state before body, nil when none
 	rev     int64         // store revision of the state, 0 before it was stored
 	changed chan struct{} // closed when etag changes
 }
@@ -33,6 +34,16 @@ func (h *hub) get(id string) (etag string, body []byte, changed <-chan struct{},
 		return "", nil, nil, false
 	}
 	return e.etag, e.body, e.changed, true
+}
+
+// bodies returns the cached desired state of id and the one before it.
+func (h *hub) bodies(id string) (now, prev []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e := h.entries[id]; e != nil {
+		return e.body, e.prev
+	}
+	return nil, nil
 }
 
 // revOf returns the store revision of id's cached state (0: none).
@@ -76,7 +87,7 @@ func (h *hub) publish(ds []store.Desired) {
 			continue
 		}
 		old := e.changed
-		e.etag, e.body, e.changed = d.ETag, d.Body, make(chan struct{})
+		e.prev, e.etag, e.body, e.changed = e.body, d.ETag, d.Body, make(chan struct{})
 		close(old)
 	}
 }

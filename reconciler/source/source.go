@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path"
 	"strings"
@@ -71,6 +72,11 @@ type Source struct {
 	// fetchMu serialises fetches (and the clone they write); it is held
 	// across the network. mu guards the fields below it and is never held
 	// across I/O, so State, URL and IsAncestor answer during a fetch.
+	// user is the userinfo the configured URL carried (a token or user
+	// and password), removed from cfg.URL so that it never reaches the
+	// clone's config file or a log line: it is passed to go-git as auth.
+	user *url.Userinfo
+
 	fetchMu   sync.Mutex
 	repo      *git.Repository
 	mu        sync.Mutex
@@ -96,7 +102,39 @@ func New(cfg Config) *Source {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Source{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1)}
+	var user *url.Userinfo
+	cfg.URL, user = splitUserinfo(cfg.URL)
+	return &Source{cfg: cfg, log: cfg.Logger, trigger: make(chan struct{}, 1), user: user}
+}
+
+// splitUserinfo removes the credentials of an http(s) URL, returning the
+// URL without them and them; ssh's user (git@) is no secret and stays.
+func splitUserinfo(raw string) (string, *url.Userinfo) {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return raw, nil
+	}
+	user := u.User
+	u.User = nil
+	return u.String(), user
+}
+
+// Redact hides the secret of a URL for logs and messages: a password by
+// url.URL.Redacted, and a token given as the user of an http(s) URL as
+// "redacted"; ssh's user (git@) is no secret. Anything that is not a URL
+// with userinfo is returned as it is.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	if _, hasPass := u.User.Password(); hasPass {
+		return u.Redacted()
+	}
+	if u.Scheme != "ssh" {
+		u.User = url.User("redacted")
+	}
+	return u.String()
 }
 
 // Trigger asks for a fetch now.
@@ -116,15 +154,7 @@ func (s *Source) State() (commit string, fetchedAt time.Time, err error) {
 }
 
 // URL returns the repository URL with any credentials removed.
-func (s *Source) URL() string {
-	u := s.cfg.URL
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.Index(u[i+3:], "@"); j >= 0 && !strings.HasPrefix(u, "ssh://") {
-			u = u[:i+3] + u[i+3+j+1:]
-		}
-	}
-	return u
-}
+func (s *Source) URL() string { return s.cfg.URL }
 
 // Branch returns the branch followed.
 func (s *Source) Branch() string { return s.cfg.Branch }
@@ -165,6 +195,14 @@ func (s *Source) auth() (transport.AuthMethod, error) {
 		if s.cfg.Token != "" {
 			return &githttp.BasicAuth{Username: "git", Password: s.cfg.Token}, nil
 		}
+		if s.user != nil {
+			// https://TOKEN@host (GitHub, GitLab) or https://user:password@host.
+			name := s.user.Username()
+			if pass, ok := s.user.Password(); ok {
+				return &githttp.BasicAuth{Username: name, Password: pass}, nil
+			}
+			return &githttp.BasicAuth{Username: name}, nil
+		}
 	case strings.HasPrefix(u, "ssh://"), strings.Contains(u, "@") && !strings.Contains(u, "://"):
 		if s.cfg.SSHKey != "" {
 			a, err := gitssh.NewPublicKeysFromFile("git", s.cfg.SSHKey, "")
@@ -193,7 +231,7 @@ func (s *Source) open(ctx context.Context, auth transport.AuthMethod) (*git.Repo
 		s.repo = r
 		return r, nil
 	}
-	if err := os.MkdirAll(s.cfg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("clone %s: %w", s.URL(), err)
 	}
 	r, err := git.PlainInit(s.cfg.Dir, true)
