@@ -3,6 +3,7 @@ package reconciler
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/internal/tlsfiles"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
 	"github.com/cairn-dev/cairn/reconciler/history"
@@ -65,12 +67,21 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	}
 	defer sts.close()
 
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		if tlsConf, err = tlsfiles.Server(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	addr := ln.Addr().String()
 	ln = server.LimitListener(ln, maxConnections(cfg.MaxConnections), cmp.Or(cfg.MaxConnectionsPerAddress, 256))
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
 	parts, err := assemble(ctx, cfg, log, sts, addr, enrollTok, adminTok)
 	if err != nil {
 		ln.Close()
@@ -215,7 +226,7 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		Publish:      func(ds []store.Desired) { p.srv.Publish(ds) },
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
-		PlainHTTP:    plainHTTP(addr),
+		PlainHTTP:    plainHTTP(addr, cfg.TLSCert != ""),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		// Alerts are queued in the step's own transaction; p.alerts
 		// (notifier, made first) delivers them.
@@ -223,7 +234,7 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		Profiles: profileReader(cfg),
 	}
 	if !cfg.SkipArtifactCheck {
-		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr))
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))
 		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
 	}
 	return New(ropts)
@@ -289,7 +300,7 @@ func (p *serveParts) run(ctx context.Context, cfg Config, log *slog.Logger, ln n
 	if p.src != nil {
 		go p.src.Run(ctx, p.rec.OnCommit, p.rec.FetchFailed)
 	}
-	log.Info("cairn serve listening", "addr", addr, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
+	log.Info("cairn serve listening", "addr", addr, "tls", cfg.TLSCert != "", "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
 		"database", redact(cfg.Database), "registry", registryName(cfg.Registry.Host, addr))
 	if ready != nil {
 		ready(addr)
@@ -333,9 +344,12 @@ func registryName(ext, addr string) string {
 func redact(raw string) string { return source.Redact(raw) }
 
 // plainHTTP says loopback registries (the built-in one) speak plain HTTP.
-func plainHTTP(addr string) func(string) bool {
+func plainHTTP(addr string, tlsOn bool) func(string) bool {
 	return func(artifact string) bool {
 		host, _, _ := strings.Cut(artifact, "/")
+		if tlsOn && host == addr {
+			return false // the built-in registry, over this server's TLS
+		}
 		if host == addr || strings.HasPrefix(host, "localhost:") || strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "[::1]") {
 			return true
 		}
