@@ -268,6 +268,27 @@ func (c *AdminClient) Alerts(ctx context.Context, states ...string) ([]AlertDeli
 	return out, nil
 }
 
+// Feedback lists the feedback batches uploaded, newest first, of target
+// and release (each optional).
+func (c *AdminClient) Feedback(ctx context.Context, target, release string) ([]FeedbackBatch, error) {
+	q := url.Values{}
+	if target != "" {
+		q.Set("target", target)
+	}
+	if release != "" {
+		q.Set("release", release)
+	}
+	path := "/api/v1/feedback"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out []FeedbackBatch
+	if err := c.get(ctx, "get feedback", path, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RolloutAction asks the server to pause, resume, abort or retry the rollout
 // of release (admin token). The reconciler applies it on its next step.
 func (c *AdminClient) RolloutAction(ctx context.Context, release, action string) error {

@@ -231,3 +231,33 @@ func (c *Client) ReportStatus(ctx context.Context, id, cred string, r StatusRepo
 	resp.Body.Close()
 	return nil
 }
+
+// UploadFeedback sends a batch of sampled live inputs (JSON lines) that the
+// runtime serving digest of release saw; the server stores it as a dataset
+// version and answers what it recorded. A batch already stored (the same
+// bytes, after a lost answer) is recorded once.
+func (c *Client) UploadFeedback(ctx context.Context, id, cred, release, digest string, jsonl io.Reader) (*FeedbackBatch, error) {
+	op := "upload feedback of " + id + "/" + release
+	q := url.Values{"release": {release}, "digest": {digest}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.b.url+targetPath(PathFeedback, id)+"?"+q.Encode(), jsonl)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.b.ua)
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := c.b.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, readAPIError(op, resp)
+	}
+	var b FeedbackBatch
+	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+		return nil, fmt.Errorf("%s: decode answer: %w", op, err)
+	}
+	return &b, nil
+}

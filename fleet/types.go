@@ -10,6 +10,9 @@ const (
 	PathEnroll  = "/api/v1/enroll"
 	PathDesired = "/api/v1/targets/{id}/desired" // GET, long-poll with If-None-Match
 	PathStatus  = "/api/v1/targets/{id}/status"  // POST
+	// PathFeedback takes a batch of sampled inputs (JSON lines) of one
+	// release: POST ?release=R&digest=MODEL_DIGEST.
+	PathFeedback = "/api/v1/targets/{id}/feedback"
 )
 
 // Facts are what a target observes about itself and reports at enrollment
@@ -161,6 +164,36 @@ type DesiredModel struct {
 	// Kubernetes is how cluster targets run the release (Release
 	// spec.kubernetes); devices ignore it.
 	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
+	// Feedback, when set, asks the agent to upload a sample of the inputs
+	// the runtime spools (Release spec.feedback).
+	Feedback *Feedback `json:"feedback,omitempty"`
+}
+
+// Feedback is a release's feedback sampling on the wire.
+type Feedback struct {
+	// Sample is the share of spooled lines to upload, in (0, 1].
+	Sample float64 `json:"sample"`
+	// MaxPerDay bounds the bytes uploaded per target and UTC day.
+	MaxPerDay int64 `json:"maxPerDay"`
+	// Store is the server's dataset store the batches go to.
+	Store string `json:"store,omitempty"`
+}
+
+// DefaultFeedbackPerDay is Feedback.MaxPerDay when a Release sets none.
+const DefaultFeedbackPerDay = 50 << 20
+
+// FeedbackBatch is one uploaded sample of a target's live inputs, stored
+// as a dataset version: GET /api/v1/feedback lists them.
+type FeedbackBatch struct {
+	// Dataset is the version's root digest (cairn data pull DATASET).
+	Dataset     string    `json:"dataset"`
+	Store       string    `json:"store"`
+	Target      string    `json:"target"`
+	Release     string    `json:"release"`
+	ModelDigest string    `json:"modelDigest"`
+	Records     int64     `json:"records"`
+	Bytes       int64     `json:"bytes"`
+	Time        time.Time `json:"time"`
 }
 
 // Kubernetes mirrors a Release's spec.kubernetes on the wire.

@@ -58,7 +58,7 @@ var ErrInvalid = errors.New("invalid lineage")
 
 var nodeTypes = map[string]bool{NodeCommit: true, NodeRelease: true, NodeModel: true, NodeDataset: true, NodeTarget: true, NodeRollout: true}
 
-var edgeTypes = map[string]bool{EdgeDeclaredIn: true, EdgeTrainedOn: true, EdgeEvaluatedOn: true, EdgePackagedFrom: true, EdgeDeployedTo: true, EdgeRolledBack: true, EdgeDriftedFrom: true}
+var edgeTypes = map[string]bool{EdgeDeclaredIn: true, EdgeTrainedOn: true, EdgeEvaluatedOn: true, EdgePackagedFrom: true, EdgeDeployedTo: true, EdgeRolledBack: true, EdgeDriftedFrom: true, EdgeObservedBy: true, EdgeServedBy: true}
 
 // Node builds the identifier "typ:id".
 func Node(typ, id string) string { return typ + ":" + id }

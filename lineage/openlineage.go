@@ -112,6 +112,14 @@ func (s Step) RunEvent() (openlineage.RunEvent, error) {
 		ev.Job.Name = "drift/" + nonEmpty(f.Release, "-")
 		ev.Inputs = append(ev.Inputs, modelDataset(f.ModelDigest, nil), datasetOf("", f.Dataset))
 		ev.Outputs = append(ev.Outputs, openlineage.Dataset{Namespace: openlineage.TargetNamespace, Name: f.Target})
+	case StepFeedback:
+		var f FeedbackFacts
+		if err := dec(&f); err != nil {
+			return ev, err
+		}
+		ev.Job.Name = "feedback/" + nonEmpty(f.Release, "-")
+		ev.Inputs = append(ev.Inputs, modelDataset(f.ModelDigest, nil), openlineage.Dataset{Namespace: openlineage.TargetNamespace, Name: f.Target})
+		ev.Outputs = append(ev.Outputs, datasetOf("", f.Dataset))
 	default:
 		return ev, fmt.Errorf("step %s: unknown kind %q", s.ID, s.Kind)
 	}

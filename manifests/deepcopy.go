@@ -114,6 +114,10 @@ func (o Release) DeepCopy() Release {
 		}
 		s.Monitor = &c
 	}
+	if f := s.Feedback; f != nil {
+		c := *f
+		s.Feedback = &c
+	}
 	return o
 }
 

@@ -232,6 +232,22 @@ type ReleaseSpec struct {
 	Suspend    bool        `json:"suspend,omitempty"`
 	// Monitor watches the release's live inputs after (and during) a rollout.
 	Monitor *Monitor `json:"monitor,omitempty"`
+	// Feedback makes targets upload a sample of the live inputs their
+	// runtime spools, as dataset versions, for retraining.
+	Feedback *Feedback `json:"feedback,omitempty"`
+}
+
+// Feedback is what a release's targets send back of what they saw: a
+// sampled share of the JSON lines the runtime spools, at most MaxPerDay
+// bytes a target and day, stored through the server as dataset versions
+// in the named dataset store of the server's configuration.
+type Feedback struct {
+	// Sample is the share of lines uploaded, in (0, 1].
+	Sample float64 `json:"sample"`
+	// MaxPerDay bounds the bytes a target uploads per UTC day (default 50Mi).
+	MaxPerDay Quantity `json:"maxPerDay,omitempty"`
+	// Store names a dataset store of the server (default "default").
+	Store string `json:"store,omitempty"`
 }
 
 // Kubernetes is what a cluster target applies for a release: an

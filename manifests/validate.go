@@ -477,6 +477,14 @@ func (c *checker) release(s *ReleaseSpec) {
 			c.errorf("spec.monitor.drift.action", "want %q or nothing, got %q", DriftActionRollback, d.Action)
 		}
 	}
+	if f := s.Feedback; f != nil {
+		if !(f.Sample > 0 && f.Sample <= 1) {
+			c.errorf("spec.feedback.sample", "want a share in (0, 1], got %g", f.Sample)
+		}
+		if f.MaxPerDay.Bytes < 0 {
+			c.errorf("spec.feedback.maxPerDay", "must not be negative, got %s", f.MaxPerDay)
+		}
+	}
 	if s.Kubernetes != nil {
 		c.kubernetes(s.Kubernetes)
 	}

@@ -19,6 +19,13 @@ import (
 type Config struct {
 	// Listen is the address of every API (default 127.0.0.1:7480).
 	Listen string `json:"listen,omitempty"`
+	// TLSCert and TLSKey are PEM files of the key pair served over HTTPS
+	// (read again when they change); without them cairn serve speaks plain
+	// HTTP. ClientCA, when set, verifies the client certificates agents
+	// present (tls.VerifyClientCertIfGiven; tokens still authenticate).
+	TLSCert  string `json:"tlsCert,omitempty"`
+	TLSKey   string `json:"tlsKey,omitempty"`
+	ClientCA string `json:"clientCA,omitempty"`
 	// Data is the data folder (default ./.cairn).
 	Data string `json:"data,omitempty"`
 	// Repo is the Git repository (path or URL) and Branch its branch (main).
@@ -173,6 +180,12 @@ func (c *Config) Check() error {
 	}
 	if c.EnrollmentRate < 0 {
 		return fmt.Errorf("enrollmentRate %g: want a positive rate", c.EnrollmentRate)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tlsCert and tlsKey go together")
+	}
+	if c.ClientCA != "" && c.TLSCert == "" {
+		return fmt.Errorf("clientCA needs tlsCert and tlsKey")
 	}
 	names := map[string]bool{}
 	for i := range c.CommitStatuses {

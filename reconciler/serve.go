@@ -3,6 +3,7 @@ package reconciler
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,8 +20,10 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/internal/tlsfiles"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
+	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
 	"github.com/cairn-dev/cairn/reconciler/plan"
@@ -65,12 +68,21 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	}
 	defer sts.close()
 
+	var tlsConf *tls.Config
+	if cfg.TLSCert != "" {
+		if tlsConf, err = tlsfiles.Server(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	addr := ln.Addr().String()
 	ln = server.LimitListener(ln, maxConnections(cfg.MaxConnections), cmp.Or(cfg.MaxConnectionsPerAddress, 256))
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
+	}
 	parts, err := assemble(ctx, cfg, log, sts, addr, enrollTok, adminTok)
 	if err != nil {
 		ln.Close()
@@ -113,6 +125,10 @@ type stores struct {
 	outbox *notify.Outbox
 	graph  *lineage.Graph
 	hist   *history.History
+	// datasets opens the dataset stores; feedback indexes the fleet's
+	// feedback uploads kept in them.
+	datasets feedback.Stores
+	feedback *feedback.Store
 }
 
 func (s *stores) close() {
@@ -145,6 +161,14 @@ func openStores(ctx context.Context, cfg Config, log *slog.Logger) (_ *stores, e
 	}
 	if s.hist, err = history.Open(ctx, db, history.WithOfflineAfter(time.Duration(cfg.OfflineAfter)), history.WithLogger(log)); err != nil {
 		return nil, fmt.Errorf("open metrics history: %w", err)
+	}
+	s.datasets = openDatasetStores(datasetStores(cfg))
+	tmp := filepath.Join(cfg.Data, "tmp")
+	if err = os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("data folder: %w", err)
+	}
+	if s.feedback, err = feedback.Open(ctx, db, feedback.Options{Stores: s.datasets, Lineage: s.graph, Temp: tmp}); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -215,15 +239,15 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		Publish:      func(ds []store.Desired) { p.srv.Publish(ds) },
 		Interval:     time.Duration(cfg.ReconcileInterval),
 		OfflineAfter: time.Duration(cfg.OfflineAfter),
-		PlainHTTP:    plainHTTP(addr),
+		PlainHTTP:    plainHTTP(addr, cfg.TLSCert != ""),
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		// Alerts are queued in the step's own transaction; p.alerts
 		// (notifier, made first) delivers them.
 		Notify:   sts.outbox.Enqueue,
-		Profiles: profileReader(cfg),
+		Profiles: profileReader(sts.datasets),
 	}
 	if !cfg.SkipArtifactCheck {
-		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr))
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))
 		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
 	}
 	return New(ropts)
@@ -252,8 +276,9 @@ func (p *serveParts) serverConfig(cfg Config, log *slog.Logger, metrics *server.
 			}
 			return err
 		},
-		Source: func() any { return p.rec.SourceInfo() },
-		Alerts: sts.outbox.List,
+		Source:   func() any { return p.rec.SourceInfo() },
+		Alerts:   sts.outbox.List,
+		Feedback: sts.feedback,
 	}
 	if cfg.RequestRate > 0 {
 		scfg.RequestRate, scfg.RequestBurst = rate.Limit(cfg.RequestRate), max(100, int(cfg.RequestRate*10))
@@ -289,7 +314,7 @@ func (p *serveParts) run(ctx context.Context, cfg Config, log *slog.Logger, ln n
 	if p.src != nil {
 		go p.src.Run(ctx, p.rec.OnCommit, p.rec.FetchFailed)
 	}
-	log.Info("cairn serve listening", "addr", addr, "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
+	log.Info("cairn serve listening", "addr", addr, "tls", cfg.TLSCert != "", "data", cfg.Data, "repo", redact(cfg.Repo), "branch", cfg.Branch,
 		"database", redact(cfg.Database), "registry", registryName(cfg.Registry.Host, addr))
 	if ready != nil {
 		ready(addr)
@@ -333,9 +358,12 @@ func registryName(ext, addr string) string {
 func redact(raw string) string { return source.Redact(raw) }
 
 // plainHTTP says loopback registries (the built-in one) speak plain HTTP.
-func plainHTTP(addr string) func(string) bool {
+func plainHTTP(addr string, tlsOn bool) func(string) bool {
 	return func(artifact string) bool {
 		host, _, _ := strings.Cut(artifact, "/")
+		if tlsOn && host == addr {
+			return false // the built-in registry, over this server's TLS
+		}
 		if host == addr || strings.HasPrefix(host, "localhost:") || strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "[::1]") {
 			return true
 		}
@@ -353,28 +381,38 @@ func datasetStores(cfg Config) map[string]string {
 	return urls
 }
 
-// profileReader reads training profiles from the configured dataset stores,
-// opening each store once.
-func profileReader(cfg Config) ProfileReader {
-	urls := datasetStores(cfg)
+// openDatasetStores opens the dataset stores of urls by name, each once.
+func openDatasetStores(urls map[string]string) feedback.Stores {
 	var mu sync.Mutex
 	open := map[string]blobs.Store{}
-	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
+	return func(ctx context.Context, store string) (blobs.Store, error) {
 		mu.Lock()
 		bs, ok := open[store]
 		mu.Unlock()
-		if !ok {
-			u, known := urls[store]
-			if !known {
-				return nil, fmt.Errorf("dataset store %q is not configured (datasetStores)", store)
-			}
-			var err error
-			if bs, err = blobs.Open(ctx, u); err != nil {
-				return nil, fmt.Errorf("dataset store %s: %w", store, err)
-			}
-			mu.Lock()
-			open[store] = bs
-			mu.Unlock()
+		if ok {
+			return bs, nil
+		}
+		u, known := urls[store]
+		if !known {
+			return nil, fmt.Errorf("dataset store %q is not configured (datasetStores)", store)
+		}
+		bs, err := blobs.Open(ctx, u)
+		if err != nil {
+			return nil, fmt.Errorf("dataset store %s: %w", store, err)
+		}
+		mu.Lock()
+		open[store] = bs
+		mu.Unlock()
+		return bs, nil
+	}
+}
+
+// profileReader reads training profiles from the configured dataset stores.
+func profileReader(stores feedback.Stores) ProfileReader {
+	return func(ctx context.Context, store, digest string) (*datasets.Profile, error) {
+		bs, err := stores(ctx, store)
+		if err != nil {
+			return nil, err
 		}
 		return datasets.ReadProfile(ctx, bs, digest)
 	}

@@ -141,6 +141,9 @@ func serveChecked(t *testing.T, cfg Config) (string, func()) {
 	}
 	select {
 	case a := <-addr:
+		if cfg.TLSCert != "" {
+			return "https://" + a, stop
+		}
 		return "http://" + a, stop
 	case err := <-done:
 		t.Fatalf("serve: %v", err)

@@ -59,6 +59,15 @@ func (r *Reconciler) desiredModel(rs *releaseState, asg rollout.Assignment) flee
 		dm.Runtime.HealthCheck = &fleet.HealthCheck{HTTP: hc.HTTP, Exec: hc.Exec, Timeout: hc.Timeout.Duration, Retries: hc.Retries, Period: hc.Period.Duration}
 	}
 	dm.Kubernetes = wireKubernetes(a.Release.Spec.Kubernetes)
+	if f := a.Release.Spec.Feedback; f != nil {
+		dm.Feedback = &fleet.Feedback{Sample: f.Sample, MaxPerDay: f.MaxPerDay.Bytes, Store: f.Store}
+		if dm.Feedback.MaxPerDay == 0 {
+			dm.Feedback.MaxPerDay = fleet.DefaultFeedbackPerDay
+		}
+		if dm.Feedback.Store == "" {
+			dm.Feedback.Store = "default"
+		}
+	}
 	return dm
 }
 

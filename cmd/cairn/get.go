@@ -66,10 +66,10 @@ func newGetCmd() *cobra.Command {
 	var window string
 	var allAlerts bool
 	cmd := &cobra.Command{
-		Use:       "get targets|releases|rollouts|events|drift|alerts|uptime",
-		Short:     "List targets, releases, rollouts, events, live drift, alert deliveries or uptime from a cairn server",
+		Use:       "get targets|releases|rollouts|events|drift|alerts|feedback|uptime",
+		Short:     "List targets, releases, rollouts, events, live drift, alert deliveries, feedback uploads or uptime from a cairn server",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts", "uptime"},
+		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts", "feedback", "uptime"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := sf.client()
 			ctx := cmd.Context()
@@ -115,6 +115,12 @@ func newGetCmd() *cobra.Command {
 					return err
 				}
 				return output.Print(out, sf.output, alertList(ds))
+			case "feedback":
+				bs, err := c.Feedback(ctx, ef.Target, ef.Release)
+				if err != nil {
+					return err
+				}
+				return output.Print(out, sf.output, feedbackList(bs))
 			case "uptime":
 				rep, err := history.NewClient(sf.server, serverToken(sf.server, sf.token)).Uptime(ctx, window, ef.Target)
 				if err != nil {
@@ -125,12 +131,12 @@ func newGetCmd() *cobra.Command {
 				}
 				return output.Print(out, sf.output, rep)
 			}
-			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift, alerts or uptime", args[0])
+			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift, alerts, feedback or uptime", args[0])
 		},
 	}
 	sf.add(cmd)
-	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift: only of this release")
-	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift, uptime: only of this target")
+	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift, feedback: only of this release")
+	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift, feedback, uptime: only of this target")
 	cmd.Flags().StringVar(&window, "window", "30d", "uptime: over this window (90m, 24h, 30d)")
 	cmd.Flags().StringVar(&ef.Type, "type", "", "events: only of this type")
 	cmd.Flags().IntVar(&ef.Limit, "limit", 100, "events: newest N")
@@ -307,6 +313,17 @@ func (l alertList) Rows() ([]string, [][]string) {
 		rows = append(rows, []string{d.ID, d.Alert, d.State, fmt.Sprint(d.Attempts), fmt.Sprint(d.Events), d.Created.Local().Format("2006-01-02 15:04:05"), next, dash(d.LastError)})
 	}
 	return []string{"delivery", "alert", "state", "attempts", "events", "created", "next attempt", "last error"}, rows
+}
+
+type feedbackList []fleet.FeedbackBatch
+
+func (l feedbackList) Rows() ([]string, [][]string) {
+	rows := make([][]string, 0, len(l))
+	for _, b := range l {
+		rows = append(rows, []string{b.Time.Local().Format("2006-01-02 15:04:05"), b.Target, b.Release, shortDigest(b.ModelDigest),
+			strconv.FormatInt(b.Records, 10), strconv.FormatInt(b.Bytes, 10), b.Store, b.Dataset})
+	}
+	return []string{"time", "target", "release", "model", "records", "bytes", "store", "dataset"}, rows
 }
 
 type eventList []fleet.Event

@@ -35,6 +35,7 @@ func newRootCmd() *cobra.Command {
 		newLineageCmd(),
 		newRegistryCmd(),
 	)
+	addCAFlag(root)
 	return root
 }
 

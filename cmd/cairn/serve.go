@@ -63,6 +63,9 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 			set(&cfg.WebhookSecret, "webhook-secret", flag.WebhookSecret)
 			set(&cfg.SSHKey, "ssh-key", flag.SSHKey)
 			set(&cfg.Enrollment, "enrollment", flag.Enrollment)
+			set(&cfg.TLSCert, "tls-cert", flag.TLSCert)
+			set(&cfg.TLSKey, "tls-key", flag.TLSKey)
+			set(&cfg.ClientCA, "client-ca", flag.ClientCA)
 			if cmd.Flags().Changed("enrollment-rate") {
 				cfg.EnrollmentRate = flag.EnrollmentRate
 			}
@@ -90,6 +93,9 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 	f.StringVar(&flag.BlobStore, "blob-store", "", "blob store of the built-in registry: file:///path or s3://bucket/prefix?endpoint=… (default DATA/blobs)")
 	f.StringVar(&flag.EnrollToken, "enroll-token", "", "enrollment token agents present (default: generated into DATA/enroll-token)")
 	f.StringVar(&flag.WebhookSecret, "webhook-secret", "", "HMAC secret of POST /hooks/git (without one, only loopback may trigger)")
+	f.StringVar(&flag.TLSCert, "tls-cert", "", "PEM certificate (chain) to serve HTTPS with; read again when the file changes (needs --tls-key)")
+	f.StringVar(&flag.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	f.StringVar(&flag.ClientCA, "client-ca", "", "PEM CA that client certificates must chain to when a client presents one (tokens still authenticate)")
 	f.StringVar(&flag.SSHKey, "ssh-key", "", "private key file for ssh:// repositories")
 	f.StringVar(&flag.Enrollment, "enrollment", "manual", "manual: targets enrolled with the shared token wait for `cairn target accept`; auto: accepted at once")
 	f.Float64Var(&flag.RequestRate, "request-rate", 100, "requests per second allowed from one source address (burst: 10s' worth)")

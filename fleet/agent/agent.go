@@ -276,6 +276,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if ctx.Err() == nil {
 			a.Report(ctx)
+			a.SendFeedback(ctx, desired)
 		}
 	}
 	return nil

@@ -115,7 +115,8 @@ var passEnv = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME
 	"LANG": true, "LC_ALL": true, "LC_CTYPE": true, "TZ": true, "TMPDIR": true}
 
 // childEnv is the environment of a command the agent runs: the allowed
-// variables of environ and CAIRN_MODEL_DIR.
+// variables of environ, CAIRN_MODEL_DIR and CAIRN_FEEDBACK_DIR (where the
+// runtime spools the inputs it saw, see FeedbackDir).
 func childEnv(environ []string, modelDir string) []string {
 	var out []string
 	for _, kv := range environ {
@@ -123,7 +124,7 @@ func childEnv(environ []string, modelDir string) []string {
 			out = append(out, kv)
 		}
 	}
-	return append(out, "CAIRN_MODEL_DIR="+modelDir)
+	return append(out, "CAIRN_MODEL_DIR="+modelDir, "CAIRN_FEEDBACK_DIR="+feedbackDirOf(modelDir))
 }
 
 // runCommand runs the runtime's restart command.

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -88,6 +89,9 @@ type Config struct {
 	// Alerts lists alert deliveries in the given states (all when none);
 	// nil serves an empty list.
 	Alerts func(ctx context.Context, states ...string) ([]fleet.AlertDelivery, error)
+	// Feedback, when set, takes targets' feedback uploads (POST
+	// /api/v1/targets/{id}/feedback) and lists them (GET /api/v1/feedback).
+	Feedback *feedback.Store
 }
 
 // Server is the HTTP side of cairn serve.
@@ -215,6 +219,10 @@ func (s *Server) routes() {
 	h("GET /api/v1/events", "events", s.read(s.events))
 	h("GET /api/v1/source", "source", s.read(s.source))
 	h("GET /api/v1/alerts", "alerts", s.read(s.alerts))
+	if s.cfg.Feedback != nil {
+		h("POST "+fleet.PathFeedback, "feedback", s.feedbackUpload)
+		h("GET /api/v1/feedback", "feedback-list", s.read(s.feedbackList))
+	}
 	h("POST /api/v1/releases/{name}/rollout/{action}", "rollout", s.admin(s.rolloutAction))
 	h("POST /api/v1/targets/{id}/accept", "target-accept", s.admin(s.targetAction("accept")))
 	h("POST /api/v1/targets/{id}/reject", "target-reject", s.admin(s.targetAction("reject")))

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/fleet/agent"
+	"github.com/cairn-dev/cairn/internal/tlsfiles"
 	"github.com/cairn-dev/cairn/registry/models"
 )
 
@@ -39,14 +42,19 @@ environment, plus CAIRN_MODEL_DIR.`
 type Flags struct {
 	Server, Token, Name, Labels, Root, FactsFile, RuntimeRoot string
 	TokenFile, CacheMax                                       string
-	PlainHTTP                                                 bool
+	CAFile, ClientCert, ClientKey                             string
+	PlainHTTP, Insecure                                       bool
 	PollWait, MaxBackoff                                      time.Duration
 	Limits                                                    models.Limits
 }
 
 // Register adds the flags to fs.
 func (o *Flags) Register(f *pflag.FlagSet) {
-	f.StringVar(&o.Server, "server", "", "fleet API URL of cairn serve (http://host:7480)")
+	f.StringVar(&o.Server, "server", "", "fleet API URL of cairn serve (https://host:7480; plain http only to loopback unless --insecure)")
+	f.StringVar(&o.CAFile, "ca-file", "", "PEM file of the CA that signed the server's certificate (added to the system roots; also used for pulls from the server's built-in registry)")
+	f.StringVar(&o.ClientCert, "client-cert", "", "PEM client certificate presented to the server (cairn serve --client-ca)")
+	f.StringVar(&o.ClientKey, "client-key", "", "PEM key of --client-cert")
+	f.BoolVar(&o.Insecure, "insecure", false, "allow a plain http:// server URL to a host that is not loopback (credentials in clear text)")
 	f.StringVar(&o.Token, "enroll-token", "", "removed: use --enroll-token-file")
 	f.MarkHidden("enroll-token")
 	f.StringVar(&o.TokenFile, "enroll-token-file", "", "file holding the enrollment token (needed until enrolled; else env CAIRN_ENROLL_TOKEN): the fleet's (DATA/enroll-token of cairn serve) or one from cairn target preauth")
@@ -89,6 +97,13 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 	if o.Root == "" {
 		return fmt.Errorf("--root is required")
 	}
+	if err := tlsfiles.CheckURL(o.Server, o.Insecure); err != nil {
+		return err
+	}
+	tc, err := tlsfiles.Client(o.CAFile, o.ClientCert, o.ClientKey)
+	if err != nil {
+		return err
+	}
 	if o.Token != "" {
 		return fmt.Errorf("--enroll-token is gone: a token in the command line is visible to every user of the machine (ps); put it in a file and pass --enroll-token-file")
 	}
@@ -125,9 +140,18 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 			return fmt.Errorf("--cache-max: %w", err)
 		}
 	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return fmt.Errorf("root: %w", err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	pullTr := tr.Clone() // the layers of large models: large buffers
+	pullTr.WriteBufferSize, pullTr.ReadBufferSize = 256<<10, 256<<10
 	a, err := agent.New(agent.Config{
 		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: token,
-		API: fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version)), PlainHTTP: o.PlainHTTP,
+		API:     fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version), fleet.WithHTTPClient(&http.Client{Transport: tr})),
+		Fetcher: &agent.PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: o.Limits, Transport: pullTr}, PlainHTTP: o.PlainHTTP,
 		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
 		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf, Driver: drv,
 	})
