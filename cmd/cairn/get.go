@@ -337,7 +337,7 @@ func (l eventList) Rows() ([]string, [][]string) {
 }
 
 func describeTarget(w io.Writer, t *fleet.TargetInfo) error {
-	p := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", v) }
+	p := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", output.Escape(v)) }
 	p("Name", t.Name)
 	p("Phase", dash(t.Phase))
 	seen := time.Time{}
@@ -375,24 +375,24 @@ func describeTarget(w io.Writer, t *fleet.TargetInfo) error {
 		fmt.Fprintln(w, "  (nothing)")
 	}
 	for _, d := range t.Desired {
-		fmt.Fprintf(w, "  %s: %s %s %s\n", d.Release, d.Model, dash(d.Version), d.Artifact)
+		fmt.Fprintf(w, "  %s: %s %s %s\n", d.Release, d.Model, output.Escape(dash(d.Version)), d.Artifact)
 	}
 	fmt.Fprintln(w, "Releases:")
 	if len(t.Releases) == 0 {
 		fmt.Fprintln(w, "  (no report)")
 	}
 	for _, r := range t.Releases {
-		fmt.Fprintf(w, "  %s: %s active=%s previous=%s %s\n", r.Release, r.Phase, shortDigest(r.Digest), shortDigest(r.Previous), r.Message)
+		fmt.Fprintf(w, "  %s: %s active=%s previous=%s %s\n", r.Release, r.Phase, shortDigest(r.Digest), shortDigest(r.Previous), output.Escape(r.Message))
 	}
 	fmt.Fprintln(w, "Deployment log:")
 	for _, e := range t.Log {
-		fmt.Fprintf(w, "  %s  %-11s %-20s %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Phase, e.Release, e.Message)
+		fmt.Fprintf(w, "  %s  %-11s %-20s %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), output.Escape(e.Phase), e.Release, output.Escape(e.Message))
 	}
 	return nil
 }
 
 func describeRelease(w io.Writer, r *fleet.ReleaseInfo, evs []fleet.Event) error {
-	p := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", v) }
+	p := func(k, v string) { fmt.Fprintf(w, "%-14s %s\n", k+":", output.Escape(v)) }
 	p("Name", r.Name)
 	p("Model", fmt.Sprintf("%s %s", dash(r.Model), r.Version))
 	p("Artifact", dash(r.Artifact))
@@ -411,11 +411,11 @@ func describeRelease(w io.Writer, r *fleet.ReleaseInfo, evs []fleet.Event) error
 	}
 	fmt.Fprintln(w, "Conditions:")
 	for _, c := range r.Conditions {
-		fmt.Fprintf(w, "  %-12s %-7s %-18s %s\n", c.Type, c.Status, c.Reason, c.Message)
+		fmt.Fprintf(w, "  %-12s %-7s %-18s %s\n", c.Type, c.Status, c.Reason, output.Escape(c.Message))
 	}
 	fmt.Fprintln(w, "Events:")
 	for _, e := range evs {
-		fmt.Fprintf(w, "  %s  %-18s %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Message)
+		fmt.Fprintf(w, "  %s  %-18s %s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, output.Escape(e.Message))
 	}
 	return nil
 }
