@@ -144,12 +144,16 @@ func (e *engine) sampleGates() {
 		st.Gates = nil
 		return
 	}
-	w := GateWindow{}
+	w := GateWindow{Wave: st.Wave, Since: st.BakeStarted}
 	if p := st.Gates; p != nil && p.Wave == st.Wave && p.Since.Equal(st.BakeStarted) {
+		// Step is pure: the previous state's maps and rings are copied once
+		// here, then added to in place.
 		w = *p
 		w.Seen, w.Stats, w.Outcomes = maps.Clone(p.Seen), maps.Clone(p.Stats), maps.Clone(p.Outcomes)
-	} else {
-		w = GateWindow{Wave: st.Wave, Since: st.BakeStarted}
+		for m, s := range w.Stats {
+			s.Recent = slices.Clone(s.Recent)
+			w.Stats[m] = s
+		}
 	}
 	if w.Seen == nil {
 		w.Seen, w.Stats, w.Outcomes = map[string]time.Time{}, map[string]GateStats{}, map[string]string{}
@@ -169,7 +173,6 @@ func (e *engine) sampleGates() {
 				continue
 			}
 			s := w.Stats[g.Metric]
-			s.Recent = slices.Clone(s.Recent)
 			s.add(v)
 			w.Stats[g.Metric] = s
 		}
