@@ -48,8 +48,11 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) (err error)
 		return err
 	}
 	t1 := time.Now()
-	p, err := plan.Compute(ctx, snap, r.inventory(), plan.Options{Policies: engine, Live: true,
-		Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput})
+	popts := plan.Options{Policies: engine, Live: true, Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput}
+	if r.opts.Evaluations != nil {
+		popts.Evaluations = evaluationResults{r.opts.Evaluations}
+	}
+	p, err := plan.Compute(ctx, snap, r.inventory(), popts)
 	if err != nil {
 		return r.rejectCommit(ctx, rev, stalling(ReasonValidationFailed, "plan: %w", err))
 	}
@@ -110,6 +113,7 @@ func (r *Reconciler) admitRelease(ctx context.Context, rev source.Revision, snap
 		r.log.Warn("release record does not decode: not admitting it", "release", name, "err", rs.rec.Err)
 		return nil
 	}
+	rs.candidate = candidateOf(snap, rel, pr)
 	verdict := admission(pr)
 	if held, ok := heldBy(verdict); ok {
 		return r.hold(ctx, rev, rel, pr, rs, held)
