@@ -244,7 +244,8 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		// Alerts are queued in the step's own transaction; p.alerts
 		// (notifier, made first) delivers them.
 		Notify:   sts.outbox.Enqueue,
-		Profiles: profileReader(sts.datasets),
+		Profiles:      profileReader(sts.datasets),
+		PolicyTimeout: time.Duration(cfg.PolicyTimeout),
 	}
 	if !cfg.SkipArtifactCheck {
 		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))
