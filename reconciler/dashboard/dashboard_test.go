@@ -385,6 +385,9 @@ func TestReleaseWaves(t *testing.T) {
 			t.Errorf("wave %d bar: want %s in the page", i+1, w)
 		}
 	}
+	if !strings.Contains(body, `id="wave">1 of 2<`) {
+		t.Error(`want "1 of 2" as the current wave`)
+	}
 	if !strings.Contains(body, `id="wave-1"`) || !strings.Contains(body, `id="wave-2"`) {
 		t.Error("want one bar per wave")
 	}

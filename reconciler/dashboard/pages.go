@@ -187,13 +187,13 @@ func (d *Dashboard) targetPage(w http.ResponseWriter, r *http.Request, role stri
 // releaseView is one release as the release pages show it.
 type releaseView struct {
 	fleet.ReleaseInfo
-	Spec   *admitted
-	States waveStates
-	Bar    any // all targets in one bar
-	Waves  any // one bar per wave
-	Bake   string
-	Gates  []gateView
-	After  string
+	Spec     *admitted
+	States   waveStates
+	Bar      any // all targets in one bar
+	WaveBars any // one bar per wave
+	Bake     string
+	Gates    []gateView
+	After    string
 }
 
 // gateView is a gate over the current wave's bake: the aggregate of the
@@ -216,7 +216,7 @@ func (d *Dashboard) releaseView(ctx context.Context, rel store.Release, now time
 		gates, waves = v.Spec.Policy.Spec.Gates, v.Spec.Policy.Spec.Waves
 	}
 	v.States = d.cache.releaseStates(rec, ri.Digest, ri.Wave)
-	v.Bar, v.Waves = totalBarSVG(v.States), wavesSVG(v.States)
+	v.Bar, v.WaveBars = totalBarSVG(v.States), wavesSVG(v.States)
 	st := rec.Rollout
 	if !st.BakeStarted.IsZero() && st.Wave < len(waves) {
 		end := st.BakeStarted.Add(waves[st.Wave].Bake.Duration)
