@@ -31,7 +31,7 @@ func TestCompare(t *testing.T) {
 			reasons: []string{"auc 0.92 is 0.03 below the champion's 0.95 (maxDrop 0.02)"}, drop: f(0.95 - 0.92), rel: f((0.95 - 0.92) / 0.95)},
 		{name: "below min and over maxDrop", spec: auc, candidate: map[string]float64{"auc": 0.81}, champion: map[string]float64{"auc": 0.97},
 			reasons: []string{"auc 0.81 is below the minimum 0.9", "auc 0.81 is 0.16 below the champion's 0.97 (maxDrop 0.02)"},
-			drop: f(0.97 - 0.81), rel: f((0.97 - 0.81) / 0.97)},
+			drop:    f(0.97 - 0.81), rel: f((0.97 - 0.81) / 0.97)},
 		{name: "candidate did not report the metric", spec: auc, candidate: map[string]float64{"f1": 0.9}, champion: map[string]float64{"auc": 0.95},
 			reasons: []string{"auc: the candidate's evaluation reported no value"}},
 		{name: "champion did not report it: value only", spec: auc, candidate: map[string]float64{"auc": 0.91}, champion: map[string]float64{"f1": 0.9}, pass: true},

@@ -261,7 +261,7 @@ type EvaluationSpec struct {
 	Timeout Duration `json:"timeout,omitempty"`
 	// MaxAge is how recent the candidate's evaluation must be for the
 	// evaluation policy (default 24h).
-	MaxAge  Duration                     `json:"maxAge,omitempty"`
+	MaxAge  Duration                    `json:"maxAge,omitempty"`
 	Metrics map[string]EvaluationMetric `json:"metrics"`
 }
 

@@ -518,7 +518,7 @@ func (c *checker) evaluation(e *EvaluationSpec) {
 	if e.MaxAge.Duration < 0 {
 		c.errorf(p+".maxAge", "must not be negative, got %s", e.MaxAge)
 	}
-	if !c.o.has(p+".metrics") {
+	if !c.o.has(p + ".metrics") {
 		c.errorf(p+".metrics", "required")
 	} else if len(e.Metrics) == 0 {
 		c.errorf(p+".metrics", "must name at least one metric")
