@@ -142,6 +142,7 @@ type Agent struct {
 	evalBusy    bool                              // a goroutine runs evaluations
 	evalDone    map[string]bool                   // runs reported (or refused)
 	evalReports map[string]fleet.EvaluationReport // runs made, not reported yet
+	kept        map[string]bool                   // releases left installed by the desired state's keep list, logged once
 }
 
 // New checks the configuration and loads the journal.
@@ -185,7 +186,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, fetcher: cfg.Fetcher, hc: cfg.HTTPClient,
 		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{},
-		inputs: map[string]string{}, scraped: map[string]inputScrape{},
+		inputs: map[string]string{}, scraped: map[string]inputScrape{}, kept: map[string]bool{},
 		evalDone: map[string]bool{}, evalReports: map[string]fleet.EvaluationReport{}}
 	if a.fetcher == nil {
 		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: cfg.PullLimits}
@@ -403,7 +404,7 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 			errs = append(errs, fmt.Errorf("release %s: %w", dm.Release, err))
 		}
 	}
-	if err := a.prune(ctx, desired); err != nil {
+	if err := a.prune(ctx, desired, ds.Keep); err != nil {
 		errs = append(errs, err)
 	}
 	a.collect(desired)
