@@ -97,6 +97,7 @@ type Reconciler struct {
 	alerts   []manifests.Alert
 	releases map[string]*releaseState
 	fleet    targetCache
+	inbox    inbox // reports stored since the last pass; own lock
 	requeue  time.Duration
 	lastPass time.Duration
 	profiles map[string]*profileEntry // dataset digest → drift references

@@ -229,6 +229,46 @@ func (s *SQL) TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Targe
 	return s.listTargets(ctx, "WHERE updated_at >= ?", nanos(since))
 }
 
+func (s *SQL) TargetStampsSince(ctx context.Context, since time.Time) ([]TargetStamp, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, state, updated_at FROM targets WHERE updated_at >= ?`), nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("list target stamps: %w", err)
+	}
+	defer rows.Close()
+	var out []TargetStamp
+	for rows.Next() {
+		var st TargetStamp
+		var at int64
+		if err := rows.Scan(&st.ID, &st.State, &at); err != nil {
+			return nil, fmt.Errorf("list target stamps: %w", err)
+		}
+		st.UpdatedAt = fromNanos(at)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list target stamps: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQL) TargetsByID(ctx context.Context, ids []string) ([]Target, error) {
+	var out []Target
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		ts, err := s.listTargets(ctx, `WHERE id IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+		ids = ids[n:]
+	}
+	return out, nil
+}
+
 // putStatus writes one status report in tx (see PutStatus, which groups
 // them into one transaction per batch).
 func (s *SQL) putStatus(ctx context.Context, tx *sql.Tx, id string, r fleet.StatusReport, at time.Time) error {
