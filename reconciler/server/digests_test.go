@@ -54,7 +54,11 @@ func TestStatusDigestsFromMemory(t *testing.T) {
 	var stored []time.Time
 	var mu sync.Mutex
 	s := New(Config{Store: rc, EnrollToken: "e", AutoAccept: true, StatusRate: 1000, StatusBurst: 1000,
-		OnStored: func(id string, rep fleet.StatusReport, at time.Time) { mu.Lock(); stored = append(stored, at); mu.Unlock() }})
+		OnStored: func(id string, rep fleet.StatusReport, at time.Time) {
+			mu.Lock()
+			stored = append(stored, at)
+			mu.Unlock()
+		}})
 	hs := httptest.NewServer(s.Handler())
 	defer hs.Close()
 	c := fleet.NewClient(hs.URL)
