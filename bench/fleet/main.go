@@ -209,6 +209,11 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		return err
 	}
 	env := append(os.Environ(), "CAIRN_ENROLL_TOKEN=bench-enroll", "CAIRN_ADMIN_TOKEN=bench-admin")
+	// The simulated models are in no registry: admission does not look.
+	cfgFile := filepath.Join(dir, "serve.yaml")
+	if err := os.WriteFile(cfgFile, []byte("skipArtifactCheck: true\n"), 0o644); err != nil {
+		return err
+	}
 	backend := "SQLite"
 	if database != "" {
 		backend = "PostgreSQL"
@@ -225,7 +230,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	var baseRSS int64
 	for k := range replicas {
 		addr := freeAddr()
-		srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, fmt.Sprintf("data-%d", k)), "--repo", repo, "--interval", "1h",
+		srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, fmt.Sprintf("data-%d", k)), "--repo", repo, "--config", cfgFile, "--interval", "1h",
 			"--enrollment", "auto", "--enrollment-rate", "1000000",
 			"--request-rate", "1000000", "--max-connections-per-address", "1000000")
 		srv.Env = env
