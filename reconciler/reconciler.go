@@ -106,7 +106,9 @@ type Reconciler struct {
 	readmit  time.Time        // when last was last re-evaluated
 	alerts   []manifests.Alert
 	releases map[string]*releaseState
+	kept     map[string]bool // removed releases kept installed (prune: false): kept.go
 	fleet    targetCache
+	inbox    inbox // reports stored since the last pass; own lock
 	requeue  time.Duration
 	lastPass time.Duration
 	profiles map[string]*profileEntry // dataset digest → drift references
@@ -156,7 +158,7 @@ func New(opts Options) *Reconciler {
 		opts.LeaseRenew = 3 * time.Second
 	}
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), src: newSourceState(),
-		releases: map[string]*releaseState{}, fleet: newTargetCache(),
+		releases: map[string]*releaseState{}, kept: map[string]bool{}, fleet: newTargetCache(),
 		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}, trainedOn: map[string][]manifests.Dataset{}}
 }
 
