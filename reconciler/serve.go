@@ -59,6 +59,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	cfg.Defaults()
+	if cfg.RepoCredentialsFile != "" {
+		if _, _, err := source.ReadCredentials(cfg.RepoCredentialsFile); err != nil {
+			return err
+		}
+	}
 	enrollTok, adminTok, err := dataFolder(cfg, log)
 	if err != nil {
 		return err
@@ -238,7 +243,7 @@ func assemble(ctx context.Context, cfg Config, log *slog.Logger, sts *stores, ad
 	p := &serveParts{sts: sts, alerts: notifier(cfg, log, sts.outbox)}
 	if cfg.Repo != "" {
 		p.src = source.New(source.Config{URL: cfg.Repo, Branch: cfg.Branch, Dir: filepath.Join(cfg.Data, "source"),
-			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
+			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, CredentialsFile: cfg.RepoCredentialsFile, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
 	}
 	metrics := server.NewMetrics()
 	p.rec = newServeReconciler(cfg, log, sts, p, metrics, addr)

@@ -38,6 +38,9 @@ type Config struct {
 	Interval time.Duration
 	// Token authenticates http(s) fetches (as the password of user "git").
 	Token string
+	// CredentialsFile is an owner-only file holding the credential of
+	// http(s) fetches, read on every fetch (ReadCredentials).
+	CredentialsFile string
 	// SSHKey is a private key file for ssh:// URLs.
 	SSHKey string
 	// FetchTimeout bounds one fetch, connection to tree (default 2m): a
@@ -193,6 +196,13 @@ func (s *Source) auth() (transport.AuthMethod, error) {
 	u := s.cfg.URL
 	switch {
 	case strings.HasPrefix(u, "http://"), strings.HasPrefix(u, "https://"):
+		if s.cfg.CredentialsFile != "" {
+			user, pass, err := ReadCredentials(s.cfg.CredentialsFile)
+			if err != nil {
+				return nil, err
+			}
+			return &githttp.BasicAuth{Username: user, Password: pass}, nil
+		}
 		if s.cfg.Token != "" {
 			return &githttp.BasicAuth{Username: "git", Password: s.cfg.Token}, nil
 		}
