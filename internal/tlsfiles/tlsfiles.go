@@ -1,10 +1,12 @@
 package tlsfiles
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sync"
@@ -170,4 +172,57 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// Roots is the system's roots plus the certificates of each PEM file that
+// is not "": a CA, or a server's own certificate chain (a leaf trusted as
+// a root verifies exactly that leaf).
+func Roots(files ...string) (*x509.CertPool, error) {
+	p, err := x509.SystemCertPool()
+	if err != nil || p == nil {
+		p = x509.NewCertPool()
+	}
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		if !p.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("CA file %s: no PEM certificate", f)
+		}
+	}
+	return p, nil
+}
+
+// RootsTransport is an HTTP transport whose HTTPS connections verify the
+// server against Roots(files...), read again at every new connection: a
+// renewed CA or certificate file is trusted without a restart.
+func RootsTransport(files ...string) *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = nil
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	tr.DialTLSContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		roots, err := Roots(files...)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		c := tls.Client(raw, &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, RootCAs: roots})
+		if err := c.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("tls handshake with %s: %w", addr, err)
+		}
+		return c, nil
+	}
+	return tr
 }
