@@ -74,7 +74,7 @@ type Config struct {
 	// cairn serve --client-ca, one naming this target enrolls it without
 	// a token.
 	ClientCert bool
-	API         API
+	API        API
 	// Fetcher pulls models (default: PullFetcher with the cache under Root
 	// and PullLimits).
 	Fetcher Fetcher
