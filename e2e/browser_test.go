@@ -18,13 +18,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/testenv"
 )
 
-const browserManifests = `apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
+const browserManifests = edgeProfile + `---
 apiVersion: cairn.dev/v1alpha1
 kind: RolloutPolicy
 metadata: {name: browser-waves}
@@ -34,28 +28,6 @@ spec:
   # dashboard and lets the waves go on without data.
   gates: [{metric: error_rate, max: 0.5, onNoData: pass}]
   onFailure: rollback
-`
-
-const browserRelease = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "%s"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: edge}]
-  rolloutPolicy: browser-waves
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
 `
 
 // TestDashboardInBrowser drives Debian's Chromium (headless, through
@@ -99,7 +71,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		}
 		return n == 4, fmt.Sprintf("%d reporting", n)
 	})
-	s.commit("release demo v1", browserManifests+fmt.Sprintf(browserRelease, "1", v1))
+	s.commit("release demo v1", browserManifests+demoRelease("1", v1, "edge", "  rolloutPolicy: browser-waves\n"))
 	eventually(t, 90*time.Second, "demo v1 Succeeded", func() (bool, string) {
 		r := view.release(t, "demo")
 		if r == nil {
@@ -191,7 +163,7 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	// 3. Release v2 and watch the wave advance live on the release page.
 	do("open the release", 30*time.Second, chromedp.Navigate(s.URL+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
-	s.commit("release demo v2", browserManifests+fmt.Sprintf(browserRelease, "2", v2))
+	s.commit("release demo v2", browserManifests+demoRelease("2", v2, "edge", "  rolloutPolicy: browser-waves\n"))
 	waitText("the rollout of v2 to start", "#rollout-phase", 60*time.Second, func(s string) bool { return s == "Progressing" })
 	waitText("wave 1 of 3", "#wave", 30*time.Second, func(s string) bool { return s == "1 of 3" })
 	waitText("the wave bar to advance to wave 2", "#wave", 60*time.Second, func(s string) bool { return s == "2 of 3" })

@@ -40,26 +40,8 @@ spec:
   onFailure: rollback
 `
 
-const clusterRelease = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "%s"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: prod}]
-  rolloutPolicy: waves
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
+// clusterSpec is what the Release of the cluster test adds to demoRelease.
+const clusterSpec = `  rolloutPolicy: waves
   kubernetes:
     image: ghcr.io/example/onnx-runtime:1.20
     modelFormat: onnx
@@ -240,7 +222,7 @@ func TestClusterRolloutEndToEnd(t *testing.T) {
 
 	// 1. v1 rolls out in waves over devices and clusters.
 	t.Log("STEP 1: release v1 to a profile selecting two devices and three clusters")
-	commit("release demo v1", clusterHead+fmt.Sprintf(clusterRelease, "1", v1))
+	commit("release demo v1", clusterHead+demoRelease("1", v1, "prod", clusterSpec))
 	eventually(t, 120*time.Second, "v1 healthy on all five targets", onDigest(d1))
 	eventually(t, 30*time.Second, "release Succeeded on v1", phase("Succeeded"))
 	logWaveEvents(t, view, ids)
@@ -302,7 +284,7 @@ func TestClusterRolloutEndToEnd(t *testing.T) {
 	}
 	kc.fail(failing.ns, d2)
 	t.Logf("STEP 2: release v2, whose workload turns Ready=False on %s", failing.name)
-	commit("release demo v2", clusterHead+fmt.Sprintf(clusterRelease, "2", v2))
+	commit("release demo v2", clusterHead+demoRelease("2", v2, "prod", clusterSpec))
 	eventually(t, 120*time.Second, "release RolledBack", phase("RolledBack"))
 	r := view.release(t, "demo")
 	t.Logf("release demo: %s, reason %s: %s", r.Phase, r.Reason, r.Message)

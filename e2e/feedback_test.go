@@ -13,34 +13,6 @@ import (
 	"github.com/cairn-dev/cairn/lineage"
 )
 
-const feedbackManifests = `apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "1.0.0"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: edge}]
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
-  feedback: {sample: 1, maxPerDay: 1Mi}
-`
-
 // TestFeedbackEndToEnd: a Release's feedback makes a real agent upload
 // what its runtime spooled in CAIRN_FEEDBACK_DIR, through cairn serve into
 // the server's default dataset store; `cairn get feedback --target` lists
@@ -56,7 +28,7 @@ func TestFeedbackEndToEnd(t *testing.T) {
 	mdir := filepath.Join(s.work, "model")
 	writeFiles(t, mdir, map[string][]byte{"model.onnx": []byte("weights v1"), "ok": nil})
 	ref := s.push("models/demo:1", []string{mdir}, "--name", "demo", "--version", "1.0.0")
-	s.commit("v1", fmt.Sprintf(feedbackManifests, ref))
+	s.commit("v1", edgeProfile+demoRelease("1.0.0", ref, "edge", "  feedback: {sample: 1, maxPerDay: 1Mi}\n"))
 
 	s.agent("device-3", "--labels", "env=prod")
 	root := s.agentRoot("device-3")

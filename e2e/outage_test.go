@@ -148,13 +148,13 @@ func TestRegistryOutage(t *testing.T) {
 		}
 		return out
 	}
-	s.commit("v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	s.commit("v1", manifestsHead+wavesRelease("1", v1))
 	eventually(t, 60*time.Second, "v1 on both targets", on(digestOf(v1)))
 
 	// 1. A 30 s outage during v2's rollout: no failure, no rollback.
 	proxy.setCut(true)
 	cutAt := time.Now()
-	s.commit("v2", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
+	s.commit("v2", manifestsHead+wavesRelease("2", v2))
 	sawDownloading := false
 	for time.Since(cutAt) < 30*time.Second {
 		for _, ti := range view.targets(t) {
@@ -185,7 +185,7 @@ func TestRegistryOutage(t *testing.T) {
 	// with that reason and rolls back.
 	short5 := strings.Replace(manifestsHead, "  onFailure: rollback\n", "  onFailure: rollback\n  downloadTimeout: 5s\n", 1)
 	proxy.setCut(true)
-	s.commit("v3", short5+fmt.Sprintf(releaseDoc, "3", v3))
+	s.commit("v3", short5+wavesRelease("3", v3))
 	eventually(t, 60*time.Second, "v3's rollout to fail on the download timeout", func() (bool, string) {
 		evs := rolloutEvents()
 		for _, e := range evs {

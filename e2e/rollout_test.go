@@ -19,13 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
-const manifestsHead = `apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
+const manifestsHead = edgeProfile + `---
 apiVersion: cairn.dev/v1alpha1
 kind: RolloutPolicy
 metadata: {name: e2e-waves}
@@ -34,27 +28,10 @@ spec:
   onFailure: rollback
 `
 
-const releaseDoc = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "%s"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: edge}]
-  rolloutPolicy: e2e-waves
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
-`
+// wavesRelease is demo's release in manifestsHead's waves.
+func wavesRelease(version, artifact string) string {
+	return demoRelease(version, artifact, "edge", "  rolloutPolicy: e2e-waves\n")
+}
 
 var waves = []manifests.Wave{{Percent: 20}, {Percent: 50}, {Percent: 100}}
 
@@ -212,7 +189,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	// 1. v1 to all in waves; the first target is killed mid-download and resumes.
 	t.Log("STEP 1: release v1; kill a wave-1 agent in the middle of its download")
 	tBeforeV1 := time.Now().UTC()
-	commitV1 := commit("release demo v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	commitV1 := commit("release demo v1", manifestsHead+wavesRelease("1", v1))
 	// Kill it once its download has bytes on disk (or, on a very fast
 	// machine, as soon as the download starts).
 	partialSeen := false
@@ -261,7 +238,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	// 3. v2 fails its health check on the first wave → automatic rollback.
 	t.Log("STEP 3: release v2, whose health check fails")
 	tBeforeV2 := time.Now().UTC()
-	commit("release demo v2 (broken)", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
+	commit("release demo v2 (broken)", manifestsHead+wavesRelease("2", v2))
 	eventually(t, 60*time.Second, "release demo RolledBack", phase("RolledBack"))
 	r := view.release(t, "demo")
 	t.Logf("release demo: phase %s, reason %s: %s (lastGood %s)", r.Phase, r.Reason, r.Message, short(r.LastGood))
@@ -299,7 +276,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	// 4. v3 rolls out while the target is offline; the operator pauses and resumes.
 	t.Log("STEP 4: release v3 while one target is offline; pause and resume it")
 	tBeforeV3 := time.Now().UTC()
-	commitV3 := commit("release demo v3", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3))
+	commitV3 := commit("release demo v3", manifestsHead+wavesRelease("3", v3))
 	eventually(t, 30*time.Second, "v3 rollout progressing", phase("Progressing"))
 	rollout := func(action string) {
 		out := s.api("rollout", action, "demo")

@@ -16,35 +16,6 @@ import (
 	"github.com/cairn-dev/cairn/internal/tlsfiles"
 )
 
-const tlsHead = `apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
-`
-
-const tlsRelease = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "1.0.0"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: edge}]
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
-`
-
 // TestTLS runs the cairn binary's serve over HTTPS with a CA made here,
 // --client-ca and manual acceptance:
 //   - an agent trusting the CA enrolls with the fleet token, waits, and is
@@ -63,7 +34,7 @@ func TestTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds cairn and runs a server and agents")
 	}
-	s := newServer(t, serveOptions{clientCA: true, manifests: tlsHead,
+	s := newServer(t, serveOptions{clientCA: true, manifests: edgeProfile,
 		config: map[string]string{"enrollment": "manual"}})
 	view := s.view()
 	clientFor := func(name string) *http.Client {
@@ -135,7 +106,7 @@ func TestTLS(t *testing.T) {
 	// artifact check on.
 	paths := writeFiles(t, filepath.Join(s.work, "model"), map[string][]byte{"model.onnx": []byte("weights"), "ok": nil})
 	ref := s.push("models/demo:1", paths, "--name", "demo", "--version", "1.0.0")
-	s.commit("release demo", tlsHead+fmt.Sprintf(tlsRelease, ref))
+	s.commit("release demo", edgeProfile+demoRelease("1.0.0", ref, "edge", ""))
 
 	// A client certificate naming edge-cert, no token: enrolled, accepted,
 	// healthy on the release.

@@ -411,9 +411,18 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 // names target id: the target must be accepted (enrolled, with the
 // certificate or a token, and not rejected or pending).
 func (s *Server) authCert(w http.ResponseWriter, r *http.Request, id string) bool {
+	s.mu.Lock()
+	_, accepted := s.creds[id] // as for credentials: cached while accepted
+	s.mu.Unlock()
+	if accepted {
+		return true
+	}
 	t, err := s.cfg.Store.Target(r.Context(), id)
 	switch {
 	case err == nil && t.State == store.StateAccepted:
+		if t.CredHash != "" {
+			s.remember(t.ID, t.CredHash)
+		}
 		return true
 	case err == nil && t.State == store.StatePending:
 		writeJSON(w, http.StatusForbidden, fleet.ErrorBody{Error: "target " + id + ": pending an admin's acceptance (cairn target accept " + id + ")", Code: fleet.CodePending})
