@@ -88,6 +88,10 @@ type Config struct {
 	// external registry behind a private CA). The built-in registry on
 	// serve's own TLS listener is trusted through tlsCert without it.
 	RegistryCAFile string `json:"registryCAFile,omitempty"`
+	// PolicyTimeout bounds the evaluation of one release's policies (5s);
+	// a release whose policies take longer is denied and keeps its
+	// previously admitted version.
+	PolicyTimeout Duration `json:"policyTimeout,omitempty"`
 	// LeaseTTL is how long the leader lease outlives its last renewal
 	// (10s; renewed every third of it): replicas on one PostgreSQL replace
 	// a leader that stopped renewing (killed, frozen, cut off) after it.
