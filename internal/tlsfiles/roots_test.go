@@ -73,3 +73,45 @@ func TestRootsTransport(t *testing.T) {
 		t.Errorf("trusting the old CA after the renewal: %v, want an unknown authority", err)
 	}
 }
+
+// TestFleetTransport: the fleet's CA verifies its server; a server of
+// another CA is still refused after the fallback to the system's roots.
+func TestFleetTransport(t *testing.T) {
+	dir := t.TempDir()
+	serve := func(name string) (string, testca.Files) {
+		f, err := testca.WriteFiles(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := Server(f.Cert, f.Key, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
+		go srv.Serve(tls.NewListener(ln, tc))
+		t.Cleanup(func() { srv.Close() })
+		return "https://" + ln.Addr().String() + "/", f
+	}
+	fleetURL, files := serve("fleet")
+	otherURL, _ := serve("other")
+	rt, err := FleetTransport(http.DefaultTransport.(*http.Transport), files.CA, files.ClientCert, files.ClientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &http.Client{Transport: rt, Timeout: 10 * time.Second}
+	for i := range 2 {
+		resp, err := c.Get(fleetURL)
+		if err != nil {
+			t.Fatalf("fleet server, request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		var uae x509.UnknownAuthorityError
+		if _, err := c.Get(otherURL); !errors.As(err, &uae) {
+			t.Fatalf("a server of another CA, request %d: %v, want an unknown authority", i, err)
+		}
+	}
+}

@@ -101,7 +101,9 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 	if err := tlsfiles.CheckURL(o.Server, o.Insecure); err != nil {
 		return err
 	}
-	tc, err := tlsfiles.Client(o.CAFile, o.ClientCert, o.ClientKey)
+	// The fleet's CA verifies the server (and its built-in registry); the
+	// system's roots are loaded only for a registry it does not verify.
+	tr, err := tlsfiles.FleetTransport(http.DefaultTransport.(*http.Transport), o.CAFile, o.ClientCert, o.ClientKey)
 	if err != nil {
 		return err
 	}
@@ -145,8 +147,6 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 	if err != nil {
 		return fmt.Errorf("root: %w", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
 	pullTr := tr.Clone() // the layers of large models: large buffers
 	pullTr.WriteBufferSize, pullTr.ReadBufferSize = 256<<10, 256<<10
 	a, err := agent.New(agent.Config{
