@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/evaluations"
 	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
@@ -80,6 +81,10 @@ type Config struct {
 	// an operator command is queued. Both must not block.
 	OnStatus  func(id string)
 	OnCommand func(release string)
+	// OnStored receives every status report once it is committed, with the
+	// time it was stored as received at (the target's last seen), before
+	// the reply; it must not block (the reconciler's view of the fleet).
+	OnStored func(id string, rep fleet.StatusReport, at time.Time)
 	// OnReport receives every stored status report (lineage records the
 	// deployments it carries); it runs in the request.
 	OnReport func(ctx context.Context, id string, rep fleet.StatusReport)
@@ -93,6 +98,11 @@ type Config struct {
 	// Feedback, when set, takes targets' feedback uploads (POST
 	// /api/v1/targets/{id}/feedback) and lists them (GET /api/v1/feedback).
 	Feedback *feedback.Store
+	// Evaluations, when set, takes evaluator agents' results (POST
+	// PathEvaluation), serves them their run's holdout from DatasetStores
+	// (GET PathEvaluationBlob) and lists runs (GET /api/v1/evaluations).
+	Evaluations   *evaluations.Store
+	DatasetStores feedback.Stores
 }
 
 // Server is the HTTP side of cairn serve.
@@ -111,6 +121,8 @@ type Server struct {
 	enrollLim map[string]*rate.Limiter // enrollments, by source address
 	failLim   map[string]*rate.Limiter // failed authentications, by source address
 	reqLim    map[string]*rate.Limiter // requests, by source address
+	reported  map[string][]string      // target id -> (release, digest) pairs of the last report stored here
+	keys      interner                 // of those pairs
 }
 
 // New returns the server; call Run to keep its desired-state cache in sync
@@ -151,7 +163,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
 		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{},
-		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}}
+		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}, reported: map[string][]string{}}
 	s.routes()
 	return s
 }
@@ -240,6 +252,11 @@ func (s *Server) routes() {
 	if s.cfg.Feedback != nil {
 		h("POST "+fleet.PathFeedback, "feedback", s.feedbackUpload)
 		h("GET /api/v1/feedback", "feedback-list", s.read(s.feedbackList))
+	}
+	if s.cfg.Evaluations != nil && s.cfg.DatasetStores != nil {
+		h("POST "+fleet.PathEvaluation, "evaluation", s.evaluationReport)
+		h("GET "+fleet.PathEvaluationBlob, "evaluation-blob", s.evaluationBlob)
+		h("GET /api/v1/evaluations", "evaluation-list", s.read(s.evaluationList))
 	}
 	h("POST /api/v1/releases/{name}/rollout/{action}", "rollout", s.admin(s.rolloutAction))
 	h("POST /api/v1/targets/{id}/accept", "target-accept", s.admin(s.targetAction("accept")))
@@ -491,6 +508,7 @@ func (s *Server) forget(id string) {
 		delete(s.byHash, old)
 		delete(s.creds, id)
 	}
+	delete(s.reported, id)
 }
 
 func (s *Server) limiter(id string) *rate.Limiter {
