@@ -60,6 +60,9 @@ type Hooks struct {
 type Config struct {
 	// Root holds the identity, journal, model slots and the layer cache.
 	Root string
+	// PullHoldout restores an evaluation run's holdout dataset (nil: the
+	// agent reports every run it is given as one it cannot evaluate).
+	PullHoldout HoldoutFunc
 	// Name is the target's name at enrollment (default: the hostname).
 	Name string
 	// Labels and Facts are reported at enrollment and with every status.

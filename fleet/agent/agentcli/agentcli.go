@@ -46,6 +46,9 @@ type Flags struct {
 	PlainHTTP, Insecure                                       bool
 	PollWait, MaxBackoff                                      time.Duration
 	Limits                                                    models.Limits
+	// PullHoldout lets the agent evaluate (cairn agent sets it; cairn-agent
+	// does not, to stay without the dataset code).
+	PullHoldout agent.HoldoutFunc
 }
 
 // Register adds the flags to fs.
@@ -153,7 +156,7 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 		API:     fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version), fleet.WithHTTPClient(&http.Client{Transport: tr})),
 		Fetcher: &agent.PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: o.Limits, Transport: pullTr}, PlainHTTP: o.PlainHTTP,
 		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
-		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf, Driver: drv,
+		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf, Driver: drv, PullHoldout: o.PullHoldout,
 	})
 	if err != nil {
 		return err
