@@ -344,7 +344,7 @@ step "8b/9 the feedback loop: v2 scored against the live champion v1 on the hold
 # An evaluator agent (label cairn.dev/role=evaluator) reads its runs from its
 # desired state, pulls both models and the holdout (through the server, by
 # digest), runs `bearing evaluate` on each and reports the JSON it prints.
-# cairn-agent stays small and cannot pull datasets: evaluators run `cairn agent`.
+# It is cairn agent: the device binary cairn-agent has no holdout pull.
 start agent-evaluator-1 "$CAIRN" agent --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --ca-file "$CA" --poll-wait 2s \
   --name evaluator-1 --labels cairn.dev/role=evaluator --root "$T/devices/evaluator-1"
 wait_for 30 "evaluator-1 to enroll" "$CAIRN" target accept evaluator-1
