@@ -46,16 +46,6 @@ func (h *hub) bodies(id string) (now, prev []byte) {
 	return nil, nil
 }
 
-// revOf returns the store revision of id's cached state (0: none).
-func (h *hub) revOf(id string) int64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if e := h.entries[id]; e != nil {
-		return e.rev
-	}
-	return 0
-}
-
 // ensure caches the empty desired state of id unless it has one.
 func (h *hub) ensure(id string) {
 	h.mu.Lock()
