@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/cairn-dev/cairn/digest"
@@ -167,12 +166,11 @@ func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) erro
 // event's identity, derived from (rollout, wave, kind): the stored event
 // of a key is written once, whatever its message says the second time.
 func eventKey(st rollout.State, e rollout.Event) string {
-	if st.ID() == "" {
+	// Not st.ID(), which is short enough to read but not unique.
+	id := st.Key()
+	if id == "" {
 		return ""
 	}
-	// Not st.ID(), which is short enough to read: two rollouts of digests
-	// sharing their first 12 hex digits started within a second share it.
-	id := st.Release + "|" + st.Target.Digest + "|" + strconv.FormatInt(st.Started.UnixNano(), 10)
 	typ := e.Type
 	switch typ {
 	case manifests.EventRolloutStarted, manifests.EventRolloutDone:
