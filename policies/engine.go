@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -58,6 +59,7 @@ type Engine struct {
 	pkgs     map[string]string // policy name → package path
 	builtin  []string          // built-in policy names, sorted
 	repo     []string          // repository policy names, sorted
+	timeout  time.Duration     // per Release (EvalTimeout)
 
 	mu   sync.Mutex
 	sets map[string]rego.PreparedEvalQuery // policy names joined by "\x00" → one query for all
@@ -198,7 +200,7 @@ func readData(fsys fs.FS, dir string) (map[string]any, error) {
 // folder (its *.rego modules, *_test.rego excluded, and its *.json/*.yaml data
 // files, merged at the root of `data`) and the built-in library. repo may be
 // nil: built-ins only.
-func Compile(ctx context.Context, repo fs.FS) (*Engine, error) {
+func Compile(ctx context.Context, repo fs.FS, opts ...Option) (*Engine, error) {
 	mods, err := builtinModules(false)
 	if err != nil {
 		return nil, err
@@ -233,7 +235,10 @@ func Compile(ctx context.Context, repo fs.FS) (*Engine, error) {
 	if c.Compile(mods); c.Failed() {
 		return nil, fmt.Errorf("compile policies: %w", explainSandbox(c.Errors))
 	}
-	e := &Engine{compiler: c, store: store, pkgs: map[string]string{}, sets: map[string]rego.PreparedEvalQuery{}}
+	e := &Engine{compiler: c, store: store, pkgs: map[string]string{}, sets: map[string]rego.PreparedEvalQuery{}, timeout: EvalTimeout}
+	for _, o := range opts {
+		o(e)
+	}
 	for p := range builtinPkgs {
 		e.pkgs[PolicyName(p)] = p
 		e.builtin = append(e.builtin, PolicyName(p))
@@ -273,6 +278,9 @@ func (e *Engine) prepare(ctx context.Context, names []string) (rego.PreparedEval
 	e.sets[key] = pq
 	return pq, nil
 }
+
+// Timeout is the bound on evaluating one Release's policies.
+func (e *Engine) Timeout() time.Duration { return e.timeout }
 
 // RepoPolicies returns the names of the repository's policies, which apply to
 // every Release.
@@ -322,11 +330,11 @@ func (e *Engine) Evaluate(ctx context.Context, builtins []string, in *Input) ([]
 		if err != nil {
 			return nil, fmt.Errorf("policy input for release %s: %w", in.Release.Name, err)
 		}
-		ectx, cancel := context.WithTimeout(ctx, EvalTimeout)
+		ectx, cancel := context.WithTimeout(ctx, e.timeout)
 		rs, err := pq.Eval(ectx, rego.EvalParsedInput(v))
 		cancel()
 		if err != nil && ectx.Err() != nil && ctx.Err() == nil {
-			return nil, fmt.Errorf("evaluate policies for release %s: not done within %s", in.Release.Name, EvalTimeout)
+			return nil, fmt.Errorf("evaluate policies for release %s: not done within %s: %w", in.Release.Name, e.timeout, ErrEvalTimeout)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("evaluate policies for release %s: %w", in.Release.Name, err)

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -8,8 +9,26 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// EvalTimeout bounds the evaluation of one Release's policies.
+// EvalTimeout bounds the evaluation of one Release's policies unless
+// WithEvalTimeout says otherwise.
 const EvalTimeout = 5 * time.Second
+
+// ErrEvalTimeout is returned (wrapped) by Evaluate when a Release's
+// policies were not evaluated within the timeout.
+var ErrEvalTimeout = errors.New("policy evaluation timed out")
+
+// Option configures Compile.
+type Option func(*Engine)
+
+// WithEvalTimeout bounds the evaluation of one Release's policies (default
+// EvalTimeout); zero or less keeps the default.
+func WithEvalTimeout(d time.Duration) Option {
+	return func(e *Engine) {
+		if d > 0 {
+			e.timeout = d
+		}
+	}
+}
 
 // Policies run sandboxed: they are compiled with OPA's capabilities minus
 // every built-in that reaches outside the evaluation or whose answer is

@@ -19,43 +19,93 @@ import (
 // Admit decodes, evaluates and plans a fetched commit, then runs a pass. A
 // commit that does not decode leaves every admitted release as it was and
 // marks the source not ready with the reason; a release a policy denies
-// keeps its previously admitted version and records a PolicyDenied event; a
-// release whose stored record does not decode stays as it is.
-func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) (err error) {
+// (or whose policies time out) keeps its previously admitted version and
+// records a PolicyDenied event; a release whose stored record does not
+// decode stays as it is. Decoding, compiling the policies and planning
+// (registry checks, policy evaluation) run without the reconciler's lock:
+// a slow policy or registry holds no pass. Admissions run one at a time.
+func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
+	r.admitMu.Lock()
+	defer r.admitMu.Unlock()
+	inv, done, err := r.admitBegin(ctx, rev)
+	if err != nil || done {
+		return err
+	}
+	t0 := time.Now()
+	snap, engine, perr := r.readCommit(ctx, rev)
+	t1 := time.Now()
+	var p *plan.Plan
+	if perr == nil {
+		p, err = plan.Compute(ctx, snap, inv, plan.Options{Policies: engine, Live: true,
+			Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput})
+		if err != nil {
+			perr = stalling(ReasonValidationFailed, "plan: %w", err)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.admitPlanned(ctx, rev, snap, p, perr, t1.Sub(t0), time.Since(t1))
+}
+
+// keepPending keeps rev for the next pass of this replica when nothing of
+// its admission was stored (a failed write, a lost lease). Called with
+// r.mu held.
+func (r *Reconciler) keepPending(rev source.Revision) {
+	if r.pending == nil {
+		r.pending = &rev
+	}
+}
+
+// admitBegin starts an admission under r.mu: it notes the fetched commit,
+// refuses one behind the admitted commit (done) and reads the fleet; it
+// returns the inventory the commit is planned against.
+func (r *Reconciler) admitBegin(ctx context.Context, rev source.Revision) (inv *fleet.Inventory, done bool, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	defer func() {
+		if err != nil {
+			r.keepPending(rev)
+		}
+	}()
+	if err := r.reloadIfStale(ctx); err != nil {
+		return nil, false, err
+	}
+	r.src.setFetched(rev.Commit)
+	if r.behind(rev) {
+		return nil, true, r.refuseBehind(ctx, rev)
+	}
+	if err := r.syncTargets(ctx); err != nil {
+		return nil, false, err
+	}
+	return r.inventory(), false, nil
+}
+
+// admitPlanned ends an admission under r.mu with the commit's plan (or the
+// error that rejects it): it admits or denies each release, removes those
+// the commit dropped and runs a pass, whose commit step stores it all.
+func (r *Reconciler) admitPlanned(ctx context.Context, rev source.Revision, snap *manifests.Snapshot, p *plan.Plan, perr error, decode, planned time.Duration) (err error) {
 	stored := false
 	defer func() {
 		// Nothing of the admission was stored (a failed write, a lost
 		// lease): it is tried again when this replica next passes.
-		if err != nil && !stored && r.pending == nil {
-			r.pending = &rev
+		if err != nil && !stored {
+			r.keepPending(rev)
 		}
 	}()
+	// Meanwhile a pass may have failed (the state is reloaded) or another
+	// leader admitted a later commit (this replica loaded it when elected).
 	if err := r.reloadIfStale(ctx); err != nil {
 		return err
 	}
-	r.src.setFetched(rev.Commit)
 	if r.behind(rev) {
 		return r.refuseBehind(ctx, rev)
 	}
-	t0 := time.Now()
-	snap, engine, err := r.readCommit(ctx, rev)
-	if err != nil {
-		return r.rejectCommit(ctx, rev, err)
+	if perr != nil {
+		return r.rejectCommit(ctx, rev, perr)
 	}
-	if err := r.syncTargets(ctx); err != nil {
-		return err
-	}
-	t1 := time.Now()
-	p, err := plan.Compute(ctx, snap, r.inventory(), plan.Options{Policies: engine, Live: true,
-		Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput})
-	if err != nil {
-		return r.rejectCommit(ctx, rev, stalling(ReasonValidationFailed, "plan: %w", err))
-	}
-	planned := map[string]plan.Release{}
+	byName := map[string]plan.Release{}
 	for _, pr := range p.Releases {
-		planned[pr.Name] = pr
+		byName[pr.Name] = pr
 	}
 	// From here the admission's writes are staged, and made in the
 	// transaction of the pass below (its commit step).
@@ -65,7 +115,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) (err error)
 	seen := map[string]bool{}
 	for _, rel := range snap.Releases() {
 		seen[rel.Metadata.Name] = true
-		events = append(events, r.admitRelease(ctx, rev, snap, rel, planned[rel.Metadata.Name])...)
+		events = append(events, r.admitRelease(ctx, rev, snap, rel, byName[rel.Metadata.Name])...)
 	}
 	for _, name := range r.names() {
 		if !seen[name] {
@@ -79,7 +129,7 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) (err error)
 	}
 	r.recordAdmitted(ctx, rev, snap, events)
 	r.log.Info("commit admitted", "commit", rev.Commit, "releases", len(snap.Releases()),
-		"decode", t1.Sub(t0).String(), "plan", time.Since(t1).String())
+		"decode", decode.String(), "plan", planned.String())
 	return r.reconcileLocked(ctx)
 }
 
@@ -94,7 +144,7 @@ func (r *Reconciler) readCommit(ctx context.Context, rev source.Revision) (*mani
 	if err != nil {
 		return nil, nil, &Stalling{Reason: ReasonPolicyFailed, Err: err}
 	}
-	engine, err := policies.Compile(ctx, pfs)
+	engine, err := policies.Compile(ctx, pfs, policies.WithEvalTimeout(r.opts.PolicyTimeout))
 	if err != nil {
 		return nil, nil, &Stalling{Reason: ReasonPolicyFailed, Err: err}
 	}

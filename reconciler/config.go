@@ -83,6 +83,10 @@ type Config struct {
 	// artifact or dataset holds the release and a registry that is down
 	// delays its admission, as cairn plan reports them.
 	SkipArtifactCheck bool `json:"skipArtifactCheck,omitempty"`
+	// PolicyTimeout bounds the evaluation of one release's policies (5s);
+	// a release whose policies take longer is denied and keeps its
+	// previously admitted version.
+	PolicyTimeout Duration `json:"policyTimeout,omitempty"`
 	// LeaseTTL is how long the leader lease outlives its last renewal
 	// (10s; renewed every third of it): replicas on one PostgreSQL replace
 	// a leader that stopped renewing (killed, frozen, cut off) after it.

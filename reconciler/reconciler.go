@@ -55,6 +55,9 @@ type Options struct {
 	// OnInput sees every policy input document admission evaluates
 	// (plan.Options.OnInput); optional.
 	OnInput func(*policies.Input)
+	// PolicyTimeout bounds the evaluation of one release's policies
+	// (policies.EvalTimeout); a release over it is denied.
+	PolicyTimeout time.Duration
 	// LeaseRenew is how often the leader lease is taken or renewed (3s):
 	// a third of the store's lease TTL or less.
 	LeaseRenew time.Duration
@@ -89,7 +92,14 @@ type Reconciler struct {
 	trigger chan struct{}
 	src     *sourceState // own lock: read by the status API
 
-	mu       sync.Mutex       // held by Admit and a pass; never by the status API
+	// admitMu serialises admissions: held by Admit from start to end,
+	// also while it decodes, compiles and evaluates without mu, and
+	// always taken before mu.
+	admitMu sync.Mutex
+	// mu guards the state: held by a pass and by Admit except while it
+	// decodes the commit and compiles and evaluates its policies (so a
+	// slow policy holds no pass); never by the status API.
+	mu       sync.Mutex
 	commit   string           // admitted
 	pending  *source.Revision // fetched while not leader
 	last     *source.Revision // last commit admitted, re-evaluated while a release is denied

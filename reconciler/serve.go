@@ -243,8 +243,9 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		LeaseRenew:   time.Duration(cfg.LeaseTTL) / 3,
 		// Alerts are queued in the step's own transaction; p.alerts
 		// (notifier, made first) delivers them.
-		Notify:   sts.outbox.Enqueue,
-		Profiles: profileReader(sts.datasets),
+		Notify:        sts.outbox.Enqueue,
+		Profiles:      profileReader(sts.datasets),
+		PolicyTimeout: time.Duration(cfg.PolicyTimeout),
 	}
 	if !cfg.SkipArtifactCheck {
 		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))

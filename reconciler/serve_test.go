@@ -230,7 +230,9 @@ func TestServeWebhookBrokenCommitAndForbidden(t *testing.T) {
 		if si, err = admin.Source(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if si.Commit != si.Admitted {
+		// Fetched, then rejected: a commit being evaluated (its policies
+		// run without the reconciler's lock) is fetched and not yet either.
+		if r := readyCondition(si); si.Commit != si.Admitted && r != nil && r.Status == "False" {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -3,11 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/policies"
 	"github.com/cairn-dev/cairn/reconciler/plan"
 )
 
@@ -16,6 +18,7 @@ func newPlanCmd() *cobra.Command {
 		base, inventory, server, token, format string
 		noBase, noRegistry, plainHTTP          bool
 		stores                                 map[string]string
+		policyTimeout                          time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "plan [DIR]",
@@ -38,7 +41,7 @@ func newPlanCmd() *cobra.Command {
 				return fmt.Errorf("plan: unknown output format %q: want markdown or json", format)
 			}
 			ctx := cmd.Context()
-			o := plan.DirOptions{BaseRev: base, NoBase: noBase}
+			o := plan.DirOptions{BaseRev: base, NoBase: noBase, PolicyTimeout: policyTimeout}
 			switch {
 			case inventory != "":
 				f, err := os.Open(inventory)
@@ -88,6 +91,7 @@ func newPlanCmd() *cobra.Command {
 	f.StringVar(&token, "token", "", "admin or read-only token for --server (default $CAIRN_TOKEN, then a local server's .cairn/admin-token)")
 	f.StringVarP(&format, "output", "o", "markdown", "output format: markdown or json")
 	f.BoolVar(&noRegistry, "no-registry", false, "do not read artifact sizes from the registry (download sizes unknown)")
+	f.DurationVar(&policyTimeout, "policy-timeout", policies.EvalTimeout, "bound on evaluating one release's policies; a release over it is denied (as serve's policyTimeout)")
 	f.BoolVar(&plainHTTP, "plain-http", false, "talk plain HTTP to the registry")
 	f.StringToStringVar(&stores, "dataset-store", nil, "NAME=URL: check that datasets of store NAME (spec.store, default \"default\") exist at URL (file:// or s3://), as cairn serve does with its datasetStores; repeatable")
 	return cmd

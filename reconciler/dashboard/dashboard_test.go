@@ -19,6 +19,8 @@ import (
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
 	"github.com/cairn-dev/cairn/reconciler/history"
+	"github.com/cairn-dev/cairn/reconciler/record"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -73,11 +75,22 @@ func newEnv(t *testing.T) *env {
 		}
 		h.Observe(name, rep, at)
 	}
-	spec, _ := json.Marshal(map[string]any{"commit": "c0ffee", "profiles": []manifests.DeviceProfile{{Metadata: manifests.ObjectMeta{Name: "edge"},
-		Spec: manifests.DeviceProfileSpec{Selector: manifests.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}},
-		"policy": manifests.RolloutPolicy{Spec: manifests.RolloutPolicySpec{Waves: []manifests.Wave{{Percent: 50}, {Percent: 100}}}}})
-	status, _ := json.Marshal(fleet.ReleaseInfo{ReleaseState: fleet.ReleaseState{Name: "demo", Digest: "sha256:" + strings.Repeat("a", 64), Phase: "Progressing"}, Targets: 6, Waves: 2})
-	if err := st.PutRelease(ctx, store.Release{Name: "demo", Commit: "c0ffee", Spec: spec, State: []byte(`{}`), Status: status}); err != nil {
+	wave1 := manifests.Gate{Metric: "cpu_percent", Max: ptr(50.0), Aggregate: manifests.AggregateMax}
+	cols, err := record.Encode(record.Release{Name: "demo",
+		Admitted: &record.Admitted{Commit: "c0ffee",
+			Release: manifests.Release{Metadata: manifests.ObjectMeta{Name: "demo"}},
+			Model:   manifests.Model{Metadata: manifests.ObjectMeta{Name: "m"}, Spec: manifests.ModelSpec{Artifact: "reg.example/m@sha256:" + strings.Repeat("a", 64)}},
+			Profiles: []manifests.DeviceProfile{{Metadata: manifests.ObjectMeta{Name: "edge"},
+				Spec: manifests.DeviceProfileSpec{Selector: manifests.LabelSelector{MatchLabels: map[string]string{"env": "prod"}}}}},
+			Policy: manifests.RolloutPolicy{Spec: manifests.RolloutPolicySpec{Waves: []manifests.Wave{{Percent: 50}, {Percent: 100}},
+				Gates: []manifests.Gate{wave1}}}},
+		Rollout: rollout.State{Release: "demo", Phase: rollout.PhaseProgressing, Wave: 0,
+			Gates: &rollout.GateWindow{Wave: 0, Stats: map[string]rollout.GateStats{"cpu_percent": {Count: 2, Sum: 24, Max: 14, Min: 10, Recent: []float64{10, 14}}}}},
+		Status: fleet.ReleaseInfo{ReleaseState: fleet.ReleaseState{Name: "demo", Digest: "sha256:" + strings.Repeat("a", 64), Phase: "Progressing"}, Targets: 6, Waves: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PutRelease(ctx, store.Release{Name: "demo", Commit: "c0ffee", Spec: cols.Spec, State: cols.State, Status: cols.Status}); err != nil {
 		t.Fatal(err)
 	}
 	d, err := dashboard.New(dashboard.Config{Store: st, History: h, AdminToken: "admin-tok", ReadToken: "read-tok", OfflineAfter: time.Minute, PageSize: 5})
@@ -322,5 +335,65 @@ func TestFleetPendingAcceptance(t *testing.T) {
 	_, body = e.get(c, "/?phase=pending")
 	if !strings.Contains(body, "dev-new") || !strings.Contains(body, `id="matching">1<`) {
 		t.Fatalf("phase=pending does not list dev-new alone:\n%s", body)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestReleaseWaves: the release page draws one bar per wave with that
+// wave's targets by state, in the engine's wave order, and each gate's
+// aggregate over the bake window against its threshold.
+func TestReleaseWaves(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	digest := "sha256:" + strings.Repeat("a", 64)
+	// The engine's split of the six env=prod targets into 50% + 100%.
+	prod := []string{"dev-00", "dev-02", "dev-04", "dev-06", "dev-08", "dev-10"}
+	waves := rollout.AssignWaves("demo", []manifests.Wave{{Percent: 50}, {Percent: 100}}, prod)
+	var ds []store.Desired
+	for _, id := range waves[0] {
+		body, _ := json.Marshal(fleet.DesiredState{Target: id, Models: []fleet.DesiredModel{{Release: "demo", Digest: digest}}})
+		ds = append(ds, store.Desired{Target: id, Body: body})
+	}
+	if _, err := e.st.PutDesired(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dash.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := [2]string{}
+	for i, members := range waves {
+		var healthy, failed, pending, waiting int
+		for _, id := range members {
+			switch {
+			case i == 1:
+				waiting++
+			case id == "dev-00" || id == "dev-02":
+				failed++
+			case id == "dev-04" || id == "dev-06" || id == "dev-08" || id == "dev-10":
+				healthy++
+			default:
+				pending++
+			}
+		}
+		pct := []int{50, 100}[i]
+		want[i] = fmt.Sprintf(`aria-label="wave %d (%d%%, %d targets): %d healthy, 0 installing, 0 downloading, %d pending, %d failed, %d waiting"`, i+1, pct, len(members), healthy, pending, failed, waiting)
+	}
+	_, body := e.get(e.login("read-tok"), "/releases/demo")
+	for i, w := range want {
+		if !strings.Contains(body, w) {
+			t.Errorf("wave %d bar: want %s in the page", i+1, w)
+		}
+	}
+	if !strings.Contains(body, `id="wave">1 of 2<`) {
+		t.Error(`want "1 of 2" as the current wave`)
+	}
+	if !strings.Contains(body, `id="wave-1"`) || !strings.Contains(body, `id="wave-2"`) {
+		t.Error("want one bar per wave")
+	}
+	// cpu_percent max over the window is 14 ≤ 50 over 2 samples: pass.
+	if !strings.Contains(body, "<td>max 14</td><td>2</td>") || !strings.Contains(body, `class="gate-pass"`) {
+		i := strings.Index(body, `id="gates"`)
+		t.Errorf("gate row: want the window's max 14 over 2 samples, passing; got %s", body[max(i, 0):min(max(i, 0)+600, len(body))])
 	}
 }

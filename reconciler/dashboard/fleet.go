@@ -13,6 +13,8 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
+	"github.com/cairn-dev/cairn/reconciler/record"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -36,14 +38,8 @@ type row struct {
 	search   string // lower-cased name and label values, for the text filter
 }
 
-// admitted is the part of a stored release's admitted spec the pages read.
-type admitted struct {
-	Commit   string                    `json:"commit"`
-	Release  manifests.Release         `json:"release"`
-	Model    manifests.Model           `json:"model"`
-	Policy   manifests.RolloutPolicy   `json:"policy"`
-	Profiles []manifests.DeviceProfile `json:"profiles"`
-}
+// admitted is a stored release's admitted snapshot.
+type admitted = record.Admitted
 
 // cache is the dashboard's copy of targets, desired states and releases.
 type cache struct {
@@ -56,13 +52,13 @@ type cache struct {
 	since    time.Time // newest updated_at read
 	rev      int64     // newest desired revision read
 	releases []store.Release
-	specs    map[string]*admitted
+	recs     map[string]record.Release // decoded releases by name
 	profiles []manifests.DeviceProfile
 	version  int64 // bumped on every change
 }
 
 func newCache(st store.Store) *cache {
-	return &cache{st: st, rows: map[string]*row{}, specs: map[string]*admitted{}}
+	return &cache{st: st, rows: map[string]*row{}, recs: map[string]record.Release{}}
 }
 
 // refresh reads what changed since the last call and reports whether
@@ -101,13 +97,13 @@ func (c *cache) refresh(ctx context.Context) (bool, error) {
 	}
 	if relsChanged {
 		c.releases = rels
-		c.specs = map[string]*admitted{}
+		c.recs = map[string]record.Release{}
 		seen := map[string]bool{}
 		c.profiles = nil
 		for _, r := range rels {
-			var a admitted
-			if len(r.Spec) > 0 && string(r.Spec) != "null" && json.Unmarshal(r.Spec, &a) == nil {
-				c.specs[r.Name] = &a
+			rec := record.Decode(record.Columns{Name: r.Name, Commit: r.Commit, Spec: r.Spec, State: r.State, Status: r.Status}, r.UpdatedAt)
+			c.recs[r.Name] = rec
+			if a := rec.Admitted; a != nil {
 				for _, p := range a.Profiles {
 					if !seen[p.Metadata.Name] {
 						seen[p.Metadata.Name] = true
@@ -351,11 +347,13 @@ func (c *cache) get(id string) *row {
 	return c.rows[id]
 }
 
-// spec returns the admitted spec of a release, nil when unknown.
-func (c *cache) spec(name string) *admitted {
+// record returns the decoded stored record of a release, and whether the
+// cache holds it.
+func (c *cache) record(name string) (record.Release, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.specs[name]
+	r, ok := c.recs[name]
+	return r, ok
 }
 
 func (c *cache) profileNames() []string {
@@ -368,51 +366,134 @@ func (c *cache) profileNames() []string {
 	return out
 }
 
-// waveStates counts the selected targets of release by state: those told
-// to run digest by phase, the rest as waiting for a later wave.
-type waveStates struct {
+// stateCounts counts targets by where they are in a rollout.
+type stateCounts struct {
 	Healthy, Installing, Downloading, Pending, Failed, Waiting int
-	// Worst holds, per gated metric, the worst value among the targets on digest.
+}
+
+func (s stateCounts) total() int {
+	return s.Healthy + s.Installing + s.Downloading + s.Pending + s.Failed + s.Waiting
+}
+
+func (s *stateCounts) add(o stateCounts) {
+	s.Healthy += o.Healthy
+	s.Installing += o.Installing
+	s.Downloading += o.Downloading
+	s.Pending += o.Pending
+	s.Failed += o.Failed
+	s.Waiting += o.Waiting
+}
+
+// waveCount is one wave of a rollout: its targets by state.
+type waveCount struct {
+	stateCounts
+	Number  int // from 1
+	Percent int
+	Targets int
+	Started bool // the rollout has reached this wave
+	Current bool
+}
+
+// waveStates is a release's selected targets by state, in all and per wave.
+// Targets told to run the digest count by phase; those not told yet are
+// pending in a started wave and waiting in a later one.
+type waveStates struct {
+	stateCounts
+	Waves []waveCount
+	// Worst holds, per gated metric, the worst latest value among the
+	// targets running the digest.
 	Worst map[string]float64
 }
 
-func (c *cache) releaseStates(release, digest string, targets int, gates []manifests.Gate) waveStates {
+// releaseStates splits the targets a release's profiles select into the
+// policy's waves, in the order the rollout engine uses, and counts each
+// wave's targets by state.
+func (c *cache) releaseStates(rec record.Release, digest string, current int) waveStates {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	var s waveStates
-	s.Worst = map[string]float64{}
-	assigned := 0
-	for _, r := range c.byName {
-		if digest == "" || r.Desired[release] != digest {
-			continue
-		}
-		assigned++
-		switch ph := r.Phases[release]; {
-		case ph == fleet.PhaseHealthy && r.Running[release] == digest:
-			s.Healthy++
-		case ph == fleet.PhaseFailed || ph == fleet.PhaseRolledBack:
-			s.Failed++
-		case ph == fleet.PhaseDownloading:
-			s.Downloading++
-		case ph == fleet.PhaseInstalling || ph == fleet.PhaseVerifying:
-			s.Installing++
-		default:
-			s.Pending++
-		}
-		if r.Running[release] != digest {
-			continue
-		}
-		for _, g := range gates {
-			v, ok := r.Metrics[g.Metric]
-			if !ok {
-				continue
-			}
-			w, seen := s.Worst[g.Metric]
-			if !seen || (g.Max != nil && v > w) || (g.Max == nil && g.Min != nil && v < w) {
-				s.Worst[g.Metric] = v
-			}
+	s := waveStates{Worst: map[string]float64{}}
+	var waves []manifests.Wave
+	var gates []manifests.Gate
+	profiles := map[string]bool{}
+	var unfit map[string]string
+	if a := rec.Admitted; a != nil {
+		waves, gates, unfit = a.Policy.Spec.Waves, a.Policy.Spec.Gates, a.Unfit
+		for _, p := range a.Profiles {
+			profiles[p.Metadata.Name] = true
 		}
 	}
-	s.Waiting = max(targets-assigned, 0)
+	var ids []string
+	for _, r := range c.byName {
+		if r.Pending {
+			continue
+		}
+		if _, no := unfit[r.ID]; no {
+			continue
+		}
+		if slices.ContainsFunc(r.Profiles, func(p string) bool { return profiles[p] }) {
+			ids = append(ids, r.ID)
+		}
+	}
+	if len(waves) == 0 {
+		waves = []manifests.Wave{{Percent: 100}}
+	}
+	for i, members := range rollout.AssignWaves(rec.Name, waves, ids) {
+		wc := waveCount{Number: i + 1, Percent: waves[i].Percent, Targets: len(members), Started: i <= current, Current: i == current}
+		if i == len(waves)-1 {
+			wc.Percent = 100
+		}
+		for _, id := range members {
+			r := c.rows[id]
+			if r == nil {
+				continue
+			}
+			wc.stateCounts.add(targetState(r, rec.Name, digest, wc.Started))
+			if digest != "" && r.Running[rec.Name] == digest {
+				worst(s.Worst, gates, r.Metrics)
+			}
+		}
+		s.stateCounts.add(wc.stateCounts)
+		s.Waves = append(s.Waves, wc)
+	}
 	return s
+}
+
+// targetState is one target's place in the rollout of digest.
+func targetState(r *row, release, digest string, started bool) stateCounts {
+	var s stateCounts
+	if digest == "" || r.Desired[release] != digest {
+		if started {
+			s.Pending = 1
+		} else {
+			s.Waiting = 1
+		}
+		return s
+	}
+	switch ph := r.Phases[release]; {
+	case ph == fleet.PhaseHealthy && r.Running[release] == digest:
+		s.Healthy = 1
+	case ph == fleet.PhaseFailed || ph == fleet.PhaseRolledBack:
+		s.Failed = 1
+	case ph == fleet.PhaseDownloading:
+		s.Downloading = 1
+	case ph == fleet.PhaseInstalling || ph == fleet.PhaseVerifying:
+		s.Installing = 1
+	default:
+		s.Pending = 1
+	}
+	return s
+}
+
+// worst keeps per gated metric the worst of the values seen.
+func worst(into map[string]float64, gates []manifests.Gate, metrics map[string]float64) {
+	for _, g := range gates {
+		v, ok := metrics[g.Metric]
+		if !ok {
+			continue
+		}
+		w, seen := into[g.Metric]
+		if !seen || (g.Max != nil && v > w) || (g.Max == nil && g.Min != nil && v < w) {
+			into[g.Metric] = v
+		}
+	}
 }

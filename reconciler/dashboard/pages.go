@@ -15,6 +15,8 @@ import (
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/history"
+	"github.com/cairn-dev/cairn/reconciler/record"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -185,33 +187,38 @@ func (d *Dashboard) targetPage(w http.ResponseWriter, r *http.Request, role stri
 // releaseView is one release as the release pages show it.
 type releaseView struct {
 	fleet.ReleaseInfo
-	Spec   *admitted
-	States waveStates
-	Bar    any
-	Bake   string
-	Gates  []gateView
-	After  string
+	Spec     *admitted
+	States   waveStates
+	Bar      any // all targets in one bar
+	WaveBars any // one bar per wave
+	Bake     string
+	Gates    []gateView
+	After    string
 }
 
+// gateView is a gate over the current wave's bake: the aggregate of the
+// samples so far against its threshold, and the latest worst value.
 type gateView struct {
-	Metric, Bound, Value, Outcome string
+	Metric, Aggregate, Bound, Value, Samples, Latest, Outcome string
+	Class                                                     string // Outcome as a CSS class
 }
 
 func (d *Dashboard) releaseView(ctx context.Context, rel store.Release, now time.Time) releaseView {
 	ri := releaseInfo(rel)
-	v := releaseView{ReleaseInfo: ri, Spec: d.cache.spec(rel.Name)}
+	rec, ok := d.cache.record(rel.Name)
+	if !ok || !rec.UpdatedAt.Equal(rel.UpdatedAt) {
+		rec = record.Decode(record.Columns{Name: rel.Name, Commit: rel.Commit, Spec: rel.Spec, State: rel.State, Status: rel.Status}, rel.UpdatedAt)
+	}
+	v := releaseView{ReleaseInfo: ri, Spec: rec.Admitted}
 	var gates []manifests.Gate
 	var waves []manifests.Wave
 	if v.Spec != nil {
 		gates, waves = v.Spec.Policy.Spec.Gates, v.Spec.Policy.Spec.Waves
 	}
-	v.States = d.cache.releaseStates(rel.Name, ri.Digest, ri.Targets, gates)
-	v.Bar = waveBarSVG(v.States, waves, ri.Wave, ri.Targets)
-	var st struct {
-		BakeStarted time.Time `json:"bakeStarted"`
-		Wave        int       `json:"wave"`
-	}
-	if len(rel.State) > 0 && jsonUnmarshal(rel.State, &st) == nil && !st.BakeStarted.IsZero() && st.Wave < len(waves) {
+	v.States = d.cache.releaseStates(rec, ri.Digest, ri.Wave)
+	v.Bar, v.WaveBars = totalBarSVG(v.States), wavesSVG(v.States)
+	st := rec.Rollout
+	if !st.BakeStarted.IsZero() && st.Wave < len(waves) {
 		end := st.BakeStarted.Add(waves[st.Wave].Bake.Duration)
 		if left := end.Sub(now); left > 0 {
 			v.Bake = "wave " + strconv.Itoa(st.Wave+1) + " bakes until " + end.Local().Format("15:04:05") + " (" + left.Round(time.Second).String() + " left)"
@@ -219,23 +226,7 @@ func (d *Dashboard) releaseView(ctx context.Context, rel store.Release, now time
 			v.Bake = "wave " + strconv.Itoa(st.Wave+1) + " baked " + waves[st.Wave].Bake.Duration.String()
 		}
 	}
-	for _, g := range gates {
-		gv := gateView{Metric: g.Metric, Value: "no report", Outcome: "waiting"}
-		switch {
-		case g.Max != nil:
-			gv.Bound = "≤ " + strconv.FormatFloat(*g.Max, 'g', -1, 64)
-		case g.Min != nil:
-			gv.Bound = "≥ " + strconv.FormatFloat(*g.Min, 'g', -1, 64)
-		}
-		if val, ok := v.States.Worst[g.Metric]; ok {
-			gv.Value = strconv.FormatFloat(val, 'g', 4, 64)
-			gv.Outcome = "pass"
-			if (g.Max != nil && val > *g.Max) || (g.Min != nil && val < *g.Min) {
-				gv.Outcome = "fail"
-			}
-		}
-		v.Gates = append(v.Gates, gv)
-	}
+	v.Gates = gateViews(gates, st.Gates, st.Wave, v.States.Worst)
 	if v.Spec != nil && v.Spec.Release.Spec.After != nil {
 		a := v.Spec.Release.Spec.After
 		need := a.HealthyFor.Duration
@@ -257,6 +248,40 @@ func (d *Dashboard) releaseView(ctx context.Context, rel store.Release, now time
 		}
 	}
 	return v
+}
+
+// gateViews shows each gate's outcome over the current wave's bake window
+// (the rollout engine's own evaluation), or "waiting" before the bake.
+func gateViews(gates []manifests.Gate, win *rollout.GateWindow, wave int, worst map[string]float64) []gateView {
+	var out []gateView
+	for _, g := range gates {
+		gv := gateView{Metric: g.Metric, Aggregate: g.Aggregate, Value: "–", Samples: "0", Latest: "no report", Outcome: "waiting"}
+		if gv.Aggregate == "" {
+			gv.Aggregate = manifests.AggregateMean
+		}
+		switch {
+		case g.Max != nil:
+			gv.Bound = "≤ " + strconv.FormatFloat(*g.Max, 'g', -1, 64)
+		case g.Min != nil:
+			gv.Bound = "≥ " + strconv.FormatFloat(*g.Min, 'g', -1, 64)
+		}
+		if ms := g.MinSamples; ms > 1 {
+			gv.Bound += " · ≥ " + strconv.Itoa(ms) + " samples"
+		}
+		if val, ok := worst[g.Metric]; ok {
+			gv.Latest = strconv.FormatFloat(val, 'g', 4, 64)
+		}
+		if win != nil && win.Wave == wave {
+			res := rollout.Evaluate(g, win.Stats[g.Metric])
+			gv.Outcome, gv.Samples = res.Outcome, strconv.Itoa(res.Samples)
+			if res.Outcome == rollout.GatePass || res.Outcome == rollout.GateFail {
+				gv.Value = strconv.FormatFloat(res.Value, 'g', 4, 64)
+			}
+		}
+		gv.Class = strings.ReplaceAll(gv.Outcome, " ", "-")
+		out = append(out, gv)
+	}
+	return out
 }
 
 func (d *Dashboard) releasesPage(w http.ResponseWriter, r *http.Request, role string) {
@@ -411,14 +436,6 @@ func reverse[T any](s []T) {
 
 // releaseInfo decodes the status the reconciler stored for a release.
 func releaseInfo(rel store.Release) fleet.ReleaseInfo {
-	var ri fleet.ReleaseInfo
-	if len(rel.Status) > 0 {
-		jsonUnmarshal(rel.Status, &ri)
-	}
-	ri.Name = rel.Name
-	if ri.Commit == "" {
-		ri.Commit = rel.Commit
-	}
-	ri.UpdatedAt = rel.UpdatedAt
-	return ri
+	rec := record.Decode(record.Columns{Name: rel.Name, Commit: rel.Commit, Spec: rel.Spec, State: rel.State, Status: rel.Status}, rel.UpdatedAt)
+	return rec.Status
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/lineage"
-	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/history"
 )
 
@@ -51,38 +50,82 @@ func sparkSVG(pts []history.Point, from, to time.Time) template.HTML {
 		w, h, w, h, band.String(), bandBack.String(), line.String()))
 }
 
-// waveBarSVG draws a release's targets as one bar by state, with the
-// cumulative percent of each wave marked and the current wave named.
-func waveBarSVG(s waveStates, waves []manifests.Wave, current, total int) template.HTML {
-	const w, h = 600.0, 28.0
-	if total <= 0 {
-		return template.HTML(`<svg class="wavebar" viewBox="0 0 600 28" width="600" height="28" role="img" aria-label="no targets"><rect class="waiting" x="0" y="4" width="600" height="20"/></svg>`)
-	}
-	segs := []struct {
+// stateSegs are the states of a bar, left to right, with their CSS class.
+func stateSegs(s stateCounts) []struct {
+	class string
+	n     int
+} {
+	return []struct {
 		class string
 		n     int
 	}{{"healthy", s.Healthy}, {"installing", s.Installing}, {"downloading", s.Downloading}, {"pending", s.Pending}, {"failed", s.Failed}, {"waiting", s.Waiting}}
-	var b strings.Builder
-	label := fmt.Sprintf("%d healthy, %d installing, %d downloading, %d pending, %d failed, %d waiting for a later wave", s.Healthy, s.Installing, s.Downloading, s.Pending, s.Failed, s.Waiting)
-	fmt.Fprintf(&b, `<svg class="wavebar" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" role="img" aria-label="%s">`, w, h+14, w, h+14, esc(label))
-	x := 0.0
-	for _, sg := range segs {
+}
+
+// barRects draws counts as adjoining rects from x over width w.
+func barRects(b *strings.Builder, s stateCounts, x, y, w, h float64) {
+	total := s.total()
+	if total == 0 {
+		fmt.Fprintf(b, `<rect class="waiting" x="%.1f" y="%.1f" width="%.1f" height="%.1f"/>`, x, y, w, h)
+		return
+	}
+	for _, sg := range stateSegs(s) {
 		if sg.n == 0 {
 			continue
 		}
-		sw := w * float64(sg.n) / float64(max(total, s.Healthy+s.Installing+s.Downloading+s.Pending+s.Failed+s.Waiting))
-		fmt.Fprintf(&b, `<rect class="%s" x="%.1f" y="4" width="%.1f" height="20"><title>%d %s</title></rect>`, sg.class, x, sw, sg.n, sg.class)
+		sw := w * float64(sg.n) / float64(total)
+		fmt.Fprintf(b, `<rect class="%s" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%d %s</title></rect>`, sg.class, x, y, sw, h, sg.n, sg.class)
 		x += sw
 	}
-	for i, wv := range waves {
+}
+
+func countsLabel(s stateCounts) string {
+	return fmt.Sprintf("%d healthy, %d installing, %d downloading, %d pending, %d failed, %d waiting", s.Healthy, s.Installing, s.Downloading, s.Pending, s.Failed, s.Waiting)
+}
+
+// totalBarSVG draws all of a release's targets as one bar by state, with
+// each wave's cumulative percent marked and the current wave named.
+func totalBarSVG(s waveStates) template.HTML {
+	const w, h = 600.0, 28.0
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="wavebar" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" role="img" aria-label="%s">`, w, h+14, w, h+14, esc(countsLabel(s.stateCounts)))
+	barRects(&b, s.stateCounts, 0, 4, w, 20)
+	for _, wv := range s.Waves {
 		px := w * float64(wv.Percent) / 100
 		cls := "mark"
-		if i == current {
+		if wv.Current {
 			cls = "mark current"
 		}
-		fmt.Fprintf(&b, `<line class="%s" x1="%.1f" x2="%.1f" y1="0" y2="28"/><text class="%s" x="%.1f" y="40" text-anchor="end">wave %d · %d%%</text>`, cls, px, px, cls, math.Max(px-2, 40), i+1, wv.Percent)
+		fmt.Fprintf(&b, `<line class="%s" x1="%.1f" x2="%.1f" y1="0" y2="28"/><text class="%s" x="%.1f" y="40" text-anchor="end">wave %d · %d%%</text>`, cls, px, px, cls, math.Max(px-2, 40), wv.Number, wv.Percent)
 	}
 	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}
+
+// wavesSVG draws one bar per wave, each as wide as the wave's share of
+// the targets is of the largest wave, its targets by state.
+func wavesSVG(s waveStates) template.HTML {
+	const labelW, barW, rowH, countW = 150.0, 420.0, 30.0, 130.0
+	largest := 1
+	for _, wv := range s.Waves {
+		largest = max(largest, wv.Targets)
+	}
+	var b strings.Builder
+	for _, wv := range s.Waves {
+		fmt.Fprintf(&b, `<svg class="wavebar" id="wave-%d" viewBox="0 0 %.0f %.0f" width="%.0f" height="%.0f" role="img" aria-label="%s">`,
+			wv.Number, labelW+barW+countW, rowH, labelW+barW+countW, rowH, esc(fmt.Sprintf("wave %d (%d%%, %d targets): %s", wv.Number, wv.Percent, wv.Targets, countsLabel(wv.stateCounts))))
+		cls := "wavelabel"
+		switch {
+		case wv.Current:
+			cls += " current"
+		case !wv.Started:
+			cls += " later"
+		}
+		fmt.Fprintf(&b, `<text class="%s" x="0" y="19">wave %d · %d%%</text>`, cls, wv.Number, wv.Percent)
+		bw := barW * float64(max(wv.Targets, 1)) / float64(largest)
+		barRects(&b, wv.stateCounts, labelW, 5, bw, 20)
+		fmt.Fprintf(&b, `<text class="wavecount" x="%.1f" y="19">%d/%d healthy</text>`, labelW+barW+8, wv.Healthy, wv.Targets)
+		b.WriteString(`</svg>`)
+	}
 	return template.HTML(b.String())
 }
 

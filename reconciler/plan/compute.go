@@ -124,6 +124,10 @@ type computer struct {
 	datasets   map[datasetKey]datasetResult
 }
 
+// TimeoutPolicy names the deny verdict of a release whose policies were not
+// evaluated within the engine's timeout.
+const TimeoutPolicy = "policy-timeout"
+
 // inspectJobs bounds the registry requests in flight while prefetching.
 const inspectJobs = 8
 
@@ -192,6 +196,13 @@ func (c *computer) release(rel manifests.Release) (Release, error) {
 			c.opts.OnInput(in)
 		}
 		vs, err := c.opts.Policies.Evaluate(c.ctx, policy.Spec.Policies, in)
+		if errors.Is(err, policies.ErrEvalTimeout) {
+			// A policy too slow to answer denies its release, not the
+			// whole plan: the others are planned, and serve keeps this
+			// one's previously admitted version.
+			vs, err = []policies.Verdict{{Policy: TimeoutPolicy, Result: policies.Deny,
+				Message: fmt.Sprintf("the policies were not evaluated within %s (the evaluation timeout, policyTimeout): a policy is too slow", c.opts.Policies.Timeout())}}, nil
+		}
 		if err != nil {
 			return r, err
 		}

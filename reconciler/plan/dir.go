@@ -26,6 +26,9 @@ type DirOptions struct {
 	Now       time.Time
 	// OnInput sees every policy input document (Options.OnInput).
 	OnInput func(*policies.Input)
+	// PolicyTimeout bounds the evaluation of one release's policies
+	// (default policies.EvalTimeout); a release over it is denied.
+	PolicyTimeout time.Duration
 }
 
 // ForDir plans the repository checked out at dir: it loads its manifests,
@@ -37,7 +40,7 @@ func ForDir(ctx context.Context, dir string, o DirOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	eng, err := CompilePolicies(ctx, dir)
+	eng, err := CompilePolicies(ctx, dir, policies.WithEvalTimeout(o.PolicyTimeout))
 	if err != nil {
 		return nil, err
 	}
@@ -64,11 +67,11 @@ func ForDir(ctx context.Context, dir string, o DirOptions) (*Plan, error) {
 
 // CompilePolicies compiles the policies of the repository checked out at
 // dir (policies.RepoFS: dir/policies, when it exists) and the built-in
-// library.
-func CompilePolicies(ctx context.Context, dir string) (*policies.Engine, error) {
+// library, sandboxed as serve compiles them.
+func CompilePolicies(ctx context.Context, dir string, opts ...policies.Option) (*policies.Engine, error) {
 	repo, err := policies.RepoFS(os.DirFS(dir))
 	if err != nil {
 		return nil, err
 	}
-	return policies.Compile(ctx, repo)
+	return policies.Compile(ctx, repo, opts...)
 }

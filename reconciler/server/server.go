@@ -156,7 +156,24 @@ func New(cfg Config) *Server {
 }
 
 // Handler returns the server's HTTP handler, rate-limited per address.
-func (s *Server) Handler() http.Handler { return s.limitRate(s.mux) }
+func (s *Server) Handler() http.Handler { return s.limitRate(sameOrigin(s.mux)) }
+
+// sameOrigin refuses (403) a state-changing request a browser sends from
+// another origin: a POST, PUT, PATCH or DELETE whose Sec-Fetch-Site is not
+// same-origin (or none: typed by the user), or, from a browser without it,
+// whose Origin is not this server's host (http.CrossOriginProtection).
+// Requests that carry neither header, as the CLI, the agents, registry
+// clients and Git hosts send them, are not from a browser and pass: they
+// authenticate with a bearer token, which a page of another origin cannot
+// make a browser send. The dashboard's own forms check more strictly (a
+// POST without either header is refused there).
+func sameOrigin(next http.Handler) http.Handler {
+	p := http.NewCrossOriginProtection()
+	p.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusForbidden, "cross-origin request refused: a state-changing browser request needs Sec-Fetch-Site: same-origin or an Origin matching %s", r.Host)
+	}))
+	return p.Handler(next)
+}
 
 // Publish caches desired states just written to the store and wakes the
 // long-polls of the targets whose state changed.
