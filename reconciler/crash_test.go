@@ -253,7 +253,7 @@ func crashCheck(t *testing.T, ctx context.Context, db *sqldb.DB, commits []strin
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	count := map[string]int{}
+	count, ignored := map[string]int{}, map[string]int{}
 	attempt := map[string]int{} // commit → retries run
 	once := func(typ, commit string, more ...string) string {
 		return strings.Join(append([]string{typ, commit, strconv.Itoa(attempt[commit])}, more...), "|")
@@ -285,6 +285,7 @@ func crashCheck(t *testing.T, ctx context.Context, db *sqldb.DB, commits []strin
 		case manifests.EventCommandIgnored:
 			cmd, _, _ := strings.Cut(msg, " ")
 			count[cmd]++
+			ignored[cmd]++
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -299,6 +300,10 @@ func crashCheck(t *testing.T, ctx context.Context, db *sqldb.DB, commits []strin
 		if count[cmd] != pushed[cmd] {
 			t.Errorf("%d %s commands sent, %d run or reported ignored", pushed[cmd], cmd, count[cmd])
 		}
+	}
+	if final {
+		t.Logf("commands sent (run + ignored): pause %d (%d ignored), resume %d (%d), abort %d (%d), retry %d (%d)",
+			pushed["pause"], ignored["pause"], pushed["resume"], ignored["resume"], pushed["abort"], ignored["abort"], pushed["retry"], ignored["retry"])
 	}
 	// Lineage: an admission or a rollback recorded twice would add its
 	// edges again at another time.
