@@ -55,6 +55,7 @@ spec:
       exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
       period: 200ms
       timeout: 5s
+    stop: [sh, -c, 'touch "$CAIRN_MODEL_DIR/../../../../stopped-demo"']
 `
 
 var waves = []manifests.Wave{{Percent: 20}, {Percent: 50}, {Percent: 100}}
@@ -537,6 +538,46 @@ enrollment: auto
 	}
 	lin.checkAt(t, "before the removal", tBeforeRemove, allIDs, onV3)
 	lin.checkAt(t, "after the removal", time.Now(), allIDs, nil)
+	// The runtime's stop command ran before each uninstall (it writes
+	// ROOT/stopped-demo, from the slot it was given).
+	for _, a := range agents[:6] {
+		if _, err := os.Stat(filepath.Join(a.root, "stopped-demo")); err != nil {
+			t.Errorf("%s: the runtime's stop command did not run before the uninstall: %v", a.name, err)
+		}
+	}
+
+	// 8. prune: false: demo comes back saying so, then is removed again:
+	// every agent keeps it installed and reports it.
+	t.Log("STEP 8: add demo back with prune: false, remove it; agents keep it")
+	commit("release demo v3 again, prune: false", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3)+"  prune: false\n")
+	eventually(t, 90*time.Second, "v3 on all six again", onDigest(d3, prodNames...))
+	commit("remove release demo (prune: false)", manifestsHead)
+	eventually(t, 30*time.Second, "demo removed and kept", func() (bool, string) {
+		for _, e := range events(t, view) {
+			if e.Type == manifests.EventReleaseRemoved && strings.Contains(e.Message, "kept installed") {
+				return true, ""
+			}
+		}
+		return false, "no ReleaseRemoved event saying kept"
+	})
+	time.Sleep(4 * time.Second) // agents long-poll: a prune would have happened by now
+	for _, a := range agents[:6] {
+		if d := activeDigest(a.root); d != d3 {
+			t.Errorf("%s: demo with prune: false runs %q after its removal, want it kept on %s", a.name, d, short(d3))
+		}
+	}
+	if ok, msg := onDigest(d3, prodNames...)(); !ok {
+		t.Errorf("kept release no longer reported Healthy everywhere: %s", msg)
+	}
+	pruned = 0
+	for _, e := range events(t, view) {
+		if e.Type == manifests.EventReleasePruned {
+			pruned++
+		}
+	}
+	if pruned != 1 {
+		t.Errorf("%d ReleasePruned events after a removal with prune: false, want still 1", pruned)
+	}
 }
 
 func metricNames(m map[string]float64) []string {

@@ -139,6 +139,8 @@ type Runtime struct {
 	Path        string       `json:"path,omitempty"`
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
 	Restart     []string     `json:"restart,omitempty"`
+	// Stop runs before the agent uninstalls the release (pruned).
+	Stop []string `json:"stop,omitempty"`
 	// Metrics is the runtime's metrics URL the agent scrapes for live
 	// input histograms (cairn_input_feature).
 	Metrics string `json:"metrics,omitempty"`
@@ -225,6 +227,12 @@ type DesiredState struct {
 	Target string         `json:"target"`
 	ETag   string         `json:"etag"`
 	Models []DesiredModel `json:"models"`
+	// Keep names releases the target must leave installed although Models
+	// does not list them (Release spec.prune: false, or a release whose
+	// record the server cannot read): the agent uninstalls every other
+	// release it holds that Models does not list. Names it does not hold
+	// mean nothing.
+	Keep []string `json:"keep,omitempty"`
 	// PollInterval hints how long the agent waits between polls on errors.
 	PollInterval time.Duration `json:"pollInterval,omitempty"`
 }
@@ -241,6 +249,10 @@ const (
 	// PhaseRemoved is logged (never reported as a release's phase) when
 	// the agent uninstalls a release its desired state no longer lists.
 	PhaseRemoved = "Removed"
+	// PhaseRemoving is logged when the stop command of a release being
+	// uninstalled failed: the release stays installed and the removal is
+	// retried (the agent gives up stopping after a few attempts).
+	PhaseRemoving = "Removing"
 )
 
 // ReleaseStatus is a target's state for one release.

@@ -90,6 +90,8 @@ func (o Release) DeepCopy() Release {
 		s.Runtime.HealthCheck = &c
 	}
 	s.Runtime.Restart = slices.Clone(s.Runtime.Restart)
+	s.Runtime.Stop = slices.Clone(s.Runtime.Stop)
+	s.Prune = clonePtr(s.Prune)
 	if k := s.Kubernetes; k != nil {
 		c := *k
 		if k.Replicas != nil {

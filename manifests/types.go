@@ -235,7 +235,17 @@ type ReleaseSpec struct {
 	// Feedback makes targets upload a sample of the live inputs their
 	// runtime spools, as dataset versions, for retraining.
 	Feedback *Feedback `json:"feedback,omitempty"`
+	// Prune uninstalls the release from a target it no longer reaches: the
+	// release removed from the repository, or the target no longer selected
+	// by its profiles (default true). With prune: false what is installed
+	// stays installed and running, unmanaged, as Flux leaves the objects of
+	// a Kustomization with prune disabled.
+	Prune *bool `json:"prune,omitempty"`
 }
+
+// Prunes reports whether the release is uninstalled where it no longer
+// runs (spec.prune, default true).
+func (s ReleaseSpec) Prunes() bool { return s.Prune == nil || *s.Prune }
 
 // Feedback is what a release's targets send back of what they saw: a
 // sampled share of the JSON lines the runtime spools, at most MaxPerDay
@@ -334,6 +344,10 @@ type Runtime struct {
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
 	// Restart is an optional command run after the active slot switches.
 	Restart []string `json:"restart,omitempty"`
+	// Stop is an optional command run before the agent uninstalls the
+	// release (pruned): it should stop the runtime serving the model and
+	// succeed when the runtime is already stopped.
+	Stop []string `json:"stop,omitempty"`
 	// Metrics is the runtime's metrics URL (Prometheus text or JSON): the
 	// agent scrapes its cairn_input_feature histograms for drift.
 	Metrics string `json:"metrics,omitempty"`

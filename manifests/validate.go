@@ -452,6 +452,12 @@ func (c *checker) release(s *ReleaseSpec) {
 	if len(rt.Restart) > 0 {
 		c.required("spec.runtime.restart[0]", rt.Restart[0] == "")
 	}
+	if len(rt.Stop) > 0 {
+		c.required("spec.runtime.stop[0]", rt.Stop[0] == "")
+	}
+	if k := s.Kubernetes; k != nil && !s.Prunes() && k.Prune != nil && *k.Prune {
+		c.errorf("spec.kubernetes.prune", "true contradicts spec.prune: false (a release that is not pruned keeps its objects too)")
+	}
 	if rt.Metrics != "" {
 		c.check("spec.runtime.metrics", checkHTTPURL(rt.Metrics))
 	}

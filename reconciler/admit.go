@@ -119,14 +119,10 @@ func (r *Reconciler) admitPlanned(ctx context.Context, rev source.Revision, snap
 	}
 	for _, name := range r.names() {
 		if !seen[name] {
-			delete(r.releases, name)
-			events = append(events, fleet.Event{Type: manifests.EventReleaseRemoved, Release: name, Commit: rev.Commit, Message: "release removed from the repository",
-				Key: "removed|" + name + "|" + rev.Commit},
-				fleet.Event{Type: manifests.EventReleasePruned, Release: name, Commit: rev.Commit, Message: "release pruned: its targets no longer desire it and uninstall it",
-					Key: "pruned|" + name + "|" + rev.Commit})
-			r.staged.deleted = append(r.staged.deleted, name)
+			events = append(events, r.removeRelease(rev, name)...)
 		}
 	}
+	r.readmitKept()
 	r.recordAdmitted(ctx, rev, snap, events)
 	r.log.Info("commit admitted", "commit", rev.Commit, "releases", len(snap.Releases()),
 		"decode", decode.String(), "plan", planned.String())

@@ -47,6 +47,9 @@ func (r *Reconciler) loadLocked(ctx context.Context) error {
 			r.rememberTraining(rec.Admitted)
 		}
 	}
+	if err := r.loadKept(ctx); err != nil {
+		return err
+	}
 	if b, err := r.opts.Store.Meta(ctx, "admitted-commit"); err == nil {
 		r.commit = string(b)
 	}

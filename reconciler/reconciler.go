@@ -106,6 +106,7 @@ type Reconciler struct {
 	readmit  time.Time        // when last was last re-evaluated
 	alerts   []manifests.Alert
 	releases map[string]*releaseState
+	kept     map[string]bool // removed releases kept installed (prune: false): kept.go
 	fleet    targetCache
 	requeue  time.Duration
 	lastPass time.Duration
@@ -156,7 +157,7 @@ func New(opts Options) *Reconciler {
 		opts.LeaseRenew = 3 * time.Second
 	}
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), src: newSourceState(),
-		releases: map[string]*releaseState{}, fleet: newTargetCache(),
+		releases: map[string]*releaseState{}, kept: map[string]bool{}, fleet: newTargetCache(),
 		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}, trainedOn: map[string][]manifests.Dataset{}}
 }
 

@@ -13,9 +13,10 @@ import (
 )
 
 // composeDesired is the compose step: every target's desired state from the
-// assignments of every admitted release, keeping those whose tag differs
-// from the one stored. Identical assignments share one DesiredModel and
-// identical lists one encoding.
+// assignments of every admitted release and the releases it keeps
+// (keepAll), keeping those whose tag differs from the one stored.
+// Identical assignments share one DesiredModel and identical lists one
+// encoding.
 func (r *Reconciler) composeDesired(_ context.Context, p *pass) error {
 	perTarget := make(map[string][]int32, len(r.fleet.targets))
 	var models []fleet.DesiredModel
@@ -39,7 +40,7 @@ func (r *Reconciler) composeDesired(_ context.Context, p *pass) error {
 			perTarget[t] = append(perTarget[t], i)
 		}
 	}
-	p.changes = r.compose(models, perTarget)
+	p.changes = r.compose(models, perTarget, r.keepAll())
 	return nil
 }
 
@@ -54,11 +55,16 @@ func (r *Reconciler) desiredModel(rs *releaseState, asg rollout.Assignment) flee
 		dm.PlainHTTP = r.opts.PlainHTTP(asg.Artifact)
 	}
 	rt := a.Release.Spec.Runtime
-	dm.Runtime = fleet.Runtime{Path: rt.Path, Restart: rt.Restart, Metrics: rt.Metrics}
+	dm.Runtime = fleet.Runtime{Path: rt.Path, Restart: rt.Restart, Stop: rt.Stop, Metrics: rt.Metrics}
 	if hc := rt.HealthCheck; hc != nil {
 		dm.Runtime.HealthCheck = &fleet.HealthCheck{HTTP: hc.HTTP, Exec: hc.Exec, Timeout: hc.Timeout.Duration, Retries: hc.Retries, Period: hc.Period.Duration}
 	}
 	dm.Kubernetes = wireKubernetes(a.Release.Spec.Kubernetes)
+	if k := dm.Kubernetes; k != nil && k.Prune == nil && !a.Release.Spec.Prunes() {
+		// A cluster keeps a release by its own inventory, which remembers
+		// the last spec's prune (fleet/agent/kube).
+		k.Prune = new(bool)
+	}
 	if f := a.Release.Spec.Feedback; f != nil {
 		dm.Feedback = &fleet.Feedback{Sample: f.Sample, MaxPerDay: f.MaxPerDay.Bytes, Store: f.Store}
 		if dm.Feedback.MaxPerDay == 0 {
@@ -95,9 +101,10 @@ func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
 	return w
 }
 
-// compose builds each target's desired state and returns those whose tag
-// differs from the one stored.
-func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32) []store.Desired {
+// compose builds each target's desired state, which keeps the releases of
+// keepAll its models do not list, and returns those whose tag differs from
+// the one stored.
+func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32, keepAll []string) []store.Desired {
 	var changes []store.Desired
 	encoded := map[string][2]string{} // list of indexes → etag, models JSON
 	key := make([]byte, 0, 64)
@@ -109,12 +116,7 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 		}
 		enc, ok := encoded[string(key)]
 		if !ok {
-			list := make([]fleet.DesiredModel, len(idx))
-			for j, i := range idx {
-				list[j] = models[i]
-			}
-			b, _ := json.Marshal(list) // DesiredModel holds nothing json cannot encode
-			enc = [2]string{fleetstate.ETag(list), string(b)}
+			enc = encodeDesired(models, idx, keepAll)
 			encoded[string(key)] = enc
 		}
 		if r.fleet.written[id] == enc[0] {
@@ -124,4 +126,29 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 		changes = append(changes, store.Desired{Target: id, ETag: enc[0], Body: []byte(body)})
 	}
 	return changes
+}
+
+// encodeDesired is the entity tag and the encoding, after "models":, of a
+// desired state listing models[idx] and keeping the releases of keepAll
+// they do not list.
+func encodeDesired(models []fleet.DesiredModel, idx []int32, keepAll []string) [2]string {
+	list := make([]fleet.DesiredModel, len(idx))
+	listed := make(map[string]bool, len(idx))
+	for j, i := range idx {
+		list[j] = models[i]
+		listed[models[i].Release] = true
+	}
+	var keep []string
+	for _, name := range keepAll {
+		if !listed[name] {
+			keep = append(keep, name)
+		}
+	}
+	b, _ := json.Marshal(list) // DesiredModel holds nothing json cannot encode
+	enc := string(b)
+	if len(keep) > 0 {
+		k, _ := json.Marshal(keep)
+		enc += `,"keep":` + string(k)
+	}
+	return [2]string{fleetstate.KeepETag(list, keep), enc}
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // A stored record that does not decode stalls its release with a condition
-// that says so; neither a pass nor a new commit overwrites it.
+// that says so; neither a pass nor a new commit overwrites it, and its
+// targets keep what they run of it.
 func TestUndecodableRecordStalls(t *testing.T) {
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
@@ -52,10 +53,14 @@ func TestUndecodableRecordStalls(t *testing.T) {
 	if rec.Err == nil || !stalled {
 		t.Fatalf("status %+v: want Stalled %s", rec.Status, record.ReasonUndecodable)
 	}
-	if d, err := st.Desired(ctx, "dev-1"); err == nil {
-		var ds fleet.DesiredState
-		if json.Unmarshal(d.Body, &ds) != nil || len(ds.Models) > 0 {
-			t.Fatalf("a stalled release was rolled out: %s", d.Body)
-		}
+	// Nothing of it is rolled out, and nothing uninstalled: the desired
+	// state keeps what its targets run.
+	d, err := st.Desired(ctx, "dev-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ds fleet.DesiredState
+	if json.Unmarshal(d.Body, &ds) != nil || len(ds.Models) > 0 || len(ds.Keep) != 1 || ds.Keep[0] != "r" {
+		t.Fatalf("desired state of a stalled release's target: %s, want no models and r kept", d.Body)
 	}
 }

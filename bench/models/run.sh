@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/models: push and pull the same 2 GiB model (4 files, deterministic
 # random bytes) to Debian's docker-registry on loopback with bin/cairn and with
-# oras, in turns, 3 rounds; prints cairn's time over oras's and cairn's peak
-# RSS. BENCH_MODEL_MIB and BENCH_ROUNDS shrink it for a quick look.
+# oras (installed into $GOBIN when missing), in turns, 3 rounds; prints
+# cairn's time over oras's for push and for pull separately, side by side,
+# and cairn's peak RSS. BENCH_MODEL_MIB and BENCH_ROUNDS shrink it for a
+# quick look.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source scripts/lib.sh
@@ -28,23 +30,24 @@ oras_files=()
 for f in "$MODEL"/*.safetensors; do oras_files+=("$(basename "$f"):application/vnd.cncf.model.weight.v1.raw"); done
 oras_files+=("config.json:application/vnd.cncf.model.weight.config.v1.raw")
 
-cairn_t=0; oras_t=0; cairn_rss=0; cairn_anon=0; cairn_cold=0; oras_cold=0
+# Times in seconds by tool and operation (all rounds, and round 1 alone:
+# a cold digest cache); cairn's peak RSS over every run.
+declare -A t_all=() t_cold=()
+for k in cairn-push cairn-pull oras-push oras-pull; do t_all[$k]=0; t_cold[$k]=0; done
+cairn_rss=0; cairn_anon=0
 add() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a + b}'; }
-measure() { # measure VAR_TIME CMD…: adds the time, updates cairn's peak RSS
+measure() { # measure TOOL CMD…: adds the time to TOOL-$label, updates cairn's peak RSS
   local var=$1; shift
   local out t rss anon
   sync # no writeback of the previous step's files during this one
   out=$("$TOOL" run -stdout "$CAIRN_TMP/stdout" "$@" 2>"$CAIRN_TMP/stderr") || { cat "$CAIRN_TMP/stderr" >&2; return 1; }
   read -r t rss anon <<<"$out"
   printf '  %-5s %-4s %7.2fs  max RSS %3d MiB (own memory %3d MiB)  %s\n' "$var" "$label" "$t" $((rss / 1024)) $((anon / 1024)) "$(tail -n 1 "$CAIRN_TMP/stderr")"
+  t_all[$var-$label]=$(add "${t_all[$var-$label]}" "$t")
+  if [ "$round" = 1 ]; then t_cold[$var-$label]=$(add "${t_cold[$var-$label]}" "$t"); fi
   if [ "$var" = cairn ]; then
-    cairn_t=$(add "$cairn_t" "$t")
     if [ "$rss" -gt "$cairn_rss" ]; then cairn_rss=$rss; fi
     if [ "$anon" -gt "$cairn_anon" ]; then cairn_anon=$anon; fi
-    if [ "$round" = 1 ]; then cairn_cold=$(add "$cairn_cold" "$t"); fi
-  else
-    oras_t=$(add "$oras_t" "$t")
-    if [ "$round" = 1 ]; then oras_cold=$(add "$oras_cold" "$t"); fi
   fi
 }
 run_cairn() {
@@ -69,7 +72,10 @@ done
 
 ratio() { awk -v c="$1" -v o="$2" 'BEGIN {printf "%.2f", c / o}'; }
 echo
-echo "models: push+pull of $MIB MiB x $ROUNDS rounds, each to a new repository: cairn ${cairn_t}s, oras ${oras_t}s"
-echo "models: cairn/oras time ratio: $(ratio "$cairn_t" "$oras_t") (goal <= 0.8; rounds 2+ mount unchanged blobs through cairn's digest cache)"
-echo "models: cairn/oras time ratio, round 1 only (cold digest cache): $(ratio "$cairn_cold" "$oras_cold")"
+echo "models: $MIB MiB x $ROUNDS rounds, each to a new repository (rounds 2+ mount unchanged blobs through cairn's digest cache)"
+printf 'models: %-22s %10s %10s %12s %s\n' "" "cairn" "oras" "cairn/oras" "(goal <= 0.8)"
+for op in push pull; do
+  printf 'models: %-22s %9ss %9ss %12s\n' "$op, all rounds" "${t_all[cairn-$op]}" "${t_all[oras-$op]}" "$(ratio "${t_all[cairn-$op]}" "${t_all[oras-$op]}")"
+  printf 'models: %-22s %9ss %9ss %12s\n' "$op, round 1 (cold)" "${t_cold[cairn-$op]}" "${t_cold[oras-$op]}" "$(ratio "${t_cold[cairn-$op]}" "${t_cold[oras-$op]}")"
+done
 echo "models: cairn peak RSS: $((cairn_rss / 1024)) MiB, of which its own memory (RssAnon): $((cairn_anon / 1024)) MiB (goal <= 64)"

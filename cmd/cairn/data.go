@@ -75,23 +75,28 @@ func dataProgressHooks(cmd *cobra.Command, verb string) (datasets.Progress, func
 }
 
 func newDataPushCmd() *cobra.Command {
-	var format string
+	var format, legacyFormat string
 	var profile, noCache bool
 	cmd := &cobra.Command{
-		Use:   "push PATH --store URL",
+		Use:   "push PATH --store URL [--format text|json]",
 		Short: "Version a file or folder; print its digest sha256:… as the last line",
 		Long: "Push a file or folder: large files are split by content-defined chunking, blobs already in the store\n" +
-			"are not uploaded again. Prints a summary and the version digest as the last stdout line; with -o json one\n" +
-			"object {digest, files, bytes, uploadedBytes, reusedBytes}. --profile also stores per-column statistics\n" +
-			"of the CSV files (read them with `cairn data profile`). A cache under the user cache folder lets an\n" +
+			"are not uploaded again. Prints a summary and the version digest as the last stdout line; with --format json\n" +
+			"(or -o json) one object {digest, files, bytes, uploadedBytes, reusedBytes}. --profile also stores per-column\n" +
+			"statistics of the CSV files (read them with `cairn data profile`). A cache under the user cache folder lets an\n" +
 			"unchanged re-push skip reading unchanged files (--no-cache: read and check everything).",
 		Args: cobra.ExactArgs(1),
 	}
 	store := dataStoreFlag(cmd)
-	cmd.Flags().StringVarP(&format, "output", "o", "", "output format: json (default: summary and digest lines)")
+	cmd.Flags().StringVar(&format, "format", "", "text (a summary and the digest) or json (default text)")
+	cmd.Flags().StringVarP(&legacyFormat, "output", "o", "", "the same as --format: json or yaml")
 	cmd.Flags().BoolVar(&noCache, "no-cache", false, "read every file and ask the store about every blob")
 	cmd.Flags().BoolVar(&profile, "profile", false, "also store a profile of the CSV files (count, mean, variance, min, max, histogram per numeric column)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		f, err := dataFormat(format, legacyFormat)
+		if err != nil {
+			return err
+		}
 		s, err := dataOpenStore(cmd, *store)
 		if err != nil {
 			return err
@@ -106,40 +111,84 @@ func newDataPushCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		switch format {
-		case "json", "yaml":
-			return output.Print(cmd.OutOrStdout(), format, res)
-		case "", "table":
-			fmt.Fprintf(cmd.OutOrStdout(), "%d files, %s: %s uploaded, %s reused\n%s\n", res.Files,
-				output.Bytes(res.Bytes), output.Bytes(res.UploadedBytes), output.Bytes(res.ReusedBytes), res.Digest)
-			return nil
-		default:
-			return fmt.Errorf("unknown output format %q: want json or yaml", format)
+		if f != "text" {
+			return output.Print(cmd.OutOrStdout(), f, res)
 		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%d files, %s: %s uploaded, %s reused\n%s\n", res.Files,
+			output.Bytes(res.Bytes), output.Bytes(res.UploadedBytes), output.Bytes(res.ReusedBytes), res.Digest)
+		return nil
 	}
 	return cmd
 }
 
+// dataFormat is the output format of data push and pull: --format (text,
+// json or yaml), else push's older -o (json, yaml; "" and table are text).
+func dataFormat(format, legacy string) (string, error) {
+	switch {
+	case format != "" && legacy != "" && format != legacy:
+		return "", fmt.Errorf("--format %s and -o %s: give one", format, legacy)
+	case format == "":
+		format = legacy
+	}
+	switch format {
+	case "", "text", output.Table:
+		return "text", nil
+	case output.JSON, output.YAML:
+		return format, nil
+	}
+	return "", fmt.Errorf("unknown output format %q: want text or json", format)
+}
+
+// DataPullResult is what `cairn data pull --format json` prints.
+type DataPullResult struct {
+	Digest string `json:"digest" yaml:"digest"`
+	Dir    string `json:"dir" yaml:"dir"`
+	Files  int    `json:"files" yaml:"files"`
+	Bytes  int64  `json:"bytes" yaml:"bytes"`
+}
+
 func newDataPullCmd() *cobra.Command {
-	var dir string
+	var dir, format string
 	cmd := &cobra.Command{
-		Use:   "pull DIGEST --store URL -o DIR",
+		Use:   "pull DIGEST --store URL -o DIR [--format text|json]",
 		Short: "Restore a version into DIR, verifying every byte",
-		Args:  cobra.ExactArgs(1),
+		Long: "Restore a version into DIR, verifying every byte. Prints a summary line, or with --format json one\n" +
+			"object {digest, dir, files, bytes} (-o is the folder here, not the format).",
+		Args: cobra.ExactArgs(1),
 	}
 	store := dataStoreFlag(cmd)
 	topts := dataTreeFlags(cmd)
 	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to restore into (created when missing)")
+	cmd.Flags().StringVar(&format, "format", "text", "text (a summary line) or json")
 	cmd.MarkFlagRequired("output")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		f, err := dataFormat(format, "")
+		if err != nil {
+			return err
+		}
 		s, err := dataOpenStore(cmd, *store)
 		if err != nil {
 			return err
 		}
+		res := DataPullResult{Digest: args[0], Dir: dir}
 		prog, done := dataProgressHooks(cmd, "pull")
+		start := prog.Start
+		prog.Start = func(files int, n int64) {
+			res.Files, res.Bytes = files, n
+			if start != nil {
+				start(files, n)
+			}
+		}
 		err = datasets.Pull(cmd.Context(), s, args[0], dir, datasets.PullOptions{Progress: prog, Tree: *topts})
 		done()
-		return err
+		if err != nil {
+			return err
+		}
+		if f != "text" {
+			return output.Print(cmd.OutOrStdout(), f, res)
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "pulled %s: %d files, %s into %s\n", res.Digest, res.Files, output.Bytes(res.Bytes), dir)
+		return nil
 	}
 	return cmd
 }

@@ -137,6 +137,7 @@ type Agent struct {
 	// scraped is the last cumulative input scrape per release the server
 	// accepted a report of: the next window counts from there.
 	scraped map[string]inputScrape
+	kept    map[string]bool // releases left installed by the desired state's keep list, logged once
 }
 
 // New checks the configuration and loads the journal.
@@ -180,7 +181,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, fetcher: cfg.Fetcher, hc: cfg.HTTPClient,
 		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{},
-		inputs: map[string]string{}, scraped: map[string]inputScrape{}}
+		inputs: map[string]string{}, scraped: map[string]inputScrape{}, kept: map[string]bool{}}
 	if a.fetcher == nil {
 		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: cfg.PullLimits}
 	}
@@ -392,7 +393,7 @@ func (a *Agent) Apply(ctx context.Context, ds *fleet.DesiredState) error {
 			errs = append(errs, fmt.Errorf("release %s: %w", dm.Release, err))
 		}
 	}
-	if err := a.prune(ctx, desired); err != nil {
+	if err := a.prune(ctx, desired, ds.Keep); err != nil {
 		errs = append(errs, err)
 	}
 	a.collect(desired)

@@ -156,6 +156,9 @@ func (a *Agent) install(ctx context.Context, dm fleet.DesiredModel) error {
 	prevStatus, hadStatus := a.status[rel]
 	a.mu.Unlock()
 	rj := a.j.release(rel)
+	if err := a.noteDesired(ctx, dm, rj); err != nil {
+		return err
+	}
 	st := fleet.ReleaseStatus{Release: rel, Digest: rj.Current, Desired: dm.Digest, Previous: rj.Previous}
 
 	// Already there.

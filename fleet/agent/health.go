@@ -127,7 +127,8 @@ func childEnv(environ []string, modelDir string) []string {
 	return append(out, "CAIRN_MODEL_DIR="+modelDir, "CAIRN_FEEDBACK_DIR="+feedbackDirOf(modelDir))
 }
 
-// runCommand runs the runtime's restart command.
+// runCommand runs one of the runtime's commands (restart, stop) with the
+// model folder modelDir as CAIRN_MODEL_DIR, for at most a minute.
 func runCommand(ctx context.Context, argv []string, modelDir string) error {
 	if len(argv) == 0 {
 		return nil

@@ -38,6 +38,13 @@ type releaseJournal struct {
 	FailedMessage string `json:"failedMessage,omitempty"`
 	// RuntimePath is the link made for the release's runtime.path.
 	RuntimePath string `json:"runtimePath,omitempty"`
+	// Stop is the runtime's stop command of the last desired state, run
+	// before the release is uninstalled; Stopped says it succeeded (a
+	// removal resumed after a crash does not stop twice) and StopFailures
+	// counts its failed attempts (see maxStopAttempts).
+	Stop         []string `json:"stop,omitempty"`
+	Stopped      bool     `json:"stopped,omitempty"`
+	StopFailures int      `json:"stopFailures,omitempty"`
 }
 
 // journal is the agent's persistent state, DIR/journal.json.

@@ -14,7 +14,6 @@ import (
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/record"
-	"github.com/cairn-dev/cairn/reconciler/rollout"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
@@ -88,36 +87,54 @@ func (c *cache) refresh(ctx context.Context) (bool, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	changed := false
+	changed := c.applyReleases(rels)
+	changed = c.applyTargets(ts) || changed
+	changed = c.applyDesired(ds) || changed
+	c.sortRows()
+	if changed {
+		c.version++
+	}
+	return changed, nil
+}
+
+// applyReleases decodes the releases when any changed, with the profiles
+// they name, and matches every row against them again.
+func (c *cache) applyReleases(rels []store.Release) bool {
 	relsChanged := len(rels) != len(c.releases)
 	for i := range rels {
 		if !relsChanged && (rels[i].Name != c.releases[i].Name || !rels[i].UpdatedAt.Equal(c.releases[i].UpdatedAt)) {
 			relsChanged = true
 		}
 	}
-	if relsChanged {
-		c.releases = rels
-		c.recs = map[string]record.Release{}
-		seen := map[string]bool{}
-		c.profiles = nil
-		for _, r := range rels {
-			rec := record.Decode(record.Columns{Name: r.Name, Commit: r.Commit, Spec: r.Spec, State: r.State, Status: r.Status}, r.UpdatedAt)
-			c.recs[r.Name] = rec
-			if a := rec.Admitted; a != nil {
-				for _, p := range a.Profiles {
-					if !seen[p.Metadata.Name] {
-						seen[p.Metadata.Name] = true
-						c.profiles = append(c.profiles, p)
-					}
+	if !relsChanged {
+		return false
+	}
+	c.releases = rels
+	c.recs = map[string]record.Release{}
+	seen := map[string]bool{}
+	c.profiles = nil
+	for _, r := range rels {
+		rec := record.Decode(record.Columns{Name: r.Name, Commit: r.Commit, Spec: r.Spec, State: r.State, Status: r.Status}, r.UpdatedAt)
+		c.recs[r.Name] = rec
+		if a := rec.Admitted; a != nil {
+			for _, p := range a.Profiles {
+				if !seen[p.Metadata.Name] {
+					seen[p.Metadata.Name] = true
+					c.profiles = append(c.profiles, p)
 				}
 			}
 		}
-		sort.Slice(c.profiles, func(i, j int) bool { return c.profiles[i].Metadata.Name < c.profiles[j].Metadata.Name })
-		for _, r := range c.rows {
-			r.Profiles = c.match(r.sel)
-		}
-		changed = true
 	}
+	sort.Slice(c.profiles, func(i, j int) bool { return c.profiles[i].Metadata.Name < c.profiles[j].Metadata.Name })
+	for _, r := range c.rows {
+		r.Profiles = c.match(r.sel)
+	}
+	return true
+}
+
+// applyTargets replaces the rows of the targets read.
+func (c *cache) applyTargets(ts []store.Target) bool {
+	changed := false
 	for _, t := range ts {
 		if t.UpdatedAt.After(c.since) {
 			c.since = t.UpdatedAt
@@ -135,6 +152,13 @@ func (c *cache) refresh(ctx context.Context) (bool, error) {
 		}
 		c.rows[t.ID] = r
 	}
+	return changed
+}
+
+// applyDesired sets the desired digests of the rows whose desired state
+// was written.
+func (c *cache) applyDesired(ds []store.Desired) bool {
+	changed := false
 	for _, d := range ds {
 		if d.Rev > c.rev {
 			c.rev = d.Rev
@@ -153,6 +177,11 @@ func (c *cache) refresh(ctx context.Context) (bool, error) {
 		}
 		changed = true
 	}
+	return changed
+}
+
+// sortRows keeps byName sorted by name, with the rows' current pointers.
+func (c *cache) sortRows() {
 	if !c.sorted {
 		c.byName = c.byName[:0]
 		for _, r := range c.rows {
@@ -160,18 +189,14 @@ func (c *cache) refresh(ctx context.Context) (bool, error) {
 		}
 		sort.Slice(c.byName, func(i, j int) bool { return c.byName[i].Name < c.byName[j].Name })
 		c.sorted = true
-	} else {
-		// Replace the pointers of updated rows in place.
-		for i, r := range c.byName {
-			if nr := c.rows[r.ID]; nr != r {
-				c.byName[i] = nr
-			}
+		return
+	}
+	// Replace the pointers of updated rows in place.
+	for i, r := range c.byName {
+		if nr := c.rows[r.ID]; nr != r {
+			c.byName[i] = nr
 		}
 	}
-	if changed {
-		c.version++
-	}
-	return changed, nil
 }
 
 func (c *cache) rowOf(t store.Target) *row {
@@ -364,136 +389,4 @@ func (c *cache) profileNames() []string {
 		out = append(out, p.Metadata.Name)
 	}
 	return out
-}
-
-// stateCounts counts targets by where they are in a rollout.
-type stateCounts struct {
-	Healthy, Installing, Downloading, Pending, Failed, Waiting int
-}
-
-func (s stateCounts) total() int {
-	return s.Healthy + s.Installing + s.Downloading + s.Pending + s.Failed + s.Waiting
-}
-
-func (s *stateCounts) add(o stateCounts) {
-	s.Healthy += o.Healthy
-	s.Installing += o.Installing
-	s.Downloading += o.Downloading
-	s.Pending += o.Pending
-	s.Failed += o.Failed
-	s.Waiting += o.Waiting
-}
-
-// waveCount is one wave of a rollout: its targets by state.
-type waveCount struct {
-	stateCounts
-	Number  int // from 1
-	Percent int
-	Targets int
-	Started bool // the rollout has reached this wave
-	Current bool
-}
-
-// waveStates is a release's selected targets by state, in all and per wave.
-// Targets told to run the digest count by phase; those not told yet are
-// pending in a started wave and waiting in a later one.
-type waveStates struct {
-	stateCounts
-	Waves []waveCount
-	// Worst holds, per gated metric, the worst latest value among the
-	// targets running the digest.
-	Worst map[string]float64
-}
-
-// releaseStates splits the targets a release's profiles select into the
-// policy's waves, in the order the rollout engine uses, and counts each
-// wave's targets by state.
-func (c *cache) releaseStates(rec record.Release, digest string, current int) waveStates {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	s := waveStates{Worst: map[string]float64{}}
-	var waves []manifests.Wave
-	var gates []manifests.Gate
-	profiles := map[string]bool{}
-	var unfit map[string]string
-	if a := rec.Admitted; a != nil {
-		waves, gates, unfit = a.Policy.Spec.Waves, a.Policy.Spec.Gates, a.Unfit
-		for _, p := range a.Profiles {
-			profiles[p.Metadata.Name] = true
-		}
-	}
-	var ids []string
-	for _, r := range c.byName {
-		if r.Pending {
-			continue
-		}
-		if _, no := unfit[r.ID]; no {
-			continue
-		}
-		if slices.ContainsFunc(r.Profiles, func(p string) bool { return profiles[p] }) {
-			ids = append(ids, r.ID)
-		}
-	}
-	if len(waves) == 0 {
-		waves = []manifests.Wave{{Percent: 100}}
-	}
-	for i, members := range rollout.AssignWaves(rec.Name, waves, ids) {
-		wc := waveCount{Number: i + 1, Percent: waves[i].Percent, Targets: len(members), Started: i <= current, Current: i == current}
-		if i == len(waves)-1 {
-			wc.Percent = 100
-		}
-		for _, id := range members {
-			r := c.rows[id]
-			if r == nil {
-				continue
-			}
-			wc.stateCounts.add(targetState(r, rec.Name, digest, wc.Started))
-			if digest != "" && r.Running[rec.Name] == digest {
-				worst(s.Worst, gates, r.Metrics)
-			}
-		}
-		s.stateCounts.add(wc.stateCounts)
-		s.Waves = append(s.Waves, wc)
-	}
-	return s
-}
-
-// targetState is one target's place in the rollout of digest.
-func targetState(r *row, release, digest string, started bool) stateCounts {
-	var s stateCounts
-	if digest == "" || r.Desired[release] != digest {
-		if started {
-			s.Pending = 1
-		} else {
-			s.Waiting = 1
-		}
-		return s
-	}
-	switch ph := r.Phases[release]; {
-	case ph == fleet.PhaseHealthy && r.Running[release] == digest:
-		s.Healthy = 1
-	case ph == fleet.PhaseFailed || ph == fleet.PhaseRolledBack:
-		s.Failed = 1
-	case ph == fleet.PhaseDownloading:
-		s.Downloading = 1
-	case ph == fleet.PhaseInstalling || ph == fleet.PhaseVerifying:
-		s.Installing = 1
-	default:
-		s.Pending = 1
-	}
-	return s
-}
-
-// worst keeps per gated metric the worst of the values seen.
-func worst(into map[string]float64, gates []manifests.Gate, metrics map[string]float64) {
-	for _, g := range gates {
-		v, ok := metrics[g.Metric]
-		if !ok {
-			continue
-		}
-		w, seen := into[g.Metric]
-		if !seen || (g.Max != nil && v > w) || (g.Max == nil && g.Min != nil && v < w) {
-			into[g.Metric] = v
-		}
-	}
 }

@@ -130,6 +130,14 @@ func (d *Dashboard) targetPage(w http.ResponseWriter, r *http.Request, role stri
 	reverse(logs)
 	reverse(evs)
 	data := map[string]any{"Role": role, "Title": t.Name, "Live": true, "T": ti, "Log": logs, "Events": evs}
+	data["Conditions"] = d.targetConditions(id, ti, now, data)
+	d.targetHistory(ctx, id, now, data)
+	d.render(w, r, http.StatusOK, "target", data)
+}
+
+// targetConditions are a target's Online, Ready and InSync conditions; its
+// profiles go into data.
+func (d *Dashboard) targetConditions(id string, ti fleet.TargetInfo, now time.Time, data map[string]any) []fleet.Condition {
 	var conds []fleet.Condition
 	online := fleet.Condition{Type: "Online", Status: "False", Reason: "NeverReported", Message: "no status report yet"}
 	if ti.LastSeen != nil {
@@ -158,7 +166,12 @@ func (d *Dashboard) targetPage(w http.ResponseWriter, r *http.Request, role stri
 		conds = append(conds, sync)
 		data["Profiles"] = rw.Profiles
 	}
-	data["Conditions"] = conds
+	return conds
+}
+
+// targetHistory puts a target's sparklines, uptime and active models into
+// data, when the dashboard has history and lineage.
+func (d *Dashboard) targetHistory(ctx context.Context, id string, now time.Time, data map[string]any) {
 	if d.cfg.History != nil {
 		m, err := d.cfg.History.Points(ctx, id, now.Add(-6*time.Hour), now, 5*time.Minute)
 		if err == nil {
@@ -181,7 +194,6 @@ func (d *Dashboard) targetPage(w http.ResponseWriter, r *http.Request, role stri
 			data["Active"] = act
 		}
 	}
-	d.render(w, r, http.StatusOK, "target", data)
 }
 
 // releaseView is one release as the release pages show it.

@@ -11,11 +11,19 @@ import (
 
 // ETag is the entity tag of a desired state with these models: the same
 // models give the same tag on every replica and after restarts.
-func ETag(models []fleet.DesiredModel) string {
+func ETag(models []fleet.DesiredModel) string { return KeepETag(models, nil) }
+
+// KeepETag is the entity tag of a desired state that also keeps the
+// releases named in keep (fleet.DesiredState.Keep); with none it is ETag.
+func KeepETag(models []fleet.DesiredModel, keep []string) string {
 	if models == nil {
 		models = []fleet.DesiredModel{}
 	}
 	b, _ := json.Marshal(models)
+	if len(keep) > 0 {
+		k, _ := json.Marshal(keep)
+		b = append(append(b, "\x00keep"...), k...)
+	}
 	h := sha256.Sum256(b)
 	return hex.EncodeToString(h[:12])
 }

@@ -63,3 +63,15 @@ func TestEncodeDesired(t *testing.T) {
 		t.Fatal("tags are not a function of the models")
 	}
 }
+
+// A keep list changes the tag (agents must see it), none leaves it as ETag.
+func TestKeepETag(t *testing.T) {
+	ms := []fleet.DesiredModel{{Release: "r", Model: "m", Digest: "sha256:1"}}
+	if fleetstate.KeepETag(ms, nil) != fleetstate.ETag(ms) || fleetstate.KeepETag(ms, []string{}) != fleetstate.ETag(ms) {
+		t.Fatal("an empty keep list changed the tag")
+	}
+	a, b := fleetstate.KeepETag(ms, []string{"old"}), fleetstate.KeepETag(ms, []string{"older"})
+	if a == fleetstate.ETag(ms) || a == b || a != fleetstate.KeepETag(ms, []string{"old"}) {
+		t.Fatal("tags are not a function of models and keep list")
+	}
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/internal/output"
+	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
 )
 
@@ -21,9 +22,30 @@ const (
 
 // WriteMarkdown renders the plan for a pull-request comment: a summary line,
 // a table of releases, then a section per changed, denied or warned release
-// with its waves (target lists collapsed), unfit targets and verdicts.
+// with its waves and their gates (target lists collapsed), unfit targets
+// and verdicts.
 func (p *Plan) WriteMarkdown(w io.Writer) error {
 	var b strings.Builder
+	p.writeHeader(&b)
+	p.writeReleaseTable(&b)
+	writePolicyTable(&b, p.Releases)
+	order := p.sectionOrder()
+	for i, r := range order {
+		var sec strings.Builder
+		r.writeSection(&sec)
+		if b.Len()+sec.Len() > mdMaxChars {
+			fmt.Fprintf(&b, "_%d more releases are not shown here: see `cairn plan -o json`._\n", len(order)-i)
+			break
+		}
+		b.WriteString(sec.String())
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeHeader writes the title, the verdict with the totals, where the plan
+// comes from and its notes.
+func (p *Plan) writeHeader(b *strings.Builder) {
 	s := p.Summary
 	status := "✅ **allowed**"
 	if p.Denied {
@@ -33,7 +55,7 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	} else if s.Warned > 0 {
 		status = fmt.Sprintf("⚠️ **allowed with warnings** (%s)", plural(s.Warned, "release"))
 	}
-	fmt.Fprintf(&b, "## cairn plan\n\n%s · %s · %s · %s · %s\n\n",
+	fmt.Fprintf(b, "## cairn plan\n\n%s · %s · %s · %s · %s\n\n",
 		status, plural(s.Releases, "release"), changes(s), plural(s.Assignments, "target assignment"), downloadText(s.Bytes))
 	var src []string
 	if p.Base != "" {
@@ -48,30 +70,35 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 	if s.Unfit > 0 {
 		src = append(src, fmt.Sprintf("%d unfit", s.Unfit))
 	}
-	fmt.Fprintf(&b, "<sub>%s</sub>\n\n", strings.Join(src, " · "))
+	fmt.Fprintf(b, "<sub>%s</sub>\n\n", strings.Join(src, " · "))
 	for _, n := range p.Notes {
-		fmt.Fprintf(&b, "> ⚠️ %s\n\n", n)
+		fmt.Fprintf(b, "> ⚠️ %s\n\n", n)
 	}
+}
 
-	if len(p.Releases) > 0 {
-		b.WriteString("| | release | model | change | targets | unfit | download |\n| --- | --- | --- | --- | ---: | ---: | ---: |\n")
-		for i, r := range p.Releases {
-			if i == mdMaxTableRows {
-				fmt.Fprintf(&b, "| | … %d more releases in `-o json` | | | | | |\n", len(p.Releases)-i)
-				break
-			}
-			dl := bytesText(r.Bytes)
-			if r.Change == Removed || r.assigned() == 0 {
-				dl = "–"
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %d | %d | %s |\n", icon(r), r.Name, modelText(r), changeText(r), r.assigned(), len(r.Unfit), dl)
+// writeReleaseTable writes one row per release, at most mdMaxTableRows.
+func (p *Plan) writeReleaseTable(b *strings.Builder) {
+	if len(p.Releases) == 0 {
+		return
+	}
+	b.WriteString("| | release | model | change | targets | unfit | download |\n| --- | --- | --- | --- | ---: | ---: | ---: |\n")
+	for i, r := range p.Releases {
+		if i == mdMaxTableRows {
+			fmt.Fprintf(b, "| | … %d more releases in `-o json` | | | | | |\n", len(p.Releases)-i)
+			break
 		}
-		b.WriteString("\n")
+		dl := bytesText(r.Bytes)
+		if r.Change == Removed || r.assigned() == 0 {
+			dl = "–"
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %d | %d | %s |\n", icon(r), r.Name, modelText(r), changeText(r), r.assigned(), len(r.Unfit), dl)
 	}
+	b.WriteString("\n")
+}
 
-	writePolicyTable(&b, p.Releases)
-
-	// Sections: denied releases first, then warned, then other changes.
+// sectionOrder lists the releases that get a section: denied and held ones
+// first, then warned, then other changes.
+func (p *Plan) sectionOrder() []*Release {
 	var order []*Release
 	for pass := 0; pass < 3; pass++ {
 		for i := range p.Releases {
@@ -92,17 +119,7 @@ func (p *Plan) WriteMarkdown(w io.Writer) error {
 			}
 		}
 	}
-	for i, r := range order {
-		var sec strings.Builder
-		r.writeSection(&sec)
-		if b.Len()+sec.Len() > mdMaxChars {
-			fmt.Fprintf(&b, "_%d more releases are not shown here: see `cairn plan -o json`._\n", len(order)-i)
-			break
-		}
-		b.WriteString(sec.String())
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return order
 }
 
 // rolloutActive reports whether the live rollout needs a reviewer's eye:
@@ -111,12 +128,33 @@ func (r *Release) rolloutActive() bool {
 	return r.Rollout != nil && r.Rollout.Phase != "" && r.Rollout.Phase != "Succeeded"
 }
 
+// writeSection writes the section of one release.
 func (r *Release) writeSection(b *strings.Builder) {
 	fmt.Fprintf(b, "### %s %s · %s\n\n", icon(*r), r.Name, r.Change)
 	if r.Change == Removed {
+		if r.Kept {
+			fmt.Fprintf(b, "Removed with `prune: false`: targets keep running `%s` %s, no longer managed.\n\n", r.Model, digestText(r.From))
+			return
+		}
 		fmt.Fprintf(b, "Removed: targets stop running `%s` %s.\n\n", r.Model, digestText(r.From))
 		return
 	}
+	r.writeFacts(b)
+	r.writeState(b)
+	r.writeWaves(b)
+	r.writeUnfit(b)
+	if len(r.Verdicts) > 0 {
+		b.WriteString("| policy | result | message |\n| --- | --- | --- |\n")
+		for _, v := range r.Verdicts {
+			fmt.Fprintf(b, "| %s | %s | %s |\n", v.Policy, resultText(v.Result), cell(v.Message))
+		}
+		b.WriteString("\n")
+	}
+}
+
+// writeFacts writes the model line and the release's facts: policy,
+// profiles, target counts, download.
+func (r *Release) writeFacts(b *strings.Builder) {
 	fmt.Fprintf(b, "Model `%s`", r.Model)
 	if r.Version != "" {
 		fmt.Fprintf(b, " %s", r.Version)
@@ -144,6 +182,11 @@ func (r *Release) writeSection(b *strings.Builder) {
 		facts = append(facts, "**suspended**")
 	}
 	b.WriteString(strings.Join(facts, " · ") + "\n\n")
+}
+
+// writeState writes the live rollout, why admission holds or waits, and
+// the release's notes.
+func (r *Release) writeState(b *strings.Builder) {
 	if lr := r.Rollout; lr != nil && lr.Phase != "" {
 		fmt.Fprintf(b, "Live rollout: **%s** of %s", lr.Phase, digestText(lr.Digest))
 		if lr.LastGood != "" && lr.LastGood != lr.Digest {
@@ -166,51 +209,73 @@ func (r *Release) writeSection(b *strings.Builder) {
 	if len(r.Notes) > 0 {
 		b.WriteString("\n")
 	}
+}
 
-	if r.assigned() > 0 {
-		b.WriteString("| wave | percent | bake | targets |\n| ---: | ---: | --- | ---: |\n")
-		for i, w := range r.Waves {
-			bake := w.Bake
-			if bake == "" {
-				bake = "–"
-			}
-			fmt.Fprintf(b, "| %d | %d%% | %s | %d |\n", i+1, w.Percent, bake, len(w.Targets))
-		}
-		fmt.Fprintf(b, "\n<details><summary>Targets by wave (%d)</summary>\n\n", r.assigned())
-		for i, w := range r.Waves {
-			fmt.Fprintf(b, "- wave %d: %s\n", i+1, names(w.Targets, mdMaxNamesInWave))
-		}
-		b.WriteString("\n</details>\n\n")
+// writeWaves writes the waves with the gates that hold each, and the
+// targets of each wave collapsed.
+func (r *Release) writeWaves(b *strings.Builder) {
+	if r.assigned() == 0 {
+		return
 	}
+	b.WriteString("| wave | percent | bake | targets | gates |\n| ---: | ---: | --- | ---: | --- |\n")
+	for i, w := range r.Waves {
+		bake := w.Bake
+		if bake == "" {
+			bake = "–"
+		}
+		fmt.Fprintf(b, "| %d | %d%% | %s | %d | %s |\n", i+1, w.Percent, bake, len(w.Targets), gatesText(w.Gates))
+	}
+	fmt.Fprintf(b, "\n<details><summary>Targets by wave (%d)</summary>\n\n", r.assigned())
+	for i, w := range r.Waves {
+		fmt.Fprintf(b, "- wave %d: %s\n", i+1, names(w.Targets, mdMaxNamesInWave))
+	}
+	b.WriteString("\n</details>\n\n")
+}
 
-	if len(r.Unfit) > 0 {
-		fmt.Fprintf(b, "**Cannot take the model (%d)**\n\n", len(r.Unfit))
-		rows := r.Unfit
-		open := len(rows) > 5
-		if open {
-			fmt.Fprintf(b, "<details><summary>Unfit targets</summary>\n\n")
-		}
-		b.WriteString("| target | reason |\n| --- | --- |\n")
-		for i, u := range rows {
-			if i == mdMaxUnfit {
-				fmt.Fprintf(b, "| … %d more | |\n", len(rows)-i)
-				break
-			}
-			fmt.Fprintf(b, "| `%s` | %s |\n", u.Target, cell(u.Reason))
-		}
-		if open {
-			b.WriteString("\n</details>\n")
-		}
-		b.WriteString("\n")
+// gatesText is a wave's gates in a table cell: for each the metric, the
+// aggregate within its threshold, minSamples and onNoData.
+func gatesText(gates []manifests.Gate) string {
+	if len(gates) == 0 {
+		return "–"
 	}
+	var out []string
+	for _, g := range gates {
+		var th []string
+		if g.Min != nil {
+			th = append(th, fmt.Sprintf("≥ %g", *g.Min))
+		}
+		if g.Max != nil {
+			th = append(th, fmt.Sprintf("≤ %g", *g.Max))
+		}
+		out = append(out, fmt.Sprintf("`%s` %s %s, ≥ %s, no data: %s", cell(g.Metric), g.Aggregate, strings.Join(th, " and "),
+			plural(g.MinSamples, "sample"), g.OnNoData))
+	}
+	return strings.Join(out, "<br>")
+}
 
-	if len(r.Verdicts) > 0 {
-		b.WriteString("| policy | result | message |\n| --- | --- | --- |\n")
-		for _, v := range r.Verdicts {
-			fmt.Fprintf(b, "| %s | %s | %s |\n", v.Policy, resultText(v.Result), cell(v.Message))
-		}
-		b.WriteString("\n")
+// writeUnfit writes the targets that cannot take the model and why.
+func (r *Release) writeUnfit(b *strings.Builder) {
+	if len(r.Unfit) == 0 {
+		return
 	}
+	fmt.Fprintf(b, "**Cannot take the model (%d)**\n\n", len(r.Unfit))
+	rows := r.Unfit
+	open := len(rows) > 5
+	if open {
+		fmt.Fprintf(b, "<details><summary>Unfit targets</summary>\n\n")
+	}
+	b.WriteString("| target | reason |\n| --- | --- |\n")
+	for i, u := range rows {
+		if i == mdMaxUnfit {
+			fmt.Fprintf(b, "| … %d more | |\n", len(rows)-i)
+			break
+		}
+		fmt.Fprintf(b, "| `%s` | %s |\n", u.Target, cell(u.Reason))
+	}
+	if open {
+		b.WriteString("\n</details>\n")
+	}
+	b.WriteString("\n")
 }
 
 // writePolicyTable counts, per policy, the releases it allowed, warned and

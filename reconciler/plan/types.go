@@ -136,11 +136,14 @@ type Release struct {
 	Version  string `json:"version,omitempty"`
 	Artifact string `json:"artifact,omitempty"`
 	// From is the model digest of the base (or the live state), To the head's.
-	From          string   `json:"from"`
-	To            string   `json:"to"`
-	RolloutPolicy string   `json:"rolloutPolicy,omitempty"`
-	Suspended     bool     `json:"suspended,omitempty"`
-	Profiles      []string `json:"profiles,omitempty"`
+	From          string `json:"from"`
+	To            string `json:"to"`
+	RolloutPolicy string `json:"rolloutPolicy,omitempty"`
+	Suspended     bool   `json:"suspended,omitempty"`
+	// Kept is set on a removed release whose base said prune: false: its
+	// targets keep it installed, unmanaged.
+	Kept     bool     `json:"kept,omitempty"`
+	Profiles []string `json:"profiles,omitempty"`
 	// Selected counts the targets the profiles select, UpToDate those that
 	// already run To.
 	Selected int `json:"selected"`
@@ -206,11 +209,15 @@ type Download struct {
 	Bytes  int64  `json:"bytes"`
 }
 
-// Wave is one wave of a release's rollout and the targets it reaches.
+// Wave is one wave of a release's rollout, the targets it reaches and the
+// gates that hold it: each aggregates a metric over the wave's bake and
+// must stay within its max and min, with minSamples reports, or do what
+// onNoData says (defaults filled in: mean, 1, fail).
 type Wave struct {
-	Percent int      `json:"percent"`
-	Bake    string   `json:"bake,omitempty"`
-	Targets []string `json:"targets"`
+	Percent int              `json:"percent"`
+	Bake    string           `json:"bake,omitempty"`
+	Targets []string         `json:"targets"`
+	Gates   []manifests.Gate `json:"gates,omitempty"`
 }
 
 // Unfit is a selected target that cannot take the release's model.

@@ -134,12 +134,19 @@ func Evaluate(g manifests.Gate, s GateStats) GateResult {
 	return r
 }
 
+// WaveGates are the gates that hold a wave of a rollout under policy p, as
+// the engine evaluates them and cairn plan lists them: every gate of the
+// policy holds every wave, over that wave's bake.
+func WaveGates(p manifests.RolloutPolicy, wave int) []manifests.Gate {
+	return p.Spec.Gates
+}
+
 // sampleGates adds to the bake's window the reports not sampled yet of the
 // targets of the started waves running the new model healthily. A new
 // wave or a restarted bake starts a new window.
 func (e *engine) sampleGates() {
-	gates := e.in.Policy.Spec.Gates
 	st := &e.st
+	gates := WaveGates(e.in.Policy, st.Wave)
 	if len(gates) == 0 {
 		st.Gates = nil
 		return
@@ -188,7 +195,7 @@ func (e *engine) gateResults() []GateResult {
 	if w == nil {
 		return nil
 	}
-	for _, g := range e.in.Policy.Spec.Gates {
+	for _, g := range WaveGates(e.in.Policy, e.st.Wave) {
 		r := Evaluate(g, w.Stats[g.Metric])
 		if w.Outcomes[g.Metric] != r.Outcome {
 			if r.Outcome != GatePass || w.Outcomes[g.Metric] != "" {

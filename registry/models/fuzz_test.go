@@ -135,9 +135,11 @@ func FuzzSafetensorsParams(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		n, _, err := safetensorsParams(p)
-		if err == nil && n < 0 {
-			t.Fatalf("%d parameters", n)
+		byType, err := safetensorsParams(p)
+		for dt, n := range byType {
+			if err == nil && n < 0 {
+				t.Fatalf("%s: %d parameters", dt, n)
+			}
 		}
 	})
 }

@@ -74,7 +74,8 @@ type PushOptions struct {
 	// Name and Version go into the config's descriptor.
 	Name, Version string
 	// Format of the weights (onnx, safetensors, gguf, pytorch, …); default:
-	// guessed from the weight files' extensions.
+	// the largest weight file's, told by its first bytes (GGUF, safetensors,
+	// PyTorch, ONNX) or else its extension.
 	Format string
 	// TrainedOn maps dataset names to their digests (sha256:…); written as
 	// the manifest annotation dev.cairn.trained-on (a JSON object).

@@ -358,37 +358,13 @@ func buildConfig(srcs []source, layers []v1.Descriptor, opts PushOptions) ([]byt
 		created = defaultCreated(srcs)
 	}
 	created = created.UTC().Truncate(time.Second)
-	format := opts.Format
-	if format == "" {
-		// The format of the largest weight file (a small .onnx next to a
-		// large .safetensors does not make the model onnx).
-		var largest int64 = -1
-		for _, s := range srcs {
-			if s.kind == KindWeight && s.size > largest {
-				if f := formatOf(s.rel); f != "" {
-					format, largest = f, s.size
-				}
-			}
-		}
+	w := describeWeights(srcs)
+	params := ModelParams{Format: w.format}
+	if opts.Format != "" {
+		params.Format = opts.Format
 	}
-	params := ModelParams{Format: format}
-	// paramSize and precision from the headers of safetensors weights.
-	var total int64
-	var precision string
-	for _, s := range srcs {
-		if s.kind == KindWeight && formatOf(s.rel) == "safetensors" {
-			n, p, err := safetensorsParams(s.abs)
-			if err != nil {
-				continue // not a readable header: no paramSize from it
-			}
-			total += n
-			if precision == "" {
-				precision = p
-			}
-		}
-	}
-	if total > 0 {
-		params.ParamSize, params.Precision = paramSize(total), precision
+	if w.params > 0 {
+		params.ParamSize, params.Precision = paramSize(w.params), w.precision
 	}
 	cfg := ModelConfig{
 		Descriptor: ModelDescriptor{

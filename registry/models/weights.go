@@ -15,26 +15,27 @@ import (
 const maxSafetensorsHeader = 100 << 20
 
 // safetensorsParams reads the header of a .safetensors file and returns the
-// number of parameters (the tensors' elements) and the dtype holding most of
-// them, in ModelPack's spelling (bf16, fp16, fp32, int8, …).
-func safetensorsParams(file string) (params int64, precision string, err error) {
+// number of parameters (the tensors' elements) by dtype in ModelPack's
+// spelling (bf16, fp16, fp32, int8, …).
+func safetensorsParams(file string) (map[string]int64, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return 0, "", err
+		return nil, err
 	}
 	defer f.Close()
 	var n uint64
 	if err := binary.Read(f, binary.LittleEndian, &n); err != nil {
-		return 0, "", fmt.Errorf("safetensors header of %s: %w", file, err)
+		return nil, fmt.Errorf("safetensors header of %s: %w", file, err)
 	}
 	if n == 0 || n > maxSafetensorsHeader {
-		return 0, "", fmt.Errorf("safetensors header of %s: length %d", file, n)
+		return nil, fmt.Errorf("safetensors header of %s: length %d", file, n)
 	}
 	var header map[string]json.RawMessage
 	if err := json.NewDecoder(io.LimitReader(f, int64(n))).Decode(&header); err != nil {
-		return 0, "", fmt.Errorf("safetensors header of %s: %w", file, err)
+		return nil, fmt.Errorf("safetensors header of %s: %w", file, err)
 	}
 	byType := map[string]int64{}
+	var params int64
 	for name, raw := range header {
 		if name == "__metadata__" {
 			continue
@@ -44,28 +45,143 @@ func safetensorsParams(file string) (params int64, precision string, err error) 
 			Shape []int64 `json:"shape"`
 		}
 		if err := json.Unmarshal(raw, &t); err != nil {
-			return 0, "", fmt.Errorf("safetensors tensor %q of %s: %w", name, file, err)
+			return nil, fmt.Errorf("safetensors tensor %q of %s: %w", name, file, err)
 		}
 		e := int64(1)
 		for _, d := range t.Shape {
 			if d < 0 || d > 0 && e > math.MaxInt64/d {
-				return 0, "", fmt.Errorf("safetensors tensor %q of %s: shape %v out of range", name, file, t.Shape)
+				return nil, fmt.Errorf("safetensors tensor %q of %s: shape %v out of range", name, file, t.Shape)
 			}
 			e *= d
 		}
 		if params > math.MaxInt64-e {
-			return 0, "", fmt.Errorf("safetensors header of %s: too many parameters", file)
+			return nil, fmt.Errorf("safetensors header of %s: too many parameters", file)
 		}
 		params += e
-		byType[t.DType] += e
+		byType[dtypeName(t.DType)] += e
+	}
+	return byType, nil
+}
+
+// weightInfo is what the weight files say about a model: its format and,
+// from safetensors and GGUF headers, its parameters and precision.
+type weightInfo struct {
+	format    string
+	params    int64
+	precision string
+}
+
+// describeWeights reads the weight files of a push. The format is the one
+// of the largest weight file whose format is known, by its content
+// (sniffFormat) or else its extension: a small .onnx next to a large
+// .safetensors does not make the model onnx. The parameters add up the
+// tensors of every safetensors and GGUF weight file whose header reads; the
+// precision is the one most of them have. A file whose header does not read
+// adds nothing.
+func describeWeights(srcs []source) weightInfo {
+	var w weightInfo
+	var largest int64 = -1
+	byType := map[string]int64{}
+	for _, s := range srcs {
+		if s.kind != KindWeight {
+			continue
+		}
+		f := sniffFormat(s.abs)
+		switch ext := formatOf(s.rel); {
+		case f == "":
+			f = ext
+		case f == "pickle" && ext != "":
+			f = ext // .pt, .pkl, .joblib
+		case f == "pickle":
+			f = "pytorch" // pytorch_model.bin
+		}
+		if f != "" && s.size > largest {
+			w.format, largest = f, s.size
+		}
+		var n map[string]int64
+		var err error
+		switch f {
+		case "safetensors":
+			n, err = safetensorsParams(s.abs)
+		case "gguf":
+			n, err = ggufParams(s.abs)
+		default:
+			continue
+		}
+		if err != nil {
+			continue // not a readable header: no paramSize from it
+		}
+		for dt, e := range n {
+			if w.params > math.MaxInt64-e {
+				continue
+			}
+			w.params += e
+			byType[dt] += e
+		}
 	}
 	var best int64 = -1
 	for dt, e := range byType {
-		if e > best || e == best && dt < precision {
-			best, precision = e, dt
+		if e > best || e == best && dt < w.precision {
+			best, w.precision = e, dt
 		}
 	}
-	return params, dtypeName(precision), nil
+	return w
+}
+
+// sniffFormat tells a weight file's format by its first bytes: GGUF by its
+// magic, safetensors by its header length and opening brace, PyTorch by
+// the zip archive torch.save writes (its first entry is …/data.pkl), a
+// pickle stream as "pickle", ONNX by the ir_version field a ModelProto starts with.
+// It answers "" when it cannot tell.
+func sniffFormat(file string) string {
+	f, err := os.Open(file)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	n, _ := io.ReadFull(f, b)
+	b = b[:n]
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	return sniffBytes(b, fi.Size())
+}
+
+// sniffBytes is sniffFormat on the first bytes b of a file of size bytes.
+func sniffBytes(b []byte, size int64) string {
+	switch {
+	case len(b) >= 8 && string(b[:4]) == ggufMagic:
+		if v := binary.LittleEndian.Uint32(b[4:8]); v >= 1 && v <= 3 {
+			return "gguf"
+		}
+	case len(b) >= 9 && b[8] == '{':
+		if n := binary.LittleEndian.Uint64(b); n >= 2 && n <= maxSafetensorsHeader && int64(n) <= size-8 {
+			return "safetensors"
+		}
+	case len(b) >= 30 && string(b[:4]) == "PK\x03\x04":
+		// A zip's first local header: the name follows at offset 30.
+		nameLen := int(binary.LittleEndian.Uint16(b[26:28]))
+		if 30+nameLen <= len(b) {
+			name := string(b[30 : 30+nameLen])
+			if name == "data.pkl" || strings.HasSuffix(name, "/data.pkl") {
+				return "pytorch"
+			}
+		}
+	case len(b) >= 2 && b[0] == 0x80 && b[1] >= 2 && b[1] <= 5:
+		return "pickle" // torch.save's legacy format, or pickle, joblib
+	case len(b) >= 4 && b[0] == 0x08:
+		// ModelProto: field 1 (ir_version, a small varint), then another
+		// length-delimited field (producer_name, graph, opset_import, …).
+		if v := b[1]; v >= 1 && v < 0x80 {
+			switch b[2] {
+			case 0x12, 0x1a, 0x22, 0x28, 0x32, 0x3a, 0x42, 0x72, 0xa2:
+				return "onnx"
+			}
+		}
+	}
+	return ""
 }
 
 // dtypeName spells a safetensors dtype as ModelPack's precision.
