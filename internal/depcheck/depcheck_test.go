@@ -104,6 +104,29 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestReconcilerParts: the rules of the reconciler's read-side and leaf
+// packages catch them reaching for admission, the source or OPA.
+func TestReconcilerParts(t *testing.T) {
+	deps := map[string][]string{
+		"reconciler/history":   {"fleet", "internal/sqldb", "reconciler/store"},
+		"reconciler/dashboard": {"reconciler/store", "reconciler/history", "reconciler/plan", "github.com/go-git/go-git/v5"},
+		"reconciler/feedback":  {"lineage", "registry/datasets", "reconciler/rollout", "github.com/open-policy-agent/opa/v1/rego"},
+	}
+	got := depcheck.Check(depcheck.Rules, deps)
+	for _, w := range []string{
+		"reconciler/history imports reconciler/store", "reconciler/dashboard imports reconciler/plan",
+		"reconciler/dashboard imports github.com/go-git/go-git/v5", "reconciler/feedback imports reconciler/rollout",
+		"reconciler/feedback imports github.com/open-policy-agent/opa/v1/rego",
+	} {
+		if !slices.ContainsFunc(got, func(l string) bool { return strings.HasPrefix(l, w+" (") }) {
+			t.Errorf("Check missed %q; got\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+	if len(got) != 5 {
+		t.Errorf("Check =\n%s\nwant 5 lines", strings.Join(got, "\n"))
+	}
+}
+
 // TestAgentStaysLean: the rules catch the device agent binary linking the
 // server's packages or heavy modules.
 func TestAgentStaysLean(t *testing.T) {

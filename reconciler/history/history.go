@@ -209,24 +209,7 @@ func (h *History) Flush(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		// Keep what was not written for the next flush.
-		h.mu.Lock()
-		for k, a := range points {
-			if cur := h.points[k]; cur != nil {
-				cur.merge(a)
-			} else {
-				h.points[k] = a
-			}
-		}
-		h.closed = append(closed, h.closed...)
-		for _, d := range dirty {
-			if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
-				cur.dirty = true
-			} else {
-				h.closed = append(h.closed, d)
-			}
-		}
-		h.mu.Unlock()
+		h.keepUnwritten(points, closed, dirty)
 		return err
 	}
 	h.mu.Lock()
@@ -237,6 +220,27 @@ func (h *History) Flush(ctx context.Context) error {
 	}
 	h.mu.Unlock()
 	return nil
+}
+
+// keepUnwritten puts back what a failed flush did not write, for the next.
+func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closedSession) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, a := range points {
+		if cur := h.points[k]; cur != nil {
+			cur.merge(a)
+		} else {
+			h.points[k] = a
+		}
+	}
+	h.closed = append(closed, h.closed...)
+	for _, d := range dirty {
+		if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
+			cur.dirty = true
+		} else {
+			h.closed = append(h.closed, d)
+		}
+	}
 }
 
 func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func(*sql.Tx) error) error {

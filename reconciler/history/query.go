@@ -157,13 +157,44 @@ func (h *History) Uptime(ctx context.Context, target string, window time.Duratio
 		return nil, err
 	}
 	from := to.Add(-window)
-	q := `SELECT target, start_at, last_at FROM presence WHERE last_at >= ? AND start_at <= ?`
-	args := []any{from.Add(-h.offlineAfter).UnixNano(), to.UnixNano()}
-	if target != "" {
-		q += ` AND target = ?`
-		args = append(args, target)
+	first, err := h.firstSeen(ctx, target)
+	if err != nil {
+		return nil, err
 	}
-	// The first sighting of each target decides when its observation begins.
+	by, err := h.onlineIn(ctx, target, from, to, transitions)
+	if err != nil {
+		return nil, err
+	}
+	rep := &UptimeReport{From: from.UTC(), To: to.UTC(), Targets: []Uptime{}}
+	for t, f := range first {
+		u := by[t]
+		if u == nil {
+			u = &Uptime{Target: t}
+		}
+		begin := time.Unix(0, f)
+		if begin.Before(from) {
+			begin = from
+		}
+		if to.After(begin) {
+			u.Observed = Seconds(to.Sub(begin).Seconds())
+		}
+		if u.OnlineFor > u.Observed {
+			u.OnlineFor = u.Observed
+		}
+		u.Percent = percent(u.OnlineFor, u.Observed)
+		rep.Targets = append(rep.Targets, *u)
+		rep.Fleet.Observed += u.Observed
+		rep.Fleet.OnlineFor += u.OnlineFor
+		rep.Fleet.Outages += u.Outages
+	}
+	sort.Slice(rep.Targets, func(i, j int) bool { return rep.Targets[i].Target < rep.Targets[j].Target })
+	rep.Fleet.Percent = percent(rep.Fleet.OnlineFor, rep.Fleet.Observed)
+	return rep, nil
+}
+
+// firstSeen is when each target (target alone, unless "") was first
+// sighted: where its observation begins.
+func (h *History) firstSeen(ctx context.Context, target string) (map[string]int64, error) {
 	first := map[string]int64{}
 	fq := `SELECT target, MIN(start_at) FROM presence`
 	var fargs []any
@@ -175,18 +206,30 @@ func (h *History) Uptime(ctx context.Context, target string, window time.Duratio
 	if err != nil {
 		return nil, fmt.Errorf("read presence: %w", err)
 	}
+	defer frows.Close()
 	for frows.Next() {
 		var t string
 		var s int64
 		if err := frows.Scan(&t, &s); err != nil {
-			frows.Close()
 			return nil, fmt.Errorf("read presence: %w", err)
 		}
 		first[t] = s
 	}
-	frows.Close()
 	if err := frows.Err(); err != nil {
 		return nil, fmt.Errorf("read presence: %w", err)
+	}
+	return first, nil
+}
+
+// onlineIn sums, per target, the time online within [from, to] and the
+// outages that began in it, from the presence sessions overlapping it;
+// with transitions, each session's start and end in the window too.
+func (h *History) onlineIn(ctx context.Context, target string, from, to time.Time, transitions bool) (map[string]*Uptime, error) {
+	q := `SELECT target, start_at, last_at FROM presence WHERE last_at >= ? AND start_at <= ?`
+	args := []any{from.Add(-h.offlineAfter).UnixNano(), to.UnixNano()}
+	if target != "" {
+		q += ` AND target = ?`
+		args = append(args, target)
 	}
 	rows, err := h.db.QueryContext(ctx, h.db.Rebind(q+` ORDER BY target, start_at`), args...)
 	if err != nil {
@@ -226,31 +269,7 @@ func (h *History) Uptime(ctx context.Context, target string, window time.Duratio
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read presence: %w", err)
 	}
-	rep := &UptimeReport{From: from.UTC(), To: to.UTC(), Targets: []Uptime{}}
-	for t, f := range first {
-		u := by[t]
-		if u == nil {
-			u = &Uptime{Target: t}
-		}
-		begin := time.Unix(0, f)
-		if begin.Before(from) {
-			begin = from
-		}
-		if to.After(begin) {
-			u.Observed = Seconds(to.Sub(begin).Seconds())
-		}
-		if u.OnlineFor > u.Observed {
-			u.OnlineFor = u.Observed
-		}
-		u.Percent = percent(u.OnlineFor, u.Observed)
-		rep.Targets = append(rep.Targets, *u)
-		rep.Fleet.Observed += u.Observed
-		rep.Fleet.OnlineFor += u.OnlineFor
-		rep.Fleet.Outages += u.Outages
-	}
-	sort.Slice(rep.Targets, func(i, j int) bool { return rep.Targets[i].Target < rep.Targets[j].Target })
-	rep.Fleet.Percent = percent(rep.Fleet.OnlineFor, rep.Fleet.Observed)
-	return rep, nil
+	return by, nil
 }
 
 func overlap(a0, a1, b0, b1 time.Time) time.Duration {
