@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -37,6 +38,14 @@ type memIndex struct {
 	kinds     []string // interned edge types and outcomes; 0 is ""
 	kindIDs   map[string]uint8
 	edges     int
+	// The live deployment index: per (target, release) the model active
+	// after its latest deployment event, and per model those (target,
+	// release) pairs; lastAt is the time of the latest deployment event.
+	// Where at a time at or after lastAt (now) reads it instead of every
+	// target a model was ever deployed to.
+	liveOf map[tgtRel]int64
+	live   map[int64]map[tgtRel]struct{}
+	lastAt int64
 }
 
 // fold is every recorded edge of one type between two nodes, as a Link.
@@ -84,6 +93,7 @@ func newMemIndex() *memIndex {
 		relIDs: map[string]uint32{"": 0}, rels: []string{""}, tgtRels: map[int64][]uint32{},
 		prov: map[int64][]provEdge{}, strs: []string{""}, strIDs: map[string]uint32{"": 0},
 		kinds: []string{""}, kindIDs: map[string]uint8{"": 0},
+		liveOf: map[tgtRel]int64{}, live: map[int64]map[tgtRel]struct{}{},
 	}
 }
 
@@ -91,13 +101,43 @@ func newMemIndex() *memIndex {
 // installs it when done; until then (or when it fails) queries use SQL.
 func (g *Graph) loadIndex(ctx context.Context) {
 	ix := newMemIndex()
-	err := g.read(ctx, func(r *reader) error { return ix.refresh(ctx, r.tx, g.db.Rebind, g.now()) })
+	err := g.read(ctx, func(r *reader) error {
+		if err := ix.refresh(ctx, r.tx, g.db.Rebind, g.now()); err != nil {
+			return err
+		}
+		return g.warmNames(ctx, r.tx)
+	})
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err == nil {
 		g.index = ix
 	}
 	close(g.indexReady)
+}
+
+// warmNames fills the node id cache with every node (up to maxCachedIDs),
+// so that walks over the index name their nodes without a query; nodes
+// recorded later are cached as they are written or first read.
+func (g *Graph) warmNames(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, name FROM lineage_nodes ORDER BY id LIMIT `+fmt.Sprint(maxCachedIDs/2))
+	if err != nil {
+		return fmt.Errorf("lineage index: node names: %w", err)
+	}
+	defer rows.Close()
+	ids := map[string]int64{}
+	for rows.Next() {
+		var id int64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return fmt.Errorf("lineage index: node names: %w", err)
+		}
+		ids[name] = id
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lineage index: node names: %w", err)
+	}
+	g.cache(ids)
+	return nil
 }
 
 // WaitIndex waits until the in-memory index is loaded (or failed to load,
@@ -324,6 +364,8 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 		copy(evs[i+1:], evs[i:])
 		evs[i] = ev
 		ix.deploys[tr] = evs
+		ix.lastAt = max(ix.lastAt, at)
+		ix.setLive(tr, evs)
 		return
 	}
 	commit := uint32(0)
@@ -418,7 +460,12 @@ func (ix *memIndex) activeOn(target int64, rel string, at int64) *deployment {
 	if !ok {
 		return nil
 	}
-	evs := ix.deploys[tgtRel{target, r}]
+	return ix.activeIn(ix.deploys[tgtRel{target, r}], at)
+}
+
+// activeIn is the deployment of evs (one target and release, in time order)
+// active at at, nil when none.
+func (ix *memIndex) activeIn(evs []deployEvent, at int64) *deployment {
 	i := sort.Search(len(evs), func(i int) bool { return evs[i].at > at }) - 1
 	var ended map[int64]bool
 	var decided map[[2]int64]bool
@@ -449,6 +496,52 @@ func (ix *memIndex) activeOn(target int64, rel string, at int64) *deployment {
 		return &deployment{model: ev.model, at: ev.at, outcome: outcome, attrs: ix.strs[ev.attrs]}
 	}
 	return nil
+}
+
+// setLive records the model active on tr after its latest event.
+func (ix *memIndex) setLive(tr tgtRel, evs []deployEvent) {
+	if old, ok := ix.liveOf[tr]; ok {
+		delete(ix.liveOf, tr)
+		if set := ix.live[old]; set != nil {
+			delete(set, tr)
+			if len(set) == 0 {
+				delete(ix.live, old)
+			}
+		}
+	}
+	d := ix.activeIn(evs, math.MaxInt64)
+	if d == nil {
+		return
+	}
+	ix.liveOf[tr] = d.model
+	set := ix.live[d.model]
+	if set == nil {
+		set = map[tgtRel]struct{}{}
+		ix.live[d.model] = set
+	}
+	set[tr] = struct{}{}
+}
+
+// liveTargets returns the (target, release) pairs running model after the
+// latest deployment event, and false when at is before that event (a
+// question about the past, which the live index cannot answer).
+func (ix *memIndex) liveTargets(model, at int64) ([]tgtRel, bool) {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	if at < ix.lastAt {
+		return nil, false
+	}
+	out := make([]tgtRel, 0, len(ix.live[model]))
+	for tr := range ix.live[model] {
+		out = append(out, tr)
+	}
+	return out, true
+}
+
+func (ix *memIndex) relName(r uint32) string {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.rels[r]
 }
 
 // derived returns the nodes one trainedOn or packagedFrom edge downstream

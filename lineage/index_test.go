@@ -116,6 +116,14 @@ func TestIndexMatchesSQL(t *testing.T) {
 					}
 				}
 			}
+			// Now: answered from the live deployment index.
+			for _, n := range nodes[:52] {
+				want, err1 := plain.Where(ctx, n, nil)
+				got, err2 := mem.Where(ctx, n, nil)
+				if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
+					t.Fatalf("%s: where %s now: sql %+v (%v)\nindex %+v (%v)", round, n, want, err1, got, err2)
+				}
+			}
 			for i := 0; i < 120; i++ {
 				at := t0.Add(time.Duration(rng.Int64N(int64(end.Sub(t0)))))
 				tg := fmt.Sprintf("dev-%d", rng.IntN(60))

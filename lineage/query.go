@@ -707,6 +707,16 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 	sort.Slice(mids, func(i, j int) bool { return mids[i] < mids[j] })
 	for _, m := range mids {
 		if ix := r.memory(ctx); ix != nil {
+			if live, ok := ix.liveTargets(m, at); ok {
+				// Now: the targets running m after their latest event.
+				for _, lt := range live {
+					if c := (tr{lt.target, ix.relName(lt.rel)}); !candSeen[c] {
+						candSeen[c] = true
+						cands = append(cands, c)
+					}
+				}
+				continue
+			}
 			// Every release of a target the model reached: a release it did
 			// not run the model in has no active model of the set (or one
 			// deployed from another model of the set, found anyway).

@@ -108,6 +108,7 @@ type Reconciler struct {
 	releases map[string]*releaseState
 	kept     map[string]bool // removed releases kept installed (prune: false): kept.go
 	fleet    targetCache
+	inbox    inbox // reports stored since the last pass; own lock
 	requeue  time.Duration
 	lastPass time.Duration
 	profiles map[string]*profileEntry // dataset digest → drift references

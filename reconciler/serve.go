@@ -262,7 +262,8 @@ func (p *serveParts) serverConfig(cfg Config, log *slog.Logger, metrics *server.
 		OfflineAfter: time.Duration(cfg.OfflineAfter), PollWait: time.Duration(cfg.PollInterval),
 		RegistryPull: cfg.Registry.Pull, Lineage: lineage.NewHandler(sts.graph), LineageRecord: lineage.NewRecordHandler(sts.graph),
 		OnStatus: func(string) { p.rec.Trigger() }, OnCommand: func(string) { p.rec.Trigger() },
-		History: history.NewHandler(sts.hist),
+		OnStored: p.rec.Observe,
+		History:  history.NewHandler(sts.hist),
 		OnReport: func(ctx context.Context, id string, rep fleet.StatusReport) {
 			now := time.Now()
 			sts.hist.Observe(id, rep, now)

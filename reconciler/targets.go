@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -17,6 +18,7 @@ type cachedTarget struct {
 	sel      map[string]string
 	lastSeen time.Time
 	status   *fleet.StatusReport
+	updated  int64 // UnixNano of the store's updated_at this entry reflects
 }
 
 // targetCache is the fleet as the passes see it: every target read from the
@@ -33,7 +35,49 @@ func newTargetCache() targetCache {
 	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}}
 }
 
-// syncTargets reads targets enrolled or reporting since the last sync.
+// observed is a status report this replica stored, waiting for the next
+// pass (see Observe).
+type observed struct {
+	rep fleet.StatusReport
+	at  time.Time
+}
+
+// inbox holds the reports stored since the last pass, by target; it has its
+// own lock so that a report never waits for a pass.
+type inbox struct {
+	mu      sync.Mutex
+	reports map[string]observed
+}
+
+// Observe hands the reconciler a status report the fleet API has just
+// committed, received at at: the next pass sees it without reading the
+// store. Reports stored by another replica are read from the store. Safe to
+// call from any goroutine; it does not block on a pass.
+func (r *Reconciler) Observe(id string, rep fleet.StatusReport, at time.Time) {
+	rep.Log = nil // the deployment log is not part of the fleet's view
+	r.inbox.mu.Lock()
+	if r.inbox.reports == nil {
+		r.inbox.reports = map[string]observed{}
+	}
+	if o, ok := r.inbox.reports[id]; !ok || !at.Before(o.at) {
+		r.inbox.reports[id] = observed{rep: rep, at: at}
+	}
+	r.inbox.mu.Unlock()
+}
+
+func (r *Reconciler) takeInbox() map[string]observed {
+	r.inbox.mu.Lock()
+	defer r.inbox.mu.Unlock()
+	m := r.inbox.reports
+	r.inbox.reports = nil
+	return m
+}
+
+// syncTargets brings the fleet up to date: first the reports handed over
+// by Observe, then the targets the store changed since the last sync that
+// the cache does not reflect yet (enrollments, changes of state, reports
+// stored by another replica), read by their stamps first so that a report
+// already observed is not read and decoded again.
 func (r *Reconciler) syncTargets(ctx context.Context) error {
 	c := &r.fleet
 	since := c.synced.Add(-5 * time.Second) // overlap: writes commit out of order
@@ -41,7 +85,31 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		since = time.Time{}
 	}
 	now := time.Now()
-	ts, err := r.opts.Store.TargetsUpdatedSince(ctx, since)
+	for id, o := range r.takeInbox() {
+		ct := c.targets[id]
+		if ct == nil || o.at.UnixNano() <= ct.updated {
+			continue // not in the fleet (yet: the store read adds it), or older
+		}
+		rep := o.rep
+		ct.status, ct.lastSeen, ct.updated = &rep, o.at, o.at.UnixNano()
+		if rep.Facts != nil {
+			ct.target.Facts = *rep.Facts
+			ct.sel = ct.target.SelectorLabels()
+		}
+	}
+	stamps, err := r.opts.Store.TargetStampsSince(ctx, since)
+	if err != nil {
+		return fmt.Errorf("read targets: %w", err)
+	}
+	var stale []string
+	for _, st := range stamps {
+		ct := c.targets[st.ID]
+		leaving := ct != nil && st.State != "" && st.State != store.StateAccepted
+		if ct == nil || leaving || st.UpdatedAt.UnixNano() > ct.updated {
+			stale = append(stale, st.ID)
+		}
+	}
+	ts, err := r.opts.Store.TargetsByID(ctx, stale)
 	if err != nil {
 		return fmt.Errorf("read targets: %w", err)
 	}
@@ -66,6 +134,7 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		ct.sel = ct.target.SelectorLabels()
 		ct.lastSeen = t.LastSeen
 		ct.status = t.Status
+		ct.updated = t.UpdatedAt.UnixNano()
 	}
 	if added {
 		c.order = c.order[:0]

@@ -43,9 +43,11 @@ func main() {
 		work    = flag.String("dir", "", "work folder (default: a temporary one)")
 		dbURL   = flag.String("database", "", "postgres:// URL of a server to keep the state on (a fresh database is made); default SQLite")
 		budget  = flag.Duration("enroll-budget", 0, "stop enrolling after this long and go on with the targets enrolled (0: enroll all)")
+		sumFile = flag.String("summary", "", "append the key figures to FILE as label<TAB>value lines (bench/sidebyside.sh)")
 		nrep    = flag.Int("replicas", 1, "cairn serve replicas on the one database (more than 1 needs -database); targets are spread over them")
 	)
 	flag.Parse()
+	summaryFile = *sumFile
 	if *mode == "bare" {
 		serveBare(*listen)
 		return
@@ -207,6 +209,11 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		return err
 	}
 	env := append(os.Environ(), "CAIRN_ENROLL_TOKEN=bench-enroll", "CAIRN_ADMIN_TOKEN=bench-admin")
+	// The simulated models are in no registry: admission does not look.
+	cfgFile := filepath.Join(dir, "serve.yaml")
+	if err := os.WriteFile(cfgFile, []byte("skipArtifactCheck: true\n"), 0o644); err != nil {
+		return err
+	}
 	backend := "SQLite"
 	if database != "" {
 		backend = "PostgreSQL"
@@ -223,7 +230,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	var baseRSS int64
 	for k := range replicas {
 		addr := freeAddr()
-		srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, fmt.Sprintf("data-%d", k)), "--repo", repo, "--interval", "1h",
+		srv := exec.Command(bin, "serve", "--listen", addr, "--data", filepath.Join(dir, fmt.Sprintf("data-%d", k)), "--repo", repo, "--config", cfgFile, "--interval", "1h",
 			"--enrollment", "auto", "--enrollment-rate", "1000000",
 			"--request-rate", "1000000", "--max-connections-per-address", "1000000")
 		srv.Env = env
@@ -316,6 +323,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		n, targets = k, targets[:k]
 	}
 	fmt.Printf("enrolled %d targets in %s (%.0f/s)\n", n, enrollTook.Round(time.Millisecond), float64(n)/enrollTook.Seconds())
+	figure("targets enrolled", fmt.Sprint(n))
+	figure("enrollment (/s)", fmt.Sprintf("%.0f", float64(n)/enrollTook.Seconds()))
 
 	// Wait for every target to get the first model.
 	admin := fleet.NewAdminClient(base, "bench-admin", fleet.WithHTTPClient(hc))
@@ -367,6 +376,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	}
 	cur, peak := allRSS()
 	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB, %.1f KiB a target)\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20), float64(cur-baseRSS)/float64(n)/1024)
+	figure("RSS after enrollment (MiB)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
+	figure("bytes a target after enrollment", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
 
 	// Poll throughput: the 304 path of cairn against a bare handler.
 	cairnRate, err := pollRate(hc, workers, dur, func(i int) (string, string, string) {
@@ -392,6 +403,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		return err
 	}
 	fmt.Printf("poll throughput (304 path, %d clients): cairn %.0f/s, bare net/http %.0f/s, ratio %.2f — goal ≥ 0.60\n", workers, cairnRate, bareRate, cairnRate/bareRate)
+	figure("304 polls (/s)", fmt.Sprintf("%.0f", cairnRate))
+	figure("304 polls vs bare net/http (goal ≥ 0.60)", fmt.Sprintf("%.2f", cairnRate/bareRate))
 
 	// Status reports.
 	statusRate, err := statusRate(clientOf, targets, workers, dur)
@@ -399,6 +412,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		return err
 	}
 	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s\n", statusRate)
+	figure("status reports (/s, goal ≥ 10000)", fmt.Sprintf("%.0f", statusRate))
 
 	// Webhook → every desired state: long-polls open, commit, hook.
 	before, beforePub := written(), published()
@@ -466,6 +480,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	var worst time.Duration
 	lpLatency.Range(func(_, v any) bool { worst = max(worst, v.(time.Duration)); return true })
 	fmt.Printf("webhook → all %d desired states served to agents: %s — goal ≤ 1s (stored in the database: %s)\n", n, pubTook.Round(time.Millisecond), allTook.Round(time.Millisecond))
+	figure("webhook → all desired states (goal ≤ 1s)", pubTook.Round(time.Millisecond).String())
 	fmt.Printf("long-polls woken with the new model: %d of %d, slowest %s after the webhook\n", got.Load(), longpolls, worst.Round(time.Millisecond))
 	// Spot-check a few targets.
 	for _, i := range []int{0, n / 2, n - 1} {
@@ -475,7 +490,9 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		}
 	}
 	cur, peak = allRSS()
-	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20))
+	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB, %.0f bytes a target) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20), float64(cur-baseRSS)/float64(n))
+	figure("RSS at the end (MiB, goal ≤ 512 at 100k)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
+	figure("bytes a target at the end", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
 	var r fleet.ReleaseInfo
 	if rr, err := admin.Release(ctx, "r"); err == nil {
 		r = *rr
@@ -563,3 +580,19 @@ var (
 	replicas     int
 	enrollBudget time.Duration
 )
+
+// summaryFile, when set, receives the key figures (figure).
+var summaryFile string
+
+// figure appends one key figure to summaryFile as label<TAB>value.
+func figure(label, value string) {
+	if summaryFile == "" {
+		return
+	}
+	f, err := os.OpenFile(summaryFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s\t%s\n", label, value)
+}

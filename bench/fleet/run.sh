@@ -10,8 +10,10 @@ source scripts/lib.sh
 [ -x bin/cairn ] || go build -o bin/cairn ./cmd/cairn
 go build -o "$CAIRN_TMP/bench-fleet" ./bench/fleet
 ulimit -n 65536 2>/dev/null || true
-"$CAIRN_TMP/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" "$@"
+rm -f "$CAIRN_TMP/fleet-sqlite.tsv" "$CAIRN_TMP/fleet-postgres.tsv"
+"$CAIRN_TMP/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" -summary "$CAIRN_TMP/fleet-sqlite.tsv" "$@"
 if [ -z "${CAIRN_TEST_POSTGRES_URL:-}" ]; then
   source scripts/services/postgres.sh
 fi
-"$CAIRN_TMP/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" -database "$CAIRN_TEST_POSTGRES_URL" "$@"
+"$CAIRN_TMP/bench-fleet" -cairn bin/cairn -targets "${FLEET_TARGETS:-100000}" -database "$CAIRN_TEST_POSTGRES_URL" -summary "$CAIRN_TMP/fleet-postgres.tsv" "$@"
+bash bench/sidebyside.sh "fleet, ${FLEET_TARGETS:-100000} targets" "$CAIRN_TMP/fleet-sqlite.tsv" "$CAIRN_TMP/fleet-postgres.tsv"

@@ -34,9 +34,10 @@ func main() {
 		queries  = flag.Int("queries", 1000, "random queries per kind")
 		chunk    = flag.Int("chunk", 50_000, "edges per transaction while building")
 		profile  = flag.String("cpuprofile", "", "write a CPU profile of the queries to FILE")
+		summary  = flag.String("summary", "", "append the key figures to FILE as label<TAB>value lines (bench/sidebyside.sh)")
 	)
 	flag.Parse()
-	cpuProfile = *profile
+	cpuProfile, summaryFile = *profile, *summary
 	if err := run(*dbPath, *edges, *models, *datasets, *targets, *releases, *queries, *chunk); err != nil {
 		fmt.Fprintln(os.Stderr, "lineage-bench:", err)
 		os.Exit(1)
@@ -47,6 +48,22 @@ var cpuProfile string
 
 // threadCPU is the CPU time the calling OS thread has used
 // (clock_gettime(CLOCK_THREAD_CPUTIME_ID), exact, unlike getrusage's ticks).
+// summaryFile, when set, receives the key figures (figure).
+var summaryFile string
+
+// figure appends one key figure to summaryFile.
+func figure(label, value string) {
+	if summaryFile == "" {
+		return
+	}
+	f, err := os.OpenFile(summaryFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "%s\t%s\n", label, value)
+}
+
 func threadCPU() time.Duration {
 	var ts syscall.Timespec
 	const clockThreadCPUTimeID = 3
@@ -203,6 +220,7 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	if size > 0 {
 		fmt.Printf(", %d MiB", size>>20)
 	}
+	figure("memory index (bytes an edge)", fmt.Sprintf("%.0f", float64(st.Bytes)/float64(max(1, st.Edges))))
 	fmt.Printf("\nmemory index: %d edges loaded in %.1fs, about %d MiB (%.0f bytes an edge)\n", st.Edges, loaded.Seconds(), st.Bytes>>20, float64(st.Bytes)/float64(max(1, st.Edges)))
 	// No ANALYZE: with its stat4 tables SQLite re-prepares a statement
 	// whenever a bound value might change the plan, which costs more than
@@ -294,6 +312,12 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		}); err != nil {
 			return err
 		}
+		if err := measure("where (random dataset, now)", 10*time.Millisecond, max(1, nQueries/4), func() (int, error) {
+			a, err := g.Where(ctx, dataset(qrng.IntN(nDatasets)), nil)
+			return len(a), err
+		}); err != nil {
+			return err
+		}
 		ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 		var load [3]float64
 		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -317,6 +341,9 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 				default:
 					verdict += "MISSED"
 				}
+			}
+			if label == "memory index" {
+				figure(r.name+" p99 (wall / cpu)", ms(p99)+" / "+ms(c99))
 			}
 			fmt.Printf("  %-36s n=%-5d wall p50 %8s p99 %9s | cpu p50 %8s p99 %8s | avg results %5.0f  (%s)\n", r.name, len(r.times), ms(p50), ms(p99), ms(c50), ms(c99), float64(r.nodes)/float64(len(r.times)), verdict)
 		}

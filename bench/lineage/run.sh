@@ -10,9 +10,11 @@ cd "$(dirname "$0")/../.."
 source scripts/lib.sh
 go build -o "$CAIRN_TMP/lineage-bench" ./bench/lineage
 edges="${LINEAGE_EDGES:-1000000}"
-"$CAIRN_TMP/lineage-bench" -edges "$edges" -db "$CAIRN_TMP/lineage-bench.db" "$@"
+rm -f "$CAIRN_TMP/lineage-sqlite.tsv" "$CAIRN_TMP/lineage-postgres.tsv"
+"$CAIRN_TMP/lineage-bench" -edges "$edges" -db "$CAIRN_TMP/lineage-bench.db" -summary "$CAIRN_TMP/lineage-sqlite.tsv" "$@"
 rm -f "$CAIRN_TMP/lineage-bench.db" "$CAIRN_TMP/lineage-bench.db-wal" "$CAIRN_TMP/lineage-bench.db-shm"
 if [ -z "${CAIRN_TEST_POSTGRES_URL:-}" ]; then
   source scripts/services/postgres.sh
 fi
-"$CAIRN_TMP/lineage-bench" -edges "$edges" -db "$CAIRN_TEST_POSTGRES_URL" "$@"
+"$CAIRN_TMP/lineage-bench" -edges "$edges" -db "$CAIRN_TEST_POSTGRES_URL" -summary "$CAIRN_TMP/lineage-postgres.tsv" "$@"
+bash bench/sidebyside.sh "lineage, $edges edges, memory index" "$CAIRN_TMP/lineage-sqlite.tsv" "$CAIRN_TMP/lineage-postgres.tsv"

@@ -80,6 +80,9 @@ func newModelPushCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "pushed %d files, %d bytes\n", len(res.Files), res.Size)
+			for _, w := range res.Warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+			}
 			if res.Manifest != "" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "variant %s: manifest %s in image index %s, also tagged %s\n", o.Platform, res.Manifest, res.Digest, res.PlatformTag)
 			}
@@ -108,6 +111,7 @@ func newModelPushCmd() *cobra.Command {
 	f.StringArrayVar(&kinds, "kind", nil, "GLOB=KIND: layer kind (weight, weight.config, doc, code, dataset) of matching files (repeatable)")
 	f.StringVar(&lineageURL, "lineage", "", "cairn server URL to record the push in its lineage graph (packagedFrom, trainedOn)")
 	f.StringVar(&lineageToken, "token", os.Getenv("CAIRN_TOKEN"), "admin API token of the --lineage server (env CAIRN_TOKEN)")
+	f.BoolVar(&o.NoChunkIndex, "no-chunk-index", false, "push no chunk index (pulls of a later version then download large files whole)")
 	f.StringVar(&o.DigestCache, "digest-cache", defaultDigestCache(), "folder remembering file digests, so unchanged files are not uploaded again (\"\" to turn off)")
 	return cmd
 }
@@ -146,12 +150,21 @@ func newModelPullCmd() *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "pulled %s (%s): %d files, %d bytes into %s (%d bytes downloaded, %d reused)\n",
 				res.Digest, res.Kind, len(res.Files), n, dir, res.DownloadedBytes, res.ReusedBytes)
+			for _, d := range res.Deltas {
+				if d.Fallback == "" {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s: rebuilt from an earlier version, %d bytes reused, %d downloaded in %d ranges\n",
+						d.Path, d.ReusedBytes, d.DownloadedBytes, d.Ranges)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "  %s: downloaded whole (%s)\n", d.Path, d.Fallback)
+				}
+			}
 			return nil
 		},
 	}
 	registryFlags(cmd, &o.Options)
 	cmd.Flags().StringVarP(&dir, "output", "o", "", "folder to write the model into")
-	cmd.Flags().StringVar(&o.CacheDir, "cache", "", "blob cache folder shared between pulls")
+	cmd.Flags().StringVar(&o.CacheDir, "cache", "", "blob cache folder shared between pulls; large files of a later version are rebuilt from the chunks of the versions it holds")
+	cmd.Flags().BoolVar(&o.NoDelta, "no-delta", false, "download large files whole even when an earlier version is at hand")
 	cmd.Flags().StringVar(&format, "format", "text", "text, or json: the pull's summary (digest, files, downloadedBytes, reusedBytes)")
 	agentcli.RegisterLimits(cmd.Flags(), &o.Limits)
 	return cmd

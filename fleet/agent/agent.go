@@ -185,6 +185,9 @@ func New(cfg Config) (*Agent, error) {
 	if a.fetcher == nil {
 		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: cfg.PullLimits}
 	}
+	if pf, ok := a.fetcher.(*PullFetcher); ok && pf.Logf == nil {
+		pf.Logf = cfg.Logf
+	}
 	if a.hc == nil {
 		a.hc = &http.Client{Timeout: 30 * time.Second}
 	}

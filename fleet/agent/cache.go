@@ -124,7 +124,11 @@ func (p *PullFetcher) Collect(keep []string, busy bool, max int64) (CacheStats, 
 		if err := os.Remove(filepath.Join(dir, name)); err == nil {
 			st.Removed++
 			st.Freed += size
-			os.Remove(filepath.Join(p.CacheDir, "locks", strings.TrimSuffix(name, ".partial")))
+			hex := strings.TrimSuffix(strings.TrimSuffix(name, ".delta"), ".partial")
+			os.Remove(filepath.Join(p.CacheDir, "locks", hex))
+			if hex == name {
+				os.Remove(filepath.Join(p.CacheDir, "chunks", "sha256", hex)) // the blob's chunk index
+			}
 		}
 	}
 	for _, e := range ents {
@@ -134,7 +138,7 @@ func (p *PullFetcher) Collect(keep []string, busy bool, max int64) (CacheStats, 
 		}
 		name := e.Name()
 		switch {
-		case strings.HasSuffix(name, ".partial"):
+		case strings.HasSuffix(name, ".partial"), strings.HasSuffix(name, ".partial.delta"): // a download, a delta rebuild
 			if busy {
 				st.Blobs++
 				st.Bytes += fi.Size()
@@ -157,6 +161,14 @@ func (p *PullFetcher) Collect(keep []string, busy bool, max int64) (CacheStats, 
 			continue
 		}
 		remove(b.name, b.size)
+	}
+	// Drop the chunk indexes of blobs no longer cached.
+	if idx, err := os.ReadDir(filepath.Join(p.CacheDir, "chunks", "sha256")); err == nil {
+		for _, e := range idx {
+			if _, err := os.Stat(filepath.Join(dir, e.Name())); os.IsNotExist(err) {
+				os.Remove(filepath.Join(p.CacheDir, "chunks", "sha256", e.Name()))
+			}
+		}
 	}
 	// Drop the records of manifests none of whose blobs are left.
 	for _, r := range refs {

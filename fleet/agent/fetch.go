@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/cairn-dev/cairn/registry/models"
 )
@@ -23,6 +24,11 @@ type PullFetcher struct {
 	Options   models.Options
 	// Limits bound what an artifact may make a pull write (zero: defaults).
 	Limits models.Limits
+	// Logf, when set, gets one line per pull: the bytes downloaded and
+	// reused, and how each large layer came (rebuilt from the chunks of an
+	// earlier version in the cache, or downloaded whole and why). New sets
+	// it to the agent's Logf when nil.
+	Logf func(format string, args ...any)
 }
 
 // Fetch implements Fetcher.
@@ -36,12 +42,29 @@ func (p *PullFetcher) Fetch(ctx context.Context, ref, dir string, plainHTTP bool
 	if err != nil {
 		return "", err
 	}
+	if p.Logf != nil {
+		p.Logf("%s", pullSummary(ref, res))
+	}
 	if p.CacheDir != "" {
 		if err := p.writeRefs(res); err != nil {
 			return "", fmt.Errorf("pull %s: record cached blobs: %w", ref, err)
 		}
 	}
 	return res.Digest, nil
+}
+
+// pullSummary is the log line of a pull.
+func pullSummary(ref string, res *models.PullResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "agent: pulled %s: downloaded %d bytes, reused %d bytes", ref, res.DownloadedBytes, res.ReusedBytes)
+	for _, d := range res.Deltas {
+		if d.Fallback == "" {
+			fmt.Fprintf(&b, "; %s rebuilt from an earlier version (%d bytes reused, %d fetched in %d ranges)", d.Path, d.ReusedBytes, d.DownloadedBytes, d.Ranges)
+		} else {
+			fmt.Fprintf(&b, "; %s downloaded whole (%s)", d.Path, d.Fallback)
+		}
+	}
+	return b.String()
 }
 
 // errPermanent marks install failures that retrying the same digest cannot fix.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -141,7 +142,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "status of %s: store unavailable", id)
 		return
 	}
-	if err := s.cfg.Store.PutStatus(r.Context(), id, rep, time.Now().UTC()); err != nil {
+	at := time.Now().UTC()
+	if err := s.cfg.Store.PutStatus(r.Context(), id, rep, at); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			writeError(w, http.StatusNotFound, "target %s is not enrolled", id)
 			return
@@ -149,6 +151,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("record status", "target", id, "err", err)
 		writeError(w, http.StatusInternalServerError, "status of %s: store unavailable", id)
 		return
+	}
+	// Committed: what the next report may name, and the reconciler's view.
+	s.lastReported(id, s.reportedKeys(rep))
+	if s.cfg.OnStored != nil {
+		s.cfg.OnStored(id, rep, at)
 	}
 	if s.cfg.OnReport != nil {
 		s.cfg.OnReport(r.Context(), id, rep)
@@ -165,51 +172,51 @@ var errUndesired = errors.New("digest never desired for this target")
 // installed) the target was never told to run: a digest of its desired
 // state now or of the one before it, or one its last accepted report
 // already named (what it ran before this server started). A report that
-// names no digest (a heartbeat of an empty target) passes.
+// names no digest (a heartbeat of an empty target) passes. The desired
+// states and the last report this server stored are in memory; the store
+// is read only when they do not allow the report (a report or desired
+// state written by another replica, or before a restart).
 func (s *Server) checkDigests(r *http.Request, id string, rep fleet.StatusReport) error {
 	var named []string
 	for _, rs := range rep.Releases {
 		for _, d := range []string{rs.Digest, rs.Desired} {
 			if d != "" {
-				named = append(named, rs.Release+"\x00"+d)
+				named = append(named, digestKey(rs.Release, d))
 			}
 		}
 	}
 	if len(named) == 0 {
 		return nil
 	}
-	known := map[string]bool{}
-	addBody := func(b []byte) {
-		var d fleet.DesiredState
-		if len(b) == 0 || json.Unmarshal(b, &d) != nil {
-			return
-		}
-		for _, m := range d.Models {
-			known[m.Release+"\x00"+m.Digest] = true
+	now, prev, cached := s.hub.keysOf(id, s.desiredKeys)
+	last, _ := s.reportedOf(id)
+	missing := named[:0:0]
+	for _, n := range named {
+		if !slices.Contains(now, n) && !slices.Contains(prev, n) && !slices.Contains(last, n) {
+			missing = append(missing, n)
 		}
 	}
-	now, prev := s.hub.bodies(id)
-	if now == nil {
+	if len(missing) == 0 {
+		return nil
+	}
+	known := map[string]bool{}
+	if !cached {
 		if d, err := s.cfg.Store.Desired(r.Context(), id); err == nil {
-			now = d.Body
+			for _, k := range s.desiredKeys(d.Body) {
+				known[k] = true
+			}
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 	}
-	addBody(now)
-	addBody(prev)
 	if t, err := s.cfg.Store.Target(r.Context(), id); err == nil && t.Status != nil {
-		for _, rs := range t.Status.Releases {
-			for _, d := range []string{rs.Digest, rs.Desired, rs.Previous} {
-				if d != "" {
-					known[rs.Release+"\x00"+d] = true
-				}
-			}
+		for _, k := range s.reportedKeys(*t.Status) {
+			known[k] = true
 		}
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	for _, n := range named {
+	for _, n := range missing {
 		if !known[n] {
 			rel, d, _ := strings.Cut(n, "\x00")
 			return fmt.Errorf("release %s digest %s: %w (neither its desired state nor the previous one)", rel, d, errUndesired)

@@ -21,6 +21,10 @@ type entry struct {
 	prev    []byte        // the desired state before body, nil when none
 	rev     int64         // store revision of the state, 0 before it was stored
 	changed chan struct{} // closed when etag changes
+	// keys and prevKeys are the (release, digest) pairs of body and prev,
+	// parsed on the first status report that needs them.
+	keys, prevKeys     []string
+	keysOK, prevKeysOK bool
 }
 
 func newHub() *hub { return &hub{entries: map[string]*entry{}} }
@@ -44,6 +48,39 @@ func (h *hub) bodies(id string) (now, prev []byte) {
 		return e.body, e.prev
 	}
 	return nil, nil
+}
+
+// keysOf returns the (release, digest) pairs of id's cached desired state
+// and of the one before it, parsing each body once; ok is false when id has
+// none cached.
+func (h *hub) keysOf(id string, parse func([]byte) []string) (now, prev []string, ok bool) {
+	h.mu.Lock()
+	e := h.entries[id]
+	if e == nil {
+		h.mu.Unlock()
+		return nil, nil, false
+	}
+	body, prevBody, keysOK, prevOK := e.body, e.prev, e.keysOK, e.prevKeysOK
+	now, prev = e.keys, e.prevKeys
+	h.mu.Unlock()
+	if !keysOK {
+		now = parse(body)
+	}
+	if !prevOK {
+		prev = parse(prevBody)
+	}
+	if !keysOK || !prevOK {
+		h.mu.Lock()
+		// Keep them unless a publish replaced the bodies meanwhile.
+		if sameBytes(e.body, body) {
+			e.keys, e.keysOK = now, true
+		}
+		if sameBytes(e.prev, prevBody) {
+			e.prevKeys, e.prevKeysOK = prev, true
+		}
+		h.mu.Unlock()
+	}
+	return now, prev, true
 }
 
 // ensure caches the empty desired state of id unless it has one.
@@ -78,6 +115,7 @@ func (h *hub) publish(ds []store.Desired) {
 		}
 		old := e.changed
 		e.prev, e.etag, e.body, e.changed = e.body, d.ETag, d.Body, make(chan struct{})
+		e.prevKeys, e.prevKeysOK, e.keys, e.keysOK = e.keys, e.keysOK, nil, false
 		close(old)
 	}
 }
@@ -86,4 +124,12 @@ func (h *hub) revision() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.rev
+}
+
+// sameBytes reports whether a and b are the same slice (both empty counts).
+func sameBytes(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return len(a) == len(b)
+	}
+	return len(a) == len(b) && &a[0] == &b[0]
 }

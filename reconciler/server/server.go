@@ -79,6 +79,10 @@ type Config struct {
 	// an operator command is queued. Both must not block.
 	OnStatus  func(id string)
 	OnCommand func(release string)
+	// OnStored receives every status report once it is committed, with the
+	// time it was stored as received at (the target's last seen), before
+	// the reply; it must not block (the reconciler's view of the fleet).
+	OnStored func(id string, rep fleet.StatusReport, at time.Time)
 	// OnReport receives every stored status report (lineage records the
 	// deployments it carries); it runs in the request.
 	OnReport func(ctx context.Context, id string, rep fleet.StatusReport)
@@ -110,6 +114,8 @@ type Server struct {
 	enrollLim map[string]*rate.Limiter // enrollments, by source address
 	failLim   map[string]*rate.Limiter // failed authentications, by source address
 	reqLim    map[string]*rate.Limiter // requests, by source address
+	reported  map[string][]string      // target id -> (release, digest) pairs of the last report stored here
+	keys      interner                 // of those pairs
 }
 
 // New returns the server; call Run to keep its desired-state cache in sync
@@ -150,7 +156,7 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
 		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{},
-		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}}
+		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}, reported: map[string][]string{}}
 	s.routes()
 	return s
 }
@@ -432,6 +438,7 @@ func (s *Server) forget(id string) {
 		delete(s.byHash, old)
 		delete(s.creds, id)
 	}
+	delete(s.reported, id)
 }
 
 func (s *Server) limiter(id string) *rate.Limiter {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -181,6 +182,46 @@ func (s *SQL) Log(ctx context.Context, id string, limit int) ([]fleet.LogEntry, 
 	}
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
 		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+func (s *SQL) TargetStampsSince(ctx context.Context, since time.Time) ([]TargetStamp, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, state, updated_at FROM targets WHERE updated_at >= ?`), nanos(since))
+	if err != nil {
+		return nil, fmt.Errorf("list target stamps: %w", err)
+	}
+	defer rows.Close()
+	var out []TargetStamp
+	for rows.Next() {
+		var st TargetStamp
+		var at int64
+		if err := rows.Scan(&st.ID, &st.State, &at); err != nil {
+			return nil, fmt.Errorf("list target stamps: %w", err)
+		}
+		st.UpdatedAt = fromNanos(at)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list target stamps: %w", err)
+	}
+	return out, nil
+}
+
+func (s *SQL) TargetsByID(ctx context.Context, ids []string) ([]Target, error) {
+	var out []Target
+	for len(ids) > 0 {
+		n := min(len(ids), 500)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		ts, err := s.listTargets(ctx, `WHERE id IN (?`+strings.Repeat(", ?", n-1)+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ts...)
+		ids = ids[n:]
 	}
 	return out, nil
 }

@@ -34,6 +34,15 @@ type Target struct {
 	UpdatedAt time.Time
 }
 
+// TargetStamp is when a target last changed: UpdatedAt moves with every
+// enrollment, change of state and status report (to the report's receive
+// time).
+type TargetStamp struct {
+	ID        string
+	State     string
+	UpdatedAt time.Time
+}
+
 // Target states.
 const (
 	StateAccepted = "accepted"
@@ -81,6 +90,11 @@ type Store interface {
 	Targets(ctx context.Context) ([]Target, error)
 	// TargetsUpdatedSince returns targets enrolled or reporting at or after since.
 	TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Target, error)
+	// TargetStampsSince returns the id, state and UpdatedAt of targets enrolled,
+	// changed or reporting at or after since, without their contents;
+	// TargetsByID reads those of ids (unknown ids are left out).
+	TargetStampsSince(ctx context.Context, since time.Time) ([]TargetStamp, error)
+	TargetsByID(ctx context.Context, ids []string) ([]Target, error)
 	// PutStatus records a status report received at: last seen, the report,
 	// facts when it carries them, and its log entries.
 	PutStatus(ctx context.Context, id string, r fleet.StatusReport, at time.Time) error

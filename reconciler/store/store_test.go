@@ -60,6 +60,7 @@ var contract = []struct {
 	fn   func(t *testing.T, s store.Store)
 }{
 	{"targets", testTargets},
+	{"target stamps", testTargetStamps},
 	{"acceptance and preauth", testAcceptance},
 	{"status and log", testStatus},
 	{"desired", testDesired},
@@ -108,6 +109,43 @@ func testTargets(t *testing.T, s store.Store) {
 	}
 	if since, _ := s.TargetsUpdatedSince(ctx, time.Now().Add(time.Hour)); len(since) != 0 {
 		t.Fatalf("updated in the future = %d", len(since))
+	}
+}
+
+func testTargetStamps(t *testing.T, s store.Store) {
+	before := time.Now().Add(-time.Second)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := s.EnrollTarget(ctx, store.Target{ID: id, Name: id, CredHash: "h-" + id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	at := time.Now().Add(time.Minute).UTC()
+	if err := s.PutStatus(ctx, "b", fleet.StatusReport{Releases: []fleet.ReleaseStatus{}}, at); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetTargetAuth(ctx, "c", store.StateDeleted, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	stamps, err := s.TargetStampsSince(ctx, before)
+	if err != nil || len(stamps) != 3 {
+		t.Fatalf("stamps = %+v, %v", stamps, err)
+	}
+	byID := map[string]store.TargetStamp{}
+	for _, st := range stamps {
+		byID[st.ID] = st
+	}
+	if !byID["b"].UpdatedAt.Equal(at) || byID["c"].State != store.StateDeleted || byID["a"].State != store.StateAccepted {
+		t.Fatalf("stamps = %+v; want b at %v (its report's time), c deleted", stamps, at)
+	}
+	if later, _ := s.TargetStampsSince(ctx, at); len(later) != 1 || later[0].ID != "b" {
+		t.Fatalf("stamps since the report = %+v", later)
+	}
+	ts, err := s.TargetsByID(ctx, []string{"b", "nope", "a"})
+	if err != nil || len(ts) != 2 || ts[0].ID != "a" || ts[1].ID != "b" || ts[1].Status == nil || !ts[1].LastSeen.Equal(at) {
+		t.Fatalf("by id = %+v, %v", ts, err)
+	}
+	if ts, err := s.TargetsByID(ctx, nil); err != nil || len(ts) != 0 {
+		t.Fatalf("by no id = %+v, %v", ts, err)
 	}
 }
 

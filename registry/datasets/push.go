@@ -18,28 +18,21 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/restic/chunker"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cairn-dev/cairn/registry/blobs"
+	"github.com/cairn-dev/cairn/registry/cdc"
 )
 
-// Content-defined chunking parameters. They are part of the format: changing
+// Content-defined chunking parameters (package cdc, shared with
+// registry/models' chunk indexes). They are part of the format: changing
 // them changes the chunk digests (not the file digests) of new pushes, so
 // deduplication against older versions would be lost.
 const (
-	// Polynomial is the fixed irreducible polynomial of the Rabin
-	// fingerprint (the one restic/chunker's own tests use).
-	Polynomial = chunker.Pol(0x3DA3358B4DC173)
-	// MinChunk and MaxChunk bound chunk sizes.
-	MinChunk = 128 << 10
-	MaxChunk = 4 << 20
-	// averageBits: a cut after MinChunk when the fingerprint's low bits are
-	// zero, so chunks average about MinChunk + 2^averageBits bytes (~250 KiB
-	// measured). Smaller than restic's 1 MiB on purpose: a 1 MiB edit then
-	// uploads ~1.3 MiB (median; 1.9 MiB at most in 40 random edits) where
-	// 1 MiB chunks upload ~2.2 MiB, over the 2 MiB the issue allows.
-	averageBits = 17
+	Polynomial  = cdc.Polynomial
+	MinChunk    = cdc.MinChunk
+	MaxChunk    = cdc.MaxChunk
+	averageBits = cdc.AverageBits
 	// DefaultChunkThreshold: files at least this large are chunked.
 	DefaultChunkThreshold = 4 << 20
 	// DefaultWorkers bounds concurrent blob uploads.
@@ -353,32 +346,24 @@ func (s *pushState) pushLarge(e *Entry, local string) error {
 		return err
 	}
 	defer f.Close()
-	ch := chunker.NewWithBoundaries(f, Polynomial, MinChunk, MaxChunk)
-	ch.SetAverageBits(averageBits)
 	whole := sha256.New()
-	buf := make([]byte, MaxChunk)
 	g, _ := errgroup.WithContext(s.ctx)
 	g.SetLimit(4)
 	var chunks []Chunk
-	var off int64
-	for {
-		c, err := ch.Next(buf)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			g.Wait()
-			return fmt.Errorf("chunk: %w", err)
-		}
-		whole.Write(c.Data)
-		sum := sha256.Sum256(c.Data)
+	off, err := cdc.Split(f, func(off int64, data []byte) error {
+		whole.Write(data)
+		sum := sha256.Sum256(data)
 		d := "sha256:" + hex.EncodeToString(sum[:])
-		size := int64(c.Length)
+		size := int64(len(data))
 		chunks = append(chunks, Chunk{Digest: d, Size: size})
 		sec := io.NewSectionReader(f, off, size)
-		off += size
 		s.opts.Progress.bytes(size)
 		g.Go(func() error { return s.put(d, size, sec) })
+		return nil
+	})
+	if err != nil {
+		g.Wait()
+		return err
 	}
 	release() // chunking done; uploads may still run
 	if err := g.Wait(); err != nil {

@@ -100,6 +100,10 @@ type PushOptions struct {
 	// can be mounted from one of those repositories. Empty: every file is
 	// uploaded (read once, hashed on the way).
 	DigestCache string
+	// NoChunkIndex turns off the chunk index pushed for layers of at least
+	// DeltaThreshold bytes (see ArtifactTypeChunkIndex), with which pulls
+	// holding an earlier version download only the chunks that changed.
+	NoChunkIndex bool
 }
 
 // PushResult is what Push made.
@@ -119,6 +123,11 @@ type PushResult struct {
 	Size int64 `json:"size"`
 	// Files pushed, in manifest order.
 	Files []File `json:"files"`
+	// ChunkIndex is the digest of the chunk index manifest attached to the
+	// model manifest (a referrer), when one was pushed.
+	ChunkIndex string `json:"chunkIndex,omitempty"`
+	// Warnings: what went wrong without failing the push (the chunk index).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // PullOptions configure Pull.
@@ -132,6 +141,9 @@ type PullOptions struct {
 	CacheDir string
 	// Limits bound what an artifact may make the pull write.
 	Limits
+	// NoDelta downloads large layers whole even when the artifact has a
+	// chunk index and an earlier version is at hand (see DeltaStat).
+	NoDelta bool
 }
 
 // Limits bound what a pull writes, so that an artifact cannot fill the disk
@@ -196,11 +208,18 @@ type PullResult struct {
 	Files []File `json:"files"`
 	// Kind of artifact: KindModelPack or KindKitOps.
 	Kind string `json:"kind"`
-	// DownloadedBytes came from the registry in this pull; ReusedBytes are
-	// the bytes of the layers' blobs it did not download (found in the
-	// cache, in DIR already, or kept from an interrupted download).
+	// DownloadedBytes came from the registry in this pull (layer bytes,
+	// whole or by Range, and the chunk index); ReusedBytes are the bytes of
+	// the layers' blobs it did not download (found in the cache, in DIR
+	// already, kept from an interrupted download, or chunks of an earlier
+	// version a layer was rebuilt from).
 	DownloadedBytes int64 `json:"downloadedBytes"`
 	ReusedBytes     int64 `json:"reusedBytes"`
+	// Deltas says, for each layer of at least DeltaThreshold bytes that was
+	// not already at hand, how much of it was rebuilt from chunks of an
+	// earlier version and how much downloaded, or why it was downloaded
+	// whole.
+	Deltas []DeltaStat `json:"delta,omitempty"`
 }
 
 // Artifact kinds.

@@ -31,6 +31,7 @@ type layerPlan struct {
 type blobJob struct {
 	desc   v1.Descriptor
 	layers []layerPlan
+	got    atomic.Int64 // bytes of it downloaded
 }
 
 // Pull writes the files of the model artifact ref into dir, verifying every
@@ -72,9 +73,12 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		return nil, fmt.Errorf("pull %s: %w", ref, err)
 	}
 	defer root.Close()
-	p := &puller{c: c, dir: root, hooks: opts.Progress, lim: opts.Limits.withDefaults()}
+	p := &puller{c: c, dir: root, hooks: opts.Progress, lim: opts.Limits.withDefaults(), subject: res.digest, noDelta: opts.NoDelta}
 	if opts.CacheDir != "" {
 		if err := os.MkdirAll(filepath.Join(opts.CacheDir, "blobs", "sha256"), 0o755); err != nil {
+			return nil, fmt.Errorf("pull %s: cache: %w", ref, err)
+		}
+		if err := os.MkdirAll(filepath.Join(opts.CacheDir, "chunks", "sha256"), 0o755); err != nil {
 			return nil, fmt.Errorf("pull %s: cache: %w", ref, err)
 		}
 		if err := os.MkdirAll(filepath.Join(opts.CacheDir, "locks"), 0o755); err != nil {
@@ -131,12 +135,13 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 		_ = root.RemoveAll(workDir)
 	}
 	sort.Slice(p.files, func(i, k int) bool { return p.files[i].Path < p.files[k].Path })
-	var blobs int64
+	var reused int64
 	for _, j := range jobs {
-		blobs += j.desc.Size
+		reused += max(0, j.desc.Size-j.got.Load())
 	}
+	sort.Slice(p.deltas, func(i, k int) bool { return p.deltas[i].Path < p.deltas[k].Path })
 	out := &PullResult{Digest: res.digest.String(), Files: p.files, Kind: kind,
-		DownloadedBytes: p.downloaded.Load(), ReusedBytes: max(0, blobs-p.downloaded.Load())}
+		DownloadedBytes: p.downloaded.Load(), ReusedBytes: reused, Deltas: p.deltas}
 	if res.index.Hex != "" {
 		out.Index = res.index.String()
 	}
@@ -212,8 +217,13 @@ type puller struct {
 
 	downloaded atomic.Int64 // bytes from the registry, for PullResult
 
+	subject v1.Hash // the manifest pulled, subject of its chunk index
+	noDelta bool
+	delta   deltaState
+
 	mu      sync.Mutex
 	files   []File
+	deltas  []DeltaStat
 	links   map[string]bool // symbolic links made, for the final check
 	created []string        // files, links and folders made, in order, for undo
 }
@@ -414,17 +424,22 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 				p.hooks.Progress(name, d.Size)
 			}
 		} else {
-			if err := p.downloadRetrying(ctx, p.cache, blobRel+".partial", d, name); err != nil {
-				return err
+			if !p.tryDelta(ctx, j, p.cache, blobRel+".partial", name) {
+				if err := p.downloadRetrying(ctx, p.cache, blobRel+".partial", d, name, &j.got); err != nil {
+					return err
+				}
 			}
 			if err := p.cache.Rename(blobRel+".partial", blobRel); err != nil {
 				return fmt.Errorf("layer %s: %w", name, err)
 			}
 			verified = true
 		}
+		p.keepIndex(d)
 	} else {
-		if err := p.downloadRetrying(ctx, p.dir, blobRel, d, name); err != nil {
-			return err
+		if !p.tryDelta(ctx, j, p.dir, blobRel, name) {
+			if err := p.downloadRetrying(ctx, p.dir, blobRel, d, name, &j.got); err != nil {
+				return err
+			}
 		}
 		verified = true
 	}
@@ -503,10 +518,10 @@ const attempts = 3
 
 // downloadRetrying retries download after broken transfers (not after a
 // digest mismatch or a cancelled context).
-func (p *puller) downloadRetrying(ctx context.Context, root *os.Root, rel string, d v1.Descriptor, name string) error {
+func (p *puller) downloadRetrying(ctx context.Context, root *os.Root, rel string, d v1.Descriptor, name string, got *atomic.Int64) error {
 	var err error
 	for i := 0; i < attempts; i++ {
-		if err = p.download(ctx, root, rel, d, name); err == nil || errors.Is(err, ErrDigestMismatch) || ctx.Err() != nil {
+		if err = p.download(ctx, root, rel, d, name, got); err == nil || errors.Is(err, ErrDigestMismatch) || ctx.Err() != nil {
 			return err
 		}
 	}
@@ -517,7 +532,7 @@ func (p *puller) downloadRetrying(ctx context.Context, root *os.Root, rel string
 // already holds (HTTP Range; from scratch when the registry ignores it), and
 // verifies size and digest. On a mismatch rel is removed; on a broken
 // transfer it is kept for the next attempt.
-func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.Descriptor, name string) error {
+func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.Descriptor, name string, got *atomic.Int64) error {
 	f, err := root.OpenFile(rel, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("layer %s: %w", name, err)
@@ -587,6 +602,7 @@ func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.D
 		}
 		n, err := io.CopyBuffer(io.MultiWriter(f, h), r, buf)
 		p.downloaded.Add(n)
+		got.Add(n)
 		have += n
 		if err != nil {
 			return fmt.Errorf("layer %s: download %s (%d of %d bytes kept to resume): %w", name, d.Digest, have, d.Size, err)

@@ -82,9 +82,22 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		cache = &digestCache{dir: opts.DigestCache}
 	}
 	layers := make([]v1.Descriptor, len(srcs))
+	indexes := make([]*LayerChunks, len(srcs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs(opts.Jobs))
 	for i, s := range srcs {
+		if !opts.NoChunkIndex && s.size >= DeltaThreshold {
+			// A second read of the file, from the page cache, alongside the
+			// upload: the chunk index (see pushChunkIndex).
+			g.Go(func() error {
+				l, err := chunkFile(gctx, s.abs)
+				if err != nil {
+					return fmt.Errorf("chunk index of %s: %w", s.rel, err)
+				}
+				indexes[i] = l
+				return nil
+			})
+		}
 		g.Go(func() error {
 			var h v1.Hash
 			var err error
@@ -158,6 +171,27 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		res.Manifest = mdesc.Digest.String()
 	}
 	res.Ref = tag.Context().Name() + "@" + res.Digest
+	var chunked []LayerChunks
+	for i, l := range indexes {
+		if l == nil {
+			continue
+		}
+		if l.Digest != layers[i].Digest.String() || l.Size != layers[i].Size {
+			res.Warnings = append(res.Warnings, fmt.Sprintf("%s changed while it was pushed: no chunk index for it", srcs[i].rel))
+			continue
+		}
+		chunked = append(chunked, *l)
+	}
+	if len(chunked) > 0 {
+		d, err := pushChunkIndex(ctx, c, mdesc, chunked)
+		if err != nil {
+			// The model is pushed and complete; pulls of it download
+			// whole files.
+			res.Warnings = append(res.Warnings, fmt.Sprintf("chunk index not pushed (pulls will download whole files): %v", err))
+		} else {
+			res.ChunkIndex = d
+		}
+	}
 	for i, s := range srcs {
 		res.Files = append(res.Files, File{Path: s.rel, Digest: layers[i].Digest.String(), Size: s.size, Kind: s.kind})
 	}

@@ -1,0 +1,119 @@
+package reconciler
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/reconciler/store"
+)
+
+// countingStore counts the full target rows a sync reads.
+type countingStore struct {
+	store.Store
+	read int
+}
+
+func (c *countingStore) TargetsByID(ctx context.Context, ids []string) ([]store.Target, error) {
+	c.read += len(ids)
+	return c.Store.TargetsByID(ctx, ids)
+}
+
+// TestObserveUpdatesFleetWithoutStoreRead: a report handed over by Observe
+// is what the next pass sees, and its row is not read again from the store;
+// a report stored by another replica (newer, not observed) is read; an
+// observed report older than the stored one is ignored; a deleted target
+// leaves the fleet.
+func TestObserveUpdatesFleetWithoutStoreRead(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := &countingStore{Store: st}
+	for _, id := range []string{"dev-1", "dev-2"} {
+		st.EnrollTarget(ctx, store.Target{ID: id, Name: id, Labels: map[string]string{"env": "prod"}, CredHash: "h-" + id})
+	}
+	r := New(Options{Store: cs})
+	if err := r.syncTargets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.fleet.targets) != 2 || cs.read != 2 {
+		t.Fatalf("first sync: %d targets, %d rows read; want 2, 2", len(r.fleet.targets), cs.read)
+	}
+	report := func(phase string) fleet.StatusReport {
+		return fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: phase}}, Facts: &fleet.Facts{Arch: "arm64", OS: "linux"}}
+	}
+	phase := func(id string) string {
+		ct := r.fleet.targets[id]
+		if ct == nil || ct.status == nil || len(ct.status.Releases) == 0 {
+			return ""
+		}
+		return ct.status.Releases[0].Phase
+	}
+
+	// Stored and observed here: seen, not read back.
+	at := time.Now().UTC()
+	if err := st.PutStatus(ctx, "dev-1", report(fleet.PhaseHealthy), at); err != nil {
+		t.Fatal(err)
+	}
+	r.Observe("dev-1", report(fleet.PhaseHealthy), at)
+	cs.read = 0
+	if err := r.syncTargets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if phase("dev-1") != fleet.PhaseHealthy || !r.fleet.targets["dev-1"].lastSeen.Equal(at) {
+		t.Errorf("observed report not in the fleet: phase %q, last seen %v", phase("dev-1"), r.fleet.targets["dev-1"].lastSeen)
+	}
+	if got := r.fleet.targets["dev-1"].sel["arch"]; got != "arm64" {
+		t.Errorf("observed facts not in the selector labels: arch=%q", got)
+	}
+	if cs.read != 0 {
+		t.Errorf("%d rows read back from the store, want 0", cs.read)
+	}
+
+	// Stored by another replica: read.
+	if err := st.PutStatus(ctx, "dev-2", report(fleet.PhaseFailed), time.Now().UTC()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.syncTargets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if phase("dev-2") != fleet.PhaseFailed || cs.read != 1 {
+		t.Errorf("report stored elsewhere: phase %q after %d rows read, want Failed after 1", phase("dev-2"), cs.read)
+	}
+
+	// An observed report older than the stored one loses.
+	later := time.Now().UTC()
+	st.PutStatus(ctx, "dev-1", report(fleet.PhaseInstalling), later)
+	if err := r.syncTargets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Observe("dev-1", report(fleet.PhaseHealthy), at)
+	if err := r.syncTargets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if phase("dev-1") != fleet.PhaseInstalling {
+		t.Errorf("an older observed report replaced the stored one: phase %q", phase("dev-1"))
+	}
+
+	// Deleted: out of the fleet, and a late observed report does not bring it back.
+	if err := st.SetTargetAuth(ctx, "dev-2", store.StateDeleted, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	r.Observe("dev-2", report(fleet.PhaseHealthy), time.Now().UTC().Add(time.Second))
+	if err := r.syncTargets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.fleet.targets["dev-2"]; ok || len(r.fleet.order) != 1 {
+		t.Errorf("deleted target still in the fleet: order %v", r.fleet.order)
+	}
+}
