@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,16 +38,17 @@ func crashSeed(t *testing.T) uint64 {
 
 // TestCrashRestart SIGKILLs `cairn serve` (a re-executed test binary
 // running Serve) at random points of rollouts, failed rollouts rolled back
-// and operator commands (pause, resume, abort, retry), restarts it on the
-// same database, and after every restart, once the queued commands ran,
-// checks what one transaction per reconcile step promises: no wave started
-// twice, no commit admitted twice, no rollback recorded twice (per rollout
-// attempt: a retry starts another), no duplicate lineage edge, every
-// command sent run or reported ignored exactly once (none lost, none run
-// twice); at the end every wave of every completed rollout started once,
-// every commit was admitted once, every failed attempt rolled back once and
-// every target runs the last version. On SQLite (24 kills) and PostgreSQL
-// (8).
+// and operator commands (pause, resume, abort, retry), and restarts it on
+// the same database and address, which four simulated targets and two
+// agent processes (fleet/agent, downloads stubbed) follow. After every
+// restart, once the queued commands ran, it checks what one transaction per
+// reconcile step promises: no wave started twice, no commit admitted
+// twice, no rollback recorded twice (per rollout attempt: a retry starts
+// another), no duplicate lineage edge, every command sent run or reported
+// ignored exactly once (none lost, none run twice); at the end every wave
+// of every completed rollout started once, every commit was admitted once,
+// every failed attempt rolled back once and every target runs the last
+// version. On SQLite (24 kills) and PostgreSQL (8).
 func TestCrashRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about two minutes")
@@ -118,13 +120,19 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	commitPush(t, work, crashManifests(version), "v1")
 	cfg := Config{Repo: repo, Interval: Duration(200 * time.Millisecond), Database: database, EnrollToken: "enroll-secret",
 		AdminToken: "admin-secret", ReconcileInterval: Duration(200 * time.Millisecond), PollInterval: Duration(time.Second),
-		Enrollment: "auto", Data: data}
+		Enrollment: "auto", Data: data, Listen: freeAddr(t)}
 	serve := startReplica(t, "serve", cfg)
+	// Two agent processes (the agent loop with stubbed downloads) beside the
+	// simulated targets; serve restarts on the same address for them.
+	badFile := filepath.Join(t.TempDir(), "bad")
+	for i := range crashAgents {
+		startAgent(t, agentChildConfig{Server: serve.base, Name: fmt.Sprintf("agent-%d", i), Root: t.TempDir(), Bad: badFile})
+	}
 	fl := &crashFleet{base: serve.base, bad: map[string]bool{}, told: map[string]string{}}
 	fctx, stopFleet := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopFleet(); wg.Wait() }()
-	for i := range 4 {
+	for i := range crashTargets - crashAgents {
 		er := enroll(t, fleet.NewClient(serve.base), fmt.Sprintf("dev-%d", i))
 		wg.Add(1)
 		go func() { defer wg.Done(); fl.run(fctx, er) }()
@@ -159,7 +167,7 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	}
 	waitFor("v1 rolled out", 30*time.Second, func() bool {
 		ri := release()
-		return ri != nil && ri.Phase == "Succeeded" && ri.Healthy == 4
+		return ri != nil && ri.Phase == "Succeeded" && ri.Healthy == crashTargets
 	})
 
 	var commits []string // every commit pushed, in order
@@ -183,6 +191,12 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 				fl.mu.Lock()
 				fl.bad[crashDigest(version)] = true
 				fl.mu.Unlock()
+				f, err := os.OpenFile(badFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintln(f, crashDigest(version))
+				f.Close()
 			}
 			commitPush(t, work, crashManifests(version), fmt.Sprintf("v%d", version))
 			commits = append(commits, head())
@@ -226,7 +240,7 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	commits = append(commits, head())
 	waitFor("the last version rolled out", 60*time.Second, func() bool {
 		ri := release()
-		return ri != nil && ri.Digest == crashDigest(version) && ri.Phase == "Succeeded" && ri.Healthy == 4
+		return ri != nil && ri.Digest == crashDigest(version) && ri.Phase == "Succeeded" && ri.Healthy == crashTargets
 	})
 	crashCheck(t, ctx, db, commits, bad, pushed, true)
 	stopFleet()
@@ -236,6 +250,20 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 			t.Errorf("%s was last told %s, want %s", id, d, crashDigest(version))
 		}
 	}
+}
+
+// The targets of TestCrashRestart, crashAgents of them agent processes.
+const crashTargets, crashAgents = 6, 2
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 // crashCommands are the operator commands TestCrashRestart sends.

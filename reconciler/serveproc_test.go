@@ -13,12 +13,14 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/fleet/agent"
 )
 
 // keepLogsEnv names a folder the logs of a failed test's replicas are
@@ -29,9 +31,16 @@ const keepLogsEnv = "CAIRN_TEST_KEEP_LOGS"
 // `cairn serve` (Serve) as its own process, so tests can SIGKILL and SIGSTOP it.
 const serveChildEnv = "CAIRN_TEST_SERVE_CHILD"
 
+// agentChildEnv names the config file (agentChildConfig) of a re-executed
+// test binary that runs a target's agent (fleet/agent) as its own process.
+const agentChildEnv = "CAIRN_TEST_AGENT_CHILD"
+
 func TestMain(m *testing.M) {
 	if file := os.Getenv(serveChildEnv); file != "" {
 		os.Exit(serveChild(file))
+	}
+	if file := os.Getenv(agentChildEnv); file != "" {
+		os.Exit(agentChild(file))
 	}
 	os.Exit(m.Run())
 }
@@ -76,7 +85,9 @@ func startReplica(t *testing.T, name string, cfg Config) *replica {
 		cfg.Data = t.TempDir()
 	}
 	os.Remove(filepath.Join(cfg.Data, "addr")) // a restart's, not its predecessor's
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	b, _ := json.Marshal(cfg)
 	file := filepath.Join(cfg.Data, "config.json")
 	os.WriteFile(file, b, 0o600)
@@ -193,4 +204,86 @@ func (s simTarget) run(ctx context.Context) {
 		c.ReportStatus(rctx, s.er.ID, s.er.Credential, fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: phase, Digest: d, Desired: d}}})
 		cancel()
 	}
+}
+
+// agentChildConfig configures an agent child: the agent of target Name
+// with its state under Root, enrolled on Server. Its downloads are stubbed:
+// a model is one file, and a digest listed in the file Bad downloads as
+// another digest (a digest mismatch: the install fails for good).
+type agentChildConfig struct {
+	Server, Name, Root, Bad string
+}
+
+// agentChild runs the agent of an agentChildConfig until SIGTERM.
+func agentChild(file string) int {
+	var cfg agentChildConfig
+	b, err := os.ReadFile(file)
+	if err == nil {
+		err = json.Unmarshal(b, &cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	a, err := agent.New(agent.Config{Root: cfg.Root, Name: cfg.Name, Labels: map[string]string{"env": "prod"},
+		Facts: fleet.Facts{Arch: "amd64", OS: "linux"}, EnrollToken: "enroll-secret", API: fleet.NewClient(cfg.Server),
+		Fetcher: stubFetcher{bad: cfg.Bad}, RuntimeRoot: filepath.Join(cfg.Root, "runtime"),
+		PollWait: 500 * time.Millisecond, MinBackoff: 100 * time.Millisecond, MaxBackoff: time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := a.Run(ctx); err != nil && ctx.Err() == nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// stubFetcher "downloads" a model as one file naming its digest.
+type stubFetcher struct{ bad string }
+
+func (f stubFetcher) Fetch(_ context.Context, ref, dir string, _ bool) (string, error) {
+	_, d, _ := strings.Cut(ref, "@")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.bin"), []byte(d), 0o644); err != nil {
+		return "", err
+	}
+	if b, _ := os.ReadFile(f.bad); slices.Contains(strings.Fields(string(b)), d) {
+		return "sha256:" + strings.Repeat("0", 64), nil
+	}
+	return d, nil
+}
+
+// startAgent runs an agent child until the test ends.
+func startAgent(t *testing.T, cfg agentChildConfig) {
+	t.Helper()
+	b, _ := json.Marshal(cfg)
+	file := filepath.Join(t.TempDir(), "agent.json")
+	os.WriteFile(file, b, 0o600)
+	logPath := filepath.Join(t.TempDir(), cfg.Name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), agentChildEnv+"="+file)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); f.Close(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", cfg.Name, tail(string(b), 30))
+		}
+	})
 }
