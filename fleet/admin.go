@@ -289,6 +289,20 @@ func (c *AdminClient) Feedback(ctx context.Context, target, release string) ([]F
 	return out, nil
 }
 
+// Evaluations lists the evaluation runs of release ("" for all), newest
+// first, with their results and verdicts.
+func (c *AdminClient) Evaluations(ctx context.Context, release string) ([]EvaluationRecord, error) {
+	path := "/api/v1/evaluations"
+	if release != "" {
+		path += "?" + url.Values{"release": {release}}.Encode()
+	}
+	var out []EvaluationRecord
+	if err := c.get(ctx, "get evaluations", path, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RolloutAction asks the server to pause, resume, abort or retry the rollout
 // of release (admin token). The reconciler applies it on its next step.
 func (c *AdminClient) RolloutAction(ctx context.Context, release, action string) error {

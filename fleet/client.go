@@ -24,6 +24,9 @@ var (
 	ErrNotFound     = errdef.ErrNotFound
 	ErrRateLimited  = errors.New("rate limited")
 	ErrBadRequest   = errors.New("bad request")
+	// ErrConflict: the request does not match the target's desired state
+	// (a digest or evaluation run it was not asked for).
+	ErrConflict = errors.New("conflict")
 	// ErrPending: the target's credential waits for an admin's acceptance
 	// (`cairn target accept`); the agent keeps polling.
 	ErrPending = errors.New("pending acceptance")
@@ -62,6 +65,8 @@ func (e *APIError) Is(target error) bool {
 		return target == ErrNotFound
 	case http.StatusTooManyRequests:
 		return target == ErrRateLimited
+	case http.StatusConflict:
+		return target == ErrConflict
 	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
 		return target == ErrBadRequest
 	}
@@ -260,4 +265,82 @@ func (c *Client) UploadFeedback(ctx context.Context, id, cred, release, digest s
 		return nil, fmt.Errorf("%s: decode answer: %w", op, err)
 	}
 	return &b, nil
+}
+
+// evaluationPath is PathEvaluation (or PathEvaluationBlob with key) of
+// target id and run.
+func evaluationPath(id, run, key string) string {
+	p := strings.Replace(targetPath(PathEvaluation, id), "{run}", url.PathEscape(run), 1)
+	if key != "" {
+		p += "/blobs/" + key
+	}
+	return p
+}
+
+// ReportEvaluation sends an evaluator's results of run; the server
+// records them and answers the run with its verdict. A run already
+// reported answers as first recorded.
+func (c *Client) ReportEvaluation(ctx context.Context, id, cred, run string, rep EvaluationReport) (*EvaluationRecord, error) {
+	op := "report evaluation " + run + " of " + id
+	b, err := json.Marshal(rep)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.b.url+evaluationPath(id, run, ""), bytes.NewReader(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", c.b.ua)
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := c.b.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return nil, readAPIError(op, resp)
+	}
+	var rec EvaluationRecord
+	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil {
+		return nil, fmt.Errorf("%s: decode answer: %w", op, err)
+	}
+	return &rec, nil
+}
+
+// EvaluationObject reads length bytes (to the end when negative) from off
+// of an object of run's holdout dataset through the server (HEAD when
+// head: no body), and returns its whole size. A missing object is an
+// error wrapping ErrNotFound.
+func (c *Client) EvaluationObject(ctx context.Context, id, cred, run, key string, off, length int64, head bool) (io.ReadCloser, int64, error) {
+	op := "read " + key + " of evaluation " + run
+	method := http.MethodGet
+	if head {
+		method = http.MethodHead
+	}
+	u := c.b.url + evaluationPath(id, run, key) + "?" + url.Values{"offset": {strconv.FormatInt(off, 10)}, "length": {strconv.FormatInt(length, 10)}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", op, err)
+	}
+	req.Header.Set("User-Agent", c.b.ua)
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := c.b.hc.Do(req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", op, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, 0, readAPIError(op, resp)
+	}
+	size, err := strconv.ParseInt(resp.Header.Get("X-Object-Size"), 10, 64)
+	if err != nil {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("%s: no object size in the answer", op)
+	}
+	if head {
+		resp.Body.Close()
+		return nil, size, nil
+	}
+	return resp.Body, size, nil
 }

@@ -13,6 +13,12 @@ const (
 	// PathFeedback takes a batch of sampled inputs (JSON lines) of one
 	// release: POST ?release=R&digest=MODEL_DIGEST.
 	PathFeedback = "/api/v1/targets/{id}/feedback"
+	// PathEvaluation takes an evaluator's results of one run (POST), and
+	// PathEvaluationBlob serves it the objects of the run's holdout
+	// dataset (GET, HEAD; ?offset=&length=), so it needs no storage
+	// credentials.
+	PathEvaluation     = "/api/v1/targets/{id}/evaluations/{run}"
+	PathEvaluationBlob = "/api/v1/targets/{id}/evaluations/{run}/blobs/{key...}"
 )
 
 // Facts are what a target observes about itself and reports at enrollment
@@ -198,6 +204,72 @@ type FeedbackBatch struct {
 	Time        time.Time `json:"time"`
 }
 
+// EvaluationRun is one evaluation an evaluator makes: every model of it
+// scored by Command on the holdout Dataset (a root digest in the server's
+// dataset store, read through PathEvaluationBlob).
+type EvaluationRun struct {
+	ID      string            `json:"id"`
+	Release string            `json:"release"`
+	Dataset string            `json:"dataset"`
+	Command []string          `json:"command"`
+	Timeout time.Duration     `json:"timeout"`
+	Models  []EvaluationModel `json:"models"`
+	// Reason is why it runs: "candidate" (a new candidate) or "schedule".
+	Reason    string    `json:"reason,omitempty"`
+	Requested time.Time `json:"requested"`
+}
+
+// Roles of the models of an evaluation run.
+const (
+	RoleCandidate = "candidate"
+	RoleChampion  = "champion"
+)
+
+// EvaluationModel is a model of a run: the candidate (what the release
+// declares) or the champion (what it runs live).
+type EvaluationModel struct {
+	Role      string `json:"role"`
+	Artifact  string `json:"artifact"`
+	Digest    string `json:"digest"`
+	PlainHTTP bool   `json:"plainHTTP,omitempty"`
+}
+
+// EvaluationResult is what an evaluator reports of one model of a run:
+// the metrics its command printed, or why there are none.
+type EvaluationResult struct {
+	Role    string             `json:"role"`
+	Digest  string             `json:"digest"`
+	Metrics map[string]float64 `json:"metrics,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	// Seconds the command ran.
+	Seconds float64 `json:"seconds"`
+}
+
+// EvaluationReport is the body of POST PathEvaluation.
+type EvaluationReport struct {
+	Results []EvaluationResult `json:"results"`
+}
+
+// EvaluationRecord is a run as the server keeps it: GET
+// /api/v1/evaluations lists them, newest first, with the verdict of the
+// candidate against the champion once both are scored.
+type EvaluationRecord struct {
+	EvaluationRun
+	Evaluator string             `json:"evaluator"`
+	Done      *time.Time         `json:"done,omitempty"`
+	Results   []EvaluationResult `json:"results,omitempty"`
+	// Verdict is the candidate against the thresholds and the champion.
+	Verdict *EvaluationVerdict `json:"verdict,omitempty"`
+}
+
+// EvaluationVerdict summarises evaluation.Verdict on the wire.
+type EvaluationVerdict struct {
+	Pass    bool     `json:"pass"`
+	Reasons []string `json:"reasons,omitempty"`
+	// Summary is one line: "auc 0.81 vs champion 0.97".
+	Summary string `json:"summary"`
+}
+
 // Kubernetes mirrors a Release's spec.kubernetes on the wire.
 type Kubernetes struct {
 	Image          string            `json:"image,omitempty"`
@@ -227,6 +299,9 @@ type DesiredState struct {
 	Target string         `json:"target"`
 	ETag   string         `json:"etag"`
 	Models []DesiredModel `json:"models"`
+	// Evaluations are the runs this target, an evaluator
+	// (cairn.dev/role=evaluator), is asked to make; none for others.
+	Evaluations []EvaluationRun `json:"evaluations,omitempty"`
 	// Keep names releases the target must leave installed although Models
 	// does not list them (Release spec.prune: false, or a release whose
 	// record the server cannot read): the agent uninstalls every other

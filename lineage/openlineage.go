@@ -120,6 +120,13 @@ func (s Step) RunEvent() (openlineage.RunEvent, error) {
 		ev.Job.Name = "feedback/" + nonEmpty(f.Release, "-")
 		ev.Inputs = append(ev.Inputs, modelDataset(f.ModelDigest, nil), openlineage.Dataset{Namespace: openlineage.TargetNamespace, Name: f.Target})
 		ev.Outputs = append(ev.Outputs, datasetOf("", f.Dataset))
+	case StepEvaluation:
+		var f EvaluationFacts
+		if err := dec(&f); err != nil {
+			return ev, err
+		}
+		ev.Job.Name = "evaluation/" + nonEmpty(f.Release, "-")
+		ev.Inputs = append(ev.Inputs, modelDataset(f.ModelDigest, nil), datasetOf("", f.Dataset))
 	default:
 		return ev, fmt.Errorf("step %s: unknown kind %q", s.ID, s.Kind)
 	}

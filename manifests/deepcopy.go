@@ -33,7 +33,26 @@ func (o Model) DeepCopy() Model {
 	s.Requires.Arch = slices.Clone(s.Requires.Arch)
 	s.Requires.Accelerators = slices.Clone(s.Requires.Accelerators)
 	s.Variants = slices.Clone(s.Variants)
+	s.Evaluation = s.Evaluation.DeepCopy()
 	return o
+}
+
+// DeepCopy returns a copy of the evaluation sharing nothing with it (nil
+// for nil).
+func (e *EvaluationSpec) DeepCopy() *EvaluationSpec {
+	if e == nil {
+		return nil
+	}
+	c := *e
+	c.Command = slices.Clone(e.Command)
+	if e.Metrics != nil {
+		c.Metrics = make(map[string]EvaluationMetric, len(e.Metrics))
+		for k, m := range e.Metrics {
+			m.Min, m.Max, m.MaxDrop, m.MaxRelativeDrop = clonePtr(m.Min), clonePtr(m.Max), clonePtr(m.MaxDrop), clonePtr(m.MaxRelativeDrop)
+			c.Metrics[k] = m
+		}
+	}
+	return &c
 }
 
 // DeepCopy returns a copy of the selector sharing nothing with it.
@@ -120,6 +139,7 @@ func (o Release) DeepCopy() Release {
 		c := *f
 		s.Feedback = &c
 	}
+	s.Evaluation = s.Evaluation.DeepCopy()
 	return o
 }
 

@@ -28,4 +28,8 @@ const (
 	// The fleet.
 	EventTargetOffline = "TargetOffline"
 	EventDriftDetected = "DriftDetected"
+	// Evaluation (reconciler): a run asked of an evaluator agent, and its
+	// verdict of candidate against champion.
+	EventEvaluationRequested = "EvaluationRequested"
+	EventEvaluated           = "Evaluated"
 )

@@ -66,6 +66,9 @@ type ModelSpec struct {
 	EvaluatedOn []Evaluation   `json:"evaluatedOn,omitempty"`
 	Requires    Requirements   `json:"requires,omitempty"`
 	Variants    []ModelVariant `json:"variants,omitempty"`
+	// Evaluation schedules evaluations of this model on a holdout for
+	// every Release of it that declares none of its own.
+	Evaluation *EvaluationSpec `json:"evaluation,omitempty"`
 }
 
 // ModelVariant is an alternative artifact for a platform (int8 for arm64, fp16 for GPUs).
@@ -235,6 +238,11 @@ type ReleaseSpec struct {
 	// Feedback makes targets upload a sample of the live inputs their
 	// runtime spools, as dataset versions, for retraining.
 	Feedback *Feedback `json:"feedback,omitempty"`
+	// Evaluation scores the release's candidate model and its live
+	// (champion) model on a holdout, on schedule and for every new
+	// candidate; the verdict reaches policies as input.evaluation.
+	// It overrides the Model's spec.evaluation.
+	Evaluation *EvaluationSpec `json:"evaluation,omitempty"`
 	// Prune uninstalls the release from a target it no longer reaches: the
 	// release removed from the repository, or the target no longer selected
 	// by its profiles (default true). With prune: false what is installed
@@ -246,6 +254,51 @@ type ReleaseSpec struct {
 // Prunes reports whether the release is uninstalled where it no longer
 // runs (spec.prune, default true).
 func (s ReleaseSpec) Prunes() bool { return s.Prune == nil || *s.Prune }
+
+// EvaluationSpec is a scheduled evaluation against the champion: agents
+// labelled cairn.dev/role=evaluator pull the candidate and champion
+// digests and the holdout Dataset (pinned by digest), run Command with
+// CAIRN_MODEL_DIR and CAIRN_DATASET_DIR set, and report the one JSON
+// object of metrics it prints on stdout ({"auc": 0.95}).
+type EvaluationSpec struct {
+	// Schedule is a five-field cron expression (UTC) of the runs besides
+	// those of a new candidate.
+	Schedule string `json:"schedule"`
+	// Dataset names the holdout Dataset.
+	Dataset string   `json:"dataset"`
+	Command []string `json:"command"`
+	// Timeout bounds one run of Command (default 10m).
+	Timeout Duration `json:"timeout,omitempty"`
+	// MaxAge is how recent the candidate's evaluation must be for the
+	// evaluation policy (default 24h).
+	MaxAge  Duration                    `json:"maxAge,omitempty"`
+	Metrics map[string]EvaluationMetric `json:"metrics"`
+}
+
+// EvaluationMetric is the thresholds of one metric: its value against Min
+// and Max, and how much worse than the champion it may be, absolutely
+// (MaxDrop) and as a share of the champion's value (MaxRelativeDrop).
+// Worse is lower when Direction is "higher" (the default), higher when
+// it is "lower".
+type EvaluationMetric struct {
+	Direction       string   `json:"direction,omitempty"`
+	Min             *float64 `json:"min,omitempty"`
+	Max             *float64 `json:"max,omitempty"`
+	MaxDrop         *float64 `json:"maxDrop,omitempty"`
+	MaxRelativeDrop *float64 `json:"maxRelativeDrop,omitempty"`
+}
+
+// Evaluation defaults and metric directions.
+const (
+	DefaultEvaluationTimeout = 10 * time.Minute
+	DefaultEvaluationMaxAge  = 24 * time.Hour
+	DirectionHigher          = "higher"
+	DirectionLower           = "lower"
+	// RoleLabel is the target label that makes an agent an evaluator
+	// (RoleEvaluator).
+	RoleLabel     = "cairn.dev/role"
+	RoleEvaluator = "evaluator"
+)
 
 // Feedback is what a release's targets send back of what they saw: a
 // sampled share of the JSON lines the runtime spools, at most MaxPerDay
@@ -386,4 +439,13 @@ type Webhook struct {
 	SecretRef string `json:"secretRef,omitempty"`
 	// Format is "json" (default) or "slack".
 	Format string `json:"format,omitempty"`
+}
+
+// EvaluationOf is the evaluation a release runs: its own spec.evaluation,
+// else its model's; nil when neither declares one.
+func EvaluationOf(rel Release, model Model) *EvaluationSpec {
+	if rel.Spec.Evaluation != nil {
+		return rel.Spec.Evaluation
+	}
+	return model.Spec.Evaluation
 }

@@ -253,6 +253,7 @@ func (c *checker) model(s *ModelSpec) {
 			c.check(p+".artifact", CheckArtifact(v.Artifact))
 		}
 	}
+	c.evaluation(s.Evaluation)
 }
 
 func (c *checker) modelRefs(s *ModelSpec) {
@@ -261,6 +262,9 @@ func (c *checker) modelRefs(s *ModelSpec) {
 	}
 	for i, e := range s.EvaluatedOn {
 		c.ref(fmt.Sprintf("spec.evaluatedOn[%d].dataset", i), KindDataset, e.Dataset)
+	}
+	if s.Evaluation != nil {
+		c.ref("spec.evaluation.dataset", KindDataset, s.Evaluation.Dataset)
 	}
 }
 
@@ -494,6 +498,55 @@ func (c *checker) release(s *ReleaseSpec) {
 	if s.Kubernetes != nil {
 		c.kubernetes(s.Kubernetes)
 	}
+	c.evaluation(s.Evaluation)
+}
+
+// evaluation checks a Release's or Model's spec.evaluation: a five-field
+// cron schedule, a dataset, a command, and per metric a direction and
+// thresholds that can hold.
+func (c *checker) evaluation(e *EvaluationSpec) {
+	if e == nil {
+		return
+	}
+	const p = "spec.evaluation"
+	if c.required(p+".schedule", e.Schedule == "") {
+		if _, err := ParseSchedule(e.Schedule); err != nil {
+			c.errorf(p+".schedule", "%v", err)
+		}
+	}
+	c.required(p+".dataset", e.Dataset == "")
+	if c.required(p+".command", len(e.Command) == 0) {
+		c.required(p+".command[0]", e.Command[0] == "")
+	}
+	if e.Timeout.Duration < 0 {
+		c.errorf(p+".timeout", "must not be negative, got %s", e.Timeout)
+	}
+	if e.MaxAge.Duration < 0 {
+		c.errorf(p+".maxAge", "must not be negative, got %s", e.MaxAge)
+	}
+	if !c.o.has(p + ".metrics") {
+		c.errorf(p+".metrics", "required")
+	} else if len(e.Metrics) == 0 {
+		c.errorf(p+".metrics", "must name at least one metric")
+	}
+	for _, name := range sortedKeys(e.Metrics) {
+		m, mp := e.Metrics[name], p+".metrics."+name
+		if name == "" || len(name) > 128 {
+			c.errorf(mp, "invalid metric name %q", name)
+		}
+		if m.Direction != "" && m.Direction != DirectionHigher && m.Direction != DirectionLower {
+			c.errorf(mp+".direction", "want %q or %q, got %q", DirectionHigher, DirectionLower, m.Direction)
+		}
+		if m.Min != nil && m.Max != nil && *m.Min > *m.Max {
+			c.errorf(mp+".min", "min %g is above max %g", *m.Min, *m.Max)
+		}
+		if m.MaxDrop != nil && !(*m.MaxDrop >= 0) {
+			c.errorf(mp+".maxDrop", "must not be negative, got %g", *m.MaxDrop)
+		}
+		if r := m.MaxRelativeDrop; r != nil && !(*r >= 0 && *r <= 1) {
+			c.errorf(mp+".maxRelativeDrop", "want a share in [0, 1], got %g", *r)
+		}
+	}
 }
 
 // isDriftMetric reports whether m names a drift statistic: drift_psi,
@@ -596,6 +649,9 @@ func (c *checker) releaseRefs(s *ReleaseSpec) {
 		c.ref(fmt.Sprintf("spec.targets[%d].profile", i), KindDeviceProfile, t.Profile)
 	}
 	c.ref("spec.rolloutPolicy", KindRolloutPolicy, s.RolloutPolicy)
+	if s.Evaluation != nil {
+		c.ref("spec.evaluation.dataset", KindDataset, s.Evaluation.Dataset)
+	}
 	if s.After == nil || s.After.Release == "" || s.After.Release == c.o.name {
 		return
 	}
@@ -634,7 +690,7 @@ func checkHTTPURL(s string) error {
 
 // Events returns the alert event names an Alert may subscribe to.
 func Events() []string {
-	return []string{EventRolloutStarted, EventRolloutDone, EventRolloutFailed, EventRolledBack, EventTargetOffline, EventDriftDetected, EventPolicyDenied, EventArtifactMissing, EventReleasePruned}
+	return []string{EventRolloutStarted, EventRolloutDone, EventRolloutFailed, EventRolledBack, EventTargetOffline, EventDriftDetected, EventPolicyDenied, EventArtifactMissing, EventReleasePruned, EventEvaluated}
 }
 
 // Webhook formats.

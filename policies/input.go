@@ -1,6 +1,9 @@
 package policies
 
-import "github.com/cairn-dev/cairn/manifests"
+import (
+	"github.com/cairn-dev/cairn/evaluation"
+	"github.com/cairn-dev/cairn/manifests"
+)
 
 // Input is the document a policy sees as `input`, once per Release. It is
 // documented with an example in policies/README.md; keep the two in step.
@@ -11,6 +14,10 @@ type Input struct {
 	RolloutPolicy *RolloutPolicyInput `json:"rolloutPolicy,omitempty"`
 	Targets       TargetsInput        `json:"targets"`
 	Lineage       LineageInput        `json:"lineage"`
+	// Evaluation is the release's scheduled evaluation against the
+	// champion (spec.evaluation of the Release or its Model); absent when
+	// it declares none.
+	Evaluation *EvaluationInput `json:"evaluation,omitempty"`
 	// Now is the evaluation time (RFC 3339) and NowNs the same in Unix
 	// nanoseconds; policies use it instead of time.now_ns so a plan is
 	// reproducible.
@@ -139,4 +146,38 @@ type ReleaseState struct {
 	Phase          string `json:"phase,omitempty"`
 	HealthySince   string `json:"healthySince,omitempty"`
 	HealthySinceNs int64  `json:"healthySinceNs,omitempty"`
+}
+
+// EvaluationInput is what the server knows of a release's evaluation: the
+// holdout, the latest results of the candidate (the model digest of this
+// Release) and of the champion (the digest it runs live, absent when none
+// or the same), and the verdict of one against the other.
+type EvaluationInput struct {
+	// Available is false when no server was asked (plan without --server).
+	Available bool `json:"available"`
+	// Error says why the server's results could not be read.
+	Error         string `json:"error,omitempty"`
+	Dataset       string `json:"dataset"`
+	DatasetDigest string `json:"datasetDigest,omitempty"`
+	// MaxAge is how recent the candidate's evaluation must be.
+	MaxAge    string          `json:"maxAge"`
+	MaxAgeNs  int64           `json:"maxAgeNs"`
+	Candidate EvaluatedModel  `json:"candidate"`
+	Champion  *EvaluatedModel `json:"champion,omitempty"`
+	// Verdict is the candidate against the thresholds and the champion,
+	// once both have metrics.
+	Verdict *evaluation.Verdict `json:"verdict,omitempty"`
+}
+
+// EvaluatedModel is one model's latest evaluation on the holdout.
+type EvaluatedModel struct {
+	Digest string `json:"digest"`
+	// Evaluated is false when it was never scored on this holdout.
+	Evaluated bool               `json:"evaluated"`
+	Metrics   map[string]float64 `json:"metrics,omitempty"`
+	// Error is why the latest evaluation gave no metrics.
+	Error  string `json:"error,omitempty"`
+	Time   string `json:"time,omitempty"`
+	TimeNs int64  `json:"timeNs,omitempty"`
+	Run    string `json:"run,omitempty"`
 }

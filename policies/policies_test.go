@@ -32,7 +32,7 @@ func TestBuiltinLibrary(t *testing.T) {
 
 func TestBuiltins(t *testing.T) {
 	got := strings.Join(Builtins(), ",")
-	want := "allowed-registries,dataset-license,digest-pinned,fits-device,promotion,require-evaluation"
+	want := "allowed-registries,dataset-license,digest-pinned,evaluation,fits-device,promotion,require-evaluation"
 	if got != want {
 		t.Fatalf("Builtins() = %s, want %s", got, want)
 	}
@@ -82,7 +82,7 @@ test_friday if { count(no_friday.deny) == 1 with input as {"release": {"name": "
 		{"repo deny and structured warn", nil, in("friday", pinned, 4<<30, 200), []Verdict{
 			{"no-friday", Deny, "no deploys named friday"}, {"no-friday", Warn, "big fleet"}}},
 		{"unknown builtin denies", []string{"fits-devices"}, in("r", pinned, 4<<30, 1), []Verdict{
-			{"fits-devices", Deny, `no built-in policy "fits-devices" (have allowed-registries, dataset-license, digest-pinned, fits-device, promotion, require-evaluation)`}, {"no-friday", Allow, ""}}},
+			{"fits-devices", Deny, `no built-in policy "fits-devices" (have allowed-registries, dataset-license, digest-pinned, evaluation, fits-device, promotion, require-evaluation)`}, {"no-friday", Allow, ""}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

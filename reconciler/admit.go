@@ -36,8 +36,11 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	t1 := time.Now()
 	var p *plan.Plan
 	if perr == nil {
-		p, err = plan.Compute(ctx, snap, inv, plan.Options{Policies: engine, Live: true,
-			Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput})
+		popts := plan.Options{Policies: engine, Live: true, Inspector: r.opts.Inspector, Datasets: r.opts.Datasets, OnInput: r.opts.OnInput}
+		if r.opts.Evaluations != nil {
+			popts.Evaluations = evaluationResults{r.opts.Evaluations}
+		}
+		p, err = plan.Compute(ctx, snap, inv, popts)
 		if err != nil {
 			perr = stalling(ReasonValidationFailed, "plan: %w", err)
 		}
@@ -156,6 +159,7 @@ func (r *Reconciler) admitRelease(ctx context.Context, rev source.Revision, snap
 		r.log.Warn("release record does not decode: not admitting it", "release", name, "err", rs.rec.Err)
 		return nil
 	}
+	rs.candidate = candidateOf(snap, rel, pr)
 	verdict := admission(pr)
 	if held, ok := heldBy(verdict); ok {
 		return r.hold(ctx, rev, rel, pr, rs, held)

@@ -33,6 +33,10 @@ type pass struct {
 	admission *stagedAdmission // writes of the admission this pass follows; nil when none
 	requeue   time.Duration
 	errs      []error // typed per-release errors, returned after the commit
+	// evalRuns are the evaluation runs of each evaluator agent (evaluate
+	// step), evalWrites the changes to the stored runs.
+	evalRuns   map[string][]fleet.EvaluationRun
+	evalWrites []evalWrite
 }
 
 // stagedAdmission is what Admit writes, staged for the commit step of its pass:
@@ -98,7 +102,8 @@ func (r *Reconciler) reloadIfStale(ctx context.Context) error {
 // Waiting) on its conditions and in the returned error, not a stop.
 func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	start := time.Now()
-	p := &pass{now: time.Now().UTC(), commands: map[string]string{}, results: map[string]*stepResult{}, admission: r.staged}
+	p := &pass{now: time.Now().UTC(), commands: map[string]string{}, results: map[string]*stepResult{}, admission: r.staged,
+		evalRuns: map[string][]fleet.EvaluationRun{}}
 	defer func() {
 		r.opts.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
 		if err != nil {
@@ -113,6 +118,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 		{"read targets", func(ctx context.Context, _ *pass) error { return r.syncTargets(ctx) }},
 		{"read training profiles", func(ctx context.Context, p *pass) error { r.loadProfiles(ctx, p.now); return nil }},
 		{"step rollouts", r.stepRollouts},
+		{"schedule evaluations", r.scheduleEvaluations},
 		{"compose desired states", r.composeDesired},
 		{"summarise status", r.summarise},
 		{"commit", r.commitPass},
@@ -192,7 +198,7 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 		events = append(slices.Clip(a.events), p.events...)
 	}
 	if p.admission == nil && len(p.records) == 0 && len(p.consumed) == 0 && len(p.changes) == 0 && len(p.rollbacks) == 0 &&
-		len(r.driftFacts) == 0 && len(events) == 0 {
+		len(r.driftFacts) == 0 && len(events) == 0 && len(p.evalWrites) == 0 {
 		r.publishRolloutIDs()
 		return nil // nothing to write: no transaction
 	}
@@ -209,6 +215,9 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 			}
 		}
 		if err := r.opts.Store.ConsumeCommands(ctx, p.consumed); err != nil {
+			return err
+		}
+		if err := r.writeEvaluations(ctx, p.evalWrites); err != nil {
 			return err
 		}
 		if len(p.changes) > 0 {

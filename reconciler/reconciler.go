@@ -13,6 +13,7 @@ import (
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/manifests"
 	"github.com/cairn-dev/cairn/policies"
+	"github.com/cairn-dev/cairn/reconciler/evaluations"
 	"github.com/cairn-dev/cairn/reconciler/plan"
 	"github.com/cairn-dev/cairn/reconciler/record"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
@@ -55,6 +56,10 @@ type Options struct {
 	// OnInput sees every policy input document admission evaluates
 	// (plan.Options.OnInput); optional.
 	OnInput func(*policies.Input)
+	// Evaluations keeps the evaluation runs asked of evaluator agents and
+	// their results, which admission's policy input reads; optional
+	// (without it no evaluation is scheduled).
+	Evaluations *evaluations.Store
 	// PolicyTimeout bounds the evaluation of one release's policies
 	// (policies.EvalTimeout); a release over it is denied.
 	PolicyTimeout time.Duration
@@ -78,7 +83,10 @@ type releaseState struct {
 	// ArtifactUnavailable with its requeue; nil when admitted or denied.
 	held   error
 	assign map[string]rollout.Assignment // target → model, from the last step
-	stored string                        // encoding last written: unchanged records are not rewritten
+	// candidate is the newest commit's model and evaluation, admitted or
+	// not; nil when it declares no evaluation.
+	candidate *evalCandidate
+	stored    string // encoding last written: unchanged records are not rewritten
 }
 
 // admitted is the release's admitted snapshot, nil when never admitted or
@@ -117,6 +125,9 @@ type Reconciler struct {
 	// training datasets: a target rolled back to an earlier model is
 	// compared with that model's data.
 	trainedOn map[string][]manifests.Dataset
+	// evalPending are the evaluation runs pending at the last pass: those
+	// reported since are announced (Evaluated).
+	evalPending map[string]bool
 	// driftFacts are the drift alarms of this pass, for lineage.
 	driftFacts []lineage.DriftFacts
 

@@ -23,6 +23,7 @@ import (
 	"github.com/cairn-dev/cairn/internal/tlsfiles"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/reconciler/dashboard"
+	"github.com/cairn-dev/cairn/reconciler/evaluations"
 	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/history"
 	"github.com/cairn-dev/cairn/reconciler/notify"
@@ -127,8 +128,9 @@ type stores struct {
 	hist   *history.History
 	// datasets opens the dataset stores; feedback indexes the fleet's
 	// feedback uploads kept in them.
-	datasets feedback.Stores
-	feedback *feedback.Store
+	datasets    feedback.Stores
+	feedback    *feedback.Store
+	evaluations *evaluations.Store
 }
 
 func (s *stores) close() {
@@ -168,6 +170,9 @@ func openStores(ctx context.Context, cfg Config, log *slog.Logger) (_ *stores, e
 		return nil, fmt.Errorf("data folder: %w", err)
 	}
 	if s.feedback, err = feedback.Open(ctx, db, feedback.Options{Stores: s.datasets, Lineage: s.graph, Temp: tmp}); err != nil {
+		return nil, err
+	}
+	if s.evaluations, err = evaluations.Open(ctx, db, evaluations.Options{Lineage: s.graph}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -246,6 +251,7 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		Notify:        sts.outbox.Enqueue,
 		Profiles:      profileReader(sts.datasets),
 		PolicyTimeout: time.Duration(cfg.PolicyTimeout),
+		Evaluations:   sts.evaluations,
 	}
 	if !cfg.SkipArtifactCheck {
 		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))
@@ -278,9 +284,11 @@ func (p *serveParts) serverConfig(cfg Config, log *slog.Logger, metrics *server.
 			}
 			return err
 		},
-		Source:   func() any { return p.rec.SourceInfo() },
-		Alerts:   sts.outbox.List,
-		Feedback: sts.feedback,
+		Source:        func() any { return p.rec.SourceInfo() },
+		Alerts:        sts.outbox.List,
+		Feedback:      sts.feedback,
+		Evaluations:   sts.evaluations,
+		DatasetStores: sts.datasets,
 	}
 	if cfg.RequestRate > 0 {
 		scfg.RequestRate, scfg.RequestBurst = rate.Limit(cfg.RequestRate), max(100, int(cfg.RequestRate*10))

@@ -40,7 +40,7 @@ func (r *Reconciler) composeDesired(_ context.Context, p *pass) error {
 			perTarget[t] = append(perTarget[t], i)
 		}
 	}
-	p.changes = r.compose(models, perTarget, r.keepAll())
+	p.changes = r.compose(models, perTarget, r.keepAll(), p.evalRuns)
 	return nil
 }
 
@@ -102,9 +102,9 @@ func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
 }
 
 // compose builds each target's desired state, which keeps the releases of
-// keepAll its models do not list, and returns those whose tag differs from
-// the one stored.
-func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32, keepAll []string) []store.Desired {
+// keepAll its models do not list and lists the evaluation runs asked of
+// it (evals), and returns those whose tag differs from the one stored.
+func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32, keepAll []string, evals map[string][]fleet.EvaluationRun) []store.Desired {
 	var changes []store.Desired
 	encoded := map[string][2]string{} // list of indexes → etag, models JSON
 	key := make([]byte, 0, 64)
@@ -119,11 +119,16 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 			enc = encodeDesired(models, idx, keepAll)
 			encoded[string(key)] = enc
 		}
-		if r.fleet.written[id] == enc[0] {
+		etag, tail := enc[0], ""
+		if runs := evals[id]; len(runs) > 0 {
+			b, _ := json.Marshal(runs)
+			etag, tail = fleetstate.ETagWith(etag, b), `,"evaluations":`+string(b)
+		}
+		if r.fleet.written[id] == etag {
 			continue
 		}
-		body := `{"target":` + strconv.Quote(id) + `,"etag":"` + enc[0] + `","models":` + enc[1] + `}`
-		changes = append(changes, store.Desired{Target: id, ETag: enc[0], Body: []byte(body)})
+		body := `{"target":` + strconv.Quote(id) + `,"etag":"` + etag + `","models":` + enc[1] + tail + `}`
+		changes = append(changes, store.Desired{Target: id, ETag: etag, Body: []byte(body)})
 	}
 	return changes
 }

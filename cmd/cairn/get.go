@@ -66,10 +66,10 @@ func newGetCmd() *cobra.Command {
 	var window string
 	var allAlerts bool
 	cmd := &cobra.Command{
-		Use:       "get targets|releases|rollouts|events|drift|alerts|feedback|uptime",
-		Short:     "List targets, releases, rollouts, events, live drift, alert deliveries, feedback uploads or uptime from a cairn server",
+		Use:       "get targets|releases|rollouts|events|drift|alerts|feedback|evaluations|uptime",
+		Short:     "List targets, releases, rollouts, events, live drift, alert deliveries, feedback uploads, evaluation runs or uptime from a cairn server",
 		Args:      cobra.ExactArgs(1),
-		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts", "feedback", "uptime"},
+		ValidArgs: []string{"targets", "releases", "rollouts", "events", "drift", "alerts", "feedback", "evaluations", "uptime"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c := sf.client()
 			ctx := cmd.Context()
@@ -121,6 +121,12 @@ func newGetCmd() *cobra.Command {
 					return err
 				}
 				return output.Print(out, sf.output, feedbackList(bs))
+			case "evaluations", "evaluation":
+				rs, err := c.Evaluations(ctx, ef.Release)
+				if err != nil {
+					return err
+				}
+				return output.Print(out, sf.output, evaluationList(rs))
 			case "uptime":
 				rep, err := history.NewClient(sf.server, serverToken(sf.server, sf.token)).Uptime(ctx, window, ef.Target)
 				if err != nil {
@@ -131,11 +137,11 @@ func newGetCmd() *cobra.Command {
 				}
 				return output.Print(out, sf.output, rep)
 			}
-			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift, alerts, feedback or uptime", args[0])
+			return fmt.Errorf("get %s: want targets, releases, rollouts, events, drift, alerts, feedback, evaluations or uptime", args[0])
 		},
 	}
 	sf.add(cmd)
-	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift, feedback: only of this release")
+	cmd.Flags().StringVar(&ef.Release, "release", "", "events, drift, feedback, evaluations: only of this release")
 	cmd.Flags().StringVar(&ef.Target, "target", "", "events, drift, feedback, uptime: only of this target")
 	cmd.Flags().StringVar(&window, "window", "30d", "uptime: over this window (90m, 24h, 30d)")
 	cmd.Flags().StringVar(&ef.Type, "type", "", "events: only of this type")
@@ -324,6 +330,31 @@ func (l feedbackList) Rows() ([]string, [][]string) {
 			strconv.FormatInt(b.Records, 10), strconv.FormatInt(b.Bytes, 10), b.Store, b.Dataset})
 	}
 	return []string{"time", "target", "release", "model", "records", "bytes", "store", "dataset"}, rows
+}
+
+type evaluationList []fleet.EvaluationRecord
+
+func (l evaluationList) Rows() ([]string, [][]string) {
+	rows := make([][]string, 0, len(l))
+	for _, e := range l {
+		models := map[string]string{}
+		for _, m := range e.Models {
+			models[m.Role] = shortDigest(m.Digest)
+		}
+		state, verdict := "pending", "-"
+		if e.Done != nil {
+			state = "done"
+		}
+		if v := e.Verdict; v != nil {
+			verdict = "pass: " + v.Summary
+			if !v.Pass {
+				verdict = "FAIL: " + strings.Join(v.Reasons, "; ")
+			}
+		}
+		rows = append(rows, []string{e.Requested.Local().Format("2006-01-02 15:04:05"), e.ID, e.Release, e.Reason, dash(models[fleet.RoleCandidate]),
+			dash(models[fleet.RoleChampion]), e.Evaluator, state, verdict})
+	}
+	return []string{"requested", "run", "release", "reason", "candidate", "champion", "evaluator", "state", "verdict"}, rows
 }
 
 type eventList []fleet.Event

@@ -42,7 +42,7 @@ func newModelPushCmd() *cobra.Command {
 	var (
 		o                             models.PushOptions
 		trainedOn, annotations, kinds []string
-		created                       string
+		created, preset               string
 		lineageURL, lineageToken      string
 	)
 	cmd := &cobra.Command{
@@ -73,6 +73,15 @@ func newModelPushCmd() *cobra.Command {
 				}
 				o.Created = time.Unix(s, 0)
 			}
+			switch {
+			case preset == "":
+			case preset != models.LayerFormatKitOps:
+				return fmt.Errorf("--preset %q: want kitops", preset)
+			case o.LayerFormat != "" && o.LayerFormat != preset:
+				return fmt.Errorf("--preset %s and --layer-format %s: give one", preset, o.LayerFormat)
+			default:
+				o.LayerFormat = preset
+			}
 			bar := newBar(cmd.ErrOrStderr(), "push", &o.Progress)
 			res, err := models.Push(cmd.Context(), args[0], args[1:], o)
 			bar.finish()
@@ -101,6 +110,8 @@ func newModelPushCmd() *cobra.Command {
 	o.Keychain = cairnKeychain{token: func() (string, string) { return lineageToken, lineageURL }}
 	f := cmd.Flags()
 	f.StringVar(&created, "created", "", "the config's createdAt, RFC 3339 or Unix seconds (default: $SOURCE_DATE_EPOCH, else the newest file's mtime, so one folder gives one digest)")
+	f.StringVar(&o.LayerFormat, "layer-format", "", "raw (default: a raw layer per file), tar (a tar layer per file, for tools that read every layer as tar) or kitops (a KitOps ModelKit, for kit)")
+	f.StringVar(&preset, "preset", "", "kitops: the same as --layer-format kitops")
 	f.StringVar(&o.Format, "format", "", "model format (onnx, safetensors, gguf, …; default: from the weight files)")
 	f.StringVar(&o.Name, "name", "", "model name (config descriptor)")
 	f.StringVar(&o.Version, "version", "", "model version (config descriptor)")

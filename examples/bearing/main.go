@@ -4,6 +4,7 @@
 //	bearing gen      --out DIR [--rows 2000] [--holdout 1000] [--seed 1]
 //	bearing train    --data DIR/train --holdout DIR/holdout --out MODEL [--version 1.0.0] [--corrupt]
 //	bearing eval     --model MODEL --data DIR/holdout
+//	bearing evaluate [--model MODEL] [--data DIR]   (defaults $CAIRN_MODEL_DIR, $CAIRN_DATASET_DIR; prints {"auc": …} on stdout)
 //	bearing selftest [--model MODEL]   (default $CAIRN_MODEL_DIR; exit 1 when unhealthy)
 //	bearing predict  --url http://HOST:PORT --data CSV [--rows 5]   (a client of examples/runtime)
 //	bearing probe    URL   (GET URL, print the body, exit 1 unless 2xx)
@@ -15,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -39,6 +41,8 @@ func main() {
 		err = train(os.Args[2:])
 	case "eval":
 		err = eval(os.Args[2:])
+	case "evaluate":
+		err = evaluate(os.Args[2:])
 	case "selftest":
 		err = selftest(os.Args[2:])
 	case "predict":
@@ -57,7 +61,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bearing gen|train|eval|selftest|predict|probe|traffic [flags]  (bearing CMD -h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: bearing gen|train|eval|evaluate|selftest|predict|probe|traffic [flags]  (bearing CMD -h for flags)")
 	os.Exit(2)
 }
 
@@ -225,6 +229,38 @@ func eval(args []string) error {
 	}
 	return evaluateInto(m, *data, *name, *out)
 }
+
+// evaluate is the evaluate command of a Release's spec.evaluation: it
+// scores the model of $CAIRN_MODEL_DIR on the labelled CSV files of
+// $CAIRN_DATASET_DIR (the holdout an evaluator agent pulled) and prints the
+// metrics as one JSON object on stdout, the only thing it prints there.
+func evaluate(args []string) error {
+	fs := flag.NewFlagSet("evaluate", flag.ExitOnError)
+	dir := fs.String("model", os.Getenv("CAIRN_MODEL_DIR"), "model folder (default $CAIRN_MODEL_DIR)")
+	data := fs.String("data", os.Getenv("CAIRN_DATASET_DIR"), "labelled CSV file or folder (default $CAIRN_DATASET_DIR)")
+	fs.Parse(args)
+	if strings.TrimSpace(*dir) == "" || strings.TrimSpace(*data) == "" {
+		return fmt.Errorf("set --model and --data, or CAIRN_MODEL_DIR and CAIRN_DATASET_DIR")
+	}
+	m, err := model.Load(*dir)
+	if err != nil {
+		return err
+	}
+	x, y, err := readRows(*data)
+	if err != nil {
+		return err
+	}
+	mt, err := model.Evaluate(m, x, y)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "scored %s %s on %d rows of %s\n", m.Config.Name, m.Config.Version, mt.Rows, *data)
+	return json.NewEncoder(os.Stdout).Encode(map[string]float64{
+		"auc": round4(mt.AUC), "f1": round4(mt.F1), "precision": round4(mt.Precision), "recall": round4(mt.Recall), "accuracy": round4(mt.Accuracy),
+	})
+}
+
+func round4(f float64) float64 { return math.Round(f*1e4) / 1e4 }
 
 func selftest(args []string) error {
 	fs := flag.NewFlagSet("selftest", flag.ExitOnError)

@@ -137,7 +137,12 @@ type Agent struct {
 	// scraped is the last cumulative input scrape per release the server
 	// accepted a report of: the next window counts from there.
 	scraped map[string]inputScrape
-	kept    map[string]bool // releases left installed by the desired state's keep list, logged once
+
+	evalMu      sync.Mutex
+	evalBusy    bool                              // a goroutine runs evaluations
+	evalDone    map[string]bool                   // runs reported (or refused)
+	evalReports map[string]fleet.EvaluationReport // runs made, not reported yet
+	kept        map[string]bool                   // releases left installed by the desired state's keep list, logged once
 }
 
 // New checks the configuration and loads the journal.
@@ -181,7 +186,8 @@ func New(cfg Config) (*Agent, error) {
 	}
 	a := &Agent{cfg: cfg, fetcher: cfg.Fetcher, hc: cfg.HTTPClient,
 		status: map[string]fleet.ReleaseStatus{}, health: map[string]string{},
-		inputs: map[string]string{}, scraped: map[string]inputScrape{}, kept: map[string]bool{}}
+		inputs: map[string]string{}, scraped: map[string]inputScrape{}, kept: map[string]bool{},
+		evalDone: map[string]bool{}, evalReports: map[string]fleet.EvaluationReport{}}
 	if a.fetcher == nil {
 		a.fetcher = &PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: cfg.PullLimits}
 	}
@@ -264,7 +270,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		conn.reset()
 		if changed && ds != nil {
 			desired, etag = ds, ds.ETag
-			a.cfg.Logf("agent: desired state %s: %d models", etag, len(ds.Models))
+			if len(ds.Evaluations) > 0 {
+				a.cfg.Logf("agent: desired state %s: %d models, %d evaluations", etag, len(ds.Models), len(ds.Evaluations))
+			} else {
+				a.cfg.Logf("agent: desired state %s: %d models", etag, len(ds.Models))
+			}
 		}
 		retry = false
 		if desired != nil {
@@ -281,6 +291,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if ctx.Err() == nil {
 			a.Report(ctx)
 			a.SendFeedback(ctx, desired)
+			a.Evaluate(ctx, desired)
 		}
 	}
 	return nil

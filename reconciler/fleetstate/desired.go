@@ -28,6 +28,15 @@ func KeepETag(models []fleet.DesiredModel, keep []string) string {
 	return hex.EncodeToString(h[:12])
 }
 
+// ETagWith is the entity tag of a desired state of models tagged etag and
+// the evaluation runs encoded as runs (JSON).
+func ETagWith(etag string, runs []byte) string {
+	h := sha256.New()
+	h.Write([]byte(etag))
+	h.Write(runs)
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
 // EncodeDesired returns the store record of a target's desired state.
 func EncodeDesired(target string, models []fleet.DesiredModel) store.Desired {
 	if models == nil {

@@ -59,6 +59,7 @@ func (c *computer) input(rel manifests.Release, model manifests.Model, haveModel
 	if c.opts.Live {
 		in.Lineage = c.lineageInput(rel, digest)
 	}
+	in.Evaluation = c.evaluationInput(c.ctx, rel, model, digest)
 	return in
 }
 

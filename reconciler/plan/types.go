@@ -83,6 +83,10 @@ type Options struct {
 	Live bool
 	// Now is the evaluation time given to policies (default time.Now()).
 	Now time.Time
+	// Evaluations finds the evaluation results of input.evaluation (with
+	// Live); nil leaves them unavailable, which the evaluation policy
+	// warns about instead of denying.
+	Evaluations EvaluationResults
 	// OnInput, when set, sees every policy input document before evaluation
 	// (for debugging policies and documenting the input).
 	OnInput func(*policies.Input)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/reconciler/evaluations"
 	"github.com/cairn-dev/cairn/reconciler/feedback"
 	"github.com/cairn-dev/cairn/reconciler/store"
 )
@@ -96,6 +97,11 @@ type Config struct {
 	// Feedback, when set, takes targets' feedback uploads (POST
 	// /api/v1/targets/{id}/feedback) and lists them (GET /api/v1/feedback).
 	Feedback *feedback.Store
+	// Evaluations, when set, takes evaluator agents' results (POST
+	// PathEvaluation), serves them their run's holdout from DatasetStores
+	// (GET PathEvaluationBlob) and lists runs (GET /api/v1/evaluations).
+	Evaluations   *evaluations.Store
+	DatasetStores feedback.Stores
 }
 
 // Server is the HTTP side of cairn serve.
@@ -245,6 +251,11 @@ func (s *Server) routes() {
 	if s.cfg.Feedback != nil {
 		h("POST "+fleet.PathFeedback, "feedback", s.feedbackUpload)
 		h("GET /api/v1/feedback", "feedback-list", s.read(s.feedbackList))
+	}
+	if s.cfg.Evaluations != nil && s.cfg.DatasetStores != nil {
+		h("POST "+fleet.PathEvaluation, "evaluation", s.evaluationReport)
+		h("GET "+fleet.PathEvaluationBlob, "evaluation-blob", s.evaluationBlob)
+		h("GET /api/v1/evaluations", "evaluation-list", s.read(s.evaluationList))
 	}
 	h("POST /api/v1/releases/{name}/rollout/{action}", "rollout", s.admin(s.rolloutAction))
 	h("POST /api/v1/targets/{id}/accept", "target-accept", s.admin(s.targetAction("accept")))

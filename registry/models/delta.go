@@ -182,6 +182,19 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 		p.addDelta(st)
 		return false
 	}
+	var inPlaceRel string // the file an earlier pull left at the layer's path in DIR
+	for _, l := range j.layers {
+		if l.f.tar || l.path == "" {
+			continue
+		}
+		if fi, err := p.dir.Lstat(l.path); err == nil && fi.Mode().IsRegular() && fi.Size() >= DeltaThreshold {
+			inPlaceRel = l.path
+			break
+		}
+	}
+	if p.cache == nil && inPlaceRel == "" {
+		return false // nothing to rebuild from, and no cache to keep the index in
+	}
 	index, err := p.loadIndex(ctx) // also for keepIndex after a whole download
 	if err != nil {
 		if ctx.Err() != nil {
@@ -197,20 +210,11 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 		return fallback("no chunk index")
 	}
 	shared := p.cacheChunks(index)
-	// The file an earlier pull left at the layer's path in DIR.
 	var inPlace map[string]chunkLoc
-	for _, l := range j.layers {
-		if l.f.tar || l.path == "" {
-			continue
-		}
-		fi, err := p.dir.Lstat(l.path)
-		if err != nil || !fi.Mode().IsRegular() || fi.Size() < DeltaThreshold {
-			continue
-		}
-		if inPlace, err = p.chunksInPlace(ctx, l.path, lc); err != nil && ctx.Err() != nil {
+	if inPlaceRel != "" {
+		if inPlace, err = p.chunksInPlace(ctx, inPlaceRel, lc); err != nil && ctx.Err() != nil {
 			return false
 		}
-		break
 	}
 	find := func(digest string) (chunkLoc, bool) {
 		if c, ok := inPlace[digest]; ok {

@@ -90,8 +90,14 @@ type PushOptions struct {
 	// against the relative path, then the base name) to one of KindWeight,
 	// KindWeightConfig, KindDoc, KindCode, KindDataset.
 	Kinds map[string]string
-	// Created is the descriptor's createdAt (default: now). Fix it for
-	// reproducible digests.
+	// LayerFormat is how files become layers: LayerFormatRaw (""), one raw
+	// layer per file; LayerFormatTar, one tar layer per file, for consumers
+	// that read every layer as tar; LayerFormatKitOps, a KitOps ModelKit
+	// (Kitfile config, KitOps tar layers) for kit. Tar layers are uploaded
+	// without DigestCache and get no chunk index.
+	LayerFormat string
+	// Created is the descriptor's createdAt (default: SOURCE_DATE_EPOCH,
+	// else the newest file's mtime, so one folder gives one digest).
 	Created time.Time
 	// DigestCache is a folder where Push remembers the digest of every file
 	// it read (keyed by path, device, inode, size, mtime and ctime) and the

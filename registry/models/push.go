@@ -29,6 +29,7 @@ type source struct {
 	mode     fs.FileMode
 	mtime    time.Time
 	uid, gid uint32
+	kitModel bool // the model file of a KitOps push
 }
 
 // Push packs files and folders as a ModelPack artifact and pushes it to ref
@@ -57,12 +58,19 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 			return nil, fmt.Errorf("push %s: %w", ref, err)
 		}
 	}
+	lf, err := checkLayerFormat(opts.LayerFormat)
+	if err != nil {
+		return nil, fmt.Errorf("push %s: %w", ref, err)
+	}
 	srcs, err := collect(paths, opts.Kinds)
 	if err != nil {
 		return nil, err
 	}
 	if len(srcs) == 0 {
 		return nil, fmt.Errorf("push %s: no files in %s", ref, strings.Join(paths, ", "))
+	}
+	if lf == LayerFormatKitOps {
+		kitOrder(srcs)
 	}
 	c, err := newRepoClient(ctx, tag.Context(), opts.Options, true)
 	if err != nil {
@@ -82,11 +90,12 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		cache = &digestCache{dir: opts.DigestCache}
 	}
 	layers := make([]v1.Descriptor, len(srcs))
+	fileDigests := make([]string, len(srcs)) // of tar layers' files
 	indexes := make([]*LayerChunks, len(srcs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs(opts.Jobs))
 	for i, s := range srcs {
-		if !opts.NoChunkIndex && s.size >= DeltaThreshold {
+		if !opts.NoChunkIndex && lf == LayerFormatRaw && s.size >= DeltaThreshold {
 			// A second read of the file, from the page cache, alongside the
 			// upload: the chunk index (see pushChunkIndex).
 			g.Go(func() error {
@@ -99,6 +108,14 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 			})
 		}
 		g.Go(func() error {
+			if lf != LayerFormatRaw {
+				h, size, fd, err := pushTarRetrying(gctx, c, s, hooks)
+				if err != nil {
+					return fmt.Errorf("push layer %s: %w", s.rel, err)
+				}
+				layers[i], fileDigests[i] = tarLayerDescriptor(s, h, size, lf), fd
+				return nil
+			}
 			var h v1.Hash
 			var err error
 			for try := 0; try < attempts; try++ { // a failed upload is sent again from the start
@@ -126,18 +143,22 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		return nil, err
 	}
 
-	cfg, err := buildConfig(srcs, layers, opts)
+	cfgType, artifactType, build := MediaTypeModelConfig, ArtifactTypeModelManifest, buildConfig
+	if lf == LayerFormatKitOps {
+		cfgType, artifactType, build = MediaTypeKitOpsConfig, ArtifactTypeKitOpsManifest, buildKitfile
+	}
+	cfg, err := build(srcs, layers, opts)
 	if err != nil {
 		return nil, err
 	}
-	cfgDesc, err := pushBytes(ctx, c, cfg, MediaTypeModelConfig)
+	cfgDesc, err := pushBytes(ctx, c, cfg, cfgType)
 	if err != nil {
 		return nil, fmt.Errorf("push config: %w", err)
 	}
 	m := v1.Manifest{
 		SchemaVersion: 2,
 		MediaType:     types.OCIManifestSchema1,
-		ArtifactType:  ArtifactTypeModelManifest,
+		ArtifactType:  artifactType,
 		Config:        cfgDesc,
 		Layers:        layers,
 		Annotations:   manifestAnnotations(opts),
@@ -193,7 +214,11 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		}
 	}
 	for i, s := range srcs {
-		res.Files = append(res.Files, File{Path: s.rel, Digest: layers[i].Digest.String(), Size: s.size, Kind: s.kind})
+		d := layers[i].Digest.String()
+		if fileDigests[i] != "" {
+			d = fileDigests[i]
+		}
+		res.Files = append(res.Files, File{Path: s.rel, Digest: d, Size: s.size, Kind: s.kind})
 	}
 	return res, nil
 }
