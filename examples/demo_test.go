@@ -62,6 +62,7 @@ func TestDemo(t *testing.T) {
 		"event RolledBack",               //
 		"every device runs v1 again",     //
 		"TRAINED ON",                     // the lineage answer
+		"below the champion's 0.98",      // v2's evaluation verdict against v1
 		"demo finished",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cairn-dev/cairn/reconciler/notify"
+	"github.com/cairn-dev/cairn/reconciler/source"
 )
 
 // Config is cairn serve's configuration: a YAML file (--config), flags and
@@ -38,7 +39,14 @@ type Config struct {
 	FetchTimeout Duration `json:"fetchTimeout,omitempty"`
 	// GitToken authenticates http(s) fetches; SSHKey is a key file for ssh://.
 	GitToken string `json:"gitToken,omitempty"`
-	SSHKey   string `json:"sshKey,omitempty"`
+	// RepoCredentialsFile is an owner-only (0600) file holding the http(s)
+	// credential of Repo: "USER:PASSWORD" or a token alone (the password
+	// of user git). It is read at start and on every fetch and sent as
+	// basic auth; it never reaches DATA. serve refuses to start when the
+	// file is readable by group or others. The way to keep a Git
+	// credential out of the configuration and the process's arguments.
+	RepoCredentialsFile string `json:"repoCredentialsFile,omitempty"`
+	SSHKey              string `json:"sshKey,omitempty"`
 	// WebhookSecret verifies POST /hooks/git.
 	WebhookSecret string `json:"webhookSecret,omitempty"`
 	// Database is a postgres:// URL or a SQLite path (default DATA/cairn.db).
@@ -169,6 +177,12 @@ func LoadConfig(path string) (Config, error) {
 	if err := yaml.UnmarshalStrict(b, &c); err != nil {
 		return c, fmt.Errorf("config %s: %w", path, err)
 	}
+	if source.HasURLCredentials(c.Repo) || c.GitToken != "" {
+		// A Git credential in the file: the file is a secret.
+		if err := source.CheckPrivate(path, "config file"); err != nil {
+			return c, fmt.Errorf("%w (it holds the Git credential in repo or gitToken; or move it to repoCredentialsFile)", err)
+		}
+	}
 	return c, nil
 }
 
@@ -184,6 +198,9 @@ func (c *Config) Check() error {
 	}
 	if c.EnrollmentRate < 0 {
 		return fmt.Errorf("enrollmentRate %g: want a positive rate", c.EnrollmentRate)
+	}
+	if n := countTrue(source.HasURLCredentials(c.Repo), c.GitToken != "", c.RepoCredentialsFile != ""); n > 1 {
+		return fmt.Errorf("the Git credential is given %d ways (in the repo URL, gitToken, repoCredentialsFile): give it one", n)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tlsCert and tlsKey go together")
@@ -203,6 +220,16 @@ func (c *Config) Check() error {
 		names[p.Name] = true
 	}
 	return nil
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // Defaults fills what is unset.

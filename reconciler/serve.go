@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,6 +60,11 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 		return err
 	}
 	cfg.Defaults()
+	if cfg.RepoCredentialsFile != "" {
+		if _, _, err := source.ReadCredentials(cfg.RepoCredentialsFile); err != nil {
+			return err
+		}
+	}
 	enrollTok, adminTok, err := dataFolder(cfg, log)
 	if err != nil {
 		return err
@@ -93,13 +99,21 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 }
 
 // dataFolder makes the data folder owner-only (it holds tokens, the
-// database and the source's credentials, also when it existed before) and
+// database and the source's clone, also when it existed before) and
 // returns the enrollment and admin tokens, generated there when not given.
+// Everything serve writes from then on is owner-only too: it sets the
+// process umask to 077 (files 0600, folders 0700 whatever the operator's
+// umask: SQLite's -wal and -shm, the registry's uploads, the Git clone),
+// and takes the group and other bits off what an older version left.
 func dataFolder(cfg Config, log *slog.Logger) (enrollTok, adminTok string, err error) {
+	syscall.Umask(0o077)
 	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
 		return "", "", fmt.Errorf("data folder: %w", err)
 	}
 	if err := os.Chmod(cfg.Data, 0o700); err != nil {
+		return "", "", fmt.Errorf("data folder: %w", err)
+	}
+	if err := ownerOnly(cfg.Data); err != nil {
 		return "", "", fmt.Errorf("data folder: %w", err)
 	}
 	enrollTok, gen, err := token(cfg.EnrollToken, filepath.Join(cfg.Data, "enroll-token"))
@@ -117,6 +131,27 @@ func dataFolder(cfg Config, log *slog.Logger) (enrollTok, adminTok string, err e
 		log.Info("generated an admin token", "file", filepath.Join(cfg.Data, "admin-token"))
 	}
 	return enrollTok, adminTok, nil
+}
+
+// ownerOnly takes the group and other permission bits off every file and
+// folder under dir (symbolic links are left as they are).
+func ownerOnly(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if m := fi.Mode().Perm(); m&0o077 != 0 {
+			return os.Chmod(p, m&^0o077)
+		}
+		return nil
+	})
 }
 
 // stores are what Serve keeps in its database.
@@ -213,7 +248,7 @@ func assemble(ctx context.Context, cfg Config, log *slog.Logger, sts *stores, ad
 	p := &serveParts{sts: sts, alerts: notifier(cfg, log, sts.outbox)}
 	if cfg.Repo != "" {
 		p.src = source.New(source.Config{URL: cfg.Repo, Branch: cfg.Branch, Dir: filepath.Join(cfg.Data, "source"),
-			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
+			Interval: time.Duration(cfg.Interval), FetchTimeout: time.Duration(cfg.FetchTimeout), Token: cfg.GitToken, CredentialsFile: cfg.RepoCredentialsFile, SSHKey: cfg.SSHKey, WebhookSecret: cfg.WebhookSecret, Logger: log})
 	}
 	metrics := server.NewMetrics()
 	p.rec = newServeReconciler(cfg, log, sts, p, metrics, addr)

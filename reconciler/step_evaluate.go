@@ -132,7 +132,7 @@ func (r *Reconciler) scheduleEvaluations(ctx context.Context, p *pass) error {
 			continue
 		}
 		if len(evaluators) == 0 {
-			r.log.Warn("evaluation due, but no evaluator agent is online (label cairn.dev/role=evaluator)", "release", name, "reason", reason)
+			r.log.Debug("evaluation due, but no evaluator agent is online (label cairn.dev/role=evaluator)", "release", name, "reason", reason)
 			continue
 		}
 		run := r.newRun(name, cand, want, reason, p.now)

@@ -184,6 +184,20 @@ spec:
     memory: 64Mi
     arch: [amd64, arm64]
 EOF
+  # With EVALUATE=1: every release of the model is scored against its live
+  # champion on the holdout, by evaluator agents, daily and per candidate.
+  if [ "${EVALUATE:-}" = 1 ]; then
+    cat >>"$REPO/manifests/models.yaml" <<EOF
+  evaluation:
+    schedule: "0 3 * * *"
+    dataset: bearing-holdout
+    command: [$BIN/bearing, evaluate]
+    timeout: 2m
+    metrics:
+      auc: {min: 0.9, maxDrop: 0.02}
+      f1: {min: 0.8}
+EOF
+  fi
 }
 
 step "4/9 commit the example GitOps repo with the real digests"
@@ -307,6 +321,23 @@ echo "\$ cairn describe target device-1 | sed -n '/^Drift:/,\$p'"
 "$CAIRN" describe target device-1 | sed -n '/^Drift:/,$p'
 kill "$TRAFFIC_PID" 2>/dev/null || true
 
+step "8b/9 the feedback loop: v2 scored against the live champion v1 on the holdout"
+# An evaluator agent (label cairn.dev/role=evaluator) reads its runs from its
+# desired state, pulls both models and the holdout (through the server, by
+# digest), runs `bearing evaluate` on each and reports the JSON it prints.
+start agent-evaluator-1 "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --plain-http --poll-wait 2s \
+  --name evaluator-1 --labels cairn.dev/role=evaluator --root "$T/devices/evaluator-1"
+wait_for 30 "evaluator-1 to enroll" "$CAIRN" target accept evaluator-1
+EVALUATE=1 render 2.0.0 "$MODEL_V2" "$TRAIN_V2" "$WORK/model-v2/metrics.json"
+git -C "$REPO" add -A
+git -C "$REPO" commit -qm "bearing-anomaly: evaluate on bearing-holdout against the champion, daily at 03:00"
+wait_for 90 "an evaluation verdict" sh -c "\"$CAIRN\" get events --type Evaluated | grep -q Evaluated"
+echo "\$ cairn get events --type Evaluated"
+"$CAIRN" get events --type Evaluated
+echo
+echo "\$ cairn get evaluations"
+"$CAIRN" get evaluations
+
 step "9/9 the fleet, the plan and the lineage"
 echo "\$ cairn get targets"
 "$CAIRN" get targets
@@ -352,8 +383,9 @@ echo "\$ cairn get uptime --window 1h"
 JAR="$T/dashboard.cookies"
 curl -fsS -o /dev/null -c "$JAR" -H "Origin: $SERVER" --data-urlencode "token=$CAIRN_TOKEN" "$SERVER/login"
 FLEET_PAGE=$(curl -fsS -b "$JAR" "$SERVER/")
-[[ $FLEET_PAGE == *'id="count-total">6<'* ]] || { echo "the dashboard's fleet page does not count 6 targets" >&2; exit 1; }
-echo "dashboard fleet page: 6 targets ($(grep -o 'id="count-online">[0-9]*' <<<"$FLEET_PAGE" | grep -o '[0-9]*$') online)"
+# 6 devices and the evaluator.
+[[ $FLEET_PAGE == *'id="count-total">7<'* ]] || { echo "the dashboard's fleet page does not count 7 targets" >&2; exit 1; }
+echo "dashboard fleet page: 7 targets ($(grep -o 'id="count-online">[0-9]*' <<<"$FLEET_PAGE" | grep -o '[0-9]*$') online)"
 
 DEMO_OK=1
 echo

@@ -26,7 +26,8 @@ status API, POST /hooks/git, /metrics and a built-in OCI registry at /v2/.
 With no configuration it runs on embedded defaults under ./.cairn: SQLite,
 a blob folder, generated enrollment and admin tokens (DATA/enroll-token,
 DATA/admin-token). Environment: CAIRN_ENROLL_TOKEN, CAIRN_ADMIN_TOKEN,
-CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
+CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN,
+CAIRN_REPO_CREDENTIALS_FILE, CAIRN_DATABASE.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var cfg reconciler.Config
@@ -47,6 +48,7 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 			env(&cfg.ReadToken, "CAIRN_READ_TOKEN")
 			env(&cfg.WebhookSecret, "CAIRN_WEBHOOK_SECRET")
 			env(&cfg.GitToken, "CAIRN_GIT_TOKEN")
+			env(&cfg.RepoCredentialsFile, "CAIRN_REPO_CREDENTIALS_FILE")
 			env(&cfg.Database, "CAIRN_DATABASE")
 			set := func(dst *string, name, v string) {
 				if cmd.Flags().Changed(name) {
@@ -62,6 +64,7 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 			set(&cfg.EnrollToken, "enroll-token", flag.EnrollToken)
 			set(&cfg.WebhookSecret, "webhook-secret", flag.WebhookSecret)
 			set(&cfg.SSHKey, "ssh-key", flag.SSHKey)
+			set(&cfg.RepoCredentialsFile, "repo-credentials-file", flag.RepoCredentialsFile)
 			set(&cfg.Enrollment, "enrollment", flag.Enrollment)
 			set(&cfg.TLSCert, "tls-cert", flag.TLSCert)
 			set(&cfg.TLSKey, "tls-key", flag.TLSKey)
@@ -97,6 +100,7 @@ CAIRN_READ_TOKEN, CAIRN_WEBHOOK_SECRET, CAIRN_GIT_TOKEN, CAIRN_DATABASE.`,
 	f.StringVar(&flag.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
 	f.StringVar(&flag.ClientCA, "client-ca", "", "PEM CA that client certificates must chain to when a client presents one (tokens still authenticate)")
 	f.StringVar(&flag.SSHKey, "ssh-key", "", "private key file for ssh:// repositories")
+	f.StringVar(&flag.RepoCredentialsFile, "repo-credentials-file", "", "owner-only (0600) file with the http(s) credential of --repo: USER:PASSWORD or a token; read on every fetch")
 	f.StringVar(&flag.Enrollment, "enrollment", "manual", "manual: targets enrolled with the shared token wait for `cairn target accept`; auto: accepted at once")
 	f.Float64Var(&flag.RequestRate, "request-rate", 100, "requests per second allowed from one source address (burst: 10s' worth)")
 	f.IntVar(&flag.MaxConnectionsPerAddress, "max-connections-per-address", 256, "connections one source address may hold open")

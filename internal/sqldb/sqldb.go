@@ -9,8 +9,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 
@@ -48,6 +51,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db = &DB{DB: sqldb, Dialect: Postgres}
 	default:
 		path := strings.TrimPrefix(strings.TrimPrefix(url, "sqlite://"), "file:")
+		if err := createPrivate(path); err != nil {
+			return nil, err
+		}
 		dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 		sqldb, err := sql.Open("sqlite", dsn)
 		if err != nil {
@@ -60,6 +66,25 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, fmt.Errorf("connect %s database: %w", db.Dialect, err)
 	}
 	return db, nil
+}
+
+// createPrivate creates a missing SQLite database file with mode 0600
+// before SQLite opens it: SQLite gives the -wal and -shm files the mode of
+// the database, so none of the three is readable by others whatever the
+// umask. An existing file keeps its mode; ":memory:" and URIs with
+// parameters are left to SQLite.
+func createPrivate(path string) error {
+	if path == "" || strings.HasPrefix(path, ":memory:") || strings.ContainsAny(path, "?#") {
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create sqlite %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 // Rebind rewrites ? placeholders as $1, $2, … for PostgreSQL. Question marks

@@ -176,6 +176,9 @@ func (d *Dashboard) authed(f func(w http.ResponseWriter, r *http.Request, role s
 			http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 			return
 		}
+		if r.URL.Path != "/live" {
+			d.watched(r.Context())
+		}
 		f(w, r, role)
 	}
 }

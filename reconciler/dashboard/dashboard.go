@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/lineage"
@@ -51,7 +52,21 @@ type Dashboard struct {
 
 	mu      sync.Mutex
 	clients map[chan struct{}]struct{}
+
+	// The cache is refreshed only while the dashboard is watched: a page
+	// was asked for within idleAfter, or a page listens to /live. A
+	// fleet nobody looks at costs no reads (and no copy is kept up to date).
+	watchedAt atomic.Int64 // UnixNano of the last page request
+	refreshMu sync.Mutex   // one refresh at a time
+	refreshed atomic.Int64 // UnixNano of the last refresh
 }
+
+// idleAfter is how long after the last page request the dashboard stops
+// refreshing its cache (unless a page listens to /live).
+const idleAfter = time.Minute
+
+// staleAfter is how old a cache a page request refreshes first.
+const staleAfter = time.Second
 
 // New returns the dashboard; call Run to fill its cache.
 func New(cfg Config) (*Dashboard, error) {
@@ -98,6 +113,41 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	d.mux.ServeHTTP(w, r)
 }
 
+// watched notes a signed-in page request and refreshes the cache first when it is
+// older than staleAfter (the first page after an idle spell).
+func (d *Dashboard) watched(ctx context.Context) {
+	now := time.Now()
+	d.watchedAt.Store(now.UnixNano())
+	if now.Sub(time.Unix(0, d.refreshed.Load())) < staleAfter {
+		return
+	}
+	if err := d.refresh(ctx); err != nil && ctx.Err() == nil {
+		d.log.Warn("dashboard: refresh fleet", "err", err)
+	}
+}
+
+// watching reports whether a page was asked for within idleAfter or a page
+// listens to /live.
+func (d *Dashboard) watching() bool {
+	d.mu.Lock()
+	live := len(d.clients) > 0
+	d.mu.Unlock()
+	return live || time.Since(time.Unix(0, d.watchedAt.Load())) < idleAfter
+}
+
+func (d *Dashboard) refresh(ctx context.Context) error {
+	d.refreshMu.Lock()
+	defer d.refreshMu.Unlock()
+	changed, err := d.cache.refresh(ctx)
+	if err == nil {
+		d.refreshed.Store(time.Now().UnixNano())
+	}
+	if changed {
+		d.notify()
+	}
+	return err
+}
+
 func (d *Dashboard) routes() {
 	m := http.NewServeMux()
 	static, _ := fs.Sub(files, "static")
@@ -118,18 +168,17 @@ func (d *Dashboard) routes() {
 	d.mux = m
 }
 
-// Run refreshes the fleet cache every interval until ctx ends, telling the
-// open pages when anything changed.
+// Run refreshes the fleet cache every interval while the dashboard is
+// watched (see watching) until ctx ends, telling the open pages when
+// anything changed.
 func (d *Dashboard) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		changed, err := d.cache.refresh(ctx)
-		if err != nil && ctx.Err() == nil {
-			d.log.Warn("dashboard: refresh fleet", "err", err)
-		}
-		if changed {
-			d.notify()
+		if d.watching() {
+			if err := d.refresh(ctx); err != nil && ctx.Err() == nil {
+				d.log.Warn("dashboard: refresh fleet", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -140,13 +189,7 @@ func (d *Dashboard) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Refresh reads the store's changes once (tests and benchmarks).
-func (d *Dashboard) Refresh(ctx context.Context) error {
-	changed, err := d.cache.refresh(ctx)
-	if changed {
-		d.notify()
-	}
-	return err
-}
+func (d *Dashboard) Refresh(ctx context.Context) error { return d.refresh(ctx) }
 
 func (d *Dashboard) notify() {
 	d.mu.Lock()

@@ -119,7 +119,7 @@ func NewRegistry(ctx context.Context, o RegistryOptions) (r *Registry, err error
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("built-in registry: %w", err)
 	}
 	st, where, err := storageConfig(o)

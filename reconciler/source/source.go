@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing/fstest"
@@ -37,6 +38,9 @@ type Config struct {
 	Interval time.Duration
 	// Token authenticates http(s) fetches (as the password of user "git").
 	Token string
+	// CredentialsFile is an owner-only file holding the credential of
+	// http(s) fetches, read on every fetch (ReadCredentials).
+	CredentialsFile string
 	// SSHKey is a private key file for ssh:// URLs.
 	SSHKey string
 	// FetchTimeout bounds one fetch, connection to tree (default 2m): a
@@ -192,6 +196,13 @@ func (s *Source) auth() (transport.AuthMethod, error) {
 	u := s.cfg.URL
 	switch {
 	case strings.HasPrefix(u, "http://"), strings.HasPrefix(u, "https://"):
+		if s.cfg.CredentialsFile != "" {
+			user, pass, err := ReadCredentials(s.cfg.CredentialsFile)
+			if err != nil {
+				return nil, err
+			}
+			return &githttp.BasicAuth{Username: user, Password: pass}, nil
+		}
 		if s.cfg.Token != "" {
 			return &githttp.BasicAuth{Username: "git", Password: s.cfg.Token}, nil
 		}
@@ -354,6 +365,9 @@ func (s *Source) fetch(ctx context.Context) (Revision, bool, error) {
 		}
 		return Revision{}, false, fmt.Errorf("fetch %s %s: %w", s.URL(), s.cfg.Branch, err)
 	}
+	if err == nil {
+		s.privatePacks()
+	}
 	head, err := repo.Reference(ref, true)
 	if err != nil {
 		return Revision{}, false, fmt.Errorf("fetch %s: branch %s: %w", s.URL(), s.cfg.Branch, err)
@@ -370,6 +384,20 @@ func (s *Source) fetch(ctx context.Context) (Revision, bool, error) {
 		return Revision{}, false, err
 	}
 	return rev, true, nil
+}
+
+// privatePacks makes the pack files a fetch wrote owner-only: go-git
+// makes them 0444 whatever the umask, and the clone holds the whole
+// repository.
+func (s *Source) privatePacks() {
+	packs, _ := filepath.Glob(filepath.Join(s.cfg.Dir, "objects", "pack", "*"))
+	for _, p := range packs {
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&^0o077); err != nil {
+				s.log.Warn("make pack file owner-only", "file", p, "err", err)
+			}
+		}
+	}
 }
 
 // wanted reports whether a tree file is read into the revision's FS.

@@ -14,8 +14,12 @@ import (
 // Folder is a Store in a local folder. Objects are written to a temporary
 // file in their final folder, synced, then linked into place, so a reader
 // never sees a partial object and an existing object is never replaced.
+// Objects are read-only, readable by whom the root folder is (0444 in a
+// 0755 root, 0400 in cairn serve's owner-only data folder).
 type Folder struct {
-	root string
+	root    string
+	dirMode fs.FileMode // of the folders objects are put in: the root's
+	mode    fs.FileMode // of objects: the root's read bits
 }
 
 var _ Store = (*Folder)(nil)
@@ -32,7 +36,12 @@ func NewFolder(dir string) (*Folder, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, fmt.Errorf("open folder store %s: %w", dir, err)
 	}
-	return &Folder{root: abs}, nil
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open folder store %s: %w", dir, err)
+	}
+	perm := fi.Mode().Perm()
+	return &Folder{root: abs, dirMode: perm | 0o700, mode: perm & 0o444}, nil
 }
 
 // Root is the folder the store lives in.
@@ -106,7 +115,7 @@ func (f *Folder) Put(ctx context.Context, key string, r io.Reader, size int64, d
 		return false, fmt.Errorf("put %s: %w", key, err)
 	}
 	dir := filepath.Dir(p)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, f.dirMode); err != nil {
 		return false, fmt.Errorf("put %s: %w", key, err)
 	}
 	tmp, err := os.CreateTemp(dir, tmpPrefix+"*")
@@ -125,7 +134,7 @@ func (f *Folder) Put(ctx context.Context, key string, r io.Reader, size int64, d
 	if err != nil {
 		return false, fmt.Errorf("put %s: %w", key, err)
 	}
-	if err := os.Chmod(tmpName, 0o444); err != nil {
+	if err := os.Chmod(tmpName, f.mode|0o400); err != nil {
 		return false, fmt.Errorf("put %s: %w", key, err)
 	}
 	// A hard link never replaces an existing object; fall back to rename on
