@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,17 +15,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/testenv"
 )
 
-const browserManifests = `apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
+const browserManifests = edgeProfile + `---
 apiVersion: cairn.dev/v1alpha1
 kind: RolloutPolicy
 metadata: {name: browser-waves}
@@ -32,28 +28,6 @@ spec:
   # dashboard and lets the waves go on without data.
   gates: [{metric: error_rate, max: 0.5, onNoData: pass}]
   onFailure: rollback
-`
-
-const browserRelease = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "%s"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: edge}]
-  rolloutPolicy: browser-waves
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
 `
 
 // TestDashboardInBrowser drives Debian's Chromium (headless, through
@@ -69,84 +43,25 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Skip("end-to-end: builds cairn and runs a server, four agents and a browser")
 	}
 	chromium := testenv.Require(t, testenv.Chromium)
-	bin := cairnBin(t)
-	work := t.TempDir()
-	logs := filepath.Join(work, "logs")
-	os.MkdirAll(logs, 0o755)
 	artifacts := os.Getenv("CAIRN_ARTIFACTS")
 	if artifacts == "" {
 		artifacts = filepath.Join(os.TempDir(), "cairn-browser-artifacts")
 	}
 	os.MkdirAll(artifacts, 0o755)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(filepath.Join(logs, "serve.log"))
-			lines := strings.Split(string(b), "\n")
-			t.Logf("last lines of serve.log:\n%s", strings.Join(lines[max(0, len(lines)-30):], "\n"))
-		}
-	})
+	s := newServer(t, serveOptions{manifests: browserManifests, config: map[string]string{"offlineAfter": "5s"}})
 
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) {
+	push := func(version string, files map[string][]byte) string {
 		t.Helper()
-		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
-		run(t, repo, "git", "add", "-A")
-		run(t, repo, "git", "commit", "-q", "-m", msg)
+		paths := writeFiles(t, filepath.Join(s.work, "model-"+version), files)
+		return s.push("models/demo:"+version, paths, "--name", "demo", "--version", version, "--lineage", s.URL)
 	}
-	commit("profile and policy", browserManifests)
-
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	server := "http://" + addr
-	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %s
-data: %s
-repo: %s
-interval: 1s
-pollInterval: 1s
-offlineAfter: 5s
-reconcileInterval: 500ms
-enrollToken: b-enroll
-adminToken: b-admin
-readToken: b-read
-enrollment: auto
-`, addr, filepath.Join(work, "data"), repo)), 0o644)
-	tokenFile := filepath.Join(work, "enroll-token")
-	os.WriteFile(tokenFile, []byte("b-enroll\n"), 0o600)
-	start(t, logs, "serve", bin, "serve", "--config", cfg)
-	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
-		resp, err := http.Get(server + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-
-	push := func(version string, files map[string]string) string {
-		t.Helper()
-		dir := filepath.Join(work, "model-"+version)
-		os.MkdirAll(dir, 0o755)
-		var paths []string
-		for n, b := range files {
-			os.WriteFile(filepath.Join(dir, n), []byte(b), 0o644)
-			paths = append(paths, filepath.Join(dir, n))
-		}
-		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
-		args = append(args, "--plain-http", "--name", "demo", "--version", version, "--lineage", server, "--token", "b-admin")
-		out := strings.TrimSpace(run(t, work, bin, args...))
-		return out[strings.LastIndexByte(out, '\n')+1:]
-	}
-	v1 := push("1", map[string]string{"model.onnx": "model one", "ok": ""})
-	v2 := push("2", map[string]string{"model.onnx": "model two", "ok": ""})
+	v1 := push("1", map[string][]byte{"model.onnx": []byte("model one"), "ok": nil})
+	v2 := push("2", map[string][]byte{"model.onnx": []byte("model two"), "ok": nil})
 
 	for i, env := range []string{"prod", "prod", "prod", "lab"} {
-		name := fmt.Sprintf("dev-%d", i)
-		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", name,
-			"--labels", "env="+env+",site=s"+fmt.Sprint(i%2), "--root", filepath.Join(work, "agent-"+name), "--poll-wait", "2s", "--max-backoff", "1s")
+		s.agent(fmt.Sprintf("dev-%d", i), "--labels", "env="+env+",site=s"+fmt.Sprint(i%2), "--poll-wait", "2s")
 	}
-	view := fleetView{admin: fleet.NewAdminClient(server, "b-admin")}
+	view := s.view()
 	eventually(t, 30*time.Second, "4 agents to report", func() (bool, string) {
 		n := 0
 		for _, ti := range view.targets(t) {
@@ -156,7 +71,7 @@ enrollment: auto
 		}
 		return n == 4, fmt.Sprintf("%d reporting", n)
 	})
-	commit("release demo v1", browserManifests+fmt.Sprintf(browserRelease, "1", v1))
+	s.commit("release demo v1", browserManifests+demoRelease("1", v1, "edge", "  rolloutPolicy: browser-waves\n"))
 	eventually(t, 90*time.Second, "demo v1 Succeeded", func() (bool, string) {
 		r := view.release(t, "demo")
 		if r == nil {
@@ -172,6 +87,8 @@ enrollment: auto
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true), chromedp.NoDefaultBrowserCheck,
 		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000),
+		// Chromium trusts the server's key, of the test's CA, by its hash.
+		chromedp.Flag("ignore-certificate-errors-spki-list", spkiHash(t, s.pki.Cert)),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	defer cancelAlloc()
@@ -222,14 +139,14 @@ enrollment: auto
 		t.Logf("screenshot %s (%d KiB)", p, len(png)>>10)
 	}
 	// The first run starts the browser and must have no deadline of its own.
-	if err := chromedp.Do(bctx, chromedp.Navigate(server+"/")); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(s.URL+"/")); err != nil {
 		t.Fatalf("browser: start chromium and open the dashboard: %v", err)
 	}
 
 	// 1. Log in: the login form, then the fleet with its counts.
 	do("see the login form", 30*time.Second, chromedp.WaitVisible(id("token")))
-	do("log in", 30*time.Second, chromedp.SendKeys(id("token"), "b-admin"), chromedp.Submit(id("token")), chromedp.WaitVisible(id("count-total")))
-	if loc, _ := chromedp.Run(bctx, chromedp.Evaluate[string]("location.href")); strings.Contains(loc, "b-admin") {
+	do("log in", 30*time.Second, chromedp.SendKeys(id("token"), e2eAdmin), chromedp.Submit(id("token")), chromedp.WaitVisible(id("count-total")))
+	if loc, _ := chromedp.Run(bctx, chromedp.Evaluate[string]("location.href")); strings.Contains(loc, e2eAdmin) {
 		t.Fatalf("the token is in the URL %s", loc)
 	}
 	waitText("fleet counts: 4 total", "#count-total", 20*time.Second, func(s string) bool { return s == "4" })
@@ -245,8 +162,8 @@ enrollment: auto
 	shot("target")
 
 	// 3. Release v2 and watch the wave advance live on the release page.
-	do("open the release", 30*time.Second, chromedp.Navigate(server+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
-	commit("release demo v2", browserManifests+fmt.Sprintf(browserRelease, "2", v2))
+	do("open the release", 30*time.Second, chromedp.Navigate(s.URL+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
+	s.commit("release demo v2", browserManifests+demoRelease("2", v2, "edge", "  rolloutPolicy: browser-waves\n"))
 	waitText("the rollout of v2 to start", "#rollout-phase", 60*time.Second, func(s string) bool { return s == "Progressing" })
 	waitText("wave 1 of 3", "#wave", 30*time.Second, func(s string) bool { return s == "1 of 3" })
 	waitText("the wave bar to advance to wave 2", "#wave", 60*time.Second, func(s string) bool { return s == "2 of 3" })
@@ -264,17 +181,37 @@ enrollment: auto
 	waitText("the rollout to resume and finish", "#rollout-phase", 90*time.Second, func(s string) bool { return s == "Succeeded" })
 
 	// 5. The lineage of a target: its graph and what runs on it now.
-	do("open dev-0's lineage", 30*time.Second, chromedp.Navigate(server+"/lineage?node=target:dev-0"), chromedp.WaitVisible(chromedp.CSS(`#lineage-graph svg`)))
+	do("open dev-0's lineage", 30*time.Second, chromedp.Navigate(s.URL+"/lineage?node=target:dev-0"), chromedp.WaitVisible(chromedp.CSS(`#lineage-graph svg`)))
 	waitText("what runs on dev-0", "#at-table", 10*time.Second, func(s string) bool { return strings.Contains(s, "demo") })
 	shot("lineage")
 
 	// A read-only session sees no actions.
-	do("log out", 20*time.Second, chromedp.Navigate(server+"/"), chromedp.Click(chromedp.CSS(`form.logout button`)), chromedp.WaitVisible(id("token")))
-	do("log in read-only", 20*time.Second, chromedp.SendKeys(id("token"), "b-read"), chromedp.Submit(id("token")),
-		chromedp.WaitVisible(id("count-total")), chromedp.Navigate(server+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
+	do("log out", 20*time.Second, chromedp.Navigate(s.URL+"/"), chromedp.Click(chromedp.CSS(`form.logout button`)), chromedp.WaitVisible(id("token")))
+	do("log in read-only", 20*time.Second, chromedp.SendKeys(id("token"), e2eRead), chromedp.Submit(id("token")),
+		chromedp.WaitVisible(id("count-total")), chromedp.Navigate(s.URL+"/releases/demo"), chromedp.WaitVisible(id("wavebar")))
 	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll('.actions a').length`)); err != nil || n != 0 {
 		t.Errorf("a read-only session sees %d rollout actions (%v)", n, err)
 	}
 }
 
 func id(s string) chromedp.ID { return chromedp.ID("#" + s) }
+
+// spkiHash is the base64 SHA-256 of the public key of the PEM certificate
+// in file, as Chromium's --ignore-certificate-errors-spki-list wants it.
+func spkiHash(t *testing.T, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM certificate", file)
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+	return base64.StdEncoding.EncodeToString(h[:])
+}

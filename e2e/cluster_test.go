@@ -6,8 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,26 +40,8 @@ spec:
   onFailure: rollback
 `
 
-const clusterRelease = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "%s"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: prod}]
-  rolloutPolicy: waves
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
+// clusterSpec is what the Release of the cluster test adds to demoRelease.
+const clusterSpec = `  rolloutPolicy: waves
   kubernetes:
     image: ghcr.io/example/onnx-runtime:1.20
     modelFormat: onnx
@@ -134,77 +114,17 @@ func TestClusterRolloutEndToEnd(t *testing.T) {
 		t.Skip("end-to-end: builds cairn and runs a server and five agents")
 	}
 	plain, kserve := kubetest.Plain(t), kubetest.KServe(t)
-	bin := cairnBin(t)
-	work := t.TempDir()
-	logs := filepath.Join(work, "logs")
-	os.MkdirAll(logs, 0o755)
-	t.Cleanup(func() {
-		if keep := os.Getenv("CAIRN_E2E_KEEP_LOGS"); keep != "" {
-			_ = os.CopyFS(keep, os.DirFS(logs))
-		}
-		if t.Failed() {
-			for _, f := range []string{"serve", "cluster-a", "cluster-c"} {
-				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
-				lines := strings.Split(string(b), "\n")
-				t.Logf("last lines of %s.log:\n%s", f, strings.Join(lines[max(0, len(lines)-30):], "\n"))
-			}
-		}
-	})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) {
-		t.Helper()
-		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
-		run(t, repo, "git", "add", "-A")
-		run(t, repo, "git", "commit", "-q", "-m", msg)
-		t.Logf("committed: %s", msg)
-	}
-	commit("profile and policy", clusterHead)
-
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	server := "http://" + addr
-	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %s
-data: %s
-repo: %s
-interval: 1s
-pollInterval: 1s
-offlineAfter: 10s
-reconcileInterval: 500ms
-enrollToken: e2e-enroll
-adminToken: e2e-admin
-enrollment: auto
-`, addr, filepath.Join(work, "data"), repo)), 0o644)
-	tokenFile := filepath.Join(work, "enroll-token")
-	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
-	start(t, logs, "serve", bin, "serve", "--config", cfg)
-	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
-		resp, err := http.Get(server + "/v2/")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
+	s := newServer(t, serveOptions{manifests: clusterHead, config: map[string]string{"offlineAfter": "10s"}})
+	work := s.work
+	view := s.view()
+	commit := s.commit
 
 	push := func(version string, files map[string][]byte) string {
 		t.Helper()
-		dir := filepath.Join(work, "model-"+version)
-		os.MkdirAll(dir, 0o755)
-		var paths []string
-		for n, b := range files {
-			os.WriteFile(filepath.Join(dir, n), b, 0o644)
-			paths = append(paths, filepath.Join(dir, n))
-		}
-		slices.Sort(paths)
-		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
-		out := strings.TrimSpace(run(t, work, bin, append(args, "--plain-http", "--name", "demo", "--version", version, "--token", "e2e-admin")...))
-		return out[strings.LastIndexByte(out, '\n')+1:]
+		paths := writeFiles(t, filepath.Join(work, "model-"+version), files)
+		return s.push("models/demo:"+version, paths, "--name", "demo", "--version", version)
 	}
 	// v2 is healthy on devices; on one cluster its workload fails.
 	v1 := push("1", map[string][]byte{"model.onnx": []byte("weights v1"), "ok": nil})
@@ -228,14 +148,12 @@ enrollment: auto
 	for _, ca := range clusters {
 		ca.ns = ca.c.Namespace(t, "e2e-"+ca.name)
 		go kc.run(ctx, t, ca.c.Dyn, ca.ns, ca.isvc)
-		start(t, logs, ca.name, bin, "agent", "--driver", "kube", "--kubeconfig", ca.c.Kubeconfig, "--namespace", ca.ns,
-			"--server", server, "--enroll-token-file", tokenFile, "--name", ca.name, "--labels", "env=prod,site="+ca.name,
-			"--root", filepath.Join(work, ca.name), "--poll-wait", "1s", "--max-backoff", "1s", "--plain-http")
+		// The kube driver is in cairn, not in the device binary.
+		s.start(ca.name, s.bin, append([]string{"agent", "--driver", "kube", "--kubeconfig", ca.c.Kubeconfig, "--namespace", ca.ns},
+			s.agentArgs(ca.name, "--labels", "env=prod,site="+ca.name)...)...)
 	}
 	for i := range 2 {
-		name := fmt.Sprintf("dev-%d", i)
-		start(t, logs, name, bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", name,
-			"--labels", "env=prod", "--root", filepath.Join(work, name), "--poll-wait", "1s", "--max-backoff", "1s")
+		s.agent(fmt.Sprintf("dev-%d", i), "--labels", "env=prod")
 	}
 	ids := map[string]string{}
 	eventually(t, 60*time.Second, "5 targets to enroll", func() (bool, string) {
@@ -304,7 +222,7 @@ enrollment: auto
 
 	// 1. v1 rolls out in waves over devices and clusters.
 	t.Log("STEP 1: release v1 to a profile selecting two devices and three clusters")
-	commit("release demo v1", clusterHead+fmt.Sprintf(clusterRelease, "1", v1))
+	commit("release demo v1", clusterHead+demoRelease("1", v1, "prod", clusterSpec))
 	eventually(t, 120*time.Second, "v1 healthy on all five targets", onDigest(d1))
 	eventually(t, 30*time.Second, "release Succeeded on v1", phase("Succeeded"))
 	logWaveEvents(t, view, ids)
@@ -313,17 +231,17 @@ enrollment: auto
 			t.Fatalf("%s serves %s, want v1 %s", ca.name, short(got), short(d1))
 		}
 	}
-	s, _ := kserve.Dyn.Resource(kubetest.ISVCs).Namespace(clusters[2].ns).Get(ctx, "demo", metav1.GetOptions{})
-	uri, _, _ := unstructured.NestedString(s.Object, "spec", "predictor", "model", "storageUri")
+	isvc, _ := kserve.Dyn.Resource(kubetest.ISVCs).Namespace(clusters[2].ns).Get(ctx, "demo", metav1.GetOptions{})
+	uri, _, _ := unstructured.NestedString(isvc.Object, "spec", "predictor", "model", "storageUri")
 	t.Logf("cluster-c (KServe) InferenceService demo storageUri %s", uri)
 	if uri != "oci://"+v1 {
 		t.Fatalf("storageUri %s, want oci://%s", uri, v1)
 	}
 
 	// 2. What operators see.
-	out := run(t, work, bin, "get", "targets", "--server", server, "--token", "e2e-admin")
+	out := s.api("get", "targets")
 	t.Logf("cairn get targets:\n%s", out)
-	js := run(t, work, bin, "get", "targets", "-o", "json", "--server", server, "--token", "e2e-admin")
+	js := s.api("get", "targets", "-o", "json")
 	var listed []fleet.TargetInfo
 	if err := json.Unmarshal([]byte(js), &listed); err != nil {
 		t.Fatal(err)
@@ -347,7 +265,7 @@ enrollment: auto
 	if nClusters != 3 || !strings.Contains(out, "cluster") {
 		t.Fatalf("cairn get targets shows %d clusters", nClusters)
 	}
-	describe := run(t, work, bin, "describe", "target", "cluster-a", "--server", server, "--token", "e2e-admin")
+	describe := s.api("describe", "target", "cluster-a")
 	if !strings.Contains(describe, "kubernetes v1.") {
 		t.Errorf("describe target cluster-a does not show the cluster facts:\n%s", describe)
 	}
@@ -366,7 +284,7 @@ enrollment: auto
 	}
 	kc.fail(failing.ns, d2)
 	t.Logf("STEP 2: release v2, whose workload turns Ready=False on %s", failing.name)
-	commit("release demo v2", clusterHead+fmt.Sprintf(clusterRelease, "2", v2))
+	commit("release demo v2", clusterHead+demoRelease("2", v2, "prod", clusterSpec))
 	eventually(t, 120*time.Second, "release RolledBack", phase("RolledBack"))
 	r := view.release(t, "demo")
 	t.Logf("release demo: %s, reason %s: %s", r.Phase, r.Reason, r.Message)

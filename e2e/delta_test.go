@@ -52,7 +52,6 @@ func writeModelVersion(t *testing.T, edited bool) (string, string) {
 // downloadedBytes ≤ 24 MiB and writes the file byte for byte.
 func TestDeltaPullBuiltinRegistry(t *testing.T) {
 	s := startRegServer(t)
-	bin := cairnBin(t)
 	t.Setenv("CAIRN_TOKEN", regAdmin)
 	work := t.TempDir()
 	var refs [2]string
@@ -61,7 +60,7 @@ func TestDeltaPullBuiltinRegistry(t *testing.T) {
 		dir, sum := writeModelVersion(t, edited)
 		sums[i] = sum
 		start := time.Now()
-		refs[i] = strings.TrimSpace(run(t, work, bin, "model", "push", "--plain-http", "--digest-cache", "",
+		refs[i] = strings.TrimSpace(s.cairn("model", "push", "--digest-cache", "",
 			s.addr+"/models/delta:"+[]string{"1", "2"}[i], dir))
 		t.Logf("push %d: %s in %s", i+1, refs[i], time.Since(start).Round(time.Millisecond))
 	}
@@ -78,7 +77,7 @@ func TestDeltaPullBuiltinRegistry(t *testing.T) {
 	for i, ref := range refs {
 		out := filepath.Join(work, "out", []string{"1", "2"}[i])
 		start := time.Now()
-		js := run(t, work, bin, "model", "pull", "--plain-http", ref, "-o", out, "--cache", cache, "--format", "json")
+		js := s.cairn("model", "pull", ref, "-o", out, "--cache", cache, "--format", "json")
 		var sm summary
 		if err := json.Unmarshal([]byte(js), &sm); err != nil {
 			t.Fatalf("pull --format json: %v\n%s", err, js)

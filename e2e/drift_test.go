@@ -99,55 +99,16 @@ func TestDriftEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds cairn and the examples and runs a server, an agent and a runtime")
 	}
-	bin := cairnBin(t)
 	runtimeBin, bearingBin := examplesBins(t)
-	work := t.TempDir()
-	logs := filepath.Join(work, "logs")
-	os.MkdirAll(logs, 0o755)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{"serve", "agent", "runtime"} {
-				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
-				lines := strings.Split(string(b), "\n")
-				t.Logf("last lines of %s.log:\n%s", f, strings.Join(lines[max(0, len(lines)-30):], "\n"))
-			}
-		}
-	})
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) {
-		t.Helper()
-		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
-		run(t, repo, "git", "add", "-A")
-		run(t, repo, "git", "commit", "-q", "--allow-empty", "-m", msg)
-	}
-	commit("empty", "")
-
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	server := "http://" + addr
-	data := filepath.Join(work, "data")
-	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 1s\npollInterval: 1s\nreconcileInterval: 500ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\nenrollment: auto\n", addr, data, repo)), 0o644)
-	tokenFile := filepath.Join(work, "enroll-token")
-	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
-	start(t, logs, "serve", bin, "serve", "--config", cfg)
-	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
-		resp, err := http.Get(server + "/v2/")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
+	s := newServer(t, serveOptions{})
+	work := s.work
+	view := s.view()
 
 	// The bearing data, its profile in the server's default dataset store,
 	// and two model versions trained on it (each ships the profile).
 	run(t, work, bearingBin, "gen", "--out", filepath.Join(work, "data-v1"), "--rows", "2000", "--seed", "1")
 	train := filepath.Join(work, "data-v1", "train")
-	out := strings.TrimSpace(run(t, work, bin, "data", "push", train, "--store", "file://"+filepath.Join(data, "datasets"), "--profile", "--no-cache"))
+	out := strings.TrimSpace(s.cairn("data", "push", train, "--store", "file://"+filepath.Join(s.data, "datasets"), "--profile", "--no-cache"))
 	dataset := out[strings.LastIndexByte(out, '\n')+1:]
 	push := func(version string) string {
 		dir := filepath.Join(work, "model-"+version)
@@ -155,20 +116,19 @@ func TestDriftEndToEnd(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, "profile.json")); err != nil {
 			t.Fatalf("bearing train shipped no profile: %v", err)
 		}
-		out := strings.TrimSpace(run(t, work, bin, "model", "push", addr+"/models/bearing:"+version, dir, "--plain-http",
-			"--name", "bearing", "--version", version, "--format", "raw", "--trained-on", "bearing-vibration="+dataset, "--token", "e2e-admin"))
-		return out[strings.LastIndexByte(out, '\n')+1:]
+		return s.push("models/bearing:"+version, []string{dir}, "--name", "bearing", "--version", version, "--format", "raw",
+			"--trained-on", "bearing-vibration="+dataset)
 	}
 	v1, v2 := push("1.0.0"), push("2.0.0")
 	d1, d2 := digestOf(v1), digestOf(v2)
 	t.Logf("dataset %s; v1 %s; v2 %s", short(dataset), short(d1), short(d2))
 
-	// One agent, and the runtime serving its active slot.
+	// One agent, and the runtime serving its active slot (plain HTTP on
+	// loopback: the runtime is the device's own, not cairn serve).
 	rport := freePort(t)
-	root := filepath.Join(work, "agent")
-	start(t, logs, "agent", bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", "dev-1",
-		"--labels", "env=prod", "--root", root, "--poll-wait", "1s", "--max-backoff", "1s")
-	start(t, logs, "runtime", runtimeBin, "--model-dir", filepath.Join(root, "models", "bearing", "current"), "--listen", fmt.Sprintf("127.0.0.1:%d", rport))
+	s.agent("dev-1", "--labels", "env=prod")
+	root := s.agentRoot("dev-1")
+	s.start("runtime", runtimeBin, "--model-dir", filepath.Join(root, "models", "bearing", "current"), "--listen", fmt.Sprintf("127.0.0.1:%d", rport))
 
 	// Live traffic: holdout rows (like the training data), or with rms
 	// tripled once shifted.
@@ -224,7 +184,7 @@ func TestDriftEndToEnd(t *testing.T) {
 
 	// 1. v1 on training-like inputs: conclusive, low drift, gate passes.
 	t.Log("STEP 1: release v1; the runtime sees inputs like the training data")
-	commit("v1", fmt.Sprintf(driftManifests, dataset, "1.0.0", v1, rport))
+	s.commit("v1", fmt.Sprintf(driftManifests, dataset, "1.0.0", v1, rport))
 	eventually(t, 90*time.Second, "v1 Succeeded with conclusive low drift", func() (bool, string) {
 		r := release()
 		d := driftOf(r)
@@ -260,16 +220,16 @@ func TestDriftEndToEnd(t *testing.T) {
 	if !strings.Contains(alarm.Message, "worst features rms=") || alarm.Target == "" {
 		t.Fatalf("DriftDetected does not name rms first: %+v", alarm)
 	}
-	getDrift := run(t, work, bin, "get", "drift", "--server", server, "--token", "e2e-admin")
+	getDrift := s.api("get", "drift")
 	t.Logf("cairn get drift:\n%s", getDrift)
 	if !strings.Contains(getDrift, "DriftDetected") || !strings.Contains(getDrift, "rms=") {
 		t.Fatalf("cairn get drift shows no alarm:\n%s", getDrift)
 	}
-	desc := run(t, work, bin, "describe", "target", alarm.Target, "--server", server, "--token", "e2e-admin")
+	desc := s.api("describe", "target", alarm.Target)
 	if !strings.Contains(desc, "Drift:") || !strings.Contains(desc, "rms") {
 		t.Fatalf("cairn describe target shows no drift:\n%s", desc)
 	}
-	l := lineageCLI{bin: bin, dir: work, server: server, token: "e2e-admin"}
+	l := s.lineage(nil)
 	var sg lineage.Subgraph
 	if err := json.Unmarshal([]byte(l.run(t, "upstream", "model:"+d1, "--depth", "1", "-o", "json")), &sg); err != nil {
 		t.Fatal(err)
@@ -285,7 +245,7 @@ func TestDriftEndToEnd(t *testing.T) {
 	// 3. v2 while the inputs are shifted: its first wave's drift gate
 	// fails at the end of the bake and the release rolls back to v1.
 	t.Log("STEP 3: release v2; its inputs drift during the first wave")
-	commit("v2", fmt.Sprintf(driftManifests, dataset, "2.0.0", v2, rport))
+	s.commit("v2", fmt.Sprintf(driftManifests, dataset, "2.0.0", v2, rport))
 	eventually(t, 90*time.Second, "v2 RolledBack on its drift gate", func() (bool, string) {
 		r := release()
 		if r == nil {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -76,70 +74,29 @@ func TestEvaluationEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds cairn and the examples and runs a server and two agents")
 	}
-	bin := cairnBin(t)
 	_, bearingBin := examplesBins(t)
-	work := t.TempDir()
-	logs := filepath.Join(work, "logs")
-	os.MkdirAll(logs, 0o755)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, f := range []string{"serve", "device", "evaluator"} {
-				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
-				lines := strings.Split(string(b), "\n")
-				t.Logf("last lines of %s.log:\n%s", f, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-			}
-		}
-	})
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) {
-		t.Helper()
-		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
-		run(t, repo, "git", "add", "-A")
-		run(t, repo, "git", "commit", "-q", "--allow-empty", "-m", msg)
-	}
-	commit("empty", "")
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	server := "http://" + addr
-	data := filepath.Join(work, "data")
-	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 1s\npollInterval: 1s\nreconcileInterval: 500ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\nenrollment: auto\n", addr, data, repo)), 0o644)
-	tokenFile := filepath.Join(work, "enroll-token")
-	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
-	start(t, logs, "serve", bin, "serve", "--config", cfg)
-	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
-		resp, err := http.Get(server + "/v2/")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-	admin := fleet.NewAdminClient(server, "e2e-admin")
+	s := newServer(t, serveOptions{})
+	work, data := s.work, s.data
+	admin := s.view().admin
 	view := fleetView{admin: admin}
+	commit := s.commit
 
 	// The holdout in the server's default dataset store; v1 trained fully,
 	// v2 for one step: worse on the holdout.
 	run(t, work, bearingBin, "gen", "--out", filepath.Join(work, "bearing"), "--seed", "1")
-	out := strings.TrimSpace(run(t, work, bin, "data", "push", filepath.Join(work, "bearing", "holdout"), "--store", "file://"+filepath.Join(data, "datasets"), "--no-cache"))
+	out := strings.TrimSpace(s.cairn("data", "push", filepath.Join(work, "bearing", "holdout"), "--store", "file://"+filepath.Join(data, "datasets"), "--no-cache"))
 	holdout := out[strings.LastIndexByte(out, '\n')+1:]
 	push := func(version string, args ...string) string {
 		dir := filepath.Join(work, "model-"+version)
 		run(t, work, bearingBin, append([]string{"train", "--data", filepath.Join(work, "bearing", "train"), "--out", dir, "--version", version}, args...)...)
-		out := strings.TrimSpace(run(t, work, bin, "model", "push", addr+"/models/bearing:"+version, dir, "--plain-http",
-			"--name", "bearing", "--version", version, "--format", "raw", "--token", "e2e-admin"))
-		return out[strings.LastIndexByte(out, '\n')+1:]
+		return s.push("models/bearing:"+version, []string{dir}, "--name", "bearing", "--version", version, "--format", "raw")
 	}
 	v1, v2 := push("1.0.0"), push("2.0.0", "--epochs", "1", "--seed", "3")
 	d1, d2 := digestOf(v1), digestOf(v2)
 	t.Logf("holdout %s; v1 %s; v2 %s", short(holdout), short(d1), short(d2))
 
-	start(t, logs, "device", bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", "device-1",
-		"--labels", "env=prod", "--root", filepath.Join(work, "device"), "--poll-wait", "1s", "--max-backoff", "1s")
-	start(t, logs, "evaluator", bin, "agent", "--server", server, "--enroll-token-file", tokenFile, "--name", "evaluator-1",
-		"--labels", manifests.RoleLabel+"="+manifests.RoleEvaluator, "--root", filepath.Join(work, "evaluator"), "--poll-wait", "1s", "--max-backoff", "1s")
+	s.agent("device-1", "--labels", "env=prod")
+	s.agent("evaluator-1", "--labels", manifests.RoleLabel+"="+manifests.RoleEvaluator)
 	eventually(t, 30*time.Second, "both agents enrolled", func() (bool, string) {
 		return len(view.targets(t)) == 2, fmt.Sprintf("%d targets", len(view.targets(t)))
 	})
@@ -212,7 +169,7 @@ func TestEvaluationEndToEnd(t *testing.T) {
 		got[fleet.RoleCandidate].Metrics["auc"] >= champAUC-0.02 {
 		t.Fatalf("v2 results %+v", last.Results)
 	}
-	t.Logf("cairn get evaluations:\n%s", run(t, work, bin, "get", "evaluations", "--server", server, "--token", "e2e-admin"))
+	t.Logf("cairn get evaluations:\n%s", s.api("get", "evaluations"))
 	for _, ti := range view.targets(t) {
 		if rs := releaseStatus(ti, "bearing-prod"); ti.Name == "device-1" && rs.Digest != d1 {
 			t.Fatalf("device-1 runs %s after the denial, want v1 %s", rs.Digest, d1)
@@ -227,8 +184,8 @@ func TestEvaluationEndToEnd(t *testing.T) {
 
 	// Lineage: both models evaluatedOn the holdout, with their metrics.
 	for _, d := range []string{d1, d2} {
-		up, err := lineage.NewClient(server, "e2e-admin").Upstream(t.Context(), lineage.Node(lineage.NodeModel, d), 1)
-		if err != nil {
+		var up lineage.Subgraph
+		if err := json.Unmarshal([]byte(s.lineage(nil).run(t, "upstream", lineage.Node(lineage.NodeModel, d), "--depth", "1", "-o", "json")), &up); err != nil {
 			t.Fatal(err)
 		}
 		found := false

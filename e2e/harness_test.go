@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/testca"
+	"github.com/cairn-dev/cairn/internal/tlsfiles"
 )
 
 var (
@@ -81,12 +86,18 @@ func freePort(t *testing.T) int {
 // run runs cairn (or another program) to completion and returns stdout.
 func run(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
+	return runEnv(t, dir, nil, name, args...)
+}
+
+// runEnv is run with more environment variables.
+func runEnv(t *testing.T, dir string, env []string, name string, args ...string) string {
+	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.com",
-		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.com")
+	cmd.Env = append(append(os.Environ(), "GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.com",
+		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.com"), env...)
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s %s: %v\n%s%s", filepath.Base(name), strings.Join(args, " "), err, out.String(), errb.String())
 	}
@@ -208,4 +219,248 @@ func short(d string) string {
 		return d[:19]
 	}
 	return d
+}
+
+// fleetServer is a real `cairn serve` of the e2e tests: HTTPS with a
+// certificate of a CA made in the test (internal/testca), SQLite and the
+// built-in registry under its data folder, following a local Git
+// repository whose manifests/fleet.yaml the test commits. Its agents get
+// --ca-file, and every cairn command the test runs gets CAIRN_CA_FILE.
+type fleetServer struct {
+	t    *testing.T
+	bin  string
+	work string // the test's folder
+	logs string // where every process's log goes
+	repo string
+	data string
+	// addr is host:port, the registry host of model references; URL the
+	// base of the APIs (https://addr).
+	addr, URL string
+	// ca signs pki's key pairs: the server's (for 127.0.0.1, ::1,
+	// localhost and serveOptions.hosts) and a client one.
+	ca  *testca.CA
+	pki testca.Files
+	// admin is the admin token; enrollFile holds the enrollment token.
+	admin, enrollFile string
+	hc                *http.Client
+	p                 *proc
+	procs             []*proc // serve first
+	serveCmd          []string
+}
+
+const (
+	e2eAdmin  = "e2e-admin"
+	e2eEnroll = "e2e-enroll"
+	e2eRead   = "e2e-read"
+)
+
+// serveOptions change what newServer starts.
+type serveOptions struct {
+	// config overrides or adds keys of serve.yaml (values in YAML); a key
+	// set to "" is left out.
+	config map[string]string
+	// args are extra command-line flags of cairn serve.
+	args []string
+	// manifests is the first commit's manifests/fleet.yaml.
+	manifests string
+	// clientCA makes serve verify client certificates against the CA.
+	clientCA bool
+	// hosts are more names of the server certificate.
+	hosts []string
+	// wrap runs serve under another program (prlimit).
+	wrap []string
+}
+
+// newServer starts cairn serve and waits until it answers over HTTPS.
+func newServer(t *testing.T, o serveOptions) *fleetServer {
+	t.Helper()
+	work := t.TempDir()
+	s := &fleetServer{t: t, bin: cairnBin(t), work: work, logs: filepath.Join(work, "logs"), repo: filepath.Join(work, "repo"),
+		data: filepath.Join(work, "data"), addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), admin: e2eAdmin,
+		enrollFile: filepath.Join(work, "enroll-token")}
+	s.URL = "https://" + s.addr
+	os.MkdirAll(s.logs, 0o755)
+	var err error
+	if s.ca, err = testca.New("cairn e2e CA"); err != nil {
+		t.Fatal(err)
+	}
+	if s.pki, err = s.ca.WriteFiles(filepath.Join(work, "pki")); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.hosts) > 0 {
+		c, k, err := s.ca.Issue("cairn serve", append([]string{"127.0.0.1", "::1", "localhost"}, o.hosts...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(s.pki.Cert, c, 0o644)
+		os.WriteFile(s.pki.Key, k, 0o600)
+	}
+	tc, err := tlsfiles.Client(s.pki.CA, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	s.hc = &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	os.WriteFile(s.enrollFile, []byte(e2eEnroll+"\n"), 0o600)
+
+	os.MkdirAll(filepath.Join(s.repo, "manifests"), 0o755)
+	run(t, s.repo, "git", "init", "-q", "-b", "main")
+	s.commit("first", o.manifests)
+
+	cfg := map[string]string{"listen": s.addr, "data": s.data, "repo": s.repo, "interval": "1s", "pollInterval": "1s",
+		"reconcileInterval": "500ms", "enrollToken": e2eEnroll, "adminToken": e2eAdmin, "readToken": e2eRead,
+		// Agents are accepted at enrollment; reconciler's security_test
+		// and the demo show cairn target accept.
+		"enrollment": "auto", "tlsCert": s.pki.Cert, "tlsKey": s.pki.Key}
+	if o.clientCA {
+		cfg["clientCA"] = s.pki.CA
+	}
+	maps.Copy(cfg, o.config)
+	var yaml strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(cfg)) {
+		if cfg[k] != "" {
+			fmt.Fprintf(&yaml, "%s: %s\n", k, cfg[k])
+		}
+	}
+	cfgFile := filepath.Join(work, "serve.yaml")
+	os.WriteFile(cfgFile, []byte(yaml.String()), 0o644)
+
+	t.Cleanup(func() {
+		if keep := os.Getenv("CAIRN_E2E_KEEP_LOGS"); keep != "" {
+			_ = os.CopyFS(keep, os.DirFS(s.logs))
+		}
+		if t.Failed() {
+			for i, p := range s.procs {
+				n := 15
+				if i == 0 {
+					n = 40
+				}
+				t.Logf("last lines of %s.log:\n%s", p.name, p.tail(n))
+			}
+		}
+	})
+	name, argv := s.bin, append([]string{"serve", "--config", cfgFile}, o.args...)
+	if len(o.wrap) > 0 {
+		name, argv = o.wrap[0], append(append(o.wrap[1:], s.bin), argv...)
+	}
+	s.serveCmd = append([]string{name}, argv...)
+	s.p = s.start("serve", name, argv...)
+	s.waitReady()
+	return s
+}
+
+// waitReady waits until serve answers /healthz over HTTPS.
+func (s *fleetServer) waitReady() {
+	s.t.Helper()
+	eventually(s.t, 30*time.Second, "cairn serve to answer /healthz over HTTPS", func() (bool, string) {
+		select {
+		case <-s.p.done:
+			s.t.Fatalf("cairn serve exited at start:\n%s", s.p.tail(20))
+		default:
+		}
+		resp, err := s.hc.Get(s.URL + "/healthz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+}
+
+// restart stops serve (SIGTERM) and starts it again on the same data.
+func (s *fleetServer) restart() {
+	s.t.Helper()
+	s.p.stop()
+	s.p = start(s.t, s.logs, "serve", s.serveCmd[0], s.serveCmd[1:]...)
+	s.procs[0] = s.p
+	s.waitReady()
+}
+
+// start starts a process of the test whose log is printed on failure.
+func (s *fleetServer) start(name, bin string, args ...string) *proc {
+	s.t.Helper()
+	p := start(s.t, s.logs, name, bin, args...)
+	s.procs = append(s.procs, p)
+	return p
+}
+
+// commit writes manifests/fleet.yaml and commits it; it returns the
+// commit's hash.
+func (s *fleetServer) commit(msg, body string) string {
+	s.t.Helper()
+	if err := os.WriteFile(filepath.Join(s.repo, "manifests", "fleet.yaml"), []byte(body), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
+	run(s.t, s.repo, "git", "add", "-A")
+	run(s.t, s.repo, "git", "commit", "-q", "--allow-empty", "-m", msg)
+	rev := strings.TrimSpace(run(s.t, s.repo, "git", "rev-parse", "HEAD"))
+	s.t.Logf("committed %s: %s", rev[:7], msg)
+	return rev
+}
+
+// agentRoot is the folder of agent name.
+func (s *fleetServer) agentRoot(name string) string { return filepath.Join(s.work, "agents", name) }
+
+// agentArgs are the flags of agent name: this server with its CA, the
+// enrollment token, its root, and extra (later flags win: --poll-wait 2s).
+func (s *fleetServer) agentArgs(name string, extra ...string) []string {
+	return append([]string{"--server", s.URL, "--ca-file", s.pki.CA, "--enroll-token-file", s.enrollFile, "--name", name,
+		"--root", s.agentRoot(name), "--poll-wait", "1s", "--max-backoff", "1s"}, extra...)
+}
+
+// agent starts cairn-agent as target name.
+func (s *fleetServer) agent(name string, extra ...string) *proc {
+	s.t.Helper()
+	return s.start(name, agentBin(s.t), s.agentArgs(name, extra...)...)
+}
+
+// cairn runs the cairn binary in the test's folder, trusting the CA
+// (CAIRN_CA_FILE), and returns its output.
+func (s *fleetServer) cairn(args ...string) string {
+	s.t.Helper()
+	return runEnv(s.t, s.work, []string{"CAIRN_CA_FILE=" + s.pki.CA}, s.bin, args...)
+}
+
+// api is cairn with --server and the admin token.
+func (s *fleetServer) api(args ...string) string {
+	s.t.Helper()
+	return s.cairn(append(args, "--server", s.URL, "--token", s.admin)...)
+}
+
+// push is `cairn model push ADDR/REPO:TAG FILES… --token admin EXTRA…`
+// (to the built-in registry over HTTPS); it returns the pushed reference
+// (ADDR/REPO@sha256:…), the command's last line.
+func (s *fleetServer) push(repoTag string, files []string, extra ...string) string {
+	s.t.Helper()
+	args := append(append([]string{"model", "push", s.addr + "/" + repoTag}, files...), "--token", s.admin)
+	out := strings.TrimSpace(s.cairn(append(args, extra...)...))
+	return out[strings.LastIndexByte(out, '\n')+1:]
+}
+
+// view reads the fleet with the admin token over HTTPS.
+func (s *fleetServer) view() fleetView {
+	return fleetView{admin: fleet.NewAdminClient(s.URL, s.admin, fleet.WithHTTPClient(s.hc))}
+}
+
+// lineage runs cairn lineage against the server.
+func (s *fleetServer) lineage(label map[string]string) lineageCLI {
+	return lineageCLI{s: s, label: label}
+}
+
+// writeFiles writes files (name → content) into dir and returns their
+// paths, sorted.
+func writeFiles(t *testing.T, dir string, files map[string][]byte) []string {
+	t.Helper()
+	os.MkdirAll(dir, 0o755)
+	var paths []string
+	for n, b := range files {
+		p := filepath.Join(dir, n)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return paths
 }

@@ -14,16 +14,14 @@ import (
 // lineageCLI runs `cairn lineage …` against the e2e server with the admin
 // token and decodes its JSON answers.
 type lineageCLI struct {
-	bin, dir, server, token string
+	s *fleetServer
 	// label names digests (v1, D_base, …) and target ids (dev-3) in logs.
 	label map[string]string
 }
 
 func (l lineageCLI) run(t *testing.T, args ...string) string {
 	t.Helper()
-	args = append([]string{"lineage"}, args...)
-	args = append(args, "--server", l.server, "--token", l.token)
-	return run(t, l.dir, l.bin, args...)
+	return l.s.api(append([]string{"lineage"}, args...)...)
 }
 
 func (l lineageCLI) deployments(t *testing.T, args ...string) []lineage.Active {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,9 +26,9 @@ type cutProxy struct {
 	conns map[net.Conn]bool
 }
 
-func newCutProxy(t *testing.T, backend string) *cutProxy {
+func newCutProxy(t *testing.T, listen, backend string) *cutProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,71 +94,33 @@ func TestRegistryOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds cairn, two 30 s outages")
 	}
-	bin := cairnBin(t)
-	work := t.TempDir()
-	logs := filepath.Join(work, "logs")
-	os.MkdirAll(logs, 0o755)
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) {
-		t.Helper()
-		os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644)
-		run(t, repo, "git", "add", "-A")
-		run(t, repo, "git", "commit", "-q", "-m", msg)
-	}
-	commit("profile", manifestsHead)
-
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	server := "http://" + addr
-	cfg := filepath.Join(work, "serve.yaml")
+	// The proxy listens on 127.0.0.2 at serve's port: with TLS on, serve
+	// tells agents that a loopback registry on its own port is its TLS
+	// listener, and the server certificate names 127.0.0.2 too.
 	// The server reaches the registry through the same cut link as the
 	// agents: with its artifact check on, admission would wait out the
 	// outage (a retry, as it should) and the agents would never see it.
 	// This test is about the agents' download retries, so the server
 	// admits without asking the registry.
-	os.WriteFile(cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nrepo: %s\ninterval: 500ms\npollInterval: 1s\nofflineAfter: 1m\nreconcileInterval: 300ms\nenrollToken: e2e-enroll\nadminToken: e2e-admin\nenrollment: auto\nskipArtifactCheck: true\n",
-		addr, filepath.Join(work, "data"), repo)), 0o644)
-	tokenFile := filepath.Join(work, "enroll-token")
-	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
-	serve := start(t, logs, "serve", bin, "serve", "--config", cfg)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("serve:\n%s", serve.tail(30))
-			b, _ := os.ReadFile(filepath.Join(logs, "dev-1.log"))
-			t.Logf("dev-1:\n%s", b)
-		}
-	})
-	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
-		resp, err := http.Get(server + "/v2/")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
-	proxy := newCutProxy(t, addr)
+	s := newServer(t, serveOptions{manifests: manifestsHead, hosts: []string{"127.0.0.2"}, config: map[string]string{
+		"interval": "500ms", "offlineAfter": "1m", "reconcileInterval": "300ms", "skipArtifactCheck": "true"}})
+	view := s.view()
+	_, port, _ := net.SplitHostPort(s.addr)
+	proxy := newCutProxy(t, "127.0.0.2:"+port, s.addr)
 
 	// Models pushed to the registry directly, pulled through the proxy.
 	push := func(version string, size int) string {
 		t.Helper()
-		dir := filepath.Join(work, "model-"+version)
-		os.MkdirAll(dir, 0o755)
-		os.WriteFile(filepath.Join(dir, "model.onnx"), []byte(strings.Repeat(version, size)), 0o644)
-		os.WriteFile(filepath.Join(dir, "ok"), nil, 0o644)
-		out := strings.TrimSpace(run(t, work, bin, "model", "push", addr+"/models/demo:"+version, filepath.Join(dir, "model.onnx"), filepath.Join(dir, "ok"),
-			"--plain-http", "--name", "demo", "--version", version, "--token", "e2e-admin"))
-		ref := out[strings.LastIndexByte(out, '\n')+1:]
-		return strings.Replace(ref, addr, proxy.addr(), 1)
+		paths := writeFiles(t, filepath.Join(s.work, "model-"+version), map[string][]byte{
+			"model.onnx": []byte(strings.Repeat(version, size)), "ok": nil})
+		ref := s.push("models/demo:"+version, paths, "--name", "demo", "--version", version)
+		return strings.Replace(ref, s.addr, proxy.addr(), 1)
 	}
 	v1, v2, v3 := push("1", 1<<20), push("2", 1<<20), push("3", 1<<20)
 
 	var agents []*proc
 	for i := range 2 {
-		agents = append(agents, start(t, logs, fmt.Sprintf("dev-%d", i), agentBin(t), "--server", server, "--enroll-token-file", tokenFile,
-			"--name", fmt.Sprintf("dev-%d", i), "--labels", "env=prod", "--root", filepath.Join(work, fmt.Sprintf("agent-%d", i)),
-			"--poll-wait", "2s", "--max-backoff", "2s"))
+		agents = append(agents, s.agent(fmt.Sprintf("dev-%d", i), "--labels", "env=prod", "--poll-wait", "2s", "--max-backoff", "2s"))
 	}
 	on := func(d string, phases ...string) func() (bool, string) {
 		if len(phases) == 0 {
@@ -188,13 +148,13 @@ func TestRegistryOutage(t *testing.T) {
 		}
 		return out
 	}
-	commit("v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	s.commit("v1", manifestsHead+wavesRelease("1", v1))
 	eventually(t, 60*time.Second, "v1 on both targets", on(digestOf(v1)))
 
 	// 1. A 30 s outage during v2's rollout: no failure, no rollback.
 	proxy.setCut(true)
 	cutAt := time.Now()
-	commit("v2", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
+	s.commit("v2", manifestsHead+wavesRelease("2", v2))
 	sawDownloading := false
 	for time.Since(cutAt) < 30*time.Second {
 		for _, ti := range view.targets(t) {
@@ -225,7 +185,7 @@ func TestRegistryOutage(t *testing.T) {
 	// with that reason and rolls back.
 	short5 := strings.Replace(manifestsHead, "  onFailure: rollback\n", "  onFailure: rollback\n  downloadTimeout: 5s\n", 1)
 	proxy.setCut(true)
-	commit("v3", short5+fmt.Sprintf(releaseDoc, "3", v3))
+	s.commit("v3", short5+wavesRelease("3", v3))
 	eventually(t, 60*time.Second, "v3's rollout to fail on the download timeout", func() (bool, string) {
 		evs := rolloutEvents()
 		for _, e := range evs {

@@ -16,56 +16,19 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // regServer is a real `cairn serve` process with the built-in registry,
 // restartable on the same data folder.
 type regServer struct {
-	t              *testing.T
-	bin, work, cfg string
-	addr           string
-	p              *proc
+	*fleetServer
 }
 
-const regAdmin = "e2e-registry-admin"
+const regAdmin = e2eAdmin
 
 func startRegServer(t *testing.T) *regServer {
 	t.Helper()
-	work := t.TempDir()
-	s := &regServer{t: t, bin: cairnBin(t), work: work, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	s.cfg = filepath.Join(work, "serve.yaml")
-	os.WriteFile(s.cfg, []byte(fmt.Sprintf("listen: %s\ndata: %s\nadminToken: %s\n", s.addr, filepath.Join(work, "data"), regAdmin)), 0o644)
-	s.start()
-	return s
-}
-
-func (s *regServer) start() {
-	s.t.Helper()
-	s.p = start(s.t, s.work, "serve", s.bin, "serve", "--config", s.cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + s.addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return
-		}
-		select {
-		case <-s.p.done:
-			s.t.Fatalf("cairn serve exited at start:\n%s", s.p.tail(20))
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("cairn serve does not listen: %v\n%s", err, s.p.tail(20))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func (s *regServer) restart() {
-	s.t.Helper()
-	s.p.stop()
-	s.start()
+	return &regServer{newServer(t, serveOptions{config: map[string]string{"interval": "1h"}})}
 }
 
 // rss is the server's resident memory in bytes.
@@ -88,7 +51,7 @@ func (s *regServer) rss() int64 {
 // ("-" for none).
 func (s *regServer) do(method, path, ctype string, body io.Reader, tok string) (*http.Response, []byte) {
 	s.t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.addr+path, body)
+	req, err := http.NewRequest(method, s.URL+path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -103,7 +66,7 @@ func (s *regServer) do(method, path, ctype string, body io.Reader, tok string) (
 	default:
 		req.Header.Set("Authorization", "Bearer "+tok)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.hc.Do(req)
 	if err != nil {
 		s.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -129,7 +92,7 @@ func (s *regServer) pushBlob(repo string, b []byte) string {
 	if strings.Contains(loc, "?") {
 		sep = "&"
 	}
-	loc = strings.TrimPrefix(loc, "http://"+s.addr)
+	loc = strings.TrimPrefix(loc, s.URL)
 	resp, body = s.do(http.MethodPut, loc+sep+"digest="+sha(b), "application/octet-stream", bytes.NewReader(b), "")
 	if resp.StatusCode != http.StatusCreated {
 		s.t.Fatalf("finish upload: %d %s", resp.StatusCode, body)
@@ -300,7 +263,7 @@ func TestBuiltinRegistryUnfinishedUpload(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("start upload: %d %s", resp.StatusCode, b)
 	}
-	loc := strings.TrimPrefix(resp.Header.Get("Location"), "http://"+s.addr)
+	loc := strings.TrimPrefix(resp.Header.Get("Location"), s.URL)
 	const size = 512 << 20
 	resp, b = s.do(http.MethodPatch, loc, "application/octet-stream", &zeros{size}, "")
 	if resp.StatusCode != http.StatusAccepted {
@@ -310,7 +273,7 @@ func TestBuiltinRegistryUnfinishedUpload(t *testing.T) {
 	if r := resp.Header.Get("Range"); r != fmt.Sprintf("0-%d", size-1) {
 		t.Errorf("PATCH answered Range %q", r)
 	}
-	resp, _ = s.do(http.MethodGet, strings.TrimPrefix(resp.Header.Get("Location"), "http://"+s.addr), "", nil, "")
+	resp, _ = s.do(http.MethodGet, strings.TrimPrefix(resp.Header.Get("Location"), s.URL), "", nil, "")
 	if resp.StatusCode != http.StatusNoContent {
 		t.Errorf("GET of the upload session: %d, want 204", resp.StatusCode)
 	}
@@ -338,8 +301,8 @@ func TestBuiltinRegistryPeers(t *testing.T) {
 	writeTar(t, layer, "model.bin", []byte("weights"))
 
 	peers := map[string][]string{
-		"oras":  {"push", "--plain-http", s.addr + "/models/oras:1", "model.bin"},
-		"crane": {"append", "--insecure", "-f", layer, "-t", s.addr + "/models/crane:1"},
+		"oras":  {"push", s.addr + "/models/oras:1", "model.bin"},
+		"crane": {"append", "-f", layer, "-t", s.addr + "/models/crane:1"},
 	}
 	for _, name := range []string{"oras", "crane"} {
 		bin := lookTool(t, name)
@@ -352,7 +315,8 @@ func TestBuiltinRegistryPeers(t *testing.T) {
 		}{{without, false}, {withToken, true}} {
 			cmd := exec.Command(bin, peers[name]...)
 			cmd.Dir = dir
-			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+tc.config)
+			// Both are Go programs: SSL_CERT_FILE makes them trust the CA.
+			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+tc.config, "SSL_CERT_FILE="+s.pki.CA)
 			out, err := cmd.CombinedOutput()
 			switch {
 			case tc.ok && err != nil:
@@ -418,14 +382,12 @@ func TestBuiltinRegistryGC(t *testing.T) {
 		}
 	}
 	s.pushBlob(repo, []byte("a blob no manifest names"))
-	server := "http://" + s.addr
-
-	cmd := exec.Command(s.bin, "registry", "gc", "--server", server, "--token", "wrong")
+	cmd := exec.Command(s.bin, "registry", "gc", "--server", s.URL, "--token", "wrong", "--ca-file", s.pki.CA)
 	cmd.Dir = s.work
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "401") {
 		t.Fatalf("gc with a wrong token: %v\n%s", err, out)
 	}
-	out := run(t, s.work, s.bin, "registry", "gc", "--server", server, "--token", regAdmin)
+	out := s.api("registry", "gc")
 	t.Logf("%s", strings.TrimSpace(out))
 	// Before: config, two layers, the lone blob, two manifests; after:
 	// config, the kept layer and manifest.

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,13 +19,7 @@ import (
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
-const manifestsHead = `apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
+const manifestsHead = edgeProfile + `---
 apiVersion: cairn.dev/v1alpha1
 kind: RolloutPolicy
 metadata: {name: e2e-waves}
@@ -35,28 +28,11 @@ spec:
   onFailure: rollback
 `
 
-const releaseDoc = `---
-apiVersion: cairn.dev/v1alpha1
-kind: Model
-metadata: {name: demo}
-spec:
-  version: "%s"
-  artifact: %s
----
-apiVersion: cairn.dev/v1alpha1
-kind: Release
-metadata: {name: demo}
-spec:
-  model: demo
-  targets: [{profile: edge}]
-  rolloutPolicy: e2e-waves
-  runtime:
-    healthCheck:
-      exec: [sh, -c, 'test -f "$CAIRN_MODEL_DIR/ok"']
-      period: 200ms
-      timeout: 5s
-    stop: [sh, -c, 'touch "$CAIRN_MODEL_DIR/../../../../stopped-demo"']
-`
+// wavesRelease is demo's release in manifestsHead's waves; its runtime's
+// stop command marks the agent's root when the release is pruned.
+func wavesRelease(version, artifact string) string {
+	return demoRelease(version, artifact, "edge", "    stop: [sh, -c, 'touch \"$CAIRN_MODEL_DIR/../../../../stopped-demo\"']\n  rolloutPolicy: e2e-waves\n")
+}
 
 var waves = []manifests.Wave{{Percent: 20}, {Percent: 50}, {Percent: 100}}
 
@@ -77,73 +53,12 @@ func TestRolloutEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: builds cairn and runs a server and seven agents")
 	}
-	bin := cairnBin(t)
-	work := t.TempDir()
-	logs := filepath.Join(work, "logs")
-	os.MkdirAll(logs, 0o755)
-	t.Cleanup(func() {
-		if keep := os.Getenv("CAIRN_E2E_KEEP_LOGS"); keep != "" {
-			_ = os.CopyFS(keep, os.DirFS(logs))
-		}
-		if t.Failed() {
-			for _, f := range []string{"serve"} {
-				b, _ := os.ReadFile(filepath.Join(logs, f+".log"))
-				lines := strings.Split(string(b), "\n")
-				t.Logf("last lines of %s.log:\n%s", f, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-			}
-		}
-	})
-
-	// A Git repository with a profile and a rollout policy.
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(filepath.Join(repo, "manifests"), 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	commit := func(msg, body string) string {
-		t.Helper()
-		if err := os.WriteFile(filepath.Join(repo, "manifests", "fleet.yaml"), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		run(t, repo, "git", "add", "-A")
-		run(t, repo, "git", "commit", "-q", "-m", msg)
-		rev := strings.TrimSpace(run(t, repo, "git", "rev-parse", "HEAD"))
-		t.Logf("committed %s: %s", rev[:7], msg)
-		return rev
-	}
-	commit("fleet profile and rollout policy", manifestsHead)
-
-	// cairn serve on embedded defaults.
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	server := "http://" + addr
-	data := filepath.Join(work, "data")
-	cfg := filepath.Join(work, "serve.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`listen: %s
-data: %s
-repo: %s
-interval: 1s
-pollInterval: 1s
-offlineAfter: 5s
-reconcileInterval: 500ms
-enrollToken: e2e-enroll
-adminToken: e2e-admin
-# Agents are accepted at enrollment; the demo and reconciler's
-# security_test show cairn target accept.
-enrollment: auto
-`, addr, data, repo)), 0o644)
-	tokenFile := filepath.Join(work, "enroll-token")
-	os.WriteFile(tokenFile, []byte("e2e-enroll\n"), 0o600)
-	serve := start(t, logs, "serve", bin, "serve", "--config", cfg)
-	eventually(t, 30*time.Second, "cairn serve to listen", func() (bool, string) {
-		resp, err := http.Get(server + "/v2/")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return true, ""
-	})
-	t.Logf("cairn serve listening on %s (SQLite and built-in registry under %s)", addr, data)
-	view := fleetView{admin: fleet.NewAdminClient(server, "e2e-admin")}
-	_ = serve
+	// cairn serve on embedded defaults, over HTTPS.
+	s := newServer(t, serveOptions{manifests: manifestsHead, config: map[string]string{"offlineAfter": "5s"}})
+	work := s.work
+	t.Logf("cairn serve listening on %s (SQLite and built-in registry under %s)", s.addr, s.data)
+	view := s.view()
+	commit := s.commit
 
 	// Training datasets, versioned with cairn data push: v1 is trained on
 	// base, v2 on base and extra, v3 on base and fresh.
@@ -155,7 +70,7 @@ enrollment: auto
 		for n, b := range files {
 			os.WriteFile(filepath.Join(dir, n), []byte(b), 0o644)
 		}
-		out := strings.TrimSpace(run(t, work, bin, "data", "push", dir, "--store", dstore, "--no-cache"))
+		out := strings.TrimSpace(s.cairn("data", "push", dir, "--store", dstore, "--no-cache"))
 		d := out[strings.LastIndexByte(out, '\n')+1:]
 		if !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
 			t.Fatalf("cairn data push %s: last line %q is no digest", dir, d)
@@ -171,22 +86,12 @@ enrollment: auto
 	// each push is recorded in the server's lineage (trainedOn its datasets).
 	push := func(version string, files map[string][]byte, trainedOn map[string]string) string {
 		t.Helper()
-		dir := filepath.Join(work, "model-"+version)
-		os.MkdirAll(dir, 0o755)
-		var paths []string
-		for n, b := range files {
-			os.WriteFile(filepath.Join(dir, n), b, 0o644)
-			paths = append(paths, filepath.Join(dir, n))
-		}
-		slices.Sort(paths)
-		args := append([]string{"model", "push", addr + "/models/demo:" + version}, paths...)
-		args = append(args, "--plain-http", "--name", "demo", "--version", version,
-			"--lineage", server, "--token", "e2e-admin")
+		paths := writeFiles(t, filepath.Join(work, "model-"+version), files)
+		args := []string{"--name", "demo", "--version", version, "--lineage", s.URL}
 		for _, n := range slices.Sorted(maps.Keys(trainedOn)) {
 			args = append(args, "--trained-on", n+"="+trainedOn[n])
 		}
-		out := strings.TrimSpace(run(t, work, bin, args...))
-		ref := out[strings.LastIndexByte(out, '\n')+1:]
+		ref := s.push("models/demo:"+version, paths, args...)
 		t.Logf("cairn model push demo:%s → %s", version, ref)
 		return ref
 	}
@@ -205,11 +110,10 @@ enrollment: auto
 		if h == "x86-lab" {
 			env = "lab"
 		}
-		a := &agentProc{name: fmt.Sprintf("dev-%d", i), root: filepath.Join(work, fmt.Sprintf("agent-%d", i))}
-		a.args = []string{"--server", server, "--enroll-token-file", tokenFile, "--name", a.name,
-			"--labels", fmt.Sprintf("env=%s,hardware=%s,site=s%d", env, h, i%3), "--root", a.root,
-			"--poll-wait", "2s", "--max-backoff", "1s"}
-		a.p = start(t, logs, a.name, agentBin(t), a.args...)
+		a := &agentProc{name: fmt.Sprintf("dev-%d", i)}
+		a.root = s.agentRoot(a.name)
+		a.args = []string{"--labels", fmt.Sprintf("env=%s,hardware=%s,site=s%d", env, h, i%3), "--poll-wait", "2s"}
+		a.p = s.agent(a.name, a.args...)
 		agents = append(agents, a)
 	}
 	byName := map[string]*agentProc{}
@@ -286,7 +190,7 @@ enrollment: auto
 	// 1. v1 to all in waves; the first target is killed mid-download and resumes.
 	t.Log("STEP 1: release v1; kill a wave-1 agent in the middle of its download")
 	tBeforeV1 := time.Now().UTC()
-	commitV1 := commit("release demo v1", manifestsHead+fmt.Sprintf(releaseDoc, "1", v1))
+	commitV1 := commit("release demo v1", manifestsHead+wavesRelease("1", v1))
 	// Kill it once its download has bytes on disk (or, on a very fast
 	// machine, as soon as the download starts).
 	partialSeen := false
@@ -309,7 +213,7 @@ enrollment: auto
 	if activeDigest(first.root) != "" {
 		t.Fatalf("%s has an active model after a killed first download", first.name)
 	}
-	first.p = start(t, logs, first.name, agentBin(t), first.args...)
+	first.p = s.agent(first.name, first.args...)
 	t.Logf("restarted %s", first.name)
 	eventually(t, 90*time.Second, "v1 healthy on all six prod targets", onDigest(d1, prodNames...))
 	eventually(t, 30*time.Second, "release demo Succeeded on v1", phase("Succeeded"))
@@ -335,7 +239,7 @@ enrollment: auto
 	// 3. v2 fails its health check on the first wave → automatic rollback.
 	t.Log("STEP 3: release v2, whose health check fails")
 	tBeforeV2 := time.Now().UTC()
-	commit("release demo v2 (broken)", manifestsHead+fmt.Sprintf(releaseDoc, "2", v2))
+	commit("release demo v2 (broken)", manifestsHead+wavesRelease("2", v2))
 	eventually(t, 60*time.Second, "release demo RolledBack", phase("RolledBack"))
 	r := view.release(t, "demo")
 	t.Logf("release demo: phase %s, reason %s: %s (lastGood %s)", r.Phase, r.Reason, r.Message, short(r.LastGood))
@@ -373,10 +277,10 @@ enrollment: auto
 	// 4. v3 rolls out while the target is offline; the operator pauses and resumes.
 	t.Log("STEP 4: release v3 while one target is offline; pause and resume it")
 	tBeforeV3 := time.Now().UTC()
-	commitV3 := commit("release demo v3", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3))
+	commitV3 := commit("release demo v3", manifestsHead+wavesRelease("3", v3))
 	eventually(t, 30*time.Second, "v3 rollout progressing", phase("Progressing"))
 	rollout := func(action string) {
-		out := run(t, work, bin, "rollout", action, "demo", "--server", server, "--token", "e2e-admin")
+		out := s.api("rollout", action, "demo")
 		t.Logf("cairn rollout %s demo → %s", action, strings.TrimSpace(out))
 	}
 	rollout("pause")
@@ -388,14 +292,14 @@ enrollment: auto
 		return r != nil && r.Phase == "Progressing" && r.Wave == 2, fmt.Sprintf("%s wave %d %s", r.Phase, r.Wave+1, r.Message)
 	})
 	t.Logf("%s comes back", last.name)
-	last.p = start(t, logs, last.name, agentBin(t), last.args...)
+	last.p = s.agent(last.name, last.args...)
 	eventually(t, 60*time.Second, "v3 on all six", onDigest(d3, prodNames...))
 	eventually(t, 30*time.Second, "release demo Succeeded on v3", phase("Succeeded"))
 	r = view.release(t, "demo")
 	t.Logf("release demo: %s on %s, lastGood %s", r.Phase, short(r.Digest), short(r.LastGood))
 
 	// 5. What operators see: cairn get targets -o json.
-	out := run(t, work, bin, "get", "targets", "-o", "json", "--server", server, "--token", "e2e-admin")
+	out := s.api("get", "targets", "-o", "json")
 	var listed []fleet.TargetInfo
 	if err := json.Unmarshal([]byte(out), &listed); err != nil {
 		t.Fatalf("cairn get targets -o json: %v\n%s", err, out)
@@ -425,8 +329,8 @@ enrollment: auto
 	// throughout), and now (v3); which targets run a model trained on each
 	// dataset at those times.
 	t.Log("STEP 6: lineage answers (cairn lineage at / where -o json)")
-	lin := lineageCLI{bin: bin, dir: work, server: server, token: "e2e-admin", label: map[string]string{
-		d1: "v1", d2: "v2", d3: "v3", dsBase: "D_base", dsExtra: "D_extra", dsFresh: "D_fresh"}}
+	lin := s.lineage(map[string]string{
+		d1: "v1", d2: "v2", d3: "v3", dsBase: "D_base", dsExtra: "D_extra", dsFresh: "D_fresh"})
 	var allIDs []string
 	for _, a := range agents {
 		allIDs = append(allIDs, a.id)
@@ -549,7 +453,7 @@ enrollment: auto
 	// 8. prune: false: demo comes back saying so, then is removed again:
 	// every agent keeps it installed and reports it.
 	t.Log("STEP 8: add demo back with prune: false, remove it; agents keep it")
-	commit("release demo v3 again, prune: false", manifestsHead+fmt.Sprintf(releaseDoc, "3", v3)+"  prune: false\n")
+	commit("release demo v3 again, prune: false", manifestsHead+wavesRelease("3", v3)+"  prune: false\n")
 	eventually(t, 90*time.Second, "v3 on all six again", onDigest(d3, prodNames...))
 	commit("remove release demo (prune: false)", manifestsHead)
 	eventually(t, 30*time.Second, "demo removed and kept", func() (bool, string) {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -12,50 +13,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
-
-// serveProc starts the cairn binary's serve on a fresh repository and
-// waits for /healthz. wrap, when given, runs it under another program
-// (prlimit).
-func serveProc(t *testing.T, extra []string, wrap ...string) (*proc, string) {
-	t.Helper()
-	bin := cairnBin(t)
-	work := t.TempDir()
-	repo := filepath.Join(work, "repo")
-	os.MkdirAll(repo, 0o755)
-	run(t, repo, "git", "init", "-q", "-b", "main")
-	os.WriteFile(filepath.Join(repo, "README"), []byte("x"), 0o644)
-	run(t, repo, "git", "add", "-A")
-	run(t, repo, "git", "commit", "-q", "-m", "init")
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := append([]string{"serve", "--listen", addr, "--data", filepath.Join(work, "data"), "--repo", repo, "--interval", "1h"}, extra...)
-	name, argv := bin, args
-	if len(wrap) > 0 {
-		name, argv = wrap[0], append(append(wrap[1:], bin), args...)
-	}
-	p := start(t, work, "serve", name, argv...)
-	base := "http://" + addr
-	eventually(t, 30*time.Second, "cairn serve to answer /healthz", func() (bool, string) {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200, resp.Status
-	})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("serve log:\n%s", p.tail(30))
-		}
-	})
-	return p, base
-}
 
 // peakRSS is the process's high-water resident set (VmHWM) in bytes.
 func peakRSS(t *testing.T, pid int) int64 {
@@ -90,7 +53,8 @@ func TestWebhookBodiesKeepMemoryFlat(t *testing.T) {
 		t.Skip("builds cairn and runs a server")
 	}
 	const secret = "hook-secret"
-	p, base := serveProc(t, []string{"--webhook-secret", secret})
+	srv := newServer(t, serveOptions{args: []string{"--webhook-secret", secret}, config: map[string]string{"interval": "1h"}})
+	p, base := srv.p, srv.URL
 	const size = 25 << 20
 	var wg sync.WaitGroup
 	codes := make(chan int, 40)
@@ -103,7 +67,7 @@ func TestWebhookBodiesKeepMemoryFlat(t *testing.T) {
 			if i >= 32 {
 				req.Header.Set("X-Hub-Signature-256", "sha256="+strings.Repeat("ab", 32))
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := srv.hc.Do(req)
 			if err != nil {
 				codes <- 0 // the server may close an unsigned request's connection mid-body
 				return
@@ -129,7 +93,9 @@ func TestWebhookBodiesKeepMemoryFlat(t *testing.T) {
 	// A signed delivery triggers a fetch; the same delivery again does not.
 	// (From another loopback address: the bad ones above used up this
 	// address's failed-attempt budget.)
-	c := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}}).DialContext}}
+	tr := srv.hc.Transport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}}).DialContext
+	c := &http.Client{Transport: tr}
 	body := []byte(`{"ref":"refs/heads/main"}`)
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write(body)
@@ -160,9 +126,12 @@ func TestTricklingConnectionsLeaveHealthz(t *testing.T) {
 	if _, err := exec.LookPath("prlimit"); err != nil {
 		t.Skip("prlimit (util-linux) is not installed")
 	}
-	_, base := serveProc(t, nil, "prlimit", "--nofile=400:400")
-	addr := strings.TrimPrefix(base, "http://")
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second}
+	srv := newServer(t, serveOptions{wrap: []string{"prlimit", "--nofile=400:400"}, config: map[string]string{"interval": "1h"}})
+	base := srv.URL
+	// Each connection finishes its TLS handshake, then trickles: what an
+	// attacker holding connections open past the handshake does.
+	d := &tls.Dialer{NetDialer: &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 2 * time.Second},
+		Config: srv.hc.Transport.(*http.Transport).TLSClientConfig}
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
@@ -170,7 +139,7 @@ func TestTricklingConnectionsLeaveHealthz(t *testing.T) {
 		}
 	}()
 	for range 500 {
-		c, err := d.Dial("tcp", addr)
+		c, err := d.Dial("tcp", srv.addr)
 		if err != nil {
 			continue // refused or over the backlog: the attacker's problem
 		}
@@ -195,7 +164,7 @@ func TestTricklingConnectionsLeaveHealthz(t *testing.T) {
 		}
 	}()
 	time.Sleep(2 * time.Second)
-	hc := &http.Client{Timeout: time.Second}
+	hc := &http.Client{Transport: srv.hc.Transport.(*http.Transport).Clone(), Timeout: time.Second}
 	for i := range 5 {
 		start := time.Now()
 		resp, err := hc.Get(base + "/healthz")

@@ -54,6 +54,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("scripts/demo.sh: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
+		"cairn serve: https://",          // over TLS, with the demo's CA
+		"curl --cacert",                  // how to trust it
 		"AUC 0.98",                       // v1 on the holdout split
 		"wave 3 of 3 started",            // prod's waves
 		"v1 is live on all 6 devices",    //

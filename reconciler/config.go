@@ -91,6 +91,11 @@ type Config struct {
 	// artifact or dataset holds the release and a registry that is down
 	// delays its admission, as cairn plan reports them.
 	SkipArtifactCheck bool `json:"skipArtifactCheck,omitempty"`
+	// RegistryCAFile is a PEM file of CAs that admission trusts, besides
+	// the system's roots, when it asks a registry for a model artifact (an
+	// external registry behind a private CA). The built-in registry on
+	// serve's own TLS listener is trusted through tlsCert without it.
+	RegistryCAFile string `json:"registryCAFile,omitempty"`
 	// PolicyTimeout bounds the evaluation of one release's policies (5s);
 	// a release whose policies take longer is denied and keeps its
 	// previously admitted version.
@@ -116,7 +121,8 @@ type RegistryConfig struct {
 	// Host is an external registry; empty serves the built-in one.
 	Host string `json:"host,omitempty"`
 	// Pull is who may pull from the built-in registry: anonymous (default)
-	// or token (the admin or read-only token, or a target's credential).
+	// or token (the admin or read-only token, a target's credential, or
+	// the client certificate of an accepted target).
 	// Push and delete always need the admin token.
 	Pull string `json:"pull,omitempty"`
 }

@@ -75,6 +75,9 @@ func Serve(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr st
 	}
 	defer sts.close()
 
+	if _, err := tlsfiles.Roots(cfg.RegistryCAFile); err != nil {
+		return fmt.Errorf("registryCAFile: %w", err)
+	}
 	var tlsConf *tls.Config
 	if cfg.TLSCert != "" {
 		if tlsConf, err = tlsfiles.Server(cfg.TLSCert, cfg.TLSKey, cfg.ClientCA); err != nil {
@@ -289,7 +292,7 @@ func newServeReconciler(cfg Config, log *slog.Logger, sts *stores, p *serveParts
 		Evaluations:   sts.evaluations,
 	}
 	if !cfg.SkipArtifactCheck {
-		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""))
+		ropts.Inspector = plan.RegistryInspector(plainHTTP(addr, cfg.TLSCert != ""), plan.WithTransport(registryTransport(cfg)))
 		ropts.Datasets = plan.StoreChecker(datasetStores(cfg))
 	}
 	return New(ropts)
@@ -402,12 +405,28 @@ func registryName(ext, addr string) string {
 // redact hides the secret of a URL (source.Redact).
 func redact(raw string) string { return source.Redact(raw) }
 
+// registryTransport is the transport of admission's registry requests: it
+// trusts the system's roots, cfg.RegistryCAFile and serve's own
+// certificate chain (tlsCert, read again at every connection, so that the
+// built-in registry on this listener verifies after a renewal too); nil,
+// registry/models' default, when neither is set.
+func registryTransport(cfg Config) http.RoundTripper {
+	if cfg.RegistryCAFile == "" && cfg.TLSCert == "" {
+		return nil
+	}
+	return tlsfiles.RootsTransport(cfg.RegistryCAFile, cfg.TLSCert)
+}
+
 // plainHTTP says loopback registries (the built-in one) speak plain HTTP.
+// With TLS on, a loopback host on serve's own port (127.0.0.1:P,
+// localhost:P, [::1]:P) is the built-in registry behind this listener's
+// TLS, or a TCP relay to it on another loopback address.
 func plainHTTP(addr string, tlsOn bool) func(string) bool {
+	_, port, _ := net.SplitHostPort(addr)
 	return func(artifact string) bool {
 		host, _, _ := strings.Cut(artifact, "/")
-		if tlsOn && host == addr {
-			return false // the built-in registry, over this server's TLS
+		if h, p, err := net.SplitHostPort(host); tlsOn && err == nil && (host == addr || p == port && tlsfiles.IsLoopback(h)) {
+			return false
 		}
 		if host == addr || strings.HasPrefix(host, "localhost:") || strings.HasPrefix(host, "127.") || strings.HasPrefix(host, "[::1]") {
 			return true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,10 +30,53 @@ type targetCache struct {
 	synced  time.Time
 	written map[string]string // target → etag stored
 	online  map[string]bool
+	labels  labelSets // shared label and selector maps
 }
 
 func newTargetCache() targetCache {
-	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}}
+	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}, labels: labelSets{}}
+}
+
+// labelSets shares identical label maps between targets: a fleet has few
+// distinct label sets, and a map costs far more than its pointer. A shared
+// map is never written (targets' labels and selector labels are only read).
+type labelSets map[string]map[string]string
+
+// intern returns the shared map equal to m, making m the shared one when
+// there is none yet. The set starts over when it holds many more sets than
+// there are targets (sets no target uses any more).
+func (ls *labelSets) intern(m map[string]string, targets int) map[string]string {
+	if len(m) == 0 {
+		return m
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k)
+		b.WriteByte(0)
+		b.WriteString(m[k])
+		b.WriteByte(0)
+	}
+	key := b.String()
+	if s, ok := (*ls)[key]; ok {
+		return s
+	}
+	if len(*ls) > 2*targets+1024 {
+		*ls = labelSets{}
+	}
+	(*ls)[key] = m
+	return m
+}
+
+// setTarget sets ct's target, with shared label and selector maps.
+func (c *targetCache) setTarget(ct *cachedTarget, t fleet.Target) {
+	t.Labels = c.labels.intern(t.Labels, len(c.targets))
+	ct.target = t
+	ct.sel = c.labels.intern(t.SelectorLabels(), len(c.targets))
 }
 
 // observed is a status report this replica stored, waiting for the next
@@ -93,8 +137,9 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		rep := o.rep
 		ct.status, ct.lastSeen, ct.updated = &rep, o.at, o.at.UnixNano()
 		if rep.Facts != nil {
-			ct.target.Facts = *rep.Facts
-			ct.sel = ct.target.SelectorLabels()
+			t := ct.target
+			t.Facts = *rep.Facts
+			c.setTarget(ct, t)
 		}
 	}
 	stamps, err := r.opts.Store.TargetStampsSince(ctx, since)
@@ -130,8 +175,7 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 			c.targets[t.ID] = ct
 			added = true
 		}
-		ct.target = fleet.Target{Name: t.ID, Labels: t.Labels, Facts: t.Facts}
-		ct.sel = ct.target.SelectorLabels()
+		c.setTarget(ct, fleet.Target{Name: t.ID, Labels: t.Labels, Facts: t.Facts})
 		ct.lastSeen = t.LastSeen
 		ct.status = t.Status
 		ct.updated = t.UpdatedAt.UnixNano()

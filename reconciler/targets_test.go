@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -48,6 +49,11 @@ func TestObserveUpdatesFleetWithoutStoreRead(t *testing.T) {
 	}
 	if len(r.fleet.targets) != 2 || cs.read != 2 {
 		t.Fatalf("first sync: %d targets, %d rows read; want 2, 2", len(r.fleet.targets), cs.read)
+	}
+	// Same labels and facts: one shared map each.
+	a, b := r.fleet.targets["dev-1"], r.fleet.targets["dev-2"]
+	if reflect.ValueOf(a.sel).Pointer() != reflect.ValueOf(b.sel).Pointer() || reflect.ValueOf(a.target.Labels).Pointer() != reflect.ValueOf(b.target.Labels).Pointer() {
+		t.Error("targets with the same labels do not share their label maps")
 	}
 	report := func(phase string) fleet.StatusReport {
 		return fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: phase}}, Facts: &fleet.Facts{Arch: "arm64", OS: "linux"}}

@@ -221,3 +221,28 @@ func TestAgentRefusesPlainHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainHTTPRule: which registries serve tells agents (and admission)
+// to reach over plain HTTP: loopback ones, except, with TLS on, a loopback
+// host on serve's own port (its built-in registry, or a relay to it).
+func TestPlainHTTPRule(t *testing.T) {
+	for _, tc := range []struct {
+		tlsOn    bool
+		artifact string
+		plain    bool
+	}{
+		{false, "127.0.0.1:7480/models/a@sha256:00", true},
+		{false, "localhost:5000/models/a", true},
+		{true, "127.0.0.1:7480/models/a", false},
+		{true, "localhost:7480/models/a", false},
+		{true, "[::1]:7480/models/a", false},
+		{true, "127.0.0.2:7480/models/a", false},
+		{true, "127.0.0.1:5000/models/a", true},
+		{true, "registry.example.com/models/a", false},
+		{false, "registry.example.com:7480/models/a", false},
+	} {
+		if got := plainHTTP("127.0.0.1:7480", tc.tlsOn)(tc.artifact); got != tc.plain {
+			t.Errorf("tls %v, %s: plain HTTP %v, want %v", tc.tlsOn, tc.artifact, got, tc.plain)
+		}
+	}
+}

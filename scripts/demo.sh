@@ -2,8 +2,10 @@
 # make demo: cairn's main job end to end on embedded defaults, on one machine.
 #
 #  1. builds the example binaries (make demo already built bin/cairn)
-#  2. starts `cairn serve` in a temporary folder (SQLite, blob folder,
-#     built-in OCI registry on the same port)
+#  2. makes a throwaway CA and a server certificate in the temporary folder
+#     and starts `cairn serve` there over HTTPS (SQLite, blob folder,
+#     built-in OCI registry on the same port); agents and the CLI trust the
+#     CA (--ca-file, CAIRN_CA_FILE)
 #  3. generates the bearing dataset, trains model v1 with gorgonia tensor,
 #     pushes the dataset (`cairn data push`) and the model (`cairn model push`)
 #  4. commits the example GitOps repo, with the real digests, to a local Git
@@ -90,11 +92,17 @@ elapsed() { echo "$(( $(date +%s) - DEMO_START ))s"; }
 
 step "1/9 build the example binaries into $BIN"
 go build -o "$BIN/" ./examples/bearing ./examples/runtime ./examples/demowatch ./cmd/cairn-agent
-echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower), cairn-agent (the device agent)"
+go build -o "$BIN/testca" ./internal/testca/cmd
+echo "bearing (dataset generator, trainer, selftest), runtime (model server), demowatch (rollout follower), cairn-agent (the device agent), testca (a throwaway CA)"
 
-step "2/9 start cairn serve on embedded defaults"
+step "2/9 start cairn serve over HTTPS on embedded defaults"
+# A CA of the demo's own and a certificate for 127.0.0.1, ::1 and
+# localhost signed by it (valid for a day): every API, the dashboard and
+# the built-in registry are served over TLS.
+PKI=$T/pki
+CA=$("$BIN/testca" "$PKI")
 PORT=$(free_port)
-SERVER=http://127.0.0.1:$PORT
+SERVER=https://127.0.0.1:$PORT
 REGISTRY=127.0.0.1:$PORT
 git init -q -b main "$REPO"
 git -C "$REPO" config user.email demo@cairn.dev
@@ -102,15 +110,25 @@ git -C "$REPO" config user.name "cairn demo"
 # Short intervals for a demo: fetch Git every 2s, reconcile every second.
 printf 'reconcileInterval: 1s\n' >"$T/serve.yaml"
 start serve "$CAIRN" serve --config "$T/serve.yaml" --data "$DATA" --listen "127.0.0.1:$PORT" \
-  --repo "$REPO" --interval 2s
+  --repo "$REPO" --interval 2s --tls-cert "$PKI/cert.pem" --tls-key "$PKI/key.pem"
 SERVE_PID=$START_PID
 wait_port "$PORT" 30
 wait_for 30 "the admin token in $DATA/admin-token" test -s "$DATA/admin-token"
-export CAIRN_SERVER=$SERVER CAIRN_TOKEN
+# Every cairn command below trusts the demo's CA through CAIRN_CA_FILE.
+export CAIRN_SERVER=$SERVER CAIRN_TOKEN CAIRN_CA_FILE=$CA
 CAIRN_TOKEN=$(cat "$DATA/admin-token")
 STORE=file://$DATA/datasets # the "default" dataset store of the manifests
 echo "cairn serve: $SERVER (fleet API, status API, OCI registry at /v2/), data in $DATA"
 echo "dashboard:   $SERVER/  (log in with the admin token: $CAIRN_TOKEN)"
+trust_ca() {
+  echo "TLS: the server's certificate is signed by the demo's CA $CA; trust it with"
+  echo "  curl --cacert $CA $SERVER/healthz"
+  echo "  CAIRN_CA_FILE=$CA cairn get targets --server $SERVER --token \$(cat $DATA/admin-token)   # or --ca-file"
+  echo "  cairn-agent --server $SERVER --ca-file $CA --enroll-token-file $DATA/enroll-token ..."
+  echo "  (a browser warns about the certificate unless the CA is imported into its trust store)"
+}
+trust_ca
+curl -fsS --cacert "$CA" "$SERVER/healthz" >/dev/null
 
 step "3/9 generate the dataset, train model v1, push both"
 # Seeded data, deterministic training and a fixed creation time: the same
@@ -130,7 +148,7 @@ HOLDOUT=$(last_line "$CAIRN" data push "$WORK/data-v1/holdout" --store "$STORE")
 echo "dataset bearing-vibration v1: $TRAIN_V1"
 echo "dataset bearing-holdout:      $HOLDOUT"
 MODEL_V1=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:1.0.0" "$WORK/model-v1" \
-  --plain-http --name bearing-anomaly --version 1.0.0 --format raw \
+  --name bearing-anomaly --version 1.0.0 --format raw \
   --trained-on "bearing-vibration=$TRAIN_V1" "${PUSH_LINEAGE[@]}")
 echo "model bearing-anomaly 1.0.0: $MODEL_V1"
 
@@ -235,7 +253,7 @@ for i in 1 2 3 4 5 6; do
   [[ ${LABELS[$i]} == *jetson-orin* ]] && facts=$T/devices/orin-facts.json
   # --poll-wait 2s: each agent reports (and sends its input statistics)
   # at least every 2s.
-  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --plain-http --poll-wait 2s \
+  start "agent-device-$i" "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --ca-file "$CA" --poll-wait 2s \
     --name "device-$i" --labels "${LABELS[$i]}" --facts-file "$facts" --root "$T/devices/device-$i"
   printf '  device-%s  %s\n' "$i" "${LABELS[$i]}"
 done
@@ -247,6 +265,7 @@ done
 "$CAIRN" target list
 # device-1's active slot of the staging release, switched atomically by its agent.
 SLOT=$T/devices/device-1/models/bearing-staging/current
+# The runtime is the device's own model server on loopback: plain HTTP, not cairn serve.
 start runtime "$BIN/runtime" --model-dir "$SLOT" --listen "127.0.0.1:$RPORT"
 wait_port "$RPORT" 30
 echo "runtime: http://127.0.0.1:$RPORT serving $SLOT"
@@ -275,7 +294,7 @@ step "7/9 commit v2: trained on 4x the data, but its export is broken"
   --out "$WORK/model-v2" --version 2.0.0 --corrupt
 TRAIN_V2=$(last_line "$CAIRN" data push "$WORK/data-v2/train" --store "$STORE" --profile)
 MODEL_V2=$(last_line "$CAIRN" model push "$REGISTRY/models/bearing-anomaly:2.0.0" "$WORK/model-v2" \
-  --plain-http --name bearing-anomaly --version 2.0.0 --format raw \
+  --name bearing-anomaly --version 2.0.0 --format raw \
   --trained-on "bearing-vibration=$TRAIN_V2" "${PUSH_LINEAGE[@]}")
 echo "dataset bearing-vibration v2: $TRAIN_V2"
 echo "model bearing-anomaly 2.0.0:  $MODEL_V2"
@@ -325,7 +344,7 @@ step "8b/9 the feedback loop: v2 scored against the live champion v1 on the hold
 # An evaluator agent (label cairn.dev/role=evaluator) reads its runs from its
 # desired state, pulls both models and the holdout (through the server, by
 # digest), runs `bearing evaluate` on each and reports the JSON it prints.
-start agent-evaluator-1 "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --plain-http --poll-wait 2s \
+start agent-evaluator-1 "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --ca-file "$CA" --poll-wait 2s \
   --name evaluator-1 --labels cairn.dev/role=evaluator --root "$T/devices/evaluator-1"
 wait_for 30 "evaluator-1 to enroll" "$CAIRN" target accept evaluator-1
 EVALUATE=1 render 2.0.0 "$MODEL_V2" "$TRAIN_V2" "$WORK/model-v2/metrics.json"
@@ -349,7 +368,7 @@ echo "\$ cairn plan --base HEAD~1 --server \$CAIRN_SERVER    # the v2 commit as 
 # Exit 2 is what a PR check sees: the promotion policy denies v2 for prod,
 # since staging never ran it healthily.
 rc=0
-"$CAIRN" plan "$REPO" --base HEAD~1 --server "$SERVER" --plain-http || rc=$?
+"$CAIRN" plan "$REPO" --base HEAD~1 --server "$SERVER" || rc=$?
 [ "$rc" = 2 ] || { echo "cairn plan exited $rc, want 2 (bearing-prod denied by promotion)" >&2; exit 1; }
 echo "(cairn plan exited 2: the check fails while a policy denies)"
 echo
@@ -381,8 +400,8 @@ echo "\$ cairn get uptime --window 1h"
 # goes in the POST body, the session comes back as a cookie) and read the
 # fleet page's counts.
 JAR="$T/dashboard.cookies"
-curl -fsS -o /dev/null -c "$JAR" -H "Origin: $SERVER" --data-urlencode "token=$CAIRN_TOKEN" "$SERVER/login"
-FLEET_PAGE=$(curl -fsS -b "$JAR" "$SERVER/")
+curl -fsS --cacert "$CA" -o /dev/null -c "$JAR" -H "Origin: $SERVER" --data-urlencode "token=$CAIRN_TOKEN" "$SERVER/login"
+FLEET_PAGE=$(curl -fsS --cacert "$CA" -b "$JAR" "$SERVER/")
 # 6 devices and the evaluator.
 [[ $FLEET_PAGE == *'id="count-total">7<'* ]] || { echo "the dashboard's fleet page does not count 7 targets" >&2; exit 1; }
 echo "dashboard fleet page: 7 targets ($(grep -o 'id="count-online">[0-9]*' <<<"$FLEET_PAGE" | grep -o '[0-9]*$') online)"
@@ -393,6 +412,7 @@ echo "demo finished in $(elapsed); logs: $LOGS"
 echo
 echo "dashboard: $SERVER/"
 echo "log in with the admin token: $CAIRN_TOKEN"
+trust_ca
 if [ "${CAIRN_DEMO_STAY:-}" = 1 ]; then
   echo "CAIRN_DEMO_STAY=1: the server and agents stay up; press Ctrl-C to stop them"
   trap 'echo; echo "stopping"; exit 0' INT TERM

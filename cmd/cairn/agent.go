@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/cairn-dev/cairn/fleet/agent/holdout"
 
 	"github.com/spf13/cobra"
 
@@ -34,6 +35,7 @@ one, and what a release no longer declares is pruned. DIR keeps only the
 identity. See examples/kube for the RBAC it needs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.PullHoldout = holdout.Pull // evaluator agents (cairn-agent has none)
 			switch driver {
 			case "files", "":
 				if kubeconfig != "" || inCluster || namespace != "" {

@@ -4,7 +4,7 @@
 // its wanted phase (and digest), a release ends in another final phase, or
 // the timeout passes.
 //
-//	demowatch --server URL --token-file FILE --want bearing-staging=Succeeded@sha256:… [--want …] [--timeout 3m]
+//	demowatch --server URL --token-file FILE --want bearing-staging=Succeeded@sha256:… [--want …] [--timeout 3m] [--ca-file ca.pem]
 package main
 
 import (
@@ -12,12 +12,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/cairn-dev/cairn/digest"
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/tlsfiles"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
@@ -49,13 +51,22 @@ func main() {
 	timeout := flag.Duration("timeout", 3*time.Minute, "give up after this long")
 	denied := flag.String("denied", "", "only check whether this release's newest commit was denied by a policy: exit 0 if so, 3 if not")
 	allOn := flag.String("all-on", "", "also wait until every target reports this model digest active for all its releases")
+	caFile := flag.String("ca-file", os.Getenv("CAIRN_CA_FILE"), "PEM file of the CA of cairn serve's certificate (default: env CAIRN_CA_FILE)")
 	var ws wants
 	flag.Var(&ws, "want", "RELEASE=PHASE[@DIGEST] to wait for (repeatable)")
 	flag.Parse()
-	if *denied != "" {
-		os.Exit(checkDenied(*server, *tokenFile, *denied))
+	tc, err := tlsfiles.Client(*caFile, "", "")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demowatch: %v\n", err)
+		os.Exit(1)
 	}
-	if err := run(*server, *tokenFile, *timeout, ws, *allOn); err != nil {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	hc := &http.Client{Transport: tr}
+	if *denied != "" {
+		os.Exit(checkDenied(hc, *server, *tokenFile, *denied))
+	}
+	if err := run(hc, *server, *tokenFile, *timeout, ws, *allOn); err != nil {
 		fmt.Fprintf(os.Stderr, "demowatch: %v\n", err)
 		os.Exit(1)
 	}
@@ -68,7 +79,7 @@ func short(d string) string {
 	return digest.Digest(d).ShortHex()
 }
 
-func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string) error {
+func run(hc *http.Client, server, tokenFile string, timeout time.Duration, ws wants, allOn string) error {
 	if server == "" || (len(ws) == 0 && allOn == "") {
 		return errors.New("--server and --want or --all-on are required")
 	}
@@ -76,7 +87,7 @@ func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string
 	if err != nil {
 		return fmt.Errorf("read token: %w", err)
 	}
-	c := fleet.NewAdminClient(server, strings.TrimSpace(string(tok)))
+	c := fleet.NewAdminClient(server, strings.TrimSpace(string(tok)), fleet.WithHTTPClient(hc))
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	start := time.Now()
@@ -162,7 +173,7 @@ func run(server, tokenFile string, timeout time.Duration, ws wants, allOn string
 	}
 }
 
-func checkDenied(server, tokenFile, release string) int {
+func checkDenied(hc *http.Client, server, tokenFile, release string) int {
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demowatch: read token: %v\n", err)
@@ -170,7 +181,7 @@ func checkDenied(server, tokenFile, release string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := fleet.NewAdminClient(server, strings.TrimSpace(string(tok))).Release(ctx, release)
+	r, err := fleet.NewAdminClient(server, strings.TrimSpace(string(tok)), fleet.WithHTTPClient(hc)).Release(ctx, release)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demowatch: %v\n", err)
 		return 1

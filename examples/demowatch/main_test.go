@@ -66,14 +66,14 @@ func tokenFile(t *testing.T) string {
 
 func TestRunWaitsForPhase(t *testing.T) {
 	url := fakeServer(t, []string{"Progressing", "Progressing", "Succeeded"})
-	if err := run(url, tokenFile(t), 10*time.Second, wants{{"r", "Succeeded", "sha256:aa"}}, "sha256:aa"); err != nil {
+	if err := run(http.DefaultClient, url, tokenFile(t), 10*time.Second, wants{{"r", "Succeeded", "sha256:aa"}}, "sha256:aa"); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestRunFailsOnOtherFinalPhase(t *testing.T) {
 	url := fakeServer(t, []string{"Progressing", "RolledBack"})
-	err := run(url, tokenFile(t), 10*time.Second, wants{{"r", "Succeeded", "sha256:aa"}}, "")
+	err := run(http.DefaultClient, url, tokenFile(t), 10*time.Second, wants{{"r", "Succeeded", "sha256:aa"}}, "")
 	if err == nil || !strings.Contains(err.Error(), "ended RolledBack") {
 		t.Fatalf("err = %v, want ended RolledBack", err)
 	}

@@ -28,12 +28,30 @@ func main() {
 	dir := flag.String("model-dir", os.Getenv("CAIRN_MODEL_DIR"), "model folder or active-slot symlink")
 	listen := flag.String("listen", "127.0.0.1:8080", "address to listen on")
 	poll := flag.Duration("poll", 500*time.Millisecond, "how often to check the slot for a new model")
+	feedback := flag.String("feedback-dir", os.Getenv("CAIRN_FEEDBACK_DIR"), "spool the scored inputs as JSON lines here for the agent's feedback upload (default $CAIRN_FEEDBACK_DIR; empty: none)")
+	flush := flag.Duration("feedback-flush", 5*time.Second, "how often the spooled inputs are written out")
 	flag.Parse()
 	if *dir == "" {
 		log.Fatal("runtime: --model-dir is required")
 	}
 	logf := log.New(os.Stderr, "runtime: ", log.LstdFlags).Printf
 	s := newServer(*dir)
+	if *feedback != "" {
+		sp, err := newSpool(*feedback)
+		if err != nil {
+			log.Fatalf("runtime: %v", err)
+		}
+		s.spool = sp
+		logf("spooling scored inputs into %s every %s", *feedback, *flush)
+		go func() {
+			for range time.Tick(*flush) {
+				if err := sp.flush(); err != nil {
+					logf("%v", err)
+				}
+			}
+		}()
+		defer sp.flush()
+	}
 	s.reload()
 	s.logState(logf)
 

@@ -39,6 +39,9 @@ type server struct {
 	reloads  int
 
 	stats *stats
+	// spool, when set, keeps the scored inputs for the agent's feedback
+	// upload (--feedback-dir, default $CAIRN_FEEDBACK_DIR).
+	spool *spool
 }
 
 func newServer(dir string) *server {
@@ -223,6 +226,9 @@ func (s *server) doPredict(r *http.Request) (int, *PredictResponse, error) {
 		return http.StatusBadRequest, nil, err
 	}
 	s.stats.features(m, rows)
+	if s.spool != nil {
+		s.spool.add(m.Config.Features, rows) // feedback is best effort: a full disk never fails a prediction
+	}
 	resp := &PredictResponse{Model: m.Config.Name, Version: m.Config.Version, Scores: scores,
 		Anomalies: make([]bool, len(scores)), Threshold: m.Config.Threshold}
 	for i, sc := range scores {

@@ -283,3 +283,48 @@ func TestInputHistograms(t *testing.T) {
 		}
 	}
 }
+
+// TestFeedbackSpool: the inputs the runtime scored land in the feedback
+// folder as complete *.jsonl files (no partial file under that name), one
+// JSON object per row keyed by feature, as the agent's upload reads them.
+func TestFeedbackSpool(t *testing.T) {
+	root, _ := slots(t)
+	s := newServer(filepath.Join(root, "current"))
+	s.reload()
+	dir := filepath.Join(t.TempDir(), "feedback")
+	sp, err := newSpool(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.spool = sp
+	h := s.handler()
+	body, _ := json.Marshal(PredictRequest{Rows: [][]float64{{1, 3, 3, 1, 0.3, 0.1, 30, 40}, {2, 3, 3, 1, 0.3, 0.1, 30, 41}}})
+	if rec := do(t, h, "POST", "/predict", string(body)); rec.Code != http.StatusOK {
+		t.Fatalf("predict: %d %s", rec.Code, rec.Body)
+	}
+	if names, _ := filepath.Glob(filepath.Join(dir, "*.jsonl")); len(names) != 0 {
+		t.Fatalf("spooled before a flush: %v", names)
+	}
+	if err := sp.flush(); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(names) != 1 || !strings.HasSuffix(names[0], ".jsonl") {
+		t.Fatalf("spool folder holds %v, want one .jsonl file", names)
+	}
+	b, _ := os.ReadFile(names[0])
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d lines, want 2: %s", len(lines), b)
+	}
+	var in map[string]float64
+	if err := json.Unmarshal([]byte(lines[1]), &in); err != nil || len(in) != 8 || in[s.model.Config.Features[7]] != 41 {
+		t.Fatalf("line %q: %v %v", lines[1], in, err)
+	}
+	if err := sp.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := filepath.Glob(filepath.Join(dir, "*")); len(again) != 1 {
+		t.Fatalf("an empty flush wrote %v", again)
+	}
+}

@@ -60,6 +60,9 @@ type Hooks struct {
 type Config struct {
 	// Root holds the identity, journal, model slots and the layer cache.
 	Root string
+	// PullHoldout restores an evaluation run's holdout dataset (nil: the
+	// agent reports every run it is given as one it cannot evaluate).
+	PullHoldout HoldoutFunc
 	// Name is the target's name at enrollment (default: the hostname).
 	Name string
 	// Labels and Facts are reported at enrollment and with every status.
@@ -70,7 +73,11 @@ type Config struct {
 	// re-enrollment also proves the old credential, which rotates it
 	// without an admin.
 	EnrollToken string
-	API         API
+	// ClientCert says the API client presents a client certificate: with
+	// cairn serve --client-ca, one naming this target enrolls it without
+	// a token.
+	ClientCert bool
+	API        API
 	// Fetcher pulls models (default: PullFetcher with the cache under Root
 	// and PullLimits).
 	Fetcher Fetcher
@@ -336,8 +343,8 @@ func (a *Agent) enroll(ctx context.Context) error {
 
 // enrollWith enrolls with the token and, when re-enrolling, the old credential.
 func (a *Agent) enrollWith(ctx context.Context, oldCred string) error {
-	if a.cfg.EnrollToken == "" && oldCred == "" {
-		return errors.New("agent: not enrolled yet and no enrollment token given")
+	if a.cfg.EnrollToken == "" && oldCred == "" && !a.cfg.ClientCert {
+		return errors.New("agent: not enrolled yet and no enrollment token or client certificate given")
 	}
 	bo := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
 	for {
@@ -371,7 +378,7 @@ func (a *Agent) enrollWith(ctx context.Context, oldCred string) error {
 
 // reenroll enrolls again when the server no longer knows the credential.
 func (a *Agent) reenroll(ctx context.Context, cause error) error {
-	if a.cfg.EnrollToken == "" {
+	if a.cfg.EnrollToken == "" && !a.cfg.ClientCert {
 		return cause
 	}
 	a.cfg.Logf("agent: server rejected the credential (%v); enrolling again", cause)

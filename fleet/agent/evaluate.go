@@ -13,11 +13,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cairn-dev/cairn/errdef"
 	"github.com/cairn-dev/cairn/evaluation"
 	"github.com/cairn-dev/cairn/fleet"
-	"github.com/cairn-dev/cairn/registry/blobs"
-	"github.com/cairn-dev/cairn/registry/datasets"
 )
+
+// HoldoutFunc restores the holdout dataset of an evaluation run into dir
+// through the server (fleet/agent/holdout.Pull, which `cairn agent` sets;
+// the device binary cairn-agent has none and runs no evaluation).
+type HoldoutFunc func(ctx context.Context, api EvaluationAPI, id, cred, run, dataset, dir string) error
 
 // EvaluationAPI is the optional part of API that evaluator agents
 // (cairn.dev/role=evaluator) use: reporting a run's results and reading
@@ -135,10 +139,12 @@ func (a *Agent) evaluate(ctx context.Context, run fleet.EvaluationRun) (fleet.Ev
 		}
 		return rep
 	}
+	if a.cfg.PullHoldout == nil {
+		return fail("this agent binary cannot evaluate (cairn-agent links no dataset puller): run `cairn agent`"), nil
+	}
 	id := a.Identity()
-	store := &runStore{api: a.cfg.API.(EvaluationAPI), id: id.ID, cred: id.Credential, run: run.ID}
-	if err := datasets.Pull(ctx, store, run.Dataset, dataDir, datasets.PullOptions{Workers: 2}); err != nil {
-		if errors.Is(err, blobs.ErrNotFound) || errors.Is(err, blobs.ErrDigestMismatch) {
+	if err := a.cfg.PullHoldout(ctx, a.cfg.API.(EvaluationAPI), id.ID, id.Credential, run.ID, run.Dataset, dataDir); err != nil {
+		if errors.Is(err, errdef.ErrNotFound) || errors.Is(err, errdef.ErrDigestMismatch) {
 			return fail(fmt.Sprintf("pull holdout %s: %v", run.Dataset, err)), nil
 		}
 		return rep, fmt.Errorf("pull holdout %s: %w", run.Dataset, err)
@@ -247,35 +253,4 @@ func (c *capped) tail() string {
 		s = "…" + s[len(s)-maxStderr:]
 	}
 	return s
-}
-
-// runStore is the dataset store of a run's holdout, read through the
-// server (PathEvaluationBlob): what datasets.Pull reads, verifying every
-// byte against the dataset's digests.
-type runStore struct {
-	api           EvaluationAPI
-	id, cred, run string
-}
-
-var _ blobs.Store = (*runStore)(nil)
-
-func (s *runStore) Stat(ctx context.Context, key string) (blobs.Info, error) {
-	_, n, err := s.api.EvaluationObject(ctx, s.id, s.cred, s.run, key, 0, 0, true)
-	if err != nil {
-		return blobs.Info{}, err
-	}
-	return blobs.Info{Key: key, Size: n}, nil
-}
-
-func (s *runStore) Get(ctx context.Context, key string, off, length int64) (io.ReadCloser, error) {
-	rc, _, err := s.api.EvaluationObject(ctx, s.id, s.cred, s.run, key, off, length, false)
-	return rc, err
-}
-
-func (s *runStore) Put(context.Context, string, io.Reader, int64, string) (bool, error) {
-	return false, errors.New("the holdout is read-only on an evaluator")
-}
-
-func (s *runStore) List(context.Context, string, func(blobs.Info) error) error {
-	return errors.New("the holdout cannot be listed on an evaluator")
 }

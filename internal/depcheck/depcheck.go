@@ -75,6 +75,7 @@ var agentDenied = []string{
 	opa, goGit, // policies, sources
 	"modernc.org/sqlite/...", "github.com/mattn/go-sqlite3/...", "github.com/jackc/...", // stores
 	"github.com/minio/...", "github.com/aws/...", // S3
+	"registry/datasets", "registry/blobs/...", "fleet/agent/holdout", "gorgonia.org/...", "gonum.org/...", // datasets (the evaluator's holdout: cairn agent only)
 	"k8s.io/...", "sigs.k8s.io/controller-runtime/...", // the kube driver belongs in cairn only
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -18,14 +19,30 @@ import (
 // checks below: past it the registry counts as unavailable.
 const InspectTimeout = 30 * time.Second
 
+// InspectorOption configures RegistryInspector.
+type InspectorOption func(*models.Options)
+
+// WithTransport sets the HTTP transport of the registry requests (default:
+// registry/models' own, which trusts the system's roots): cairn serve
+// passes one trusting its registry CA and its own certificate.
+func WithTransport(rt http.RoundTripper) InspectorOption {
+	return func(o *models.Options) { o.Transport = rt }
+}
+
 // RegistryInspector reads artifacts with registry/models.Inspect, at most
 // InspectTimeout each; plainHTTP says which registries speak plain HTTP
 // (nil: none). cairn plan and cairn serve both admit through it.
-func RegistryInspector(plainHTTP func(artifact string) bool) ArtifactInspector {
+func RegistryInspector(plainHTTP func(artifact string) bool, opts ...InspectorOption) ArtifactInspector {
+	var base models.Options
+	for _, o := range opts {
+		o(&base)
+	}
 	return InspectorFunc(func(ctx context.Context, ref string) (*ArtifactInfo, error) {
 		ctx, cancel := context.WithTimeout(ctx, InspectTimeout)
 		defer cancel()
-		a, err := models.Inspect(ctx, ref, models.Options{PlainHTTP: plainHTTP != nil && plainHTTP(ref)})
+		mo := base
+		mo.PlainHTTP = plainHTTP != nil && plainHTTP(ref)
+		a, err := models.Inspect(ctx, ref, mo)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -56,6 +57,14 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	case exists && old.State == store.StateAccepted && req.Credential != "" && tokenEqual(HashCredential(req.Credential), old.CredHash):
 		// Re-enrollment proving the current credential rotates it.
 		t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "credential rotated (old one proven)"
+	case slices.Contains(certNames(r), req.Name):
+		// The client CA vouches for the name: no token is needed, and the
+		// certificate proves the name as an admin's acceptance would.
+		if exists && old.State == store.StateRejected {
+			writeError(w, http.StatusForbidden, "enroll %s: this target was rejected; an admin must delete it first", req.Name)
+			return
+		}
+		t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "client certificate"
 	case req.Token != "" && s.takePreauth(r, req.Name, req.Token):
 		t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "pre-authorised token"
 	case tokenEqual(req.Token, s.cfg.EnrollToken):

@@ -26,7 +26,7 @@ func (s *Server) registryGuard(next http.Handler) http.Handler {
 		switch {
 		case tokenEqual(tok, s.cfg.AdminToken):
 			next.ServeHTTP(w, r)
-		case read && (tokenEqual(tok, s.cfg.ReadToken) || s.isTargetCredential(tok)):
+		case read && (tokenEqual(tok, s.cfg.ReadToken) || s.isTargetCredential(tok) || s.isTargetCert(r)):
 			next.ServeHTTP(w, r)
 		case tok == "":
 			registryError(w, http.StatusUnauthorized, "UNAUTHORIZED", registryNeed(read))
@@ -53,6 +53,20 @@ func (s *Server) isTargetCredential(tok string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.byHash[HashCredential(tok)]
 	return ok
+}
+
+// isTargetCert says the request's verified client certificate names a
+// target with a credential (an accepted one).
+func (s *Server) isTargetCert(r *http.Request) bool {
+	names := certNames(r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range names {
+		if _, ok := s.creds[n]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // registryError answers the OCI distribution error format.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -391,6 +392,14 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 		return false
 	}
 	cred := bearer(r)
+	if names := certNames(r); slices.Contains(names, id) {
+		return s.authCert(w, r, id)
+	} else if cred == "" && len(names) > 0 {
+		// A certificate for X is never a credential of Y.
+		s.authFailed(r)
+		writeError(w, http.StatusForbidden, "the client certificate names %s, not target %s", strings.Join(names, ", "), id)
+		return false
+	}
 	if cred == "" {
 		s.authFailed(r)
 		writeError(w, http.StatusUnauthorized, "a target credential is required")
@@ -430,6 +439,56 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 	}
 	writeError(w, http.StatusUnauthorized, "unknown credential for target %s", id)
 	return false
+}
+
+// authCert authenticates a request whose verified client certificate
+// names target id: the target must be accepted (enrolled, with the
+// certificate or a token, and not rejected or pending).
+func (s *Server) authCert(w http.ResponseWriter, r *http.Request, id string) bool {
+	s.mu.Lock()
+	_, accepted := s.creds[id] // as for credentials: cached while accepted
+	s.mu.Unlock()
+	if accepted {
+		return true
+	}
+	t, err := s.cfg.Store.Target(r.Context(), id)
+	switch {
+	case err == nil && t.State == store.StateAccepted:
+		if t.CredHash != "" {
+			s.remember(t.ID, t.CredHash)
+		}
+		return true
+	case err == nil && t.State == store.StatePending:
+		writeJSON(w, http.StatusForbidden, fleet.ErrorBody{Error: "target " + id + ": pending an admin's acceptance (cairn target accept " + id + ")", Code: fleet.CodePending})
+	case err == nil && t.State == store.StateRejected:
+		writeError(w, http.StatusForbidden, "target %s was rejected", id)
+	case err == nil || errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusUnauthorized, "target %s is not enrolled: enroll with this client certificate first", id)
+	default:
+		writeError(w, http.StatusServiceUnavailable, "look up target: %v", err)
+	}
+	return false
+}
+
+// certNames are the names of the request's client certificate, its
+// CommonName then its DNS names, when it verified against the server's
+// client CA (tls.VerifyClientCertIfGiven leaves VerifiedChains empty for a
+// connection that presented none); nil otherwise.
+func certNames(r *http.Request) []string {
+	if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 || len(r.TLS.VerifiedChains[0]) == 0 {
+		return nil
+	}
+	leaf := r.TLS.VerifiedChains[0][0]
+	var names []string
+	if leaf.Subject.CommonName != "" {
+		names = append(names, leaf.Subject.CommonName)
+	}
+	for _, n := range leaf.DNSNames {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 func (s *Server) remember(id, hash string) {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,8 +23,8 @@ import (
 // Delta pulls. A layer of at least DeltaThreshold bytes that is neither in
 // the cache nor in place is rebuilt, when the artifact has a chunk index,
 // from the chunks an earlier version holds (blobs of the cache whose local
-// index is under CacheDir/chunks/sha256/<hex>, and the file at the layer's
-// path in DIR), fetching the other chunks with Range requests on the layer
+// index is under CacheDir/chunks/sha256/<hex>, else the newest large cached
+// blobs chunked on the spot, and the file at the layer's path in DIR), fetching the other chunks with Range requests on the layer
 // blob, adjacent chunks in one request. Every chunk is checked against its
 // digest as it is written and the whole blob against the layer's digest at
 // the end; anything amiss (no index, a registry that ignores Range, a chunk
@@ -88,7 +89,7 @@ func (p *puller) loadIndex(ctx context.Context) (map[string]*LayerChunks, error)
 
 // cacheChunks maps the chunks wanted by the artifact's index to the cache
 // blobs holding them, from the cache's local indexes; read once per pull.
-func (p *puller) cacheChunks(index map[string]*LayerChunks) map[string]chunkLoc {
+func (p *puller) cacheChunks(ctx context.Context, index map[string]*LayerChunks) map[string]chunkLoc {
 	p.delta.localOnce.Do(func() {
 		p.delta.local = map[string]chunkLoc{}
 		if p.cache == nil {
@@ -100,10 +101,17 @@ func (p *puller) cacheChunks(index map[string]*LayerChunks) map[string]chunkLoc 
 				wanted[c.Digest] = true
 			}
 		}
-		ents, err := fs.ReadDir(p.cache.FS(), "chunks/sha256")
-		if err != nil {
-			return
+		add := func(hx string, l *LayerChunks) {
+			var off int64
+			for _, c := range l.Chunks {
+				if _, ok := p.delta.local[c.Digest]; wanted[c.Digest] && !ok {
+					p.delta.local[c.Digest] = chunkLoc{root: p.cache, rel: "blobs/sha256/" + hx, off: off}
+				}
+				off += c.Size
+			}
 		}
+		indexed := map[string]bool{}
+		ents, _ := fs.ReadDir(p.cache.FS(), "chunks/sha256")
 		for _, e := range ents {
 			hx := e.Name()
 			if !reHex64.MatchString(hx) || index["sha256:"+hx] != nil {
@@ -121,17 +129,55 @@ func (p *puller) cacheChunks(index map[string]*LayerChunks) map[string]chunkLoc 
 			if err != nil || l.Size != fi.Size() {
 				continue
 			}
-			var off int64
-			for _, c := range l.Chunks {
-				if _, ok := p.delta.local[c.Digest]; wanted[c.Digest] && !ok {
-					p.delta.local[c.Digest] = chunkLoc{root: p.cache, rel: "blobs/sha256/" + hx, off: off}
-				}
-				off += c.Size
+			indexed[hx] = true
+			add(hx, l)
+		}
+		if len(p.delta.local) > 0 {
+			return
+		}
+		// None of the indexed blobs helps: chunk the newest large blobs the
+		// cache holds without an index (pulled before chunk indexes, or of
+		// an artifact pushed without one), at most unindexedTries of them,
+		// and keep their indexes.
+		blobs, _ := fs.ReadDir(p.cache.FS(), "blobs/sha256")
+		type cand struct {
+			hx    string
+			mtime int64
+		}
+		var cands []cand
+		for _, e := range blobs {
+			hx := e.Name()
+			if !reHex64.MatchString(hx) || indexed[hx] || index["sha256:"+hx] != nil {
+				continue
 			}
+			if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Size() >= DeltaThreshold {
+				cands = append(cands, cand{hx, fi.ModTime().UnixNano()})
+			}
+		}
+		sort.Slice(cands, func(i, k int) bool { return cands[i].mtime > cands[k].mtime })
+		for i, c := range cands {
+			if i == unindexedTries {
+				break
+			}
+			f, err := p.cache.Open("blobs/sha256/" + c.hx)
+			if err != nil {
+				continue
+			}
+			l, err := chunkReader(ctx, f)
+			f.Close()
+			if err != nil || l.Digest != "sha256:"+c.hx {
+				continue // a damaged blob: not a source
+			}
+			p.writeLocalIndex(c.hx, l)
+			add(c.hx, l)
 		}
 	})
 	return p.delta.local
 }
+
+// unindexedTries bounds the cached blobs without an index chunked by one
+// pull.
+const unindexedTries = 2
 
 // keepIndex writes the layer's chunks next to its blob in the cache, for
 // later pulls to find the chunks it holds. A wrong local index costs reuse,
@@ -144,7 +190,12 @@ func (p *puller) keepIndex(d v1.Descriptor) {
 	if l == nil || l.Size != d.Size {
 		return
 	}
-	rel := "chunks/sha256/" + d.Digest.Hex
+	p.writeLocalIndex(d.Digest.Hex, l)
+}
+
+// writeLocalIndex writes the cache's index of blob hx unless there is one.
+func (p *puller) writeLocalIndex(hx string, l *LayerChunks) {
+	rel := "chunks/sha256/" + hx
 	if _, err := p.cache.Stat(rel); err == nil {
 		return
 	}
@@ -209,7 +260,7 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 	if lc == nil || lc.Size != d.Size {
 		return fallback("no chunk index")
 	}
-	shared := p.cacheChunks(index)
+	shared := p.cacheChunks(ctx, index)
 	var inPlace map[string]chunkLoc
 	if inPlaceRel != "" {
 		if inPlace, err = p.chunksInPlace(ctx, inPlaceRel, lc); err != nil && ctx.Err() != nil {

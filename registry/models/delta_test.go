@@ -242,6 +242,32 @@ func TestDeltaPull(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, workDir)); err == nil {
 		t.Errorf("%s left behind", workDir)
 	}
+
+	// The cache holds the first version without its chunk index (pushed
+	// without one, or pulled before chunk indexes): the pull chunks the
+	// cached blob and keeps its index.
+	q1, err := Push(bg, reg+"/delta/unindexed:1", []string{dir1}, PushOptions{NoChunkIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	if _, err := Pull(bg, q1.Ref, t.TempDir(), PullOptions{CacheDir: cache}); err != nil {
+		t.Fatal(err)
+	}
+	out = t.TempDir()
+	r, err = Pull(bg, p2.Ref, out, PullOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSum(t, filepath.Join(out, "w.bin")); got != sum2 {
+		t.Fatalf("unindexed cache: wrote %s, want %s", got, sum2)
+	}
+	if r.DownloadedBytes > 3<<20 || len(r.Deltas) != 1 || r.Deltas[0].Fallback != "" {
+		t.Errorf("unindexed cache: downloaded %d, delta %+v", r.DownloadedBytes, r.Deltas)
+	}
+	if _, err := os.Stat(filepath.Join(cache, "chunks", "sha256", strings.TrimPrefix(q1.Files[0].Digest, "sha256:"))); err != nil {
+		t.Errorf("the chunked blob's index is not kept: %v", err)
+	}
 }
 
 // TestDeltaFallbacks: whatever goes wrong with the delta, the file pulled

@@ -7,6 +7,13 @@ if [ ! -x "$_pg_bin/initdb" ]; then
 fi
 _pg_port=$(free_port)
 _pg_dir="$CAIRN_TMP/postgres"
+# A data folder left by a killed run (same CAIRN_TMP) is scratch: stop any
+# server still on it and start from an empty one, as initdb requires.
+if [ -e "$_pg_dir/data/PG_VERSION" ]; then
+  "$_pg_bin/pg_ctl" -D "$_pg_dir/data" -m immediate stop >/dev/null 2>&1 ||
+    runuser -u postgres -- "$_pg_bin/pg_ctl" -D "$_pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$_pg_dir/data"
+fi
 mkdir -p "$_pg_dir/data" "$_pg_dir/sock"
 # As root, PostgreSQL runs as the postgres user, which must reach its folder.
 _pg_as=()

@@ -34,7 +34,8 @@ The enrollment token (the fleet's, or a one-time one from cairn target
 preauth) is read from --enroll-token-file or CAIRN_ENROLL_TOKEN, never from
 the command line; a device enrolled with the fleet's token waits until an
 admin runs cairn target accept NAME (unless the server runs with
-enrollment: auto). Health checks and restart commands get only PATH, HOME,
+enrollment: auto). With --client-cert/--client-key naming the target
+(cairn serve --client-ca), no enrollment token is needed. Health checks and restart commands get only PATH, HOME,
 USER, LOGNAME, SHELL, LANG, LC_ALL, LC_CTYPE, TZ and TMPDIR of the agent's
 environment, plus CAIRN_MODEL_DIR.`
 
@@ -46,13 +47,16 @@ type Flags struct {
 	PlainHTTP, Insecure                                       bool
 	PollWait, MaxBackoff                                      time.Duration
 	Limits                                                    models.Limits
+	// PullHoldout lets the agent evaluate (cairn agent sets it; cairn-agent
+	// does not, to stay without the dataset code).
+	PullHoldout agent.HoldoutFunc
 }
 
 // Register adds the flags to fs.
 func (o *Flags) Register(f *pflag.FlagSet) {
 	f.StringVar(&o.Server, "server", "", "fleet API URL of cairn serve (https://host:7480; plain http only to loopback unless --insecure)")
 	f.StringVar(&o.CAFile, "ca-file", "", "PEM file of the CA that signed the server's certificate (added to the system roots; also used for pulls from the server's built-in registry)")
-	f.StringVar(&o.ClientCert, "client-cert", "", "PEM client certificate presented to the server (cairn serve --client-ca)")
+	f.StringVar(&o.ClientCert, "client-cert", "", "PEM client certificate presented to the server: with cairn serve --client-ca, one whose CN or DNS name is --name enrolls and authenticates as that target without a token")
 	f.StringVar(&o.ClientKey, "client-key", "", "PEM key of --client-cert")
 	f.BoolVar(&o.Insecure, "insecure", false, "allow a plain http:// server URL to a host that is not loopback (credentials in clear text)")
 	f.StringVar(&o.Token, "enroll-token", "", "removed: use --enroll-token-file")
@@ -100,7 +104,9 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 	if err := tlsfiles.CheckURL(o.Server, o.Insecure); err != nil {
 		return err
 	}
-	tc, err := tlsfiles.Client(o.CAFile, o.ClientCert, o.ClientKey)
+	// The fleet's CA verifies the server (and its built-in registry); the
+	// system's roots are loaded only for a registry it does not verify.
+	tr, err := tlsfiles.FleetTransport(http.DefaultTransport.(*http.Transport), o.CAFile, o.ClientCert, o.ClientKey)
 	if err != nil {
 		return err
 	}
@@ -144,16 +150,14 @@ func (o *Flags) RunWith(ctx context.Context, version string, stderr io.Writer, n
 	if err != nil {
 		return fmt.Errorf("root: %w", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tc
 	pullTr := tr.Clone() // the layers of large models: large buffers
 	pullTr.WriteBufferSize, pullTr.ReadBufferSize = 256<<10, 256<<10
 	a, err := agent.New(agent.Config{
-		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: token,
+		Root: o.Root, Name: o.Name, Labels: lbl, Facts: facts, EnrollToken: token, ClientCert: o.ClientCert != "",
 		API:     fleet.NewClient(o.Server, fleet.WithUserAgent("cairn-agent/"+version), fleet.WithHTTPClient(&http.Client{Transport: tr})),
 		Fetcher: &agent.PullFetcher{CacheDir: filepath.Join(root, "cache"), Limits: o.Limits, Transport: pullTr}, PlainHTTP: o.PlainHTTP,
 		RuntimeRoot: o.RuntimeRoot, CacheMax: cacheMax, PullLimits: o.Limits,
-		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf, Driver: drv,
+		PollWait: o.PollWait, MaxBackoff: o.MaxBackoff, Logf: logger.Printf, Driver: drv, PullHoldout: o.PullHoldout,
 	})
 	if err != nil {
 		return err
