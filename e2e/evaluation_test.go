@@ -96,7 +96,8 @@ func TestEvaluationEndToEnd(t *testing.T) {
 	t.Logf("holdout %s; v1 %s; v2 %s", short(holdout), short(d1), short(d2))
 
 	s.agent("device-1", "--labels", "env=prod")
-	s.agent("evaluator-1", "--labels", manifests.RoleLabel+"="+manifests.RoleEvaluator)
+	// The evaluator is cairn agent: cairn-agent has no holdout pull.
+	s.start("evaluator-1", s.bin, append([]string{"agent"}, s.agentArgs("evaluator-1", "--labels", manifests.RoleLabel+"="+manifests.RoleEvaluator)...)...)
 	eventually(t, 30*time.Second, "both agents enrolled", func() (bool, string) {
 		return len(view.targets(t)) == 2, fmt.Sprintf("%d targets", len(view.targets(t)))
 	})

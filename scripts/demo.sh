@@ -344,7 +344,8 @@ step "8b/9 the feedback loop: v2 scored against the live champion v1 on the hold
 # An evaluator agent (label cairn.dev/role=evaluator) reads its runs from its
 # desired state, pulls both models and the holdout (through the server, by
 # digest), runs `bearing evaluate` on each and reports the JSON it prints.
-start agent-evaluator-1 "$BIN/cairn-agent" --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --ca-file "$CA" --poll-wait 2s \
+# It is cairn agent: the device binary cairn-agent has no holdout pull.
+start agent-evaluator-1 "$CAIRN" agent --server "$SERVER" --enroll-token-file "$DATA/enroll-token" --ca-file "$CA" --poll-wait 2s \
   --name evaluator-1 --labels cairn.dev/role=evaluator --root "$T/devices/evaluator-1"
 wait_for 30 "evaluator-1 to enroll" "$CAIRN" target accept evaluator-1
 EVALUATE=1 render 2.0.0 "$MODEL_V2" "$TRAIN_V2" "$WORK/model-v2/metrics.json"

@@ -120,6 +120,13 @@ type Driver interface {
 	Apply(ctx context.Context, models []fleet.DesiredModel) ([]fleet.ReleaseStatus, error)
 }
 
+// KeepingDriver is a Driver that can leave alone the releases a desired
+// state keeps (fleet.DesiredState.Keep) although it does not list them; a
+// Driver without it removes them as its own rules say.
+type KeepingDriver interface {
+	ApplyKeeping(ctx context.Context, models []fleet.DesiredModel, keep []string) ([]fleet.ReleaseStatus, error)
+}
+
 // Identity is the target's enrollment, kept in ROOT/identity.json (0600).
 type Identity struct {
 	ID         string `json:"id"`
@@ -440,8 +447,17 @@ func (a *Agent) applyDriver(ctx context.Context, ds *fleet.DesiredState) error {
 		}
 	}
 	a.mu.Unlock()
-	sts, err := a.cfg.Driver.Apply(ctx, ds.Models)
+	var sts []fleet.ReleaseStatus
+	var err error
+	if kd, ok := a.cfg.Driver.(KeepingDriver); ok {
+		sts, err = kd.ApplyKeeping(ctx, ds.Models, ds.Keep)
+	} else {
+		sts, err = a.cfg.Driver.Apply(ctx, ds.Models)
+	}
 	keep := map[string]bool{}
+	for _, rel := range ds.Keep {
+		keep[rel] = true // kept: its last status stands
+	}
 	for _, st := range sts {
 		keep[st.Release] = true
 		a.mu.Lock()

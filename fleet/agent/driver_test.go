@@ -70,3 +70,39 @@ func TestDriver(t *testing.T) {
 		t.Errorf("after the release left: status %v, driver calls %v", a.Status(), drv.calls)
 	}
 }
+
+// keepingDriver is a fakeDriver that records the keep lists it is given.
+type keepingDriver struct {
+	fakeDriver
+	keeps [][]string
+}
+
+func (k *keepingDriver) ApplyKeeping(ctx context.Context, models []fleet.DesiredModel, keep []string) ([]fleet.ReleaseStatus, error) {
+	k.mu.Lock()
+	k.keeps = append(k.keeps, keep)
+	k.mu.Unlock()
+	return k.Apply(ctx, models)
+}
+
+// TestDriverKeep: a driver that can keep releases gets the desired state's
+// keep list, and the agent goes on reporting a kept release's last status.
+func TestDriverKeep(t *testing.T) {
+	api := newMemAPI()
+	drv := &keepingDriver{fakeDriver: fakeDriver{seen: map[string]int{}}}
+	a := newTestAgent(t, t.TempDir(), api, func(c *Config) { c.Driver = drv })
+	dm := fleet.DesiredModel{Release: "demo", Digest: "sha256:1111111111111111111111111111111111111111111111111111111111111111"}
+	for range 2 {
+		if err := a.Apply(bg, &fleet.DesiredState{Models: []fleet.DesiredModel{dm}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Apply(bg, &fleet.DesiredState{Keep: []string{"demo"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := drv.keeps[len(drv.keeps)-1]; !slices.Equal(got, []string{"demo"}) {
+		t.Errorf("driver kept %v, want [demo]", got)
+	}
+	if st := a.Status(); len(st) != 1 || st[0].Release != "demo" || st[0].Phase != fleet.PhaseHealthy {
+		t.Errorf("status of the kept release %+v, want its last, Healthy", st)
+	}
+}

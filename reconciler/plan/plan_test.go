@@ -334,3 +334,22 @@ func TestDesired(t *testing.T) {
 		t.Error("unselected lab-01 has a desired state")
 	}
 }
+
+// A removed release's section says whether its targets uninstall it or,
+// with prune: false in the base, keep it (the golden plan shows the latter).
+func TestRemovedSection(t *testing.T) {
+	for _, tt := range []struct {
+		kept bool
+		want string
+	}{
+		{false, "Removed: targets stop running `m` `sha256:aaaaaaaaaaaa`."},
+		{true, "Removed with `prune: false`: targets keep running `m` `sha256:aaaaaaaaaaaa`, no longer managed."},
+	} {
+		r := Release{Name: "r", Change: Removed, Model: "m", From: "sha256:" + strings.Repeat("a", 64), Kept: tt.kept}
+		var b strings.Builder
+		r.writeSection(&b)
+		if !strings.Contains(b.String(), tt.want) {
+			t.Errorf("kept=%v: section\n%s\nwant %q", tt.kept, b.String(), tt.want)
+		}
+	}
+}

@@ -71,6 +71,13 @@ func (d *Driver) resource(r ObjectRef) (dynamic.ResourceInterface, error) {
 // Apply implements agent.Driver: each release of models is applied and its
 // health read; inventories of releases not in models are pruned.
 func (d *Driver) Apply(ctx context.Context, models []fleet.DesiredModel) ([]fleet.ReleaseStatus, error) {
+	return d.ApplyKeeping(ctx, models, nil)
+}
+
+// ApplyKeeping implements agent.KeepingDriver: Apply, except that the
+// releases named in keep (the desired state's keep list) are left as they
+// are, objects and inventory, although models does not list them.
+func (d *Driver) ApplyKeeping(ctx context.Context, models []fleet.DesiredModel, keep []string) ([]fleet.ReleaseStatus, error) {
 	invs, err := d.Inventories(ctx)
 	if err != nil {
 		return nil, err
@@ -97,7 +104,7 @@ func (d *Driver) Apply(ctx context.Context, models []fleet.DesiredModel) ([]flee
 		sts = append(sts, st)
 	}
 	for _, rel := range slices.Sorted(maps.Keys(invs)) {
-		if !want[rel] {
+		if !want[rel] && !slices.Contains(keep, rel) {
 			if err := d.remove(ctx, invs[rel]); err != nil {
 				errs = append(errs, err)
 			}

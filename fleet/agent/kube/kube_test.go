@@ -19,9 +19,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/fleet/agent"
 	"github.com/cairn-dev/cairn/fleet/agent/kube"
 	"github.com/cairn-dev/cairn/internal/kubetest"
 )
+
+// The driver leaves alone what a desired state keeps.
+var _ agent.KeepingDriver = (*kube.Driver)(nil)
 
 const (
 	repo = "registry.example:5000/models/demo"
@@ -192,12 +196,13 @@ func TestDeploymentPath(t *testing.T) {
 	}
 	wantPhase(t, apply(t, d, "demo", desired("demo", d1, "r3", k)), fleet.PhaseRolledBack, d1, "after")
 
-	// A release with prune: false, then both releases removed.
+	// A release with prune: false, then both releases removed, while the
+	// desired state keeps a third one (its record unreadable on the server).
 	keep := false
 	k2 := *k
 	k2.Prune = &keep
-	apply(t, d, "kept", desired("demo", d1, "r3", k), desired("kept", d1, "r1", &k2))
-	if _, err := d.Apply(ctx, nil); err != nil {
+	apply(t, d, "kept", desired("demo", d1, "r3", k), desired("kept", d1, "r1", &k2), desired("held", d1, "r1", k))
+	if _, err := d.ApplyKeeping(ctx, nil, []string{"held"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []struct {
@@ -207,6 +212,7 @@ func TestDeploymentPath(t *testing.T) {
 	}{
 		{kubetest.Deployments, "demo", false}, {kubetest.Services, "demo", false}, {kubetest.ConfigMaps, kube.InventoryName("demo"), false},
 		{kubetest.Deployments, "kept", true}, {kubetest.Services, "kept", true}, {kubetest.ConfigMaps, kube.InventoryName("kept"), false},
+		{kubetest.Deployments, "held", true}, {kubetest.Services, "held", true}, {kubetest.ConfigMaps, kube.InventoryName("held"), true},
 	} {
 		if got := get(t, c, o.gvr, ns, o.name) != nil; got != o.want {
 			t.Errorf("%s %s exists=%v after the releases were removed, want %v", o.gvr.Resource, o.name, got, o.want)
