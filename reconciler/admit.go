@@ -269,7 +269,12 @@ func denials(vs []policies.Verdict) string {
 	return strings.Join(msgs, "; ")
 }
 
-// rejectCommit keeps the last good state and says why on the source.
+// rejectCommit keeps the last good state and says why on the source: the
+// source's conditions, a CommitRejected event and the alerts (and commit
+// status) it queues, written in one transaction. The event is keyed by commit and reason, so a rejection
+// evaluated again (after a restart, by a new leader, or a retry of a write
+// that failed) is recorded once. A failed write is returned: Admit then
+// keeps the commit pending and the next pass rejects it again.
 func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, err error) error {
 	reason := ReasonValidationFailed
 	if st, ok := err.(*Stalling); ok {
@@ -279,14 +284,28 @@ func (r *Reconciler) rejectCommit(ctx context.Context, rev source.Revision, err 
 	if len(msg) > 4000 {
 		msg = msg[:4000] + "…"
 	}
-	r.markSource(ctx, func(st *Status, admitted string) {
+	conds := r.src.mark(func(st *Status, admitted string) {
 		markFailed(st, true, reason, "commit %s rejected, still serving %s: %s", digest.Short(rev.Commit), digest.Short(admitted), msg)
 	})
-	ev := fleet.Event{Type: manifests.EventCommitRejected, Reason: reason, Commit: rev.Commit, Message: msg}
-	r.opts.Store.AddEvents(ctx, []fleet.Event{ev})
+	ev := fleet.Event{Type: manifests.EventCommitRejected, Reason: reason, Commit: rev.Commit, Message: msg, Key: rejectedKey(rev.Commit, reason)}
+	err = r.opts.Store.Atomic(ctx, func(ctx context.Context) error {
+		if err := r.putSourceConditions(ctx, conds); err != nil {
+			return err
+		}
+		if err := r.opts.Store.AddEvents(ctx, []fleet.Event{ev}); err != nil {
+			return err
+		}
+		return r.notify(ctx, []fleet.Event{ev})
+	})
+	if err != nil {
+		return fmt.Errorf("record rejection of commit %s: %w", digest.Short(rev.Commit), err)
+	}
 	r.log.Warn("commit rejected", "commit", rev.Commit, "reason", reason, "err", msg)
 	return nil
 }
+
+// rejectedKey identifies the rejection of a commit for a reason.
+func rejectedKey(commit, reason string) string { return "rejected|" + commit + "|" + reason }
 
 // FetchFailed records a failed fetch on the source's conditions. It takes
 // no lock a pass holds.

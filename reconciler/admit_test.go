@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -119,4 +120,84 @@ func ready(cs []fleet.Condition) fleet.Condition {
 		}
 	}
 	return fleet.Condition{}
+}
+
+// failingEvents fails AddEvents while fail is set.
+type failingEvents struct {
+	store.Store
+	fail bool
+}
+
+func (f *failingEvents) AddEvents(ctx context.Context, evs []fleet.Event) error {
+	if f.fail {
+		return errors.New("disk full")
+	}
+	return f.Store.AddEvents(ctx, evs)
+}
+
+// A rejected commit's source conditions and CommitRejected event commit
+// together: a failed write leaves neither and is retried with the commit;
+// a rejection evaluated again (a retry, a restart) records its event once.
+func TestRejectCommitAtomic(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sql, err := store.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &failingEvents{Store: sql, fail: true}
+	r := New(Options{Store: st})
+	if err := r.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := source.Revision{Commit: strings.Repeat("b", 40), FS: fstest.MapFS{"manifests/all.yaml": {Data: []byte("kind: [")}}}
+	rejected := func() []fleet.Event {
+		t.Helper()
+		evs, err := sql.Events(ctx, fleet.EventFilter{Type: "CommitRejected"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	if err := r.Admit(ctx, bad); err == nil {
+		t.Fatal("a rejection whose event could not be written returned nil")
+	}
+	if _, err := sql.Meta(ctx, "source-conditions"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("source conditions stored without their event: %v", err)
+	}
+	if evs := rejected(); len(evs) != 0 {
+		t.Fatalf("events = %+v", evs)
+	}
+	st.fail = false
+	// The commit stayed pending: the next pass (or fetch) rejects it again.
+	r.mu.Lock()
+	pending := r.pending
+	r.mu.Unlock()
+	if pending == nil || pending.Commit != bad.Commit {
+		t.Fatalf("pending = %+v, want the rejected commit kept", pending)
+	}
+	for range 2 {
+		if err := r.Admit(ctx, bad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A restart evaluates it again.
+	r2 := New(Options{Store: st})
+	if err := r2.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r2.Admit(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if evs := rejected(); len(evs) != 1 || evs[0].Commit != bad.Commit || evs[0].Reason != ReasonValidationFailed {
+		t.Fatalf("CommitRejected events = %+v, want one", evs)
+	}
+	b, err := sql.Meta(ctx, "source-conditions")
+	if err != nil || !strings.Contains(string(b), ReasonValidationFailed) {
+		t.Fatalf("source conditions = %s, %v", b, err)
+	}
 }

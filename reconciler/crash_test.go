@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +20,7 @@ import (
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/manifests"
+	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
 
 // crashSeed is the random seed of TestCrashRestart: CAIRN_CRASH_SEED
@@ -34,13 +38,17 @@ func crashSeed(t *testing.T) uint64 {
 
 // TestCrashRestart SIGKILLs `cairn serve` (a re-executed test binary
 // running Serve) at random points of rollouts, failed rollouts rolled back
-// and operator pause/resume commands, restarts it on the same database,
-// and after every restart checks what one transaction per reconcile step
-// promises: no wave started twice, no commit admitted twice, no rollback
-// recorded twice, no duplicate lineage edge, no operator command lost or run
-// twice; at the end every wave of every completed rollout started once, every
-// commit was admitted once, every bad version rolled back once and every
-// target runs the last version. On SQLite (24 kills) and PostgreSQL (8).
+// and operator commands (pause, resume, abort, retry), and restarts it on
+// the same database and address, which four simulated targets and two
+// agent processes (fleet/agent, downloads stubbed) follow. After every
+// restart, once the queued commands ran, it checks what one transaction per
+// reconcile step promises: no wave started twice, no commit admitted
+// twice, no rollback recorded twice (per rollout attempt: a retry starts
+// another), no duplicate lineage edge, every command sent run or reported
+// ignored exactly once (none lost, none run twice); at the end every wave
+// of every completed rollout started once, every commit was admitted once,
+// every failed attempt rolled back once and every target runs the last
+// version. On SQLite (24 kills) and PostgreSQL (8).
 func TestCrashRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("about two minutes")
@@ -66,37 +74,26 @@ type crashFleet struct {
 }
 
 func (f *crashFleet) run(ctx context.Context, er *fleet.EnrollResponse) {
-	etag := ""
-	var cur *fleet.DesiredState
-	for ctx.Err() == nil {
-		f.mu.Lock()
-		c := fleet.NewClient(f.base)
-		f.mu.Unlock()
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		ds, changed, err := c.Desired(pctx, er.ID, er.Credential, etag, 500*time.Millisecond)
-		cancel()
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		if changed {
-			etag, cur = ds.ETag, ds
-		}
-		if cur == nil || len(cur.Models) != 1 {
-			continue
-		}
-		d := cur.Models[0].Digest
-		f.mu.Lock()
-		f.told[er.ID] = d
-		phase := fleet.PhaseHealthy
-		if f.bad[d] {
-			phase = fleet.PhaseFailed
-		}
-		f.mu.Unlock()
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c.ReportStatus(rctx, er.ID, er.Credential, fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: phase, Digest: d, Desired: d}}})
-		cancel()
-	}
+	simTarget{er: er, wait: 500 * time.Millisecond, timeout: 2 * time.Second,
+		base: func(int) string {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.base
+		},
+		phase: func(d string) string {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.bad[d] {
+				return fleet.PhaseFailed
+			}
+			return fleet.PhaseHealthy
+		},
+		told: func(_, d, _ string) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.told[er.ID] = d
+		},
+	}.run(ctx)
 }
 
 // crashManifests is manifestsFor(n) in three short baked waves, rolled
@@ -123,13 +120,19 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	commitPush(t, work, crashManifests(version), "v1")
 	cfg := Config{Repo: repo, Interval: Duration(200 * time.Millisecond), Database: database, EnrollToken: "enroll-secret",
 		AdminToken: "admin-secret", ReconcileInterval: Duration(200 * time.Millisecond), PollInterval: Duration(time.Second),
-		Enrollment: "auto", Data: data}
+		Enrollment: "auto", Data: data, Listen: freeAddr(t)}
 	serve := startReplica(t, "serve", cfg)
+	// Two agent processes (the agent loop with stubbed downloads) beside the
+	// simulated targets; serve restarts on the same address for them.
+	badFile := filepath.Join(t.TempDir(), "bad")
+	for i := range crashAgents {
+		startAgent(t, agentChildConfig{Server: serve.base, Name: fmt.Sprintf("agent-%d", i), Root: t.TempDir(), Bad: badFile})
+	}
 	fl := &crashFleet{base: serve.base, bad: map[string]bool{}, told: map[string]string{}}
 	fctx, stopFleet := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopFleet(); wg.Wait() }()
-	for i := range 4 {
+	for i := range crashTargets - crashAgents {
 		er := enroll(t, fleet.NewClient(serve.base), fmt.Sprintf("dev-%d", i))
 		wg.Add(1)
 		go func() { defer wg.Done(); fl.run(fctx, er) }()
@@ -164,22 +167,36 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	}
 	waitFor("v1 rolled out", 30*time.Second, func() bool {
 		ri := release()
-		return ri != nil && ri.Phase == "Succeeded" && ri.Healthy == 4
+		return ri != nil && ri.Phase == "Succeeded" && ri.Healthy == crashTargets
 	})
 
 	var commits []string // every commit pushed, in order
 	commits = append(commits, head())
 	bad := map[string]bool{} // commits whose version fails
 	pushed := map[string]int{}
+	commandsRun := func() {
+		t.Helper()
+		waitFor("every queued command run", 20*time.Second, func() bool {
+			var n int
+			db.QueryRowContext(ctx, `SELECT COUNT(*) FROM commands`).Scan(&n)
+			return n == 0
+		})
+	}
 	for k := 1; k <= kills; k++ {
 		var did string
-		switch a := rng.IntN(3); {
-		case a == 0 || a == 1:
+		switch a := rng.IntN(5); {
+		case a <= 1:
 			version++
 			if a == 1 {
 				fl.mu.Lock()
 				fl.bad[crashDigest(version)] = true
 				fl.mu.Unlock()
+				f, err := os.OpenFile(badFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintln(f, crashDigest(version))
+				f.Close()
 			}
 			commitPush(t, work, crashManifests(version), fmt.Sprintf("v%d", version))
 			commits = append(commits, head())
@@ -190,14 +207,19 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 				did = fmt.Sprintf("push v%d", version)
 			}
 		default:
-			for _, action := range []string{"pause", "resume"} {
+			// One to three operator commands, each run or reported ignored
+			// as the rollout's phase allows, in the order sent.
+			var sent []string
+			for range 1 + rng.IntN(3) {
+				action := crashCommands[rng.IntN(len(crashCommands))]
 				if err := admin().RolloutAction(ctx, "r", action); err != nil {
 					t.Fatalf("%s: %v", action, err)
 				}
 				pushed[action]++
+				sent = append(sent, action)
 				time.Sleep(time.Duration(rng.IntN(600)) * time.Millisecond)
 			}
-			did = "pause, resume"
+			did = strings.Join(sent, ", ")
 		}
 		wait := time.Duration(rng.IntN(1200)) * time.Millisecond
 		time.Sleep(wait)
@@ -209,6 +231,7 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 		fl.base = serve.base
 		fl.mu.Unlock()
 		admitted()
+		commandsRun()
 		crashCheck(t, ctx, db, commits, bad, pushed, false)
 	}
 	// A last good version, rolled out to every target.
@@ -217,12 +240,7 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	commits = append(commits, head())
 	waitFor("the last version rolled out", 60*time.Second, func() bool {
 		ri := release()
-		return ri != nil && ri.Digest == crashDigest(version) && ri.Phase == "Succeeded" && ri.Healthy == 4
-	})
-	waitFor("every command run", 10*time.Second, func() bool {
-		var n int
-		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM commands`).Scan(&n)
-		return n == 0
+		return ri != nil && ri.Digest == crashDigest(version) && ri.Phase == "Succeeded" && ri.Healthy == crashTargets
 	})
 	crashCheck(t, ctx, db, commits, bad, pushed, true)
 	stopFleet()
@@ -234,48 +252,86 @@ func crashRun(t *testing.T, rng *rand.Rand, kills int, database, data string) {
 	}
 }
 
-// crashCheck reads the events and lineage edges from the database: at
-// most once each, and, when final, exactly once each of what must be.
+// The targets of TestCrashRestart, crashAgents of them agent processes.
+const crashTargets, crashAgents = 6, 2
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// crashCommands are the operator commands TestCrashRestart sends.
+var crashCommands = []string{"pause", "resume", "abort", "retry"}
+
+// crashCheck reads the events and lineage edges from the database, once
+// every queued command ran: at most once each of what happens once per
+// rollout attempt (a retry starts another attempt of the same commit), each
+// command sent run or reported ignored exactly once, rollouts named in
+// lineage by their full key; when final, exactly once each of what must be.
 func crashCheck(t *testing.T, ctx context.Context, db *sqldb.DB, commits []string, bad map[string]bool, pushed map[string]int, final bool) {
 	t.Helper()
-	rows, err := db.QueryContext(ctx, `SELECT type, commit_sha, message FROM events ORDER BY id`)
+	rows, err := db.QueryContext(ctx, `SELECT type, reason, commit_sha, message FROM events ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rows.Close()
-	count := map[string]int{}
+	count, ignored := map[string]int{}, map[string]int{}
+	attempt := map[string]int{} // commit → retries run
+	once := func(typ, commit string, more ...string) string {
+		return strings.Join(append([]string{typ, commit, strconv.Itoa(attempt[commit])}, more...), "|")
+	}
 	for rows.Next() {
-		var typ, commit, msg string
-		if err := rows.Scan(&typ, &commit, &msg); err != nil {
+		var typ, reason, commit, msg string
+		if err := rows.Scan(&typ, &reason, &commit, &msg); err != nil {
 			t.Fatal(err)
 		}
 		switch typ {
 		case manifests.EventWaveStarted:
 			wave, _, _ := strings.Cut(msg, " of ")
-			count[typ+"|"+commit+"|"+wave]++
-		case manifests.EventReleaseAdmitted, manifests.EventRolledBack, manifests.EventRolloutStarted, manifests.EventRolloutDone, manifests.EventRolloutFailed:
+			count[once(typ, commit, wave)]++
+		case manifests.EventReleaseAdmitted:
 			count[typ+"|"+commit]++
+		case manifests.EventRolledBack, manifests.EventRolloutStarted, manifests.EventRolloutDone, manifests.EventRolloutFailed:
+			count[once(typ, commit)]++
 		case manifests.EventRolloutPaused:
-			count["pause"]++
+			if reason == rollout.ReasonOperatorPause { // not a failure's pause
+				count["pause"]++
+			}
 		case manifests.EventRolloutResumed:
 			count["resume"]++
+		case manifests.EventRolloutAborted:
+			count["abort"]++
+		case manifests.EventRolloutRetried:
+			count["retry"]++
+			attempt[commit]++
 		case manifests.EventCommandIgnored:
 			cmd, _, _ := strings.Cut(msg, " ")
 			count[cmd]++
+			ignored[cmd]++
 		}
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	for k, n := range count {
-		if n > 1 && k != "pause" && k != "resume" {
+		if n > 1 && !slices.Contains(crashCommands, k) {
 			t.Errorf("event recorded %d times: %s", n, k)
 		}
 	}
-	for _, cmd := range []string{"pause", "resume"} {
-		if count[cmd] > pushed[cmd] || (final && count[cmd] != pushed[cmd]) {
-			t.Errorf("%d %s commands pushed, %d run or reported ignored", pushed[cmd], cmd, count[cmd])
+	for _, cmd := range crashCommands {
+		if count[cmd] != pushed[cmd] {
+			t.Errorf("%d %s commands sent, %d run or reported ignored", pushed[cmd], cmd, count[cmd])
 		}
+	}
+	if final {
+		t.Logf("commands sent (run + ignored): pause %d (%d ignored), resume %d (%d), abort %d (%d), retry %d (%d)",
+			pushed["pause"], ignored["pause"], pushed["resume"], ignored["resume"], pushed["abort"], ignored["abort"], pushed["retry"], ignored["retry"])
 	}
 	// Lineage: an admission or a rollback recorded twice would add its
 	// edges again at another time.
@@ -295,6 +351,27 @@ func crashCheck(t *testing.T, ctx context.Context, db *sqldb.DB, commits []strin
 		}
 		t.Errorf("lineage edge recorded more than once: %s %s → %s %s %s %s %s at %d", kind, up, down, phase, outcome, rel, attrs, at)
 	}
+	if err := drows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Rollouts are named by rollout.State.Key, never the short State.ID.
+	nrows, err := db.QueryContext(ctx, `SELECT name FROM lineage_nodes WHERE name LIKE 'rollout:%'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nrows.Close()
+	for nrows.Next() {
+		var name string
+		if err := nrows.Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		if !rolloutKey.MatchString(name) {
+			t.Errorf("lineage rollout node %s is not named by its full key", name)
+		}
+	}
+	if err := nrows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	if !final {
 		return
 	}
@@ -302,23 +379,29 @@ func crashCheck(t *testing.T, ctx context.Context, db *sqldb.DB, commits []strin
 		if count[manifests.EventReleaseAdmitted+"|"+c] != 1 {
 			t.Errorf("commit %d (%s): ReleaseAdmitted %d times, want 1", i+1, c[:7], count[manifests.EventReleaseAdmitted+"|"+c])
 		}
-		if bad[c] {
-			// Admitted and started, it fails in its first wave (unless a
-			// later commit superseded it first).
-			if count[manifests.EventRolloutFailed+"|"+c] == 1 && count[manifests.EventRolledBack+"|"+c] != 1 {
-				t.Errorf("commit %d (%s) failed but RolledBack %d times, want 1", i+1, c[:7], count[manifests.EventRolledBack+"|"+c])
+		for a := 0; a <= attempt[c]; a++ {
+			key := func(typ string, more ...string) string {
+				return strings.Join(append([]string{typ, c, strconv.Itoa(a)}, more...), "|")
 			}
-		}
-		if count[manifests.EventRolloutDone+"|"+c] == 1 {
-			for w := 1; w <= 3; w++ {
-				if n := count[fmt.Sprintf("%s|%s|wave %d", manifests.EventWaveStarted, c, w)]; n != 1 {
-					t.Errorf("commit %d (%s) rolled out, but wave %d started %d times, want 1", i+1, c[:7], w, n)
+			// A failed attempt (a bad version, in its first wave unless
+			// superseded or aborted first) is rolled back once.
+			if count[key(manifests.EventRolloutFailed)] == 1 && count[key(manifests.EventRolledBack)] != 1 {
+				t.Errorf("commit %d (%s) attempt %d failed but RolledBack %d times, want 1", i+1, c[:7], a+1, count[key(manifests.EventRolledBack)])
+			}
+			if count[key(manifests.EventRolloutDone)] == 1 {
+				for w := 1; w <= 3; w++ {
+					if n := count[key(manifests.EventWaveStarted, fmt.Sprintf("wave %d", w))]; n != 1 {
+						t.Errorf("commit %d (%s) attempt %d rolled out, but wave %d started %d times, want 1", i+1, c[:7], a+1, w, n)
+					}
 				}
 			}
 		}
 	}
 	last := commits[len(commits)-1]
-	if count[manifests.EventRolloutDone+"|"+last] != 1 {
-		t.Errorf("the last commit's RolloutDone: %d, want 1", count[manifests.EventRolloutDone+"|"+last])
+	if n := count[manifests.EventRolloutDone+"|"+last+"|0"]; n != 1 {
+		t.Errorf("the last commit's RolloutDone: %d, want 1", n)
 	}
 }
+
+// rolloutKey is a lineage rollout node named by rollout.State.Key.
+var rolloutKey = regexp.MustCompile(`^rollout:r\|sha256:[0-9a-f]{64}\|[0-9]+$`)

@@ -2,13 +2,7 @@ package reconciler
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"log/slog"
-	"os"
-	"os/exec"
-	"os/signal"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,113 +15,6 @@ import (
 	"github.com/cairn-dev/cairn/internal/sqldb"
 )
 
-// serveChildEnv names the config file of a re-executed test binary that runs
-// `cairn serve` (Serve) as its own process, so tests can SIGKILL and SIGSTOP it.
-const serveChildEnv = "CAIRN_TEST_SERVE_CHILD"
-
-func TestMain(m *testing.M) {
-	if file := os.Getenv(serveChildEnv); file != "" {
-		os.Exit(serveChild(file))
-	}
-	os.Exit(m.Run())
-}
-
-// serveChild runs Serve on the config in file until SIGTERM and writes the
-// listening address to DATA/addr.
-func serveChild(file string) int {
-	var cfg Config
-	b, err := os.ReadFile(file)
-	if err == nil {
-		err = json.Unmarshal(b, &cfg)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	cfg.SkipArtifactCheck = true // the artifacts of these tests were never pushed
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	err = Serve(ctx, cfg, log, func(addr string) {
-		os.WriteFile(filepath.Join(cfg.Data, "addr.tmp"), []byte(addr), 0o644)
-		os.Rename(filepath.Join(cfg.Data, "addr.tmp"), filepath.Join(cfg.Data, "addr"))
-	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
-}
-
-// replica is one `cairn serve` process.
-type replica struct {
-	name, base, log string
-	cmd             *exec.Cmd
-	done            chan struct{}
-}
-
-func startReplica(t *testing.T, name string, cfg Config) *replica {
-	t.Helper()
-	if cfg.Data == "" {
-		cfg.Data = t.TempDir()
-	}
-	os.Remove(filepath.Join(cfg.Data, "addr")) // a restart's, not its predecessor's
-	cfg.Listen = "127.0.0.1:0"
-	b, _ := json.Marshal(cfg)
-	file := filepath.Join(cfg.Data, "config.json")
-	os.WriteFile(file, b, 0o600)
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveChildEnv+"="+file)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	r := &replica{name: name, log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); f.Close(); close(r.done) }()
-	t.Cleanup(func() {
-		r.cmd.Process.Signal(syscall.SIGCONT)
-		r.cmd.Process.Kill()
-		<-r.done
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("%s log:\n%s", name, tail(string(b), 40))
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if b, err := os.ReadFile(filepath.Join(cfg.Data, "addr")); err == nil {
-			r.base = "http://" + string(b)
-			return r
-		}
-		select {
-		case <-r.done:
-			b, _ := os.ReadFile(logPath)
-			t.Fatalf("%s exited: %s", name, b)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not start", name)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func waitUntil(within time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return true
-}
-
 func otherThan(reps []*replica, r *replica) *replica {
 	for _, o := range reps {
 		if o != r {
@@ -135,18 +22,6 @@ func otherThan(reps []*replica, r *replica) *replica {
 		}
 	}
 	return nil
-}
-
-func (r *replica) pid() int { return r.cmd.Process.Pid }
-
-func (r *replica) logText() string { b, _ := os.ReadFile(r.log); return string(b) }
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // simFleet is targets that poll whichever replica answers, report healthy
@@ -164,39 +39,20 @@ func (f *simFleet) setBases(bases ...string) {
 	f.mu.Unlock()
 }
 
-func (f *simFleet) run(ctx context.Context, t *testing.T, er *fleet.EnrollResponse, i int) {
-	etag := ""
-	var cur *fleet.DesiredState
-	for n := i; ctx.Err() == nil; n++ {
-		f.mu.Lock()
-		base := f.bases[n%len(f.bases)]
-		f.mu.Unlock()
-		c := fleet.NewClient(base)
-		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		ds, changed, err := c.Desired(pctx, er.ID, er.Credential, etag, time.Second)
-		cancel()
-		if err != nil {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		if changed {
-			etag, cur = ds.ETag, ds
-		}
-		if cur == nil || len(cur.Models) != 1 {
-			continue
-		}
-		d := cur.Models[0].Digest
-		f.mu.Lock()
-		h := f.history[er.ID]
-		if len(h) == 0 || h[len(h)-1] != d {
-			f.history[er.ID] = append(h, d)
+func (f *simFleet) run(ctx context.Context, er *fleet.EnrollResponse, i int) {
+	simTarget{er: er, wait: time.Second, timeout: 3 * time.Second,
+		base: func(n int) string {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.bases[(n+i)%len(f.bases)]
+		},
+		told: func(base, d, etag string) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.history[er.ID] = append(f.history[er.ID], d)
 			f.trace[er.ID] = append(f.trace[er.ID], fmt.Sprintf("%s %s %s %s", time.Now().Format("15:04:05.000"), base, d[len(d)-1:], etag))
-		}
-		f.mu.Unlock()
-		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		c.ReportStatus(rctx, er.ID, er.Credential, fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: fleet.PhaseHealthy, Digest: d, Desired: d}}})
-		cancel()
-	}
+		},
+	}.run(ctx)
 }
 
 // wavesFor is manifestsFor(n) rolled out in three baked waves.
@@ -241,7 +97,7 @@ func TestFailoverKillAndFreezeOnPostgres(t *testing.T) {
 	for i := range 6 {
 		er := enroll(t, fleet.NewClient(reps[i%2].base), fmt.Sprintf("dev-%d", i))
 		wg.Add(1)
-		go func() { defer wg.Done(); fl.run(fctx, t, er, i) }()
+		go func() { defer wg.Done(); fl.run(fctx, er, i) }()
 	}
 
 	leader := func() (*replica, int64) {

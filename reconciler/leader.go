@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/cairn-dev/cairn/digest"
@@ -131,15 +130,21 @@ func (r *Reconciler) behind(rev source.Revision) bool {
 // refuseBehind records, once per commit, that rev is behind the admitted
 // commit and is not admitted. Called with r.mu held.
 func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) error {
-	r.markSource(ctx, func(st *Status, admitted string) {
+	conds := r.src.mark(func(st *Status, admitted string) {
 		markFailed(st, false, ReasonHistoryRewound, "branch moved back to %s, behind the admitted %s: not admitted; roll back with a new commit (git revert)", digest.Short(rev.Commit), digest.Short(admitted))
 	})
 	if b, err := r.opts.Store.Meta(ctx, "refused-behind"); err == nil && string(b) == rev.Commit {
+		if err := r.putSourceConditions(ctx, conds); err != nil {
+			r.log.Warn("save source conditions", "err", err)
+		}
 		return nil
 	}
 	ev := fleet.Event{Type: EventCommitBehind, Reason: ReasonHistoryRewound, Commit: rev.Commit,
 		Message: fmt.Sprintf("branch moved back to %s, which Git history places behind the admitted %s (a force-push back): not admitted; to roll back, push a new commit (git revert)", digest.Short(rev.Commit), digest.Short(r.commit))}
 	err := r.opts.Store.Atomic(ctx, func(ctx context.Context) error {
+		if err := r.putSourceConditions(ctx, conds); err != nil {
+			return err
+		}
 		if err := r.opts.Store.AddEvents(ctx, []fleet.Event{ev}); err != nil {
 			return err
 		}
@@ -161,12 +166,11 @@ func (r *Reconciler) refuseBehind(ctx context.Context, rev source.Revision) erro
 // event's identity, derived from (rollout, wave, kind): the stored event
 // of a key is written once, whatever its message says the second time.
 func eventKey(st rollout.State, e rollout.Event) string {
-	if st.ID() == "" {
+	// Not st.ID(), which is short enough to read but not unique.
+	id := st.Key()
+	if id == "" {
 		return ""
 	}
-	// Not st.ID(), which is short enough to read: two rollouts of digests
-	// sharing their first 12 hex digits started within a second share it.
-	id := st.Release + "|" + st.Target.Digest + "|" + strconv.FormatInt(st.Started.UnixNano(), 10)
 	typ := e.Type
 	switch typ {
 	case manifests.EventRolloutStarted, manifests.EventRolloutDone:

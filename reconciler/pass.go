@@ -269,11 +269,12 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 	return nil
 }
 
-// publishRolloutIDs makes the stored rollouts' ids what RolloutID answers.
+// publishRolloutIDs makes the stored rollouts' keys (rollout.State.Key)
+// what RolloutID answers.
 func (r *Reconciler) publishRolloutIDs() {
 	ids := make(map[string]string, len(r.releases))
 	for name, rs := range r.releases {
-		ids[name] = rs.rec.Rollout.ID()
+		ids[name] = rs.rec.Rollout.Key()
 	}
 	r.rollouts.Store(&ids)
 }

@@ -218,8 +218,9 @@ func (r *Reconciler) OnCommit(ctx context.Context, rev source.Revision) {
 	}
 }
 
-// RolloutID names the current rollout of a release ("" when none), as the
-// desired states and lineage call it. Safe to call from any goroutine.
+// RolloutID names the current rollout of a release ("" when none) as
+// lineage calls it: its rollout.State.Key, unique where the desired states'
+// short State.ID is not. Safe to call from any goroutine.
 func (r *Reconciler) RolloutID(release string) string {
 	if m := r.rollouts.Load(); m != nil {
 		return (*m)[release]

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -64,12 +65,24 @@ func (s *sourceState) info() fleet.SourceInfo {
 // lock the API needs).
 func (r *Reconciler) markSource(ctx context.Context, f func(st *Status, admitted string)) {
 	cs := r.src.mark(f)
-	b, _ := json.Marshal(cs)
 	if r.staged != nil {
+		b, _ := json.Marshal(cs)
 		r.staged.meta = append(r.staged.meta, metaWrite{"source-conditions", b})
 		return
 	}
-	if err := r.opts.Store.PutMeta(ctx, "source-conditions", b); err != nil {
+	if err := r.putSourceConditions(ctx, cs); err != nil {
 		r.log.Warn("save source conditions", "err", err)
 	}
+}
+
+// putSourceConditions stores the source's conditions.
+func (r *Reconciler) putSourceConditions(ctx context.Context, cs []fleet.Condition) error {
+	b, err := json.Marshal(cs)
+	if err != nil {
+		return fmt.Errorf("save source conditions: %w", err)
+	}
+	if err := r.opts.Store.PutMeta(ctx, "source-conditions", b); err != nil {
+		return fmt.Errorf("save source conditions: %w", err)
+	}
+	return nil
 }

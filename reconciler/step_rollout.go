@@ -28,7 +28,7 @@ func (r *Reconciler) stepRollout(name string, rs *releaseState, res *stepResult,
 		p.events = append(p.events, ev)
 		if e.Type == manifests.EventRolledBack {
 			st := out.State
-			p.rollbacks = append(p.rollbacks, lineage.RollbackFacts{Release: name, Rollout: st.ID(), From: st.Target.Digest, To: st.LastGood.Digest,
+			p.rollbacks = append(p.rollbacks, lineage.RollbackFacts{Release: name, Rollout: st.Key(), From: st.Target.Digest, To: st.LastGood.Digest,
 				Targets: e.Targets, Time: p.now, Reason: e.Reason})
 		}
 	}

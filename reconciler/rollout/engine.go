@@ -470,6 +470,19 @@ func (s State) ID() string {
 	return fmt.Sprintf("%s-%s-%d", s.Release, digest.Digest(s.Target.Digest).ShortHex(), s.Started.Unix())
 }
 
+// Key identifies the rollout attempt of a state in full ("" when none):
+// its release, whole digest and start time in nanoseconds. ID, short
+// enough to read, is not unique: two rollouts of digests sharing their
+// first 12 hex digits started within one second share it. Event keys and
+// the lineage's rollout nodes use Key; it is derived from what every
+// stored State holds, so states stored before it existed have one too.
+func (s State) Key() string {
+	if s.Target.IsZero() {
+		return ""
+	}
+	return s.Release + "|" + s.Target.Digest + "|" + strconv.FormatInt(s.Started.UnixNano(), 10)
+}
+
 func orNone(d string) string {
 	if d == "" {
 		return "no model"

@@ -450,3 +450,25 @@ func TestRollbackAfterSuccess(t *testing.T) {
 		t.Fatalf("rolled-back release drifted back to v2: %d on d1", f.desiredCount(d1))
 	}
 }
+
+// Two rollouts of digests sharing their first 12 hex digits, started within
+// one second, share an ID but not a Key; the empty state has neither.
+func TestStateKeyIsUnique(t *testing.T) {
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	a := State{Release: "r", Target: Assignment{Digest: "sha256:" + strings.Repeat("a", 12) + strings.Repeat("1", 52)}, Started: start}
+	b := State{Release: "r", Target: Assignment{Digest: "sha256:" + strings.Repeat("a", 12) + strings.Repeat("2", 52)}, Started: start.Add(300 * time.Millisecond)}
+	if a.ID() != b.ID() {
+		t.Fatalf("IDs %s and %s differ: the collision this test is about is gone", a.ID(), b.ID())
+	}
+	if a.Key() == b.Key() {
+		t.Fatalf("two rollouts share the key %s", a.Key())
+	}
+	retry := a
+	retry.Started = start.Add(time.Millisecond)
+	if retry.Key() == a.Key() {
+		t.Fatal("a retry within the second kept the key")
+	}
+	if (State{Release: "r"}).Key() != "" {
+		t.Fatal("a state with nothing rolled out has a key")
+	}
+}

@@ -52,12 +52,25 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 		// The agent holds a state other than the cached one: either older
 		// (it is behind) or newer, seen on a replica this one has not
 		// synced with yet. The store decides: what an agent holds was
-		// stored first, so a newer stored state is the one to serve, never
-		// an older cached one.
-		if d, err := s.cfg.Store.Desired(r.Context(), id); err == nil && d.Rev > s.hub.revOf(id) {
+		// stored first, so once the cache holds the stored state it is
+		// never older than the agent's. The stored state is published (a
+		// no-op when the cache holds one as new: the sync loop may have
+		// brought it meanwhile) and the cache read again; the copy read
+		// before the store was asked may be the older one.
+		d, err := s.cfg.Store.Desired(r.Context(), id)
+		switch {
+		case err == nil:
 			s.hub.publish([]store.Desired{d})
-			etag, body, changed, ok = s.hub.get(id)
+		case errors.Is(err, store.ErrNotFound):
+			// Nothing stored yet: the cached state is all there is.
+		default:
+			// Without the store the cached state may be older than the
+			// agent's: the agent asks again, it keeps what it runs.
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "desired state of %s: %v", id, err)
+			return
 		}
+		etag, body, changed, ok = s.hub.get(id)
 	}
 	if !ok {
 		s.hub.ensure(id)

@@ -83,16 +83,6 @@ func (h *hub) keysOf(id string, parse func([]byte) []string) (now, prev []string
 	return now, prev, true
 }
 
-// revOf returns the store revision of id's cached state (0: none).
-func (h *hub) revOf(id string) int64 {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if e := h.entries[id]; e != nil {
-		return e.rev
-	}
-	return 0
-}
-
 // ensure caches the empty desired state of id unless it has one.
 func (h *hub) ensure(id string) {
 	h.mu.Lock()
