@@ -103,12 +103,17 @@ func newBase(baseURL string, opts []Option) base {
 	return b
 }
 
-// do sends a request with an optional JSON body and bearer token and returns
-// the response; the caller closes its body. Non-2xx answers other than those
-// listed in pass become *APIError.
+// do sends a request with an optional body and bearer token and returns
+// the response; the caller closes its body. A body that is an io.Reader is
+// sent as it is (hdr names its Content-Type), any other is sent as JSON.
+// Non-2xx answers other than those listed in pass become *APIError.
 func (b *base) do(ctx context.Context, op, method, path, token string, in any, hdr http.Header, pass ...int) (*http.Response, error) {
 	var body io.Reader
-	if in != nil {
+	raw, isReader := in.(io.Reader)
+	switch {
+	case isReader:
+		body = raw
+	case in != nil:
 		buf, err := json.Marshal(in)
 		if err != nil {
 			return nil, fmt.Errorf("%s: encode request: %w", op, err)
@@ -119,11 +124,11 @@ func (b *base) do(ctx context.Context, op, method, path, token string, in any, h
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
+	if in != nil && !isReader {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for k, v := range hdr {
 		req.Header[k] = v
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", b.ua)
@@ -244,25 +249,14 @@ func (c *Client) ReportStatus(ctx context.Context, id, cred string, r StatusRepo
 func (c *Client) UploadFeedback(ctx context.Context, id, cred, release, digest string, jsonl io.Reader) (*FeedbackBatch, error) {
 	op := "upload feedback of " + id + "/" + release
 	q := url.Values{"release": {release}, "digest": {digest}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.b.url+targetPath(PathFeedback, id)+"?"+q.Encode(), jsonl)
+	resp, err := c.b.do(ctx, op, http.MethodPost, targetPath(PathFeedback, id)+"?"+q.Encode(), cred, jsonl,
+		http.Header{"Content-Type": {"application/x-ndjson"}})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.b.ua)
-	req.Header.Set("Authorization", "Bearer "+cred)
-	resp, err := c.b.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return nil, readAPIError(op, resp)
+		return nil, err
 	}
 	var b FeedbackBatch
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		return nil, fmt.Errorf("%s: decode answer: %w", op, err)
+	if err := decode(op, resp, &b); err != nil {
+		return nil, err
 	}
 	return &b, nil
 }
@@ -282,28 +276,13 @@ func evaluationPath(id, run, key string) string {
 // reported answers as first recorded.
 func (c *Client) ReportEvaluation(ctx context.Context, id, cred, run string, rep EvaluationReport) (*EvaluationRecord, error) {
 	op := "report evaluation " + run + " of " + id
-	b, err := json.Marshal(rep)
+	resp, err := c.b.do(ctx, op, http.MethodPost, evaluationPath(id, run, ""), cred, rep, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.b.url+evaluationPath(id, run, ""), bytes.NewReader(b))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", c.b.ua)
-	req.Header.Set("Authorization", "Bearer "+cred)
-	resp, err := c.b.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return nil, readAPIError(op, resp)
+		return nil, err
 	}
 	var rec EvaluationRecord
-	if err := json.NewDecoder(resp.Body).Decode(&rec); err != nil {
-		return nil, fmt.Errorf("%s: decode answer: %w", op, err)
+	if err := decode(op, resp, &rec); err != nil {
+		return nil, err
 	}
 	return &rec, nil
 }
