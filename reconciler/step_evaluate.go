@@ -124,24 +124,9 @@ func (r *Reconciler) scheduleEvaluations(ctx context.Context, p *pass) error {
 		if kept {
 			continue
 		}
-		reason, err := r.evaluationDue(ctx, name, cand, want, p.now)
-		if err != nil {
+		if err := r.requestRunIfDue(ctx, p, name, cand, want, evaluators); err != nil {
 			return err
 		}
-		if reason == "" {
-			continue
-		}
-		if len(evaluators) == 0 {
-			r.log.Debug("evaluation due, but no evaluator agent is online (label cairn.dev/role=evaluator)", "release", name, "reason", reason)
-			continue
-		}
-		run := r.newRun(name, cand, want, reason, p.now)
-		run.Evaluator = pick(run.ID, evaluators)
-		p.evalWrites = append(p.evalWrites, evalWrite{request: &run})
-		p.events = append(p.events, fleet.Event{Time: p.now, Type: manifests.EventEvaluationRequested, Release: name, Targets: []string{run.Evaluator},
-			Message: fmt.Sprintf("evaluation %s (%s) asked of %s: %s on %s", run.ID, reason, run.Evaluator, modelsText(want), cand.spec.Dataset),
-			Key:     "evaluation|" + run.ID})
-		p.evalRuns[run.Evaluator] = append(p.evalRuns[run.Evaluator], run.EvaluationRun)
 	}
 	for _, runs := range byRelease { // releases no longer declared
 		for _, run := range runs {
@@ -149,6 +134,27 @@ func (r *Reconciler) scheduleEvaluations(ctx context.Context, p *pass) error {
 		}
 	}
 	r.watch(p)
+	return nil
+}
+
+// requestRunIfDue asks an evaluator for a new run of release name when one
+// is due (evaluationDue says why) and an evaluator is online.
+func (r *Reconciler) requestRunIfDue(ctx context.Context, p *pass, name string, cand *evalCandidate, want []fleet.EvaluationModel, evaluators []string) error {
+	reason, err := r.evaluationDue(ctx, name, cand, want, p.now)
+	if err != nil || reason == "" {
+		return err
+	}
+	if len(evaluators) == 0 {
+		r.log.Debug("evaluation due, but no evaluator agent is online (label cairn.dev/role=evaluator)", "release", name, "reason", reason)
+		return nil
+	}
+	run := r.newRun(name, cand, want, reason, p.now)
+	run.Evaluator = pick(run.ID, evaluators)
+	p.evalWrites = append(p.evalWrites, evalWrite{request: &run})
+	p.events = append(p.events, fleet.Event{Time: p.now, Type: manifests.EventEvaluationRequested, Release: name, Targets: []string{run.Evaluator},
+		Message: fmt.Sprintf("evaluation %s (%s) asked of %s: %s on %s", run.ID, reason, run.Evaluator, modelsText(want), cand.spec.Dataset),
+		Key:     "evaluation|" + run.ID})
+	p.evalRuns[run.Evaluator] = append(p.evalRuns[run.Evaluator], run.EvaluationRun)
 	return nil
 }
 

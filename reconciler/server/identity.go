@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"slices"
@@ -48,43 +49,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cred := NewToken()
-	t := store.Target{ID: req.Name, Name: req.Name, Labels: req.Labels, Facts: req.Facts}
-	if exists {
-		t.EnrolledAt = old.EnrolledAt
-	}
-	how := ""
-	switch {
-	case exists && old.State == store.StateAccepted && req.Credential != "" && tokenEqual(HashCredential(req.Credential), old.CredHash):
-		// Re-enrollment proving the current credential rotates it.
-		t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "credential rotated (old one proven)"
-	case slices.Contains(certNames(r), req.Name):
-		// The client CA vouches for the name: no token is needed, and the
-		// certificate proves the name as an admin's acceptance would.
-		if exists && old.State == store.StateRejected {
-			writeError(w, http.StatusForbidden, "enroll %s: this target was rejected; an admin must delete it first", req.Name)
-			return
-		}
-		t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "client certificate"
-	case req.Token != "" && s.takePreauth(r, req.Name, req.Token):
-		t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "pre-authorised token"
-	case tokenEqual(req.Token, s.cfg.EnrollToken):
-		switch {
-		case exists && old.State == store.StateRejected:
-			writeError(w, http.StatusForbidden, "enroll %s: this target was rejected; an admin must delete it first", req.Name)
-			return
-		case exists && old.State == store.StateAccepted:
-			// Never re-bind a name with a credential: the new one waits for
-			// an admin, the old one keeps working.
-			t = old
-			t.PendingHash, how = HashCredential(cred), "second credential pending acceptance (the current one keeps working)"
-		case s.cfg.AutoAccept:
-			t.State, t.CredHash, how = store.StateAccepted, HashCredential(cred), "accepted (enrollment: auto)"
-		default:
-			t.State, t.PendingHash, how = store.StatePending, HashCredential(cred), "pending acceptance"
-		}
-	default:
-		s.authFailed(r)
-		writeError(w, http.StatusUnauthorized, "enroll: invalid enrollment token")
+	t, how, refused := s.bind(r, req, old, exists, cred)
+	if refused != nil {
+		writeError(w, refused.code, "%s", refused.msg)
 		return
 	}
 	if err := s.cfg.Store.EnrollTarget(ctx, t); err != nil {
@@ -104,6 +71,60 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, code, fleet.EnrollResponse{ID: t.ID, Credential: cred, Pending: pending})
+}
+
+// refusal is an enrollment refused: its HTTP status and message.
+type refusal struct {
+	code int
+	msg  string
+}
+
+// bind decides what enrolling req.Name with the new credential cred does:
+// the target to store and how it was bound, or why it is refused. old is
+// the stored target of that name when exists.
+func (s *Server) bind(r *http.Request, req fleet.EnrollRequest, old store.Target, exists bool, cred string) (store.Target, string, *refusal) {
+	t := store.Target{ID: req.Name, Name: req.Name, Labels: req.Labels, Facts: req.Facts}
+	if exists {
+		t.EnrolledAt = old.EnrolledAt
+	}
+	rejected := &refusal{http.StatusForbidden, fmt.Sprintf("enroll %s: this target was rejected; an admin must delete it first", req.Name)}
+	switch {
+	case exists && old.State == store.StateAccepted && req.Credential != "" && tokenEqual(HashCredential(req.Credential), old.CredHash):
+		// Re-enrollment proving the current credential rotates it.
+		t.State, t.CredHash = store.StateAccepted, HashCredential(cred)
+		return t, "credential rotated (old one proven)", nil
+	case slices.Contains(certNames(r), req.Name):
+		// The client CA vouches for the name: no token is needed, and the
+		// certificate proves the name as an admin's acceptance would.
+		if exists && old.State == store.StateRejected {
+			return t, "", rejected
+		}
+		t.State, t.CredHash = store.StateAccepted, HashCredential(cred)
+		return t, "client certificate", nil
+	case req.Token != "" && s.takePreauth(r, req.Name, req.Token):
+		t.State, t.CredHash = store.StateAccepted, HashCredential(cred)
+		return t, "pre-authorised token", nil
+	case tokenEqual(req.Token, s.cfg.EnrollToken):
+		switch {
+		case exists && old.State == store.StateRejected:
+			return t, "", rejected
+		case exists && old.State == store.StateAccepted:
+			// Never re-bind a name with a credential: the new one waits for
+			// an admin, the old one keeps working.
+			t = old
+			t.PendingHash = HashCredential(cred)
+			return t, "second credential pending acceptance (the current one keeps working)", nil
+		case s.cfg.AutoAccept:
+			t.State, t.CredHash = store.StateAccepted, HashCredential(cred)
+			return t, "accepted (enrollment: auto)", nil
+		default:
+			t.State, t.PendingHash = store.StatePending, HashCredential(cred)
+			return t, "pending acceptance", nil
+		}
+	default:
+		s.authFailed(r)
+		return t, "", &refusal{http.StatusUnauthorized, "enroll: invalid enrollment token"}
+	}
 }
 
 func (s *Server) takePreauth(r *http.Request, name, tok string) bool {
