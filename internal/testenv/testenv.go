@@ -7,6 +7,7 @@ package testenv
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/cairn-dev/cairn/internal/sqldb"
@@ -51,4 +52,15 @@ func PostgresDatabase(t testing.TB, prefix string) string {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// Databases gives, for each kind of state database the contract tests
+// cover, a function that makes a fresh one and returns its DSN: "sqlite" (a
+// file in t.TempDir()) and "postgres" (PostgresDatabase(t, prefix), skipped
+// when the server does not run).
+func Databases(prefix string) map[string]func(t testing.TB) string {
+	return map[string]func(t testing.TB) string{
+		"sqlite":   func(t testing.TB) string { return filepath.Join(t.TempDir(), "cairn.db") },
+		"postgres": func(t testing.TB) string { return PostgresDatabase(t, prefix) },
+	}
 }

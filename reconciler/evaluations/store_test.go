@@ -3,7 +3,6 @@ package evaluations
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,11 +21,11 @@ const (
 )
 
 // backends runs f on SQLite and, when the test server runs, PostgreSQL.
-func backends(t *testing.T, f func(t *testing.T, dsn func(*testing.T) string)) {
-	t.Run("sqlite", func(t *testing.T) { f(t, func(t *testing.T) string { return filepath.Join(t.TempDir(), "cairn.db") }) })
-	t.Run("postgres", func(t *testing.T) {
-		f(t, func(t *testing.T) string { return testenv.PostgresDatabase(t, "evaluations") })
-	})
+func backends(t *testing.T, f func(t *testing.T, dsn func(testing.TB) string)) {
+	dbs := testenv.Databases("evaluations")
+	for _, name := range []string{"sqlite", "postgres"} {
+		t.Run(name, func(t *testing.T) { f(t, dbs[name]) })
+	}
 }
 
 func open(t *testing.T, dsn string) (*Store, *lineage.Graph) {
@@ -66,7 +65,7 @@ var (
 // champion, and each scored model is evaluatedOn the holdout in lineage.
 func TestRecord(t *testing.T) { backends(t, testRecord) }
 
-func testRecord(t *testing.T, dsn func(*testing.T) string) {
+func testRecord(t *testing.T, dsn func(testing.TB) string) {
 	ctx := context.Background()
 	s, g := open(t, dsn(t))
 	if err := s.Request(ctx, run("ev-1", cand1)); err != nil {
@@ -146,7 +145,7 @@ func testRecord(t *testing.T, dsn func(*testing.T) string) {
 // a failing verdict saying so, never metrics.
 func TestRecordFailedCandidate(t *testing.T) { backends(t, testRecordFailedCandidate) }
 
-func testRecordFailedCandidate(t *testing.T, dsn func(*testing.T) string) {
+func testRecordFailedCandidate(t *testing.T, dsn func(testing.TB) string) {
 	ctx := context.Background()
 	s, _ := open(t, dsn(t))
 	s.Request(ctx, run("ev-3", cand2, champ))
@@ -166,7 +165,7 @@ func testRecordFailedCandidate(t *testing.T, dsn func(*testing.T) string) {
 // be dropped; a reported one stays.
 func TestCancelAndReassign(t *testing.T) { backends(t, testCancelAndReassign) }
 
-func testCancelAndReassign(t *testing.T, dsn func(*testing.T) string) {
+func testCancelAndReassign(t *testing.T, dsn func(testing.TB) string) {
 	ctx := context.Background()
 	s, _ := open(t, dsn(t))
 	r := run("ev-4", cand1)

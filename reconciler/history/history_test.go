@@ -16,9 +16,12 @@ import (
 )
 
 // backends opens a fresh database of each kind for the contract suite.
-var backends = map[string]func(t *testing.T) *sqldb.DB{
-	"sqlite":   func(t *testing.T) *sqldb.DB { return openDB(t, filepath.Join(t.TempDir(), "cairn.db")) },
-	"postgres": func(t *testing.T) *sqldb.DB { return openDB(t, testenv.PostgresDatabase(t, "history")) },
+var backends = map[string]func(t *testing.T) *sqldb.DB{}
+
+func init() {
+	for name, dsn := range testenv.Databases("history") {
+		backends[name] = func(t *testing.T) *sqldb.DB { return openDB(t, dsn(t)) }
+	}
 }
 
 func openDB(t *testing.T, dsn string) *sqldb.DB {

@@ -152,10 +152,7 @@ func (a *statusAPI) requests() []statusRequest {
 // the provider's API; a status superseded while pending (pending, then
 // success, of one commit and release) is never sent after its successor.
 func TestCommitStatusesThroughOutbox(t *testing.T) {
-	for name, dsn := range map[string]func(t *testing.T) string{
-		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "cairn.db") },
-		"postgres": func(t *testing.T) string { return testenv.PostgresDatabase(t, "commitstatus") },
-	} {
+	for name, dsn := range testenv.Databases("commitstatus") {
 		t.Run(name, func(t *testing.T) { testCommitStatuses(t, dsn(t)) })
 	}
 }

@@ -22,10 +22,7 @@ import (
 // process on the same database). The backoff is shortened for the test:
 // 20 ms doubling to 200 ms, for 1.5 s of 500s instead of minutes.
 func TestOutboxDeliversOnceAcrossFailuresAndRestart(t *testing.T) {
-	for name, dsn := range map[string]func(t *testing.T) string{
-		"sqlite":   func(t *testing.T) string { return filepath.Join(t.TempDir(), "cairn.db") },
-		"postgres": func(t *testing.T) string { return testenv.PostgresDatabase(t, "outbox") },
-	} {
+	for name, dsn := range testenv.Databases("outbox") {
 		t.Run(name, func(t *testing.T) { testOutbox(t, dsn(t)) })
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +15,12 @@ import (
 )
 
 // backends opens a fresh store of each kind for the contract suite.
-var backends = map[string]func(t *testing.T) *store.SQL{
-	"sqlite": func(t *testing.T) *store.SQL {
-		return open(t, filepath.Join(t.TempDir(), "cairn.db"))
-	},
-	"postgres": func(t *testing.T) *store.SQL {
-		return open(t, testenv.PostgresDatabase(t, "store"))
-	},
+var backends = map[string]func(t *testing.T) *store.SQL{}
+
+func init() {
+	for name, dsn := range testenv.Databases("store") {
+		backends[name] = func(t *testing.T) *store.SQL { return open(t, dsn(t)) }
+	}
 }
 
 func open(t *testing.T, dsn string) *store.SQL {
