@@ -32,13 +32,7 @@ spec:
   artifact: %s
   trainedOn: [bearing-vibration]
 ---
-apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
+` + edgeProfile + `---
 apiVersion: cairn.dev/v1alpha1
 kind: RolloutPolicy
 metadata: {name: drift-gated}

@@ -20,13 +20,7 @@ metadata: {name: bearing-holdout}
 spec:
   digest: %s
 ---
-apiVersion: cairn.dev/v1alpha1
-kind: DeviceProfile
-metadata: {name: edge}
-spec:
-  selector:
-    matchLabels: {env: prod}
----
+` + edgeProfile + `---
 apiVersion: cairn.dev/v1alpha1
 kind: Model
 metadata: {name: bearing}
