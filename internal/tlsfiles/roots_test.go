@@ -20,22 +20,7 @@ import (
 // nothing extra does not.
 func TestRootsTransport(t *testing.T) {
 	dir := t.TempDir()
-	files, err := testca.WriteFiles(filepath.Join(dir, "one"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := Server(files.Cert, files.Key, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
-	go srv.Serve(tls.NewListener(ln, tc))
-	t.Cleanup(func() { srv.Close() })
-	url := "https://" + ln.Addr().String() + "/"
+	url, files := serveTLS(t, filepath.Join(dir, "one"))
 	get := func(rt *http.Transport) error {
 		defer rt.CloseIdleConnections()
 		resp, err := (&http.Client{Transport: rt, Timeout: 10 * time.Second}).Get(url)
@@ -78,26 +63,8 @@ func TestRootsTransport(t *testing.T) {
 // another CA is still refused after the fallback to the system's roots.
 func TestFleetTransport(t *testing.T) {
 	dir := t.TempDir()
-	serve := func(name string) (string, testca.Files) {
-		f, err := testca.WriteFiles(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		tc, err := Server(f.Cert, f.Key, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
-		go srv.Serve(tls.NewListener(ln, tc))
-		t.Cleanup(func() { srv.Close() })
-		return "https://" + ln.Addr().String() + "/", f
-	}
-	fleetURL, files := serve("fleet")
-	otherURL, _ := serve("other")
+	fleetURL, files := serveTLS(t, filepath.Join(dir, "fleet"))
+	otherURL, _ := serveTLS(t, filepath.Join(dir, "other"))
 	rt, err := FleetTransport(http.DefaultTransport.(*http.Transport), files.CA, files.ClientCert, files.ClientKey)
 	if err != nil {
 		t.Fatal(err)
@@ -114,4 +81,26 @@ func TestFleetTransport(t *testing.T) {
 			t.Fatalf("a server of another CA, request %d: %v, want an unknown authority", i, err)
 		}
 	}
+}
+
+// serveTLS writes a CA and a server certificate into dir and serves "ok"
+// over TLS with them on loopback until the test ends; it returns the URL.
+func serveTLS(t *testing.T, dir string) (string, testca.Files) {
+	t.Helper()
+	f, err := testca.WriteFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc, err := Server(f.Cert, f.Key, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok")) })}
+	go srv.Serve(tls.NewListener(ln, tc))
+	t.Cleanup(func() { srv.Close() })
+	return "https://" + ln.Addr().String() + "/", f
 }
