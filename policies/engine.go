@@ -60,9 +60,43 @@ type Engine struct {
 	builtin  []string          // built-in policy names, sorted
 	repo     []string          // repository policy names, sorted
 	timeout  time.Duration     // per Release (EvalTimeout)
+	repoTime bool              // some repository module may read the time (readsTime)
 
 	mu   sync.Mutex
 	sets map[string]rego.PreparedEvalQuery // policy names joined by "\x00" → one query for all
+}
+
+// ReadsTime reports whether the verdicts of the named policy may change
+// with input.now alone: a repository policy when any repository module
+// reads the time (input.now, input.now_ns, input as a whole or by a computed
+// key, or time.now_ns). Built-in policies that read the time are known to
+// the caller: promotion lifts at a deadline it can compute, evaluation's
+// maxAge only ever denies with time.
+func (e *Engine) ReadsTime(policy string) bool {
+	return e.repoTime && slices.Contains(e.repo, policy)
+}
+
+// readsTime reports whether m may read the evaluation time.
+func readsTime(m *ast.Module) bool {
+	found := false
+	ast.WalkRefs(m, func(ref ast.Ref) bool {
+		if ref.String() == "time.now_ns" {
+			found = true
+		}
+		if !ref.HasPrefix(ast.InputRootRef) {
+			return found
+		}
+		if len(ref) < 2 {
+			found = true
+			return true
+		}
+		k, ok := ref[1].Value.(ast.String)
+		if !ok || k == "now" || k == "now_ns" {
+			found = true
+		}
+		return found
+	})
+	return found
 }
 
 // PackagePrefix is the package every built-in policy lives under; a
@@ -210,6 +244,7 @@ func Compile(ctx context.Context, repo fs.FS, opts ...Option) (*Engine, error) {
 		builtinPkgs[packagePath(m)] = true
 	}
 	repoPkgs := map[string]bool{}
+	repoTime := false
 	if repo != nil {
 		rm, err := readModules(repo, ".", "policies/", false)
 		if err != nil {
@@ -221,6 +256,7 @@ func Compile(ctx context.Context, repo fs.FS, opts ...Option) (*Engine, error) {
 				return nil, fmt.Errorf("%s: package %s is a built-in policy: name yours differently", name, p)
 			}
 			mods[name] = m
+			repoTime = repoTime || readsTime(m)
 			if definesVerdicts(m) {
 				repoPkgs[p] = true // a package of helpers only is no policy
 			}
@@ -235,7 +271,7 @@ func Compile(ctx context.Context, repo fs.FS, opts ...Option) (*Engine, error) {
 	if c.Compile(mods); c.Failed() {
 		return nil, fmt.Errorf("compile policies: %w", explainSandbox(c.Errors))
 	}
-	e := &Engine{compiler: c, store: store, pkgs: map[string]string{}, sets: map[string]rego.PreparedEvalQuery{}, timeout: EvalTimeout}
+	e := &Engine{compiler: c, store: store, pkgs: map[string]string{}, sets: map[string]rego.PreparedEvalQuery{}, timeout: EvalTimeout, repoTime: repoTime}
 	for _, o := range opts {
 		o(e)
 	}

@@ -27,7 +27,7 @@ import (
 func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	r.admitMu.Lock()
 	defer r.admitMu.Unlock()
-	inv, done, err := r.admitBegin(ctx, rev)
+	inv, inputs, done, err := r.admitBegin(ctx, rev)
 	if err != nil || done {
 		return err
 	}
@@ -47,6 +47,10 @@ func (r *Reconciler) Admit(ctx context.Context, rev source.Revision) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if p != nil {
+		inputs.commit = rev.Commit
+		r.gates.inputs, r.gates.deadline = inputs, gateDeadline(snap, p, inv, engine, t1, r.opts.Interval)
+	}
 	return r.admitPlanned(ctx, rev, snap, p, perr, t1.Sub(t0), time.Since(t1))
 }
 
@@ -61,8 +65,9 @@ func (r *Reconciler) keepPending(rev source.Revision) {
 
 // admitBegin starts an admission under r.mu: it notes the fetched commit,
 // refuses one behind the admitted commit (done) and reads the fleet; it
-// returns the inventory the commit is planned against.
-func (r *Reconciler) admitBegin(ctx context.Context, rev source.Revision) (inv *fleet.Inventory, done bool, err error) {
+// returns the inventory the commit is planned against and the inputs it
+// holds (readmitDue).
+func (r *Reconciler) admitBegin(ctx context.Context, rev source.Revision) (inv *fleet.Inventory, in admitInputs, done bool, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	defer func() {
@@ -71,16 +76,16 @@ func (r *Reconciler) admitBegin(ctx context.Context, rev source.Revision) (inv *
 		}
 	}()
 	if err := r.reloadIfStale(ctx); err != nil {
-		return nil, false, err
+		return nil, in, false, err
 	}
 	r.src.setFetched(rev.Commit)
 	if r.behind(rev) {
-		return nil, true, r.refuseBehind(ctx, rev)
+		return nil, in, true, r.refuseBehind(ctx, rev)
 	}
 	if err := r.syncTargets(ctx); err != nil {
-		return nil, false, err
+		return nil, in, false, err
 	}
-	return r.inventory(), false, nil
+	return r.inventory(), r.admitInputsNow(), false, nil
 }
 
 // admitPlanned ends an admission under r.mu with the commit's plan (or the

@@ -112,6 +112,7 @@ type Reconciler struct {
 	pending  *source.Revision // fetched while not leader
 	last     *source.Revision // last commit admitted, re-evaluated while a release is denied
 	readmit  time.Time        // when last was last re-evaluated
+	gates    admitGates       // what that evaluation read (readmitDue)
 	alerts   []manifests.Alert
 	releases map[string]*releaseState
 	kept     map[string]bool // removed releases kept installed (prune: false): kept.go

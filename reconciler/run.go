@@ -3,8 +3,6 @@ package reconciler
 import (
 	"context"
 	"time"
-
-	"github.com/cairn-dev/cairn/reconciler/source"
 )
 
 // Run reconciles every Interval, on triggers and when a rollout asks to be
@@ -103,32 +101,4 @@ func (r *Reconciler) admitDue(ctx context.Context) bool {
 		}
 	}
 	return true
-}
-
-// readmitDue returns the last admitted commit when a release of it is
-// denied or held and it was not evaluated within the requeue its admission
-// error asks for (requeueOf: a registry that is down), else the interval.
-func (r *Reconciler) readmitDue() *source.Revision {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.last == nil {
-		return nil
-	}
-	var after time.Duration
-	for _, rs := range r.releases {
-		if rs.denied == "" && rs.held == nil {
-			continue
-		}
-		d := requeueOf(rs.held)
-		if d <= 0 || d > r.opts.Interval {
-			d = r.opts.Interval
-		}
-		if after == 0 || d < after {
-			after = d
-		}
-	}
-	if after == 0 || time.Since(r.readmit) < after {
-		return nil
-	}
-	return r.last
 }

@@ -177,6 +177,7 @@ func (r *Reconciler) announceEvaluated(ctx context.Context, p *pass, pending []e
 			p.events = append(p.events, evaluatedEvent(recs[0]))
 		}
 	}
+	r.noteEvaluations(r.evalPending, now)
 	r.evalPending = now
 	return nil
 }

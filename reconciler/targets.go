@@ -31,6 +31,9 @@ type targetCache struct {
 	written map[string]string // target → etag stored
 	online  map[string]bool
 	labels  labelSets // shared label and selector maps
+	// gen counts the changes admission reads: a target joining or leaving,
+	// or changing its labels or the facts plan reads (admissionChanged).
+	gen uint64
 }
 
 func newTargetCache() targetCache {
@@ -75,8 +78,11 @@ func (ls *labelSets) intern(m map[string]string, targets int) map[string]string 
 // setTarget sets ct's target, with shared label and selector maps.
 func (c *targetCache) setTarget(ct *cachedTarget, t fleet.Target) {
 	t.Labels = c.labels.intern(t.Labels, len(c.targets))
-	ct.target = t
-	ct.sel = c.labels.intern(t.SelectorLabels(), len(c.targets))
+	sel := c.labels.intern(t.SelectorLabels(), len(c.targets))
+	if ct.sel == nil || admissionChanged(ct, t, sel) {
+		c.gen++
+	}
+	ct.target, ct.sel = t, sel
 }
 
 // observed is a status report this replica stored, waiting for the next
@@ -165,6 +171,7 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 			if _, ok := c.targets[t.ID]; ok {
 				delete(c.targets, t.ID)
 				delete(c.online, t.ID)
+				c.gen++
 				c.order = slices.DeleteFunc(c.order, func(id string) bool { return id == t.ID })
 			}
 			continue
