@@ -123,6 +123,9 @@ func (p *puller) extractTar(r io.Reader, compression, base string, compressed in
 			if err != nil {
 				return files, err
 			}
+			if err := p.applyHeader(rel, h); err != nil {
+				return files, rootErr(rel, err)
+			}
 			regular[rel] = true
 			files = append(files, File{Path: rel, Digest: sum, Size: n})
 		case tar.TypeSymlink:
@@ -181,6 +184,21 @@ func checkHardLink(root *os.Root, rel, target string, regular map[string]bool) e
 	fi, err := root.Lstat(target)
 	if err != nil || !fi.Mode().IsRegular() {
 		return fmt.Errorf("%w: hard link %q names %q, which is not a regular file", ErrUnsafePath, rel, target)
+	}
+	return nil
+}
+
+// applyHeader gives the regular file rel, just written from a tar entry, the
+// header's mtime and, when the pull runs as root, its owner, as
+// applyMetadata does for raw layers (the mode was set when it was written).
+func (p *puller) applyHeader(rel string, h *tar.Header) error {
+	if !h.ModTime.IsZero() {
+		if err := p.dir.Chtimes(rel, h.ModTime, h.ModTime); err != nil {
+			return err
+		}
+	}
+	if os.Geteuid() == 0 {
+		_ = p.dir.Lchown(rel, h.Uid, h.Gid)
 	}
 	return nil
 }

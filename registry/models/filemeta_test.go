@@ -59,6 +59,40 @@ func TestFileMetadataRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTarLayerMetadataRoundTrip: a --layer-format tar push and its pull keep
+// each file's mode and mtime from the tar headers, as raw layers keep them
+// from their metadata annotation.
+func TestTarLayerMetadataRoundTrip(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, map[string]string{"run.sh": "#!/bin/sh\necho hi\n", "model.safetensors": "weights", "docs/README.md": "doc"})
+	os.Chmod(filepath.Join(src, "run.sh"), 0o755)
+	mtime := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	for _, f := range []string{"run.sh", "model.safetensors", "docs/README.md"} {
+		os.Chtimes(filepath.Join(src, f), mtime, mtime)
+	}
+	for _, format := range []string{LayerFormatTar, LayerFormatKitOps} {
+		res, err := Push(bg, reg+"/tarmeta/m:"+format, []string{src}, PushOptions{LayerFormat: format})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cache := range []string{"", t.TempDir()} {
+			dir := t.TempDir()
+			if _, err := Pull(bg, res.Ref, dir, PullOptions{CacheDir: cache}); err != nil {
+				t.Fatal(err)
+			}
+			for f, want := range map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "docs/README.md": 0o644} {
+				fi, err := os.Stat(filepath.Join(dir, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode().Perm() != want || !fi.ModTime().Equal(mtime) {
+					t.Errorf("%s cache %q: %s: mode %v mtime %v, want %v %v", format, cache, f, fi.Mode().Perm(), fi.ModTime(), want, mtime)
+				}
+			}
+		}
+	}
+}
+
 // TestPullHonoursPeerMetadata: the annotation as another tool writes it
 // (modctl: decimal mode, setuid bit included) sets the permission bits but
 // never setuid.
