@@ -192,13 +192,5 @@ func checkHardLink(root *os.Root, rel, target string, regular map[string]bool) e
 // header's mtime and, when the pull runs as root, its owner, as
 // applyMetadata does for raw layers (the mode was set when it was written).
 func (p *puller) applyHeader(rel string, h *tar.Header) error {
-	if !h.ModTime.IsZero() {
-		if err := p.dir.Chtimes(rel, h.ModTime, h.ModTime); err != nil {
-			return err
-		}
-	}
-	if os.Geteuid() == 0 {
-		_ = p.dir.Lchown(rel, h.Uid, h.Gid)
-	}
-	return nil
+	return p.setTimeOwner(rel, h.ModTime, h.Uid, h.Gid)
 }

@@ -50,13 +50,20 @@ func (p *puller) applyMetadata(rel string, ann map[string]string) error {
 			return err
 		}
 	}
-	if !m.ModTime.IsZero() {
-		if err := p.dir.Chtimes(rel, m.ModTime, m.ModTime); err != nil {
+	return p.setTimeOwner(rel, m.ModTime, int(m.Uid), int(m.Gid))
+}
+
+// setTimeOwner gives rel the mtime (unless zero) and, when the pull runs as
+// root, the owner a layer recorded for it: a raw layer's metadata
+// annotation (applyMetadata) or a tar entry's header (applyHeader).
+func (p *puller) setTimeOwner(rel string, mtime time.Time, uid, gid int) error {
+	if !mtime.IsZero() {
+		if err := p.dir.Chtimes(rel, mtime, mtime); err != nil {
 			return err
 		}
 	}
 	if os.Geteuid() == 0 {
-		_ = p.dir.Lchown(rel, int(m.Uid), int(m.Gid))
+		_ = p.dir.Lchown(rel, uid, gid)
 	}
 	return nil
 }
