@@ -42,21 +42,7 @@ func TestFileMetadataRoundTrip(t *testing.T) {
 			t.Errorf("layer %s: metadata %+v", l.Path, m)
 		}
 	}
-	for _, cache := range []string{"", t.TempDir()} {
-		dir := t.TempDir()
-		if _, err := Pull(bg, res.Ref, dir, PullOptions{CacheDir: cache}); err != nil {
-			t.Fatal(err)
-		}
-		for f, want := range map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "README.md": 0o644} {
-			fi, err := os.Stat(filepath.Join(dir, f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if fi.Mode().Perm() != want || !fi.ModTime().Equal(mtime) {
-				t.Errorf("cache %q: %s: mode %v mtime %v, want %v %v", cache, f, fi.Mode().Perm(), fi.ModTime(), want, mtime)
-			}
-		}
-	}
+	checkPulledMeta(t, res.Ref, "raw", map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "README.md": 0o644}, mtime)
 }
 
 // TestTarLayerMetadataRoundTrip: a --layer-format tar push and its pull keep
@@ -75,21 +61,7 @@ func TestTarLayerMetadataRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, cache := range []string{"", t.TempDir()} {
-			dir := t.TempDir()
-			if _, err := Pull(bg, res.Ref, dir, PullOptions{CacheDir: cache}); err != nil {
-				t.Fatal(err)
-			}
-			for f, want := range map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "docs/README.md": 0o644} {
-				fi, err := os.Stat(filepath.Join(dir, f))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if fi.Mode().Perm() != want || !fi.ModTime().Equal(mtime) {
-					t.Errorf("%s cache %q: %s: mode %v mtime %v, want %v %v", format, cache, f, fi.Mode().Perm(), fi.ModTime(), want, mtime)
-				}
-			}
-		}
+		checkPulledMeta(t, res.Ref, format, map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "docs/README.md": 0o644}, mtime)
 	}
 }
 
@@ -211,5 +183,26 @@ func TestPullCountsBytes(t *testing.T) {
 	if first.DownloadedBytes != 5003 || first.ReusedBytes != 0 || second.DownloadedBytes != 0 || second.ReusedBytes != 5003 {
 		t.Errorf("first %d/%d, second %d/%d bytes downloaded/reused", first.DownloadedBytes, first.ReusedBytes,
 			second.DownloadedBytes, second.ReusedBytes)
+	}
+}
+
+// checkPulledMeta pulls ref without and with a cache and checks each file's
+// mode and mtime.
+func checkPulledMeta(t *testing.T, ref, label string, modes map[string]os.FileMode, mtime time.Time) {
+	t.Helper()
+	for _, cache := range []string{"", t.TempDir()} {
+		dir := t.TempDir()
+		if _, err := Pull(bg, ref, dir, PullOptions{CacheDir: cache}); err != nil {
+			t.Fatal(err)
+		}
+		for f, want := range modes {
+			fi, err := os.Stat(filepath.Join(dir, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fi.Mode().Perm() != want || !fi.ModTime().Equal(mtime) {
+				t.Errorf("%s cache %q: %s: mode %v mtime %v, want %v %v", label, cache, f, fi.Mode().Perm(), fi.ModTime(), want, mtime)
+			}
+		}
 	}
 }
