@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cairn-dev/cairn/registry/s3driver"
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -25,7 +26,6 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the default driver
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"     // replicas sharing a bucket
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 )
@@ -50,7 +50,8 @@ type RegistryOptions struct {
 
 // Registry is the built-in OCI registry: CNCF Distribution (the registry
 // Docker, GitLab and Harbor build on) embedded at /v2/, its filesystem
-// driver under the data folder or its S3 driver, deletes enabled. cairn's
+// driver under the data folder or cairn's S3 driver (registry/s3driver,
+// minio-go), deletes enabled. cairn's
 // auth sits in front of it (Server.registryGuard). Writes pass a gate that
 // GC closes: Distribution's garbage collector is offline.
 type Registry struct {
@@ -90,28 +91,30 @@ func storageConfig(o RegistryOptions) (configuration.Storage, string, error) {
 	q := u.Query()
 	root := "/" + strings.Trim(strings.Trim(u.Path, "/")+"/registry", "/")
 	p := configuration.Parameters{
-		"bucket":         u.Host,
-		"rootdirectory":  root,
-		"region":         q.Get("region"),
-		"forcepathstyle": true,
-		"accesskey":      os.Getenv("AWS_ACCESS_KEY_ID"),
-		"secretkey":      os.Getenv("AWS_SECRET_ACCESS_KEY"),
+		"bucket":        u.Host,
+		"rootdirectory": root,
+		"region":        q.Get("region"),
+		"accesskey":     os.Getenv("AWS_ACCESS_KEY_ID"),
+		"secretkey":     os.Getenv("AWS_SECRET_ACCESS_KEY"),
 	}
 	if p["region"] == "" {
 		p["region"] = "us-east-1"
 	}
 	if ep := q.Get("endpoint"); ep != "" {
-		scheme := "https://"
-		switch q.Get("insecure") {
-		case "1", "true", "yes":
-			scheme = "http://"
-			p["secure"] = false
-		}
-		p["regionendpoint"] = scheme + ep
+		p["endpoint"] = ep
 	}
-	st["s3"] = p
+	switch q.Get("insecure") {
+	case "1", "true", "yes":
+		p["insecure"] = true
+	}
+	registerS3.Do(func() { factory.Register(s3driver.Name, s3driver.Factory{}) })
+	st[s3driver.Name] = p
 	return st, "s3://" + u.Host + root, nil
 }
+
+// registerS3 registers cairn's S3 driver (minio-go) with Distribution's
+// driver factory, the first time a registry is configured on S3.
+var registerS3 sync.Once
 
 // NewRegistry opens the built-in registry and migrates, once, what the
 // previous built-in registry left under o.Dir.
