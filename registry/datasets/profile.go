@@ -13,9 +13,6 @@ import (
 	"strconv"
 	"strings"
 
-	_ "go4.org/unsafe/assume-no-moving-gc" // gorgonia.org/tensor panics at start-up without it
-	"gorgonia.org/tensor"
-
 	"github.com/cairn-dev/cairn/registry/blobs"
 )
 
@@ -135,7 +132,7 @@ type colAcc struct {
 }
 
 // ProfileCSV streams the CSV file at path twice (moments, then histograms),
-// reducing batches of rows with gorgonia.org/tensor; memory is bounded by
+// reducing batches of rows; memory is bounded by
 // the batch size whatever the file's size. The first row names the columns;
 // a column is numeric when every non-empty cell parses as a float.
 func ProfileCSV(path string, bins int) (*FileProfile, error) {
@@ -285,48 +282,32 @@ func (a *colAcc) reduceMoments() error {
 		a.batch = a.batch[:0]
 		return nil
 	}
-	t := tensor.New(tensor.WithShape(len(a.batch)), tensor.WithBacking(a.batch))
-	sum, err := t.Sum()
-	if err != nil {
-		return fmt.Errorf("sum: %w", err)
-	}
-	mx, err := t.Max()
-	if err != nil {
-		return fmt.Errorf("max: %w", err)
-	}
-	mn, err := t.Min()
-	if err != nil {
-		return fmt.Errorf("min: %w", err)
+	sum, mx, mn := 0.0, math.Inf(-1), math.Inf(1)
+	for _, x := range a.batch {
+		sum += x
+		mx = math.Max(mx, x)
+		mn = math.Min(mn, x)
 	}
 	nb := float64(len(a.batch))
-	mb := sum.ScalarValue().(float64) / nb
-	dev, err := tensor.Sub(t, mb)
-	if err != nil {
-		return fmt.Errorf("deviation: %w", err)
+	mb := sum / nb
+	var m2b float64
+	for _, x := range a.batch {
+		d := x - mb
+		m2b += float64(d * d) // the conversion keeps d*d a product of its own (no fused multiply-add)
 	}
-	sq, err := tensor.Square(dev)
-	if err != nil {
-		return fmt.Errorf("square: %w", err)
-	}
-	m2t, err := tensor.Sum(sq)
-	if err != nil {
-		return fmt.Errorf("sum of squares: %w", err)
-	}
-	m2b := m2t.ScalarValue().(float64)
 	na := float64(a.n)
 	delta := mb - a.mean
 	tot := na + nb
 	a.mean += delta * nb / tot
 	a.m2 += m2b + delta*delta*na*nb/tot
 	a.n += int64(len(a.batch))
-	a.min = math.Min(a.min, mn.ScalarValue().(float64))
-	a.max = math.Max(a.max, mx.ScalarValue().(float64))
+	a.min = math.Min(a.min, mn)
+	a.max = math.Max(a.max, mx)
 	a.batch = a.batch[:0]
 	return nil
 }
 
-// reduceHistogram bins the pending batch: scaled = (x-min)*bins/(max-min)
-// on the tensor, then counted.
+// reduceHistogram bins the pending batch: bin (x-min)*bins/(max-min).
 func (a *colAcc) reduceHistogram() error {
 	if a.hist == nil || len(a.batch) == 0 {
 		a.batch = a.batch[:0]
@@ -334,15 +315,9 @@ func (a *colAcc) reduceHistogram() error {
 	}
 	h := Histogram{Min: a.min, Max: a.max, Counts: a.hist}
 	if a.max > a.min {
-		t := tensor.New(tensor.WithShape(len(a.batch)), tensor.WithBacking(a.batch))
-		if _, err := tensor.Sub(t, a.min, tensor.UseUnsafe()); err != nil {
-			return fmt.Errorf("histogram: %w", err)
-		}
-		if _, err := tensor.Mul(t, float64(len(a.hist))/(a.max-a.min), tensor.UseUnsafe()); err != nil {
-			return fmt.Errorf("histogram: %w", err)
-		}
-		for _, s := range a.batch {
-			a.hist[min(max(int(s), 0), len(a.hist)-1)]++
+		k := float64(len(a.hist)) / (a.max - a.min)
+		for _, x := range a.batch {
+			a.hist[min(max(int(float64(x-a.min)*k), 0), len(a.hist)-1)]++
 		}
 	} else {
 		for _, x := range a.batch {
