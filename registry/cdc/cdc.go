@@ -36,14 +36,21 @@ func Params() string {
 // Split cuts r into content-defined chunks and calls fn with each, in
 // order: its offset and its bytes (valid during the call only; at most
 // MaxChunk). It returns the number of bytes read. Memory stays at one
-// MaxChunk buffer whatever the size of r.
+// buffer of the largest chunk (at most MaxChunk) whatever the size of r.
 func Split(r io.Reader, fn func(off int64, data []byte) error) (int64, error) {
 	ch := chunker.NewWithBoundaries(r, Polynomial, MinChunk, MaxChunk)
 	ch.SetAverageBits(AverageBits)
-	buf := make([]byte, MaxChunk)
+	// Chunks average ~250 KiB and few pass 1 MiB (e^-7 of them in random
+	// data), so the buffer starts at 1 MiB and grows, once, to what a
+	// larger chunk needs: four files chunked at once (cairn model push)
+	// hold 4 MiB less each.
+	buf := make([]byte, 0, 1<<20)
 	var off int64
 	for {
 		c, err := ch.Next(buf)
+		if cap(c.Data) > cap(buf) {
+			buf = c.Data[:0]
+		}
 		if err == io.EOF {
 			return off, nil
 		}
