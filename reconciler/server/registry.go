@@ -18,14 +18,13 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cairn-dev/cairn/registry/s3driver"
+	"github.com/cairn-dev/cairn/registry/distdriver"
 	"github.com/distribution/distribution/v3"
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // the default driver
 	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 )
@@ -50,8 +49,8 @@ type RegistryOptions struct {
 
 // Registry is the built-in OCI registry: CNCF Distribution (the registry
 // Docker, GitLab and Harbor build on) embedded at /v2/, its filesystem
-// driver under the data folder or cairn's S3 driver (registry/s3driver,
-// minio-go), deletes enabled. cairn's
+// layout under the data folder or an S3 bucket (cairn's drivers,
+// registry/distdriver), deletes enabled. cairn's
 // auth sits in front of it (Server.registryGuard). Writes pass a gate that
 // GC closes: Distribution's garbage collector is offline.
 type Registry struct {
@@ -81,7 +80,8 @@ func storageConfig(o RegistryOptions) (configuration.Storage, string, error) {
 			"enabled": true, "age": "168h", "interval": "24h", "dryrun": false}},
 	}
 	if o.Store == "" || strings.HasPrefix(o.Store, "file:") {
-		st["filesystem"] = configuration.Parameters{"rootdirectory": o.Dir}
+		distdriver.Register()
+		st[distdriver.FSName] = configuration.Parameters{"rootdirectory": o.Dir}
 		return st, "filesystem " + o.Dir, nil
 	}
 	u, err := url.Parse(o.Store)
@@ -107,14 +107,10 @@ func storageConfig(o RegistryOptions) (configuration.Storage, string, error) {
 	case "1", "true", "yes":
 		p["insecure"] = true
 	}
-	registerS3.Do(func() { factory.Register(s3driver.Name, s3driver.Factory{}) })
-	st[s3driver.Name] = p
+	distdriver.Register()
+	st[distdriver.S3Name] = p
 	return st, "s3://" + u.Host + root, nil
 }
-
-// registerS3 registers cairn's S3 driver (minio-go) with Distribution's
-// driver factory, the first time a registry is configured on S3.
-var registerS3 sync.Once
 
 // NewRegistry opens the built-in registry and migrates, once, what the
 // previous built-in registry left under o.Dir.

@@ -1,26 +1,55 @@
-package s3driver
+package distdriver
 
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 )
 
-// Factory makes drivers from a Distribution storage section's parameters:
-// bucket, rootdirectory, region, endpoint (host:port), insecure (bool),
-// accesskey, secretkey, chunksize (bytes). Register it with Distribution's
-// factory.Register(Name, Factory{}) before configuring a registry with it.
-type Factory struct{}
+var registerOnce sync.Once
 
-// Create implements factory.StorageDriverFactory.
-func (Factory) Create(_ context.Context, p map[string]any) (storagedriver.StorageDriver, error) {
-	return FromParameters(p)
+// Register registers both drivers with Distribution's driver factory (its
+// storage configuration names drivers; handlers.NewApp makes its own), once
+// whatever the number of calls. Their parameters:
+//   - cairn-filesystem: rootdirectory;
+//   - cairn-s3: bucket, rootdirectory, region, endpoint (host:port),
+//     insecure (bool), accesskey, secretkey, chunksize (bytes).
+func Register() {
+	registerOnce.Do(func() {
+		factory.Register(FSName, fsFactory{})
+		factory.Register(S3Name, s3Factory{})
+	})
 }
 
-// FromParameters makes a driver from a storage section's parameters.
-func FromParameters(p map[string]any) (*Driver, error) {
-	var o Options
+type fsFactory struct{}
+
+func (fsFactory) Create(_ context.Context, p map[string]any) (storagedriver.StorageDriver, error) {
+	var root string
+	for k, v := range p {
+		var ok bool
+		switch k {
+		case "rootdirectory":
+			root, ok = v.(string)
+		default:
+			return nil, fmt.Errorf("%s storage driver: unknown parameter %q", FSName, k)
+		}
+		if !ok {
+			return nil, fmt.Errorf("%s storage driver: parameter %s: unexpected %T", FSName, k, v)
+		}
+	}
+	if root == "" {
+		return nil, fmt.Errorf("%s storage driver: no rootdirectory", FSName)
+	}
+	return NewFS(root), nil
+}
+
+type s3Factory struct{}
+
+func (s3Factory) Create(_ context.Context, p map[string]any) (storagedriver.StorageDriver, error) {
+	var o S3Options
 	for k, v := range p {
 		var ok bool
 		switch k {
@@ -41,11 +70,11 @@ func FromParameters(p map[string]any) (*Driver, error) {
 		case "chunksize":
 			o.ChunkSize, ok = v.(int)
 		default:
-			return nil, fmt.Errorf("s3 storage driver: unknown parameter %q", k)
+			return nil, fmt.Errorf("%s storage driver: unknown parameter %q", S3Name, k)
 		}
 		if !ok {
-			return nil, fmt.Errorf("s3 storage driver: parameter %s: unexpected %T", k, v)
+			return nil, fmt.Errorf("%s storage driver: parameter %s: unexpected %T", S3Name, k, v)
 		}
 	}
-	return New(o)
+	return NewS3(o)
 }

@@ -1,4 +1,4 @@
-package s3driver
+package distdriver
 
 // The driver follows Distribution's s3-aws driver (registry/storage/driver/
 // s3-aws, Apache 2.0) call for call, so that a bucket written by one is read
@@ -19,13 +19,12 @@ import (
 	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/distribution/distribution/v3/registry/storage/driver/base"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 )
 
-// Name is the driver's name in a Distribution storage configuration.
-const Name = "cairn-s3"
+// S3Name is the S3 driver's name in a storage configuration.
+const S3Name = "cairn-s3"
 
 const (
 	minChunkSize     = 5 << 20  // S3's smallest part but the last
@@ -33,8 +32,8 @@ const (
 	listMax          = 1000
 )
 
-// Options configure New.
-type Options struct {
+// S3Options configure NewS3.
+type S3Options struct {
 	Bucket        string
 	RootDirectory string // key prefix, "/a/b" or ""
 	Endpoint      string // host:port; default s3.amazonaws.com
@@ -46,17 +45,7 @@ type Options struct {
 	ChunkSize            int // bytes a part; default 10 MiB, at least 5 MiB
 }
 
-// Driver is a storagedriver.StorageDriver on an S3 bucket; base.Base checks
-// paths and adds Distribution's tracing around the calls.
-type Driver struct {
-	baseEmbed
-}
-
-type baseEmbed struct{ base.Base }
-
-var _ storagedriver.StorageDriver = (*Driver)(nil)
-
-type driver struct {
+type s3Driver struct {
 	c         minio.Core
 	bucket    string
 	root      string // key prefix without slashes at either end
@@ -64,8 +53,8 @@ type driver struct {
 	pool      sync.Pool // *bytes.Buffer of writers
 }
 
-// New returns a driver on o.Bucket, which must exist.
-func New(o Options) (*Driver, error) {
+// NewS3 returns a driver on o.Bucket, which must exist.
+func NewS3(o S3Options) (storagedriver.StorageDriver, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("s3 storage driver: no bucket")
 	}
@@ -97,15 +86,15 @@ func New(o Options) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("s3 storage driver at %s: %w", o.Endpoint, err)
 	}
-	d := &driver{c: *c, bucket: o.Bucket, root: strings.Trim(o.RootDirectory, "/"), chunkSize: o.ChunkSize}
+	d := &s3Driver{c: *c, bucket: o.Bucket, root: strings.Trim(o.RootDirectory, "/"), chunkSize: o.ChunkSize}
 	d.pool.New = func() any { return bytes.NewBuffer(make([]byte, 0, d.chunkSize+minChunkSize)) }
-	return &Driver{baseEmbed{base.Base{StorageDriver: d}}}, nil
+	return checked{d}, nil
 }
 
-func (d *driver) Name() string { return Name }
+func (d *s3Driver) Name() string { return S3Name }
 
 // key is the object key of a driver path ("/docker/registry/…").
-func (d *driver) key(p string) string {
+func (d *s3Driver) key(p string) string {
 	if d.root == "" {
 		return strings.TrimLeft(p, "/")
 	}
@@ -114,7 +103,7 @@ func (d *driver) key(p string) string {
 
 // path is the driver path of an object key (or of a common prefix without
 // its trailing slash).
-func (d *driver) path(key string) string {
+func (d *s3Driver) path(key string) string {
 	if d.root == "" {
 		return "/" + key
 	}
@@ -122,7 +111,7 @@ func (d *driver) path(key string) string {
 }
 
 // dirPrefix is the key prefix of what lies under driver path p.
-func (d *driver) dirPrefix(p string) string {
+func (d *s3Driver) dirPrefix(p string) string {
 	k := d.key(p)
 	if k != "" && !strings.HasSuffix(k, "/") {
 		k += "/"
@@ -137,12 +126,12 @@ func notFound(err error) bool {
 
 func parseError(p string, err error) error {
 	if err != nil && notFound(err) {
-		return storagedriver.PathNotFoundError{Path: p, DriverName: Name}
+		return storagedriver.PathNotFoundError{Path: p, DriverName: S3Name}
 	}
 	return err
 }
 
-func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
+func (d *s3Driver) GetContent(ctx context.Context, p string) ([]byte, error) {
 	r, err := d.Reader(ctx, p, 0)
 	if err != nil {
 		return nil, err
@@ -151,13 +140,13 @@ func (d *driver) GetContent(ctx context.Context, p string) ([]byte, error) {
 	return io.ReadAll(r)
 }
 
-func (d *driver) PutContent(ctx context.Context, p string, content []byte) error {
+func (d *s3Driver) PutContent(ctx context.Context, p string, content []byte) error {
 	_, err := d.c.PutObject(ctx, d.bucket, d.key(p), bytes.NewReader(content), int64(len(content)), "", "",
 		minio.PutObjectOptions{ContentType: "application/octet-stream"})
 	return parseError(p, err)
 }
 
-func (d *driver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+func (d *s3Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
 	var opts minio.GetObjectOptions
 	if offset > 0 {
 		if err := opts.SetRange(offset, 0); err != nil {
@@ -174,13 +163,13 @@ func (d *driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 	return body, nil
 }
 
-func (d *driver) newUpload(ctx context.Context, key string) (string, error) {
+func (d *s3Driver) newUpload(ctx context.Context, key string) (string, error) {
 	return d.c.NewMultipartUpload(ctx, d.bucket, key, minio.PutObjectOptions{ContentType: "application/octet-stream"})
 }
 
 // Writer starts a multipart upload at p or, appending, resumes the one in
 // progress there (an empty committed object may be appended to).
-func (d *driver) Writer(ctx context.Context, p string, appendMode bool) (storagedriver.FileWriter, error) {
+func (d *s3Driver) Writer(ctx context.Context, p string, appendMode bool) (storagedriver.FileWriter, error) {
 	key := d.key(p)
 	if !appendMode {
 		id, err := d.newUpload(ctx, key)
@@ -201,7 +190,7 @@ func (d *driver) Writer(ctx context.Context, p string, appendMode bool) (storage
 				return nil, err
 			}
 			if fi.Size() != 0 {
-				return nil, storagedriver.Error{DriverName: Name, Detail: fmt.Errorf("append to zero-size path %s unsupported", p)}
+				return nil, storagedriver.Error{DriverName: S3Name, Detail: fmt.Errorf("append to zero-size path %s unsupported", p)}
 			}
 			id, err := d.newUpload(ctx, key)
 			if err != nil {
@@ -220,13 +209,13 @@ func (d *driver) Writer(ctx context.Context, p string, appendMode bool) (storage
 			return d.newWriter(ctx, key, u.UploadID, parts), nil
 		}
 		if !resp.IsTruncated {
-			return nil, storagedriver.PathNotFoundError{Path: p, DriverName: Name}
+			return nil, storagedriver.PathNotFoundError{Path: p, DriverName: S3Name}
 		}
 		keyMarker, idMarker = resp.NextKeyMarker, resp.NextUploadIDMarker
 	}
 }
 
-func (d *driver) listParts(ctx context.Context, key, uploadID string) ([]minio.ObjectPart, error) {
+func (d *s3Driver) listParts(ctx context.Context, key, uploadID string) ([]minio.ObjectPart, error) {
 	var parts []minio.ObjectPart
 	marker := 0
 	for {
@@ -242,7 +231,7 @@ func (d *driver) listParts(ctx context.Context, key, uploadID string) ([]minio.O
 	}
 }
 
-func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, error) {
+func (d *s3Driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, error) {
 	oi, err := d.c.StatObject(ctx, d.bucket, d.key(p), minio.StatObjectOptions{})
 	if err == nil {
 		return storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{
@@ -259,11 +248,11 @@ func (d *driver) Stat(ctx context.Context, p string) (storagedriver.FileInfo, er
 	if len(res.Contents) > 0 || len(res.CommonPrefixes) > 0 {
 		return storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{Path: p, IsDir: true}}, nil
 	}
-	return nil, storagedriver.PathNotFoundError{Path: p, DriverName: Name}
+	return nil, storagedriver.PathNotFoundError{Path: p, DriverName: S3Name}
 }
 
 // List returns the paths of the files and folders directly under p.
-func (d *driver) List(ctx context.Context, p string) ([]string, error) {
+func (d *s3Driver) List(ctx context.Context, p string) ([]string, error) {
 	prefix := d.dirPrefix(p)
 	var files, dirs []string
 	for oi := range d.c.Client.ListObjects(ctx, d.bucket, minio.ListObjectsOptions{Prefix: prefix, MaxKeys: listMax}) {
@@ -278,14 +267,14 @@ func (d *driver) List(ctx context.Context, p string) ([]string, error) {
 	}
 	if p != "/" && len(files) == 0 && len(dirs) == 0 {
 		// S3 has no folders: an empty listing is a missing one.
-		return nil, storagedriver.PathNotFoundError{Path: p, DriverName: Name}
+		return nil, storagedriver.PathNotFoundError{Path: p, DriverName: S3Name}
 	}
 	return append(files, dirs...), nil
 }
 
 // Move copies src to dst within the bucket (in parts when large) and
 // deletes src: S3 has no rename.
-func (d *driver) Move(ctx context.Context, src, dst string) error {
+func (d *s3Driver) Move(ctx context.Context, src, dst string) error {
 	_, err := d.c.ComposeObject(ctx,
 		minio.CopyDestOptions{Bucket: d.bucket, Object: d.key(dst)},
 		minio.CopySrcOptions{Bucket: d.bucket, Object: d.key(src)})
@@ -296,7 +285,7 @@ func (d *driver) Move(ctx context.Context, src, dst string) error {
 }
 
 // Delete removes the object at p and every object under p/.
-func (d *driver) Delete(ctx context.Context, p string) error {
+func (d *s3Driver) Delete(ctx context.Context, p string) error {
 	key := d.key(p)
 	objects := make(chan minio.ObjectInfo)
 	var listErr error
@@ -328,21 +317,21 @@ func (d *driver) Delete(ctx context.Context, p string) error {
 		return parseError(p, listErr)
 	}
 	if len(errs) > 0 {
-		return storagedriver.Errors{DriverName: Name, Errs: errs}
+		return storagedriver.Errors{DriverName: S3Name, Errs: errs}
 	}
 	if found == 0 {
-		return storagedriver.PathNotFoundError{Path: p, DriverName: Name}
+		return storagedriver.PathNotFoundError{Path: p, DriverName: S3Name}
 	}
 	return nil
 }
 
 // RedirectURL returns "": clients always read through the registry
 // (cairn's agents reach cairn, maybe not the bucket).
-func (d *driver) RedirectURL(*http.Request, string) (string, error) { return "", nil }
+func (d *s3Driver) RedirectURL(*http.Request, string) (string, error) { return "", nil }
 
 // Walk calls f on every file and folder under from in lexical order with
 // one recursive listing; folders are inferred from the keys between them.
-func (d *driver) Walk(ctx context.Context, from string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
+func (d *s3Driver) Walk(ctx context.Context, from string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
 	wo := &storagedriver.WalkOptions{}
 	for _, o := range options {
 		o(wo)

@@ -1,4 +1,4 @@
-package s3driver_test
+package distdriver_test
 
 import (
 	"context"
@@ -11,18 +11,15 @@ import (
 	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/cairn-dev/cairn/internal/testenv"
-	"github.com/cairn-dev/cairn/registry/s3driver"
+	"github.com/cairn-dev/cairn/registry/distdriver"
 )
 
-// TestDriverSuite runs Distribution's own storage driver suite (the one
+// TestS3DriverSuite runs Distribution's own storage driver suite (the one
 // its s3-aws, filesystem and inmemory drivers pass) against MinIO.
-func TestDriverSuite(t *testing.T) {
+func TestS3DriverSuite(t *testing.T) {
 	addr := testenv.Require(t, testenv.MinIO)
 	user, pass := testenv.Require(t, testenv.MinIOUser), testenv.Require(t, testenv.MinIOPass)
-	if testing.Short() {
-		t.Skip("the suite writes about a GiB")
-	}
-	bucket := "cairn-s3driver-test"
+	bucket := "cairn-distdriver-test"
 	c, err := minio.New(addr, &minio.Options{Creds: credentials.NewStaticV4(user, pass, "")})
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +34,13 @@ func TestDriverSuite(t *testing.T) {
 	}
 	root := "/" + strings.ToLower(t.Name()) + "/registry"
 	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) {
-		return s3driver.New(s3driver.Options{Bucket: bucket, RootDirectory: root, Endpoint: addr, Insecure: true,
+		return distdriver.NewS3(distdriver.S3Options{Bucket: bucket, RootDirectory: root, Endpoint: addr, Insecure: true,
 			AccessKey: user, SecretKey: pass})
 	}, false)
+}
+
+// TestFSDriverSuite runs the same suite against the folder driver.
+func TestFSDriverSuite(t *testing.T) {
+	root := t.TempDir()
+	testsuites.Driver(t, func() (storagedriver.StorageDriver, error) { return distdriver.NewFS(root), nil }, false)
 }

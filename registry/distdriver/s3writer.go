@@ -1,4 +1,4 @@
-package s3driver
+package distdriver
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 // S3's minimum first folds what was written into a new upload (as s3-aws).
 type writer struct {
 	ctx      context.Context
-	d        *driver
+	d        *s3Driver
 	key      string
 	uploadID string
 	parts    []minio.ObjectPart
@@ -27,7 +27,7 @@ type writer struct {
 	closed, committed, cancelled bool
 }
 
-func (d *driver) newWriter(ctx context.Context, key, uploadID string, parts []minio.ObjectPart) *writer {
+func (d *s3Driver) newWriter(ctx context.Context, key, uploadID string, parts []minio.ObjectPart) *writer {
 	var size int64
 	for _, p := range parts {
 		size += p.Size
