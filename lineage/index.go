@@ -30,8 +30,8 @@ import (
 // step from link to node without a map lookup and name each node from the
 // slice, never from the database or a map.
 //
-// On bench/lineage's graph of a million edges it costs about 210 bytes an
-// edge by IndexStats' estimate, and the heap grows by about 230 bytes an
+// On bench/lineage's graph of a million edges it costs about 160 bytes an
+// edge by IndexStats' estimate, and the heap grows by about 180 bytes an
 // edge with the node name cache warmed at load (the bench prints both).
 type memIndex struct {
 	mu        sync.RWMutex
@@ -426,9 +426,33 @@ func (ix *memIndex) node(id int64) int32 {
 	return i
 }
 
-// byDownThreshold is the number of downstream links above which a node
-// keeps a map to find the link of a new edge.
+// byDownThreshold is the number of links above which a search for the link
+// of a new edge, in the shorter of its upstream node's downstream links and
+// its downstream node's upstream ones, uses a map of the former instead.
+// Most edges have one short side (a target ran few models, a model has few
+// sources), so few nodes need the map.
 const byDownThreshold = 16
+
+// findFold returns the fold of kind k from node ui to node di, -1 when none.
+func (ix *memIndex) findFold(ui, di int32, k uint8) int32 {
+	un, dn := &ix.nodes[ui], &ix.nodes[di]
+	if un.byDown != nil {
+		if f, ok := un.byDown[uint64(di)<<8|uint64(k)]; ok {
+			return f
+		}
+		return -1
+	}
+	list := un.down
+	if len(dn.up) < len(list) {
+		list = dn.up
+	}
+	for _, f := range list {
+		if ix.folds[f].up == ui && ix.folds[f].down == di && ix.folds[f].kind == k {
+			return f
+		}
+	}
+	return -1
+}
 
 func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcome, rel, attrs string) {
 	ix.edges++
@@ -436,19 +460,7 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 	ui, di := ix.node(up), ix.node(down)
 	un := &ix.nodes[ui]
 	key := uint64(di)<<8 | uint64(k)
-	fi := int32(-1)
-	if un.byDown != nil {
-		if f, ok := un.byDown[key]; ok {
-			fi = f
-		}
-	} else {
-		for _, f := range un.down {
-			if ix.folds[f].down == di && ix.folds[f].kind == k {
-				fi = f
-				break
-			}
-		}
-	}
+	fi := ix.findFold(ui, di, k)
 	if fi >= 0 {
 		f := &ix.folds[fi]
 		f.count++
@@ -460,16 +472,16 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 		ix.folds = append(ix.folds, fold{up: ui, down: di, first: at, last: at, lid: id, count: 1, kind: k, outcome: o})
 		fi = int32(len(ix.folds) - 1)
 		un.down = append(un.down, fi)
+		dn := &ix.nodes[di]
+		dn.up = append(dn.up, fi)
 		if un.byDown != nil {
 			un.byDown[key] = fi
-		} else if len(un.down) > byDownThreshold {
+		} else if len(un.down) > byDownThreshold && len(dn.up) > byDownThreshold {
 			un.byDown = make(map[uint64]int32, 2*len(un.down))
 			for _, f := range un.down {
 				un.byDown[uint64(ix.folds[f].down)<<8|uint64(ix.folds[f].kind)] = f
 			}
 		}
-		dn := &ix.nodes[di]
-		dn.up = append(dn.up, fi)
 	}
 	if kind == EdgeDeployedTo {
 		r := ix.relID(rel)
@@ -729,6 +741,9 @@ func (ix *memIndex) settle() {
 	}
 	dirty := map[*modelSpans]bool{}
 	for tr, old := range ix.touched {
+		if evs := ix.deploys[tr]; cap(evs) > len(evs)+len(evs)/4+1 {
+			ix.deploys[tr] = slices.Clone(evs) // most pairs have a few events: no room for twice as many
+		}
 		for _, s := range old {
 			if ms := ix.spans[s.model]; ms != nil {
 				ms.remove(tr, s.from, s.to)
@@ -777,7 +792,13 @@ func (ms *modelSpans) settle() {
 		}
 		return cmp.Compare(a.rel, b.rel)
 	})
+	if cap(ms.byFrom) > len(ms.byFrom)+len(ms.byFrom)/4+1 {
+		ms.byFrom = slices.Clone(ms.byFrom)
+	}
 	ms.sorted = len(ms.byFrom)
+	if cap(ms.byTo) < len(ms.byFrom) || cap(ms.byTo) > len(ms.byFrom)+len(ms.byFrom)/4+1 {
+		ms.byTo = make([]int32, 0, len(ms.byFrom))
+	}
 	ms.byTo = ms.byTo[:0]
 	for i := range ms.byFrom {
 		ms.byTo = append(ms.byTo, int32(i))
