@@ -99,7 +99,7 @@ func newPlanCmd() *cobra.Command {
 	f.StringVarP(&format, "output", "o", "markdown", "output format: markdown or json")
 	f.BoolVar(&noRegistry, "no-registry", false, "do not read artifact sizes from the registry (download sizes unknown)")
 	f.DurationVar(&policyTimeout, "policy-timeout", policies.EvalTimeout, "bound on evaluating one release's policies; a release over it is denied (as serve's policyTimeout)")
-	f.BoolVar(&wholeLayers, "whole-layers", false, "do not read chunk indexes: count whole layers, as pullers without delta updates download")
+	f.BoolVar(&wholeLayers, "whole-layers", false, "do not read the running versions and chunk indexes from the registry: count whole every layer a target's inventory does not list")
 	f.BoolVar(&plainHTTP, "plain-http", false, "talk plain HTTP to the registry")
 	f.StringToStringVar(&stores, "dataset-store", nil, "NAME=URL: check that datasets of store NAME (spec.store, default \"default\") exist at URL (file:// or s3://), as cairn serve does with its datasetStores; repeatable")
 	return cmd
