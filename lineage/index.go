@@ -244,7 +244,7 @@ func (ix *memIndex) refresh(ctx context.Context, tx *sql.Tx, rebind func(string)
 		return fmt.Errorf("lineage index: %w", err)
 	}
 	ix.mu.RLock()
-	upToDate := max.Int64 <= ix.watermark && len(ix.gaps) == 0
+	upToDate := max.Int64 <= ix.watermark && len(ix.gaps) == 0 && len(ix.unnamed) == 0 // unnamed: a refresh that failed after its scan
 	ix.mu.RUnlock()
 	if upToDate {
 		return nil
