@@ -778,32 +778,62 @@ func (ms *modelSpans) remove(tr tgtRel, from, to int64) {
 	}
 }
 
+// settle orders the entries appended since the last settle and merges them
+// into byFrom and byTo, dropping dead ones: linear in the model's spans
+// (plus sorting the new ones), as a refresh may touch a model deployed to
+// the whole fleet.
 func (ms *modelSpans) settle() {
-	if ms.dead > 0 {
-		ms.byFrom = slices.DeleteFunc(ms.byFrom, func(e spanEntry) bool { return e.dead })
-		ms.dead = 0
+	n := ms.sorted
+	tail := ms.byFrom[n:]
+	if len(tail) == 0 && ms.dead == 0 {
+		return
 	}
-	slices.SortFunc(ms.byFrom, func(a, b spanEntry) int {
-		if c := cmp.Compare(a.from, b.from); c != 0 {
-			return c
+	slices.SortFunc(tail, compareFrom)
+	byFrom := make([]spanEntry, 0, n-ms.dead+len(tail))
+	moved := make([]int32, n) // new index of each settled entry, -1 when dead
+	added := make([]int32, 0, len(tail))
+	for i, j := 0, 0; i < n || j < len(tail); {
+		switch {
+		case i < n && ms.byFrom[i].dead:
+			moved[i] = -1
+			i++
+		case j == len(tail) || (i < n && compareFrom(ms.byFrom[i], tail[j]) <= 0):
+			moved[i] = int32(len(byFrom))
+			byFrom = append(byFrom, ms.byFrom[i])
+			i++
+		default:
+			added = append(added, int32(len(byFrom)))
+			byFrom = append(byFrom, tail[j])
+			j++
 		}
-		if c := cmp.Compare(a.target, b.target); c != 0 {
-			return c
+	}
+	to := func(i int32) int64 { return byFrom[i].to }
+	slices.SortFunc(added, func(a, b int32) int { return cmp.Compare(to(a), to(b)) })
+	byTo := make([]int32, 0, len(byFrom))
+	j := 0
+	for _, old := range ms.byTo {
+		x := moved[old]
+		if x < 0 {
+			continue
 		}
-		return cmp.Compare(a.rel, b.rel)
-	})
-	if cap(ms.byFrom) > len(ms.byFrom)+len(ms.byFrom)/4+1 {
-		ms.byFrom = slices.Clone(ms.byFrom)
+		for j < len(added) && to(added[j]) < to(x) {
+			byTo = append(byTo, added[j])
+			j++
+		}
+		byTo = append(byTo, x)
 	}
-	ms.sorted = len(ms.byFrom)
-	if cap(ms.byTo) < len(ms.byFrom) || cap(ms.byTo) > len(ms.byFrom)+len(ms.byFrom)/4+1 {
-		ms.byTo = make([]int32, 0, len(ms.byFrom))
+	byTo = append(byTo, added[j:]...)
+	ms.byFrom, ms.byTo, ms.sorted, ms.dead = byFrom, byTo, len(byFrom), 0
+}
+
+func compareFrom(a, b spanEntry) int {
+	if c := cmp.Compare(a.from, b.from); c != 0 {
+		return c
 	}
-	ms.byTo = ms.byTo[:0]
-	for i := range ms.byFrom {
-		ms.byTo = append(ms.byTo, int32(i))
+	if c := cmp.Compare(a.target, b.target); c != 0 {
+		return c
 	}
-	slices.SortFunc(ms.byTo, func(a, b int32) int { return cmp.Compare(ms.byFrom[a].to, ms.byFrom[b].to) })
+	return cmp.Compare(a.rel, b.rel)
 }
 
 // running appends to out the (target, release) pairs whose active
