@@ -2,6 +2,7 @@ package lineage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -209,6 +210,57 @@ func checkSpans(t *testing.T, g *Graph) {
 			if !slices.Contains(ix.spansOf(ix.deploys[tr]), span{model: model, from: e.from, to: e.to}) {
 				t.Fatalf("model %d: entry %+v is not a span of its target", model, e)
 			}
+		}
+	}
+}
+
+// TestIndexConcurrentQueries runs walks, At and Where on the index from
+// several goroutines while another handle appends edges, for the race
+// detector: each query refreshes the index, so they contend for it.
+func TestIndexConcurrentQueries(t *testing.T) {
+	sqlGraph := openSQLite(t)
+	ctx := context.Background()
+	tick := 0
+	randomGraph(t, sqlGraph, rand.New(rand.NewPCG(1, 2)), 400, t0, &tick)
+	mem, err := Open(ctx, sqlGraph.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mem.WaitIndex(ctx) {
+		t.Fatal("the in-memory index did not load")
+	}
+	done := make(chan error, 3)
+	for w := 0; w < 3; w++ {
+		go func(w int) {
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for i := 0; i < 60; i++ {
+				m := Node(NodeModel, fmt.Sprintf("sha256:%064x", rng.IntN(40)))
+				d := Node(NodeDataset, fmt.Sprintf("sha256:d%063x", rng.IntN(12)))
+				at := t0.Add(time.Duration(rng.IntN(tick+1)) * time.Second)
+				var err error
+				switch i % 4 {
+				case 0:
+					_, err = mem.Downstream(ctx, d, 5)
+				case 1:
+					_, err = mem.Upstream(ctx, m, 5)
+				case 2:
+					_, err = mem.Where(ctx, d, &at)
+				default:
+					_, err = mem.At(ctx, fmt.Sprintf("dev-%d", rng.IntN(60)), at)
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}(w)
+	}
+	appendTick := tick
+	randomGraph(t, sqlGraph, rand.New(rand.NewPCG(3, 4)), 300, t0, &appendTick) // meanwhile
+	for i := 0; i < 3; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
