@@ -34,6 +34,15 @@ func TestHubSharesBodies(t *testing.T) {
 			t.Errorf("%s: got %v %q (%d bytes), want %q tagged %s", d.Target, ok, buf.Bytes(), b.Len(), d.Body, d.ETag)
 		}
 	}
+	// A state in two parts, as compose makes them, is the same shared
+	// state as its whole body.
+	parts := store.Desired{Target: "f", ETag: ds[0].ETag, Head: head("f", ds[0].ETag), Rest: string(ds[0].Body[len(head("a", ds[0].ETag)):])}
+	h.publish([]store.Desired{parts})
+	if f, _ := h.get("f"); f.s != h.entries["a"].cur || string(f.Bytes()) != parts.Text() {
+		t.Errorf("two-part state not shared or not served as is: %q", f.Bytes())
+	}
+	delete(h.entries, "f")
+	h.release(h.entries["a"].cur)
 	a, _ := h.get("a")
 	c, _ := h.get("c")
 	if a.s != c.s || len(h.shared) != 2 || a.s.refs != 3 {

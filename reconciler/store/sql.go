@@ -143,7 +143,7 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 				b.WriteString(", ")
 			}
 			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, d.Target, d.ETag, string(d.Body), rev)
+			args = append(args, d.Target, d.ETag, d.Text(), rev)
 		}
 		b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev`)
 		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
