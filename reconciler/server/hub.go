@@ -212,14 +212,29 @@ func (h *hub) ensure(id string) {
 	}
 }
 
-// publish caches ds, waking the long-polls of targets whose tag changed.
+// publish caches ds, waking the long-polls of targets whose tag changed,
+// and counts their revisions seen.
 func (h *hub) publish(ds []store.Desired) {
+	h.cache(ds)
+	var newest int64
+	for _, d := range ds {
+		newest = max(newest, d.Rev)
+	}
+	h.seen(newest)
+}
+
+// seen records that every state up to revision rev was cached.
+func (h *hub) seen(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = max(h.rev, rev)
+}
+
+// cache caches ds, waking the long-polls of targets whose tag changed.
+func (h *hub) cache(ds []store.Desired) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, d := range ds {
-		if d.Rev > h.rev {
-			h.rev = d.Rev
-		}
 		e := h.entries[d.Target]
 		if e == nil {
 			h.entries[d.Target] = &entry{cur: h.intern(d), rev: d.Rev}
