@@ -30,8 +30,8 @@ import (
 // step from link to node without a map lookup and name each node from the
 // slice, never from the database or a map.
 //
-// On bench/lineage's graph of a million edges it costs about 160 bytes an
-// edge by IndexStats' estimate, and the heap grows by about 180 bytes an
+// On bench/lineage's graph of a million edges it costs about 150 bytes an
+// edge by IndexStats' estimate, and the heap grows by about 170 bytes an
 // edge with the node name cache warmed at load (the bench prints both).
 type memIndex struct {
 	mu        sync.RWMutex
@@ -157,6 +157,7 @@ func (g *Graph) loadIndex(ctx context.Context) {
 		if err := ix.refresh(ctx, r.tx, g.db.Rebind, g.now()); err != nil {
 			return err
 		}
+		ix.pack()
 		return g.warmNames(ctx, r.tx, ix)
 	})
 	g.mu.Lock()
@@ -165,6 +166,70 @@ func (g *Graph) loadIndex(ctx context.Context) {
 		g.index = ix
 	}
 	close(g.indexReady)
+}
+
+// pack moves what the first load built in many small slices and strings
+// (node names and link lists, deployment events, releases and spans) into
+// a few large ones, each small slice becoming a window of a large one with
+// no room to grow (an append after the load moves it out on its own). The
+// garbage collector then marks a few large objects instead of hundreds of
+// thousands of small ones, which is most of what each of its cycles cost
+// the queries running meanwhile.
+func (ix *memIndex) pack() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	nameBytes, links := 0, 0
+	for i := range ix.nodes {
+		nameBytes += len(ix.nodes[i].name)
+		links += len(ix.nodes[i].down) + len(ix.nodes[i].up)
+	}
+	names := make([]byte, 0, nameBytes)
+	lists := make([]int32, 0, links)
+	window := func(s []int32) []int32 {
+		start := len(lists)
+		lists = append(lists, s...)
+		return lists[start:len(lists):len(lists)]
+	}
+	for i := range ix.nodes {
+		n := &ix.nodes[i]
+		if n.name != "" {
+			start := len(names)
+			names = append(names, n.name...)
+			n.name = unsafe.String(&names[start], len(n.name))
+		}
+		n.down, n.up = window(n.down), window(n.up)
+	}
+	events := 0
+	for _, evs := range ix.deploys {
+		events += len(evs)
+	}
+	arena := make([]deployEvent, 0, events)
+	for tr, evs := range ix.deploys {
+		start := len(arena)
+		arena = append(arena, evs...)
+		ix.deploys[tr] = arena[start:len(arena):len(arena)]
+	}
+	rels := 0
+	for _, rs := range ix.tgtRels {
+		rels += len(rs)
+	}
+	relArena := make([]uint32, 0, rels)
+	for t, rs := range ix.tgtRels {
+		start := len(relArena)
+		relArena = append(relArena, rs...)
+		ix.tgtRels[t] = relArena[start:len(relArena):len(relArena)]
+	}
+	entries := 0
+	for _, ms := range ix.spans {
+		entries += len(ms.byFrom)
+	}
+	fromArena, toArena := make([]spanEntry, 0, entries), make([]int32, 0, entries)
+	for _, ms := range ix.spans {
+		start := len(fromArena)
+		fromArena = append(fromArena, ms.byFrom...)
+		toArena = append(toArena, ms.byTo...)
+		ms.byFrom, ms.byTo = fromArena[start:len(fromArena):len(fromArena)], toArena[start:len(toArena):len(toArena)]
+	}
 }
 
 // warmNames fills the node id cache with every node (up to maxCachedIDs),
@@ -778,32 +843,62 @@ func (ms *modelSpans) remove(tr tgtRel, from, to int64) {
 	}
 }
 
+// settle orders the entries appended since the last settle and merges them
+// into byFrom and byTo, dropping dead ones: linear in the model's spans
+// (plus sorting the new ones), as a refresh may touch a model deployed to
+// the whole fleet.
 func (ms *modelSpans) settle() {
-	if ms.dead > 0 {
-		ms.byFrom = slices.DeleteFunc(ms.byFrom, func(e spanEntry) bool { return e.dead })
-		ms.dead = 0
+	n := ms.sorted
+	tail := ms.byFrom[n:]
+	if len(tail) == 0 && ms.dead == 0 {
+		return
 	}
-	slices.SortFunc(ms.byFrom, func(a, b spanEntry) int {
-		if c := cmp.Compare(a.from, b.from); c != 0 {
-			return c
+	slices.SortFunc(tail, compareFrom)
+	byFrom := make([]spanEntry, 0, n-ms.dead+len(tail))
+	moved := make([]int32, n) // new index of each settled entry, -1 when dead
+	added := make([]int32, 0, len(tail))
+	for i, j := 0, 0; i < n || j < len(tail); {
+		switch {
+		case i < n && ms.byFrom[i].dead:
+			moved[i] = -1
+			i++
+		case j == len(tail) || (i < n && compareFrom(ms.byFrom[i], tail[j]) <= 0):
+			moved[i] = int32(len(byFrom))
+			byFrom = append(byFrom, ms.byFrom[i])
+			i++
+		default:
+			added = append(added, int32(len(byFrom)))
+			byFrom = append(byFrom, tail[j])
+			j++
 		}
-		if c := cmp.Compare(a.target, b.target); c != 0 {
-			return c
+	}
+	to := func(i int32) int64 { return byFrom[i].to }
+	slices.SortFunc(added, func(a, b int32) int { return cmp.Compare(to(a), to(b)) })
+	byTo := make([]int32, 0, len(byFrom))
+	j := 0
+	for _, old := range ms.byTo {
+		x := moved[old]
+		if x < 0 {
+			continue
 		}
-		return cmp.Compare(a.rel, b.rel)
-	})
-	if cap(ms.byFrom) > len(ms.byFrom)+len(ms.byFrom)/4+1 {
-		ms.byFrom = slices.Clone(ms.byFrom)
+		for j < len(added) && to(added[j]) < to(x) {
+			byTo = append(byTo, added[j])
+			j++
+		}
+		byTo = append(byTo, x)
 	}
-	ms.sorted = len(ms.byFrom)
-	if cap(ms.byTo) < len(ms.byFrom) || cap(ms.byTo) > len(ms.byFrom)+len(ms.byFrom)/4+1 {
-		ms.byTo = make([]int32, 0, len(ms.byFrom))
+	byTo = append(byTo, added[j:]...)
+	ms.byFrom, ms.byTo, ms.sorted, ms.dead = byFrom, byTo, len(byFrom), 0
+}
+
+func compareFrom(a, b spanEntry) int {
+	if c := cmp.Compare(a.from, b.from); c != 0 {
+		return c
 	}
-	ms.byTo = ms.byTo[:0]
-	for i := range ms.byFrom {
-		ms.byTo = append(ms.byTo, int32(i))
+	if c := cmp.Compare(a.target, b.target); c != 0 {
+		return c
 	}
-	slices.SortFunc(ms.byTo, func(a, b int32) int { return cmp.Compare(ms.byFrom[a].to, ms.byFrom[b].to) })
+	return cmp.Compare(a.rel, b.rel)
 }
 
 // running appends to out the (target, release) pairs whose active

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -163,17 +164,51 @@ func TestIndexMatchesSQL(t *testing.T) {
 			}
 		}
 		compare("loaded")
+		checkSpans(t, mem)
 		// Appended through the SQL-only handle: the index must catch up.
 		randomGraph(t, plain, rng, 600, t0, &tick)
 		compare("after appends")
+		checkSpans(t, mem)
 		// Appended in the past, between the events already there (half a
 		// second after each, so still no two at one time): the history of a
 		// (target, release) changes in the middle, not only at its end.
 		past := 0
 		randomGraph(t, plain, rng, 300, t0.Add(500*time.Millisecond), &past)
 		compare("after appends in the past")
+		checkSpans(t, mem)
 		if st := mem.IndexStats(); !st.Loaded || st.Edges == 0 || st.Bytes == 0 {
 			t.Fatalf("index stats %+v", st)
 		}
 	})
+}
+
+// checkSpans checks the order of every model's spans: byFrom by from,
+// byTo a permutation of it by to, nothing dead or left unsettled, and each
+// entry one of the spans of its (target, release).
+func checkSpans(t *testing.T, g *Graph) {
+	t.Helper()
+	ix := g.index
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for model, ms := range ix.spans {
+		if ms.sorted != len(ms.byFrom) || ms.dead != 0 || len(ms.byTo) != len(ms.byFrom) {
+			t.Fatalf("model %d: sorted %d, dead %d, %d by from, %d by to", model, ms.sorted, ms.dead, len(ms.byFrom), len(ms.byTo))
+		}
+		seen := map[int32]bool{}
+		for i, x := range ms.byTo {
+			if seen[x] || int(x) >= len(ms.byFrom) || (i > 0 && ms.byFrom[ms.byTo[i-1]].to > ms.byFrom[x].to) {
+				t.Fatalf("model %d: byTo %v is not a permutation ordered by to", model, ms.byTo)
+			}
+			seen[x] = true
+		}
+		for i, e := range ms.byFrom {
+			if e.dead || (i > 0 && compareFrom(ms.byFrom[i-1], e) > 0) {
+				t.Fatalf("model %d: entry %d %+v dead or out of order", model, i, e)
+			}
+			tr := tgtRel{e.target, e.rel}
+			if !slices.Contains(ix.spansOf(ix.deploys[tr]), span{model: model, from: e.from, to: e.to}) {
+				t.Fatalf("model %d: entry %+v is not a span of its target", model, e)
+			}
+		}
+	}
 }
