@@ -47,6 +47,7 @@ func main() {
 		nrep    = flag.Int("replicas", 1, "cairn serve replicas on the one database (more than 1 needs -database); targets are spread over them")
 		rollout = flag.Duration("rollout-budget", 0, "how long the first rollout and the webhook's may take before the run fails (0: 3m, or 1ms a target when more)")
 		sampled = flag.Int("sample", 100000, "targets whose desired state is fetched in full and which the 304 polls and long-polls use (spread over the fleet)")
+		profs   = flag.String("profiles", "", "write the first replica's heap profiles (after enrollment, after the status reports, at the end) into FOLDER")
 	)
 	flag.Parse()
 	summaryFile = *sumFile
@@ -54,7 +55,8 @@ func main() {
 		serveBare(*listen)
 		return
 	}
-	database, replicas, enrollBudget, rolloutBudget, sampleSize = *dbURL, max(1, *nrep), *budget, *rollout, max(1, *sampled)
+	database, replicas, enrollBudget, profileDir = *dbURL, max(1, *nrep), *budget, *profs
+	rolloutBudget, sampleSize = *rollout, max(1, *sampled)
 	if replicas > 1 && database == "" {
 		fmt.Fprintln(os.Stderr, "bench fleet: -replicas needs -database")
 		os.Exit(2)
@@ -480,7 +482,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	fmt.Printf("full desired states fetched (200) for %d targets: %.0f/s\n", len(sample), float64(len(sample))/time.Since(getStart).Seconds())
 	endPhase("")
 	cur, peak := allRSS()
-	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB, %.1f KiB a target)\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20), float64(cur-baseRSS)/float64(n)/1024)
+	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB; %.0f bytes a target above idle, RSS/N %.0f bytes)\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20), float64(cur-baseRSS)/float64(n), float64(cur)/float64(n))
+	heapProfile(hc, base, "enrolled")
 	figure("RSS after enrollment (MiB)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
 	figure("bytes a target after enrollment", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
 
@@ -528,6 +531,9 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s\n", statusRate)
 	perReplica("status reports", reportsOn, dur)
 	endPhase("")
+	cur, _ = allRSS()
+	fmt.Printf("server RSS after the status reports: %.0f MiB (RSS/N %.0f bytes)\n", float64(cur)/(1<<20), float64(cur)/float64(n))
+	heapProfile(hc, base, "reports")
 	figure("status reports (/s, goal ≥ 10000)", fmt.Sprintf("%.0f", statusRate))
 
 	// Webhook → every desired state: long-polls open, commit, hook.
@@ -636,7 +642,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		}
 	}
 	cur, peak = allRSS()
-	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB, %.0f bytes a target) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20), float64(cur-baseRSS)/float64(n))
+	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB; %.0f bytes a target above idle, RSS/N %.0f bytes) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20), float64(cur-baseRSS)/float64(n), float64(cur)/float64(n))
+	heapProfile(hc, base, "end")
 	figure("RSS at the end (MiB, goal ≤ 512 at 100k)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
 	figure("bytes a target at the end", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
 	if multi {
@@ -744,6 +751,52 @@ var (
 	rolloutBudget time.Duration
 	sampleSize    int
 )
+
+// profileDir, when set, receives heap profiles (heapProfile).
+var profileDir string
+
+// heapProfile saves base's heap profile, after a GC, as profileDir/heap-name.pb.gz.
+func heapProfile(hc *http.Client, base, name string) {
+	if profileDir == "" {
+		return
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?gc=1", nil)
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "heap profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "heap profile: %s: %s\n", resp.Status, b)
+		return
+	}
+	os.MkdirAll(profileDir, 0o755)
+	f := filepath.Join(profileDir, "heap-"+name+".pb.gz")
+	if err := os.WriteFile(f, b, 0o644); err == nil {
+		fmt.Printf("heap profile: %s\n", f)
+	}
+	// The text form ends with runtime.MemStats: heap in use and held,
+	// stacks, what was returned to the system.
+	req, _ = http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?debug=1", nil)
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	if resp, err := hc.Do(req); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		os.WriteFile(filepath.Join(profileDir, "heap-"+name+".txt"), b, 0o644)
+		var stats []string
+		for _, l := range strings.Split(string(b), "\n") {
+			for _, k := range []string{"# HeapAlloc", "# HeapSys", "# HeapIdle", "# HeapReleased", "# StackSys", "# Sys "} {
+				if strings.HasPrefix(l, k) {
+					stats = append(stats, strings.TrimPrefix(l, "# "))
+				}
+			}
+		}
+		fmt.Printf("  go memory: %s\n", strings.Join(stats, ", "))
+	}
+}
 
 // summaryFile, when set, receives the key figures (figure).
 var summaryFile string
