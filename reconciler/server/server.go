@@ -216,6 +216,7 @@ func (s *Server) sync(ctx context.Context) error {
 			return err
 		}
 		s.hub.publish(ds)
+		s.m.DesiredSynced.Add(float64(len(ds)))
 		return nil
 	}
 	// A whole fleet's states (a new model everywhere) are cached a batch
@@ -223,7 +224,9 @@ func (s *Server) sync(ctx context.Context) error {
 	// only once all are, so a failed read is read again from the start.
 	batch := make([]store.Desired, 0, 512)
 	var newest int64
+	n := 0
 	err := st.EachDesiredSince(ctx, since, func(d store.Desired) error {
+		n++
 		newest = max(newest, d.Rev)
 		if batch = append(batch, d); len(batch) == cap(batch) {
 			s.hub.cache(batch)
@@ -237,6 +240,7 @@ func (s *Server) sync(ctx context.Context) error {
 	}
 	s.hub.cache(batch)
 	s.hub.seen(newest)
+	s.m.DesiredSynced.Add(float64(n))
 	return nil
 }
 
