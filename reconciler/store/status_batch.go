@@ -2,8 +2,9 @@ package store
 
 import (
 	"context"
-	"errors"
+	"database/sql"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,11 +28,15 @@ type statusBatcher struct {
 }
 
 type statusWrite struct {
-	ctx    context.Context
-	id     string
-	report fleet.StatusReport
-	at     time.Time
-	done   chan error
+	ctx context.Context
+	id  string
+	at  time.Time
+	// status and facts are the report's columns, encoded by the caller so
+	// that the one writer does not (facts "" when the report has none);
+	// logs are its deploy log entries.
+	status, facts string
+	logs          []fleet.LogEntry
+	done          chan error
 }
 
 func (b *statusBatcher) init(s *SQL) { b.s = s }
@@ -40,7 +45,12 @@ func (b *statusBatcher) init(s *SQL) { b.s = s }
 // the facts it carries and its deploy log entries. Concurrent calls share
 // transactions (see statusBatcher).
 func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at time.Time) error {
-	w := &statusWrite{ctx: ctx, id: id, report: r, at: at, done: make(chan error, 1)}
+	w := &statusWrite{ctx: ctx, id: id, at: at, logs: r.Log, done: make(chan error, 1)}
+	r.Log = nil
+	w.status = mustJSON(r)
+	if r.Facts != nil {
+		w.facts = mustJSON(*r.Facts)
+	}
 	s.statuses.mu.Lock()
 	s.statuses.queue = append(s.statuses.queue, w)
 	if !s.statuses.running {
@@ -113,7 +123,10 @@ func (b *statusBatcher) write(batch []*statusWrite) {
 
 // commit writes batch in one transaction and returns each report's own
 // outcome (nil, or ErrNotFound for a target that is not enrolled), or the
-// error that failed the transaction.
+// error that failed the transaction. The targets' rows are set by one
+// multi-row UPDATE per chunk, not one statement per report: of several
+// reports of one target in the batch, the one received last is stored (the
+// others are acknowledged as superseded by it, their log entries kept).
 func (b *statusBatcher) commit(batch []*statusWrite) ([]error, error) {
 	ctx := context.WithoutCancel(batch[0].ctx)
 	tx, err := b.s.db.BeginTx(ctx, nil)
@@ -121,13 +134,43 @@ func (b *statusBatcher) commit(batch []*statusWrite) ([]error, error) {
 		return nil, fmt.Errorf("record status of %d targets: %w", len(batch), err)
 	}
 	defer tx.Rollback()
+	last := make(map[string]*statusWrite, len(batch))
+	var plain, withFacts []*statusWrite
+	for _, w := range batch {
+		if o := last[w.id]; o == nil || !w.at.Before(o.at) {
+			last[w.id] = w
+		}
+	}
+	for _, w := range batch {
+		switch {
+		case last[w.id] != w:
+		case w.facts == "":
+			plain = append(plain, w)
+		default:
+			withFacts = append(withFacts, w)
+		}
+	}
+	updated, err := b.s.updateStatuses(ctx, tx, plain, false)
+	if err != nil {
+		return nil, err
+	}
+	n, err := b.s.updateStatuses(ctx, tx, withFacts, true)
+	if err != nil {
+		return nil, err
+	}
+	missing := map[string]bool{}
+	if updated+n < int64(len(last)) {
+		if missing, err = b.s.missingTargets(ctx, tx, last); err != nil {
+			return nil, err
+		}
+	}
 	errs := make([]error, len(batch))
 	for i, w := range batch {
-		err := b.s.putStatus(ctx, tx, w.id, w.report, w.at)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			errs[i] = err
-		case err != nil:
+		if missing[w.id] {
+			errs[i] = fmt.Errorf("record status of %s: %w", w.id, ErrNotFound)
+			continue
+		}
+		if err := b.s.putLog(ctx, tx, w.id, w.logs, w.at); err != nil {
 			return nil, err
 		}
 	}
@@ -135,4 +178,82 @@ func (b *statusBatcher) commit(batch []*statusWrite) ([]error, error) {
 		return nil, fmt.Errorf("record status of %d targets: %w", len(batch), err)
 	}
 	return errs, nil
+}
+
+// statusChunk bounds the rows of one multi-row UPDATE (4 or 5 parameters
+// each, under SQLite's and PostgreSQL's limits).
+const statusChunk = 512
+
+// updateStatuses sets last seen, status (and facts) of the targets of ws,
+// one target each, and returns how many rows it updated: fewer than ws when
+// some are not enrolled. The parameters are cast so that PostgreSQL types
+// the VALUES list as the columns are.
+func (s *SQL) updateStatuses(ctx context.Context, tx *sql.Tx, ws []*statusWrite, facts bool) (int64, error) {
+	var updated int64
+	for len(ws) > 0 {
+		chunk := ws[:min(len(ws), statusChunk)]
+		ws = ws[len(chunk):]
+		var q strings.Builder
+		q.WriteString(`UPDATE targets SET last_seen = v.column2, updated_at = v.column2, status = v.column3`)
+		row := `(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT))`
+		if facts {
+			q.WriteString(`, facts = v.column4`)
+			row = `(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT))`
+		}
+		q.WriteString(` FROM (VALUES `)
+		args := make([]any, 0, 4*len(chunk))
+		for i, w := range chunk {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(row)
+			args = append(args, w.id, nanos(w.at), w.status)
+			if facts {
+				args = append(args, w.facts)
+			}
+		}
+		q.WriteString(`) AS v WHERE targets.id = v.column1`)
+		res, err := tx.ExecContext(ctx, s.q(q.String()), args...)
+		if err != nil {
+			return 0, fmt.Errorf("record status of %d targets: %w", len(chunk), err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, fmt.Errorf("record status of %d targets: %w", len(chunk), err)
+		}
+		updated += n
+	}
+	return updated, nil
+}
+
+// missingTargets returns which of the targets of ws are not enrolled.
+func (s *SQL) missingTargets(ctx context.Context, tx *sql.Tx, ws map[string]*statusWrite) (map[string]bool, error) {
+	missing := make(map[string]bool, len(ws))
+	for id := range ws {
+		missing[id] = true
+	}
+	ids := make([]any, 0, len(ws))
+	for id := range ws {
+		ids = append(ids, id)
+	}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), statusChunk)]
+		ids = ids[len(chunk):]
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT id FROM targets WHERE id IN (?`+strings.Repeat(", ?", len(chunk)-1)+`)`), chunk...)
+		if err != nil {
+			return nil, fmt.Errorf("record status: look up targets: %w", err)
+		}
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("record status: look up targets: %w", err)
+			}
+			delete(missing, id)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("record status: look up targets: %w", err)
+		}
+	}
+	return missing, nil
 }
