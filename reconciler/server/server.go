@@ -280,6 +280,7 @@ func (s *Server) routes() {
 	mux.Handle("GET /metrics", s.m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.debugRoutes(mux)
 	s.mux = mux
 }
 

@@ -424,7 +424,9 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 				p.hooks.Progress(name, d.Size)
 			}
 		} else {
-			if !p.tryDelta(ctx, j, p.cache, blobRel+".partial", name) {
+			if ok, err := p.tryDelta(ctx, j, p.cache, blobRel+".partial", name); err != nil {
+				return err
+			} else if !ok {
 				if err := p.downloadRetrying(ctx, p.cache, blobRel+".partial", d, name, &j.got); err != nil {
 					return err
 				}
@@ -436,7 +438,9 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 		}
 		p.keepIndex(d)
 	} else {
-		if !p.tryDelta(ctx, j, p.dir, blobRel, name) {
+		if ok, err := p.tryDelta(ctx, j, p.dir, blobRel, name); err != nil {
+			return err
+		} else if !ok {
 			if err := p.downloadRetrying(ctx, p.dir, blobRel, d, name, &j.got); err != nil {
 				return err
 			}
