@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/sqldb"
 )
 
 // maxStatusBatch bounds the reports written in one transaction.
@@ -186,19 +187,25 @@ const statusChunk = 512
 
 // updateStatuses sets last seen, status (and facts) of the targets of ws,
 // one target each, and returns how many rows it updated: fewer than ws when
-// some are not enrolled. The parameters are cast so that PostgreSQL types
-// the VALUES list as the columns are.
+// some are not enrolled. On PostgreSQL the parameters are cast so that it
+// types the VALUES list as the columns are; SQLite needs no casts, and
+// parsing them would cost about as much as the update.
 func (s *SQL) updateStatuses(ctx context.Context, tx *sql.Tx, ws []*statusWrite, facts bool) (int64, error) {
+	row := `(?, ?, ?)`
+	if s.db.Dialect == sqldb.Postgres {
+		row = `(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT))`
+	}
+	if facts {
+		row = strings.TrimSuffix(row, ")") + `, ?)`
+	}
 	var updated int64
 	for len(ws) > 0 {
 		chunk := ws[:min(len(ws), statusChunk)]
 		ws = ws[len(chunk):]
 		var q strings.Builder
 		q.WriteString(`UPDATE targets SET last_seen = v.column2, updated_at = v.column2, status = v.column3`)
-		row := `(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT))`
 		if facts {
 			q.WriteString(`, facts = v.column4`)
-			row = `(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS TEXT))`
 		}
 		q.WriteString(` FROM (VALUES `)
 		args := make([]any, 0, 4*len(chunk))
