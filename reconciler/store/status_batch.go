@@ -26,6 +26,7 @@ type statusBatcher struct {
 	mu      sync.Mutex
 	queue   []*statusWrite
 	running bool
+	stmts   [2]*sql.Stmt // SQLite status updates, without and with facts (stmt)
 }
 
 type statusWrite struct {
@@ -124,8 +125,8 @@ func (b *statusBatcher) write(batch []*statusWrite) {
 
 // commit writes batch in one transaction and returns each report's own
 // outcome (nil, or ErrNotFound for a target that is not enrolled), or the
-// error that failed the transaction. The targets' rows are set by one
-// multi-row UPDATE per chunk, not one statement per report: of several
+// error that failed the transaction. The targets' rows are set without
+// parsing a statement per report (updateStatuses): of several
 // reports of one target in the batch, the one received last is stored (the
 // others are acknowledged as superseded by it, their log entries kept).
 func (b *statusBatcher) commit(batch []*statusWrite) ([]error, error) {
@@ -181,46 +182,73 @@ func (b *statusBatcher) commit(batch []*statusWrite) ([]error, error) {
 	return errs, nil
 }
 
-// statusChunk bounds the rows of one multi-row UPDATE (4 or 5 parameters
-// each, under SQLite's and PostgreSQL's limits).
+// statusChunk bounds the rows of one PostgreSQL UPDATE.
 const statusChunk = 512
+
+// Status updates of the batcher, without and with facts: on SQLite one
+// prepared statement run per target (no parsing, no round trip), on
+// PostgreSQL one statement per chunk over arrays (one round trip; its text
+// does not change with the number of rows, so pgx's statement cache keeps
+// it prepared).
+const (
+	updateStatusSQLite      = `UPDATE targets SET last_seen = ?, updated_at = ?, status = ? WHERE id = ?`
+	updateStatusFactsSQLite = `UPDATE targets SET last_seen = ?, updated_at = ?, status = ?, facts = ? WHERE id = ?`
+	updateStatusPG          = `UPDATE targets SET last_seen = v.at, updated_at = v.at, status = v.status FROM unnest($1::text[], $2::bigint[], $3::text[]) AS v(id, at, status) WHERE targets.id = v.id`
+	updateStatusFactsPG     = `UPDATE targets SET last_seen = v.at, updated_at = v.at, status = v.status, facts = v.facts FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS v(id, at, status, facts) WHERE targets.id = v.id`
+)
 
 // updateStatuses sets last seen, status (and facts) of the targets of ws,
 // one target each, and returns how many rows it updated: fewer than ws when
-// some are not enrolled. On PostgreSQL the parameters are cast so that it
-// types the VALUES list as the columns are; SQLite needs no casts, and
-// parsing them would cost about as much as the update.
+// some are not enrolled.
 func (s *SQL) updateStatuses(ctx context.Context, tx *sql.Tx, ws []*statusWrite, facts bool) (int64, error) {
-	row := `(?, ?, ?)`
-	if s.db.Dialect == sqldb.Postgres {
-		row = `(CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS TEXT))`
-	}
-	if facts {
-		row = strings.TrimSuffix(row, ")") + `, ?)`
+	if len(ws) == 0 {
+		return 0, nil
 	}
 	var updated int64
+	if s.db.Dialect != sqldb.Postgres {
+		stmt, err := s.statuses.stmt(ctx, facts)
+		if err != nil {
+			return 0, err
+		}
+		stmt = tx.StmtContext(ctx, stmt)
+		defer stmt.Close()
+		for _, w := range ws {
+			args := []any{nanos(w.at), nanos(w.at), w.status, w.id}
+			if facts {
+				args = []any{nanos(w.at), nanos(w.at), w.status, w.facts, w.id}
+			}
+			res, err := stmt.ExecContext(ctx, args...)
+			if err != nil {
+				return 0, fmt.Errorf("record status of %s: %w", w.id, err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return 0, fmt.Errorf("record status of %s: %w", w.id, err)
+			}
+			updated += n
+		}
+		return updated, nil
+	}
+	q := updateStatusPG
+	if facts {
+		q = updateStatusFactsPG
+	}
 	for len(ws) > 0 {
 		chunk := ws[:min(len(ws), statusChunk)]
 		ws = ws[len(chunk):]
-		var q strings.Builder
-		q.WriteString(`UPDATE targets SET last_seen = v.column2, updated_at = v.column2, status = v.column3`)
-		if facts {
-			q.WriteString(`, facts = v.column4`)
-		}
-		q.WriteString(` FROM (VALUES `)
-		args := make([]any, 0, 4*len(chunk))
+		ids, ats, statuses := make([]string, len(chunk)), make([]int64, len(chunk)), make([]string, len(chunk))
+		var fs []string
 		for i, w := range chunk {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(row)
-			args = append(args, w.id, nanos(w.at), w.status)
+			ids[i], ats[i], statuses[i] = w.id, nanos(w.at), w.status
 			if facts {
-				args = append(args, w.facts)
+				fs = append(fs, w.facts)
 			}
 		}
-		q.WriteString(`) AS v WHERE targets.id = v.column1`)
-		res, err := tx.ExecContext(ctx, s.q(q.String()), args...)
+		args := []any{ids, ats, statuses}
+		if facts {
+			args = append(args, fs)
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
 		if err != nil {
 			return 0, fmt.Errorf("record status of %d targets: %w", len(chunk), err)
 		}
@@ -231,6 +259,29 @@ func (s *SQL) updateStatuses(ctx context.Context, tx *sql.Tx, ws []*statusWrite,
 		updated += n
 	}
 	return updated, nil
+}
+
+// stmt returns the SQLite status update (with facts or not), prepared once.
+// Only the batcher's one running writer calls it.
+func (b *statusBatcher) stmt(ctx context.Context, facts bool) (*sql.Stmt, error) {
+	k, q := 0, updateStatusSQLite
+	if facts {
+		k, q = 1, updateStatusFactsSQLite
+	}
+	b.mu.Lock()
+	st := b.stmts[k]
+	b.mu.Unlock()
+	if st != nil {
+		return st, nil
+	}
+	st, err := b.s.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("record status: prepare: %w", err)
+	}
+	b.mu.Lock()
+	b.stmts[k] = st
+	b.mu.Unlock()
+	return st, nil
 }
 
 // missingTargets returns which of the targets of ws are not enrolled.
