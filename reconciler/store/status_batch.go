@@ -15,18 +15,28 @@ import (
 // maxStatusBatch bounds the reports written in one transaction.
 const maxStatusBatch = 512
 
+// Under a stream of reports the next batch waits up to statusLinger for
+// statusLingerFor reports before it is written.
+const (
+	statusLinger    = 2 * time.Millisecond
+	statusLingerFor = 32
+)
+
 // statusBatcher writes status reports in group commits: a report waits for
 // the transaction that writes it, and while one transaction commits, the
 // reports that arrive meanwhile gather into the next. A lone report is
-// written at once (no linger); under load one commit serves hundreds. A
-// caller returns only once its report is committed, so a report the server
-// acknowledged survives a crash.
+// written at once; while reports keep coming, each batch after the first
+// waits up to statusLinger for more (a SQLite commit without fsync takes
+// about as long as a few reports' updates, so without a wait under load
+// batches stayed at 2–3 reports). A caller returns only once its report is
+// committed, so a report the server acknowledged survives a crash.
 type statusBatcher struct {
 	s       *SQL
 	mu      sync.Mutex
 	queue   []*statusWrite
 	running bool
-	stmts   [2]*sql.Stmt // SQLite status updates, without and with facts (stmt)
+	full    chan struct{} // closed when the queue reaches statusLingerFor while run waits
+	stmts   [2]*sql.Stmt  // SQLite status updates, without and with facts (stmt)
 }
 
 type statusWrite struct {
@@ -55,6 +65,10 @@ func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at
 	}
 	s.statuses.mu.Lock()
 	s.statuses.queue = append(s.statuses.queue, w)
+	if s.statuses.full != nil && len(s.statuses.queue) >= statusLingerFor {
+		close(s.statuses.full)
+		s.statuses.full = nil
+	}
 	if !s.statuses.running {
 		s.statuses.running = true
 		go s.statuses.run()
@@ -71,8 +85,26 @@ func (s *SQL) PutStatus(ctx context.Context, id string, r fleet.StatusReport, at
 
 // run writes batches until the queue is empty.
 func (b *statusBatcher) run() {
-	for {
+	var linger *time.Timer
+	for first := true; ; first = false {
 		b.mu.Lock()
+		if !first && len(b.queue) > 0 && len(b.queue) < statusLingerFor {
+			full := make(chan struct{})
+			b.full = full
+			b.mu.Unlock()
+			if linger == nil {
+				linger = time.NewTimer(statusLinger)
+			} else {
+				linger.Reset(statusLinger)
+			}
+			select {
+			case <-full:
+				linger.Stop()
+			case <-linger.C:
+			}
+			b.mu.Lock()
+			b.full = nil
+		}
 		n := min(len(b.queue), maxStatusBatch)
 		if n == 0 {
 			b.running = false
