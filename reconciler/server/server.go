@@ -207,6 +207,7 @@ func (s *Server) sync(ctx context.Context) error {
 		return err
 	}
 	s.hub.publish(ds)
+	s.m.DesiredSynced.Add(float64(len(ds)))
 	return nil
 }
 

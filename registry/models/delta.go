@@ -321,7 +321,7 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 		p.addDelta(st)
 		return true, nil
 	case ctx.Err() != nil:
-		return false, ctx.Err() // kept to resume
+		return false, fmt.Errorf("layer %s: rebuild from chunks: %w", name, ctx.Err()) // kept to resume
 	case isBroken(err):
 		return false, fmt.Errorf("layer %s: rebuild from chunks (%d bytes kept to resume): %w", name, st.ReusedBytes+st.DownloadedBytes, err)
 	default:
