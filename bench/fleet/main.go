@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -230,7 +231,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		dbURL = url
 		env = append(env, "CAIRN_DATABASE="+url)
 	}
-	fmt.Printf("state on %s, %d cairn serve replica(s), aiming at %d targets\n", backend, replicas, n)
+	fmt.Printf("state on %s, %d cairn serve replica(s), aiming at %d targets, load %s\n", backend, replicas, n, loadavg())
 	var bases []string
 	var srvs []*exec.Cmd
 	var pids []int
@@ -524,11 +525,15 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	// Status reports.
 	endPhase = mon.phase("status reports")
 	reportsOn := make([]atomic.Int64, len(bases))
+	srvCPU0, cliCPU0 := serveCPU(srvs), selfCPU()
 	statusRate, err := statusRate(func(i int) *fleet.Client { reportsOn[i%len(cs)].Add(1); return clientOf(i) }, targets, workers, dur)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s\n", statusRate)
+	reports := statusRate * dur.Seconds()
+	srvPer, cliPer := (serveCPU(srvs)-srvCPU0)/reports, (selfCPU()-cliCPU0)/reports
+	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s (CPU a report: serve %.0f µs, this client %.0f µs; load %s)\n", statusRate, srvPer*1e6, cliPer*1e6, loadavg())
+	figure("status report serve CPU (µs a report)", fmt.Sprintf("%.0f", srvPer*1e6))
 	perReplica("status reports", reportsOn, dur)
 	endPhase("")
 	cur, _ = allRSS()
@@ -738,6 +743,43 @@ func statusRate(clientOf func(int) *fleet.Client, targets []target, workers int,
 		return 0, e.(error)
 	}
 	return float64(count.Load()) / dur.Seconds(), nil
+}
+
+// serveCPU is the user and system CPU time the serve processes have used,
+// in seconds (/proc/PID/stat, clock ticks of 1/100 s).
+func serveCPU(srvs []*exec.Cmd) float64 {
+	var sum float64
+	for _, srv := range srvs {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", srv.Process.Pid))
+		// The command name may hold spaces: fields count from its ")".
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) > 12 {
+				u, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				sum += (u + st) / 100
+			}
+		}
+	}
+	return sum
+}
+
+// selfCPU is the CPU time this process (the simulated fleet) has used, in
+// seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// loadavg is the machine's 1-minute load average: the figures of a run are
+// only comparable with another's at a like load.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 // database is the -database flag: a PostgreSQL server, or "" for SQLite;

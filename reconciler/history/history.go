@@ -54,8 +54,17 @@ type pointKey struct {
 type session struct {
 	start, last time.Time
 	dirty       bool
-	known       bool // start is merged with what the database holds
+	known       bool      // start is merged with what the database holds
+	written     time.Time // when Run last took it to write
 }
+
+// maxHold is how long Run keeps what Observe gathered before writing it: a
+// point is written once its bucket has closed or it has been held this
+// long (so an hour point once a minute, not at every flush), a session's
+// progress once this long after the last write. Queries and a stop flush
+// everything first, so only a crash of the process loses up to this much
+// history; the status reports themselves are in the store.
+const maxHold = time.Minute
 
 // Option configures History.
 type Option func(*History)
@@ -108,7 +117,7 @@ func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
 		k := pointKey{target, res, at.Unix() / res * res}
 		a := h.points[k]
 		if a == nil {
-			a = &agg{}
+			a = &agg{since: at.Unix()}
 			h.points[k] = a
 		}
 		a.add(s)
@@ -144,7 +153,7 @@ func (h *History) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+		if err := h.flush(ctx, h.now()); err != nil && ctx.Err() == nil {
 			h.log.Warn("flush metrics history", "err", err)
 		}
 		if time.Since(lastPrune) > 10*time.Minute {
@@ -157,19 +166,34 @@ func (h *History) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Flush writes what Observe gathered since the last flush in one transaction.
-func (h *History) Flush(ctx context.Context) error {
+func (h *History) Flush(ctx context.Context) error { return h.flush(ctx, time.Time{}) }
+
+// flush writes what is due at now (see maxHold), or everything when now is
+// zero, in one transaction.
+func (h *History) flush(ctx context.Context, now time.Time) error {
 	h.flushMu.Lock()
 	defer h.flushMu.Unlock()
 	h.mu.Lock()
 	points := h.points
-	h.points = map[pointKey]*agg{}
+	if now.IsZero() {
+		h.points = map[pointKey]*agg{}
+	} else {
+		points = map[pointKey]*agg{}
+		held := now.Add(-maxHold).Unix()
+		for k, a := range h.points {
+			if k.bucket+k.res <= now.Unix() || a.since <= held {
+				points[k] = a
+				delete(h.points, k)
+			}
+		}
+	}
 	closed := h.closed
 	h.closed = nil
 	var dirty []closedSession
 	for id, s := range h.sessions {
-		if s.dirty {
+		if s.dirty && (now.IsZero() || now.Sub(s.written) >= maxHold) {
 			dirty = append(dirty, closedSession{id, *s})
-			s.dirty = false
+			s.dirty, s.written = false, now
 		}
 	}
 	h.mu.Unlock()
@@ -236,7 +260,7 @@ func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closed
 	h.closed = append(closed, h.closed...)
 	for _, d := range dirty {
 		if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
-			cur.dirty = true
+			cur.dirty, cur.written = true, time.Time{}
 		} else {
 			h.closed = append(h.closed, d)
 		}
@@ -250,19 +274,24 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 	}
 	defer tx.Rollback()
 	if len(points) > 0 {
-		stmt, err := tx.PrepareContext(ctx, h.db.Rebind(upsertPoint))
-		if err != nil {
-			return fmt.Errorf("flush metrics history: %w", err)
+		keys := make([]pointKey, 0, len(points))
+		for k := range points {
+			keys = append(keys, k)
 		}
-		defer stmt.Close()
-		args := make([]any, 0, 3+4*nSeries)
-		for k, a := range points {
-			args = append(args[:0], k.target, k.res, k.bucket)
-			for i := range nSeries {
-				args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
+		args := make([]any, 0, pointChunk*(3+4*nSeries))
+		for len(keys) > 0 {
+			chunk := keys[:min(len(keys), pointChunk)]
+			keys = keys[len(chunk):]
+			args = args[:0]
+			for _, k := range chunk {
+				a := points[k]
+				args = append(args, k.target, k.res, k.bucket)
+				for i := range nSeries {
+					args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
+				}
 			}
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("flush metrics of %s: %w", k.target, err)
+			if _, err := tx.ExecContext(ctx, h.db.Rebind(upsertPoints(len(chunk))), args...); err != nil {
+				return fmt.Errorf("flush metrics of %d targets: %w", len(chunk), err)
 			}
 		}
 	}
@@ -275,8 +304,14 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 	return nil
 }
 
-// upsertPoint adds a bucket's aggregate to the stored one.
-var upsertPoint = func() string {
+// pointChunk bounds the points of one multi-row upsert (35 parameters
+// each).
+const pointChunk = 256
+
+// upsertPoints adds n buckets' aggregates to the stored ones in one
+// statement (a flush writes one row per target and resolution; the keys of
+// one statement are distinct).
+func upsertPoints(n int) string {
 	cols := []string{"target", "res", "bucket"}
 	var sets []string
 	for _, s := range Series {
@@ -288,9 +323,10 @@ var upsertPoint = func() string {
 			fmt.Sprintf("%[1]s_min = CASE WHEN %[3]s%[1]s_n = 0 THEN %[2]s%[1]s_min WHEN %[2]s%[1]s_n = 0 OR %[3]s%[1]s_min < %[2]s%[1]s_min THEN %[3]s%[1]s_min ELSE %[2]s%[1]s_min END", s, p, e),
 			fmt.Sprintf("%[1]s_max = CASE WHEN %[3]s%[1]s_n = 0 THEN %[2]s%[1]s_max WHEN %[2]s%[1]s_n = 0 OR %[3]s%[1]s_max > %[2]s%[1]s_max THEN %[3]s%[1]s_max ELSE %[2]s%[1]s_max END", s, p, e))
 	}
-	return `INSERT INTO metric_points (` + strings.Join(cols, ", ") + `) VALUES (` + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") +
-		`) ON CONFLICT (target, res, bucket) DO UPDATE SET ` + strings.Join(sets, ", ")
-}()
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	return `INSERT INTO metric_points (` + strings.Join(cols, ", ") + `) VALUES ` + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ") +
+		` ON CONFLICT (target, res, bucket) DO UPDATE SET ` + strings.Join(sets, ", ")
+}
 
 // writeSession stores a session, first joining it to the newest stored one
 // when that ended less than offlineAfter before it began (a restart of the
