@@ -65,3 +65,54 @@ func TestRunFlushHolds(t *testing.T) {
 		t.Fatalf("session last seen %v (%v), want %v", time.Unix(0, last).UTC(), err, t0.Add(70*time.Second))
 	}
 }
+
+// TestJoinStoredInOneQuery: sessions new to this process, of several
+// targets looked up together, join the newest stored session of their own
+// target when it ended within offlineAfter, and no other.
+func TestJoinStoredInOneQuery(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h, err := Open(ctx, db, WithOfflineAfter(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	for _, r := range []struct {
+		target      string
+		start, last time.Duration
+	}{
+		{"joins", 0, 9 * time.Minute},
+		{"joins", -time.Hour, -50 * time.Minute}, // older: not the newest
+		{"gap", 0, 8 * time.Minute},              // ended 2 minutes before
+		{"later", 11 * time.Minute, 12 * time.Minute},
+	} {
+		if _, err := db.ExecContext(ctx, `INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)`, r.target, t0.Add(r.start).UnixNano(), t0.Add(r.last).UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := t0.Add(10 * time.Minute)
+	var ss []closedSession
+	for _, id := range []string{"joins", "gap", "later", "none"} {
+		ss = append(ss, closedSession{id, session{start: start, last: start.Add(time.Minute)}})
+	}
+	ss = append(ss, closedSession{"gap", session{start: t0.Add(8*time.Minute + 30*time.Second), known: true}})
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	starts, err := h.joinStored(ctx, tx, ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Time{t0, start, start, start, t0.Add(8*time.Minute + 30*time.Second)}
+	for i := range ss {
+		if !starts[i].Equal(want[i]) {
+			t.Errorf("session %d of %s starts %v, want %v", i, ss[i].target, starts[i], want[i])
+		}
+	}
+}
