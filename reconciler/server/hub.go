@@ -103,21 +103,24 @@ func head(target, etag string) string {
 	return `{"target":` + strconv.Quote(target) + `,"etag":"` + etag + `",`
 }
 
-// intern returns the shared form of target's body tagged etag, counting
-// one more reference to it. Called with h.mu held.
-func (h *hub) intern(target, etag string, body []byte) *shared {
-	hd := head(target, etag)
-	if !bytes.HasPrefix(body, []byte(hd)) {
-		return &shared{etag: etag, rest: string(body), headless: true, refs: 1}
+// intern returns the shared form of d, counting one more reference to it.
+// Called with h.mu held.
+func (h *hub) intern(d store.Desired) *shared {
+	hd := head(d.Target, d.ETag)
+	switch {
+	case d.Body == nil && d.Head == hd:
+		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Rest...)
+	case d.Body != nil && bytes.HasPrefix(d.Body, []byte(hd)):
+		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Body[len(hd):]...)
+	default:
+		return &shared{etag: d.ETag, rest: d.Text(), headless: true, refs: 1}
 	}
-	rest := body[len(hd):]
-	h.key = append(append(append(h.key[:0], etag...), 0), rest...)
 	if s := h.shared[string(h.key)]; s != nil {
 		s.refs++
 		return s
 	}
 	k := string(h.key)
-	s := &shared{key: k, etag: k[:len(etag)], rest: k[len(etag)+1:], refs: 1}
+	s := &shared{key: k, etag: k[:len(d.ETag)], rest: k[len(d.ETag)+1:], refs: 1}
 	h.shared[k] = s
 	if cap(h.key) > 64<<10 {
 		h.key = nil // do not keep one huge body's scratch
@@ -205,22 +208,36 @@ func (h *hub) ensure(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.entries[id] == nil {
-		d := fleetstate.EncodeDesired(id, nil)
-		h.entries[id] = &entry{cur: h.intern(id, d.ETag, d.Body)}
+		h.entries[id] = &entry{cur: h.intern(fleetstate.EncodeDesired(id, nil))}
 	}
 }
 
-// publish caches ds, waking the long-polls of targets whose tag changed.
+// publish caches ds, waking the long-polls of targets whose tag changed,
+// and counts their revisions seen.
 func (h *hub) publish(ds []store.Desired) {
+	h.cache(ds)
+	var newest int64
+	for _, d := range ds {
+		newest = max(newest, d.Rev)
+	}
+	h.seen(newest)
+}
+
+// seen records that every state up to revision rev was cached.
+func (h *hub) seen(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = max(h.rev, rev)
+}
+
+// cache caches ds, waking the long-polls of targets whose tag changed.
+func (h *hub) cache(ds []store.Desired) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, d := range ds {
-		if d.Rev > h.rev {
-			h.rev = d.Rev
-		}
 		e := h.entries[d.Target]
 		if e == nil {
-			h.entries[d.Target] = &entry{cur: h.intern(d.Target, d.ETag, d.Body), rev: d.Rev}
+			h.entries[d.Target] = &entry{cur: h.intern(d), rev: d.Rev}
 			continue
 		}
 		if d.Rev != 0 && d.Rev < e.rev {
@@ -231,7 +248,7 @@ func (h *hub) publish(ds []store.Desired) {
 			continue
 		}
 		h.release(e.prev)
-		e.prev, e.cur = e.cur, h.intern(d.Target, d.ETag, d.Body)
+		e.prev, e.cur = e.cur, h.intern(d)
 		if e.changed != nil {
 			close(e.changed)
 			e.changed = nil

@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -34,6 +35,15 @@ func TestHubSharesBodies(t *testing.T) {
 			t.Errorf("%s: got %v %q (%d bytes), want %q tagged %s", d.Target, ok, buf.Bytes(), b.Len(), d.Body, d.ETag)
 		}
 	}
+	// A state in two parts, as compose makes them, is the same shared
+	// state as its whole body.
+	parts := store.Desired{Target: "f", ETag: ds[0].ETag, Head: head("f", ds[0].ETag), Rest: string(ds[0].Body[len(head("a", ds[0].ETag)):])}
+	h.publish([]store.Desired{parts})
+	if f, _ := h.get("f"); f.s != h.entries["a"].cur || string(f.Bytes()) != parts.Text() {
+		t.Errorf("two-part state not shared or not served as is: %q", f.Bytes())
+	}
+	delete(h.entries, "f")
+	h.release(h.entries["a"].cur)
 	a, _ := h.get("a")
 	c, _ := h.get("c")
 	if a.s != c.s || len(h.shared) != 2 || a.s.refs != 3 {
@@ -85,5 +95,35 @@ func TestHubSharesBodies(t *testing.T) {
 	}
 	if w := h.watch("b", b.ETag()); w == closed {
 		t.Error("watch of the current tag returns at once")
+	}
+}
+
+// sync caches a fleet's states read from the store a batch at a time, all
+// of them, and moves the revision seen only past the last.
+func TestSyncCachesInBatches(t *testing.T) {
+	s, _ := newTestServer(t)
+	ctx := t.Context()
+	models := []fleet.DesiredModel{{Release: "r", Model: "m", Digest: "sha256:1"}}
+	var ds []store.Desired
+	for i := range 1300 {
+		ds = append(ds, fleetstate.EncodeDesired("t-"+strconv.Itoa(i), models))
+	}
+	rev, err := s.cfg.Store.PutDesired(ctx, ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if b, ok := s.hub.get(d.Target); !ok || !bytes.Equal(b.Bytes(), d.Body) {
+			t.Fatalf("%s: cached %v %q", d.Target, ok, b.Bytes())
+		}
+	}
+	if got := s.hub.revision(); got != rev {
+		t.Errorf("revision seen %d, want %d", got, rev)
+	}
+	if n := len(s.hub.shared); n != 1 {
+		t.Errorf("%d shared states kept for one state desired of all, want 1", n)
 	}
 }
