@@ -1,33 +1,46 @@
 package lineage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // memIndex is the in-memory picture of lineage_edges that walks, At and
-// Where read instead of the tables once it is loaded: per node the folded
-// links in both directions, per (target, release) its deployment events in
-// time order, and per derived node its provenance edges. It is rebuilt from
-// the database at start (in the background; queries use SQL until then) and
-// kept up to date by reading, at the start of every query, the edges whose
-// id is above the highest one it has, so edges written by another replica or
-// inside another package's transaction are seen as well.
+// Where read instead of the tables once it is loaded: per node its name and
+// the folded links in both directions, per (target, release) its deployment
+// events in time order, per model the spans of time it was the active
+// deployment of each (target, release), and per derived node its provenance
+// edges. It is rebuilt from the database at start (in the background;
+// queries use SQL until then) and kept up to date by reading, at the start
+// of every query, the edges whose id is above the highest one it has, so
+// edges written by another replica or inside another package's transaction
+// are seen as well.
 //
-// Its cost is about 100 bytes an edge (bench/lineage prints it).
+// Nodes are numbered densely in the index (nodes, nodeIdx) so that walks
+// step from link to node without a map lookup and name each node from the
+// slice, never from the database or a map.
+//
+// On bench/lineage's graph of a million edges it costs about 150 bytes an
+// edge by IndexStats' estimate, and the heap grows by about 170 bytes an
+// edge with the node name cache warmed at load (the bench prints both).
 type memIndex struct {
 	mu        sync.RWMutex
 	watermark int64               // highest edge id loaded
 	gaps      map[int64]time.Time // ids under the watermark not seen yet (PostgreSQL commits out of id order), with when they were noticed
 	folds     []fold
-	adj       map[int64]*nodeAdj
+	nodes     []nodeRec       // by index; 0 is unused
+	nodeIdx   map[int64]int32 // node id → index in nodes
+	unnamed   []int32         // nodes whose name refresh has not loaded yet
 	deploys   map[tgtRel][]deployEvent
 	rels      []string
 	relIDs    map[string]uint32
@@ -38,27 +51,43 @@ type memIndex struct {
 	kinds     []string // interned edge types and outcomes; 0 is ""
 	kindIDs   map[string]uint8
 	edges     int
-	// The live deployment index: per (target, release) the model active
-	// after its latest deployment event, and per model those (target,
-	// release) pairs; lastAt is the time of the latest deployment event.
-	// Where at a time at or after lastAt (now) reads it instead of every
-	// target a model was ever deployed to.
-	liveOf map[tgtRel]int64
-	live   map[int64]map[tgtRel]struct{}
-	lastAt int64
+	// spans holds, per model, when it was the active deployment of each
+	// (target, release): Where at any time reads the spans of the models it
+	// found, so its cost follows the answer rather than every target a
+	// model was ever deployed to. touched holds, while a refresh adds
+	// edges, the spans each (target, release) given new events had before
+	// them; settle replaces them at the end of the refresh.
+	spans   map[int64]*modelSpans
+	touched map[tgtRel][]span
 }
 
 // fold is every recorded edge of one type between two nodes, as a Link.
 type fold struct {
-	up, down         int64
 	first, last, lid int64 // lid: id of the edge that set last
+	up, down         int32 // node indexes
 	count            uint32
 	kind, outcome    uint8
 }
 
-type nodeAdj struct {
+type nodeRec struct {
+	name     string
 	down, up []int32          // folds where the node is up (its downstream links) and down
 	byDown   map[uint64]int32 // (other, kind) → fold, for nodes with many downstream links
+	id       int64
+	typ      uint8 // index in nodeTypeNames
+}
+
+// nodeTypeNames are the node types a nodeRec's typ stands for; 0 is none.
+var nodeTypeNames = []string{"", NodeCommit, NodeRelease, NodeModel, NodeDataset, NodeTarget, NodeRollout}
+
+func nodeTypeID(name string) uint8 {
+	t := NodeType(name)
+	for i, n := range nodeTypeNames {
+		if n == t {
+			return uint8(i)
+		}
+	}
+	return 0
 }
 
 type tgtRel struct {
@@ -79,6 +108,29 @@ type provEdge struct {
 	kind       uint8
 }
 
+// span is a stretch of time [from, to) in which model was the active
+// deployment of one (target, release); to is math.MaxInt64 while it still is.
+type span struct {
+	model, from, to int64
+}
+
+// modelSpans are the spans of one model, as (target, release) entries.
+// byFrom[:sorted] is ordered by from and byTo orders it by to; entries
+// appended after sorted, and dead ones, exist only during a refresh.
+type modelSpans struct {
+	byFrom []spanEntry
+	byTo   []int32
+	sorted int
+	dead   int
+}
+
+type spanEntry struct {
+	target   int64
+	from, to int64
+	rel      uint32
+	dead     bool
+}
+
 // maxGapAge is how long an id skipped over is waited for: a PostgreSQL
 // transaction that took a sequence value commits within it, or rolled back
 // (or lost an ON CONFLICT race) and never will.
@@ -89,11 +141,11 @@ const maxGaps = 4096
 
 func newMemIndex() *memIndex {
 	return &memIndex{
-		gaps: map[int64]time.Time{}, adj: map[int64]*nodeAdj{}, deploys: map[tgtRel][]deployEvent{},
+		gaps: map[int64]time.Time{}, nodes: []nodeRec{{}}, nodeIdx: map[int64]int32{}, deploys: map[tgtRel][]deployEvent{},
 		relIDs: map[string]uint32{"": 0}, rels: []string{""}, tgtRels: map[int64][]uint32{},
 		prov: map[int64][]provEdge{}, strs: []string{""}, strIDs: map[string]uint32{"": 0},
 		kinds: []string{""}, kindIDs: map[string]uint8{"": 0},
-		liveOf: map[tgtRel]int64{}, live: map[int64]map[tgtRel]struct{}{},
+		spans: map[int64]*modelSpans{}, touched: map[tgtRel][]span{},
 	}
 }
 
@@ -105,7 +157,8 @@ func (g *Graph) loadIndex(ctx context.Context) {
 		if err := ix.refresh(ctx, r.tx, g.db.Rebind, g.now()); err != nil {
 			return err
 		}
-		return g.warmNames(ctx, r.tx)
+		ix.pack()
+		return g.warmNames(ctx, r.tx, ix)
 	})
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -115,10 +168,75 @@ func (g *Graph) loadIndex(ctx context.Context) {
 	close(g.indexReady)
 }
 
+// pack moves what the first load built in many small slices and strings
+// (node names and link lists, deployment events, releases and spans) into
+// a few large ones, each small slice becoming a window of a large one with
+// no room to grow (an append after the load moves it out on its own). The
+// garbage collector then marks a few large objects instead of hundreds of
+// thousands of small ones, which is most of what each of its cycles cost
+// the queries running meanwhile.
+func (ix *memIndex) pack() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	nameBytes, links := 0, 0
+	for i := range ix.nodes {
+		nameBytes += len(ix.nodes[i].name)
+		links += len(ix.nodes[i].down) + len(ix.nodes[i].up)
+	}
+	names := make([]byte, 0, nameBytes)
+	lists := make([]int32, 0, links)
+	window := func(s []int32) []int32 {
+		start := len(lists)
+		lists = append(lists, s...)
+		return lists[start:len(lists):len(lists)]
+	}
+	for i := range ix.nodes {
+		n := &ix.nodes[i]
+		if n.name != "" {
+			start := len(names)
+			names = append(names, n.name...)
+			n.name = unsafe.String(&names[start], len(n.name))
+		}
+		n.down, n.up = window(n.down), window(n.up)
+	}
+	events := 0
+	for _, evs := range ix.deploys {
+		events += len(evs)
+	}
+	arena := make([]deployEvent, 0, events)
+	for tr, evs := range ix.deploys {
+		start := len(arena)
+		arena = append(arena, evs...)
+		ix.deploys[tr] = arena[start:len(arena):len(arena)]
+	}
+	rels := 0
+	for _, rs := range ix.tgtRels {
+		rels += len(rs)
+	}
+	relArena := make([]uint32, 0, rels)
+	for t, rs := range ix.tgtRels {
+		start := len(relArena)
+		relArena = append(relArena, rs...)
+		ix.tgtRels[t] = relArena[start:len(relArena):len(relArena)]
+	}
+	entries := 0
+	for _, ms := range ix.spans {
+		entries += len(ms.byFrom)
+	}
+	fromArena, toArena := make([]spanEntry, 0, entries), make([]int32, 0, entries)
+	for _, ms := range ix.spans {
+		start := len(fromArena)
+		fromArena = append(fromArena, ms.byFrom...)
+		toArena = append(toArena, ms.byTo...)
+		ms.byFrom, ms.byTo = fromArena[start:len(fromArena):len(fromArena)], toArena[start:len(toArena):len(toArena)]
+	}
+}
+
 // warmNames fills the node id cache with every node (up to maxCachedIDs),
-// so that walks over the index name their nodes without a query; nodes
+// so that lookups and the answers that name nodes outside the index need
+// no query; the names the index holds are shared, not copied. Nodes
 // recorded later are cached as they are written or first read.
-func (g *Graph) warmNames(ctx context.Context, tx *sql.Tx) error {
+func (g *Graph) warmNames(ctx context.Context, tx *sql.Tx, ix *memIndex) error {
 	rows, err := tx.QueryContext(ctx, `SELECT id, name FROM lineage_nodes ORDER BY id LIMIT `+fmt.Sprint(maxCachedIDs/2))
 	if err != nil {
 		return fmt.Errorf("lineage index: node names: %w", err)
@@ -127,9 +245,15 @@ func (g *Graph) warmNames(ctx context.Context, tx *sql.Tx) error {
 	ids := map[string]int64{}
 	for rows.Next() {
 		var id int64
-		var name string
-		if err := rows.Scan(&id, &name); err != nil {
+		var raw sql.RawBytes
+		if err := rows.Scan(&id, &raw); err != nil {
 			return fmt.Errorf("lineage index: node names: %w", err)
+		}
+		name := ""
+		if i, ok := ix.nodeIdx[id]; ok && ix.nodes[i].name == string(raw) {
+			name = ix.nodes[i].name
+		} else {
+			name = string(raw)
 		}
 		ids[name] = id
 	}
@@ -185,13 +309,16 @@ func (ix *memIndex) refresh(ctx context.Context, tx *sql.Tx, rebind func(string)
 		return fmt.Errorf("lineage index: %w", err)
 	}
 	ix.mu.RLock()
-	upToDate := max.Int64 <= ix.watermark && len(ix.gaps) == 0
+	upToDate := max.Int64 <= ix.watermark && len(ix.gaps) == 0 && len(ix.unnamed) == 0 // unnamed: a refresh that failed after its scan
 	ix.mu.RUnlock()
 	if upToDate {
 		return nil
 	}
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	// Whatever was added, even when a scan fails half way, leaves the
+	// spans and names consistent with the folds and events.
+	defer ix.settle()
 	if len(ix.gaps) > 0 {
 		ids := make([]any, 0, len(ix.gaps))
 		for id, seen := range ix.gaps {
@@ -216,6 +343,62 @@ func (ix *memIndex) refresh(ctx context.Context, tx *sql.Tx, rebind func(string)
 			return err
 		}
 	}
+	return ix.name(ctx, tx, rebind)
+}
+
+// name loads the names of the nodes added since the last refresh: all of
+// lineage_nodes in one scan when there are many (the first load), else by
+// id. A node is written before (or with) the edges that refer to it, so
+// the transaction that saw an edge sees its nodes.
+func (ix *memIndex) name(ctx context.Context, tx *sql.Tx, rebind func(string) string) error {
+	if len(ix.unnamed) == 0 {
+		return nil
+	}
+	set := func(rows *sql.Rows) error {
+		defer rows.Close()
+		for rows.Next() {
+			var id int64
+			var raw sql.RawBytes
+			if err := rows.Scan(&id, &raw); err != nil {
+				return fmt.Errorf("lineage index: node names: %w", err)
+			}
+			if i, ok := ix.nodeIdx[id]; ok && ix.nodes[i].name == "" {
+				n := &ix.nodes[i]
+				n.name = string(raw)
+				n.typ = nodeTypeID(n.name)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("lineage index: node names: %w", err)
+		}
+		return nil
+	}
+	if len(ix.unnamed) > 4096 {
+		rows, err := tx.QueryContext(ctx, `SELECT id, name FROM lineage_nodes`)
+		if err != nil {
+			return fmt.Errorf("lineage index: node names: %w", err)
+		}
+		if err := set(rows); err != nil {
+			return err
+		}
+	} else {
+		for ids := ix.unnamed; len(ids) > 0; {
+			n := min(len(ids), 500)
+			args := make([]any, n)
+			for i, x := range ids[:n] {
+				args[i] = ix.nodes[x].id
+			}
+			rows, err := tx.QueryContext(ctx, rebind(`SELECT id, name FROM lineage_nodes WHERE id IN (?`+strings.Repeat(", ?", n-1)+`)`), args...)
+			if err != nil {
+				return fmt.Errorf("lineage index: node names: %w", err)
+			}
+			if err := set(rows); err != nil {
+				return err
+			}
+			ids = ids[n:]
+		}
+	}
+	ix.unnamed = ix.unnamed[:0]
 	return nil
 }
 
@@ -295,37 +478,54 @@ func (ix *memIndex) relID(s string) uint32 {
 	return id
 }
 
-func (ix *memIndex) node(id int64) *nodeAdj {
-	n := ix.adj[id]
-	if n == nil {
-		n = &nodeAdj{}
-		ix.adj[id] = n
+// node returns the index of node id, adding it (unnamed until refresh
+// names it) when new.
+func (ix *memIndex) node(id int64) int32 {
+	if i, ok := ix.nodeIdx[id]; ok {
+		return i
 	}
-	return n
+	i := int32(len(ix.nodes))
+	ix.nodes = append(ix.nodes, nodeRec{id: id})
+	ix.nodeIdx[id] = i
+	ix.unnamed = append(ix.unnamed, i)
+	return i
 }
 
-// byDownThreshold is the number of downstream links above which a node
-// keeps a map to find the link of a new edge.
+// byDownThreshold is the number of links above which a search for the link
+// of a new edge, in the shorter of its upstream node's downstream links and
+// its downstream node's upstream ones, uses a map of the former instead.
+// Most edges have one short side (a target ran few models, a model has few
+// sources), so few nodes need the map.
 const byDownThreshold = 16
+
+// findFold returns the fold of kind k from node ui to node di, -1 when none.
+func (ix *memIndex) findFold(ui, di int32, k uint8) int32 {
+	un, dn := &ix.nodes[ui], &ix.nodes[di]
+	if un.byDown != nil {
+		if f, ok := un.byDown[uint64(di)<<8|uint64(k)]; ok {
+			return f
+		}
+		return -1
+	}
+	list := un.down
+	if len(dn.up) < len(list) {
+		list = dn.up
+	}
+	for _, f := range list {
+		if ix.folds[f].up == ui && ix.folds[f].down == di && ix.folds[f].kind == k {
+			return f
+		}
+	}
+	return -1
+}
 
 func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcome, rel, attrs string) {
 	ix.edges++
 	k, o := ix.kindID(kind), ix.kindID(outcome)
-	un := ix.node(up)
-	key := uint64(down)<<8 | uint64(k)
-	fi := int32(-1)
-	if un.byDown != nil {
-		if f, ok := un.byDown[key]; ok {
-			fi = f
-		}
-	} else {
-		for _, f := range un.down {
-			if ix.folds[f].down == down && ix.folds[f].kind == k {
-				fi = f
-				break
-			}
-		}
-	}
+	ui, di := ix.node(up), ix.node(down)
+	un := &ix.nodes[ui]
+	key := uint64(di)<<8 | uint64(k)
+	fi := ix.findFold(ui, di, k)
 	if fi >= 0 {
 		f := &ix.folds[fi]
 		f.count++
@@ -334,19 +534,19 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 			f.last, f.lid, f.outcome = at, id, o
 		}
 	} else {
-		ix.folds = append(ix.folds, fold{up: up, down: down, first: at, last: at, lid: id, count: 1, kind: k, outcome: o})
+		ix.folds = append(ix.folds, fold{up: ui, down: di, first: at, last: at, lid: id, count: 1, kind: k, outcome: o})
 		fi = int32(len(ix.folds) - 1)
 		un.down = append(un.down, fi)
+		dn := &ix.nodes[di]
+		dn.up = append(dn.up, fi)
 		if un.byDown != nil {
 			un.byDown[key] = fi
-		} else if len(un.down) > byDownThreshold {
+		} else if len(un.down) > byDownThreshold && len(dn.up) > byDownThreshold {
 			un.byDown = make(map[uint64]int32, 2*len(un.down))
 			for _, f := range un.down {
 				un.byDown[uint64(ix.folds[f].down)<<8|uint64(ix.folds[f].kind)] = f
 			}
 		}
-		dn := ix.node(down)
-		dn.up = append(dn.up, fi)
 	}
 	if kind == EdgeDeployedTo {
 		r := ix.relID(rel)
@@ -354,6 +554,9 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 		evs := ix.deploys[tr]
 		if len(evs) == 0 {
 			ix.tgtRels[down] = append(ix.tgtRels[down], r)
+		}
+		if _, ok := ix.touched[tr]; !ok {
+			ix.touched[tr] = ix.spansOf(evs)
 		}
 		ev := deployEvent{model: up, at: at, id: id, attrs: ix.strID(attrs), end: phase == PhaseEnd, outcome: o}
 		i := len(evs)
@@ -364,8 +567,6 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 		copy(evs[i+1:], evs[i:])
 		evs[i] = ev
 		ix.deploys[tr] = evs
-		ix.lastAt = max(ix.lastAt, at)
-		ix.setLive(tr, evs)
 		return
 	}
 	commit := uint32(0)
@@ -380,24 +581,58 @@ func (ix *memIndex) add(id int64, kind string, up, down, at int64, phase, outcom
 	ix.prov[down] = append(ix.prov[down], provEdge{up: up, at: at, id: id, commit: commit, kind: k})
 }
 
-// walk is walkFrom over the index: the same nodes, depths and links.
-func (ix *memIndex) walk(rootID int64, depth int, upstream bool, sg *Subgraph) (reached []int64, depthOf map[int64]int, order []int32) {
+// walkScratch is what a walk reuses from one to the next: a visited set
+// over node indexes (a node is marked when its entry holds the walk's
+// generation) and the nodes and folds reached, in order.
+type walkScratch struct {
+	gen    uint32
+	marks  []uint32
+	nodes  []int32 // reached, after the root
+	depths []int32 // of nodes
+	folds  []int32
+}
+
+var walkPool = sync.Pool{New: func() any { return &walkScratch{} }}
+
+func getScratch(nodes int) *walkScratch {
+	w := walkPool.Get().(*walkScratch)
+	if len(w.marks) < nodes {
+		w.marks = make([]uint32, nodes+nodes/4)
+		w.gen = 0
+	}
+	w.gen++
+	if w.gen == 0 {
+		clear(w.marks)
+		w.gen = 1
+	}
+	w.nodes, w.depths, w.folds = w.nodes[:0], w.depths[:0], w.folds[:0]
+	return w
+}
+
+// walk is walkFrom over the index: the same nodes, depths and links, added
+// to sg (which holds the root). It finds them first and then builds the
+// answer in slices of the final size.
+func (ix *memIndex) walk(rootID int64, depth int, upstream bool, sg *Subgraph) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	depthOf = make(map[int64]int, 64)
-	depthOf[rootID] = 0
-	reached = []int64{rootID}
-	frontier := []int64{rootID}
-	for d := 1; d <= depth && len(frontier) > 0 && !sg.Truncated; d++ {
-		var next []int64
+	root, ok := ix.nodeIdx[rootID]
+	if !ok {
+		return
+	}
+	w := getScratch(len(ix.nodes))
+	defer walkPool.Put(w)
+	w.marks[root] = w.gen
+	for d, start := 1, -1; d <= depth && !sg.Truncated; d++ {
+		// The frontier is the root, then the nodes reached at depth d-1.
+		frontier := w.nodes[max(start, 0):]
+		if start < 0 {
+			frontier = []int32{root}
+		}
+		start = len(w.nodes)
 		for _, n := range frontier {
-			a := ix.adj[n]
-			if a == nil {
-				continue
-			}
-			list := a.down
+			list := ix.nodes[n].down
 			if upstream {
-				list = a.up
+				list = ix.nodes[n].up
 			}
 			for _, fi := range list {
 				f := &ix.folds[fi]
@@ -405,39 +640,42 @@ func (ix *memIndex) walk(rootID int64, depth int, upstream bool, sg *Subgraph) (
 				if upstream {
 					other = f.up
 				}
-				if _, ok := depthOf[other]; !ok {
-					if len(depthOf) >= MaxNodes {
+				if w.marks[other] != w.gen {
+					if 1+len(w.nodes) >= MaxNodes {
 						sg.Truncated = true
 						continue
 					}
-					depthOf[other] = d
-					reached = append(reached, other)
-					next = append(next, other)
+					w.marks[other] = w.gen
+					w.nodes = append(w.nodes, other)
+					w.depths = append(w.depths, int32(d))
 				}
-				order = append(order, fi)
+				w.folds = append(w.folds, fi)
 			}
 		}
-		frontier = next
+		if len(w.nodes) == start {
+			break
+		}
 	}
-	return reached, depthOf, order
+	sg.Nodes = slices.Grow(sg.Nodes, len(w.nodes))
+	for i, n := range w.nodes {
+		o := &ix.nodes[n]
+		sg.Nodes = append(sg.Nodes, NodeInfo{ID: o.name, Type: nodeTypeNames[o.typ], Depth: int(w.depths[i])})
+	}
+	sg.Links = slices.Grow(sg.Links, len(w.folds))
+	for _, fi := range w.folds {
+		sg.Links = append(sg.Links, ix.link(&ix.folds[fi]))
+	}
 }
 
-// links returns folds as Links of the given node names, in order.
-func (ix *memIndex) links(folds []int32, names map[int64]string) []Link {
-	out := make([]Link, 0, len(folds))
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	for _, fi := range folds {
-		f := &ix.folds[fi]
-		typ := ix.kinds[f.kind]
-		from, to := fromUpDown(typ, names[f.up], names[f.down])
-		l := Link{Type: typ, From: from, To: to, First: time.UnixMicro(f.first).UTC(), Last: time.UnixMicro(f.last).UTC(), Count: int(f.count)}
-		if typ == EdgeDeployedTo {
-			l.Outcome = ix.kinds[f.outcome]
-		}
-		out = append(out, l)
+// link is a fold as a Link.
+func (ix *memIndex) link(f *fold) Link {
+	typ := ix.kinds[f.kind]
+	from, to := fromUpDown(typ, ix.nodes[f.up].name, ix.nodes[f.down].name)
+	l := Link{Type: typ, From: from, To: to, First: time.UnixMicro(f.first).UTC(), Last: time.UnixMicro(f.last).UTC(), Count: int(f.count)}
+	if typ == EdgeDeployedTo {
+		l.Outcome = ix.kinds[f.outcome]
 	}
-	return out
+	return l
 }
 
 // targetReleases lists the releases ever deployed to target, sorted.
@@ -460,128 +698,306 @@ func (ix *memIndex) activeOn(target int64, rel string, at int64) *deployment {
 	if !ok {
 		return nil
 	}
-	return ix.activeIn(ix.deploys[tgtRel{target, r}], at)
+	evs := ix.deploys[tgtRel{target, r}]
+	i := ix.activeAt(evs, at)
+	if i < 0 {
+		return nil
+	}
+	return ix.deployment(&evs[i])
 }
 
-// activeIn is the deployment of evs (one target and release, in time order)
-// active at at, nil when none.
-func (ix *memIndex) activeIn(evs []deployEvent, at int64) *deployment {
+func (ix *memIndex) deployment(ev *deployEvent) *deployment {
+	return &deployment{model: ev.model, at: ev.at, outcome: ix.kinds[ev.outcome], attrs: ix.strs[ev.attrs]}
+}
+
+// fewSet is a set that holds its first members inline: the deployment
+// walks below see one or two.
+type fewSet[K comparable] struct {
+	few  [8]K
+	n    int
+	many map[K]bool
+}
+
+func (s *fewSet[K]) has(k K) bool {
+	for i := 0; i < s.n; i++ {
+		if s.few[i] == k {
+			return true
+		}
+	}
+	return s.many[k]
+}
+
+func (s *fewSet[K]) add(k K) {
+	if s.n < len(s.few) {
+		s.few[s.n] = k
+		s.n++
+		return
+	}
+	if s.many == nil {
+		s.many = map[K]bool{}
+	}
+	s.many[k] = true
+}
+
+// activeAt is the index in evs (one target and release, in time order) of
+// the start event of the deployment active at at, -1 when none: reader.
+// activeOn's walk backwards from at.
+func (ix *memIndex) activeAt(evs []deployEvent, at int64) int {
 	i := sort.Search(len(evs), func(i int) bool { return evs[i].at > at }) - 1
-	var ended map[int64]bool
-	var decided map[[2]int64]bool
+	var ended fewSet[int64]
+	var decided fewSet[[2]int64]
 	for ; i >= 0; i-- {
 		ev := &evs[i]
 		if ev.end {
-			if ended == nil {
-				ended = map[int64]bool{}
-			}
-			ended[ev.model] = true
+			ended.add(ev.model)
 			continue
 		}
 		key := [2]int64{ev.model, ev.at}
-		if decided[key] {
+		if decided.has(key) {
 			continue
 		}
-		if decided == nil {
-			decided = map[[2]int64]bool{}
-		}
-		decided[key] = true
+		decided.add(key)
 		outcome := ix.kinds[ev.outcome]
 		if outcome == OutcomeRemoved {
-			return nil
+			return -1
 		}
-		if outcome == OutcomeFailed || ended[ev.model] {
+		if outcome == OutcomeFailed || ended.has(ev.model) {
 			continue
 		}
-		return &deployment{model: ev.model, at: ev.at, outcome: outcome, attrs: ix.strs[ev.attrs]}
+		return i
 	}
-	return nil
+	return -1
 }
 
-// setLive records the model active on tr after its latest event.
-func (ix *memIndex) setLive(tr tgtRel, evs []deployEvent) {
-	if old, ok := ix.liveOf[tr]; ok {
-		delete(ix.liveOf, tr)
-		if set := ix.live[old]; set != nil {
-			delete(set, tr)
-			if len(set) == 0 {
-				delete(ix.live, old)
-			}
+// spansOf returns the spans of evs (one target and release): the active
+// deployment changes only at the time of an event, so it is asked at each.
+func (ix *memIndex) spansOf(evs []deployEvent) []span {
+	var out []span
+	for i := 0; i < len(evs); {
+		t := evs[i].at
+		j := i + 1
+		for j < len(evs) && evs[j].at == t {
+			j++
 		}
+		model := int64(-1)
+		if a := ix.activeAt(evs[:j], t); a >= 0 {
+			model = evs[a].model
+		}
+		if n := len(out); n > 0 && out[n-1].to == math.MaxInt64 {
+			if out[n-1].model == model {
+				i = j
+				continue
+			}
+			out[n-1].to = t
+		}
+		if model >= 0 {
+			out = append(out, span{model: model, from: t, to: math.MaxInt64})
+		}
+		i = j
 	}
-	d := ix.activeIn(evs, math.MaxInt64)
-	if d == nil {
+	return out
+}
+
+// settle replaces the spans of the (target, release) pairs given new events
+// since the last settle, and orders the spans of the models concerned.
+func (ix *memIndex) settle() {
+	if len(ix.touched) == 0 {
 		return
 	}
-	ix.liveOf[tr] = d.model
-	set := ix.live[d.model]
-	if set == nil {
-		set = map[tgtRel]struct{}{}
-		ix.live[d.model] = set
+	dirty := map[*modelSpans]bool{}
+	for tr, old := range ix.touched {
+		if evs := ix.deploys[tr]; cap(evs) > len(evs)+len(evs)/4+1 {
+			ix.deploys[tr] = slices.Clone(evs) // most pairs have a few events: no room for twice as many
+		}
+		for _, s := range old {
+			if ms := ix.spans[s.model]; ms != nil {
+				ms.remove(tr, s.from, s.to)
+				dirty[ms] = true
+			}
+		}
+		for _, s := range ix.spansOf(ix.deploys[tr]) {
+			ms := ix.spans[s.model]
+			if ms == nil {
+				ms = &modelSpans{}
+				ix.spans[s.model] = ms
+			}
+			ms.byFrom = append(ms.byFrom, spanEntry{target: tr.target, rel: tr.rel, from: s.from, to: s.to})
+			dirty[ms] = true
+		}
 	}
-	set[tr] = struct{}{}
-}
-
-// liveTargets returns the (target, release) pairs running model after the
-// latest deployment event, and false when at is before that event (a
-// question about the past, which the live index cannot answer).
-func (ix *memIndex) liveTargets(model, at int64) ([]tgtRel, bool) {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	if at < ix.lastAt {
-		return nil, false
+	ix.touched = map[tgtRel][]span{}
+	for ms := range dirty {
+		ms.settle()
 	}
-	out := make([]tgtRel, 0, len(ix.live[model]))
-	for tr := range ix.live[model] {
-		out = append(out, tr)
+}
+
+// remove marks the settled entry of tr spanning [from, to) dead.
+func (ms *modelSpans) remove(tr tgtRel, from, to int64) {
+	e := ms.byFrom[:ms.sorted]
+	for i := sort.Search(len(e), func(i int) bool { return e[i].from >= from }); i < len(e) && e[i].from == from; i++ {
+		if x := &e[i]; !x.dead && x.target == tr.target && x.rel == tr.rel && x.to == to {
+			x.dead = true
+			ms.dead++
+			return
+		}
 	}
-	return out, true
 }
 
-func (ix *memIndex) relName(r uint32) string {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return ix.rels[r]
-}
-
-// derived returns the nodes one trainedOn or packagedFrom edge downstream
-// of n recorded at or before at.
-func (ix *memIndex) derived(n, at int64) []int64 {
-	return ix.downstreamOf(n, at, EdgeTrainedOn, EdgePackagedFrom)
-}
-
-// deployedTargets returns the targets model was deployed to at or before at.
-func (ix *memIndex) deployedTargets(model, at int64) []int64 {
-	return ix.downstreamOf(model, at, EdgeDeployedTo, EdgeDeployedTo)
-}
-
-// downstreamOf returns the nodes one edge of kind a or b downstream of n
-// whose first edge was recorded at or before at.
-func (ix *memIndex) downstreamOf(n, at int64, a, b string) []int64 {
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	adj := ix.adj[n]
-	if adj == nil {
-		return nil
+// settle orders the entries appended since the last settle and merges them
+// into byFrom and byTo, dropping dead ones: linear in the model's spans
+// (plus sorting the new ones), as a refresh may touch a model deployed to
+// the whole fleet.
+func (ms *modelSpans) settle() {
+	n := ms.sorted
+	tail := ms.byFrom[n:]
+	if len(tail) == 0 && ms.dead == 0 {
+		return
 	}
-	var out []int64
-	for _, fi := range adj.down {
-		f := &ix.folds[fi]
-		if k := ix.kinds[f.kind]; (k == a || k == b) && f.first <= at {
-			out = append(out, f.down)
+	slices.SortFunc(tail, compareFrom)
+	byFrom := make([]spanEntry, 0, n-ms.dead+len(tail))
+	moved := make([]int32, n) // new index of each settled entry, -1 when dead
+	added := make([]int32, 0, len(tail))
+	for i, j := 0, 0; i < n || j < len(tail); {
+		switch {
+		case i < n && ms.byFrom[i].dead:
+			moved[i] = -1
+			i++
+		case j == len(tail) || (i < n && compareFrom(ms.byFrom[i], tail[j]) <= 0):
+			moved[i] = int32(len(byFrom))
+			byFrom = append(byFrom, ms.byFrom[i])
+			i++
+		default:
+			added = append(added, int32(len(byFrom)))
+			byFrom = append(byFrom, tail[j])
+			j++
+		}
+	}
+	to := func(i int32) int64 { return byFrom[i].to }
+	slices.SortFunc(added, func(a, b int32) int { return cmp.Compare(to(a), to(b)) })
+	byTo := make([]int32, 0, len(byFrom))
+	j := 0
+	for _, old := range ms.byTo {
+		x := moved[old]
+		if x < 0 {
+			continue
+		}
+		for j < len(added) && to(added[j]) < to(x) {
+			byTo = append(byTo, added[j])
+			j++
+		}
+		byTo = append(byTo, x)
+	}
+	byTo = append(byTo, added[j:]...)
+	ms.byFrom, ms.byTo, ms.sorted, ms.dead = byFrom, byTo, len(byFrom), 0
+}
+
+func compareFrom(a, b spanEntry) int {
+	if c := cmp.Compare(a.from, b.from); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.target, b.target); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.rel, b.rel)
+}
+
+// running appends to out the (target, release) pairs whose active
+// deployment at at was model: of the spans that started by at and those
+// that ended after it, it reads the fewer.
+func (ms *modelSpans) running(at int64, out []tgtRel) []tgtRel {
+	started := sort.Search(len(ms.byFrom), func(i int) bool { return ms.byFrom[i].from > at })
+	ending := sort.Search(len(ms.byTo), func(i int) bool { return ms.byFrom[ms.byTo[i]].to > at })
+	if started <= len(ms.byTo)-ending {
+		for i := range ms.byFrom[:started] {
+			if e := &ms.byFrom[i]; e.to > at && !e.dead {
+				out = append(out, tgtRel{e.target, e.rel})
+			}
+		}
+		return out
+	}
+	for _, i := range ms.byTo[ending:] {
+		if e := &ms.byFrom[i]; e.from <= at && !e.dead {
+			out = append(out, tgtRel{e.target, e.rel})
 		}
 	}
 	return out
 }
 
+// whereHit is a (target, release) whose active deployment at a time was
+// one of Where's models.
+type whereHit struct {
+	target string // node name
+	rel    string
+	d      *deployment
+}
+
+// where is reader.where over the index: the models that are one of roots
+// (isModel says which are models) or derive from one through trainedOn and
+// packagedFrom edges recorded by at, then the (target, release) pairs
+// running one of them at at.
+func (ix *memIndex) where(roots []int64, at int64) []whereHit {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	model := uint8(slices.Index(nodeTypeNames, NodeModel))
+	seen := map[int32]bool{}
+	var models []int32
+	var frontier []int32
+	for _, id := range roots {
+		if i, ok := ix.nodeIdx[id]; ok && !seen[i] {
+			seen[i] = true
+			frontier = append(frontier, i)
+			if ix.nodes[i].typ == model {
+				models = append(models, i)
+			}
+		}
+	}
+	trained, packaged := ix.kindIDs[EdgeTrainedOn], ix.kindIDs[EdgePackagedFrom]
+	for len(frontier) > 0 && len(seen) < MaxNodes {
+		var next []int32
+		for _, n := range frontier {
+			for _, fi := range ix.nodes[n].down {
+				f := &ix.folds[fi]
+				if (f.kind == trained || f.kind == packaged) && f.kind != 0 && f.first <= at && !seen[f.down] {
+					seen[f.down] = true
+					next = append(next, f.down)
+					if ix.nodes[f.down].typ == model {
+						models = append(models, f.down)
+					}
+				}
+			}
+		}
+		frontier = next
+	}
+	var hits []whereHit
+	var trs []tgtRel
+	for _, m := range models {
+		id := ix.nodes[m].id
+		ms := ix.spans[id]
+		if ms == nil {
+			continue
+		}
+		trs = ms.running(at, trs[:0])
+		for _, tr := range trs {
+			evs := ix.deploys[tr]
+			if i := ix.activeAt(evs, at); i >= 0 && evs[i].model == id {
+				hits = append(hits, whereHit{target: ix.nodes[ix.nodeIdx[tr.target]].name, rel: ix.rels[tr.rel], d: ix.deployment(&evs[i])})
+			}
+		}
+	}
+	return hits
+}
+
 // provenance returns, as of at, the commit of the latest declaredIn edge
 // from model to release node rid (0 for none), the commit the model was
-// packaged from (0 for none) and the datasets it was trained on.
+// packaged from by the latest packagedFrom edge (0 for none) and the
+// datasets it was trained on.
 func (ix *memIndex) provenance(model, rid, at int64) (commit string, source int64, datasets []int64) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	var best *provEdge
-	seen := map[int64]bool{}
+	var best, src *provEdge
+	later := func(p, than *provEdge) bool {
+		return than == nil || p.at > than.at || (p.at == than.at && p.id > than.id)
+	}
 	for i := range ix.prov[model] {
 		p := &ix.prov[model][i]
 		if p.at > at {
@@ -589,14 +1005,16 @@ func (ix *memIndex) provenance(model, rid, at int64) (commit string, source int6
 		}
 		switch ix.kinds[p.kind] {
 		case EdgeDeclaredIn:
-			if rid != 0 && p.up == rid && (best == nil || p.at > best.at || (p.at == best.at && p.id > best.id)) {
+			if rid != 0 && p.up == rid && later(p, best) {
 				best = p
 			}
 		case EdgePackagedFrom:
-			source = p.up
+			if later(p, src) {
+				src = p
+				source = p.up
+			}
 		case EdgeTrainedOn:
-			if !seen[p.up] {
-				seen[p.up] = true
+			if !slices.Contains(datasets, p.up) {
 				datasets = append(datasets, p.up)
 			}
 		}
@@ -625,19 +1043,28 @@ func (g *Graph) IndexStats() IndexStats {
 	}
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	b := int64(cap(ix.folds))*48 + int64(len(ix.adj))*(48+8+8)
-	for _, a := range ix.adj {
-		b += int64(cap(a.down)+cap(a.up)) * 4
-		b += int64(len(a.byDown)) * 24
+	const mapEntry = 16 // a map's own cost per entry beyond key and value, roughly
+	b := int64(cap(ix.folds))*int64(unsafe.Sizeof(fold{})) + int64(cap(ix.nodes))*int64(unsafe.Sizeof(nodeRec{}))
+	b += int64(len(ix.nodeIdx)) * (12 + mapEntry)
+	for i := range ix.nodes {
+		n := &ix.nodes[i]
+		b += int64(cap(n.down)+cap(n.up))*4 + int64(len(n.name))
+		b += int64(len(n.byDown)) * (12 + mapEntry)
 	}
 	for _, evs := range ix.deploys {
-		b += int64(cap(evs))*40 + 64
+		b += int64(cap(evs))*int64(unsafe.Sizeof(deployEvent{})) + 40 + mapEntry
+	}
+	for _, rs := range ix.tgtRels {
+		b += int64(cap(rs))*4 + 32 + mapEntry
 	}
 	for _, p := range ix.prov {
-		b += int64(cap(p))*40 + 48
+		b += int64(cap(p))*int64(unsafe.Sizeof(provEdge{})) + 32 + mapEntry
+	}
+	for _, ms := range ix.spans {
+		b += int64(cap(ms.byFrom))*int64(unsafe.Sizeof(spanEntry{})) + int64(cap(ms.byTo))*4 + int64(unsafe.Sizeof(*ms)) + 16 + mapEntry
 	}
 	for _, s := range ix.strs {
-		b += int64(len(s)) + 40
+		b += int64(len(s)) + 16 + 20 + mapEntry
 	}
 	return IndexStats{Loaded: true, Edges: ix.edges, Bytes: b}
 }

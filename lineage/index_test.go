@@ -2,9 +2,11 @@ package lineage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -54,6 +56,24 @@ func randomGraph(t *testing.T, g *Graph, rng *rand.Rand, n int, base time.Time, 
 	if err := g.Record(ctx, edges...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// activeDiff describes how two answers differ: their lengths and the first
+// entry that is not the same.
+func activeDiff(sql, index []Active) string {
+	for i := 0; i < max(len(sql), len(index)); i++ {
+		var a, b *Active
+		if i < len(sql) {
+			a = &sql[i]
+		}
+		if i < len(index) {
+			b = &index[i]
+		}
+		if a == nil || b == nil || !reflect.DeepEqual(*a, *b) {
+			return fmt.Sprintf("%d entries from SQL, %d from the index; entry %d:\nsql   %+v\nindex %+v", len(sql), len(index), i, a, b)
+		}
+	}
+	return fmt.Sprintf("%d entries each, the same", len(sql))
 }
 
 func sortedSubgraph(sg *Subgraph) *Subgraph {
@@ -121,11 +141,15 @@ func TestIndexMatchesSQL(t *testing.T) {
 				want, err1 := plain.Where(ctx, n, nil)
 				got, err2 := mem.Where(ctx, n, nil)
 				if err1 != nil || err2 != nil || !reflect.DeepEqual(want, got) {
-					t.Fatalf("%s: where %s now: sql %+v (%v)\nindex %+v (%v)", round, n, want, err1, got, err2)
+					t.Fatalf("%s: where %s now (%v / %v): %s", round, n, err1, err2, activeDiff(want, got))
 				}
 			}
 			for i := 0; i < 120; i++ {
 				at := t0.Add(time.Duration(rng.Int64N(int64(end.Sub(t0)))))
+				if i%2 == 0 {
+					// at an event's time exactly: a span starts or ends there
+					at = t0.Add(time.Duration(rng.IntN(tick+10)) * time.Second)
+				}
 				tg := fmt.Sprintf("dev-%d", rng.IntN(60))
 				want, err1 := plain.At(ctx, tg, at)
 				got, err2 := mem.At(ctx, tg, at)
@@ -136,16 +160,107 @@ func TestIndexMatchesSQL(t *testing.T) {
 				wantW, err1 := plain.Where(ctx, n, &at)
 				gotW, err2 := mem.Where(ctx, n, &at)
 				if err1 != nil || err2 != nil || !reflect.DeepEqual(wantW, gotW) {
-					t.Fatalf("%s: where %s %s: sql %+v (%v)\nindex %+v (%v)", round, n, at, wantW, err1, gotW, err2)
+					t.Fatalf("%s: where %s %s (%v / %v): %s", round, n, at, err1, err2, activeDiff(wantW, gotW))
 				}
 			}
 		}
 		compare("loaded")
+		checkSpans(t, mem)
 		// Appended through the SQL-only handle: the index must catch up.
 		randomGraph(t, plain, rng, 600, t0, &tick)
 		compare("after appends")
+		checkSpans(t, mem)
+		// Appended in the past, between the events already there (half a
+		// second after each, so still no two at one time): the history of a
+		// (target, release) changes in the middle, not only at its end.
+		past := 0
+		randomGraph(t, plain, rng, 300, t0.Add(500*time.Millisecond), &past)
+		compare("after appends in the past")
+		checkSpans(t, mem)
 		if st := mem.IndexStats(); !st.Loaded || st.Edges == 0 || st.Bytes == 0 {
 			t.Fatalf("index stats %+v", st)
 		}
 	})
+}
+
+// checkSpans checks the order of every model's spans: byFrom by from,
+// byTo a permutation of it by to, nothing dead or left unsettled, and each
+// entry one of the spans of its (target, release).
+func checkSpans(t *testing.T, g *Graph) {
+	t.Helper()
+	ix := g.index
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	for model, ms := range ix.spans {
+		if ms.sorted != len(ms.byFrom) || ms.dead != 0 || len(ms.byTo) != len(ms.byFrom) {
+			t.Fatalf("model %d: sorted %d, dead %d, %d by from, %d by to", model, ms.sorted, ms.dead, len(ms.byFrom), len(ms.byTo))
+		}
+		seen := map[int32]bool{}
+		for i, x := range ms.byTo {
+			if seen[x] || int(x) >= len(ms.byFrom) || (i > 0 && ms.byFrom[ms.byTo[i-1]].to > ms.byFrom[x].to) {
+				t.Fatalf("model %d: byTo %v is not a permutation ordered by to", model, ms.byTo)
+			}
+			seen[x] = true
+		}
+		for i, e := range ms.byFrom {
+			if e.dead || (i > 0 && compareFrom(ms.byFrom[i-1], e) > 0) {
+				t.Fatalf("model %d: entry %d %+v dead or out of order", model, i, e)
+			}
+			tr := tgtRel{e.target, e.rel}
+			if !slices.Contains(ix.spansOf(ix.deploys[tr]), span{model: model, from: e.from, to: e.to}) {
+				t.Fatalf("model %d: entry %+v is not a span of its target", model, e)
+			}
+		}
+	}
+}
+
+// TestIndexConcurrentQueries runs walks, At and Where on the index from
+// several goroutines while another handle appends edges, for the race
+// detector: each query refreshes the index, so they contend for it.
+func TestIndexConcurrentQueries(t *testing.T) {
+	sqlGraph := openSQLite(t)
+	ctx := context.Background()
+	tick := 0
+	randomGraph(t, sqlGraph, rand.New(rand.NewPCG(1, 2)), 400, t0, &tick)
+	mem, err := Open(ctx, sqlGraph.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !mem.WaitIndex(ctx) {
+		t.Fatal("the in-memory index did not load")
+	}
+	done := make(chan error, 3)
+	for w := 0; w < 3; w++ {
+		go func(w int) {
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for i := 0; i < 60; i++ {
+				m := Node(NodeModel, fmt.Sprintf("sha256:%064x", rng.IntN(40)))
+				d := Node(NodeDataset, fmt.Sprintf("sha256:d%063x", rng.IntN(12)))
+				at := t0.Add(time.Duration(rng.IntN(tick+1)) * time.Second)
+				var err error
+				switch i % 4 {
+				case 0:
+					_, err = mem.Downstream(ctx, d, 5)
+				case 1:
+					_, err = mem.Upstream(ctx, m, 5)
+				case 2:
+					_, err = mem.Where(ctx, d, &at)
+				default:
+					_, err = mem.At(ctx, fmt.Sprintf("dev-%d", rng.IntN(60)), at)
+				}
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}(w)
+	}
+	appendTick := tick
+	randomGraph(t, sqlGraph, rand.New(rand.NewPCG(3, 4)), 300, t0, &appendTick) // meanwhile
+	for i := 0; i < 3; i++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -146,8 +147,8 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 		return sg, false, err
 	}
 	if ix := r.memory(ctx); ix != nil {
-		sg, err := r.walkIndex(ctx, ix, sg, rootID, upstream)
-		return sg, true, err
+		ix.walk(rootID, depth, upstream, sg)
+		return sg, true, nil
 	}
 	type lk struct {
 		typ      string
@@ -222,20 +223,6 @@ func (r *reader) walkFrom(ctx context.Context, root string, depth int, upstream 
 		sg.Links = append(sg.Links, l)
 	}
 	return sg, true, nil
-}
-
-// walkIndex is walkFrom answered from the in-memory index.
-func (r *reader) walkIndex(ctx context.Context, ix *memIndex, sg *Subgraph, rootID int64, upstream bool) (*Subgraph, error) {
-	reached, depthOf, order := ix.walk(rootID, sg.Depth, upstream, sg)
-	names, err := r.namesOf(ctx, reached)
-	if err != nil {
-		return nil, fmt.Errorf("walk %s of %s: %w", sg.Direction, sg.Root, err)
-	}
-	for _, id := range reached[1:] {
-		sg.Nodes = append(sg.Nodes, NodeInfo{ID: names[id], Type: NodeType(names[id]), Depth: depthOf[id]})
-	}
-	sg.Links = ix.links(order, names)
-	return sg, nil
 }
 
 // intern returns the constant for a known edge type or outcome, without
@@ -515,12 +502,7 @@ func (r *reader) activeOn(ctx context.Context, tid int64, rel string, t time.Tim
 func (r *reader) describe(ctx context.Context, target, rel string, d *deployment, t time.Time) (Active, error) {
 	a := Active{Target: strings.TrimPrefix(target, NodeTarget+":"), Release: rel, Since: time.UnixMicro(d.at).UTC(), Outcome: d.outcome}
 	if d.attrs != "" {
-		var v struct {
-			Rollout string `json:"rollout"`
-		}
-		if json.Unmarshal([]byte(d.attrs), &v) == nil {
-			a.Rollout = v.Rollout
-		}
+		a.Rollout = rolloutOf(d.attrs)
 	}
 	at := micro(t).UnixMicro()
 	if ix := r.memory(ctx); ix != nil {
@@ -545,7 +527,7 @@ func (r *reader) describe(ctx context.Context, target, rel string, d *deployment
 			return a, err
 		}
 		if ok {
-			err := r.queryRow(ctx, []any{&commitAttrs}, `SELECT attrs FROM lineage_edges WHERE down = ? AND kind = 'declaredIn' AND up = ? AND at <= ? ORDER BY at DESC LIMIT 1`, d.model, rid, at)
+			err := r.queryRow(ctx, []any{&commitAttrs}, `SELECT attrs FROM lineage_edges WHERE down = ? AND kind = 'declaredIn' AND up = ? AND at <= ? ORDER BY at DESC, id DESC LIMIT 1`, d.model, rid, at)
 			if err != nil && !errors.Is(err, sql.ErrNoRows) {
 				return a, fmt.Errorf("admission: %w", err)
 			}
@@ -557,11 +539,11 @@ func (r *reader) describe(ctx context.Context, target, rel string, d *deployment
 	if commitAttrs != "" && json.Unmarshal([]byte(commitAttrs), &v) == nil {
 		a.Commit = v.Commit
 	}
-	rows, err := r.query(ctx, `SELECT kind, up FROM lineage_edges WHERE down = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`, d.model, at)
+	rows, err := r.query(ctx, `SELECT kind, up FROM lineage_edges WHERE down = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ? ORDER BY at, id`, d.model, at)
 	if err != nil {
 		return a, fmt.Errorf("sources: %w", err)
 	}
-	var source int64
+	var source int64 // the latest packagedFrom edge's (rows come in time order)
 	var datasets []int64
 	seen := map[int64]bool{}
 	for rows.Next() {
@@ -647,18 +629,12 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 	if len(frontier) == 0 {
 		return nil, notFound("where", node)
 	}
+	if ix := r.memory(ctx); ix != nil {
+		return r.whereIndex(ctx, ix, node, frontier, when)
+	}
 	for len(frontier) > 0 && len(seen) < MaxNodes {
 		var next []int64
 		for _, n := range frontier {
-			if ix := r.memory(ctx); ix != nil {
-				for _, down := range ix.derived(n, at) {
-					if !seen[down] {
-						seen[down] = true
-						next = append(next, down)
-					}
-				}
-				continue
-			}
 			rows, err := r.query(ctx, `SELECT DISTINCT down FROM lineage_edges WHERE up = ? AND kind IN ('trainedOn', 'packagedFrom') AND at <= ?`, n, at)
 			if err != nil {
 				return nil, fmt.Errorf("where %s: %w", node, err)
@@ -706,30 +682,6 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 	}
 	sort.Slice(mids, func(i, j int) bool { return mids[i] < mids[j] })
 	for _, m := range mids {
-		if ix := r.memory(ctx); ix != nil {
-			if live, ok := ix.liveTargets(m, at); ok {
-				// Now: the targets running m after their latest event.
-				for _, lt := range live {
-					if c := (tr{lt.target, ix.relName(lt.rel)}); !candSeen[c] {
-						candSeen[c] = true
-						cands = append(cands, c)
-					}
-				}
-				continue
-			}
-			// Every release of a target the model reached: a release it did
-			// not run the model in has no active model of the set (or one
-			// deployed from another model of the set, found anyway).
-			for _, tg := range ix.deployedTargets(m, at) {
-				for _, rel := range ix.targetReleases(tg) {
-					if c := (tr{tg, rel}); !candSeen[c] {
-						candSeen[c] = true
-						cands = append(cands, c)
-					}
-				}
-			}
-			continue
-		}
 		rows, err := r.query(ctx, `SELECT DISTINCT down, rel FROM lineage_edges WHERE up = ? AND kind = 'deployedTo' AND at <= ?`, m, at)
 		if err != nil {
 			return nil, fmt.Errorf("where %s: deployments: %w", node, err)
@@ -779,13 +731,67 @@ func (r *reader) where(ctx context.Context, node string, t *time.Time) ([]Active
 		}
 		out = append(out, a)
 	}
+	sortActive(out)
+	return out, nil
+}
+
+func sortActive(out []Active) {
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Target != out[j].Target {
 			return out[i].Target < out[j].Target
 		}
 		return out[i].Release < out[j].Release
 	})
+}
+
+// whereIndex is where over the index, from the nodes roots: the answer's
+// provenance (commit, source, datasets) is looked up once per model and
+// release, and the rollout once per attributes.
+func (r *reader) whereIndex(ctx context.Context, ix *memIndex, node string, roots []int64, when time.Time) ([]Active, error) {
+	at := micro(when).UnixMicro()
+	hits := ix.where(roots, at)
+	type modelRel struct {
+		model int64
+		rel   string
+	}
+	described := map[modelRel]Active{}
+	rollouts := map[string]string{}
+	out := make([]Active, 0, len(hits))
+	for _, h := range hits {
+		key := modelRel{h.d.model, h.rel}
+		p, ok := described[key]
+		if !ok {
+			var err error
+			if p, err = r.describe(ctx, "", h.rel, &deployment{model: h.d.model}, when); err != nil {
+				return nil, fmt.Errorf("where %s: %w", node, err)
+			}
+			described[key] = p
+		}
+		a := Active{Target: strings.TrimPrefix(h.target, NodeTarget+":"), Release: h.rel, Model: p.Model, Since: time.UnixMicro(h.d.at).UTC(), Outcome: h.d.outcome,
+			Commit: p.Commit, Source: p.Source, Datasets: slices.Clone(p.Datasets)}
+		if h.d.attrs != "" {
+			rollout, ok := rollouts[h.d.attrs]
+			if !ok {
+				rollout = rolloutOf(h.d.attrs)
+				rollouts[h.d.attrs] = rollout
+			}
+			a.Rollout = rollout
+		}
+		out = append(out, a)
+	}
+	sortActive(out)
 	return out, nil
+}
+
+// rolloutOf reads the rollout of a deployment's attributes.
+func rolloutOf(attrs string) string {
+	var v struct {
+		Rollout string `json:"rollout"`
+	}
+	if json.Unmarshal([]byte(attrs), &v) != nil {
+		return ""
+	}
+	return v.Rollout
 }
 
 // Step is a recorded step as the events API lists it.

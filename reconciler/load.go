@@ -7,6 +7,7 @@ import (
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/reconciler/record"
+	"github.com/cairn-dev/cairn/reconciler/store"
 )
 
 // Load restores the releases' records, the admitted commit, the source's
@@ -61,15 +62,30 @@ func (r *Reconciler) loadLocked(ctx context.Context) error {
 		}
 	}
 	r.src.restore(r.commit, cs)
-	ds, err := r.opts.Store.DesiredSince(ctx, 0)
-	if err != nil {
+	if err := r.loadWritten(ctx); err != nil {
 		return fmt.Errorf("load desired states: %w", err)
-	}
-	for _, d := range ds {
-		r.fleet.written[d.Target] = d.ETag
 	}
 	r.reload = false
 	return nil
+}
+
+// loadWritten fills fleet.written with the stored desired states' tags,
+// reading one state at a time when the store can.
+func (r *Reconciler) loadWritten(ctx context.Context) error {
+	note := func(d store.Desired) error {
+		r.fleet.written[d.Target] = d.ETag
+		return nil
+	}
+	if st, ok := r.opts.Store.(interface {
+		EachDesiredSince(context.Context, int64, func(store.Desired) error) error
+	}); ok {
+		return st.EachDesiredSince(ctx, 0, note)
+	}
+	ds, err := r.opts.Store.DesiredSince(ctx, 0)
+	for _, d := range ds {
+		note(d)
+	}
+	return err
 }
 
 // storedKey identifies what a record stores, to skip unchanged writes.

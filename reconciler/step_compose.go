@@ -104,9 +104,11 @@ func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
 // compose builds each target's desired state, which keeps the releases of
 // keepAll its models do not list and lists the evaluation runs asked of
 // it (evals), and returns those whose tag differs from the one stored.
+// Each state is its target's head and the rest of the body, one string for
+// every target of the same list and no evaluation runs of its own.
 func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32, keepAll []string, evals map[string][]fleet.EvaluationRun) []store.Desired {
 	var changes []store.Desired
-	encoded := map[string][2]string{} // list of indexes → etag, models JSON
+	encoded := map[string][3]string{} // list of indexes → etag, models JSON, rest of the body
 	key := make([]byte, 0, 64)
 	for _, id := range r.fleet.order {
 		idx := perTarget[id]
@@ -116,19 +118,20 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 		}
 		enc, ok := encoded[string(key)]
 		if !ok {
-			enc = encodeDesired(models, idx, keepAll)
+			etag, list := encodeDesired(models, idx, keepAll)
+			enc = [3]string{etag, list, `"models":` + list + `}`}
 			encoded[string(key)] = enc
 		}
-		etag, tail := enc[0], ""
+		etag, rest := enc[0], enc[2]
 		if runs := evals[id]; len(runs) > 0 {
 			b, _ := json.Marshal(runs)
-			etag, tail = fleetstate.ETagWith(etag, b), `,"evaluations":`+string(b)
+			etag, rest = fleetstate.ETagWith(etag, b), `"models":`+enc[1]+`,"evaluations":`+string(b)+`}`
 		}
 		if r.fleet.written[id] == etag {
 			continue
 		}
-		body := `{"target":` + strconv.Quote(id) + `,"etag":"` + etag + `","models":` + enc[1] + tail + `}`
-		changes = append(changes, store.Desired{Target: id, ETag: etag, Body: []byte(body)})
+		head := `{"target":` + strconv.Quote(id) + `,"etag":"` + etag + `",`
+		changes = append(changes, store.Desired{Target: id, ETag: etag, Head: head, Rest: rest})
 	}
 	return changes
 }
@@ -136,7 +139,7 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 // encodeDesired is the entity tag and the encoding, after "models":, of a
 // desired state listing models[idx] and keeping the releases of keepAll
 // they do not list.
-func encodeDesired(models []fleet.DesiredModel, idx []int32, keepAll []string) [2]string {
+func encodeDesired(models []fleet.DesiredModel, idx []int32, keepAll []string) (etag, enc string) {
 	list := make([]fleet.DesiredModel, len(idx))
 	listed := make(map[string]bool, len(idx))
 	for j, i := range idx {
@@ -150,10 +153,10 @@ func encodeDesired(models []fleet.DesiredModel, idx []int32, keepAll []string) [
 		}
 	}
 	b, _ := json.Marshal(list) // DesiredModel holds nothing json cannot encode
-	enc := string(b)
+	enc = string(b)
 	if len(keep) > 0 {
 		k, _ := json.Marshal(keep)
 		enc += `,"keep":` + string(k)
 	}
-	return [2]string{fleetstate.KeepETag(list, keep), enc}
+	return fleetstate.KeepETag(list, keep), enc
 }

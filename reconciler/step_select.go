@@ -14,7 +14,7 @@ import (
 func (r *Reconciler) selectTargets(name string, rs *releaseState, p *pass) ([]rollout.TargetState, string) {
 	a := rs.admitted()
 	command := p.commands[name]
-	var selected []rollout.TargetState
+	selected := make([]rollout.TargetState, 0, len(r.fleet.order))
 	for _, id := range r.fleet.order {
 		ct := r.fleet.targets[id]
 		if _, unfit := a.Unfit[id]; unfit || !matchesAny(a.Profiles, ct.sel) {

@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -45,6 +46,9 @@ func main() {
 		budget  = flag.Duration("enroll-budget", 0, "stop enrolling after this long and go on with the targets enrolled (0: enroll all)")
 		sumFile = flag.String("summary", "", "append the key figures to FILE as label<TAB>value lines (bench/sidebyside.sh)")
 		nrep    = flag.Int("replicas", 1, "cairn serve replicas on the one database (more than 1 needs -database); targets are spread over them")
+		rollout = flag.Duration("rollout-budget", 0, "how long the first rollout and the webhook's may take before the run fails (0: 3m, or 1ms a target when more)")
+		sampled = flag.Int("sample", 100000, "targets whose desired state is fetched in full and which the 304 polls and long-polls use (spread over the fleet)")
+		profs   = flag.String("profiles", "", "write the first replica's heap profiles (after enrollment, after the status reports, at the end) into FOLDER")
 	)
 	flag.Parse()
 	summaryFile = *sumFile
@@ -52,7 +56,8 @@ func main() {
 		serveBare(*listen)
 		return
 	}
-	database, replicas, enrollBudget = *dbURL, max(1, *nrep), *budget
+	database, replicas, enrollBudget, profileDir = *dbURL, max(1, *nrep), *budget, *profs
+	rolloutBudget, sampleSize = *rollout, max(1, *sampled)
 	if replicas > 1 && database == "" {
 		fmt.Fprintln(os.Stderr, "bench fleet: -replicas needs -database")
 		os.Exit(2)
@@ -168,6 +173,7 @@ func rss(pid int) (cur, peak int64) {
 var (
 	desiredWrites    = regexp.MustCompile(`(?m)^cairn_desired_writes_total (\S+)$`)
 	desiredPublished = regexp.MustCompile(`(?m)^cairn_desired_published_total (\S+)$`)
+	desiredSynced    = regexp.MustCompile(`(?m)^cairn_desired_synced_total (\S+)$`)
 )
 
 func metric(url string) float64 { return metricOf(url, desiredWrites) }
@@ -214,7 +220,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	if err := os.WriteFile(cfgFile, []byte("skipArtifactCheck: true\n"), 0o644); err != nil {
 		return err
 	}
-	backend := "SQLite"
+	backend, dbURL := "SQLite", ""
 	if database != "" {
 		backend = "PostgreSQL"
 		url, drop, err := sqldb.CreateDatabase(context.Background(), database, "fleet_bench")
@@ -222,11 +228,13 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 			return err
 		}
 		defer drop()
+		dbURL = url
 		env = append(env, "CAIRN_DATABASE="+url)
 	}
-	fmt.Printf("state on %s, %d cairn serve replica(s)\n", backend, replicas)
+	fmt.Printf("state on %s, %d cairn serve replica(s), aiming at %d targets, load %s\n", backend, replicas, n, loadavg())
 	var bases []string
 	var srvs []*exec.Cmd
+	var pids []int
 	var baseRSS int64
 	for k := range replicas {
 		addr := freeAddr()
@@ -245,9 +253,15 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		}
 		r, _ := rss(srv.Process.Pid)
 		baseRSS = max(baseRSS, r)
-		bases, srvs = append(bases, "http://"+addr), append(srvs, srv)
+		bases, srvs, pids = append(bases, "http://"+addr), append(srvs, srv), append(pids, srv.Process.Pid)
 	}
 	base := bases[0]
+	ctx := context.Background()
+	mctx, stopMon := context.WithCancel(ctx)
+	defer stopMon()
+	mon := newMonitor(mctx, pids, database, dbURL)
+	defer mon.close()
+	multi := len(bases) > 1
 	// allRSS is the largest RSS of a replica now and at its peak.
 	allRSS := func() (cur, peak int64) {
 		for _, srv := range srvs {
@@ -276,6 +290,52 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		}
 		return least
 	}
+	// held is, per replica, how many desired states its fleet API took in:
+	// published by its own leader or read from the store by its sync.
+	held := func() []float64 {
+		var out []float64
+		for _, b := range bases {
+			out = append(out, max(0, metricOf(b, desiredPublished))+max(0, metricOf(b, desiredSynced)))
+		}
+		return out
+	}
+	leader := func() int {
+		for k, b := range bases {
+			if metricOf(b, desiredPublished) > 0 {
+				return k
+			}
+		}
+		return -1
+	}
+	role := func(k, lead int) string {
+		if !multi {
+			return "server"
+		}
+		if k == lead {
+			return fmt.Sprintf("replica %d (leader)", k)
+		}
+		return fmt.Sprintf("replica %d (follower)", k)
+	}
+	// untilHeld waits, up to limit, until every replica took in n more
+	// desired states than in before, and returns when each did (0: not
+	// within limit).
+	untilHeld := func(before []float64, limit time.Duration, also func() bool) []time.Duration {
+		start := time.Now()
+		took := make([]time.Duration, len(bases))
+		for {
+			done := also == nil || also()
+			for k, v := range held() {
+				if took[k] == 0 && v-before[k] >= float64(n) {
+					took[k] = time.Since(start)
+				}
+				done = done && took[k] > 0
+			}
+			if done || time.Since(start) > limit {
+				return took
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 
 	tr := &http.Transport{MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute}
 	hc := &http.Client{Transport: tr}
@@ -283,10 +343,22 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	for _, b := range bases {
 		cs = append(cs, fleet.NewClient(b, fleet.WithHTTPClient(hc)))
 	}
+	// Target i enrolls with, polls and reports to replica i%replicas, as
+	// agents spread over the replicas by a load balancer would.
 	clientOf := func(i int) *fleet.Client { return cs[i%len(cs)] }
-	ctx := context.Background()
+	perReplica := func(what string, counts []atomic.Int64, d time.Duration) {
+		if !multi {
+			return
+		}
+		var parts []string
+		for k := range counts {
+			parts = append(parts, fmt.Sprintf("replica %d %.0f/s", k, float64(counts[k].Load())/d.Seconds()))
+		}
+		fmt.Printf("  %s per replica: %s\n", what, strings.Join(parts, ", "))
+	}
 
 	// Enroll.
+	endPhase := mon.phase("enroll")
 	targets := make([]target, n)
 	start := time.Now()
 	var next atomic.Int64
@@ -318,41 +390,75 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		return e.(error)
 	}
 	enrollTook := time.Since(start)
+	aimed, budgetHit := n, false
 	if k := slices.IndexFunc(targets, func(t target) bool { return t.id == "" }); k >= 0 {
-		fmt.Printf("enrollment budget of %s spent: going on with %d of %d targets\n", enrollBudget, k, n)
-		n, targets = k, targets[:k]
+		budgetHit = true
+		n, targets = k, slices.Clip(targets[:k])
+	}
+	enrollNote := "all enrolled within the budget"
+	if budgetHit {
+		enrollNote = fmt.Sprintf("enrollment budget of %s spent: going on with %d of %d targets", enrollBudget, n, aimed)
+	} else if enrollBudget == 0 {
+		enrollNote = ""
 	}
 	fmt.Printf("enrolled %d targets in %s (%.0f/s)\n", n, enrollTook.Round(time.Millisecond), float64(n)/enrollTook.Seconds())
+	if multi {
+		fmt.Printf("  enrollments per replica: about %d each, %.0f/s each\n", n/len(bases), float64(n)/float64(len(bases))/enrollTook.Seconds())
+	}
+	endPhase(enrollNote)
 	figure("targets enrolled", fmt.Sprint(n))
 	figure("enrollment (/s)", fmt.Sprintf("%.0f", float64(n)/enrollTook.Seconds()))
 
-	// Wait for every target to get the first model.
+	// Wait for every target to get the first model, on every replica.
+	endPhase = mon.phase("first rollout")
 	admin := fleet.NewAdminClient(base, "bench-admin", fleet.WithHTTPClient(hc))
-	for deadline := time.Now().Add(time.Duration(max(1, n/2000)) * time.Minute); ; {
-		r, err := admin.Release(ctx, "r")
-		if err == nil && r.Targets == n && r.Updated == n && written() >= float64(n) && published() >= float64(n) {
-			break
-		}
-		if time.Now().After(deadline) {
-			var pub []float64
-			for _, b := range bases {
-				pub = append(pub, metricOf(b, desiredPublished))
-			}
-			return fmt.Errorf("first rollout did not reach %d targets: %+v %v (written %v, published per replica %v)", n, r, err, written(), pub)
-		}
-		time.Sleep(200 * time.Millisecond)
+	limit := rolloutBudget
+	if limit <= 0 {
+		limit = max(3*time.Minute, time.Duration(n)*time.Millisecond)
 	}
-	// Learn each target's ETag (also checks credentials).
+	zero := make([]float64, len(bases))
+	t0 := time.Now()
+	var lastRel *fleet.ReleaseInfo
+	took := untilHeld(zero, limit, func() bool {
+		r, err := admin.Release(ctx, "r")
+		if err == nil {
+			lastRel = r
+		}
+		return err == nil && r.Targets == n && r.Updated == n && written() >= float64(n) && published() >= float64(n)
+	})
+	lead := leader()
+	if slices.Contains(took, 0) {
+		fmt.Printf("first rollout did not reach every target on every replica within %s: release %+v, written %v, taken in per replica %v\n", limit, lastRel, written(), held())
+		endPhase("")
+		mon.summary()
+		return fmt.Errorf("first rollout not done within %s (-rollout-budget)", limit)
+	}
+	var parts []string
+	for k, d := range took {
+		parts = append(parts, fmt.Sprintf("%s %s", role(k, lead), d.Round(time.Millisecond)))
+	}
+	fmt.Printf("first rollout (plan, %d desired states written, every replica serving them): %s; per replica: %s\n", n, time.Since(t0).Round(time.Millisecond), strings.Join(parts, ", "))
+	endPhase("")
+
+	// Learn each sampled target's ETag (also checks credentials): every
+	// target up to -sample, else a sample spread over the fleet.
+	endPhase = mon.phase("GET desired (200)")
+	sample := make([]int, 0, min(n, sampleSize))
+	for k := range min(n, sampleSize) {
+		sample = append(sample, int(int64(k)*int64(n)/int64(min(n, sampleSize))))
+	}
 	next.Store(0)
+	getStart := time.Now()
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
+				j := int(next.Add(1)) - 1
+				if j >= len(sample) {
 					return
 				}
+				i := sample[j]
 				var ds *fleet.DesiredState
 				for try := 0; ; try++ {
 					var err error
@@ -374,19 +480,29 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	if e := firstErr.Load(); e != nil {
 		return e.(error)
 	}
+	fmt.Printf("full desired states fetched (200) for %d targets: %.0f/s\n", len(sample), float64(len(sample))/time.Since(getStart).Seconds())
+	endPhase("")
 	cur, peak := allRSS()
-	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB, %.1f KiB a target)\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20), float64(cur-baseRSS)/float64(n)/1024)
+	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB; %.0f bytes a target above idle, RSS/N %.0f bytes)\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20), float64(cur-baseRSS)/float64(n), float64(cur)/float64(n))
+	heapProfile(hc, base, "enrolled")
 	figure("RSS after enrollment (MiB)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
 	figure("bytes a target after enrollment", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
 
 	// Poll throughput: the 304 path of cairn against a bare handler.
+	endPhase = mon.phase("304 polls")
+	pollsOn := make([]atomic.Int64, len(bases))
 	cairnRate, err := pollRate(hc, workers, dur, func(i int) (string, string, string) {
-		t := targets[i%n]
-		return bases[(i%n)%len(bases)] + "/api/v1/targets/" + t.id + "/desired?wait=0s", t.cred, t.etag
+		t := sample[i%len(sample)]
+		k := t % len(bases)
+		pollsOn[k].Add(1)
+		return bases[k] + "/api/v1/targets/" + targets[t].id + "/desired?wait=0s", targets[t].cred, targets[t].etag
 	})
 	if err != nil {
 		return err
 	}
+	fmt.Printf("304 polls: %.0f/s in all\n", cairnRate)
+	perReplica("304 polls", pollsOn, dur)
+	endPhase("")
 	bare := exec.Command(os.Args[0], "-mode", "bare")
 	out, _ := bare.StdoutPipe()
 	if err := bare.Start(); err != nil {
@@ -407,23 +523,41 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	figure("304 polls vs bare net/http (goal ≥ 0.60)", fmt.Sprintf("%.2f", cairnRate/bareRate))
 
 	// Status reports.
-	statusRate, err := statusRate(clientOf, targets, workers, dur)
+	endPhase = mon.phase("status reports")
+	reportsOn := make([]atomic.Int64, len(bases))
+	srvCPU0, cliCPU0 := serveCPU(srvs), selfCPU()
+	statusRate, err := statusRate(func(i int) *fleet.Client { reportsOn[i%len(cs)].Add(1); return clientOf(i) }, targets, workers, dur)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s\n", statusRate)
+	reports := statusRate * dur.Seconds()
+	srvPer, cliPer := (serveCPU(srvs)-srvCPU0)/reports, (selfCPU()-cliCPU0)/reports
+	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s (CPU a report: serve %.0f µs, this client %.0f µs; load %s)\n", statusRate, srvPer*1e6, cliPer*1e6, loadavg())
+	figure("status report serve CPU (µs a report)", fmt.Sprintf("%.0f", srvPer*1e6))
+	perReplica("status reports", reportsOn, dur)
+	endPhase("")
+	cur, _ = allRSS()
+	fmt.Printf("server RSS after the status reports: %.0f MiB (RSS/N %.0f bytes)\n", float64(cur)/(1<<20), float64(cur)/float64(n))
+	heapProfile(hc, base, "reports")
 	figure("status reports (/s, goal ≥ 10000)", fmt.Sprintf("%.0f", statusRate))
 
 	// Webhook → every desired state: long-polls open, commit, hook.
-	before, beforePub := written(), published()
+	endPhase = mon.phase("webhook → desired")
+	before, beforePub, beforeHeld := written(), published(), held()
 	lpCtx, cancelLP := context.WithCancel(ctx)
 	defer cancelLP()
-	var got atomic.Int64
-	var lpLatency sync.Map
-	var t0 atomic.Int64
-	for i := range longpolls {
-		idx := (i * 7919) % n
-		t, c := targets[idx], clientOf(idx)
+	longpolls = min(longpolls, len(sample))
+	type woken struct {
+		got    atomic.Int64
+		opened int
+		worst  atomic.Int64 // ns
+	}
+	wokenOn := make([]woken, len(bases))
+	var t0ns atomic.Int64
+	for j := range longpolls {
+		idx := sample[(j*7919)%len(sample)]
+		t, c, w := targets[idx], clientOf(idx), &wokenOn[idx%len(bases)]
+		w.opened++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -433,8 +567,14 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 					continue
 				}
 				if len(ds.Models) == 1 && ds.Models[0].Digest == digest(2) {
-					got.Add(1)
-					lpLatency.Store(t.id, time.Since(time.Unix(0, t0.Load())))
+					w.got.Add(1)
+					d := time.Now().UnixNano() - t0ns.Load()
+					for {
+						old := w.worst.Load()
+						if d <= old || w.worst.CompareAndSwap(old, d) {
+							break
+						}
+					}
 				}
 				return
 			}
@@ -444,7 +584,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	if err := commit(repo, 2); err != nil {
 		return err
 	}
-	t0.Store(time.Now().UnixNano())
+	t0ns.Store(time.Now().UnixNano())
 	hookStart := time.Now()
 	for _, b := range bases { // a load balancer would pick one; the leader must hear it
 		resp, err := hc.Post(b+"/hooks/git", "application/json", bytes.NewReader([]byte(`{}`)))
@@ -454,22 +594,22 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		resp.Body.Close()
 	}
 	var allTook, pubTook time.Duration
-	for deadline := time.Now().Add(2 * time.Minute); ; {
+	hookLimit := max(2*time.Minute, limit)
+	took = untilHeld(beforeHeld, hookLimit, func() bool {
 		if pubTook == 0 && published()-beforePub >= float64(n) {
 			pubTook = time.Since(hookStart)
 		}
-		if written()-before >= float64(n) {
+		if allTook == 0 && written()-before >= float64(n) {
 			allTook = time.Since(hookStart)
-			if pubTook == 0 {
-				pubTook = allTook
-			}
-			break
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("desired states not updated within 2m (%v written)", written()-before)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return pubTook > 0 && allTook > 0
+	})
+	if allTook == 0 {
+		endPhase("")
+		mon.summary()
+		return fmt.Errorf("desired states not updated within %s (%v written)", hookLimit, written()-before)
 	}
+	everyTook := slices.Max(took)
 	waitLP := make(chan struct{})
 	go func() { wg.Wait(); close(waitLP) }()
 	select {
@@ -477,11 +617,28 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	case <-time.After(30 * time.Second):
 	}
 	cancelLP()
-	var worst time.Duration
-	lpLatency.Range(func(_, v any) bool { worst = max(worst, v.(time.Duration)); return true })
 	fmt.Printf("webhook → all %d desired states served to agents: %s — goal ≤ 1s (stored in the database: %s)\n", n, pubTook.Round(time.Millisecond), allTook.Round(time.Millisecond))
 	figure("webhook → all desired states (goal ≤ 1s)", pubTook.Round(time.Millisecond).String())
-	fmt.Printf("long-polls woken with the new model: %d of %d, slowest %s after the webhook\n", got.Load(), longpolls, worst.Round(time.Millisecond))
+	var got, worst int64
+	for k := range wokenOn {
+		got, worst = got+wokenOn[k].got.Load(), max(worst, wokenOn[k].worst.Load())
+	}
+	fmt.Printf("long-polls woken with the new model: %d of %d, slowest %s after the webhook\n", got, longpolls, time.Duration(worst).Round(time.Millisecond))
+	if multi {
+		parts = parts[:0]
+		for k, d := range took {
+			s := "not within " + hookLimit.String()
+			if d > 0 {
+				s = d.Round(time.Millisecond).String()
+			}
+			w := &wokenOn[k]
+			parts = append(parts, fmt.Sprintf("%s: all %d desired states after %s, long-polls woken %d of %d (slowest %s)",
+				role(k, lead), n, s, w.got.Load(), w.opened, time.Duration(w.worst.Load()).Round(time.Millisecond)))
+		}
+		fmt.Printf("webhook → desired on every replica: %s\n  %s\n", everyTook.Round(time.Millisecond), strings.Join(parts, "\n  "))
+		figure("webhook → all desired on every replica", everyTook.Round(time.Millisecond).String())
+	}
+	endPhase("")
 	// Spot-check a few targets.
 	for _, i := range []int{0, n / 2, n - 1} {
 		ds, _, err := clientOf(i).Desired(ctx, targets[i].id, targets[i].cred, "", 0)
@@ -490,15 +647,30 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 		}
 	}
 	cur, peak = allRSS()
-	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB, %.0f bytes a target) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20), float64(cur-baseRSS)/float64(n))
+	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB; %.0f bytes a target above idle, RSS/N %.0f bytes) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20), float64(cur-baseRSS)/float64(n), float64(cur)/float64(n))
+	heapProfile(hc, base, "end")
 	figure("RSS at the end (MiB, goal ≤ 512 at 100k)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
 	figure("bytes a target at the end", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
+	if multi {
+		parts = parts[:0]
+		for k, srv := range srvs {
+			c, p := rss(srv.Process.Pid)
+			parts = append(parts, fmt.Sprintf("%s %s MiB (peak %s)", role(k, lead), mib(c), mib(p)))
+		}
+		fmt.Printf("RSS per replica at the end: %s\n", strings.Join(parts, ", "))
+	}
+	c, p := rss(os.Getpid())
+	fmt.Printf("bench client RSS: %s MiB (peak %s MiB) for %d simulated targets\n", mib(c), mib(p), n)
 	var r fleet.ReleaseInfo
 	if rr, err := admin.Release(ctx, "r"); err == nil {
 		r = *rr
 	}
 	b, _ := json.Marshal(map[string]any{"release": r.Name, "digest": r.Digest, "targets": r.Targets, "updated": r.Updated})
 	fmt.Printf("release after the webhook: %s\n", b)
+	mon.summary()
+	if budgetHit {
+		fmt.Printf("the run was bounded by the enrollment budget (%s): %d of %d targets enrolled at %.0f/s\n", enrollBudget, n, aimed, float64(n)/enrollTook.Seconds())
+	}
 	return nil
 }
 
@@ -573,13 +745,100 @@ func statusRate(clientOf func(int) *fleet.Client, targets []target, workers int,
 	return float64(count.Load()) / dur.Seconds(), nil
 }
 
+// serveCPU is the user and system CPU time the serve processes have used,
+// in seconds (/proc/PID/stat, clock ticks of 1/100 s).
+func serveCPU(srvs []*exec.Cmd) float64 {
+	var sum float64
+	for _, srv := range srvs {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", srv.Process.Pid))
+		// The command name may hold spaces: fields count from its ")".
+		if i := bytes.LastIndexByte(b, ')'); i >= 0 {
+			f := strings.Fields(string(b[i+1:]))
+			if len(f) > 12 {
+				u, _ := strconv.ParseFloat(f[11], 64)
+				st, _ := strconv.ParseFloat(f[12], 64)
+				sum += (u + st) / 100
+			}
+		}
+	}
+	return sum
+}
+
+// selfCPU is the CPU time this process (the simulated fleet) has used, in
+// seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// loadavg is the machine's 1-minute load average: the figures of a run are
+// only comparable with another's at a like load.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
+}
+
 // database is the -database flag: a PostgreSQL server, or "" for SQLite;
 // replicas the number of cairn serve processes.
 var (
 	database     string
 	replicas     int
 	enrollBudget time.Duration
+	// rolloutBudget bounds the wait for desired states (0: by fleet size);
+	// sampleSize is the -sample flag.
+	rolloutBudget time.Duration
+	sampleSize    int
 )
+
+// profileDir, when set, receives heap profiles (heapProfile).
+var profileDir string
+
+// heapProfile saves base's heap profile, after a GC, as profileDir/heap-name.pb.gz.
+func heapProfile(hc *http.Client, base, name string) {
+	if profileDir == "" {
+		return
+	}
+	req, _ := http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?gc=1", nil)
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "heap profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "heap profile: %s: %s\n", resp.Status, b)
+		return
+	}
+	os.MkdirAll(profileDir, 0o755)
+	f := filepath.Join(profileDir, "heap-"+name+".pb.gz")
+	if err := os.WriteFile(f, b, 0o644); err == nil {
+		fmt.Printf("heap profile: %s\n", f)
+	}
+	// The text form ends with runtime.MemStats: heap in use and held,
+	// stacks, what was returned to the system.
+	req, _ = http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?debug=1", nil)
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	if resp, err := hc.Do(req); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		os.WriteFile(filepath.Join(profileDir, "heap-"+name+".txt"), b, 0o644)
+		var stats []string
+		for _, l := range strings.Split(string(b), "\n") {
+			for _, k := range []string{"# HeapAlloc", "# HeapSys", "# HeapIdle", "# HeapReleased", "# StackSys", "# Sys "} {
+				if strings.HasPrefix(l, k) {
+					stats = append(stats, strings.TrimPrefix(l, "# "))
+				}
+			}
+		}
+		fmt.Printf("  go memory: %s\n", strings.Join(stats, ", "))
+	}
+}
 
 // summaryFile, when set, receives the key figures (figure).
 var summaryFile string

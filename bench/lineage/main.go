@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,16 +36,22 @@ func main() {
 		chunk    = flag.Int("chunk", 50_000, "edges per transaction while building")
 		profile  = flag.String("cpuprofile", "", "write a CPU profile of the queries to FILE")
 		summary  = flag.String("summary", "", "append the key figures to FILE as label<TAB>value lines (bench/sidebyside.sh)")
+		reuse    = flag.Bool("reuse", false, "keep the graph for the next run and use a graph already built: the -db file as it is, or on PostgreSQL the database lineage_bench_keep (not dropped)")
+		sqlWalks = flag.Bool("sql", true, "time the SQL walks as well as the memory index")
 	)
 	flag.Parse()
-	cpuProfile, summaryFile = *profile, *summary
+	cpuProfile, summaryFile, reuseGraph, timeSQL = *profile, *summary, *reuse, *sqlWalks
 	if err := run(*dbPath, *edges, *models, *datasets, *targets, *releases, *queries, *chunk); err != nil {
 		fmt.Fprintln(os.Stderr, "lineage-bench:", err)
 		os.Exit(1)
 	}
 }
 
-var cpuProfile string
+var (
+	cpuProfile string
+	reuseGraph bool // keep the graph and skip building when it is there
+	timeSQL    bool // time the SQL walks too
+)
 
 // threadCPU is the CPU time the calling OS thread has used
 // (clock_gettime(CLOCK_THREAD_CPUTIME_ID), exact, unlike getrusage's ticks).
@@ -88,12 +95,20 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	backend := "SQLite"
 	if strings.HasPrefix(dbPath, "postgres") {
 		backend = "PostgreSQL"
-		url, drop, err := sqldb.CreateDatabase(ctx, dbPath, "lineage_bench")
-		if err != nil {
-			return err
+		if reuseGraph {
+			url, err := keptDatabase(ctx, dbPath, "lineage_bench_keep")
+			if err != nil {
+				return err
+			}
+			dbPath = url
+		} else {
+			url, drop, err := sqldb.CreateDatabase(ctx, dbPath, "lineage_bench")
+			if err != nil {
+				return err
+			}
+			defer drop()
+			dbPath = url
 		}
-		defer drop()
-		dbPath = url
 	}
 	db, err := sqldb.Open(ctx, dbPath)
 	if err != nil {
@@ -119,8 +134,18 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		return base.Add(time.Duration(m/nReleases) * (end.Sub(base) / time.Duration(perRelease)))
 	}
 
+	var have int
+	if reuseGraph {
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM lineage_edges`).Scan(&have); err != nil {
+			return err
+		}
+	}
 	start := time.Now()
 	total := 0
+	if have > 0 {
+		fmt.Printf("reusing the graph already built (%d edges)\n", have)
+		nEdges = 0 // skip building
+	}
 	var buf []lineage.Edge
 	flush := func(force bool) error {
 		if len(buf) >= chunk || (force && len(buf) > 0) {
@@ -138,7 +163,7 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	}
 	// Provenance: each model trained on 3 datasets, packaged from a commit,
 	// declared in its release at an admission commit.
-	for m := 0; m < nModels; m++ {
+	for m := 0; m < nModels && have == 0; m++ {
 		t := modelTime(m)
 		rel := m % nReleases
 		picked := map[int]bool{}
@@ -167,7 +192,7 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	provenance := total + len(buf)
 	// Deployments: round after round over the targets, each target taking a
 	// later model of its release; 5% fail, 5% are rolled back (an end event).
-	remaining := nEdges - provenance
+	remaining := max(0, nEdges-provenance)
 	rounds := (remaining + nTargets - 1) / nTargets
 	for round := 0; remaining > 0; round++ {
 		for tg := 0; tg < nTargets && remaining > 0; tg++ {
@@ -199,6 +224,9 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM lineage_edges`).Scan(&n); err != nil {
 		return err
 	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	loadStart := time.Now()
 	gi, err := lineage.Open(ctx, db)
 	if err != nil {
@@ -208,6 +236,9 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		return fmt.Errorf("the in-memory lineage index did not load")
 	}
 	loaded := time.Since(loadStart)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	st := gi.IndexStats()
 	size := int64(0)
 	for _, suffix := range []string{"", "-wal"} {
@@ -221,11 +252,14 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		fmt.Printf(", %d MiB", size>>20)
 	}
 	figure("memory index (bytes an edge)", fmt.Sprintf("%.0f", float64(st.Bytes)/float64(max(1, st.Edges))))
-	fmt.Printf("\nmemory index: %d edges loaded in %.1fs, about %d MiB (%.0f bytes an edge)\n", st.Edges, loaded.Seconds(), st.Bytes>>20, float64(st.Bytes)/float64(max(1, st.Edges)))
+	figure("memory index heap (bytes an edge)", fmt.Sprintf("%.0f", float64(heap)/float64(max(1, st.Edges))))
+	fmt.Printf("\nmemory index: %d edges loaded in %.1fs, about %d MiB (%.0f bytes an edge); the heap grew by %d MiB (%.0f bytes an edge, with the node name cache)\n",
+		st.Edges, loaded.Seconds(), st.Bytes>>20, float64(st.Bytes)/float64(max(1, st.Edges)), heap>>20, float64(heap)/float64(max(1, st.Edges)))
 	// No ANALYZE: with its stat4 tables SQLite re-prepares a statement
 	// whenever a bound value might change the plan, which costs more than
 	// the query; the indexes are chosen well without statistics.
 
+	plain := g
 	queries := func(label string, g *lineage.Graph) error {
 		qrng := rand.New(rand.NewPCG(3, 4)) // the same queries for each
 		type result struct {
@@ -240,17 +274,23 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		var results []*result
+		var own [2]time.Duration // wall and cpu time a query measured of itself; -1 when it did not
 		measure := func(name string, goal time.Duration, count int, q func() (int, error)) error {
 			r := &result{name: name, goal: goal}
 			for i := 0; i < count; i++ {
+				own = [2]time.Duration{-1, -1}
 				c := threadCPU()
 				t := time.Now()
 				k, err := q()
 				if err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
-				r.times = append(r.times, time.Since(t))
-				r.cpu = append(r.cpu, threadCPU()-c)
+				wall, cpu := time.Since(t), threadCPU()-c
+				if own[0] >= 0 { // the query timed only its own part
+					wall, cpu = own[0], own[1]
+				}
+				r.times = append(r.times, wall)
+				r.cpu = append(r.cpu, cpu)
 				r.nodes += k
 			}
 			results = append(results, r)
@@ -318,6 +358,25 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		}); err != nil {
 			return err
 		}
+		// Last, as it adds to the graph: a deployment recorded through the
+		// SQL-only handle (as by another replica), then Where of its model,
+		// which first catches the index up (refresh and settle included).
+		appended := 0
+		if err := measure("where (model just deployed, now)", 10*time.Millisecond, max(1, nQueries/4), func() (int, error) {
+			m, tg := qrng.IntN(nModels), qrng.IntN(nTargets)
+			appended++
+			e := lineage.Edge{Type: lineage.EdgeDeployedTo, From: model(m), To: target(tg), Time: end.Add(time.Duration(appended) * time.Second),
+				Phase: lineage.PhaseStart, Outcome: lineage.OutcomeSucceeded, Release: release(tg % nReleases)}
+			if err := plain.Record(ctx, e); err != nil {
+				return 0, err
+			}
+			c, t := threadCPU(), time.Now()
+			a, err := g.Where(ctx, model(m), nil)
+			own = [2]time.Duration{time.Since(t), threadCPU() - c}
+			return len(a), err
+		}); err != nil {
+			return err
+		}
 		ms := func(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond)) }
 		var load [3]float64
 		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -353,9 +412,37 @@ func run(dbPath string, nEdges, nModels, nDatasets, nTargets, nReleases, nQuerie
 		label string
 		g     *lineage.Graph
 	}{{"SQL walks", g}, {"memory index", gi}} {
+		if q.g == g && !timeSQL {
+			continue
+		}
 		if err := queries(q.label, q.g); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// keptDatabase returns the URL of database name on the server of serverURL,
+// creating it when it is not there.
+func keptDatabase(ctx context.Context, serverURL, name string) (string, error) {
+	admin, err := sqldb.Open(ctx, serverURL)
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	var exists bool
+	if err := admin.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if !exists {
+		if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+			return "", fmt.Errorf("create database %s: %w", name, err)
+		}
+	}
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", err
+	}
+	u.Path = "/" + name
+	return u.String(), nil
 }

@@ -17,6 +17,7 @@ func newPlanCmd() *cobra.Command {
 	var (
 		base, inventory, server, token, format string
 		noBase, noRegistry, plainHTTP          bool
+		wholeLayers                            bool
 		stores                                 map[string]string
 		policyTimeout                          time.Duration
 	)
@@ -27,6 +28,9 @@ func newPlanCmd() *cobra.Command {
 			"release the model digest from → to (against --base, default the merge base with the default branch),\n" +
 			"the targets of the inventory it selects grouped into rollout waves, the targets that cannot take the\n" +
 			"model and why, the bytes each must download (read from the registry) and the verdicts of the policies.\n" +
+			"A target that runs an earlier version of a release downloads only the layers it lacks and, of a large\n" +
+			"layer, only the chunks the earlier version's chunk index does not list (delta updates); the plan shows\n" +
+			"both that and the size in whole layers, and counts whole layers where an index is missing or unreadable.\n" +
 			"Markdown is made for a pull-request comment. Exits 2 after printing the plan when a policy denies.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -63,6 +67,9 @@ func newPlanCmd() *cobra.Command {
 			}
 			if !noRegistry {
 				o.Inspector = plan.RegistryInspector(func(string) bool { return plainHTTP })
+				if !wholeLayers {
+					o.ChunkIndexes = plan.RegistryChunkIndexer(func(string) bool { return plainHTTP })
+				}
 			}
 			if len(stores) > 0 {
 				o.Datasets = plan.StoreChecker(stores)
@@ -92,6 +99,7 @@ func newPlanCmd() *cobra.Command {
 	f.StringVarP(&format, "output", "o", "markdown", "output format: markdown or json")
 	f.BoolVar(&noRegistry, "no-registry", false, "do not read artifact sizes from the registry (download sizes unknown)")
 	f.DurationVar(&policyTimeout, "policy-timeout", policies.EvalTimeout, "bound on evaluating one release's policies; a release over it is denied (as serve's policyTimeout)")
+	f.BoolVar(&wholeLayers, "whole-layers", false, "do not read the running versions and chunk indexes from the registry: count whole every layer a target's inventory does not list")
 	f.BoolVar(&plainHTTP, "plain-http", false, "talk plain HTTP to the registry")
 	f.StringToStringVar(&stores, "dataset-store", nil, "NAME=URL: check that datasets of store NAME (spec.store, default \"default\") exist at URL (file:// or s3://), as cairn serve does with its datasetStores; repeatable")
 	return cmd

@@ -124,7 +124,7 @@ func (p *PullFetcher) Collect(keep []string, busy bool, max int64) (CacheStats, 
 		if err := os.Remove(filepath.Join(dir, name)); err == nil {
 			st.Removed++
 			st.Freed += size
-			hex := strings.TrimSuffix(strings.TrimSuffix(name, ".delta"), ".partial")
+			hex, _, _ := strings.Cut(name, ".")
 			os.Remove(filepath.Join(p.CacheDir, "locks", hex))
 			if hex == name {
 				os.Remove(filepath.Join(p.CacheDir, "chunks", "sha256", hex)) // the blob's chunk index
@@ -138,7 +138,9 @@ func (p *PullFetcher) Collect(keep []string, busy bool, max int64) (CacheStats, 
 		}
 		name := e.Name()
 		switch {
-		case strings.HasSuffix(name, ".partial"), strings.HasSuffix(name, ".partial.delta"): // a download, a delta rebuild
+		case strings.HasSuffix(name, ".partial"), strings.HasSuffix(name, ".partial.delta"), strings.HasSuffix(name, ".partial.delta.journal"):
+			// A download, a delta rebuild and its journal: kept to resume
+			// while an install is pending.
 			if busy {
 				st.Blobs++
 				st.Bytes += fi.Size()

@@ -151,3 +151,36 @@ func TestUpdateDownloadsOnlyChangedChunks(t *testing.T) {
 		t.Errorf("%d chunk indexes in the cache, want the two versions'", len(idx))
 	}
 }
+
+// TestCollectKeepsDeltaRebuildWhileBusy: a delta rebuild left by a killed
+// pull (its file and journal) stays in the cache, whatever the budget, while
+// an install is pending, and goes with it otherwise.
+func TestCollectKeepsDeltaRebuildWhileBusy(t *testing.T) {
+	cache := t.TempDir()
+	dir := filepath.Join(cache, "blobs", "sha256")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	hx := strings.Repeat("d", 64)
+	names := []string{hx + ".partial.delta", hx + ".partial.delta.journal"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), make([]byte, 4096), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := &PullFetcher{CacheDir: cache}
+	for _, busy := range []bool{true, false} {
+		if _, err := p.Collect(nil, busy, 1); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			_, err := os.Stat(filepath.Join(dir, n))
+			if busy && err != nil {
+				t.Errorf("busy: %s removed", n)
+			}
+			if !busy && err == nil {
+				t.Errorf("not busy: %s kept", n)
+			}
+		}
+	}
+}

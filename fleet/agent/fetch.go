@@ -60,6 +60,9 @@ func pullSummary(ref string, res *models.PullResult) string {
 	for _, d := range res.Deltas {
 		if d.Fallback == "" {
 			fmt.Fprintf(&b, "; %s rebuilt from an earlier version (%d bytes reused, %d fetched in %d ranges)", d.Path, d.ReusedBytes, d.DownloadedBytes, d.Ranges)
+			if d.ResumedBytes > 0 {
+				fmt.Fprintf(&b, ", resuming an interrupted rebuild (%d bytes kept)", d.ResumedBytes)
+			}
 		} else {
 			fmt.Fprintf(&b, "; %s downloaded whole (%s)", d.Path, d.Fallback)
 		}

@@ -3,7 +3,6 @@ package history
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -54,8 +53,17 @@ type pointKey struct {
 type session struct {
 	start, last time.Time
 	dirty       bool
-	known       bool // start is merged with what the database holds
+	known       bool      // start is merged with what the database holds
+	written     time.Time // when Run last took it to write
 }
+
+// maxHold is how long Run keeps what Observe gathered before writing it: a
+// point is written once its bucket has closed or it has been held this
+// long (so an hour point once a minute, not at every flush), a session's
+// progress once this long after the last write. Queries and a stop flush
+// everything first, so only a crash of the process loses up to this much
+// history; the status reports themselves are in the store.
+const maxHold = time.Minute
 
 // Option configures History.
 type Option func(*History)
@@ -108,7 +116,7 @@ func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
 		k := pointKey{target, res, at.Unix() / res * res}
 		a := h.points[k]
 		if a == nil {
-			a = &agg{}
+			a = &agg{since: at.Unix()}
 			h.points[k] = a
 		}
 		a.add(s)
@@ -144,7 +152,7 @@ func (h *History) Run(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if err := h.Flush(ctx); err != nil && ctx.Err() == nil {
+		if err := h.flush(ctx, h.now()); err != nil && ctx.Err() == nil {
 			h.log.Warn("flush metrics history", "err", err)
 		}
 		if time.Since(lastPrune) > 10*time.Minute {
@@ -157,19 +165,34 @@ func (h *History) Run(ctx context.Context, interval time.Duration) {
 }
 
 // Flush writes what Observe gathered since the last flush in one transaction.
-func (h *History) Flush(ctx context.Context) error {
+func (h *History) Flush(ctx context.Context) error { return h.flush(ctx, time.Time{}) }
+
+// flush writes what is due at now (see maxHold), or everything when now is
+// zero, in one transaction.
+func (h *History) flush(ctx context.Context, now time.Time) error {
 	h.flushMu.Lock()
 	defer h.flushMu.Unlock()
 	h.mu.Lock()
 	points := h.points
-	h.points = map[pointKey]*agg{}
+	if now.IsZero() {
+		h.points = map[pointKey]*agg{}
+	} else {
+		points = map[pointKey]*agg{}
+		held := now.Add(-maxHold).Unix()
+		for k, a := range h.points {
+			if k.bucket+k.res <= now.Unix() || a.since <= held {
+				points[k] = a
+				delete(h.points, k)
+			}
+		}
+	}
 	closed := h.closed
 	h.closed = nil
 	var dirty []closedSession
 	for id, s := range h.sessions {
-		if s.dirty {
+		if s.dirty && (now.IsZero() || now.Sub(s.written) >= maxHold) {
 			dirty = append(dirty, closedSession{id, *s})
-			s.dirty = false
+			s.dirty, s.written = false, now
 		}
 	}
 	h.mu.Unlock()
@@ -177,28 +200,13 @@ func (h *History) Flush(ctx context.Context) error {
 		return nil
 	}
 	err := h.write(ctx, points, func(tx *sql.Tx) error {
-		sel, err := tx.PrepareContext(ctx, h.db.Rebind(`SELECT start_at, last_at FROM presence WHERE target = ? AND start_at <= ? ORDER BY start_at DESC LIMIT 1`))
+		all := append(append([]closedSession(nil), closed...), dirty...)
+		starts, err := h.joinStored(ctx, tx, all)
 		if err != nil {
-			return fmt.Errorf("read presence: %w", err)
+			return err
 		}
-		defer sel.Close()
-		ups, err := tx.PrepareContext(ctx, h.db.Rebind(`INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)
-			ON CONFLICT (target, start_at) DO UPDATE SET last_at = CASE WHEN excluded.last_at > presence.last_at THEN excluded.last_at ELSE presence.last_at END`))
-		if err != nil {
-			return fmt.Errorf("record presence: %w", err)
-		}
-		defer ups.Close()
-		for _, c := range closed {
-			if _, err := h.writeSession(ctx, sel, ups, c.target, c.s); err != nil {
-				return err
-			}
-		}
-		for _, d := range dirty {
-			start, err := h.writeSession(ctx, sel, ups, d.target, d.s)
-			if err != nil {
-				return err
-			}
-			if !start.Equal(d.s.start) {
+		for i, d := range dirty {
+			if start := starts[len(closed)+i]; !start.Equal(d.s.start) {
 				h.mu.Lock()
 				if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
 					cur.start = start
@@ -206,7 +214,7 @@ func (h *History) Flush(ctx context.Context) error {
 				h.mu.Unlock()
 			}
 		}
-		return nil
+		return h.upsertSessions(ctx, tx, all, starts)
 	})
 	if err != nil {
 		h.keepUnwritten(points, closed, dirty)
@@ -236,7 +244,7 @@ func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closed
 	h.closed = append(closed, h.closed...)
 	for _, d := range dirty {
 		if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
-			cur.dirty = true
+			cur.dirty, cur.written = true, time.Time{}
 		} else {
 			h.closed = append(h.closed, d)
 		}
@@ -250,19 +258,24 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 	}
 	defer tx.Rollback()
 	if len(points) > 0 {
-		stmt, err := tx.PrepareContext(ctx, h.db.Rebind(upsertPoint))
-		if err != nil {
-			return fmt.Errorf("flush metrics history: %w", err)
+		keys := make([]pointKey, 0, len(points))
+		for k := range points {
+			keys = append(keys, k)
 		}
-		defer stmt.Close()
-		args := make([]any, 0, 3+4*nSeries)
-		for k, a := range points {
-			args = append(args[:0], k.target, k.res, k.bucket)
-			for i := range nSeries {
-				args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
+		args := make([]any, 0, pointChunk*(3+4*nSeries))
+		for len(keys) > 0 {
+			chunk := keys[:min(len(keys), pointChunk)]
+			keys = keys[len(chunk):]
+			args = args[:0]
+			for _, k := range chunk {
+				a := points[k]
+				args = append(args, k.target, k.res, k.bucket)
+				for i := range nSeries {
+					args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
+				}
 			}
-			if _, err := stmt.ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("flush metrics of %s: %w", k.target, err)
+			if _, err := tx.ExecContext(ctx, h.db.Rebind(upsertPoints(len(chunk))), args...); err != nil {
+				return fmt.Errorf("flush metrics of %d targets: %w", len(chunk), err)
 			}
 		}
 	}
@@ -275,8 +288,14 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 	return nil
 }
 
-// upsertPoint adds a bucket's aggregate to the stored one.
-var upsertPoint = func() string {
+// pointChunk bounds the points of one multi-row upsert (35 parameters
+// each).
+const pointChunk = 256
+
+// upsertPoints adds n buckets' aggregates to the stored ones in one
+// statement (a flush writes one row per target and resolution; the keys of
+// one statement are distinct).
+func upsertPoints(n int) string {
 	cols := []string{"target", "res", "bucket"}
 	var sets []string
 	for _, s := range Series {
@@ -288,31 +307,109 @@ var upsertPoint = func() string {
 			fmt.Sprintf("%[1]s_min = CASE WHEN %[3]s%[1]s_n = 0 THEN %[2]s%[1]s_min WHEN %[2]s%[1]s_n = 0 OR %[3]s%[1]s_min < %[2]s%[1]s_min THEN %[3]s%[1]s_min ELSE %[2]s%[1]s_min END", s, p, e),
 			fmt.Sprintf("%[1]s_max = CASE WHEN %[3]s%[1]s_n = 0 THEN %[2]s%[1]s_max WHEN %[2]s%[1]s_n = 0 OR %[3]s%[1]s_max > %[2]s%[1]s_max THEN %[3]s%[1]s_max ELSE %[2]s%[1]s_max END", s, p, e))
 	}
-	return `INSERT INTO metric_points (` + strings.Join(cols, ", ") + `) VALUES (` + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") +
-		`) ON CONFLICT (target, res, bucket) DO UPDATE SET ` + strings.Join(sets, ", ")
-}()
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	return `INSERT INTO metric_points (` + strings.Join(cols, ", ") + `) VALUES ` + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ") +
+		` ON CONFLICT (target, res, bucket) DO UPDATE SET ` + strings.Join(sets, ", ")
+}
 
-// writeSession stores a session, first joining it to the newest stored one
-// when that ended less than offlineAfter before it began (a restart of the
-// server, or another replica). It returns the session's start.
-func (h *History) writeSession(ctx context.Context, sel, ups *sql.Stmt, target string, s session) (time.Time, error) {
-	start := s.start
-	if !s.known {
-		var st, last int64
-		err := sel.QueryRowContext(ctx, target, s.start.UnixNano()).Scan(&st, &last)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-		case err != nil:
-			return start, fmt.Errorf("read presence of %s: %w", target, err)
-		case s.start.Sub(time.Unix(0, last)) <= h.offlineAfter:
-			start = time.Unix(0, st).UTC()
+// sessionChunk bounds the sessions of one presence query or upsert.
+const sessionChunk = 500
+
+// joinStored returns each session's start: the start of the newest stored
+// session of its target when that one ended less than offlineAfter before
+// it began (a restart of the server, or another replica), else its own.
+// Only sessions not yet merged (not known) are looked up, in one query per
+// chunk, not one a target.
+func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession) ([]time.Time, error) {
+	starts := make([]time.Time, len(ss))
+	var unknown []int
+	for i, c := range ss {
+		starts[i] = c.s.start
+		if !c.s.known {
+			unknown = append(unknown, i)
 		}
 	}
-	_, err := ups.ExecContext(ctx, target, start.UnixNano(), s.last.UnixNano())
-	if err != nil {
-		return start, fmt.Errorf("record presence of %s: %w", target, err)
+	for len(unknown) > 0 {
+		chunk := unknown[:min(len(unknown), sessionChunk)]
+		unknown = unknown[len(chunk):]
+		// Sessions of a target do not overlap: the newest one starting
+		// before a session that can join it ended within offlineAfter of
+		// the earliest start asked about.
+		earliest := ss[chunk[0]].s.start
+		args := make([]any, 0, len(chunk)+1)
+		for _, i := range chunk {
+			args = append(args, ss[i].target)
+			if ss[i].s.start.Before(earliest) {
+				earliest = ss[i].s.start
+			}
+		}
+		args = append(args, earliest.Add(-h.offlineAfter).UnixNano())
+		rows, err := tx.QueryContext(ctx, h.db.Rebind(`SELECT target, start_at, last_at FROM presence WHERE target IN (?`+strings.Repeat(", ?", len(chunk)-1)+`) AND last_at >= ?`), args...)
+		if err != nil {
+			return nil, fmt.Errorf("read presence: %w", err)
+		}
+		type span struct{ start, last int64 }
+		stored := map[string][]span{}
+		for rows.Next() {
+			var t string
+			var sp span
+			if err := rows.Scan(&t, &sp.start, &sp.last); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read presence: %w", err)
+			}
+			stored[t] = append(stored[t], sp)
+		}
+		if err := rows.Close(); err != nil {
+			return nil, fmt.Errorf("read presence: %w", err)
+		}
+		for _, i := range chunk {
+			c := ss[i]
+			var newest *span
+			for k, sp := range stored[c.target] {
+				if sp.start <= c.s.start.UnixNano() && (newest == nil || sp.start > newest.start) {
+					newest = &stored[c.target][k]
+				}
+			}
+			if newest != nil && c.s.start.Sub(time.Unix(0, newest.last)) <= h.offlineAfter {
+				starts[i] = time.Unix(0, newest.start).UTC()
+			}
+		}
 	}
-	return start, nil
+	return starts, nil
+}
+
+// upsertSessions stores each session of ss from starts[i] to its last
+// report, in multi-row upserts (a stored session keeps the later end); two
+// of one target and start are written as one.
+func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSession, starts []time.Time) error {
+	type key struct {
+		target string
+		start  int64
+	}
+	last := map[key]int64{}
+	var keys []key
+	for i, c := range ss {
+		k := key{c.target, starts[i].UnixNano()}
+		l, seen := last[k]
+		if !seen {
+			keys = append(keys, k)
+		}
+		last[k] = max(l, c.s.last.UnixNano())
+	}
+	for len(keys) > 0 {
+		chunk := keys[:min(len(keys), sessionChunk)]
+		keys = keys[len(chunk):]
+		args := make([]any, 0, 3*len(chunk))
+		for _, k := range chunk {
+			args = append(args, k.target, k.start, last[k])
+		}
+		q := `INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)` + strings.Repeat(", (?, ?, ?)", len(chunk)-1) + `
+			ON CONFLICT (target, start_at) DO UPDATE SET last_at = CASE WHEN excluded.last_at > presence.last_at THEN excluded.last_at ELSE presence.last_at END`
+		if _, err := tx.ExecContext(ctx, h.db.Rebind(q), args...); err != nil {
+			return fmt.Errorf("record presence of %d targets: %w", len(chunk), err)
+		}
+	}
+	return nil
 }
 
 // Prune deletes 1-minute points older than 48 hours, 1-hour points and

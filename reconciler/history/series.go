@@ -47,6 +47,7 @@ func finite(v float64) bool { return v == v && v < 1e300 && v > -1e300 }
 type agg struct {
 	n             [nSeries]int64
 	sum, min, max [nSeries]float64
+	since         int64 // unix seconds of its first sample since it was last written
 }
 
 func (a *agg) add(s sample) {

@@ -53,11 +53,16 @@ func Compute(ctx context.Context, snap *manifests.Snapshot, inv *fleet.Inventory
 		classWhy:   make([]string, len(ix.classes)),
 		classCount: make([]int, len(ix.classes)),
 		classNames: make([][]string, len(ix.classes)),
+		runs:       make([]string, len(ix.targets)),
+		runsStamp:  make([]uint32, len(ix.targets)),
 		artifacts:  map[string]artifactResult{},
 		datasets:   map[datasetKey]datasetResult{},
+		indexes:    map[string]*indexEntry{},
+		deltas:     map[deltaKey]*delta{},
 	}
 	p := &Plan{Base: opts.BaseRev, Live: opts.Live, Targets: len(ix.targets)}
 	c.prefetch(snap)
+	c.prefetchDeltas(snap)
 	c.prefetchDatasets(snap)
 	for _, rel := range snap.Releases() {
 		if err := ctx.Err(); err != nil {
@@ -114,6 +119,8 @@ type computer struct {
 	gen        uint32
 	mark       []uint32 // per target, for unions
 	upToDate   []uint32 // per target: runs the release's digest already
+	runs       []string // per target: the digest it runs of the release, if runsStamp is gen
+	runsStamp  []uint32
 	classStamp []uint32 // per class: classWhy and classCount are for gen
 	classWhy   []string
 	classCount []int
@@ -121,6 +128,9 @@ type computer struct {
 	artifacts  map[string]artifactResult
 	dsMu       sync.Mutex // datasets is filled in parallel by prefetchDatasets
 	datasets   map[datasetKey]datasetResult
+	deltaMu    sync.Mutex // artifacts and indexes while prefetchDeltas runs
+	indexes    map[string]*indexEntry
+	deltas     map[deltaKey]*delta // filled by prefetchDeltas
 }
 
 // TimeoutPolicy names the deny verdict of a release whose policies were not
@@ -330,8 +340,9 @@ func (c *computer) checkArtifact(r *Release, art artifactResult) {
 }
 
 // downloads sets the model's size and the bytes every fit target must
-// download: layers a target holds count zero; a target already on To
-// downloads nothing.
+// download (targetBytes: layers a target holds count zero, a large layer
+// it lacks the chunks it lacks), in all and per wave; a target already on
+// To downloads nothing.
 func (c *computer) downloads(r *Release, info *ArtifactInfo, fitIdx []int32) {
 	gen := c.gen
 	var layers []Layer
@@ -343,42 +354,48 @@ func (c *computer) downloads(r *Release, info *ArtifactInfo, fitIdx []int32) {
 		}
 		r.ModelBytes = &size
 	}
-	if r.To != "" {
-		for _, run := range c.ix.running[r.Name] {
-			if run.digest == r.To {
-				c.upToDate[run.target] = gen
-			}
+	for _, run := range c.ix.running[r.Name] {
+		if r.To != "" && run.digest == r.To {
+			c.upToDate[run.target] = gen
 		}
+		c.runs[run.target], c.runsStamp[run.target] = run.digest, gen
 	}
-	var total int64
+	var total, wholeTotal int64
+	var fallbacks map[string]int // running digest → targets downloading from it
 	for _, i := range fitIdx {
 		t := c.ix.targets[i]
 		if c.upToDate[i] == gen {
 			r.UpToDate++
 			if r.ModelBytes != nil && *r.ModelBytes != 0 {
-				r.Downloads = append(r.Downloads, Download{Target: t.Name})
+				r.Downloads = append(r.Downloads, Download{Target: t.Name, From: r.To})
 			}
 			continue
 		}
 		if r.ModelBytes == nil {
 			continue
 		}
-		n := *r.ModelBytes
-		if len(t.Layers) > 0 {
-			for _, l := range layers {
-				if slices.Contains(t.Layers, l.Digest) {
-					n -= l.Size
-				}
+		var from string
+		if c.runsStamp[i] == gen {
+			from = c.runs[i]
+		}
+		n, whole, d := c.targetBytes(i, from, r.Artifact, layers, *r.ModelBytes)
+		if d != nil && d.note != "" {
+			if fallbacks == nil {
+				fallbacks = map[string]int{}
 			}
-			if n != *r.ModelBytes {
-				r.Downloads = append(r.Downloads, Download{Target: t.Name, Bytes: n})
-			}
+			fallbacks[from]++
+		}
+		if n != *r.ModelBytes || whole != *r.ModelBytes {
+			r.Downloads = append(r.Downloads, Download{Target: t.Name, From: from, Bytes: n, WholeBytes: whole})
 		}
 		total += n
+		wholeTotal += whole
 	}
 	if r.ModelBytes != nil {
-		r.Bytes = &total
+		r.Bytes, r.WholeBytes = &total, &wholeTotal
+		waveBytes(r)
 	}
+	c.deltaNotes(r, fallbacks)
 }
 
 // unfitReason says why targets with facts f cannot run a model needing req,
@@ -405,7 +422,7 @@ func unfitReason(f *policies.ClassFacts, req manifests.Requirements) string {
 
 func (p *Plan) summarize() {
 	s := Summary{Releases: len(p.Releases)}
-	var bytes int64
+	var bytes, whole int64
 	known := true
 	for i := range p.Releases {
 		r := &p.Releases[i]
@@ -426,6 +443,7 @@ func (p *Plan) summarize() {
 		switch {
 		case r.Bytes != nil:
 			bytes += *r.Bytes
+			whole += *r.WholeBytes
 		case r.Change != Removed && r.Selected > len(r.Unfit):
 			known = false // targets to update, size unknown
 		}
@@ -440,7 +458,7 @@ func (p *Plan) summarize() {
 		}
 	}
 	if known {
-		s.Bytes = &bytes
+		s.Bytes, s.WholeBytes = &bytes, &whole
 	}
 	p.Summary = s
 }

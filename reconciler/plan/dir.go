@@ -22,8 +22,11 @@ type DirOptions struct {
 	// Live says Inventory came from a server (see Options.Live).
 	Live      bool
 	Inspector ArtifactInspector
-	Datasets  DatasetChecker
-	Now       time.Time
+	// ChunkIndexes makes download sizes those of delta updates
+	// (Options.ChunkIndexes); nil counts whole layers.
+	ChunkIndexes ChunkIndexer
+	Datasets     DatasetChecker
+	Now          time.Time
 	// OnInput sees every policy input document (Options.OnInput).
 	OnInput func(*policies.Input)
 	// PolicyTimeout bounds the evaluation of one release's policies
@@ -44,7 +47,7 @@ func ForDir(ctx context.Context, dir string, o DirOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := Options{Policies: eng, Inspector: o.Inspector, Datasets: o.Datasets, Live: o.Live, Now: o.Now, OnInput: o.OnInput}
+	opts := Options{Policies: eng, Inspector: o.Inspector, ChunkIndexes: o.ChunkIndexes, Datasets: o.Datasets, Live: o.Live, Now: o.Now, OnInput: o.OnInput}
 	var notes []string
 	if !o.NoBase {
 		base, desc, err := LoadBase(ctx, dir, o.BaseRev)

@@ -56,7 +56,7 @@ func (p *Plan) writeHeader(b *strings.Builder) {
 		status = fmt.Sprintf("⚠️ **allowed with warnings** (%s)", plural(s.Warned, "release"))
 	}
 	fmt.Fprintf(b, "## cairn plan\n\n%s · %s · %s · %s · %s\n\n",
-		status, plural(s.Releases, "release"), changes(s), plural(s.Assignments, "target assignment"), downloadText(s.Bytes))
+		status, plural(s.Releases, "release"), changes(s), plural(s.Assignments, "target assignment"), downloadText(s.Bytes, s.WholeBytes, ""))
 	var src []string
 	if p.Base != "" {
 		src = append(src, "base "+p.Base)
@@ -87,7 +87,7 @@ func (p *Plan) writeReleaseTable(b *strings.Builder) {
 			fmt.Fprintf(b, "| | … %d more releases in `-o json` | | | | | |\n", len(p.Releases)-i)
 			break
 		}
-		dl := bytesText(r.Bytes)
+		dl := bytesText(r.Bytes, r.WholeBytes)
 		if r.Change == Removed || r.assigned() == 0 {
 			dl = "–"
 		}
@@ -173,11 +173,11 @@ func (r *Release) writeFacts(b *strings.Builder) {
 		facts = append(facts, "profiles `"+strings.Join(r.Profiles, "`, `")+"`")
 	}
 	facts = append(facts, fmt.Sprintf("%d selected, %d fit, %d unfit, %d up to date", r.Selected, r.assigned(), len(r.Unfit), r.UpToDate))
-	dl := downloadText(r.Bytes)
+	model := ""
 	if r.ModelBytes != nil {
-		dl += fmt.Sprintf(" (model %s)", output.BytesSI(*r.ModelBytes))
+		model = "model " + output.BytesSI(*r.ModelBytes)
 	}
-	facts = append(facts, dl)
+	facts = append(facts, downloadText(r.Bytes, r.WholeBytes, model))
 	if r.Suspended {
 		facts = append(facts, "**suspended**")
 	}
@@ -217,13 +217,13 @@ func (r *Release) writeWaves(b *strings.Builder) {
 	if r.assigned() == 0 {
 		return
 	}
-	b.WriteString("| wave | percent | bake | targets | gates |\n| ---: | ---: | --- | ---: | --- |\n")
+	b.WriteString("| wave | percent | bake | targets | download | gates |\n| ---: | ---: | --- | ---: | ---: | --- |\n")
 	for i, w := range r.Waves {
 		bake := w.Bake
 		if bake == "" {
 			bake = "–"
 		}
-		fmt.Fprintf(b, "| %d | %d%% | %s | %d | %s |\n", i+1, w.Percent, bake, len(w.Targets), gatesText(w.Gates))
+		fmt.Fprintf(b, "| %d | %d%% | %s | %d | %s | %s |\n", i+1, w.Percent, bake, len(w.Targets), bytesText(w.Bytes, w.WholeBytes), gatesText(w.Gates))
 	}
 	fmt.Fprintf(b, "\n<details><summary>Targets by wave (%d)</summary>\n\n", r.assigned())
 	for i, w := range r.Waves {
@@ -414,16 +414,37 @@ func digestText(d string) string {
 	return "`" + digest.Digest(d).Short() + "`"
 }
 
-func downloadText(n *int64) string {
+// downloadText is "X to download", with what whole layers would be when
+// delta updates make it less, and extra, in parentheses.
+func downloadText(n, whole *int64, extra string) string {
 	if n == nil {
+		if extra != "" {
+			return "download size unknown (" + extra + ")"
+		}
 		return "download size unknown"
 	}
-	return output.BytesSI(*n) + " to download"
+	var paren []string
+	if whole != nil && *whole != *n {
+		paren = append(paren, output.BytesSI(*whole)+" in whole layers")
+	}
+	if extra != "" {
+		paren = append(paren, extra)
+	}
+	s := output.BytesSI(*n) + " to download"
+	if len(paren) > 0 {
+		s += " (" + strings.Join(paren, ", ") + ")"
+	}
+	return s
 }
 
-func bytesText(n *int64) string {
+// bytesText is a download in a table cell: "X", or "X (Y whole)" when delta
+// updates make it less than whole layers.
+func bytesText(n, whole *int64) string {
 	if n == nil {
 		return "size unknown"
+	}
+	if whole != nil && *whole != *n {
+		return output.BytesSI(*n) + " (" + output.BytesSI(*whole) + " whole)"
 	}
 	return output.BytesSI(*n)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,8 @@ var update = flag.Bool("update", false, "rewrite the golden files under testdata
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 // fakeRegistry answers Inspect with two layers per artifact: a shared
-// runtime layer (sha256:dddd…, 40 MB) and a weights layer of 10 MB.
+// runtime layer (sha256:dddd…, 40 MB) and a weights layer of 10 MB of its
+// own (sha256:eeee…<the artifact's first 4 hex>).
 var fakeRegistry = InspectorFunc(func(_ context.Context, ref string) (*ArtifactInfo, error) {
 	_, d, err := manifests.SplitArtifact(ref)
 	if err != nil {
@@ -30,8 +32,34 @@ var fakeRegistry = InspectorFunc(func(_ context.Context, ref string) (*ArtifactI
 	}
 	return &ArtifactInfo{Digest: d, Layers: []Layer{
 		{Digest: "sha256:" + strings.Repeat("d", 64), Size: 40_000_000, MediaType: "application/vnd.cncf.model.weight.config.v1.raw"},
-		{Digest: "sha256:" + strings.Repeat("e", 64), Size: 10_000_000, MediaType: "application/vnd.cncf.model.weight.v1.raw"},
+		{Digest: fakeWeights(d), Size: 10_000_000, MediaType: "application/vnd.cncf.model.weight.v1.raw"},
 	}}, nil
+})
+
+func fakeWeights(artifact string) string {
+	return "sha256:" + strings.Repeat("e", 60) + strings.TrimPrefix(artifact, "sha256:")[:4]
+}
+
+// fakeIndexes gives the weights layers of sha256:aaaa… and sha256:bbbb…
+// chunk indexes of ten 1 MB chunks, the same but for chunks 4 and 5: an
+// update from aaaa to bbbb moves 2 MB of its 10. Other artifacts have none.
+var fakeIndexes = ChunkIndexerFunc(func(_ context.Context, ref string) (map[string][]Chunk, error) {
+	_, d, err := manifests.SplitArtifact(ref)
+	if err != nil {
+		return nil, err
+	}
+	if d != "sha256:"+strings.Repeat("a", 64) && d != "sha256:"+strings.Repeat("b", 64) {
+		return nil, nil
+	}
+	var chunks []Chunk
+	for i := range 10 {
+		c := fmt.Sprintf("sha256:%063x%d", 0, i)
+		if (i == 4 || i == 5) && d[7] == 'b' {
+			c = fmt.Sprintf("sha256:%063x%d", 1, i)
+		}
+		chunks = append(chunks, Chunk{Digest: c, Size: 1_000_000})
+	}
+	return map[string][]Chunk{fakeWeights(d): chunks}, nil
 })
 
 func loadRepo(t *testing.T, name string) (*manifests.Snapshot, *policies.Engine) {
@@ -95,7 +123,7 @@ func TestGolden(t *testing.T) {
 		inv  string
 		opts Options
 	}{
-		{"fleet", "fleet", "testdata/repos/fleet/inventory.yaml", Options{Base: base, BaseRev: "a1b2c3d (merge base with main)", Inspector: fakeRegistry}},
+		{"fleet", "fleet", "testdata/repos/fleet/inventory.yaml", Options{Base: base, BaseRev: "a1b2c3d (merge base with main)", Inspector: fakeRegistry, ChunkIndexes: fakeIndexes}},
 		{"fleet-no-registry", "fleet", "testdata/repos/fleet/inventory.yaml", Options{}},
 		{"fleet-base", "fleet-base", "", Options{}},
 	}

@@ -59,6 +59,36 @@ func RegistryInspector(plainHTTP func(artifact string) bool, opts ...InspectorOp
 	})
 }
 
+// RegistryChunkIndexer reads the chunk indexes of artifacts with
+// registry/models.FetchChunkIndex, at most InspectTimeout each; plainHTTP
+// and opts as for RegistryInspector. cairn plan counts delta updates with
+// it.
+func RegistryChunkIndexer(plainHTTP func(artifact string) bool, opts ...InspectorOption) ChunkIndexer {
+	var base models.Options
+	for _, o := range opts {
+		o(&base)
+	}
+	return ChunkIndexerFunc(func(ctx context.Context, ref string) (map[string][]Chunk, error) {
+		ctx, cancel := context.WithTimeout(ctx, InspectTimeout)
+		defer cancel()
+		mo := base
+		mo.PlainHTTP = plainHTTP != nil && plainHTTP(ref)
+		ix, err := models.FetchChunkIndex(ctx, ref, mo)
+		if err != nil || ix == nil {
+			return nil, err
+		}
+		out := make(map[string][]Chunk, len(ix.Layers))
+		for _, l := range ix.Layers {
+			chunks := make([]Chunk, len(l.Chunks))
+			for i, c := range l.Chunks {
+				chunks[i] = Chunk{Digest: c.Digest, Size: c.Size}
+			}
+			out[l.Digest] = chunks
+		}
+		return out, nil
+	})
+}
+
 // StoreChecker finds dataset versions in the named stores (store name →
 // file:// or s3:// URL), opening each store once: a version whose tree is
 // not stored is errdef.ErrNotFound; its profile, when stored, is summarised

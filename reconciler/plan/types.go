@@ -61,6 +61,29 @@ func (f InspectorFunc) Inspect(ctx context.Context, artifact string) (*ArtifactI
 	return f(ctx, artifact)
 }
 
+// Chunk is one content-defined chunk of a layer blob, as a chunk index
+// lists it (registry/models' delta updates).
+type Chunk struct {
+	Digest string
+	Size   int64
+}
+
+// ChunkIndexer reads the chunk index a model artifact carries for delta
+// updates: per layer digest, that layer's chunks in order. A nil map and no
+// error say the artifact has none. RegistryChunkIndexer wires
+// registry/models.FetchChunkIndex into it.
+type ChunkIndexer interface {
+	ChunkIndex(ctx context.Context, artifact string) (map[string][]Chunk, error)
+}
+
+// ChunkIndexerFunc adapts a function to ChunkIndexer.
+type ChunkIndexerFunc func(ctx context.Context, artifact string) (map[string][]Chunk, error)
+
+// ChunkIndex calls f.
+func (f ChunkIndexerFunc) ChunkIndex(ctx context.Context, artifact string) (map[string][]Chunk, error) {
+	return f(ctx, artifact)
+}
+
 // Options are the inputs of Compute besides the snapshot and the inventory.
 // The zero value works: no policies, unknown sizes, no base.
 type Options struct {
@@ -70,6 +93,13 @@ type Options struct {
 	// reports missing (errdef.ErrNotFound) holds the release (Release.Held);
 	// any other error leaves it Unavailable (a retry, not a verdict).
 	Inspector ArtifactInspector
+	// ChunkIndexes, with Inspector, makes download sizes those of delta
+	// updates: a target running an earlier version of a release holds that
+	// version's layers, and of a large layer it lacks fetches only the
+	// chunks the earlier version's chunk index does not list. nil counts
+	// whole layers (Bytes equals WholeBytes). An index that is missing or
+	// cannot be read counts whole layers too, with a note.
+	ChunkIndexes ChunkIndexer
 	// Datasets finds the datasets a model names in their stores; nil skips
 	// the check. Missing and unavailable as for Inspector.
 	Datasets DatasetChecker
@@ -125,11 +155,13 @@ type Summary struct {
 	// Assignments counts (release, target) pairs that will run a model.
 	Assignments int `json:"assignments"`
 	Unfit       int `json:"unfit"`
-	// Bytes is the total to download over the fleet; nil when unknown.
-	Bytes  *int64 `json:"bytes"`
-	Denied int    `json:"deniedReleases"`
-	Warned int    `json:"warnedReleases"`
-	Held   int    `json:"heldReleases,omitempty"`
+	// Bytes is the total to download over the fleet, WholeBytes the same
+	// counting whole layers (no delta updates); nil when unknown.
+	Bytes      *int64 `json:"bytes"`
+	WholeBytes *int64 `json:"wholeBytes"`
+	Denied     int    `json:"deniedReleases"`
+	Warned     int    `json:"warnedReleases"`
+	Held       int    `json:"heldReleases,omitempty"`
 }
 
 // Release is the plan of one release.
@@ -153,11 +185,16 @@ type Release struct {
 	Selected int `json:"selected"`
 	UpToDate int `json:"upToDate"`
 	// ModelBytes is the artifact's size, Bytes the total every fit target must
-	// download (layers a target already has count zero); nil when unknown.
+	// download (layers a target already has count zero; of a large layer, a
+	// target running an earlier version fetches only the chunks it lacks,
+	// see Options.ChunkIndexes); WholeBytes is that total counting whole
+	// layers. nil when unknown.
 	ModelBytes *int64 `json:"modelBytes"`
 	Bytes      *int64 `json:"bytes"`
+	WholeBytes *int64 `json:"wholeBytes"`
 	// Downloads lists the targets whose download differs from ModelBytes
-	// (they hold some layers, or run To already). Others download ModelBytes.
+	// (they hold some layers or chunks, or run To already). Others download
+	// ModelBytes.
 	Downloads []Download         `json:"downloads,omitempty"`
 	Waves     []Wave             `json:"waves"`
 	Unfit     []Unfit            `json:"unfit"`
@@ -207,10 +244,13 @@ type LiveRollout struct {
 	Message  string `json:"message,omitempty"`
 }
 
-// Download is what one target must fetch for a release.
+// Download is what one target must fetch for a release: Bytes with delta
+// updates, WholeBytes counting whole layers, From the digest it runs now.
 type Download struct {
-	Target string `json:"target"`
-	Bytes  int64  `json:"bytes"`
+	Target     string `json:"target"`
+	From       string `json:"from,omitempty"`
+	Bytes      int64  `json:"bytes"`
+	WholeBytes int64  `json:"wholeBytes"`
 }
 
 // Wave is one wave of a release's rollout, the targets it reaches and the
@@ -222,6 +262,10 @@ type Wave struct {
 	Bake    string           `json:"bake,omitempty"`
 	Targets []string         `json:"targets"`
 	Gates   []manifests.Gate `json:"gates,omitempty"`
+	// Bytes is what the wave's targets download (as Release.Bytes),
+	// WholeBytes the same counting whole layers; nil when unknown.
+	Bytes      *int64 `json:"bytes"`
+	WholeBytes *int64 `json:"wholeBytes"`
 }
 
 // Unfit is a selected target that cannot take the release's model.

@@ -60,7 +60,7 @@ func (e *engine) command(cmd string) {
 		// until they report something else.
 		st.Stale = nil
 		for _, n := range e.names {
-			if t := e.byName[n]; t.Status.Phase == fleet.PhaseFailed && t.Status.Desired == st.Target.Digest {
+			if t := e.target(n); t.Status.Phase == fleet.PhaseFailed && t.Status.Desired == st.Target.Digest {
 				st.Stale = append(st.Stale, n)
 			}
 		}

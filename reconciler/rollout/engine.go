@@ -37,7 +37,7 @@ type engine struct {
 	out Output
 
 	names   []string
-	byName  map[string]TargetState
+	byName  map[string]int32 // index in in.Targets
 	waves   [][]string
 	waveOf  map[string]int
 	win     *window
@@ -111,15 +111,31 @@ func (e *engine) run() {
 	e.count()
 }
 
+// lookup returns the state of target n, false when it is not selected.
+func (e *engine) lookup(n string) (TargetState, bool) {
+	i, ok := e.byName[n]
+	if !ok {
+		return TargetState{}, false
+	}
+	return e.in.Targets[i], true
+}
+
+// target returns the state of target n, the zero state when it is not
+// selected.
+func (e *engine) target(n string) TargetState {
+	t, _ := e.lookup(n)
+	return t
+}
+
 // index computes the waves and per-target lookups of this step.
 func (e *engine) index() {
-	e.byName = make(map[string]TargetState, len(e.in.Targets))
+	e.byName = make(map[string]int32, len(e.in.Targets))
 	e.names = make([]string, 0, len(e.in.Targets))
-	for _, t := range e.in.Targets {
+	for i, t := range e.in.Targets {
 		if _, dup := e.byName[t.Name]; dup {
 			continue
 		}
-		e.byName[t.Name] = t
+		e.byName[t.Name] = int32(i)
 		e.names = append(e.names, t.Name)
 	}
 	slices.Sort(e.names)
@@ -201,7 +217,7 @@ func (e *engine) recordFailures() {
 	}
 	var stale []string
 	for _, n := range st.Stale {
-		t, ok := e.byName[n]
+		t, ok := e.lookup(n)
 		if ok && t.Status.Phase == fleet.PhaseFailed && t.Status.Desired == st.Target.Digest {
 			stale = append(stale, n)
 		}
@@ -210,7 +226,7 @@ func (e *engine) recordFailures() {
 	e.stale = setOf(stale)
 	added := false
 	for _, n := range e.names {
-		t := e.byName[n]
+		t := e.target(n)
 		if t.Status.Phase != fleet.PhaseFailed || t.Status.Desired != st.Target.Digest {
 			continue
 		}
@@ -227,13 +243,13 @@ func (e *engine) recordFailures() {
 }
 
 func (e *engine) healthyOn(n, digest string) bool {
-	t := e.byName[n]
+	t := e.target(n)
 	return t.Status.Digest == digest && (t.Status.Phase == fleet.PhaseHealthy || t.Status.Phase == fleet.PhaseRolledBack)
 }
 
 // started reports whether target n has been told to install the new model.
 func (e *engine) started(n string) bool {
-	t := e.byName[n]
+	t := e.target(n)
 	d := e.st.Target.Digest
 	return t.Status.Digest == d || t.Status.Desired == d ||
 		e.updating[n] || e.failed[n]
@@ -243,7 +259,7 @@ func (e *engine) started(n string) bool {
 // the rolled-out one.
 func (e *engine) setFallback(n string) {
 	st := &e.st
-	t := e.byName[n]
+	t := e.target(n)
 	switch {
 	case !st.Superseded.IsZero() && t.Status.Digest == st.Superseded.Digest:
 		e.out.Desired[n] = st.Superseded
@@ -278,7 +294,7 @@ func (e *engine) assign(startNew bool) int {
 			e.setFallback(n)
 			continue
 		}
-		t := e.byName[n]
+		t := e.target(n)
 		if open, next := e.win.Open(e.in.Now, t.TimeZone); !open {
 			if t.Online {
 				waiting++
@@ -319,7 +335,7 @@ func (e *engine) progress() {
 			if e.waveOf[n] > st.Wave || e.failed[n] || e.healthyOn(n, st.Target.Digest) {
 				continue
 			}
-			if e.byName[n].Online {
+			if e.target(n).Online {
 				pending++
 			}
 		}
@@ -414,8 +430,8 @@ func (e *engine) aborting() bool {
 	msg := fmt.Sprintf("%d of %d targets failed on %s: %s", failed, attempted, digest.Short(st.Target.Digest), strings.Join(st.Failed, ", "))
 	// Say why, as the first failed target reported it (a download timeout,
 	// a failed health check).
-	if n := st.Failed[len(st.Failed)-failed]; e.byName[n].Status.Message != "" {
-		why := e.byName[n].Status.Message
+	if n := st.Failed[len(st.Failed)-failed]; e.target(n).Status.Message != "" {
+		why := e.target(n).Status.Message
 		if len(why) > 300 {
 			why = why[:300] + "…"
 		}

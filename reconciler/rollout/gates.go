@@ -166,7 +166,7 @@ func (e *engine) sampleGates() {
 		w.Seen, w.Stats, w.Outcomes = map[string]time.Time{}, map[string]GateStats{}, map[string]string{}
 	}
 	for _, n := range e.names {
-		t := e.byName[n]
+		t := e.target(n)
 		if e.waveOf[n] > st.Wave || !e.healthyOn(n, st.Target.Digest) || t.ReportedAt.IsZero() {
 			continue
 		}

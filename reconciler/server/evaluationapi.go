@@ -20,9 +20,9 @@ const maxEvaluationReport = 256 << 10
 // desiredRun returns the evaluation run the target's desired state asks
 // of it; it answers 409 and false when there is none of that id.
 func (s *Server) desiredRun(w http.ResponseWriter, id, run string) bool {
-	_, body, _, ok := s.hub.get(id)
+	body, ok := s.hub.get(id)
 	var ds fleet.DesiredState
-	if ok && json.Unmarshal(body, &ds) == nil &&
+	if ok && json.Unmarshal(body.Bytes(), &ds) == nil &&
 		slices.ContainsFunc(ds.Evaluations, func(e fleet.EvaluationRun) bool { return e.ID == run }) {
 		return true
 	}

@@ -17,9 +17,9 @@ func (s *Server) feedbackUpload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	release, digest := r.URL.Query().Get("release"), r.URL.Query().Get("digest")
-	_, body, _, ok := s.hub.get(id)
+	body, ok := s.hub.get(id)
 	var ds fleet.DesiredState
-	if !ok || json.Unmarshal(body, &ds) != nil {
+	if !ok || json.Unmarshal(body.Bytes(), &ds) != nil {
 		writeError(w, http.StatusConflict, "feedback of %s: no desired state", id)
 		return
 	}

@@ -47,8 +47,8 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "desired state of %s: polling too fast", id)
 		return
 	}
-	etag, body, changed, ok := s.hub.get(id)
-	if inm := r.Header.Get("If-None-Match"); inm != "" && !matchETag(inm, etag) {
+	body, ok := s.hub.get(id)
+	if inm := r.Header.Get("If-None-Match"); inm != "" && !matchETag(inm, body.ETag()) {
 		// The agent holds a state other than the cached one: either older
 		// (it is behind) or newer, seen on a replica this one has not
 		// synced with yet. The store decides: what an agent holds was
@@ -70,21 +70,24 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, "desired state of %s: %v", id, err)
 			return
 		}
-		etag, body, changed, ok = s.hub.get(id)
+		body, ok = s.hub.get(id)
 	}
 	if !ok {
 		s.hub.ensure(id)
-		etag, body, changed, _ = s.hub.get(id)
+		body, _ = s.hub.get(id)
 	}
+	etag := body.ETag()
 	if inm := r.Header.Get("If-None-Match"); inm != "" && matchETag(inm, etag) {
 		wait := s.pollWait(r)
 		if wait > 0 {
 			// The long-poll outlives the server's Read and WriteTimeout.
 			extendDeadlines(w, wait+WriteTimeout)
+			changed := s.hub.watch(id, etag)
 			t := time.NewTimer(wait)
 			select {
 			case <-changed:
-				etag, body, _, _ = s.hub.get(id)
+				body, _ = s.hub.get(id)
+				etag = body.ETag()
 			case <-t.C:
 			case <-r.Context().Done():
 			}
@@ -100,7 +103,8 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 	h.Set("ETag", strconv.Quote(etag))
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-cache")
-	w.Write(body)
+	h.Set("Content-Length", strconv.Itoa(body.Len()))
+	body.WriteTo(w)
 }
 
 // matchETag reports whether an If-None-Match header names etag.

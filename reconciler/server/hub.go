@@ -1,6 +1,9 @@
 package server
 
 import (
+	"bytes"
+	"io"
+	"strconv"
 	"sync"
 
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
@@ -9,49 +12,160 @@ import (
 
 // hub caches every target's desired state and wakes its long-polls when it
 // changes.
+//
+// A desired state's body is its head, {"target":…,"etag":"…", which
+// differs per target, then the rest, the same for every target desired the
+// same models (and no evaluation runs of its own). The hub keeps the rest
+// once, with the tag and the (release, digest) pairs parsed from it, and
+// per target only pointers to it: the body on the wire is the head, made
+// again, then the rest, byte for byte what was published.
 type hub struct {
 	mu      sync.Mutex
 	entries map[string]*entry
-	rev     int64 // newest store revision seen
+	shared  map[string]*shared // by etag NUL rest
+	key     []byte             // scratch for shared lookups
+	rev     int64              // newest store revision seen
 }
 
 type entry struct {
-	etag    string
-	body    []byte
-	prev    []byte        // the desired state before body, nil when none
+	cur     *shared
+	prev    *shared       // the desired state before cur, nil when none
 	rev     int64         // store revision of the state, 0 before it was stored
-	changed chan struct{} // closed when etag changes
-	// keys and prevKeys are the (release, digest) pairs of body and prev,
-	// parsed on the first status report that needs them.
-	keys, prevKeys     []string
-	keysOK, prevKeysOK bool
+	changed chan struct{} // closed when the tag changes; nil until a long-poll waits
 }
 
-func newHub() *hub { return &hub{entries: map[string]*entry{}} }
+// shared is one desired state's tag and body after the head, kept once for
+// every target it is desired of.
+type shared struct {
+	key  string // etag NUL rest, its key in hub.shared
+	etag string
+	rest string // after the head; the whole body when headless
+	// headless: the body did not start with the head hub makes, so it is
+	// kept whole and for its one target only (not in hub.shared).
+	headless bool
+	refs     int // entries' cur and prev pointing here
+	// keys are the (release, digest) pairs of the state, parsed on the
+	// first status report that needs them.
+	keys   []string
+	keysOK bool
+}
 
-// get returns the cached entry of id, nil when unknown.
-func (h *hub) get(id string) (etag string, body []byte, changed <-chan struct{}, ok bool) {
+// closed is a channel that is already closed.
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func newHub() *hub { return &hub{entries: map[string]*entry{}, shared: map[string]*shared{}} }
+
+// desiredBody is a target's cached desired state as it goes on the wire.
+type desiredBody struct {
+	target string
+	s      *shared
+}
+
+// ETag is the state's entity tag, "" for none.
+func (b desiredBody) ETag() string {
+	if b.s == nil {
+		return ""
+	}
+	return b.s.etag
+}
+
+func (b desiredBody) head() string {
+	if b.s.headless {
+		return ""
+	}
+	return head(b.target, b.s.etag)
+}
+
+// Len is the body's length in bytes.
+func (b desiredBody) Len() int { return len(b.head()) + len(b.s.rest) }
+
+// WriteTo writes the body.
+func (b desiredBody) WriteTo(w io.Writer) (int64, error) {
+	n, err := io.WriteString(w, b.head())
+	if err != nil {
+		return int64(n), err
+	}
+	m, err := io.WriteString(w, b.s.rest)
+	return int64(n + m), err
+}
+
+// Bytes returns a copy of the body.
+func (b desiredBody) Bytes() []byte {
+	if b.s == nil {
+		return nil
+	}
+	return []byte(b.head() + b.s.rest)
+}
+
+// head is how every desired state of target tagged etag begins, as
+// fleet.DesiredState and compose encode it.
+func head(target, etag string) string {
+	return `{"target":` + strconv.Quote(target) + `,"etag":"` + etag + `",`
+}
+
+// intern returns the shared form of d, counting one more reference to it.
+// Called with h.mu held.
+func (h *hub) intern(d store.Desired) *shared {
+	hd := head(d.Target, d.ETag)
+	switch {
+	case d.Body == nil && d.Head == hd:
+		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Rest...)
+	case d.Body != nil && bytes.HasPrefix(d.Body, []byte(hd)):
+		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Body[len(hd):]...)
+	default:
+		return &shared{etag: d.ETag, rest: d.Text(), headless: true, refs: 1}
+	}
+	if s := h.shared[string(h.key)]; s != nil {
+		s.refs++
+		return s
+	}
+	k := string(h.key)
+	s := &shared{key: k, etag: k[:len(d.ETag)], rest: k[len(d.ETag)+1:], refs: 1}
+	h.shared[k] = s
+	if cap(h.key) > 64<<10 {
+		h.key = nil // do not keep one huge body's scratch
+	}
+	return s
+}
+
+// release drops one reference to s. Called with h.mu held.
+func (h *hub) release(s *shared) {
+	if s == nil {
+		return
+	}
+	if s.refs--; s.refs == 0 && !s.headless {
+		delete(h.shared, s.key)
+	}
+}
+
+// get returns the cached desired state of id.
+func (h *hub) get(id string) (body desiredBody, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	e := h.entries[id]
 	if e == nil {
-		return "", nil, nil, false
+		return desiredBody{}, false
 	}
-	return e.etag, e.body, e.changed, true
+	return desiredBody{id, e.cur}, true
 }
 
-// bodies returns the cached desired state of id and the one before it.
-func (h *hub) bodies(id string) (now, prev []byte) {
+// watch returns a channel closed when id's desired state is no longer the
+// one tagged etag: closed already when it is not, or id has none cached.
+func (h *hub) watch(id, etag string) <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if e := h.entries[id]; e != nil {
-		return e.body, e.prev
+	e := h.entries[id]
+	if e == nil || e.cur.etag != etag {
+		return closed
 	}
-	return nil, nil
+	if e.changed == nil {
+		e.changed = make(chan struct{})
+	}
+	return e.changed
 }
 
 // keysOf returns the (release, digest) pairs of id's cached desired state
-// and of the one before it, parsing each body once; ok is false when id has
+// and of the one before it, parsing each state once; ok is false when id has
 // none cached.
 func (h *hub) keysOf(id string, parse func([]byte) []string) (now, prev []string, ok bool) {
 	h.mu.Lock()
@@ -60,23 +174,29 @@ func (h *hub) keysOf(id string, parse func([]byte) []string) (now, prev []string
 		h.mu.Unlock()
 		return nil, nil, false
 	}
-	body, prevBody, keysOK, prevOK := e.body, e.prev, e.keysOK, e.prevKeysOK
-	now, prev = e.keys, e.prevKeys
+	cur, before := e.cur, e.prev
+	var curOK, prevOK bool
+	now, curOK = cur.keys, cur.keysOK
+	prevOK = true
+	if before != nil {
+		prev, prevOK = before.keys, before.keysOK
+	}
 	h.mu.Unlock()
-	if !keysOK {
-		now = parse(body)
+	if !curOK {
+		now = parse(desiredBody{id, cur}.Bytes())
 	}
 	if !prevOK {
-		prev = parse(prevBody)
+		prev = parse(desiredBody{id, before}.Bytes())
 	}
-	if !keysOK || !prevOK {
+	if !curOK || !prevOK {
+		// Each state is parsed from its own bytes, the same for every
+		// target it is shared by (its head names none of its pairs).
 		h.mu.Lock()
-		// Keep them unless a publish replaced the bodies meanwhile.
-		if sameBytes(e.body, body) {
-			e.keys, e.keysOK = now, true
+		if !curOK {
+			cur.keys, cur.keysOK = now, true
 		}
-		if sameBytes(e.prev, prevBody) {
-			e.prevKeys, e.prevKeysOK = prev, true
+		if !prevOK {
+			before.keys, before.keysOK = prev, true
 		}
 		h.mu.Unlock()
 	}
@@ -88,35 +208,51 @@ func (h *hub) ensure(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.entries[id] == nil {
-		d := fleetstate.EncodeDesired(id, nil)
-		h.entries[id] = &entry{etag: d.ETag, body: d.Body, changed: make(chan struct{})}
+		h.entries[id] = &entry{cur: h.intern(fleetstate.EncodeDesired(id, nil))}
 	}
 }
 
-// publish caches ds, waking the long-polls of targets whose tag changed.
+// publish caches ds, waking the long-polls of targets whose tag changed,
+// and counts their revisions seen.
 func (h *hub) publish(ds []store.Desired) {
+	h.cache(ds)
+	var newest int64
+	for _, d := range ds {
+		newest = max(newest, d.Rev)
+	}
+	h.seen(newest)
+}
+
+// seen records that every state up to revision rev was cached.
+func (h *hub) seen(rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.rev = max(h.rev, rev)
+}
+
+// cache caches ds, waking the long-polls of targets whose tag changed.
+func (h *hub) cache(ds []store.Desired) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, d := range ds {
-		if d.Rev > h.rev {
-			h.rev = d.Rev
-		}
 		e := h.entries[d.Target]
 		if e == nil {
-			h.entries[d.Target] = &entry{etag: d.ETag, body: d.Body, rev: d.Rev, changed: make(chan struct{})}
+			h.entries[d.Target] = &entry{cur: h.intern(d), rev: d.Rev}
 			continue
 		}
 		if d.Rev != 0 && d.Rev < e.rev {
 			continue // older than what is cached: a late or replayed publish
 		}
 		e.rev = max(e.rev, d.Rev)
-		if e.etag == d.ETag {
+		if e.cur.etag == d.ETag {
 			continue
 		}
-		old := e.changed
-		e.prev, e.etag, e.body, e.changed = e.body, d.ETag, d.Body, make(chan struct{})
-		e.prevKeys, e.prevKeysOK, e.keys, e.keysOK = e.keys, e.keysOK, nil, false
-		close(old)
+		h.release(e.prev)
+		e.prev, e.cur = e.cur, h.intern(d)
+		if e.changed != nil {
+			close(e.changed)
+			e.changed = nil
+		}
 	}
 }
 
@@ -124,12 +260,4 @@ func (h *hub) revision() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.rev
-}
-
-// sameBytes reports whether a and b are the same slice (both empty counts).
-func sameBytes(a, b []byte) bool {
-	if len(a) == 0 || len(b) == 0 {
-		return len(a) == len(b)
-	}
-	return len(a) == len(b) && &a[0] == &b[0]
 }

@@ -22,6 +22,7 @@ type Metrics struct {
 	RolloutProgress   *prometheus.GaugeVec // release: updated/selected in [0,1]
 	DesiredWrites     prometheus.Counter
 	DesiredPublished  prometheus.Counter
+	DesiredSynced     prometheus.Counter // read from the store, written by another replica
 	APILatency        *prometheus.HistogramVec // route, code
 	SourceFetches     *prometheus.CounterVec   // result
 }
@@ -48,6 +49,9 @@ func NewMetrics() *Metrics {
 		DesiredPublished: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cairn_desired_published_total", Help: "Desired states handed to the fleet API (long-polls woken).",
 		}),
+		DesiredSynced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cairn_desired_synced_total", Help: "Desired states the fleet API read from the store (written by another replica, or before a restart).",
+		}),
 		APILatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "cairn_api_request_duration_seconds", Help: "API latency by route (long-polls include their wait).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
@@ -55,7 +59,7 @@ func NewMetrics() *Metrics {
 		SourceFetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cairn_source_fetches_total", Help: "Git fetches by result."}, []string{"result"}),
 	}
 	m.Registry.MustRegister(m.ReconcileDuration, m.ReconcileErrors, m.AdmittedCommit, m.TargetsByPhase, m.TargetsOnline,
-		m.RolloutWave, m.RolloutProgress, m.DesiredWrites, m.DesiredPublished, m.APILatency, m.SourceFetches,
+		m.RolloutWave, m.RolloutProgress, m.DesiredWrites, m.DesiredPublished, m.DesiredSynced, m.APILatency, m.SourceFetches,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

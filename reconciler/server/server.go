@@ -201,12 +201,46 @@ func (s *Server) Load(ctx context.Context) error {
 	return s.sync(ctx)
 }
 
+// desiredStreamer is a store that reads desired states one at a time
+// (store.SQL).
+type desiredStreamer interface {
+	EachDesiredSince(ctx context.Context, rev int64, fn func(store.Desired) error) error
+}
+
 func (s *Server) sync(ctx context.Context) error {
-	ds, err := s.cfg.Store.DesiredSince(ctx, s.hub.revision())
+	since := s.hub.revision()
+	st, ok := s.cfg.Store.(desiredStreamer)
+	if !ok {
+		ds, err := s.cfg.Store.DesiredSince(ctx, since)
+		if err != nil {
+			return err
+		}
+		s.hub.publish(ds)
+		s.m.DesiredSynced.Add(float64(len(ds)))
+		return nil
+	}
+	// A whole fleet's states (a new model everywhere) are cached a batch
+	// at a time, not read into memory all at once; the revision seen moves
+	// only once all are, so a failed read is read again from the start.
+	batch := make([]store.Desired, 0, 512)
+	var newest int64
+	n := 0
+	err := st.EachDesiredSince(ctx, since, func(d store.Desired) error {
+		n++
+		newest = max(newest, d.Rev)
+		if batch = append(batch, d); len(batch) == cap(batch) {
+			s.hub.cache(batch)
+			clear(batch)
+			batch = batch[:0]
+		}
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	s.hub.publish(ds)
+	s.hub.cache(batch)
+	s.hub.seen(newest)
+	s.m.DesiredSynced.Add(float64(n))
 	return nil
 }
 
@@ -280,6 +314,7 @@ func (s *Server) routes() {
 	mux.Handle("GET /metrics", s.m.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.debugRoutes(mux)
 	s.mux = mux
 }
 

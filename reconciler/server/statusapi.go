@@ -17,9 +17,9 @@ import (
 var actions = map[string]bool{"pause": true, "resume": true, "abort": true, "retry": true}
 
 func (s *Server) withDesired(ti *fleet.TargetInfo) {
-	if _, body, _, ok := s.hub.get(ti.ID); ok {
+	if body, ok := s.hub.get(ti.ID); ok {
 		var ds fleet.DesiredState
-		if json.Unmarshal(body, &ds) == nil {
+		if json.Unmarshal(body.Bytes(), &ds) == nil {
 			ti.Desired, ti.ETag = ds.Models, ds.ETag
 		}
 	}

@@ -143,7 +143,7 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 				b.WriteString(", ")
 			}
 			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, d.Target, d.ETag, string(d.Body), rev)
+			args = append(args, d.Target, d.ETag, d.Text(), rev)
 		}
 		b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev`)
 		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
@@ -171,25 +171,39 @@ func (s *SQL) Desired(ctx context.Context, id string) (Desired, error) {
 }
 
 func (s *SQL) DesiredSince(ctx context.Context, rev int64) ([]Desired, error) {
+	var out []Desired
+	err := s.EachDesiredSince(ctx, rev, func(d Desired) error {
+		out = append(out, d)
+		return nil
+	})
+	return out, err
+}
+
+// EachDesiredSince calls fn with each desired state written after revision
+// rev, in revision order, as DesiredSince returns them, without holding
+// them all: a fleet's states read at once are a copy of every body.
+func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) error) error {
 	rows, err := s.db.QueryContext(ctx, s.q(`SELECT target_id, etag, body, rev FROM desired WHERE rev > ? ORDER BY rev`), rev)
 	if err != nil {
-		return nil, fmt.Errorf("read desired states: %w", err)
+		return fmt.Errorf("read desired states: %w", err)
 	}
 	defer rows.Close()
-	var out []Desired
 	for rows.Next() {
 		var d Desired
-		var body string
-		if err := rows.Scan(&d.Target, &d.ETag, &body, &d.Rev); err != nil {
-			return nil, fmt.Errorf("read desired states: %w", err)
+		if err := rows.Scan(&d.Target, &d.ETag, &d.Body, &d.Rev); err != nil {
+			return fmt.Errorf("read desired states: %w", err)
 		}
-		d.Body = []byte(body)
-		out = append(out, d)
+		if d.Body == nil {
+			d.Body = []byte{}
+		}
+		if err := fn(d); err != nil {
+			return err
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read desired states: %w", err)
+		return fmt.Errorf("read desired states: %w", err)
 	}
-	return out, nil
+	return nil
 }
 
 func (s *SQL) PutRelease(ctx context.Context, r Release) error {

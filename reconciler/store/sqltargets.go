@@ -123,23 +123,11 @@ func (s *SQL) TargetsUpdatedSince(ctx context.Context, since time.Time) ([]Targe
 	return s.listTargets(ctx, "WHERE updated_at >= ?", nanos(since))
 }
 
-// putStatus writes one status report in tx (see PutStatus, which groups
-// them into one transaction per batch).
-func (s *SQL) putStatus(ctx context.Context, tx *sql.Tx, id string, r fleet.StatusReport, at time.Time) error {
-	var err error
-	logs := r.Log
-	r.Log = nil
-	var res sql.Result
-	if r.Facts != nil {
-		res, err = tx.ExecContext(ctx, s.q(`UPDATE targets SET last_seen = ?, status = ?, facts = ?, updated_at = ? WHERE id = ?`), nanos(at), mustJSON(r), mustJSON(*r.Facts), nanos(at), id)
-	} else {
-		res, err = tx.ExecContext(ctx, s.q(`UPDATE targets SET last_seen = ?, status = ?, updated_at = ? WHERE id = ?`), nanos(at), mustJSON(r), nanos(at), id)
-	}
-	if err != nil {
-		return fmt.Errorf("record status of %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("record status of %s: %w", id, ErrNotFound)
+// putLog appends a status report's deploy log entries of target id in tx
+// (entries without a time are stamped at) and keeps the newest 500.
+func (s *SQL) putLog(ctx context.Context, tx *sql.Tx, id string, logs []fleet.LogEntry, at time.Time) error {
+	if len(logs) == 0 {
+		return nil
 	}
 	for _, e := range logs {
 		if e.Time.IsZero() {
@@ -149,11 +137,8 @@ func (s *SQL) putStatus(ctx context.Context, tx *sql.Tx, id string, r fleet.Stat
 			return fmt.Errorf("record log of %s: %w", id, err)
 		}
 	}
-	if len(logs) > 0 {
-		// Keep the newest 500 entries per target.
-		if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM deploy_log WHERE target_id = ? AND id < (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM deploy_log WHERE target_id = ? ORDER BY id DESC LIMIT 500) AS newest)`), id, id); err != nil {
-			return fmt.Errorf("trim log of %s: %w", id, err)
-		}
+	if _, err := tx.ExecContext(ctx, s.q(`DELETE FROM deploy_log WHERE target_id = ? AND id < (SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM deploy_log WHERE target_id = ? ORDER BY id DESC LIMIT 500) AS newest)`), id, id); err != nil {
+		return fmt.Errorf("trim log of %s: %w", id, err)
 	}
 	return nil
 }

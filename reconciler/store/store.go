@@ -53,11 +53,26 @@ const (
 
 // Desired is the desired state of one target: Body is the JSON of a
 // fleet.DesiredState whose ETag field equals ETag. Rev orders writes.
+//
+// A state to write may leave Body nil and carry it in two parts instead:
+// Head, its target's own, then Rest, the same string for every target
+// desired the same state, so a fleet's states share one copy of it. Read
+// states always have Body.
 type Desired struct {
 	Target string
 	ETag   string
 	Body   []byte
+	Head   string
+	Rest   string
 	Rev    int64
+}
+
+// Text returns d's whole body.
+func (d Desired) Text() string {
+	if d.Body != nil {
+		return string(d.Body)
+	}
+	return d.Head + d.Rest
 }
 
 // Release is the stored form of a release's record (record.Columns): Spec

@@ -358,3 +358,27 @@ func (c *repoClient) fetchChunkIndex(ctx context.Context, subject v1.Hash) (*Chu
 	}
 	return nil, n, fmt.Errorf("chunk index %s: no %s layer", d.Digest, ArtifactTypeChunkIndex)
 }
+
+// FetchChunkIndex reads the chunk index attached to the model artifact ref
+// names (for an image index, the manifest Inspect chooses): nil and no
+// error when the artifact has none (pushed without one, or with no layer of
+// DeltaThreshold bytes). cairn plan estimates delta updates from it.
+func FetchChunkIndex(ctx context.Context, ref string, opts Options) (*ChunkIndex, error) {
+	r, err := parseRef(ref, opts)
+	if err != nil {
+		return nil, err
+	}
+	c, err := newRepoClient(ctx, r.Context(), opts, false)
+	if err != nil {
+		return nil, err
+	}
+	res, err := resolve(ctx, c, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	ix, _, err := c.fetchChunkIndex(ctx, res.digest)
+	if err != nil {
+		return nil, fmt.Errorf("chunk index of %s: %w", ref, err)
+	}
+	return ix, nil
+}

@@ -25,7 +25,7 @@ import (
 // from the chunks an earlier version holds (blobs of the cache whose local
 // index is under CacheDir/chunks/sha256/<hex>, else the newest large cached
 // blobs chunked on the spot, and the file at the layer's path in DIR), fetching the other chunks with Range requests on the layer
-// blob, adjacent chunks in one request. Every chunk is checked against its
+// blob, adjacent chunks in one request, several requests at once. Every chunk is checked against its
 // digest as it is written and the whole blob against the layer's digest at
 // the end; anything amiss (no index, a registry that ignores Range, a chunk
 // or a blob that does not match, a broken transfer) drops the rebuilt file
@@ -43,6 +43,9 @@ type DeltaStat struct {
 	ReusedBytes     int64 `json:"reusedBytes"`
 	DownloadedBytes int64 `json:"downloadedBytes"`
 	Ranges          int   `json:"ranges"`
+	// ResumedBytes, of ReusedBytes, were kept from an interrupted rebuild
+	// of this layer (its journalled chunks).
+	ResumedBytes int64 `json:"resumedBytes,omitempty"`
 	// Fallback is why the layer was downloaded whole instead ("" when
 	// rebuilt).
 	Fallback string `json:"fallback,omitempty"`
@@ -220,18 +223,22 @@ func (p *puller) addDelta(s DeltaStat) {
 
 // tryDelta rebuilds blob d into rel under root from local chunks and Range
 // requests. It reports whether rel now holds the verified blob; when not,
-// the caller downloads it whole (the reason is in the pull's DeltaStats).
-func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, name string) bool {
+// and without an error, the caller downloads it whole (the reason is in the
+// pull's DeltaStats). An error is a transfer that kept breaking off: the
+// rebuild so far is kept at rel.delta for the next pull to resume.
+func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, name string) (bool, error) {
 	d := j.desc
 	if d.Size < DeltaThreshold || p.noDelta {
-		return false
+		return false, nil
 	}
+	tmp := rel + ".delta"
 	st := DeltaStat{Path: name, Digest: d.Digest.String(), Size: d.Size}
-	fallback := func(why string) bool {
+	fallback := func(why string) (bool, error) {
+		discardPartial(root, tmp)
 		st.Fallback = why
-		st.ReusedBytes = 0 // copied, then dropped
+		st.ReusedBytes, st.ResumedBytes = 0, 0 // copied, then dropped
 		p.addDelta(st)
-		return false
+		return false, nil
 	}
 	var inPlaceRel string // the file an earlier pull left at the layer's path in DIR
 	for _, l := range j.layers {
@@ -243,13 +250,13 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 			break
 		}
 	}
-	if p.cache == nil && inPlaceRel == "" {
-		return false // nothing to rebuild from, and no cache to keep the index in
+	if p.cache == nil && inPlaceRel == "" && !hasPartial(root, tmp) {
+		return false, nil // nothing to rebuild from, and no cache to keep the index in
 	}
 	index, err := p.loadIndex(ctx) // also for keepIndex after a whole download
 	if err != nil {
 		if ctx.Err() != nil {
-			return false
+			return false, nil
 		}
 		return fallback("chunk index: " + err.Error())
 	}
@@ -264,7 +271,7 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 	var inPlace map[string]chunkLoc
 	if inPlaceRel != "" {
 		if inPlace, err = p.chunksInPlace(ctx, inPlaceRel, lc); err != nil && ctx.Err() != nil {
-			return false
+			return false, nil
 		}
 	}
 	find := func(digest string) (chunkLoc, bool) {
@@ -274,25 +281,52 @@ func (p *puller) tryDelta(ctx context.Context, j *blobJob, root *os.Root, rel, n
 		c, ok := shared[digest]
 		return c, ok
 	}
-	found := false
+	pt, err := openPartial(root, tmp, d, lc)
+	if err != nil {
+		return fallback("rebuild: " + err.Error())
+	}
+	found, resumed := pt.resumed > 0, pt.resumed
 	for _, c := range lc.Chunks {
-		if _, ok := find(c.Digest); ok {
-			found = true
+		if found {
 			break
 		}
+		_, found = find(c.Digest)
 	}
 	if !found {
+		pt.close()
 		return fallback("no earlier version holds any of its chunks")
 	}
-	err = p.rebuild(ctx, root, rel, d, lc, find, &st, j)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false
+	for try := 1; ; try++ {
+		err = p.rebuild(ctx, pt, d, lc, find, &st, j)
+		if err == nil || ctx.Err() != nil || !isBroken(err) || try == attempts {
+			break
 		}
+		// Broken off: resume from what is done.
+		again, rerr := openPartial(root, tmp, d, lc)
+		pt.close()
+		if rerr != nil {
+			return fallback("rebuild: " + rerr.Error())
+		}
+		pt = again
+	}
+	pt.close()
+	st.ResumedBytes = resumed
+	switch {
+	case err == nil:
+		st.ReusedBytes = max(0, d.Size-st.DownloadedBytes)
+		if err := root.Rename(tmp, rel); err != nil {
+			return fallback(err.Error())
+		}
+		_ = root.Remove(journalRel(tmp))
+		p.addDelta(st)
+		return true, nil
+	case ctx.Err() != nil:
+		return false, fmt.Errorf("layer %s: rebuild from chunks: %w", name, ctx.Err()) // kept to resume
+	case isBroken(err):
+		return false, fmt.Errorf("layer %s: rebuild from chunks (%d bytes kept to resume): %w", name, st.ReusedBytes+st.DownloadedBytes, err)
+	default:
 		return fallback(err.Error())
 	}
-	p.addDelta(st)
-	return true
 }
 
 // chunksInPlace chunks the file rel of DIR and maps the chunks lc wants to
@@ -322,138 +356,13 @@ func (p *puller) chunksInPlace(ctx context.Context, rel string, lc *LayerChunks)
 	return out, err
 }
 
-// rebuild writes blob d to rel (through rel.delta) chunk by chunk: held
-// chunks copied from where they are, after checking their digest; runs of
-// the others fetched with one Range request each. The whole blob is
-// checked against d at the end.
-func (p *puller) rebuild(ctx context.Context, root *os.Root, rel string, d v1.Descriptor, lc *LayerChunks,
-	find func(string) (chunkLoc, bool), st *DeltaStat, j *blobJob) (err error) {
-	tmp := rel + ".delta"
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		f.Close()
-		if err != nil {
-			_ = root.Remove(tmp)
-		}
-	}()
-	srcs := map[string]*os.File{}
-	defer func() {
-		for _, s := range srcs {
-			s.Close()
-		}
-	}()
-	open := func(c chunkLoc) (*os.File, error) {
-		key := fmt.Sprintf("%p/%s", c.root, c.rel)
-		if s := srcs[key]; s != nil {
-			return s, nil
-		}
-		s, err := c.root.Open(c.rel)
-		if err != nil {
-			return nil, err
-		}
-		srcs[key] = s
-		return s, nil
-	}
-	whole := sha256.New()
-	buf := make([]byte, cdc.MaxChunk)
-	copyBuf := getBuf()
-	defer putBuf(copyBuf)
-	progress := func(n int64) {
-		if p.hooks.Progress != nil {
-			p.hooks.Progress(st.Path, n)
-		}
-	}
-
-	var offs []int64 // offset of each chunk
-	var off int64
-	for _, c := range lc.Chunks {
-		offs = append(offs, off)
-		off += c.Size
-	}
-	runStart := -1 // first chunk of the run waiting to be fetched
-	flush := func(end int) error {
-		if runStart < 0 {
-			return nil
-		}
-		first, last := runStart, end-1
-		runStart = -1
-		from, to := offs[first], offs[last]+lc.Chunks[last].Size-1
-		body, err := p.c.fetchRange(ctx, d.Digest, from, to)
-		if err != nil {
-			return err
-		}
-		defer body.Close()
-		st.Ranges++
-		for i := first; i <= last; i++ {
-			c := lc.Chunks[i]
-			ch := sha256.New()
-			n, err := io.CopyBuffer(io.MultiWriter(f, whole, ch), io.LimitReader(body, c.Size), *copyBuf)
-			st.DownloadedBytes += n
-			p.downloaded.Add(n)
-			j.got.Add(n)
-			progress(n)
-			if err != nil {
-				return fmt.Errorf("range %d-%d: %w", from, to, err)
-			}
-			if n != c.Size {
-				return fmt.Errorf("range %d-%d: got %d of chunk %d's %d bytes", from, to, n, i, c.Size)
-			}
-			if "sha256:"+hex.EncodeToString(ch.Sum(nil)) != c.Digest {
-				return fmt.Errorf("%w: chunk %d (bytes %d-%d) from the registry does not match the chunk index", ErrDigestMismatch, i, offs[i], offs[i]+c.Size-1)
-			}
-		}
-		return nil
-	}
-	for i, c := range lc.Chunks {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if loc, ok := find(c.Digest); ok {
-			if s, err := open(loc); err == nil {
-				b := buf[:c.Size]
-				if _, err := s.ReadAt(b, loc.off); err == nil {
-					if sum := sha256.Sum256(b); "sha256:"+hex.EncodeToString(sum[:]) == c.Digest {
-						if err := flush(i); err != nil {
-							return err
-						}
-						if _, err := f.Write(b); err != nil {
-							return err
-						}
-						whole.Write(b)
-						st.ReusedBytes += c.Size
-						progress(c.Size)
-						continue
-					}
-				}
-			}
-			// Not what the local index said: fetch it.
-		}
-		if runStart < 0 {
-			runStart = i
-		}
-	}
-	if err := flush(len(lc.Chunks)); err != nil {
-		return err
-	}
-	if off != d.Size || hex.EncodeToString(whole.Sum(nil)) != d.Digest.Hex {
-		return fmt.Errorf("%w: rebuilt blob is not %s", ErrDigestMismatch, d.Digest)
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return root.Rename(tmp, rel)
-}
-
 // fetchRange GETs bytes from..to (inclusive) of a blob. A registry that
 // answers with anything but exactly that range gives errRangeIgnored.
 func (c *repoClient) fetchRange(ctx context.Context, h v1.Hash, from, to int64) (io.ReadCloser, error) {
 	resp, err := c.do(ctx, "GET", c.base+"/blobs/"+h.String(), nil, 0,
 		map[string]string{"Range": "bytes=" + strconv.FormatInt(from, 10) + "-" + strconv.FormatInt(to, 10)})
 	if err != nil {
-		return nil, fmt.Errorf("get blob %s: %w", h, err)
+		return nil, errBroken{fmt.Errorf("get blob %s: %w", h, err)}
 	}
 	if err := check(resp, 200, 206); err != nil {
 		return nil, fmt.Errorf("get blob %s: %w", h, err)

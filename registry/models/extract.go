@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/klauspost/compress/zstd"
@@ -117,6 +118,7 @@ func (p *puller) extractTar(r io.Reader, compression, base string, compressed in
 			if err := p.mkdirAll(rel); err != nil {
 				return files, rootErr(rel, err)
 			}
+			p.noteDir(rel, h)
 		case tar.TypeReg, tar.TypeRegA:
 			perm := fs.FileMode(h.Mode) & fs.ModePerm // the header's mode, without setuid, setgid, sticky
 			n, sum, err := p.writeFile(rel, tr, perm, nil)
@@ -193,4 +195,36 @@ func checkHardLink(root *os.Root, rel, target string, regular map[string]bool) e
 // applyMetadata does for raw layers (the mode was set when it was written).
 func (p *puller) applyHeader(rel string, h *tar.Header) error {
 	return p.setTimeOwner(rel, h.ModTime, h.Uid, h.Gid)
+}
+
+// dirTime is what the tar entries of a folder give it, applied once every
+// layer is in place (writing into a folder changes its mtime).
+type dirTime struct {
+	mtime    time.Time
+	uid, gid int
+}
+
+// noteDir records the folder entry h for rel. A folder named by several
+// entries (one per file layer, as cairn writes them) gets the newest mtime,
+// whatever order the layers were extracted in.
+func (p *puller) noteDir(rel string, h *tar.Header) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dirTimes == nil {
+		p.dirTimes = map[string]dirTime{}
+	}
+	if cur, ok := p.dirTimes[rel]; !ok || h.ModTime.After(cur.mtime) {
+		p.dirTimes[rel] = dirTime{mtime: h.ModTime, uid: h.Uid, gid: h.Gid}
+	}
+}
+
+// applyDirTimes gives the folders of tar layers their entries' mtime (and
+// owner as root), after everything else of the pull is written.
+func (p *puller) applyDirTimes() error {
+	for rel, dt := range p.dirTimes {
+		if err := p.setTimeOwner(rel, dt.mtime, dt.uid, dt.gid); err != nil {
+			return fmt.Errorf("folder %s: %w", rel, err)
+		}
+	}
+	return nil
 }

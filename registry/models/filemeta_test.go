@@ -1,6 +1,8 @@
 package models
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"os"
@@ -61,7 +63,55 @@ func TestTarLayerMetadataRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkPulledMeta(t, res.Ref, format, map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "docs/README.md": 0o644}, mtime)
+		checkPulledMeta(t, res.Ref, format, map[string]os.FileMode{"run.sh": 0o755, "model.safetensors": 0o644, "docs/README.md": 0o644, "docs": 0o755}, mtime)
+	}
+}
+
+// TestTarFolderMtime: a folder entry of a tar layer gives the pulled folder
+// its mtime, although its files are written into it after the entry (as a
+// peer's tar of a whole folder has it), and a folder named by several layers
+// gets the newest of their mtimes.
+func TestTarFolderMtime(t *testing.T) {
+	reg := newRegistry(t, nil)
+	older := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	newer := older.Add(time.Hour)
+	mk := func(dirTime time.Time, file string) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range []*tar.Header{
+			{Typeflag: tar.TypeDir, Name: "sub/", Mode: 0o755, ModTime: dirTime},
+			{Typeflag: tar.TypeDir, Name: "sub/deep/", Mode: 0o755, ModTime: dirTime},
+			{Typeflag: tar.TypeReg, Name: "sub/deep/" + file, Mode: 0o644, Size: 1, ModTime: newer.Add(time.Hour)},
+		} {
+			if err := tw.WriteHeader(h); err != nil {
+				t.Fatal(err)
+			}
+			if h.Size > 0 {
+				tw.Write([]byte("x"))
+			}
+		}
+		tw.Close()
+		return buf.Bytes()
+	}
+	ref := pushArtifact(t, reg+"/dirtime/m:1", ArtifactTypeModelManifest, MediaTypeModelConfig, modelPackConfig("sha256:x"),
+		[]testLayer{
+			{mt: "application/vnd.cncf.model.code.v1.tar", data: mk(newer, "a")},
+			{mt: "application/vnd.cncf.model.code.v1.tar", data: mk(older, "b")},
+		}, nil)
+	for _, cache := range []string{"", t.TempDir()} {
+		dir := t.TempDir()
+		if _, err := Pull(bg, ref, dir, PullOptions{CacheDir: cache}); err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range []string{"sub", "sub/deep"} {
+			fi, err := os.Stat(filepath.Join(dir, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !fi.ModTime().Equal(newer) {
+				t.Errorf("cache %q: %s mtime %v, want %v", cache, d, fi.ModTime(), newer)
+			}
+		}
 	}
 }
 

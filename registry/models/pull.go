@@ -134,6 +134,9 @@ func Pull(ctx context.Context, ref string, dir string, opts PullOptions) (*PullR
 	if p.cache == nil {
 		_ = root.RemoveAll(workDir)
 	}
+	if err := p.applyDirTimes(); err != nil {
+		return fail(err)
+	}
 	sort.Slice(p.files, func(i, k int) bool { return p.files[i].Path < p.files[k].Path })
 	var reused int64
 	for _, j := range jobs {
@@ -226,6 +229,8 @@ type puller struct {
 	deltas  []DeltaStat
 	links   map[string]bool // symbolic links made, for the final check
 	created []string        // files, links and folders made, in order, for undo
+
+	dirTimes map[string]dirTime // folders of tar layers, given their mtime last (under mu)
 }
 
 // made records rel as created by this pull (removed again if it fails).
@@ -424,7 +429,9 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 				p.hooks.Progress(name, d.Size)
 			}
 		} else {
-			if !p.tryDelta(ctx, j, p.cache, blobRel+".partial", name) {
+			if ok, err := p.tryDelta(ctx, j, p.cache, blobRel+".partial", name); err != nil {
+				return err
+			} else if !ok {
 				if err := p.downloadRetrying(ctx, p.cache, blobRel+".partial", d, name, &j.got); err != nil {
 					return err
 				}
@@ -436,7 +443,9 @@ func (p *puller) pullBlob(ctx context.Context, j *blobJob) (err error) {
 		}
 		p.keepIndex(d)
 	} else {
-		if !p.tryDelta(ctx, j, p.dir, blobRel, name) {
+		if ok, err := p.tryDelta(ctx, j, p.dir, blobRel, name); err != nil {
+			return err
+		} else if !ok {
 			if err := p.downloadRetrying(ctx, p.dir, blobRel, d, name, &j.got); err != nil {
 				return err
 			}

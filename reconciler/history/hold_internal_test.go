@@ -1,0 +1,118 @@
+package history
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/fleet"
+	"github.com/cairn-dev/cairn/internal/sqldb"
+)
+
+// TestRunFlushHolds checks what Run's flush writes (maxHold): a point once
+// its bucket has closed or it has been held a minute, a session's progress
+// once a minute; Flush writes everything, and what was held adds up.
+func TestRunFlushHolds(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h, err := Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	rep := fleet.StatusReport{Metrics: map[string]float64{"cpu_percent": 10}}
+	stored := func() (rows, cpuN, sessions int64) {
+		t.Helper()
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(cpu_n), 0) FROM metric_points`).Scan(&rows, &cpuN); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM presence`).Scan(&sessions); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	flushAt := func(at time.Time, wantRows, wantN, wantSessions int64) {
+		t.Helper()
+		if err := h.flush(ctx, at); err != nil {
+			t.Fatal(err)
+		}
+		if r, n, s := stored(); r != wantRows || n != wantN || s != wantSessions {
+			t.Fatalf("flush at %s: %d points (cpu samples %d), %d sessions; want %d (%d), %d", at.Sub(t0), r, n, s, wantRows, wantN, wantSessions)
+		}
+	}
+	h.Observe("dev-1", rep, t0)
+	h.Observe("dev-1", rep, t0.Add(30*time.Second))
+	flushAt(t0.Add(40*time.Second), 0, 0, 1) // the minute is open; a new session is written
+	h.Observe("dev-1", rep, t0.Add(50*time.Second))
+	flushAt(t0.Add(55*time.Second), 0, 0, 1)
+	// The minute closed, and the hour point has been held a minute.
+	flushAt(t0.Add(61*time.Second), 2, 6, 1)
+	h.Observe("dev-1", rep, t0.Add(70*time.Second))
+	flushAt(t0.Add(80*time.Second), 2, 6, 1)
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, n, _ := stored(); r != 3 || n != 8 {
+		t.Fatalf("after Flush: %d points (cpu samples %d), want 3 (8)", r, n)
+	}
+	var last int64
+	if err := db.QueryRowContext(ctx, `SELECT last_at FROM presence`).Scan(&last); err != nil || last != t0.Add(70*time.Second).UnixNano() {
+		t.Fatalf("session last seen %v (%v), want %v", time.Unix(0, last).UTC(), err, t0.Add(70*time.Second))
+	}
+}
+
+// TestJoinStoredInOneQuery: sessions new to this process, of several
+// targets looked up together, join the newest stored session of their own
+// target when it ended within offlineAfter, and no other.
+func TestJoinStoredInOneQuery(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h, err := Open(ctx, db, WithOfflineAfter(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	for _, r := range []struct {
+		target      string
+		start, last time.Duration
+	}{
+		{"joins", 0, 9 * time.Minute},
+		{"joins", -time.Hour, -50 * time.Minute}, // older: not the newest
+		{"gap", 0, 8 * time.Minute},              // ended 2 minutes before
+		{"later", 11 * time.Minute, 12 * time.Minute},
+	} {
+		if _, err := db.ExecContext(ctx, `INSERT INTO presence (target, start_at, last_at) VALUES (?, ?, ?)`, r.target, t0.Add(r.start).UnixNano(), t0.Add(r.last).UnixNano()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := t0.Add(10 * time.Minute)
+	var ss []closedSession
+	for _, id := range []string{"joins", "gap", "later", "none"} {
+		ss = append(ss, closedSession{id, session{start: start, last: start.Add(time.Minute)}})
+	}
+	ss = append(ss, closedSession{"gap", session{start: t0.Add(8*time.Minute + 30*time.Second), known: true}})
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	starts, err := h.joinStored(ctx, tx, ss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []time.Time{t0, start, start, start, t0.Add(8*time.Minute + 30*time.Second)}
+	for i := range ss {
+		if !starts[i].Equal(want[i]) {
+			t.Errorf("session %d of %s starts %v, want %v", i, ss[i].target, starts[i], want[i])
+		}
+	}
+}
