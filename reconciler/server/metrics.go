@@ -22,7 +22,7 @@ type Metrics struct {
 	RolloutProgress   *prometheus.GaugeVec // release: updated/selected in [0,1]
 	DesiredWrites     prometheus.Counter
 	DesiredPublished  prometheus.Counter
-	DesiredSynced     prometheus.Counter // read from the store, written by another replica
+	DesiredSynced     prometheus.Counter       // read from the store, written by another replica
 	APILatency        *prometheus.HistogramVec // route, code
 	SourceFetches     *prometheus.CounterVec   // result
 }
