@@ -364,15 +364,7 @@ func (c *repoClient) fetchChunkIndex(ctx context.Context, subject v1.Hash) (*Chu
 // error when the artifact has none (pushed without one, or with no layer of
 // DeltaThreshold bytes). cairn plan estimates delta updates from it.
 func FetchChunkIndex(ctx context.Context, ref string, opts Options) (*ChunkIndex, error) {
-	r, err := parseRef(ref, opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := newRepoClient(ctx, r.Context(), opts, false)
-	if err != nil {
-		return nil, err
-	}
-	res, err := resolve(ctx, c, r, opts)
+	c, res, err := resolveRef(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}

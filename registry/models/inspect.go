@@ -10,21 +10,13 @@ import (
 // Inspect describes the model artifact ref names, reading its manifest and
 // config (verified against their digests), without downloading its layers.
 func Inspect(ctx context.Context, ref string, opts Options) (*Artifact, error) {
-	r, err := parseRef(ref, opts)
-	if err != nil {
-		return nil, err
-	}
-	c, err := newRepoClient(ctx, r.Context(), opts, false)
-	if err != nil {
-		return nil, err
-	}
-	res, err := resolve(ctx, c, r, opts)
+	c, res, err := resolveRef(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}
 	m := res.manifest
 	a := &Artifact{
-		Ref:             r.Context().Name() + "@" + res.digest.String(),
+		Ref:             c.repo.Name() + "@" + res.digest.String(),
 		Digest:          res.digest.String(),
 		Kind:            artifactKind(m),
 		MediaType:       res.mediaType,

@@ -21,6 +21,24 @@ type resolved struct {
 	variants  []Variant
 }
 
+// resolveRef parses ref, connects to its repository for reading and
+// resolves it to a manifest.
+func resolveRef(ctx context.Context, ref string, opts Options) (*repoClient, *resolved, error) {
+	r, err := parseRef(ref, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := newRepoClient(ctx, r.Context(), opts, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := resolve(ctx, c, r, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, res, nil
+}
+
 // resolve fetches the manifest ref names; for an image index, the manifest of
 // the chosen platform.
 func resolve(ctx context.Context, c *repoClient, r name.Reference, opts Options) (*resolved, error) {
