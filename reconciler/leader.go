@@ -25,13 +25,17 @@ const ReasonHistoryRewound = "HistoryRewound"
 type leaseKey struct{}
 
 // campaign takes or renews the leader lease every LeaseRenew until ctx
-// ends. A newly won lease triggers a pass, whose first step reloads the
-// state another leader may have moved on.
+// ends, on its own goroutine, whatever a pass is doing meanwhile. A newly
+// won lease triggers a pass, whose first step reloads the state another
+// leader may have moved on. Each attempt gives up after LeaseRenew, so one
+// stuck attempt cannot outlast the lease: the next tick tries again.
 func (r *Reconciler) campaign(ctx context.Context) {
 	t := time.NewTicker(r.opts.LeaseRenew)
 	defer t.Stop()
 	for {
-		l, err := r.opts.Store.Lead(ctx)
+		lctx, cancel := context.WithTimeout(ctx, r.opts.LeaseRenew)
+		l, err := r.opts.Store.Lead(lctx)
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				// Keep the old lease: its Until lapses on its own.
@@ -73,10 +77,18 @@ func (r *Reconciler) leadCtx(ctx context.Context) (context.Context, bool) {
 // leaseLapsed reports whether ctx runs under a lease that is no longer
 // valid on this process's clock: a leader frozen (SIGSTOP, a long GC, a
 // VM pause) past its lease must not hand desired states to agents before
-// its fenced write is refused.
-func leaseLapsed(ctx context.Context) bool {
+// its fenced write is refused. The lease renewed since ctx was made (by
+// campaign, meanwhile) counts: a pass may take longer than the lease lives,
+// and lapses only when the renewals stopped or another term began.
+func (r *Reconciler) leaseLapsed(ctx context.Context) bool {
 	l, ok := ctx.Value(leaseKey{}).(store.Lease)
-	return ok && !l.Valid()
+	if !ok {
+		return false
+	}
+	r.leaseMu.Lock()
+	cur := r.lease
+	r.leaseMu.Unlock()
+	return !cur.Valid() || cur.Term != l.Term
 }
 
 // elected runs when Run first passes under a new term: reload the state

@@ -190,7 +190,7 @@ func (r *Reconciler) stepRollouts(_ context.Context, p *pass) error {
 // When it fails nothing was written and the next pass starts again from
 // the store.
 func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
-	if len(p.changes) > 0 && leaseLapsed(ctx) {
+	if len(p.changes) > 0 && r.leaseLapsed(ctx) {
 		return fmt.Errorf("write desired states: lease lapsed: %w", store.ErrFenced)
 	}
 	events := p.events

@@ -84,42 +84,124 @@ func (s *SQL) dbNow(ctx context.Context, tx *sql.Tx) (int64, error) {
 // server need not wait for its predecessor's lease). Each change of holder
 // increments the term, so the writes of the previous holder made through
 // Fenced are refused from then on.
+//
+// On PostgreSQL a renewal must not wait for the holder's own writes: a
+// pass committing a whole fleet's desired states keeps its fenced
+// transaction (and the lock on the lease row) open for longer than the
+// lease lives. Fenced takes a key-share lock, which a renewal (a no-key
+// update of expires) does not wait for and a takeover (FOR UPDATE) does;
+// a process not holding the lease reads it without locking first and locks
+// it only when it expired, so followers polling the lease do not queue in
+// front of the holder's renewal. The lease is read and written on a
+// connection of its own, so a pool busy with the fleet's requests does
+// not hold the renewal up either.
 func (s *SQL) Lead(ctx context.Context) (Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	asked := time.Now()
-	tx, err := s.db.BeginTx(ctx, nil)
+	pg := s.db.Dialect == sqldb.Postgres
+	if pg && s.term == 0 {
+		// Not the holder: no lock unless the lease is free to take.
+		var holder string
+		var term int64
+		var free bool
+		err := s.leaseQuery(ctx, func(c *sql.Conn) error {
+			return c.QueryRowContext(ctx, `SELECT holder, term, expires <= (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT * 1000 FROM leader_lease WHERE id = 1`).Scan(&holder, &term, &free)
+		})
+		if err != nil {
+			return Lease{}, fmt.Errorf("leader lease: read: %w", err)
+		}
+		if !free {
+			return Lease{Holder: holder, Term: term}, nil
+		}
+	}
+	var l Lease
+	err := s.leaseQuery(ctx, func(c *sql.Conn) error {
+		var err error
+		l, err = s.lead(ctx, c, asked)
+		return err
+	})
+	return l, err
+}
+
+// leaseQuery runs f on the lease's own connection (PostgreSQL), taken from
+// the pool once and kept; one that failed is given back (the pool drops it
+// when broken) and another is taken next time. SQLite uses the pool.
+func (s *SQL) leaseQuery(ctx context.Context, f func(c *sql.Conn) error) error {
+	if s.leaseConn == nil {
+		c, err := s.db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("leader lease: connection: %w", err)
+		}
+		s.leaseConn = c
+	}
+	err := f(s.leaseConn)
+	if err != nil || s.db.Dialect != sqldb.Postgres {
+		s.leaseConn.Close()
+		s.leaseConn = nil
+	}
+	return err
+}
+
+func (s *SQL) lead(ctx context.Context, c *sql.Conn, asked time.Time) (Lease, error) {
+	tx, err := c.BeginTx(ctx, nil)
 	if err != nil {
 		return Lease{}, fmt.Errorf("leader lease: %w", err)
 	}
 	defer tx.Rollback()
-	lock := ""
-	if s.db.Dialect == sqldb.Postgres {
-		lock = " FOR UPDATE"
+	pg := s.db.Dialect == sqldb.Postgres
+	if pg {
 		if err := pgLimits(ctx, tx, true); err != nil {
 			return Lease{}, err
 		}
 	}
 	var holder string
 	var term, expires int64
-	if err := tx.QueryRowContext(ctx, `SELECT holder, term, expires FROM leader_lease WHERE id = 1`+lock).Scan(&holder, &term, &expires); err != nil {
-		return Lease{}, fmt.Errorf("leader lease: read: %w", err)
+	read := func(lock string) error {
+		if err := tx.QueryRowContext(ctx, `SELECT holder, term, expires FROM leader_lease WHERE id = 1`+lock).Scan(&holder, &term, &expires); err != nil {
+			return fmt.Errorf("leader lease: read: %w", err)
+		}
+		return nil
+	}
+	lock := ""
+	if pg {
+		// The holder renews under a lock its own fenced writes allow.
+		lock = " FOR UPDATE"
+		if s.term > 0 {
+			lock = " FOR NO KEY UPDATE"
+		}
+	}
+	if err := read(lock); err != nil {
+		return Lease{}, err
+	}
+	mine := holder == s.holder && term == s.term && term > 0
+	if pg && !mine && lock != " FOR UPDATE" {
+		// Taken over since: a takeover waits for fenced writes.
+		if err := read(" FOR UPDATE"); err != nil {
+			return Lease{}, err
+		}
+		mine = holder == s.holder && term == s.term && term > 0
 	}
 	now, err := s.dbNow(ctx, tx)
 	if err != nil {
 		return Lease{}, fmt.Errorf("leader lease: clock: %w", err)
 	}
-	mine := holder == s.holder && term == s.term && term > 0
-	free := expires <= now || s.db.Dialect != sqldb.Postgres
+	free := expires <= now || !pg
 	if !mine && !free {
 		s.term = 0
 		return Lease{Holder: holder, Term: term}, nil
 	}
-	if !mine {
+	if mine {
+		// Only expires changes: a no-key update, which the key-share lock
+		// of the holder's open fenced writes does not block.
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE leader_lease SET expires = ? WHERE id = 1`), now+s.ttl.Nanoseconds()); err != nil {
+			return Lease{}, fmt.Errorf("leader lease: write: %w", err)
+		}
+	} else {
 		term++
-	}
-	if _, err := tx.ExecContext(ctx, s.q(`UPDATE leader_lease SET holder = ?, term = ?, expires = ? WHERE id = 1`), s.holder, term, now+s.ttl.Nanoseconds()); err != nil {
-		return Lease{}, fmt.Errorf("leader lease: write: %w", err)
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE leader_lease SET holder = ?, term = ?, expires = ? WHERE id = 1`), s.holder, term, now+s.ttl.Nanoseconds()); err != nil {
+			return Lease{}, fmt.Errorf("leader lease: write: %w", err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Lease{}, fmt.Errorf("leader lease: commit: %w", err)
@@ -131,13 +213,14 @@ func (s *SQL) Lead(ctx context.Context) (Lease, error) {
 // Fenced returns ctx under which every write of the store (and of lineage,
 // which begins its transactions the same way) first checks, in its own
 // transaction, that the lease's term is still the stored one, and fails
-// with ErrFenced otherwise. PostgreSQL holds a share lock on the lease row
-// until the write commits, so a takeover waits for it.
+// with ErrFenced otherwise. PostgreSQL holds a key-share lock on the lease
+// row until the write commits, so a takeover (FOR UPDATE) waits for it and
+// the holder's renewal (a no-key update) does not.
 func (s *SQL) Fenced(ctx context.Context, l Lease) context.Context {
 	term := l.Term
 	lock := ""
 	if s.db.Dialect == sqldb.Postgres {
-		lock = " FOR SHARE"
+		lock = " FOR KEY SHARE"
 	}
 	return sqldb.WithFence(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if lock != "" {

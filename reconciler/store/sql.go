@@ -22,6 +22,8 @@ type SQL struct {
 	holder string
 	ttl    time.Duration
 	term   int64 // of the lease this process holds, 0 when none
+	// leaseConn is the connection the lease is renewed on (PostgreSQL).
+	leaseConn *sql.Conn
 
 	statuses statusBatcher
 }
@@ -452,5 +454,9 @@ func (s *SQL) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.release(ctx)
+	if s.leaseConn != nil {
+		s.leaseConn.Close()
+		s.leaseConn = nil
+	}
 	return nil
 }
