@@ -223,7 +223,7 @@ func TestFailoverKillAndFreezeOnPostgres(t *testing.T) {
 	}
 	waitFor("a leader write waiting for the lease row", 20*time.Second, func() bool {
 		var n int
-		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%leader_lease%FOR SHARE%'`).Scan(&n)
+		db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%leader_lease%FOR KEY SHARE%'`).Scan(&n)
 		return n > 0
 	})
 	writer.cmd.Process.Signal(syscall.SIGSTOP)
