@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -534,6 +535,15 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	srvPer, cliPer := (serveCPU(srvs)-srvCPU0)/reports, (selfCPU()-cliCPU0)/reports
 	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s (CPU a report: serve %.0f µs, this client %.0f µs; load %s)\n", statusRate, srvPer*1e6, cliPer*1e6, loadavg())
 	figure("status report serve CPU (µs a report)", fmt.Sprintf("%.0f", srvPer*1e6))
+	// The wall rate is bounded by the CPU this run got, which the client
+	// (simulating the whole fleet on the same cores) shares with the
+	// server: say what the server itself sustains per CPU-second, and what
+	// the cores of this machine would sustain with the client elsewhere.
+	cores := float64(runtime.NumCPU())
+	wallCPU := (srvPer + cliPer) * statusRate
+	fmt.Printf("  serve capacity: %.0f reports per serve CPU-second, %.0f/s on %.0f cores with the client elsewhere; this phase got %.2f cores (serve %.2f, client %.2f), so serve and client together would top out at %.0f/s here\n",
+		1/srvPer, cores/srvPer, cores, wallCPU, srvPer*statusRate, cliPer*statusRate, cores/(srvPer+cliPer))
+	figure("status reports per serve CPU-second", fmt.Sprintf("%.0f", 1/srvPer))
 	perReplica("status reports", reportsOn, dur)
 	endPhase("")
 	cur, _ = allRSS()
