@@ -202,12 +202,51 @@ func TestSafetensorsParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := configOf(t, res.Ref)
-	if cfg.Config.Format != "safetensors" || cfg.Config.ParamSize != "1.5m" || cfg.Config.Precision != "bf16" {
+	if cfg.Config.Format != "safetensors" || cfg.Config.ParamSize != "1.5m" || cfg.Config.Precision != "bfloat16" {
 		t.Errorf("config %+v", cfg.Config)
 	}
 	for n, want := range map[int64]string{7_000_000_000: "7b", 1_500_000_000: "1.5b", 350_000_000: "350m", 12_000: "12k", 999: "999"} {
 		if got := paramSize(n); got != want {
 			t.Errorf("paramSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+// TestPrecisionAsModctl: the precision of a pushed safetensors model is
+// spelled as modctl c8e484d writes it for the same model.
+// testdata/modctl-config-bfloat16.json is the config that modctl built
+// (modctl modelfile generate, then build) from a folder holding a BF16
+// safetensors file and a Hugging Face config.json with torch_dtype
+// bfloat16; cairn wrote "bf16" there before. The other dtypes take the
+// names of the model-spec's precision table (docs/config.md).
+func TestPrecisionAsModctl(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "modctl-config-bfloat16.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peer ModelConfig
+	if err := json.Unmarshal(b, &peer); err != nil {
+		t.Fatal(err)
+	}
+	header := `{"w":{"dtype":"BF16","shape":[4,8],"data_offsets":[0,64]},"b":{"dtype":"BF16","shape":[8],"data_offsets":[64,80]},` +
+		`"scale":{"dtype":"F32","shape":[2],"data_offsets":[80,88]}}`
+	var buf []byte
+	buf = binary.LittleEndian.AppendUint64(buf, uint64(len(header)))
+	buf = append(buf, header...)
+	buf = append(buf, make([]byte, 88)...)
+	src := writeTree(t, map[string]string{"model.safetensors": string(buf), "config.json": `{"torch_dtype":"bfloat16"}`})
+	reg := newRegistry(t, nil)
+	res, err := Push(bg, reg+"/prec/m:1", []string{src}, PushOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := configOf(t, res.Ref).Config.Precision; got != peer.Config.Precision || got != "bfloat16" {
+		t.Errorf("precision %q, modctl wrote %q", got, peer.Config.Precision)
+	}
+	for dt, want := range map[string]string{"F64": "float64", "F32": "float32", "F16": "float16", "F8_E4M3": "float8_e4m3",
+		"F8_E5M2": "float8_e5m2", "I8": "int8", "U8": "uint8", "I64": "int64", "BOOL": "bool", "C64": "complex64"} {
+		if got := dtypeName(dt); got != want {
+			t.Errorf("dtypeName(%s) = %q, want %q", dt, got, want)
 		}
 	}
 }

@@ -72,7 +72,8 @@ var ggmlTypes = map[uint32]string{
 }
 
 // ggmlPrecision spells a ggml tensor type as ModelPack's precision: the
-// float and integer types as fp32, bf16, int8, …, quantized types by their
+// float and integer types in the model-spec's names (float32, bfloat16,
+// int8, …; see dtypeName), quantized types, which its table lacks, by their
 // ggml name (q4_k, q8_0, …).
 func ggmlPrecision(t uint32) string {
 	n, ok := ggmlTypes[t]
@@ -81,9 +82,9 @@ func ggmlPrecision(t uint32) string {
 	}
 	switch {
 	case n == "bf16":
-		return n
-	case strings.HasPrefix(n, "f"):
-		return "fp" + n[1:]
+		return "bfloat16"
+	case n == "f16", n == "f32", n == "f64":
+		return "float" + n[1:]
 	case strings.HasPrefix(n, "i") && !strings.HasPrefix(n, "iq"):
 		return "int" + n[1:]
 	}

@@ -122,7 +122,7 @@ var testTensors = []ggufTensor{
 }
 
 func TestReadGGUF(t *testing.T) {
-	want := map[string]int64{"q4_k": 64*1000 + 64*64, "fp32": 64, "q6_k": 64 * 1000}
+	want := map[string]int64{"q4_k": 64*1000 + 64*64, "float32": 64, "q6_k": 64 * 1000}
 	trunc := ggufFile(3, testTensors)
 	header := func(v uint32, tensors, kvs uint64) []byte {
 		g := &ggufBuilder{wide: true}
@@ -157,7 +157,7 @@ func TestReadGGUF(t *testing.T) {
 		{name: "v2", file: ggufFile(2, testTensors), want: want},
 		{name: "v1, 32-bit counts", file: ggufFile(1, testTensors), want: want},
 		{name: "bf16 and a type ggml added later", file: ggufFile(3, []ggufTensor{{name: "a", dims: []uint64{10, 10}, ggml: 30}, {name: "b", dims: []uint64{3}, ggml: 99}}),
-			want: map[string]int64{"bf16": 100, "ggml99": 3}},
+			want: map[string]int64{"bfloat16": 100, "ggml99": 3}},
 		{name: "no tensors", file: ggufFile(3, nil), want: map[string]int64{}},
 		{name: "bad magic", file: append([]byte("GGUG"), trunc[4:]...), err: true},
 		{name: "version 4", file: header(4, 0, 0), err: true},

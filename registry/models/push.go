@@ -178,7 +178,7 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		if err := c.putManifest(ctx, mdesc.Digest.String(), mb, string(types.OCIManifestSchema1)); err != nil {
 			return nil, err
 		}
-		idesc, err := c.addVariant(ctx, tag.TagStr(), mdesc, platform)
+		idesc, err := c.addVariant(ctx, tag.TagStr(), mdesc, platform, artifactType)
 		if err != nil {
 			return nil, err
 		}

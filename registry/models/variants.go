@@ -93,7 +93,9 @@ func choosePlatform(idx *v1.IndexManifest, platform string) (v1.Descriptor, erro
 // replacing the manifest of the same platform, and returns the new index's
 // descriptor. A tag naming a plain manifest (or nothing) starts a new index.
 // Two pushes racing on one tag may lose one variant: push variants in turn.
-func (c *repoClient) addVariant(ctx context.Context, tag string, d v1.Descriptor, p *v1.Platform) (v1.Descriptor, error) {
+// The entry carries the manifest's artifactType (a ModelPack manifest's or a
+// ModelKit's), the index the one its entries share, if they share one.
+func (c *repoClient) addVariant(ctx context.Context, tag string, d v1.Descriptor, p *v1.Platform, artifactType string) (v1.Descriptor, error) {
 	idx := &v1.IndexManifest{}
 	b, mt, _, err := c.getManifest(ctx, tag)
 	var terr *transport.Error
@@ -107,14 +109,19 @@ func (c *repoClient) addVariant(ctx context.Context, tag string, d v1.Descriptor
 		return v1.Descriptor{}, fmt.Errorf("index %s: %w", tag, err)
 	}
 	d.Platform = p
-	d.ArtifactType = ArtifactTypeModelManifest
+	d.ArtifactType = artifactType
 	idx.Manifests = slices.DeleteFunc(idx.Manifests, func(e v1.Descriptor) bool {
 		return e.Platform != nil && e.Platform.Equals(*p)
 	})
 	idx.Manifests = append(idx.Manifests, d)
 	idx.SchemaVersion = 2
 	idx.MediaType = types.OCIImageIndex
-	idx.ArtifactType = ArtifactTypeModelManifest
+	idx.ArtifactType = artifactType
+	for _, e := range idx.Manifests {
+		if e.ArtifactType != artifactType {
+			idx.ArtifactType = ""
+		}
+	}
 	ib, err := json.Marshal(idx)
 	if err != nil {
 		return v1.Descriptor{}, fmt.Errorf("encode index: %w", err)

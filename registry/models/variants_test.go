@@ -3,7 +3,9 @@ package models
 import (
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 func TestPushVariants(t *testing.T) {
@@ -91,6 +93,61 @@ func TestChoosePlatform(t *testing.T) {
 		}
 		if err != nil || got.Digest.Hex != tc.got {
 			t.Errorf("%s: got %s %v, want %s", tc.want, got.Digest.Hex, err, tc.got)
+		}
+	}
+}
+
+// TestVariantArtifactType: an index entry carries its manifest's
+// artifactType, a ModelKit's for a --preset kitops variant (it said ModelPack
+// before), and the index the one its entries share, none when they differ.
+func TestVariantArtifactType(t *testing.T) {
+	reg := newRegistry(t, nil)
+	src := writeTree(t, map[string]string{"model.safetensors": "w", "run.sh": "#!/bin/sh\n"})
+	index := func() *v1.IndexManifest {
+		t.Helper()
+		ref, err := name.ParseReference(reg + "/va/m:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx, err := remote.Index(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return im
+	}
+	if _, err := Push(bg, reg+"/va/m:1", []string{src}, PushOptions{LayerFormat: LayerFormatKitOps, Options: Options{Platform: "linux/amd64"}}); err != nil {
+		t.Fatal(err)
+	}
+	im := index()
+	if im.ArtifactType != ArtifactTypeKitOpsManifest || im.Manifests[0].ArtifactType != ArtifactTypeKitOpsManifest {
+		t.Errorf("kitops variant: index %q, entry %q, want %s", im.ArtifactType, im.Manifests[0].ArtifactType, ArtifactTypeKitOpsManifest)
+	}
+	if _, err := Push(bg, reg+"/va/m:1", []string{src}, PushOptions{Options: Options{Platform: "linux/arm64"}}); err != nil {
+		t.Fatal(err)
+	}
+	im = index()
+	if im.ArtifactType != "" || len(im.Manifests) != 2 || im.Manifests[1].ArtifactType != ArtifactTypeModelManifest {
+		t.Errorf("kitops and modelpack variants: %+v", im)
+	}
+	for _, d := range im.Manifests {
+		ref, err := name.ParseReference(reg + "/va/m@" + d.Digest.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := remote.Get(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := decodeManifest(b.Manifest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.ArtifactType != d.ArtifactType {
+			t.Errorf("%s: entry artifactType %q, manifest's %q", d.Platform, d.ArtifactType, m.ArtifactType)
 		}
 	}
 }

@@ -16,7 +16,7 @@ const maxSafetensorsHeader = 100 << 20
 
 // safetensorsParams reads the header of a .safetensors file and returns the
 // number of parameters (the tensors' elements) by dtype in ModelPack's
-// spelling (bf16, fp16, fp32, int8, …).
+// spelling (bfloat16, float16, float32, int8, …; dtypeName).
 func safetensorsParams(file string) (map[string]int64, error) {
 	f, err := os.Open(file)
 	if err != nil {
@@ -184,21 +184,31 @@ func sniffBytes(b []byte, size int64) string {
 	return ""
 }
 
-// dtypeName spells a safetensors dtype as ModelPack's precision.
+// dtypeName spells a safetensors dtype as ModelPack's precision, in the
+// names of the model-spec's precision table (docs/config.md): float32,
+// bfloat16, float8_e4m3, int8, uint8, bool, …, the names modctl writes (it
+// copies a Hugging Face config's torch_dtype). A dtype the table lacks
+// (F8_E8M0, F4, …) is lowercased.
 func dtypeName(dt string) string {
 	switch dt {
 	case "":
 		return ""
 	case "F64":
-		return "fp64"
+		return "float64"
 	case "F32":
-		return "fp32"
+		return "float32"
 	case "F16":
-		return "fp16"
+		return "float16"
 	case "BF16":
-		return "bf16"
-	case "F8_E4M3", "F8_E5M2":
-		return "fp8"
+		return "bfloat16"
+	case "F8_E4M3":
+		return "float8_e4m3"
+	case "F8_E5M2":
+		return "float8_e5m2"
+	case "BOOL":
+		return "bool"
+	case "C64":
+		return "complex64"
 	}
 	if v, ok := strings.CutPrefix(dt, "I"); ok {
 		return "int" + v
