@@ -352,7 +352,7 @@ func (r *Reconciler) record(ctx context.Context, f lineage.AdmissionFacts) {
 func (r *Reconciler) inventory() *fleet.Inventory {
 	inv := &fleet.Inventory{Commit: r.commit, Targets: make([]fleet.Target, 0, len(r.fleet.targets))}
 	for _, t := range r.fleet.order {
-		inv.Targets = append(inv.Targets, r.fleet.targets[t].target)
+		inv.Targets = append(inv.Targets, r.fleet.targets[t].target(t))
 	}
 	for _, name := range r.names() {
 		rs := r.releases[name]

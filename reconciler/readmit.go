@@ -158,8 +158,11 @@ func (r *Reconciler) noteEvaluations(before, now map[string]bool) {
 // from ct's target in what plan reads of a target: its labels, its
 // selector labels and the facts of its class (policies.ClassFacts).
 func admissionChanged(ct *cachedTarget, t fleet.Target, sel map[string]string) bool {
-	a, b := &ct.target.Facts, &t.Facts
-	return !maps.Equal(ct.target.Labels, t.Labels) || !maps.Equal(ct.sel, sel) ||
+	a, b := ct.facts, &t.Facts
+	if a == nil {
+		a = &fleet.Facts{}
+	}
+	return !maps.Equal(ct.labels, t.Labels) || !maps.Equal(ct.sel, sel) ||
 		a.Arch != b.Arch || a.OS != b.OS || a.OSVersion != b.OSVersion || a.Memory != b.Memory ||
 		!slices.Equal(a.Accelerators, b.Accelerators)
 }

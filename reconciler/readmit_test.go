@@ -55,7 +55,7 @@ func TestReadmitDue(t *testing.T) {
 // such as free disk does not.
 func TestAdmissionChanged(t *testing.T) {
 	base := fleet.Target{Name: "d1", Labels: map[string]string{"site": "a"}, Facts: fleet.Facts{Arch: "arm64", Memory: 4 << 30, DiskFree: 1 << 30}}
-	ct := &cachedTarget{target: base, sel: map[string]string{"site": "a"}}
+	ct := &cachedTarget{labels: base.Labels, facts: &base.Facts, sel: map[string]string{"site": "a"}}
 	tests := []struct {
 		name   string
 		change func(t *fleet.Target)

@@ -275,7 +275,7 @@ func (r *Reconciler) evaluators(now time.Time) []string {
 	var out []string
 	for _, id := range r.fleet.order {
 		ct := r.fleet.targets[id]
-		if ct.target.Labels[manifests.RoleLabel] == manifests.RoleEvaluator && fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter) {
+		if ct.labels[manifests.RoleLabel] == manifests.RoleEvaluator && fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter) {
 			out = append(out, id)
 		}
 	}

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"maps"
 
+	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
 	"github.com/cairn-dev/cairn/reconciler/rollout"
 )
@@ -20,7 +21,7 @@ func (r *Reconciler) selectTargets(name string, rs *releaseState, p *pass) ([]ro
 		if _, unfit := a.Unfit[id]; unfit || !matchesAny(a.Profiles, ct.sel) {
 			continue
 		}
-		ts := rollout.TargetState{Name: id, TimeZone: ct.target.Facts.TimeZone, LastSeen: ct.lastSeen,
+		ts := rollout.TargetState{Name: id, TimeZone: timeZone(ct.facts), LastSeen: ct.lastSeen,
 			Online: fleetstate.Online(ct.lastSeen, p.now, r.opts.OfflineAfter)}
 		if ct.status != nil {
 			ts.Metrics, ts.ReportedAt = ct.status.Metrics, ct.status.Time
@@ -59,4 +60,12 @@ func (r *Reconciler) selectTargets(name string, rs *releaseState, p *pass) ([]ro
 		selected = append(selected, ts)
 	}
 	return selected, command
+}
+
+// timeZone is the facts' time zone ("" without facts).
+func timeZone(f *fleet.Facts) string {
+	if f == nil {
+		return ""
+	}
+	return f.TimeZone
 }

@@ -2,11 +2,13 @@ package reconciler
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
@@ -15,11 +17,24 @@ import (
 )
 
 type cachedTarget struct {
-	target   fleet.Target
+	// labels and facts are shared with every target that has equal ones
+	// (labelSets, factSets): a fleet has few distinct sets, and a copy of
+	// fleet.Facts costs about 250 bytes a target.
+	labels   map[string]string
+	facts    *fleet.Facts
 	sel      map[string]string
 	lastSeen time.Time
-	status   *fleet.StatusReport
-	updated  int64 // UnixNano of the store's updated_at this entry reflects
+	status   *fleet.StatusReport // compacted (compactStatus)
+	updated  int64               // UnixNano of the store's updated_at this entry reflects
+}
+
+// target is ct as the fleet.Target named id (its own copy of the facts).
+func (ct *cachedTarget) target(id string) fleet.Target {
+	t := fleet.Target{Name: id, Labels: ct.labels}
+	if ct.facts != nil {
+		t.Facts = *ct.facts
+	}
+	return t
 }
 
 // targetCache is the fleet as the passes see it: every target read from the
@@ -31,13 +46,14 @@ type targetCache struct {
 	written map[string]string // target → etag stored
 	online  map[string]bool
 	labels  labelSets // shared label and selector maps
+	facts   factSets  // shared facts
 	// gen counts the changes admission reads: a target joining or leaving,
 	// or changing its labels or the facts plan reads (admissionChanged).
 	gen uint64
 }
 
 func newTargetCache() targetCache {
-	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}, labels: labelSets{}}
+	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}, labels: labelSets{}, facts: factSets{}}
 }
 
 // labelSets shares identical label maps between targets: a fleet has few
@@ -75,14 +91,63 @@ func (ls *labelSets) intern(m map[string]string, targets int) map[string]string 
 	return m
 }
 
-// setTarget sets ct's target, with shared label and selector maps.
+// factSets shares identical facts between targets, as labelSets shares
+// label maps; shared facts are never written.
+type factSets map[string]*fleet.Facts
+
+// intern returns the shared facts equal to f (f itself when there are
+// none yet); it starts over as labelSets.intern does.
+func (fs *factSets) intern(f fleet.Facts, targets int) *fleet.Facts {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return &f
+	}
+	if s, ok := (*fs)[string(b)]; ok {
+		return s
+	}
+	if len(*fs) > 2*targets+1024 {
+		*fs = factSets{}
+	}
+	(*fs)[string(b)] = &f
+	return &f
+}
+
+// setTarget sets ct's labels and facts to t's, shared (labelSets,
+// factSets), and its selector labels.
 func (c *targetCache) setTarget(ct *cachedTarget, t fleet.Target) {
 	t.Labels = c.labels.intern(t.Labels, len(c.targets))
 	sel := c.labels.intern(t.SelectorLabels(), len(c.targets))
 	if ct.sel == nil || admissionChanged(ct, t, sel) {
 		c.gen++
 	}
-	ct.target, ct.sel = t, sel
+	ct.labels, ct.facts, ct.sel = t.Labels, c.facts.intern(t.Facts, len(c.targets)), sel
+}
+
+// compactStatus returns rep as the fleet cache keeps it: without the facts
+// (they are the target's, see setTarget) and the deployment log, and with
+// the release names, phases and digests of its releases canonical
+// (unique.Make), so that a fleet reporting the same model holds one copy of
+// each string instead of one a target.
+func compactStatus(rep fleet.StatusReport) *fleet.StatusReport {
+	rep.Facts, rep.Log = nil, nil
+	if len(rep.Releases) > 0 {
+		rs := slices.Clone(rep.Releases)
+		for i := range rs {
+			s := &rs[i]
+			s.Release, s.Phase = canonical(s.Release), canonical(s.Phase)
+			s.Digest, s.Desired, s.Previous = canonical(s.Digest), canonical(s.Desired), canonical(s.Previous)
+		}
+		rep.Releases = rs
+	}
+	return &rep
+}
+
+// canonical is the one copy of s (unique.Make); "" stays "".
+func canonical(s string) string {
+	if s == "" {
+		return ""
+	}
+	return unique.Make(s).Value()
 }
 
 // observed is a status report this replica stored, waiting for the next
@@ -140,13 +205,12 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		if ct == nil || o.at.UnixNano() <= ct.updated {
 			continue // not in the fleet (yet: the store read adds it), or older
 		}
-		rep := o.rep
-		ct.status, ct.lastSeen, ct.updated = &rep, o.at, o.at.UnixNano()
-		if rep.Facts != nil {
-			t := ct.target
-			t.Facts = *rep.Facts
+		if f := o.rep.Facts; f != nil {
+			t := ct.target(id)
+			t.Facts = *f
 			c.setTarget(ct, t)
 		}
+		ct.status, ct.lastSeen, ct.updated = compactStatus(o.rep), o.at, o.at.UnixNano()
 	}
 	stamps, err := r.opts.Store.TargetStampsSince(ctx, since)
 	if err != nil {
@@ -184,7 +248,10 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		}
 		c.setTarget(ct, fleet.Target{Name: t.ID, Labels: t.Labels, Facts: t.Facts})
 		ct.lastSeen = t.LastSeen
-		ct.status = t.Status
+		ct.status = nil
+		if t.Status != nil {
+			ct.status = compactStatus(*t.Status)
+		}
 		ct.updated = t.UpdatedAt.UnixNano()
 	}
 	if added {

@@ -52,8 +52,8 @@ func TestObserveUpdatesFleetWithoutStoreRead(t *testing.T) {
 	}
 	// Same labels and facts: one shared map each.
 	a, b := r.fleet.targets["dev-1"], r.fleet.targets["dev-2"]
-	if reflect.ValueOf(a.sel).Pointer() != reflect.ValueOf(b.sel).Pointer() || reflect.ValueOf(a.target.Labels).Pointer() != reflect.ValueOf(b.target.Labels).Pointer() {
-		t.Error("targets with the same labels do not share their label maps")
+	if reflect.ValueOf(a.sel).Pointer() != reflect.ValueOf(b.sel).Pointer() || reflect.ValueOf(a.labels).Pointer() != reflect.ValueOf(b.labels).Pointer() || a.facts != b.facts {
+		t.Error("targets with the same labels and facts do not share their label maps and facts")
 	}
 	report := func(phase string) fleet.StatusReport {
 		return fleet.StatusReport{Releases: []fleet.ReleaseStatus{{Release: "r", Phase: phase}}, Facts: &fleet.Facts{Arch: "arm64", OS: "linux"}}

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -179,18 +180,54 @@ var (
 func metric(url string) float64 { return metricOf(url, desiredWrites) }
 
 func metricOf(url string, re *regexp.Regexp) float64 {
-	resp, err := http.Get(url + "/metrics")
+	b, err := scrape(url)
 	if err != nil {
 		return -1
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
 	m := re.FindSubmatch(b)
 	if m == nil {
 		return 0
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
 	return v
+}
+
+// scrapes keeps each server's last /metrics page for scrapeFresh: the
+// waits poll several counters every 20 ms, and a scrape for each cost the
+// server measured CPU of its own (the process collector reads /proc).
+var scrapes struct {
+	sync.Mutex
+	at   map[string]time.Time
+	body map[string][]byte
+}
+
+const scrapeFresh = 10 * time.Millisecond
+
+// scrape returns url's /metrics page, fetched at most scrapeFresh ago.
+func scrape(url string) ([]byte, error) {
+	scrapes.Lock()
+	if at, ok := scrapes.at[url]; ok && time.Since(at) < scrapeFresh {
+		b := scrapes.body[url]
+		scrapes.Unlock()
+		return b, nil
+	}
+	scrapes.Unlock()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	scrapes.Lock()
+	if scrapes.at == nil {
+		scrapes.at, scrapes.body = map[string]time.Time{}, map[string][]byte{}
+	}
+	scrapes.at[url], scrapes.body[url] = time.Now(), b
+	scrapes.Unlock()
+	return b, nil
 }
 
 type target struct {
@@ -539,6 +576,15 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	srvPer, cliPer := (serveCPU(srvs)-srvCPU0)/reports, (selfCPU()-cliCPU0)/reports
 	fmt.Printf("status reports: %.0f/s — goal ≥ 10000/s (CPU a report: serve %.0f µs, this client %.0f µs; load %s)\n", statusRate, srvPer*1e6, cliPer*1e6, loadavg())
 	figure("status report serve CPU (µs a report)", fmt.Sprintf("%.0f", srvPer*1e6))
+	// The wall rate is bounded by the CPU this run got, which the client
+	// (simulating the whole fleet on the same cores) shares with the
+	// server: say what the server itself sustains per CPU-second, and what
+	// the cores of this machine would sustain with the client elsewhere.
+	cores := float64(runtime.NumCPU())
+	wallCPU := (srvPer + cliPer) * statusRate
+	fmt.Printf("  serve capacity: %.0f reports per serve CPU-second, %.0f/s on %.0f cores with the client elsewhere; this phase got %.2f cores (serve %.2f, client %.2f), so serve and client together would top out at %.0f/s here\n",
+		1/srvPer, cores/srvPer, cores, wallCPU, srvPer*statusRate, cliPer*statusRate, cores/(srvPer+cliPer))
+	figure("status reports per serve CPU-second", fmt.Sprintf("%.0f", 1/srvPer))
 	perReplica("status reports", reportsOn, dur)
 	endPhase("")
 	cur, _ = allRSS()

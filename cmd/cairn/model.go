@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/cairn-dev/cairn/fleet/agent/agentcli"
+	"github.com/cairn-dev/cairn/internal/memlimit"
 	"github.com/cairn-dev/cairn/internal/output"
 	"github.com/cairn-dev/cairn/lineage"
 	"github.com/cairn-dev/cairn/registry/models"
@@ -82,6 +83,7 @@ func newModelPushCmd() *cobra.Command {
 			default:
 				o.LayerFormat = preset
 			}
+			memlimit.Set(memlimit.Transfer)
 			bar := newBar(cmd.ErrOrStderr(), "push", &o.Progress)
 			res, err := models.Push(cmd.Context(), args[0], args[1:], o)
 			bar.finish()
@@ -140,6 +142,7 @@ func newModelPullCmd() *cobra.Command {
 			if dir == "" {
 				return fmt.Errorf("pull: -o DIR is required")
 			}
+			memlimit.Set(memlimit.Transfer)
 			bar := newBar(cmd.ErrOrStderr(), "pull", &o.Progress)
 			res, err := models.Pull(cmd.Context(), args[0], dir, o)
 			bar.finish()

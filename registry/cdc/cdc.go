@@ -8,6 +8,7 @@ package cdc
 import (
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/restic/chunker"
 )
@@ -38,18 +39,13 @@ func Params() string {
 // MaxChunk). It returns the number of bytes read. Memory stays at one
 // buffer of the largest chunk (at most MaxChunk) whatever the size of r.
 func Split(r io.Reader, fn func(off int64, data []byte) error) (int64, error) {
-	ch := chunker.NewWithBoundaries(r, Polynomial, MinChunk, MaxChunk)
-	ch.SetAverageBits(AverageBits)
-	// Chunks average ~250 KiB and few pass 1 MiB (e^-7 of them in random
-	// data), so the buffer starts at 1 MiB and grows, once, to what a
-	// larger chunk needs: four files chunked at once (cairn model push)
-	// hold 4 MiB less each.
-	buf := make([]byte, 0, 1<<20)
+	s := getSplitter(r)
+	defer splitters.Put(s)
 	var off int64
 	for {
-		c, err := ch.Next(buf)
-		if cap(c.Data) > cap(buf) {
-			buf = c.Data[:0]
+		c, err := s.ch.Next(s.buf)
+		if cap(c.Data) > cap(s.buf) {
+			s.buf = c.Data[:0]
 		}
 		if err == io.EOF {
 			return off, nil
@@ -62,4 +58,30 @@ func Split(r io.Reader, fn func(off int64, data []byte) error) (int64, error) {
 		}
 		off += int64(c.Length)
 	}
+}
+
+// splitter is a chunker and its chunk buffer, kept between Splits: a push
+// of several large files chunks them one after another in a few goroutines,
+// and each would otherwise allocate its own 1.5–2.5 MiB (the chunker's
+// 512 KiB read buffer, the chunk buffer) for the collector to reclaim.
+type splitter struct {
+	ch  *chunker.Chunker
+	buf []byte
+}
+
+var splitters sync.Pool
+
+func getSplitter(r io.Reader) *splitter {
+	s, _ := splitters.Get().(*splitter)
+	if s == nil {
+		// Chunks average ~250 KiB and few pass 1 MiB (e^-7 of them in
+		// random data), so the buffer starts at 1 MiB and grows, once, to
+		// what a larger chunk needs: four files chunked at once (cairn model
+		// push) hold 4 MiB less each.
+		s = &splitter{ch: chunker.NewWithBoundaries(r, Polynomial, MinChunk, MaxChunk), buf: make([]byte, 0, 1<<20)}
+	} else {
+		s.ch.ResetWithBoundaries(r, Polynomial, MinChunk, MaxChunk)
+	}
+	s.ch.SetAverageBits(AverageBits) // after Reset, which restores the default
+	return s
 }

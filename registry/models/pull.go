@@ -748,7 +748,7 @@ func (p *puller) writeFile(rel string, r io.Reader, perm fs.FileMode, want *v1.D
 }
 
 // bufPool holds the 1 MiB copy buffers of pulls (a tar layer of many small
-// files would otherwise allocate one per file).
+// files would otherwise allocate one per file) and of uploads.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
