@@ -16,6 +16,8 @@ type reportSig struct {
 	sum    uint64
 	at     int64
 	inputs bool // the report carries input windows
+	// busy: a release of the report is not healthy, or installs a model
+	busy bool
 }
 
 // reportFilter decides which status reports trigger a pass (Observe). Every
@@ -23,8 +25,8 @@ type reportSig struct {
 // change what a pass does ask for one at once. While every release is
 // settled (noteSettled), a report that repeats the target's last one in
 // what a pass reads (its releases' phases, digests and messages, its facts
-// but disk free) triggers none: the next interval's pass takes it. It has
-// the inbox's lock.
+// but disk free), or a target's first healthy one, triggers none: the next
+// interval's pass takes it (reportMatters). It has the inbox's lock.
 type reportFilter struct {
 	seed maphash.Seed
 	// sigs are the last reports by hash of the target's id: a collision
@@ -39,6 +41,7 @@ func (f *reportFilter) sign(id string, rep fleet.StatusReport, at time.Time) (ui
 	sig := reportSig{sum: reportSum(f.seed, rep), at: at.UnixNano()}
 	for _, s := range rep.Releases {
 		sig.inputs = sig.inputs || s.Inputs != nil
+		sig.busy = sig.busy || s.Phase != fleet.PhaseHealthy || s.Desired != ""
 	}
 	return maphash.String(f.seed, id), sig
 }
@@ -60,15 +63,22 @@ func (f *reportFilter) swap(key uint64, sig reportSig, targets int64) (reportSig
 
 // reportMatters reports whether a report with signature sig, after the
 // target's previous prev (seen: there is one since start), should trigger
-// a pass: always unless the fleet is settled; when settled, a target's
-// first report since start, one after a silence of half OfflineAfter (the
-// target may have gone offline), one carrying input windows (drift), or one
-// that differs from the previous in what a pass reads.
+// a pass: always unless the fleet is settled; when settled, one carrying
+// input windows (drift), a target's first report since start that is not
+// all healthy (a failure, a model being installed), and one that differs
+// from the previous in what a pass reads or comes after a silence of half
+// OfflineAfter (the target may have been offline). A settled pass only
+// counts a healthy target and stamps when the fleet became healthy: those
+// reports wait for the interval's pass, as reports another replica took
+// always do.
 func (r *Reconciler) reportMatters(sig, prev reportSig, seen bool) bool {
-	if !r.settled.Load() || !seen || sig.inputs || prev.sum != sig.sum {
+	switch {
+	case !r.settled.Load() || sig.inputs:
 		return true
+	case !seen:
+		return sig.busy
 	}
-	return time.Duration(sig.at-prev.at) > r.opts.OfflineAfter/2
+	return prev.sum != sig.sum || time.Duration(sig.at-prev.at) > r.opts.OfflineAfter/2
 }
 
 // reportSum hashes what a pass reads of a report besides its metrics: each

@@ -15,9 +15,10 @@ import (
 // TestStatusBurstTriggersNoPass: while a rollout progresses every report
 // asks for a pass; once the release succeeded, a burst of reports that
 // repeat the targets' last ones asks for none (the interval's pass takes
-// them), and a report that changes a phase, a digest or the facts a pass
-// reads, a target's first one, or one after a long silence asks for one
-// again. Every report reaches the next pass either way.
+// them), as does a target's first healthy report; a report that changes
+// a phase, a digest or the facts a pass reads, a first one that is not
+// healthy, one after a long silence or one with input windows asks for
+// one. Every report reaches the next pass either way.
 func TestStatusBurstTriggersNoPass(t *testing.T) {
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
@@ -106,14 +107,19 @@ func TestStatusBurstTriggersNoPass(t *testing.T) {
 		{"back to healthy", "dev-1", report(fleet.PhaseHealthy, digestOf(1), facts), tick()},
 		{"digest", "dev-2", report(fleet.PhaseHealthy, digestOf(2), facts), tick()},
 		{"facts", "dev-3", report(fleet.PhaseHealthy, digestOf(1), fleet.Facts{Arch: "amd64", OS: "linux"}), tick()},
-		{"first report", "dev-4", report(fleet.PhaseHealthy, digestOf(1), facts), tick()},
-		{"after a silence", "dev-4", report(fleet.PhaseHealthy, digestOf(1), facts), at.Add(time.Minute)},
+		{"first report installing", "dev-4", report(fleet.PhaseInstalling, digestOf(1), facts), tick()},
+		{"after a silence", "dev-1", report(fleet.PhaseHealthy, digestOf(1), facts), at.Add(time.Minute)},
 	}
 	for _, c := range changed {
 		r.Observe(c.id, c.rep, c.at)
 		if !triggered() {
 			t.Errorf("a report changing the %s triggered no pass", c.name)
 		}
+	}
+	// A target's first report since start, healthy, waits for the interval.
+	r.Observe("dev-5", report(fleet.PhaseHealthy, digestOf(1), facts), at.Add(time.Minute))
+	if triggered() {
+		t.Error("a target's first healthy report triggered a pass")
 	}
 	inputs := report(fleet.PhaseHealthy, digestOf(1), facts)
 	inputs.Releases[0].Inputs = &fleet.InputWindow{Start: at, End: at.Add(time.Second)}
