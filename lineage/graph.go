@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cairn-dev/cairn/internal/sqldb"
@@ -24,12 +25,52 @@ type Graph struct {
 
 	index      *memIndex     // nil until loaded (or when disabled): queries use SQL
 	indexReady chan struct{} // closed when the load ended; nil when disabled
+
+	// maxStale is how old the index's last check against the database may
+	// be for a query to answer from it without one (see current); writes
+	// counts the edge commits of every Graph on db in this process.
+	maxStale time.Duration
+	writes   *atomic.Uint64
+	fresh    freshness
 }
+
+// freshness is what the last checks of the index against the database
+// established: every edge committed before checked is in the index, and so
+// is every edge whose commit in this process was counted in writes by then.
+type freshness struct {
+	mu      sync.Mutex
+	checked time.Time // when the latest check that brought the index up to date began
+	writes  uint64    // Graph.writes as it began
+	busy    bool      // a background check is running
+}
+
+// dbWrites holds, per *sqldb.DB, the count of edge commits made through
+// any Graph on it in this process, so that every Graph on the database sees
+// the edges another recorded (read-your-writes) without asking it.
+var dbWrites sync.Map // *sqldb.DB → *atomic.Uint64
+
+// DefaultMaxStaleness is how long after its commit an edge recorded by
+// another process (another replica, or another handle on the database) may
+// take to show in the answers of a Graph with the in-memory index.
+const DefaultMaxStaleness = 100 * time.Millisecond
 
 // Option configures Open.
 type Option func(*options)
 
-type options struct{ noIndex bool }
+type options struct {
+	noIndex  bool
+	maxStale time.Duration
+}
+
+// WithMaxStaleness sets how old the index's last check against the
+// database may be for a query to answer from the index without a database
+// round trip (DefaultMaxStaleness by default): edges committed by another
+// process show in answers at most d after their commit. 0 makes every query
+// check first (one SELECT, no transaction), so it sees every edge committed
+// before it began. Edges recorded in this process through a Graph on the
+// same *sqldb.DB are seen by every query that begins after their Record
+// returned, whatever d.
+func WithMaxStaleness(d time.Duration) Option { return func(o *options) { o.maxStale = max(0, d) } }
 
 // WithoutMemoryIndex answers every query from SQL: no in-memory index is
 // built (tests compare the two; a tool that opens the graph for one query
@@ -106,14 +147,16 @@ CREATE INDEX lineage_steps_at ON lineage_steps (at);
 // given, it starts loading the in-memory index the queries read once it is
 // there (see WaitIndex).
 func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*Graph, error) {
-	var o options
+	o := options{maxStale: DefaultMaxStaleness}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if err := db.Migrate(ctx, "lineage", migrations); err != nil {
 		return nil, fmt.Errorf("open lineage graph: %w", err)
 	}
-	g := &Graph{db: db, now: time.Now, ids: map[string]int64{}, names: map[int64]string{}, stmts: map[string]*sql.Stmt{}}
+	w, _ := dbWrites.LoadOrStore(db, new(atomic.Uint64))
+	g := &Graph{db: db, now: time.Now, ids: map[string]int64{}, names: map[int64]string{}, stmts: map[string]*sql.Stmt{},
+		maxStale: o.maxStale, writes: w.(*atomic.Uint64)}
 	if !o.noIndex {
 		g.indexReady = make(chan struct{})
 		go g.loadIndex(context.WithoutCancel(ctx))
@@ -162,8 +205,9 @@ func (g *Graph) record(ctx context.Context, st *step, edges []Edge) error {
 		return err
 	}
 	// Node ids are cached once committed: inside a reconcile step's unit
-	// (sqldb.InTx), when the step commits.
-	tx.AfterCommit(func() { g.cache(ids) })
+	// (sqldb.InTx), when the step commits. Then the next query of every
+	// Graph on db catches its index up before answering.
+	tx.AfterCommit(func() { g.cache(ids); g.writes.Add(1) })
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record lineage: commit: %w", err)
 	}
@@ -208,21 +252,49 @@ func (g *Graph) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 
 // reader runs the queries of one answer in one read-only transaction: one
 // snapshot, and on SQLite one WAL read lock instead of one per statement.
+// The transaction begins with the first SQL statement, so an answer the
+// index gives alone (with node ids cached) makes no round trip at all.
 type reader struct {
 	*Graph
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
-	mem   *memIndex // the index, refreshed for this transaction; see memory
-	noMem bool
+	tx     *sql.Tx // nil until the first statement
+	stmts  map[string]*sql.Stmt
+	mem    *memIndex // the index, brought up to date for this answer; see memory
+	noMem  bool
+	strict bool // the index is caught up with the transaction, however recently checked
 }
 
+// read runs fn with a reader whose answers follow the index's freshness
+// bound (WithMaxStaleness).
 func (g *Graph) read(ctx context.Context, fn func(r *reader) error) error {
-	tx, err := g.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return fmt.Errorf("lineage query: begin: %w", err)
+	r := &reader{Graph: g, stmts: map[string]*sql.Stmt{}}
+	defer r.end()
+	return fn(r)
+}
+
+// readStrict runs fn with a reader that sees every edge committed before it
+// began, as a check before a write must.
+func (g *Graph) readStrict(ctx context.Context, fn func(r *reader) error) error {
+	r := &reader{Graph: g, stmts: map[string]*sql.Stmt{}, strict: true}
+	defer r.end()
+	return fn(r)
+}
+
+// begin returns the reader's transaction, beginning it on first use.
+func (r *reader) begin(ctx context.Context) (*sql.Tx, error) {
+	if r.tx == nil {
+		tx, err := r.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("lineage query: begin: %w", err)
+		}
+		r.tx = tx
 	}
-	defer tx.Rollback()
-	return fn(&reader{Graph: g, tx: tx, stmts: map[string]*sql.Stmt{}})
+	return r.tx, nil
+}
+
+func (r *reader) end() {
+	if r.tx != nil {
+		r.tx.Rollback()
+	}
 }
 
 func (r *reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
@@ -233,7 +305,11 @@ func (r *reader) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if err != nil {
 		return nil, err
 	}
-	s = r.tx.StmtContext(ctx, s)
+	tx, err := r.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s = tx.StmtContext(ctx, s)
 	r.stmts[query] = s
 	return s, nil
 }

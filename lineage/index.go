@@ -21,10 +21,12 @@ import (
 // events in time order, per model the spans of time it was the active
 // deployment of each (target, release), and per derived node its provenance
 // edges. It is rebuilt from the database at start (in the background;
-// queries use SQL until then) and kept up to date by reading, at the start
-// of every query, the edges whose id is above the highest one it has, so
-// edges written by another replica or inside another package's transaction
-// are seen as well.
+// queries use SQL until then) and kept up to date by reading the edges
+// whose id is above the highest one it has, so edges written by another
+// replica or inside another package's transaction are seen as well: before
+// a query after an edge was committed through a Graph on the same
+// *sqldb.DB, and otherwise when its last check against the database is
+// older than the staleness bound (see reader.memory and Graph.current).
 //
 // Nodes are numbered densely in the index (nodes, nodeIdx) so that walks
 // step from link to node without a map lookup and name each node from the
@@ -153,13 +155,21 @@ func newMemIndex() *memIndex {
 // installs it when done; until then (or when it fails) queries use SQL.
 func (g *Graph) loadIndex(ctx context.Context) {
 	ix := newMemIndex()
+	start, writes := time.Now(), g.writes.Load()
 	err := g.read(ctx, func(r *reader) error {
-		if err := ix.refresh(ctx, r.tx, g.db.Rebind, g.now()); err != nil {
+		tx, err := r.begin(ctx)
+		if err != nil {
+			return err
+		}
+		if err := ix.refresh(ctx, tx, g.db.Rebind, g.now()); err != nil {
 			return err
 		}
 		ix.pack()
-		return g.warmNames(ctx, r.tx, ix)
+		return g.warmNames(ctx, tx, ix)
 	})
+	if err == nil {
+		g.checked(start, writes)
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err == nil {
@@ -280,8 +290,15 @@ func (g *Graph) WaitIndex(ctx context.Context) bool {
 	return g.index != nil
 }
 
-// memory returns the loaded index brought up to date with what r's
-// transaction sees, or nil when queries must use SQL.
+// memory returns the loaded index, brought up to date as the reader needs,
+// or nil when queries must use SQL.
+//
+// A strict reader, or one that already read SQL in its transaction, has
+// the index caught up with what its transaction sees, as before every
+// answer. Any other is answered from the index as it is when it was
+// checked against the database less than maxStale ago and no edge was
+// committed since through a Graph on the same *sqldb.DB (see current): no
+// round trip at all.
 func (r *reader) memory(ctx context.Context) *memIndex {
 	if r.mem != nil || r.noMem {
 		return r.mem
@@ -293,12 +310,105 @@ func (r *reader) memory(ctx context.Context) *memIndex {
 		r.noMem = true
 		return nil
 	}
-	if err := ix.refresh(ctx, r.tx, r.db.Rebind, r.now()); err != nil {
+	var err error
+	if r.strict || r.tx != nil {
+		start, writes := time.Now(), r.writes.Load()
+		var tx *sql.Tx
+		if tx, err = r.begin(ctx); err == nil {
+			if err = ix.refresh(ctx, tx, r.db.Rebind, r.now()); err == nil {
+				r.checked(start, writes)
+			}
+		}
+	} else {
+		err = r.current(ctx, ix)
+	}
+	if err != nil {
 		r.noMem = true // answer from SQL this time
 		return nil
 	}
 	r.mem = ix
 	return ix
+}
+
+// current makes sure ix holds every edge committed through a Graph on db
+// in this process and every edge committed before maxStale ago, checking
+// the database only when the last check is older than that (or such a
+// commit came after it). Past half the bound it answers from ix as it is
+// and has a check run in the background, so that a steady stream of
+// queries seldom waits for one.
+func (g *Graph) current(ctx context.Context, ix *memIndex) error {
+	writes := g.writes.Load()
+	g.fresh.mu.Lock()
+	age := time.Since(g.fresh.checked)
+	ok := g.fresh.writes == writes && !g.fresh.checked.IsZero() && age <= g.maxStale
+	background := ok && age > g.maxStale/2 && !g.fresh.busy
+	if background {
+		g.fresh.busy = true
+	}
+	g.fresh.mu.Unlock()
+	if background {
+		go func() {
+			defer func() {
+				g.fresh.mu.Lock()
+				g.fresh.busy = false
+				g.fresh.mu.Unlock()
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			g.check(ctx, ix) // failing, the first query past the bound checks itself
+		}()
+	}
+	if ok {
+		return nil
+	}
+	return g.check(ctx, ix)
+}
+
+// check brings ix up to date with the database: one SELECT of the highest
+// edge id outside any transaction, and only when edges are missing (or
+// ids skipped are waited for) a read transaction that loads them.
+func (g *Graph) check(ctx context.Context, ix *memIndex) error {
+	start, writes := time.Now(), g.writes.Load()
+	s, err := g.stmt(ctx, `SELECT MAX(id) FROM lineage_edges`)
+	if err != nil {
+		return fmt.Errorf("lineage index: %w", err)
+	}
+	var max sql.NullInt64
+	if err := s.QueryRowContext(ctx).Scan(&max); err != nil {
+		return fmt.Errorf("lineage index: %w", err)
+	}
+	if !ix.upToDate(max.Int64) {
+		tx, err := g.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return fmt.Errorf("lineage index: begin: %w", err)
+		}
+		err = ix.refresh(ctx, tx, g.db.Rebind, g.now())
+		tx.Rollback()
+		if err != nil {
+			return err
+		}
+	}
+	g.checked(start, writes)
+	return nil
+}
+
+// checked notes a check of the index that began at start, when the count
+// of this process's commits was writes, and succeeded.
+func (g *Graph) checked(start time.Time, writes uint64) {
+	g.fresh.mu.Lock()
+	defer g.fresh.mu.Unlock()
+	if start.After(g.fresh.checked) {
+		g.fresh.checked = start
+	}
+	g.fresh.writes = max(g.fresh.writes, writes)
+}
+
+// upToDate reports whether the index holds every edge up to id max and
+// waits for no id skipped before.
+func (ix *memIndex) upToDate(max int64) bool {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return max <= ix.watermark && len(ix.gaps) == 0 && len(ix.unnamed) == 0 // unnamed: a refresh that failed after its scan
 }
 
 // refresh loads the edges above the watermark and those under it that were
@@ -308,10 +418,7 @@ func (ix *memIndex) refresh(ctx context.Context, tx *sql.Tx, rebind func(string)
 	if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM lineage_edges`).Scan(&max); err != nil {
 		return fmt.Errorf("lineage index: %w", err)
 	}
-	ix.mu.RLock()
-	upToDate := max.Int64 <= ix.watermark && len(ix.gaps) == 0 && len(ix.unnamed) == 0 // unnamed: a refresh that failed after its scan
-	ix.mu.RUnlock()
-	if upToDate {
+	if ix.upToDate(max.Int64) {
 		return nil
 	}
 	ix.mu.Lock()

@@ -8,8 +8,12 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/internal/testenv"
 )
 
 // randomGraph records a random graph of models, datasets, commits, releases
@@ -216,9 +220,14 @@ func checkSpans(t *testing.T, g *Graph) {
 
 // TestIndexConcurrentQueries runs walks, At and Where on the index from
 // several goroutines while another handle appends edges, for the race
-// detector: each query refreshes the index, so they contend for it.
+// detector: each query after an append catches the index up (and past half
+// the staleness bound one has it checked in the background), so they
+// contend for it.
 func TestIndexConcurrentQueries(t *testing.T) {
-	sqlGraph := openSQLite(t)
+	backends(t, func(t *testing.T, sqlGraph *Graph) { testIndexConcurrentQueries(t, sqlGraph) })
+}
+
+func testIndexConcurrentQueries(t *testing.T, sqlGraph *Graph) {
 	ctx := context.Background()
 	tick := 0
 	randomGraph(t, sqlGraph, rand.New(rand.NewPCG(1, 2)), 400, t0, &tick)
@@ -263,4 +272,160 @@ func TestIndexConcurrentQueries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// otherHandle opens the database of g a second time, as another process
+// (another replica) would: a *sqldb.DB of its own, with its own
+// connections, sharing nothing with g's in this process.
+func otherHandle(t *testing.T, g *Graph) *sqldb.DB {
+	t.Helper()
+	ctx := context.Background()
+	var url string
+	switch g.db.Dialect {
+	case sqldb.Postgres:
+		var schema string
+		if err := g.db.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+			t.Fatal(err)
+		}
+		url = testenv.Require(t, testenv.Postgres)
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += sep + "search_path=" + schema
+	default:
+		var seq int
+		var name string
+		if err := g.db.QueryRowContext(ctx, `PRAGMA database_list`).Scan(&seq, &name, &url); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// TestIndexSeesOtherWriters checks the freshness the index promises: edges
+// recorded through another Graph on the same *sqldb.DB are seen by the next
+// query, whatever the staleness bound; edges recorded through another
+// database handle (as by another replica) are seen once the bound has
+// passed since their commit, by the next query when the bound is 0, and
+// not before a check when it is long.
+func TestIndexSeesOtherWriters(t *testing.T) {
+	backends(t, func(t *testing.T, g *Graph) {
+		ctx := context.Background()
+		tick := 0
+		randomGraph(t, g, rand.New(rand.NewPCG(5, 6)), 200, t0, &tick)
+		open := func(opts ...Option) *Graph {
+			t.Helper()
+			m, err := Open(ctx, g.db, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !m.WaitIndex(ctx) {
+				t.Fatal("the in-memory index did not load")
+			}
+			return m
+		}
+		long, strict, bounded := open(WithMaxStaleness(time.Hour)), open(WithMaxStaleness(0)), open()
+		local, err := Open(ctx, g.db, WithoutMemoryIndex())
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote, err := Open(ctx, otherHandle(t, g), WithoutMemoryIndex())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dataset := Node(NodeDataset, fmt.Sprintf("sha256:d%063x", 3))
+		// has reports whether m's answers know model: downstream of the
+		// dataset, and (deployed to dev-new) where it runs and what dev-new runs.
+		has := func(m *Graph, model string) (walk, where, at bool) {
+			t.Helper()
+			sg, err := m.Downstream(ctx, dataset, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			walk = slices.ContainsFunc(sg.Nodes, func(n NodeInfo) bool { return n.ID == model })
+			w, err := m.Where(ctx, model, nil)
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				t.Fatal(err)
+			}
+			a, err := m.At(ctx, "dev-new", time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			digest := strings.TrimPrefix(model, NodeModel+":")
+			return walk, len(w) == 1, slices.ContainsFunc(a, func(a Active) bool { return a.Model == digest })
+		}
+		n := 0
+		record := func(r *Graph) string {
+			t.Helper()
+			n++
+			model := Node(NodeModel, fmt.Sprintf("sha256:e%063x", n))
+			at := t0.Add(time.Duration(tick+n) * time.Second)
+			if err := r.Record(ctx,
+				Edge{Type: EdgeTrainedOn, From: model, To: dataset, Time: at},
+				Edge{Type: EdgeDeployedTo, From: model, To: Node(NodeTarget, "dev-new"), Time: at, Phase: PhaseStart, Outcome: OutcomeSucceeded, Release: "rel-new"}); err != nil {
+				t.Fatal(err)
+			}
+			return model
+		}
+		all := func(m *Graph, model string) bool {
+			walk, where, at := has(m, model)
+			return walk && where && at
+		}
+		walks := func(m *Graph, model string) bool {
+			t.Helper()
+			sg, err := m.Downstream(ctx, dataset, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return slices.ContainsFunc(sg.Nodes, func(n NodeInfo) bool { return n.ID == model })
+		}
+
+		// This process, another Graph on the same handle: read-your-writes.
+		model := record(local)
+		for name, m := range map[string]*Graph{"long": long, "strict": strict, "bounded": bounded} {
+			if !all(m, model) {
+				t.Fatalf("%s bound: an edge recorded through another Graph on the same database handle is not seen", name)
+			}
+		}
+
+		// Another handle, as another replica.
+		model = record(remote)
+		if !all(strict, model) {
+			t.Fatal("bound 0: an edge committed by another handle before the query is not seen")
+		}
+		if walks(long, model) {
+			t.Fatal("bound 1h: an edge committed by another handle was seen without a check (the test expects the index as last checked)")
+		}
+		if err := long.check(ctx, long.index); err != nil {
+			t.Fatal(err)
+		}
+		if !all(long, model) {
+			t.Fatal("bound 1h: an edge committed by another handle is not seen after a check")
+		}
+		// A query that reads SQL anyway (here: the id of a node this Graph
+		// never saw) catches the index up with its transaction first.
+		model = record(remote)
+		if walks(long, model) {
+			t.Fatal("bound 1h: an edge committed by another handle was seen without a check")
+		}
+		if _, where, _ := has(long, model); !where {
+			t.Fatal("bound 1h: Where of a model looked up in SQL does not see its deployment")
+		}
+		if !walks(long, model) {
+			t.Fatal("bound 1h: the index was not caught up by the query that read SQL")
+		}
+		recorded := time.Now()
+		// Once the bound has passed since the commit, every answer has it:
+		// answered from the index only when its last check began after it.
+		time.Sleep(time.Until(recorded.Add(DefaultMaxStaleness + time.Millisecond)))
+		if !walks(bounded, model) || !all(bounded, model) {
+			t.Fatalf("bound %v: an edge committed by another handle is not seen %v after", DefaultMaxStaleness, time.Since(recorded))
+		}
+	})
 }

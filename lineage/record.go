@@ -254,7 +254,7 @@ func (g *Graph) RecordAdmission(ctx context.Context, f AdmissionFacts) error {
 	// once. A release first denied, then admitted when its promotion gate
 	// lifts, records both.
 	var seen int
-	err = g.read(ctx, func(r *reader) error {
+	err = g.readStrict(ctx, func(r *reader) error {
 		return r.queryRow(ctx, []any{&seen}, `SELECT COUNT(*) FROM lineage_steps WHERE run_id = ?`, st.RunID)
 	})
 	if err != nil {
@@ -313,7 +313,8 @@ func (g *Graph) RecordDeployment(ctx context.Context, f DeploymentFacts) error {
 	}
 	if f.End.IsZero() && running(f.Outcome) {
 		var already bool
-		err := g.read(ctx, func(r *reader) error {
+		// Strict: a deployment another replica recorded a moment ago counts.
+		err := g.readStrict(ctx, func(r *reader) error {
 			tid, ok, err := r.lookup(ctx, Node(NodeTarget, f.Target))
 			if err != nil || !ok {
 				return err
