@@ -104,6 +104,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 	start := time.Now()
 	p := &pass{now: time.Now().UTC(), commands: map[string]string{}, results: map[string]*stepResult{}, admission: r.staged,
 		evalRuns: map[string][]fleet.EvaluationRun{}}
+	defer r.noteSettled() // which reports trigger the next pass (reportfilter.go)
 	defer func() {
 		r.opts.Metrics.ReconcileDuration.Observe(time.Since(start).Seconds())
 		if err != nil {

@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"sync"
@@ -144,6 +145,11 @@ type Reconciler struct {
 	loadedTerm int64       // term under which the state was last loaded; 0: following
 
 	rollouts atomic.Pointer[map[string]string] // release → rollout id, read without mu
+	// settled is whether the last pass left every release settled, so that
+	// only reports that change what a pass reads trigger one
+	// (reportfilter.go); fleetSize the targets it saw.
+	settled   atomic.Bool
+	fleetSize atomic.Int64
 }
 
 // New returns a reconciler; call Load, then Run.
@@ -171,7 +177,8 @@ func New(opts Options) *Reconciler {
 	}
 	return &Reconciler{opts: opts, log: opts.Logger, trigger: make(chan struct{}, 1), src: newSourceState(),
 		releases: map[string]*releaseState{}, kept: map[string]bool{}, fleet: newTargetCache(),
-		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}, trainedOn: map[string][]manifests.Dataset{}}
+		profiles: map[string]*profileEntry{}, drift: map[driftKey]*driftState{}, trainedOn: map[string][]manifests.Dataset{},
+		inbox: inbox{filter: reportFilter{seed: maphash.MakeSeed()}}}
 }
 
 // release returns the state of a release, creating it.

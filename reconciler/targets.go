@@ -162,6 +162,7 @@ type observed struct {
 type inbox struct {
 	mu      sync.Mutex
 	reports map[string]observed
+	filter  reportFilter // which reports trigger a pass
 }
 
 // Observe hands the reconciler a status report the fleet API has just
@@ -170,6 +171,7 @@ type inbox struct {
 // call from any goroutine; it does not block on a pass.
 func (r *Reconciler) Observe(id string, rep fleet.StatusReport, at time.Time) {
 	rep.Log = nil // the deployment log is not part of the fleet's view
+	key, sig := r.inbox.filter.sign(id, rep, at)
 	r.inbox.mu.Lock()
 	if r.inbox.reports == nil {
 		r.inbox.reports = map[string]observed{}
@@ -177,7 +179,11 @@ func (r *Reconciler) Observe(id string, rep fleet.StatusReport, at time.Time) {
 	if o, ok := r.inbox.reports[id]; !ok || !at.Before(o.at) {
 		r.inbox.reports[id] = observed{rep: rep, at: at}
 	}
+	prev, seen := r.inbox.filter.swap(key, sig, r.fleetSize.Load())
 	r.inbox.mu.Unlock()
+	if r.reportMatters(sig, prev, seen) {
+		r.Trigger()
+	}
 }
 
 func (r *Reconciler) takeInbox() map[string]observed {

@@ -164,8 +164,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.OnReport != nil {
 		s.cfg.OnReport(r.Context(), id, rep)
 	}
-	if s.cfg.OnStatus != nil {
-		s.cfg.OnStatus(id)
+	if s.cfg.OnStatus != nil && s.cfg.OnStored == nil {
+		s.cfg.OnStatus(id) // OnStored, when set, decides (Config.OnStatus)
 	}
 	w.WriteHeader(http.StatusNoContent)
 }

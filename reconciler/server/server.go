@@ -69,13 +69,16 @@ type Config struct {
 	// (admin or read-only token); Dashboard serves every other path under /
 	// (it checks its own session). Both optional.
 	History, Dashboard http.Handler
-	// OnStatus is called after a target's status is stored; OnCommand after
-	// an operator command is queued. Both must not block.
+	// OnStatus is called after a target's status changes (enrolled,
+	// accepted, rejected, a status report stored, an evaluation result);
+	// OnCommand after an operator command is queued. Both must not block.
+	// When OnStored is set, a status report calls it instead of OnStatus.
 	OnStatus  func(id string)
 	OnCommand func(release string)
 	// OnStored receives every status report once it is committed, with the
 	// time it was stored as received at (the target's last seen), before
-	// the reply; it must not block (the reconciler's view of the fleet).
+	// the reply; it must not block (the reconciler's view of the fleet,
+	// which asks for a pass only when the report changes what one reads).
 	OnStored func(id string, rep fleet.StatusReport, at time.Time)
 	// OnReport receives every stored status report (lineage records the
 	// deployments it carries); it runs in the request.
