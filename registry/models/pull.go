@@ -605,6 +605,7 @@ func (p *puller) download(ctx context.Context, root *os.Root, rel string, d v1.D
 		if _, err := f.Seek(have, io.SeekStart); err != nil {
 			return fmt.Errorf("layer %s: %w", name, err)
 		}
+		preallocate(f, d.Size)
 		var r io.Reader = io.LimitReader(body, d.Size-have+1)
 		if p.hooks.Progress != nil {
 			r = &progressReader{r: r, path: name, fn: p.hooks.Progress}
