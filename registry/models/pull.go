@@ -689,6 +689,7 @@ func (p *puller) copyVerified(in *os.File, l layerPlan) error {
 	if err != nil {
 		return rootErr(l.path, err)
 	}
+	preallocate(f, l.desc.Size)
 	n, err := io.Copy(f, in)
 	if cerr := f.Close(); err == nil {
 		err = cerr
@@ -724,6 +725,9 @@ func (p *puller) writeFile(rel string, r io.Reader, perm fs.FileMode, want *v1.D
 	var w io.Writer = f
 	if want == nil && p.guard != nil {
 		w = guardedWriter{w: f, g: p.guard} // a size nobody declared
+	}
+	if want != nil {
+		preallocate(f, want.Size)
 	}
 	buf := getBuf()
 	n, err := io.CopyBuffer(io.MultiWriter(w, h), r, *buf)
