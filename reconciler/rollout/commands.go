@@ -68,6 +68,11 @@ func (e *engine) command(cmd string) {
 		st.Wave, st.WaveStarted, st.Started, st.BakeStarted = 0, e.in.Now, e.in.Now, time.Time{}
 		st.Failed, st.Updating, st.FailedAcked = nil, nil, 0
 		e.event(manifests.EventRolloutRetried, "", fmt.Sprintf("rollout of %s retried from wave 1", digest.Short(st.Target.Digest)), nil)
+		// The new attempt (a new Key) starts at wave 1 as a new rollout
+		// does, and says so: waves after it are announced as it advances.
+		if len(e.waves) > 0 {
+			e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
+		}
 	default:
 		e.event(manifests.EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)
 	}

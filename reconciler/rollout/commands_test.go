@@ -37,10 +37,16 @@ func TestOperatorCommands(t *testing.T) {
 	oldID := f.state.ID()
 	f.now = f.now.Add(time.Second)
 	f.command = CommandRetry
+	f.events = nil
 	f.step()
 	f.wantPhase(PhaseProgressing)
 	if f.state.ID() == oldID {
 		t.Fatal("retry kept the rollout ID")
+	}
+	// The new attempt announces its first wave, as a new rollout does
+	// (TestCrashRestart counts every wave's start once per attempt).
+	if !f.hasEvent(manifests.EventRolloutRetried) || !f.hasEvent(manifests.EventWaveStarted) {
+		t.Fatalf("retry: events %+v, want RolloutRetried and WaveStarted", f.events)
 	}
 	for range 5 {
 		f.advance(time.Hour)
