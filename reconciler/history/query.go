@@ -63,8 +63,14 @@ func (h *History) Points(ctx context.Context, target string, from, to time.Time,
 	for _, s := range Series {
 		cols = append(cols, s+"_n", s+"_sum", s+"_min", s+"_max")
 	}
+	// Buckets that began before to: to's whole seconds, plus the second it
+	// is in (a range ending at 12:01:00.5 holds the 12:01 bucket's start).
+	until := to.Unix()
+	if to.Nanosecond() > 0 {
+		until++
+	}
 	rows, err := h.db.QueryContext(ctx, h.db.Rebind(`SELECT `+strings.Join(cols, ", ")+` FROM metric_points WHERE target = ? AND res = ? AND bucket >= ? AND bucket < ? ORDER BY bucket`),
-		target, res, from.Unix()/res*res, to.Unix())
+		target, res, from.Unix()/res*res, until)
 	if err != nil {
 		return nil, fmt.Errorf("read metrics of %s: %w", target, err)
 	}
