@@ -71,7 +71,7 @@ func (e *engine) command(cmd string) {
 		// The new attempt (a new Key) starts at wave 1 as a new rollout
 		// does, and says so: waves after it are announced as it advances.
 		if len(e.waves) > 0 {
-			e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
+			e.waveStarted()
 		}
 	default:
 		e.event(manifests.EventCommandIgnored, "", fmt.Sprintf("unknown command %q", cmd), nil)

@@ -206,7 +206,13 @@ func (e *engine) start(want Assignment) {
 	st.Reason, st.Message, st.PausedBy = "", "", ""
 	e.event(manifests.EventRolloutStarted, "NewDigest",
 		fmt.Sprintf("rolling out %s to %d targets in %d waves", digest.Short(want.Digest), len(e.names), len(e.waves)), nil)
-	e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave 1 of %d started: %d targets", len(e.waves), len(e.waves[0])), e.waves[0])
+	e.waveStarted()
+}
+
+// waveStarted announces the wave the rollout is now in (st.Wave).
+func (e *engine) waveStarted() {
+	w := e.st.Wave
+	e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", w+1, len(e.waves), len(e.waves[w])), e.waves[w])
 }
 
 // recordFailures adds targets that report Failed on the rolled-out digest.
@@ -374,7 +380,7 @@ func (e *engine) progress() {
 		if st.Wave+1 < len(e.waves) {
 			st.Wave++
 			st.WaveStarted, st.BakeStarted = e.in.Now, time.Time{}
-			e.event(manifests.EventWaveStarted, "", fmt.Sprintf("wave %d of %d started: %d targets", st.Wave+1, len(e.waves), len(e.waves[st.Wave])), e.waves[st.Wave])
+			e.waveStarted()
 			continue
 		}
 		// The last wave has baked: done once every target runs it.
