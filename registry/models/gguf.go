@@ -80,13 +80,9 @@ func ggmlPrecision(t uint32) string {
 	if !ok {
 		return fmt.Sprintf("ggml%d", t)
 	}
-	switch {
-	case n == "bf16":
-		return "bfloat16"
-	case n == "f16", n == "f32", n == "f64":
-		return "float" + n[1:]
-	case strings.HasPrefix(n, "i") && !strings.HasPrefix(n, "iq"):
-		return "int" + n[1:]
+	switch n {
+	case "f32", "f16", "f64", "bf16", "i8", "i16", "i32", "i64":
+		return dtypeName(strings.ToUpper(n)) // the safetensors dtype of that name
 	}
 	return n
 }
