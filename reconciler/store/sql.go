@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,12 +60,25 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		`CREATE TABLE preauth (name TEXT PRIMARY KEY, token_hash TEXT NOT NULL, created_at BIGINT NOT NULL)`,
 		`ALTER TABLE events ADD COLUMN event_key TEXT NOT NULL DEFAULT ''`,
 		`CREATE UNIQUE INDEX events_key ON events (event_key) WHERE event_key <> ''`,
+		// Desired states share their bodies: a row's body is then its
+		// target's head, and rest_id names the rest (PutDesired).
+		`CREATE TABLE desired_bodies (` + auto(db) + `, sum TEXT NOT NULL, body TEXT NOT NULL)`,
+		`CREATE UNIQUE INDEX desired_bodies_sum ON desired_bodies (sum)`,
 	}
 	out := make([]sqldb.Migration, len(steps))
 	for i, s := range steps {
 		out[i] = sqldb.Migration{SQLite: s}
 	}
-	return out
+	// On SQLite the desired states' table is rebuilt without a rowid, so
+	// that a write finds and changes a row in one b-tree, not two.
+	return append(out, sqldb.Migration{
+		SQLite: `CREATE TABLE desired_new (target_id TEXT PRIMARY KEY, etag TEXT NOT NULL, body TEXT NOT NULL, rev BIGINT NOT NULL, rest_id BIGINT) WITHOUT ROWID;
+			INSERT INTO desired_new (target_id, etag, body, rev) SELECT target_id, etag, body, rev FROM desired;
+			DROP TABLE desired;
+			ALTER TABLE desired_new RENAME TO desired;
+			CREATE INDEX desired_rev ON desired (rev)`,
+		Postgres: `ALTER TABLE desired ADD COLUMN rest_id BIGINT`,
+	})
 }
 
 // Open migrates db and returns the store on it.
@@ -122,34 +137,71 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-// desiredBatch rows per multi-row upsert: 4 parameters each.
+// desiredBatch rows per multi-row upsert: 5 parameters each.
 const desiredBatch = 500
 
+// PutDesired writes ds in one transaction. A state in two parts (Head and
+// Rest) keeps its rest once in desired_bodies, for every target desired
+// the same, and only its head and the body's id in its own row: a new
+// model for a whole fleet writes one body and a row of a few dozen bytes
+// a target. Bodies no row names any more are deleted when a write adds
+// one, so they never outnumber the live ones twice over.
 func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 	tx, err := s.db.BeginWrite(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("write desired state: %w", err)
 	}
 	defer tx.Rollback()
+	if s.db.Dialect == sqldb.Postgres {
+		// One writer at a time looks bodies up, adds and deletes them
+		// (SQLite has one writer anyway); reads do not wait.
+		if _, err := tx.ExecContext(ctx, `LOCK TABLE desired_bodies IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return 0, fmt.Errorf("write desired state: %w", err)
+		}
+	}
 	var rev int64
 	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(rev), 0) + 1 FROM desired`).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("write desired state: next revision: %w", err)
 	}
+	bodies := bodyIDs{tx: tx, s: s}
+	var full *sql.Stmt // the statement of a whole batch, parsed once
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	args := make([]any, 0, 5*min(len(ds), desiredBatch))
 	for start := 0; start < len(ds); start += desiredBatch {
 		chunk := ds[start:min(start+desiredBatch, len(ds))]
-		var b strings.Builder
-		b.WriteString(`INSERT INTO desired (target_id, etag, body, rev) VALUES `)
-		args := make([]any, 0, 4*len(chunk))
-		for i, d := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
+		args = args[:0]
+		for _, d := range chunk {
+			if d.Body != nil || d.Rest == "" {
+				args = append(args, d.Target, d.ETag, d.Text(), rev, nil)
+				continue
 			}
-			b.WriteString("(?, ?, ?, ?)")
-			args = append(args, d.Target, d.ETag, d.Text(), rev)
+			id, err := bodies.id(ctx, d.Rest)
+			if err != nil {
+				return 0, fmt.Errorf("write desired state: %w", err)
+			}
+			args = append(args, d.Target, d.ETag, d.Head, rev, id)
 		}
-		b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev`)
-		if _, err := tx.ExecContext(ctx, s.q(b.String()), args...); err != nil {
+		if len(chunk) < desiredBatch {
+			_, err = tx.ExecContext(ctx, s.upsertDesired(len(chunk)), args...)
+		} else {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, s.upsertDesired(desiredBatch)); err != nil {
+					return 0, fmt.Errorf("write desired state: %w", err)
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		}
+		if err != nil {
 			return 0, fmt.Errorf("write desired state: %w", err)
+		}
+	}
+	if bodies.added {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM desired_bodies WHERE id NOT IN (SELECT rest_id FROM desired WHERE rest_id IS NOT NULL)`); err != nil {
+			return 0, fmt.Errorf("write desired state: delete unused bodies: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -158,17 +210,68 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 	return rev, nil
 }
 
+// upsertDesired is the statement writing n desired states' rows.
+func (s *SQL) upsertDesired(n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO desired (target_id, etag, body, rev, rest_id) VALUES `)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?)")
+	}
+	b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev, rest_id = excluded.rest_id`)
+	return s.q(b.String())
+}
+
+// bodyIDs finds or adds the desired_bodies rows of one write's rests.
+type bodyIDs struct {
+	tx     *sqldb.Tx
+	s      *SQL
+	last   string // the rest looked up last, most often the next one too
+	lastID int64
+	ids    map[string]int64
+	added  bool // a body was added
+}
+
+// id returns the id of the body rest, adding it when there is none.
+func (b *bodyIDs) id(ctx context.Context, rest string) (int64, error) {
+	if b.lastID != 0 && rest == b.last {
+		return b.lastID, nil
+	}
+	id, ok := b.ids[rest]
+	if !ok {
+		h := sha256.Sum256([]byte(rest))
+		sum := hex.EncodeToString(h[:])
+		err := b.tx.QueryRowContext(ctx, b.s.q(`SELECT id FROM desired_bodies WHERE sum = ?`), sum).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = b.tx.QueryRowContext(ctx, b.s.q(`INSERT INTO desired_bodies (sum, body) VALUES (?, ?) RETURNING id`), sum, rest).Scan(&id)
+			b.added = true
+		}
+		if err != nil {
+			return 0, fmt.Errorf("body of desired state: %w", err)
+		}
+		if b.ids == nil {
+			b.ids = map[string]int64{}
+		}
+		b.ids[rest] = id
+	}
+	b.last, b.lastID = rest, id
+	return id, nil
+}
+
 func (s *SQL) Desired(ctx context.Context, id string) (Desired, error) {
 	d := Desired{Target: id}
-	var body string
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT etag, body, rev FROM desired WHERE target_id = ?`), id).Scan(&d.ETag, &body, &d.Rev)
+	var head string
+	var rest sql.NullString
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT d.etag, d.body, d.rev, b.body FROM desired d LEFT JOIN desired_bodies b ON b.id = d.rest_id WHERE d.target_id = ?`), id).Scan(&d.ETag, &head, &d.Rev, &rest)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, fmt.Errorf("desired state of %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return d, fmt.Errorf("read desired state of %s: %w", id, err)
 	}
-	d.Body = []byte(body)
+	d.Body = []byte(head + rest.String)
 	return d, nil
 }
 
@@ -183,20 +286,41 @@ func (s *SQL) DesiredSince(ctx context.Context, rev int64) ([]Desired, error) {
 
 // EachDesiredSince calls fn with each desired state written after revision
 // rev, in revision order, as DesiredSince returns them, without holding
-// them all: a fleet's states read at once are a copy of every body.
+// them all: a fleet's states read at once are a copy of every body. A state
+// written in two parts comes in two parts, its Rest one string for every
+// state of this call sharing the body.
 func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) error) error {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT target_id, etag, body, rev FROM desired WHERE rev > ? ORDER BY rev`), rev)
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT target_id, etag, body, rev, rest_id FROM desired WHERE rev > ? ORDER BY rev`), rev)
 	if err != nil {
 		return fmt.Errorf("read desired states: %w", err)
 	}
 	defer rows.Close()
+	rests := map[int64]string{}
 	for rows.Next() {
 		var d Desired
-		if err := rows.Scan(&d.Target, &d.ETag, &d.Body, &d.Rev); err != nil {
+		var body string
+		var restID sql.NullInt64
+		if err := rows.Scan(&d.Target, &d.ETag, &body, &d.Rev, &restID); err != nil {
 			return fmt.Errorf("read desired states: %w", err)
 		}
-		if d.Body == nil {
-			d.Body = []byte{}
+		if !restID.Valid {
+			d.Body = []byte(body)
+		} else {
+			rest, ok := rests[restID.Int64]
+			if !ok {
+				// Bodies are never changed, and deleted only once no
+				// row names them: a body gone means this row was
+				// rewritten since the read began.
+				err := s.db.QueryRowContext(ctx, s.q(`SELECT body FROM desired_bodies WHERE id = ?`), restID.Int64).Scan(&rest)
+				if errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("read desired states: body %d of %s: %w", restID.Int64, d.Target, ErrRewritten)
+				}
+				if err != nil {
+					return fmt.Errorf("read desired states: body %d of %s: %w", restID.Int64, d.Target, err)
+				}
+				rests[restID.Int64] = rest
+			}
+			d.Head, d.Rest = body, rest
 		}
 		if err := fn(d); err != nil {
 			return err

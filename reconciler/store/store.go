@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cairn-dev/cairn/errdef"
@@ -11,6 +12,10 @@ import (
 
 // ErrNotFound is returned when a record does not exist (errdef.ErrNotFound).
 var ErrNotFound = errdef.ErrNotFound
+
+// ErrRewritten: a read of desired states met one rewritten while it ran;
+// reading again from the same revision gets the newer state.
+var ErrRewritten = errors.New("desired state rewritten during the read")
 
 // Target is one enrolled target with its last report.
 type Target struct {
@@ -54,10 +59,11 @@ const (
 // Desired is the desired state of one target: Body is the JSON of a
 // fleet.DesiredState whose ETag field equals ETag. Rev orders writes.
 //
-// A state to write may leave Body nil and carry it in two parts instead:
-// Head, its target's own, then Rest, the same string for every target
-// desired the same state, so a fleet's states share one copy of it. Read
-// states always have Body.
+// A state may leave Body nil and carry it in two parts instead: Head, its
+// target's own, then Rest, the same string for every target desired the
+// same state, so a fleet's states share one copy of it. The store keeps
+// such a rest once (SQL.PutDesired); a state read by Desired has Body,
+// one read by DesiredSince may come in two parts.
 type Desired struct {
 	Target string
 	ETag   string

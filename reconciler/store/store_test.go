@@ -238,6 +238,96 @@ func testDesired(t *testing.T, s store.Store) {
 	if err != nil || len(newer) != 1 || newer[0].Target != "t0005" {
 		t.Fatalf("desired since %d = %+v, %v", rev1, newer, err)
 	}
+
+	// States in two parts: each reads back whole, by one target or since
+	// a revision, also after their rest moved on to another body and back.
+	parts := func(rest string, ids ...string) []store.Desired {
+		var ds []store.Desired
+		for _, id := range ids {
+			ds = append(ds, store.Desired{Target: id, ETag: "p-" + rest, Head: `{"target":"` + id + `",`, Rest: rest})
+		}
+		return ds
+	}
+	check := func(since int64, want map[string]string) {
+		t.Helper()
+		got, err := s.DesiredSince(ctx, since)
+		if err != nil || len(got) != len(want) {
+			t.Fatalf("desired since %d: %d states, %v; want %d", since, len(got), err, len(want))
+		}
+		for _, d := range got {
+			if d.Text() != want[d.Target] || d.ETag != "p-"+want[d.Target][len(`{"target":"`+d.Target+`",`):] {
+				t.Fatalf("desired since %d: %s = %q tagged %s, want %q", since, d.Target, d.Text(), d.ETag, want[d.Target])
+			}
+			one, err := s.Desired(ctx, d.Target)
+			if err != nil || string(one.Body) != want[d.Target] || one.ETag != d.ETag || one.Rev != d.Rev {
+				t.Fatalf("desired %s = %+v, %v; want %q", d.Target, one, err, want[d.Target])
+			}
+		}
+	}
+	restA, restB := `"models":[{"digest":"a"}]}`, `"models":[{"digest":"b"}]}`
+	rev3, err := s.PutDesired(ctx, append(parts(restA, "u1", "u2", "u3"), parts(restB, "u4")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(rev3-1, map[string]string{"u1": `{"target":"u1",` + restA, "u2": `{"target":"u2",` + restA, "u3": `{"target":"u3",` + restA, "u4": `{"target":"u4",` + restB})
+	rev4, err := s.PutDesired(ctx, parts(restB, "u1", "u2", "u3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(rev4-1, map[string]string{"u1": `{"target":"u1",` + restB, "u2": `{"target":"u2",` + restB, "u3": `{"target":"u3",` + restB})
+	restC := `"models":[{"digest":"c"}]}`
+	rev5, err := s.PutDesired(ctx, append(parts(restA, "u1"), parts(restC, "u2")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	check(rev4, map[string]string{"u1": `{"target":"u1",` + restA, "u2": `{"target":"u2",` + restC})
+	check(rev3, map[string]string{"u1": `{"target":"u1",` + restA, "u2": `{"target":"u2",` + restC, "u3": `{"target":"u3",` + restB})
+	if rev5 <= rev4 {
+		t.Fatalf("revisions %d then %d", rev4, rev5)
+	}
+	// A read that meets a body deleted since it began (every state
+	// rewritten, the bodies it named no longer used) says so, and a read
+	// again gets the new states.
+	if _, err := s.PutDesired(ctx, append(parts(restA, "v1"), parts(restB, "v2")...)); err != nil {
+		t.Fatal(err)
+	}
+	each := s.(interface {
+		EachDesiredSince(context.Context, int64, func(store.Desired) error) error
+	})
+	all, err = s.DesiredSince(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, d := range all {
+		ids = append(ids, d.Target)
+	}
+	first := true
+	err = each.EachDesiredSince(ctx, rev5, func(d store.Desired) error {
+		if first {
+			first = false
+			restD := `"models":[{"digest":"d"}]}`
+			if _, err := s.PutDesired(ctx, parts(restD, ids...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return nil
+	})
+	if !errors.Is(err, store.ErrRewritten) {
+		t.Fatalf("read across a rewrite of every state: %v, want ErrRewritten", err)
+	}
+	again, err := s.DesiredSince(ctx, rev5)
+	if err != nil || len(again) != len(ids) || again[0].Text() != `{"target":"`+again[0].Target+`",`+`"models":[{"digest":"d"}]}` {
+		t.Fatalf("read again: %d states, %v", len(again), err)
+	}
+
+	// A whole body replaces a two-part one.
+	if _, err := s.PutDesired(ctx, []store.Desired{{Target: "u1", ETag: "whole", Body: []byte(`{"whole":1}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.Desired(ctx, "u1"); err != nil || string(d.Body) != `{"whole":1}` {
+		t.Fatalf("desired u1 = %+v, %v", d, err)
+	}
 }
 
 func testReleases(t *testing.T, s store.Store) {
