@@ -635,6 +635,8 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	if err := commit(repo, 2); err != nil {
 		return err
 	}
+	cpuDone := cpuProfile(hc, base, "webhook", 4*time.Second)
+	defer cpuDone()
 	t0ns.Store(time.Now().UnixNano())
 	hookStart := time.Now()
 	for _, b := range bases { // a load balancer would pick one; the leader must hear it
@@ -889,6 +891,37 @@ func heapProfile(hc *http.Client, base, name string) {
 		}
 		fmt.Printf("  go memory: %s\n", strings.Join(stats, ", "))
 	}
+}
+
+// cpuProfile starts saving base's CPU profile of the next d as
+// profileDir/cpu-name.pb.gz; the returned func waits for it.
+func cpuProfile(hc *http.Client, base, name string, d time.Duration) (wait func()) {
+	if profileDir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds())), nil)
+		req.Header.Set("Authorization", "Bearer bench-admin")
+		resp, err := hc.Do(req)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cpu profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "cpu profile: %s: %s\n", resp.Status, b)
+			return
+		}
+		os.MkdirAll(profileDir, 0o755)
+		f := filepath.Join(profileDir, "cpu-"+name+".pb.gz")
+		if err := os.WriteFile(f, b, 0o644); err == nil {
+			fmt.Printf("cpu profile: %s\n", f)
+		}
+	}()
+	return func() { <-done }
 }
 
 // summaryFile, when set, receives the key figures (figure).
