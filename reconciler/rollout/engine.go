@@ -36,10 +36,13 @@ type engine struct {
 	st  State
 	out Output
 
-	names   []string
-	byName  map[string]int32 // index in in.Targets
+	names  []string
+	byName map[string]int32 // index in in.Targets
+	// pos and wave are, for names[i], its index in in.Targets and its
+	// wave: the loops over the whole fleet read them, not a map by name.
+	pos     []int32
+	wave    []int32
 	waves   [][]string
-	waveOf  map[string]int
 	win     *window
 	maxUnav int // 0: unbounded
 
@@ -104,8 +107,8 @@ func (e *engine) run() {
 			e.out.Desired[n] = e.st.Target
 		}
 	default: // RolledBack, Aborted
-		for _, n := range e.names {
-			e.setFallback(n)
+		for i := range e.names {
+			e.setFallback(i)
 		}
 	}
 	e.count()
@@ -127,6 +130,9 @@ func (e *engine) target(n string) TargetState {
 	return t
 }
 
+// at is the state of target names[i].
+func (e *engine) at(i int) *TargetState { return &e.in.Targets[e.pos[i]] }
+
 // index computes the waves and per-target lookups of this step.
 func (e *engine) index() {
 	e.byName = make(map[string]int32, len(e.in.Targets))
@@ -139,12 +145,19 @@ func (e *engine) index() {
 		e.names = append(e.names, t.Name)
 	}
 	slices.Sort(e.names)
+	e.pos = make([]int32, len(e.names))
+	for i, n := range e.names {
+		e.pos[i] = e.byName[n]
+	}
+	e.out.Desired = make(map[string]Assignment, len(e.names))
 	e.waves = AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
 	e.st.Waves = len(e.waves)
-	e.waveOf = make(map[string]int, len(e.names))
-	for i, w := range e.waves {
-		for _, n := range w {
-			e.waveOf[n] = i
+	e.wave = make([]int32, len(e.names))
+	for w, ns := range e.waves {
+		for _, n := range ns {
+			if i, ok := slices.BinarySearch(e.names, n); ok {
+				e.wave[i] = int32(w)
+			}
 		}
 	}
 	var err error
@@ -231,8 +244,8 @@ func (e *engine) recordFailures() {
 	st.Stale = stale
 	e.stale = setOf(stale)
 	added := false
-	for _, n := range e.names {
-		t := e.target(n)
+	for i, n := range e.names {
+		t := e.at(i)
 		if t.Status.Phase != fleet.PhaseFailed || t.Status.Desired != st.Target.Digest {
 			continue
 		}
@@ -250,28 +263,34 @@ func (e *engine) recordFailures() {
 
 func (e *engine) healthyOn(n, digest string) bool {
 	t := e.target(n)
+	return healthy(&t, digest)
+}
+
+// healthy reports whether t runs digest healthily.
+func healthy(t *TargetState, digest string) bool {
 	return t.Status.Digest == digest && (t.Status.Phase == fleet.PhaseHealthy || t.Status.Phase == fleet.PhaseRolledBack)
 }
 
-// started reports whether target n has been told to install the new model.
-func (e *engine) started(n string) bool {
-	t := e.target(n)
+// started reports whether target names[i] has been told to install the new
+// model.
+func (e *engine) started(i int) bool {
+	t, n := e.at(i), e.names[i]
 	d := e.st.Target.Digest
 	return t.Status.Digest == d || t.Status.Desired == d ||
 		e.updating[n] || e.failed[n]
 }
 
-// setFallback gives target n the model it runs while not (or no longer) on
-// the rolled-out one.
-func (e *engine) setFallback(n string) {
+// setFallback gives target names[i] the model it runs while not (or no
+// longer) on the rolled-out one.
+func (e *engine) setFallback(i int) {
 	st := &e.st
-	t := e.target(n)
+	t, n := e.at(i), e.names[i]
 	switch {
 	case !st.Superseded.IsZero() && t.Status.Digest == st.Superseded.Digest:
 		e.out.Desired[n] = st.Superseded
 	case !st.LastGood.IsZero():
 		e.out.Desired[n] = st.LastGood
-	case !st.Superseded.IsZero() && e.waveOf[n] <= st.SupersededWave:
+	case !st.Superseded.IsZero() && int(e.wave[i]) <= st.SupersededWave:
 		e.out.Desired[n] = st.Superseded
 	}
 }
@@ -291,26 +310,26 @@ func (e *engine) assign(startNew bool) int {
 	st.Updating = upd
 	e.updating = setOf(upd)
 	waiting := 0
-	for _, n := range e.names {
-		if e.started(n) {
+	for i, n := range e.names {
+		if e.started(i) {
 			e.out.Desired[n] = st.Target
 			continue
 		}
-		if !startNew || e.waveOf[n] > st.Wave {
-			e.setFallback(n)
+		if !startNew || int(e.wave[i]) > st.Wave {
+			e.setFallback(i)
 			continue
 		}
-		t := e.target(n)
+		t := e.at(i)
 		if open, next := e.win.Open(e.in.Now, t.TimeZone); !open {
 			if t.Online {
 				waiting++
 			}
 			e.requeue(next.Sub(e.in.Now))
-			e.setFallback(n)
+			e.setFallback(i)
 			continue
 		}
 		if e.maxUnav > 0 && len(st.Updating) >= e.maxUnav {
-			e.setFallback(n)
+			e.setFallback(i)
 			continue
 		}
 		st.Updating = append(st.Updating, n)
@@ -337,11 +356,12 @@ func (e *engine) progress() {
 		waiting := e.assign(true)
 		// Every online target of the started waves must run the new model.
 		pending := 0
-		for _, n := range e.names {
-			if e.waveOf[n] > st.Wave || e.failed[n] || e.healthyOn(n, st.Target.Digest) {
+		for i, n := range e.names {
+			t := e.at(i)
+			if int(e.wave[i]) > st.Wave || e.failed[n] || healthy(t, st.Target.Digest) {
 				continue
 			}
-			if e.target(n).Online {
+			if t.Online {
 				pending++
 			}
 		}
@@ -384,8 +404,8 @@ func (e *engine) progress() {
 			continue
 		}
 		// The last wave has baked: done once every target runs it.
-		for _, n := range e.names {
-			if !e.healthyOn(n, st.Target.Digest) && !e.failed[n] {
+		for i, n := range e.names {
+			if !healthy(e.at(i), st.Target.Digest) && !e.failed[n] {
 				st.Reason, st.Message = ReasonWaitingTargets, fmt.Sprintf("all waves started; %s and others not updated yet (offline)", n)
 				return
 			}
@@ -425,8 +445,8 @@ func (e *engine) aborting() bool {
 		pct = a.FailedPercent
 	}
 	attempted := 0
-	for _, n := range e.names {
-		if e.waveOf[n] <= st.Wave || e.started(n) {
+	for i := range e.names {
+		if int(e.wave[i]) <= st.Wave || e.started(i) {
 			attempted++
 		}
 	}
@@ -468,15 +488,15 @@ func (e *engine) fail(reason, msg string) {
 	}
 	slices.Sort(back)
 	e.event(manifests.EventRolledBack, reason, st.Message, back)
-	for _, n := range e.names {
-		e.setFallback(n)
+	for i := range e.names {
+		e.setFallback(i)
 	}
 }
 
 func (e *engine) count() {
 	e.st.Targets, e.st.Updated = len(e.names), 0
-	for _, n := range e.names {
-		if e.healthyOn(n, e.st.Target.Digest) {
+	for i := range e.names {
+		if healthy(e.at(i), e.st.Target.Digest) {
 			e.st.Updated++
 		}
 	}

@@ -165,9 +165,9 @@ func (e *engine) sampleGates() {
 	if w.Seen == nil {
 		w.Seen, w.Stats, w.Outcomes = map[string]time.Time{}, map[string]GateStats{}, map[string]string{}
 	}
-	for _, n := range e.names {
-		t := e.target(n)
-		if e.waveOf[n] > st.Wave || !e.healthyOn(n, st.Target.Digest) || t.ReportedAt.IsZero() {
+	for i, n := range e.names {
+		t := e.at(i)
+		if int(e.wave[i]) > st.Wave || !healthy(t, st.Target.Digest) || t.ReportedAt.IsZero() {
 			continue
 		}
 		if last, ok := w.Seen[n]; ok && last.Equal(t.ReportedAt) {
