@@ -107,10 +107,10 @@ func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
 // Each state is its target's head and the rest of the body, one string for
 // every target of the same list and no evaluation runs of its own.
 func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32, keepAll []string, evals map[string][]fleet.EvaluationRun) []store.Desired {
-	var changes []store.Desired
 	encoded := map[string][3]string{} // list of indexes → etag, models JSON, rest of the body
 	key := make([]byte, 0, 64)
-	for _, id := range r.fleet.order {
+	// state is target id's tag and rest of the body.
+	state := func(id string) (etag, rest string) {
 		idx := perTarget[id]
 		key = key[:0]
 		for _, i := range idx {
@@ -122,11 +122,27 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 			enc = [3]string{etag, list, `"models":` + list + `}`}
 			encoded[string(key)] = enc
 		}
-		etag, rest := enc[0], enc[2]
+		etag, rest = enc[0], enc[2]
 		if runs := evals[id]; len(runs) > 0 {
 			b, _ := json.Marshal(runs)
 			etag, rest = fleetstate.ETagWith(etag, b), `"models":`+enc[1]+`,"evaluations":`+string(b)+`}`
 		}
+		return etag, rest
+	}
+	// Counted first, the changes take one slice of their size: appended
+	// to, a whole fleet's would allocate five times that while growing.
+	n := 0
+	for _, id := range r.fleet.order {
+		if etag, _ := state(id); r.fleet.written[id] != etag {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	changes := make([]store.Desired, 0, n)
+	for _, id := range r.fleet.order {
+		etag, rest := state(id)
 		if r.fleet.written[id] == etag {
 			continue
 		}
