@@ -30,6 +30,13 @@ func (s *slowStore) TargetStampsSince(ctx context.Context, since time.Time) ([]s
 	return s.SQL.TargetStampsSince(ctx, since)
 }
 
+func (s *slowStore) EachTargetStampSince(ctx context.Context, since time.Time, fn func(id, state []byte, at int64) error) error {
+	if s.on.Load() {
+		time.Sleep(s.readDelay)
+	}
+	return s.SQL.EachTargetStampSince(ctx, since, fn)
+}
+
 func (s *slowStore) PutDesired(ctx context.Context, ds []store.Desired) (int64, error) {
 	if s.on.Load() {
 		// In the pass's unit: the statement runs in its transaction.

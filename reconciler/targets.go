@@ -218,17 +218,9 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		}
 		ct.status, ct.lastSeen, ct.updated = compactStatus(o.rep), o.at, o.at.UnixNano()
 	}
-	stamps, err := r.opts.Store.TargetStampsSince(ctx, since)
+	stale, err := r.staleTargets(ctx, since)
 	if err != nil {
 		return fmt.Errorf("read targets: %w", err)
-	}
-	var stale []string
-	for _, st := range stamps {
-		ct := c.targets[st.ID]
-		leaving := ct != nil && st.State != "" && st.State != store.StateAccepted
-		if ct == nil || leaving || st.UpdatedAt.UnixNano() > ct.updated {
-			stale = append(stale, st.ID)
-		}
 	}
 	ts, err := r.opts.Store.TargetsByID(ctx, stale)
 	if err != nil {
@@ -269,6 +261,46 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 	}
 	c.synced = now
 	return nil
+}
+
+// stampStreamer is a store that reads target stamps one at a time
+// (store.SQL).
+type stampStreamer interface {
+	EachTargetStampSince(ctx context.Context, since time.Time, fn func(id, state []byte, updatedAt int64) error) error
+}
+
+// staleTargets returns the targets the store changed since since that the
+// fleet cache does not reflect: new ones, ones leaving the fleet and ones
+// updated after the cache's copy.
+func (r *Reconciler) staleTargets(ctx context.Context, since time.Time) ([]string, error) {
+	c := &r.fleet
+	var stale []string
+	if st, ok := r.opts.Store.(stampStreamer); ok {
+		// After a burst of reports a fleet's stamps come back, nearly all
+		// of reports the inbox already brought: compared as read, only
+		// the stale ones take a string.
+		err := st.EachTargetStampSince(ctx, since, func(id, state []byte, at int64) error {
+			ct := c.targets[string(id)]
+			leaving := ct != nil && len(state) > 0 && string(state) != store.StateAccepted
+			if ct == nil || leaving || (at != 0 && at > ct.updated) {
+				stale = append(stale, string(id))
+			}
+			return nil
+		})
+		return stale, err
+	}
+	stamps, err := r.opts.Store.TargetStampsSince(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range stamps {
+		ct := c.targets[st.ID]
+		leaving := ct != nil && st.State != "" && st.State != store.StateAccepted
+		if ct == nil || leaving || st.UpdatedAt.UnixNano() > ct.updated {
+			stale = append(stale, st.ID)
+		}
+	}
+	return stale, nil
 }
 
 // offline returns a TargetOffline event for targets that went quiet.

@@ -193,6 +193,32 @@ func (s *SQL) TargetStampsSince(ctx context.Context, since time.Time) ([]TargetS
 	return out, nil
 }
 
+// EachTargetStampSince calls fn with the id, state and updated_at
+// (UnixNano) of each target TargetStampsSince returns, without holding
+// them: id and state are valid only during the call (a fleet's stamps,
+// read on every pass after a burst of reports, would be a string each).
+func (s *SQL) EachTargetStampSince(ctx context.Context, since time.Time, fn func(id, state []byte, updatedAt int64) error) error {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, state, updated_at FROM targets WHERE updated_at >= ?`), nanos(since))
+	if err != nil {
+		return fmt.Errorf("list target stamps: %w", err)
+	}
+	defer rows.Close()
+	var id, state sql.RawBytes
+	var at int64
+	for rows.Next() {
+		if err := rows.Scan(&id, &state, &at); err != nil {
+			return fmt.Errorf("list target stamps: %w", err)
+		}
+		if err := fn(id, state, at); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("list target stamps: %w", err)
+	}
+	return nil
+}
+
 func (s *SQL) TargetsByID(ctx context.Context, ids []string) ([]Target, error) {
 	var out []Target
 	for len(ids) > 0 {

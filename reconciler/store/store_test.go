@@ -138,6 +138,22 @@ func testTargetStamps(t *testing.T, s store.Store) {
 	if later, _ := s.TargetStampsSince(ctx, at); len(later) != 1 || later[0].ID != "b" {
 		t.Fatalf("stamps since the report = %+v", later)
 	}
+	// Read one at a time, the same stamps.
+	each := map[string]store.TargetStamp{}
+	err = s.(interface {
+		EachTargetStampSince(context.Context, time.Time, func(id, state []byte, at int64) error) error
+	}).EachTargetStampSince(ctx, before, func(id, state []byte, at int64) error {
+		each[string(id)] = store.TargetStamp{ID: string(id), State: string(state), UpdatedAt: time.Unix(0, at).UTC()}
+		return nil
+	})
+	if err != nil || len(each) != len(byID) {
+		t.Fatalf("stamps one at a time = %+v, %v", each, err)
+	}
+	for id, st := range byID {
+		if e := each[id]; e.State != st.State || !e.UpdatedAt.Equal(st.UpdatedAt) {
+			t.Fatalf("stamp of %s one at a time %+v, want %+v", id, e, st)
+		}
+	}
 	ts, err := s.TargetsByID(ctx, []string{"b", "nope", "a"})
 	if err != nil || len(ts) != 2 || ts[0].ID != "a" || ts[1].ID != "b" || ts[1].Status == nil || !ts[1].LastSeen.Equal(at) {
 		t.Fatalf("by id = %+v, %v", ts, err)
