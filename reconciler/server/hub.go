@@ -24,7 +24,13 @@ type hub struct {
 	entries map[string]*entry
 	shared  map[string]*shared // by etag NUL rest
 	key     []byte             // scratch for shared lookups
-	rev     int64              // newest store revision seen
+	hd      []byte             // scratch for heads
+	// last is the shared state interned last with its tag and rest: a
+	// fleet's states published or read together are mostly the same one.
+	last     *shared
+	lastETag string
+	lastRest string
+	rev      int64 // newest store revision seen
 }
 
 type entry struct {
@@ -99,29 +105,46 @@ func (b desiredBody) Bytes() []byte {
 
 // head is how every desired state of target tagged etag begins, as
 // fleet.DesiredState and compose encode it.
-func head(target, etag string) string {
-	return `{"target":` + strconv.Quote(target) + `,"etag":"` + etag + `",`
+func head(target, etag string) string { return string(appendHead(nil, target, etag)) }
+
+// appendHead appends head(target, etag) to b.
+func appendHead(b []byte, target, etag string) []byte {
+	b = append(b, `{"target":`...)
+	b = strconv.AppendQuote(b, target)
+	b = append(b, `,"etag":"`...)
+	b = append(b, etag...)
+	return append(b, `",`...)
 }
 
 // intern returns the shared form of d, counting one more reference to it.
 // Called with h.mu held.
 func (h *hub) intern(d store.Desired) *shared {
-	hd := head(d.Target, d.ETag)
+	h.hd = appendHead(h.hd[:0], d.Target, d.ETag)
 	switch {
-	case d.Body == nil && d.Head == hd:
+	case d.Body == nil && d.Head == string(h.hd):
+		if s := h.last; s != nil && s.refs > 0 && d.ETag == h.lastETag && d.Rest == h.lastRest {
+			s.refs++
+			return s
+		}
 		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Rest...)
-	case d.Body != nil && bytes.HasPrefix(d.Body, []byte(hd)):
-		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Body[len(hd):]...)
+	case d.Body != nil && bytes.HasPrefix(d.Body, h.hd):
+		h.key = append(append(append(h.key[:0], d.ETag...), 0), d.Body[len(h.hd):]...)
 	default:
 		return &shared{etag: d.ETag, rest: d.Text(), headless: true, refs: 1}
 	}
 	if s := h.shared[string(h.key)]; s != nil {
 		s.refs++
+		if d.Body == nil {
+			h.last, h.lastETag, h.lastRest = s, d.ETag, d.Rest
+		}
 		return s
 	}
 	k := string(h.key)
 	s := &shared{key: k, etag: k[:len(d.ETag)], rest: k[len(d.ETag)+1:], refs: 1}
 	h.shared[k] = s
+	if d.Body == nil {
+		h.last, h.lastETag, h.lastRest = s, d.ETag, d.Rest
+	}
 	if cap(h.key) > 64<<10 {
 		h.key = nil // do not keep one huge body's scratch
 	}
