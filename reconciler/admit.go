@@ -85,6 +85,7 @@ func (r *Reconciler) admitBegin(ctx context.Context, rev source.Revision) (inv *
 	if err := r.syncTargets(ctx); err != nil {
 		return nil, in, false, err
 	}
+	r.fleet.admitted = time.Now()
 	return r.inventory(), r.admitInputsNow(), false, nil
 }
 

@@ -116,7 +116,7 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 		run  func(context.Context, *pass) error
 	}{
 		{"take commands", r.takeCommands},
-		{"read targets", func(ctx context.Context, _ *pass) error { return r.syncTargets(ctx) }},
+		{"read targets", func(ctx context.Context, _ *pass) error { return r.freshSync(ctx) }},
 		{"read training profiles", func(ctx context.Context, p *pass) error { r.loadProfiles(ctx, p.now); return nil }},
 		{"step rollouts", r.stepRollouts},
 		{"schedule evaluations", r.scheduleEvaluations},

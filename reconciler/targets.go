@@ -43,10 +43,13 @@ type targetCache struct {
 	targets map[string]*cachedTarget
 	order   []string
 	synced  time.Time
-	written map[string]string // target → etag stored
-	online  map[string]bool
-	labels  labelSets // shared label and selector maps
-	facts   factSets  // shared facts
+	// admitted is when an admission last read the store (admitBegin):
+	// the pass it runs then reads only the inbox (freshSync).
+	admitted time.Time
+	written  map[string]string // target → etag stored
+	online   map[string]bool
+	labels   labelSets // shared label and selector maps
+	facts    factSets  // shared facts
 	// gen counts the changes admission reads: a target joining or leaving,
 	// or changing its labels or the facts plan reads (admissionChanged).
 	gen uint64
@@ -206,23 +209,13 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		since = time.Time{}
 	}
 	now := time.Now()
-	for id, o := range r.takeInbox() {
-		ct := c.targets[id]
-		if ct == nil || o.at.UnixNano() <= ct.updated {
-			continue // not in the fleet (yet: the store read adds it), or older
-		}
-		if f := o.rep.Facts; f != nil {
-			t := ct.target(id)
-			t.Facts = *f
-			c.setTarget(ct, t)
-		}
-		ct.status, ct.lastSeen, ct.updated = compactStatus(o.rep), o.at, o.at.UnixNano()
-	}
+	r.applyInbox()
 	stale, err := r.staleTargets(ctx, since)
 	if err != nil {
 		return fmt.Errorf("read targets: %w", err)
 	}
 	ts, err := r.opts.Store.TargetsByID(ctx, stale)
+
 	if err != nil {
 		return fmt.Errorf("read targets: %w", err)
 	}
@@ -261,6 +254,38 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 	}
 	c.synced = now
 	return nil
+}
+
+// freshSync is the read-targets step of a pass: syncTargets, or only the
+// inbox when the admission this pass follows read the store less than a
+// second ago. Its read covered the same stamps (the 5 s overlap), a
+// fleet's after a burst of reports; what the store changed since reaches
+// the next pass.
+func (r *Reconciler) freshSync(ctx context.Context) error {
+	at := r.fleet.admitted
+	r.fleet.admitted = time.Time{}
+	if r.staged != nil && !at.IsZero() && time.Since(at) < time.Second {
+		r.applyInbox()
+		return nil
+	}
+	return r.syncTargets(ctx)
+}
+
+// applyInbox brings the reports handed over by Observe into the fleet.
+func (r *Reconciler) applyInbox() {
+	c := &r.fleet
+	for id, o := range r.takeInbox() {
+		ct := c.targets[id]
+		if ct == nil || o.at.UnixNano() <= ct.updated {
+			continue // not in the fleet (yet: the store read adds it), or older
+		}
+		if f := o.rep.Facts; f != nil {
+			t := ct.target(id)
+			t.Facts = *f
+			c.setTarget(ct, t)
+		}
+		ct.status, ct.lastSeen, ct.updated = compactStatus(o.rep), o.at, o.at.UnixNano()
+	}
 }
 
 // stampStreamer is a store that reads target stamps one at a time
