@@ -78,7 +78,12 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 			ALTER TABLE desired_new RENAME TO desired;
 			CREATE INDEX desired_rev ON desired (rev)`,
 		Postgres: `ALTER TABLE desired ADD COLUMN rest_id BIGINT`,
-	})
+	},
+		// Stamps (TargetStampsSince) read from the index alone, not from
+		// every row a burst of reports changed.
+		sqldb.Migration{SQLite: `CREATE INDEX targets_stamp ON targets (updated_at, id, state)`},
+		sqldb.Migration{SQLite: `DROP INDEX targets_updated`},
+	)
 }
 
 // Open migrates db and returns the store on it.
@@ -164,6 +169,28 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 		return 0, fmt.Errorf("write desired state: next revision: %w", err)
 	}
 	bodies := bodyIDs{tx: tx, s: s}
+	if s.db.Dialect == sqldb.Postgres {
+		err = s.upsertDesiredArrays(ctx, tx, ds, rev, &bodies)
+	} else {
+		err = s.upsertDesiredRows(ctx, tx, ds, rev, &bodies)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write desired state: %w", err)
+	}
+	if bodies.added {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM desired_bodies WHERE id NOT IN (SELECT rest_id FROM desired WHERE rest_id IS NOT NULL)`); err != nil {
+			return 0, fmt.Errorf("write desired state: delete unused bodies: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("write desired state: %w", err)
+	}
+	return rev, nil
+}
+
+// upsertDesiredRows writes ds's rows in multi-row statements of
+// desiredBatch rows, the statement of a whole batch parsed once.
+func (s *SQL) upsertDesiredRows(ctx context.Context, tx *sqldb.Tx, ds []Desired, rev int64, bodies *bodyIDs) error {
 	var full *sql.Stmt // the statement of a whole batch, parsed once
 	defer func() {
 		if full != nil {
@@ -181,33 +208,58 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 			}
 			id, err := bodies.id(ctx, d.Rest)
 			if err != nil {
-				return 0, fmt.Errorf("write desired state: %w", err)
+				return err
 			}
 			args = append(args, d.Target, d.ETag, d.Head, rev, id)
 		}
+		var err error
 		if len(chunk) < desiredBatch {
 			_, err = tx.ExecContext(ctx, s.upsertDesired(len(chunk)), args...)
 		} else {
 			if full == nil {
 				if full, err = tx.PrepareContext(ctx, s.upsertDesired(desiredBatch)); err != nil {
-					return 0, fmt.Errorf("write desired state: %w", err)
+					return err
 				}
 			}
 			_, err = full.ExecContext(ctx, args...)
 		}
 		if err != nil {
-			return 0, fmt.Errorf("write desired state: %w", err)
+			return err
 		}
 	}
-	if bodies.added {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM desired_bodies WHERE id NOT IN (SELECT rest_id FROM desired WHERE rest_id IS NOT NULL)`); err != nil {
-			return 0, fmt.Errorf("write desired state: delete unused bodies: %w", err)
+	return nil
+}
+
+// desiredArrayRows rows per statement of upsertDesiredArrays.
+const desiredArrayRows = 20000
+
+// upsertDesiredArrays writes ds's rows on PostgreSQL as columns of arrays
+// unnested, a few statements (and round trips) a fleet.
+func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desired, rev int64, bodies *bodyIDs) error {
+	for start := 0; start < len(ds); start += desiredArrayRows {
+		chunk := ds[start:min(start+desiredArrayRows, len(ds))]
+		targets, tags, heads := make([]string, len(chunk)), make([]string, len(chunk)), make([]string, len(chunk))
+		rests := make([]int64, len(chunk)) // 0: the body is whole
+		for i, d := range chunk {
+			targets[i], tags[i] = d.Target, d.ETag
+			if d.Body != nil || d.Rest == "" {
+				heads[i] = d.Text()
+				continue
+			}
+			id, err := bodies.id(ctx, d.Rest)
+			if err != nil {
+				return err
+			}
+			heads[i], rests[i] = d.Head, id
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (target_id, etag, body, rev, rest_id)
+			SELECT t, e, b, $4, NULLIF(r, 0) FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[]) AS u(t, e, b, r)
+			ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev, rest_id = excluded.rest_id`,
+			targets, tags, heads, rev, rests); err != nil {
+			return err
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("write desired state: %w", err)
-	}
-	return rev, nil
+	return nil
 }
 
 // upsertDesired is the statement writing n desired states' rows.
