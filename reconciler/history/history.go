@@ -1,10 +1,12 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -58,8 +60,9 @@ type session struct {
 }
 
 // maxHold is how long Run keeps what Observe gathered before writing it: a
-// point is written once its bucket has closed or it has been held this
-// long (so an hour point once a minute, not at every flush), a session's
+// minute point is written once its minute has closed or it has been held
+// this long (so a target's hour point, added to from its minute points as
+// they are written, once a minute, not at every flush), a session's
 // progress once this long after the last write. Queries and a stop flush
 // everything first, so only a crash of the process loses up to this much
 // history; the status reports themselves are in the store.
@@ -112,15 +115,15 @@ func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
 	at = at.UTC()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, res := range [...]int64{60, 3600} {
-		k := pointKey{target, res, at.Unix() / res * res}
-		a := h.points[k]
-		if a == nil {
-			a = &agg{since: at.Unix()}
-			h.points[k] = a
-		}
-		a.add(s)
+	// Only the minute point is held: the hour point is written from the
+	// minute points as they are (write), which adds up the same.
+	k := pointKey{target, 60, at.Unix() / 60 * 60}
+	a := h.points[k]
+	if a == nil {
+		a = &agg{since: at.Unix()}
+		h.points[k] = a
 	}
+	a.add(s)
 	cur := h.sessions[target]
 	switch {
 	case cur == nil:
@@ -258,25 +261,32 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 	}
 	defer tx.Rollback()
 	if len(points) > 0 {
+		// The minute points, then the hour points made of them: one a
+		// target and hour (minute points of one hour are adjacent once
+		// sorted), added to the stored hour as the minutes are.
 		keys := make([]pointKey, 0, len(points))
 		for k := range points {
 			keys = append(keys, k)
 		}
-		args := make([]any, 0, pointChunk*(3+4*nSeries))
-		for len(keys) > 0 {
-			chunk := keys[:min(len(keys), pointChunk)]
-			keys = keys[len(chunk):]
-			args = args[:0]
-			for _, k := range chunk {
-				a := points[k]
-				args = append(args, k.target, k.res, k.bucket)
-				for i := range nSeries {
-					args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
-				}
+		slices.SortFunc(keys, func(a, b pointKey) int {
+			return cmp.Or(strings.Compare(a.target, b.target), cmp.Compare(a.bucket, b.bucket))
+		})
+		w := pointWriter{ctx: ctx, tx: tx, db: h.db, args: make([]any, 0, pointChunk*(3+4*nSeries))}
+		for _, k := range keys {
+			w.add(k, points[k])
+		}
+		var hour pointKey
+		var sum agg
+		for i, k := range keys {
+			sum.merge(points[k])
+			hour = pointKey{k.target, 3600, k.bucket / 3600 * 3600}
+			if i+1 == len(keys) || keys[i+1].target != k.target || keys[i+1].bucket/3600*3600 != hour.bucket {
+				w.add(hour, &sum)
+				sum = agg{}
 			}
-			if _, err := tx.ExecContext(ctx, h.db.Rebind(upsertPoints(len(chunk))), args...); err != nil {
-				return fmt.Errorf("flush metrics of %d targets: %w", len(chunk), err)
-			}
+		}
+		if err := w.flush(); err != nil {
+			return err
 		}
 	}
 	if err := more(tx); err != nil {
@@ -291,6 +301,39 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 // pointChunk bounds the points of one multi-row upsert (35 parameters
 // each).
 const pointChunk = 256
+
+// pointWriter adds points to the stored ones, pointChunk to a statement;
+// the points of one chunk must have distinct keys.
+type pointWriter struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	db   *sqldb.DB
+	args []any
+	n    int
+	err  error
+}
+
+func (w *pointWriter) add(k pointKey, a *agg) {
+	w.args = append(w.args, k.target, k.res, k.bucket)
+	for i := range nSeries {
+		w.args = append(w.args, a.n[i], a.sum[i], a.min[i], a.max[i])
+	}
+	if w.n++; w.n == pointChunk {
+		w.flush()
+	}
+}
+
+// flush writes the points added since the last flush; it returns the
+// first error of any.
+func (w *pointWriter) flush() error {
+	if w.n > 0 && w.err == nil {
+		if _, err := w.tx.ExecContext(w.ctx, w.db.Rebind(upsertPoints(w.n)), w.args...); err != nil {
+			w.err = fmt.Errorf("flush metrics of %d targets: %w", w.n, err)
+		}
+	}
+	w.args, w.n = w.args[:0], 0
+	return w.err
+}
 
 // upsertPoints adds n buckets' aggregates to the stored ones in one
 // statement (a flush writes one row per target and resolution; the keys of
