@@ -53,10 +53,10 @@ type pointKey struct {
 // session is one span during which a target reported at most offlineAfter
 // apart.
 type session struct {
-	start, last time.Time
+	start, last int64 // UnixNano
+	written     int64 // UnixNano of when Run last took it to write; 0: never
 	dirty       bool
-	known       bool      // start is merged with what the database holds
-	written     time.Time // when Run last took it to write
+	known       bool // start is merged with what the database holds
 }
 
 // maxHold is how long Run keeps what Observe gathered before writing it: a
@@ -125,16 +125,17 @@ func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
 	}
 	a.add(s)
 	cur := h.sessions[target]
+	ns := at.UnixNano()
 	switch {
 	case cur == nil:
-		h.sessions[target] = &session{start: at, last: at, dirty: true}
-	case at.Sub(cur.last) > h.offlineAfter:
+		h.sessions[target] = &session{start: ns, last: ns, dirty: true}
+	case ns-cur.last > int64(h.offlineAfter):
 		if cur.dirty {
 			h.closed = append(h.closed, closedSession{target, *cur})
 		}
-		*cur = session{start: at, last: at, dirty: true, known: true}
-	case at.After(cur.last):
-		cur.last, cur.dirty = at, true
+		*cur = session{start: ns, last: ns, dirty: true, known: true}
+	case ns > cur.last:
+		cur.last, cur.dirty = ns, true
 	}
 }
 
@@ -192,10 +193,14 @@ func (h *History) flush(ctx context.Context, now time.Time) error {
 	closed := h.closed
 	h.closed = nil
 	var dirty []closedSession
+	var taken int64 // as written: 0 for a flush of everything
+	if !now.IsZero() {
+		taken = now.UnixNano()
+	}
 	for id, s := range h.sessions {
-		if s.dirty && (now.IsZero() || now.Sub(s.written) >= maxHold) {
+		if s.dirty && (taken == 0 || taken-s.written >= int64(maxHold)) {
 			dirty = append(dirty, closedSession{id, *s})
-			s.dirty, s.written = false, now
+			s.dirty, s.written = false, taken
 		}
 	}
 	h.mu.Unlock()
@@ -209,9 +214,9 @@ func (h *History) flush(ctx context.Context, now time.Time) error {
 			return err
 		}
 		for i, d := range dirty {
-			if start := starts[len(closed)+i]; !start.Equal(d.s.start) {
+			if start := starts[len(closed)+i]; start != d.s.start {
 				h.mu.Lock()
-				if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
+				if cur := h.sessions[d.target]; cur != nil && cur.start == d.s.start {
 					cur.start = start
 				}
 				h.mu.Unlock()
@@ -246,8 +251,8 @@ func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closed
 	}
 	h.closed = append(closed, h.closed...)
 	for _, d := range dirty {
-		if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
-			cur.dirty, cur.written = true, time.Time{}
+		if cur := h.sessions[d.target]; cur != nil && cur.start == d.s.start {
+			cur.dirty, cur.written = true, 0
 		} else {
 			h.closed = append(h.closed, d)
 		}
@@ -363,8 +368,8 @@ const sessionChunk = 500
 // it began (a restart of the server, or another replica), else its own.
 // Only sessions not yet merged (not known) are looked up, in one query per
 // chunk, not one a target.
-func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession) ([]time.Time, error) {
-	starts := make([]time.Time, len(ss))
+func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession) ([]int64, error) {
+	starts := make([]int64, len(ss))
 	var unknown []int
 	for i, c := range ss {
 		starts[i] = c.s.start
@@ -382,11 +387,9 @@ func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession
 		args := make([]any, 0, len(chunk)+1)
 		for _, i := range chunk {
 			args = append(args, ss[i].target)
-			if ss[i].s.start.Before(earliest) {
-				earliest = ss[i].s.start
-			}
+			earliest = min(earliest, ss[i].s.start)
 		}
-		args = append(args, earliest.Add(-h.offlineAfter).UnixNano())
+		args = append(args, earliest-int64(h.offlineAfter))
 		rows, err := tx.QueryContext(ctx, h.db.Rebind(`SELECT target, start_at, last_at FROM presence WHERE target IN (?`+strings.Repeat(", ?", len(chunk)-1)+`) AND last_at >= ?`), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read presence: %w", err)
@@ -409,12 +412,12 @@ func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession
 			c := ss[i]
 			var newest *span
 			for k, sp := range stored[c.target] {
-				if sp.start <= c.s.start.UnixNano() && (newest == nil || sp.start > newest.start) {
+				if sp.start <= c.s.start && (newest == nil || sp.start > newest.start) {
 					newest = &stored[c.target][k]
 				}
 			}
-			if newest != nil && c.s.start.Sub(time.Unix(0, newest.last)) <= h.offlineAfter {
-				starts[i] = time.Unix(0, newest.start).UTC()
+			if newest != nil && c.s.start-newest.last <= int64(h.offlineAfter) {
+				starts[i] = newest.start
 			}
 		}
 	}
@@ -424,7 +427,7 @@ func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession
 // upsertSessions stores each session of ss from starts[i] to its last
 // report, in multi-row upserts (a stored session keeps the later end); two
 // of one target and start are written as one.
-func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSession, starts []time.Time) error {
+func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSession, starts []int64) error {
 	type key struct {
 		target string
 		start  int64
@@ -432,12 +435,12 @@ func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSes
 	last := map[key]int64{}
 	var keys []key
 	for i, c := range ss {
-		k := key{c.target, starts[i].UnixNano()}
+		k := key{c.target, starts[i]}
 		l, seen := last[k]
 		if !seen {
 			keys = append(keys, k)
 		}
-		last[k] = max(l, c.s.last.UnixNano())
+		last[k] = max(l, c.s.last)
 	}
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), sessionChunk)]

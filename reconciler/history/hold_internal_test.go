@@ -98,9 +98,9 @@ func TestJoinStoredInOneQuery(t *testing.T) {
 	start := t0.Add(10 * time.Minute)
 	var ss []closedSession
 	for _, id := range []string{"joins", "gap", "later", "none"} {
-		ss = append(ss, closedSession{id, session{start: start, last: start.Add(time.Minute)}})
+		ss = append(ss, closedSession{id, session{start: start.UnixNano(), last: start.Add(time.Minute).UnixNano()}})
 	}
-	ss = append(ss, closedSession{"gap", session{start: t0.Add(8*time.Minute + 30*time.Second), known: true}})
+	ss = append(ss, closedSession{"gap", session{start: t0.Add(8*time.Minute + 30*time.Second).UnixNano(), known: true}})
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +112,8 @@ func TestJoinStoredInOneQuery(t *testing.T) {
 	}
 	want := []time.Time{t0, start, start, start, t0.Add(8*time.Minute + 30*time.Second)}
 	for i := range ss {
-		if !starts[i].Equal(want[i]) {
-			t.Errorf("session %d of %s starts %v, want %v", i, ss[i].target, starts[i], want[i])
+		if got := time.Unix(0, starts[i]).UTC(); !got.Equal(want[i]) {
+			t.Errorf("session %d of %s starts %v, want %v", i, ss[i].target, got, want[i])
 		}
 	}
 }
