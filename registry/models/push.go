@@ -93,22 +93,29 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 	fileDigests := make([]string, len(srcs)) // of tar layers' files
 	indexes := make([]*LayerChunks, len(srcs))
 	versions := make([]string, len(srcs)) // of the indexed files, before they are read
+	fresh := make([]bool, len(srcs))      // indexes chunked now, not from the cache
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs(opts.Jobs))
 	for i, s := range srcs {
 		if !opts.NoChunkIndex && lf == LayerFormatRaw && s.size >= DeltaThreshold {
 			versions[i] = versionOf(s.abs)
-			// A second read of the file, from the page cache, alongside the
-			// upload: the chunk index (see pushChunkIndex). Its layer digest
-			// is the upload's.
-			g.Go(func() error {
-				l, err := chunkLayer(gctx, s.abs)
-				if err != nil {
-					return fmt.Errorf("chunk index of %s: %w", s.rel, err)
-				}
+			// The digest cache has the index of a file pushed before as it
+			// is now; else a second read of the file, from the page cache,
+			// alongside the upload: the chunk index (see pushChunkIndex).
+			// Its layer digest is the upload's.
+			if l := cache.chunks(s.abs); l != nil {
 				indexes[i] = l
-				return nil
-			})
+			} else {
+				fresh[i] = true
+				g.Go(func() error {
+					l, err := chunkLayer(gctx, s.abs)
+					if err != nil {
+						return fmt.Errorf("chunk index of %s: %w", s.rel, err)
+					}
+					indexes[i] = l
+					return nil
+				})
+			}
 		}
 		g.Go(func() error {
 			if lf != LayerFormatRaw {
@@ -203,11 +210,19 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		// The upload and the chunker read the file each in turn: the index
 		// describes the layer only if the file stayed the same version
 		// (statKey: a write changes its ctime) throughout.
-		if l.Size != layers[i].Size || versions[i] == "" || versionOf(srcs[i].abs) != versions[i] {
+		// A cached index was the file's at the start: it must be the
+		// uploaded (or mounted) layer's.
+		if l.Size != layers[i].Size || versions[i] == "" || versionOf(srcs[i].abs) != versions[i] ||
+			!fresh[i] && l.Digest != layers[i].Digest.String() {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s changed while it was pushed: no chunk index for it", srcs[i].rel))
 			continue
 		}
-		l.Digest = layers[i].Digest.String()
+		if fresh[i] {
+			l.Digest = layers[i].Digest.String()
+			if key := statKey(srcs[i].abs); key == versions[i] {
+				cache.putChunks(key, srcs[i].abs, l)
+			}
+		}
 		chunked = append(chunked, *l)
 	}
 	if len(chunked) > 0 {
