@@ -127,7 +127,7 @@ func (c *targetCache) setTarget(ct *cachedTarget, t fleet.Target) {
 // (they are the target's, see setTarget) and the deployment log, and with
 // the release names, phases and digests of its releases canonical
 // (unique.Make), so that a fleet reporting the same model holds one copy of
-// each string instead of one a target.
+// each string instead of one a target; so are the names of its metrics.
 func compactStatus(rep fleet.StatusReport) *fleet.StatusReport {
 	rep.Facts, rep.Log = nil, nil
 	if len(rep.Releases) > 0 {
@@ -138,6 +138,14 @@ func compactStatus(rep fleet.StatusReport) *fleet.StatusReport {
 			s.Digest, s.Desired, s.Previous = canonical(s.Digest), canonical(s.Desired), canonical(s.Previous)
 		}
 		rep.Releases = rs
+	}
+	if len(rep.Metrics) > 0 {
+		// The decoder gave every report its own copy of each name.
+		m := make(map[string]float64, len(rep.Metrics))
+		for k, v := range rep.Metrics {
+			m[canonical(k)] = v
+		}
+		rep.Metrics = m
 	}
 	return &rep
 }
