@@ -130,7 +130,7 @@ func decodeChunkEntry(b []byte, key string) (*LayerChunks, error) {
 	rest = rest[2*sha256.Size:]
 	uvarint := func() (uint64, error) {
 		v, n := binary.Uvarint(rest)
-		if n <= 0 {
+		if n <= 0 || n != len(binary.AppendUvarint(nil, v)) { // the shortest form only: one entry, one encoding
 			return 0, errChunkEntry
 		}
 		rest = rest[n:]

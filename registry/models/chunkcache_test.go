@@ -2,6 +2,7 @@ package models
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -197,6 +198,10 @@ func FuzzDecodeChunkEntry(f *testing.F) {
 	empty, _ := encodeChunkEntry("k", &LayerChunks{Digest: d('a')})
 	f.Add(empty)
 	f.Add([]byte(chunkEntryMagic))
+	// A chunk size of 131 written 0x83 0x81 0x00, longer than it needs.
+	long, _ := encodeChunkEntry("k", &LayerChunks{Digest: d('a'), Size: 131, Chunks: []IndexChunk{{Size: 131, Digest: d('b')}}})
+	at := len(long) - sha256.Size - 2
+	f.Add(append(append(append([]byte(nil), long[:at]...), 0x83, 0x81, 0x00), long[at+2:]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		l, err := decodeChunkEntry(b, "k")
 		if err != nil {
