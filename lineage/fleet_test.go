@@ -155,3 +155,38 @@ func TestDeploymentsFromReportReceiveTime(t *testing.T) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 }
+
+// A report the server recorded but whose answer the agent never got (the
+// server killed, the request timed out) is sent again, received later: it
+// records nothing new, whatever the outcome; a second failure of the same
+// model (another device time) is recorded.
+func TestRecordReportResent(t *testing.T) {
+	backends(t, func(t *testing.T, g *Graph) {
+		ctx := context.Background()
+		v1, v2 := digestOf('1'), digestOf('2')
+		report := func(at time.Time, phase, active, desired string) fleet.StatusReport {
+			return fleet.StatusReport{Time: at, Releases: []fleet.ReleaseStatus{{Release: "r", Phase: phase, Digest: active, Desired: desired}},
+				Log: []fleet.LogEntry{{Time: at, Release: "r", Phase: phase}}}
+		}
+		rollout := func(string) string { return "r|" + v2 + "|1" }
+		for i, tc := range []struct {
+			rep      fleet.StatusReport
+			received time.Time
+			edges    int
+		}{
+			{report(t0, fleet.PhaseHealthy, v1, v1), t0, 1},
+			{report(t0.Add(time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(time.Minute), 3},
+			{report(t0.Add(time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(2 * time.Minute), 3},       // resent
+			{report(t0.Add(3*time.Minute), fleet.PhaseRolledBack, v1, v1), t0.Add(3 * time.Minute), 3}, // still v1
+			{report(t0.Add(4*time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(4 * time.Minute), 5},     // failed again
+			{report(t0.Add(4*time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(5 * time.Minute), 5},     // resent
+		} {
+			if err := RecordReport(ctx, g, "dev-1", tc.rep, tc.received, rollout); err != nil {
+				t.Fatal(err)
+			}
+			if n := count(t, g, "lineage_edges"); n != tc.edges {
+				t.Fatalf("report %d: %d edges, want %d", i, n, tc.edges)
+			}
+		}
+	})
+}

@@ -2,7 +2,9 @@ package lineage
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -306,10 +308,26 @@ func (f DeploymentFacts) edges() []Edge {
 // RecordDeployment records a deployment: model deployedTo target, its start
 // and, when End is set, its end, as two appended edges. Restating that the
 // model already active on the target for the release runs (a heartbeat, a
-// status report seen again) adds nothing.
+// status report seen again) adds nothing, and neither does a failure or a
+// removal the target reported before (the same DeviceTime: a report the
+// server recorded but whose answer the agent never got, sent again).
 func (g *Graph) RecordDeployment(ctx context.Context, f DeploymentFacts) error {
 	if err := f.normalize(g.now()); err != nil {
 		return err
+	}
+	if !f.DeviceTime.IsZero() && !running(f.Outcome) {
+		var again bool
+		err := g.readStrict(ctx, func(r *reader) error {
+			var err error
+			again, err = r.reportedBefore(ctx, f)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("record deployment of %s to %s: %w", f.ModelDigest, f.Target, err)
+		}
+		if again {
+			return nil
+		}
 	}
 	if f.End.IsZero() && running(f.Outcome) {
 		var already bool
@@ -345,6 +363,32 @@ func (g *Graph) RecordDeployment(ctx context.Context, f DeploymentFacts) error {
 		return fmt.Errorf("record deployment of %s to %s: %w", f.ModelDigest, f.Target, err)
 	}
 	return nil
+}
+
+// reportedBefore reports whether the latest deployment of f's release
+// recorded on f's target is f as the target reported it before: the same
+// model, outcome and device time.
+func (r *reader) reportedBefore(ctx context.Context, f DeploymentFacts) (bool, error) {
+	tid, ok, err := r.lookup(ctx, Node(NodeTarget, f.Target))
+	if err != nil || !ok {
+		return false, err
+	}
+	var outcome string
+	var facts sql.NullString
+	err = r.queryRow(ctx, []any{&outcome, &facts}, `SELECT e.outcome, s.facts FROM lineage_edges e LEFT JOIN lineage_steps s ON s.id = e.step
+		WHERE e.kind = 'deployedTo' AND e.down = ? AND e.rel = ? AND e.phase = ? AND e.at <= ? ORDER BY e.at DESC, e.id DESC LIMIT 1`,
+		tid, f.Release, PhaseStart, f.Start.UnixMicro())
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("deployments: %w", err)
+	}
+	var prev DeploymentFacts
+	if outcome != f.Outcome || !facts.Valid || json.Unmarshal([]byte(facts.String), &prev) != nil {
+		return false, nil
+	}
+	return prev.ModelDigest == f.ModelDigest && prev.DeviceTime.Equal(f.DeviceTime), nil
 }
 
 // running is true for the outcomes of a model that is active.

@@ -67,6 +67,7 @@ func (r *Reconciler) loadLocked(ctx context.Context) error {
 		return fmt.Errorf("load desired states: %w", err)
 	}
 	r.reload = false
+	r.publishRolloutIDs()
 	return nil
 }
 

@@ -256,6 +256,8 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 		r.opts.Metrics.AdmittedCommit.Reset()
 		r.opts.Metrics.AdmittedCommit.WithLabelValues(a.commit).Set(1)
 	}
+	// Before any agent is told of a new rollout: its reports name it.
+	r.publishRolloutIDs()
 	if len(p.changes) > 0 {
 		for i := range p.changes {
 			p.changes[i].Rev = rev
@@ -266,16 +268,34 @@ func (r *Reconciler) commitPass(ctx context.Context, p *pass) error {
 		r.opts.Metrics.DesiredWrites.Add(float64(len(p.changes)))
 		r.log.Info("desired states written", "targets", len(p.changes), "revision", rev)
 	}
-	r.publishRolloutIDs()
 	return nil
 }
 
 // publishRolloutIDs makes the stored rollouts' keys (rollout.State.Key)
-// what RolloutID answers.
+// what RolloutID answers: after a pass committed and once the state is
+// loaded, so that a replica that just started (waiting out a dead
+// leader's lease) names the rollouts of the reports it receives.
 func (r *Reconciler) publishRolloutIDs() {
 	ids := make(map[string]string, len(r.releases))
 	for name, rs := range r.releases {
 		ids[name] = rs.rec.Rollout.Key()
+	}
+	r.rollouts.Store(&ids)
+}
+
+// followRollouts is publishRolloutIDs for a replica that does not lead:
+// the stored rollouts' keys, which the leader moves on.
+func (r *Reconciler) followRollouts(ctx context.Context) {
+	recs, err := r.opts.Store.Records(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("read the rollouts while following", "err", err)
+		}
+		return
+	}
+	ids := make(map[string]string, len(recs))
+	for _, rec := range recs {
+		ids[rec.Name] = rec.Rollout.Key()
 	}
 	r.rollouts.Store(&ids)
 }

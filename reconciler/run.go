@@ -45,6 +45,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 				r.leaseMu.Unlock()
 				r.log.Info("following: the leader lease is not held", "term", l.Term)
 			}
+			r.followRollouts(ctx)
 			continue
 		}
 		if loaded != l.Term {

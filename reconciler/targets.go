@@ -26,6 +26,7 @@ type cachedTarget struct {
 	lastSeen time.Time
 	status   *fleet.StatusReport // compacted (compactStatus)
 	updated  int64               // UnixNano of the store's updated_at this entry reflects
+	online   bool                // at the last pass (offline)
 }
 
 // target is ct as the fleet.Target named id (its own copy of the facts).
@@ -47,16 +48,15 @@ type targetCache struct {
 	// the pass it runs then reads only the inbox (freshSync).
 	admitted time.Time
 	written  map[string]string // target → etag stored
-	online   map[string]bool
-	labels   labelSets // shared label and selector maps
-	facts    factSets  // shared facts
+	labels   labelSets         // shared label and selector maps
+	facts    factSets          // shared facts
 	// gen counts the changes admission reads: a target joining or leaving,
 	// or changing its labels or the facts plan reads (admissionChanged).
 	gen uint64
 }
 
 func newTargetCache() targetCache {
-	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, online: map[string]bool{}, labels: labelSets{}, facts: factSets{}}
+	return targetCache{targets: map[string]*cachedTarget{}, written: map[string]string{}, labels: labelSets{}, facts: factSets{}}
 }
 
 // labelSets shares identical label maps between targets: a fleet has few
@@ -130,7 +130,7 @@ func (c *targetCache) setTarget(ct *cachedTarget, t fleet.Target) {
 // (they are the target's, see setTarget) and the deployment log, and with
 // the release names, phases and digests of its releases canonical
 // (unique.Make), so that a fleet reporting the same model holds one copy of
-// each string instead of one a target.
+// each string instead of one a target; so are the names of its metrics.
 func compactStatus(rep fleet.StatusReport) *fleet.StatusReport {
 	rep.Facts, rep.Log = nil, nil
 	if len(rep.Releases) > 0 {
@@ -141,6 +141,14 @@ func compactStatus(rep fleet.StatusReport) *fleet.StatusReport {
 			s.Digest, s.Desired, s.Previous = canonical(s.Digest), canonical(s.Desired), canonical(s.Previous)
 		}
 		rep.Releases = rs
+	}
+	if len(rep.Metrics) > 0 {
+		// The decoder gave every report its own copy of each name.
+		m := make(map[string]float64, len(rep.Metrics))
+		for k, v := range rep.Metrics {
+			m[canonical(k)] = v
+		}
+		rep.Metrics = m
 	}
 	return &rep
 }
@@ -154,10 +162,13 @@ func canonical(s string) string {
 }
 
 // observed is a status report this replica stored, waiting for the next
-// pass (see Observe).
+// pass (see Observe): compacted as the fleet cache keeps it (a settled
+// fleet takes no pass for its reports, so the inbox can hold one of every
+// target's), with the facts it carried.
 type observed struct {
-	rep fleet.StatusReport
-	at  time.Time
+	rep   *fleet.StatusReport // compactStatus
+	facts *fleet.Facts
+	at    time.Time
 }
 
 // inbox holds the reports stored since the last pass, by target; it has its
@@ -175,12 +186,13 @@ type inbox struct {
 func (r *Reconciler) Observe(id string, rep fleet.StatusReport, at time.Time) {
 	rep.Log = nil // the deployment log is not part of the fleet's view
 	key, sig := r.inbox.filter.sign(id, rep, at)
+	o := observed{rep: compactStatus(rep), facts: rep.Facts, at: at}
 	r.inbox.mu.Lock()
 	if r.inbox.reports == nil {
 		r.inbox.reports = map[string]observed{}
 	}
-	if o, ok := r.inbox.reports[id]; !ok || !at.Before(o.at) {
-		r.inbox.reports[id] = observed{rep: rep, at: at}
+	if had, ok := r.inbox.reports[id]; !ok || !at.Before(had.at) {
+		r.inbox.reports[id] = o
 	}
 	prev, seen := r.inbox.filter.swap(key, sig, r.fleetSize.Load())
 	r.inbox.mu.Unlock()
@@ -215,7 +227,6 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 		return fmt.Errorf("read targets: %w", err)
 	}
 	ts, err := r.opts.Store.TargetsByID(ctx, stale)
-
 	if err != nil {
 		return fmt.Errorf("read targets: %w", err)
 	}
@@ -225,7 +236,6 @@ func (r *Reconciler) syncTargets(ctx context.Context) error {
 			// Pending, rejected or deleted: not part of the fleet.
 			if _, ok := c.targets[t.ID]; ok {
 				delete(c.targets, t.ID)
-				delete(c.online, t.ID)
 				c.gen++
 				c.order = slices.DeleteFunc(c.order, func(id string) bool { return id == t.ID })
 			}
@@ -279,12 +289,12 @@ func (r *Reconciler) applyInbox() {
 		if ct == nil || o.at.UnixNano() <= ct.updated {
 			continue // not in the fleet (yet: the store read adds it), or older
 		}
-		if f := o.rep.Facts; f != nil {
+		if f := o.facts; f != nil {
 			t := ct.target(id)
 			t.Facts = *f
 			c.setTarget(ct, t)
 		}
-		ct.status, ct.lastSeen, ct.updated = compactStatus(o.rep), o.at, o.at.UnixNano()
+		ct.status, ct.lastSeen, ct.updated = o.rep, o.at, o.at.UnixNano()
 	}
 }
 
@@ -335,10 +345,10 @@ func (r *Reconciler) offline(now time.Time) []fleet.Event {
 	for _, id := range c.order {
 		ct := c.targets[id]
 		on := fleetstate.Online(ct.lastSeen, now, r.opts.OfflineAfter)
-		if was, ok := c.online[id]; ok && was && !on {
+		if ct.online && !on {
 			gone = append(gone, id)
 		}
-		c.online[id] = on
+		ct.online = on
 	}
 	if len(gone) == 0 {
 		return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -121,5 +122,29 @@ func TestObserveUpdatesFleetWithoutStoreRead(t *testing.T) {
 	}
 	if _, ok := r.fleet.targets["dev-2"]; ok || len(r.fleet.order) != 1 {
 		t.Errorf("deleted target still in the fleet: order %v", r.fleet.order)
+	}
+}
+
+// TestOfflineOnceWhenQuiet: a target that goes quiet is named offline by
+// the first pass after offlineAfter, not again by the next; one never seen
+// online, or back online, is not.
+func TestOfflineOnceWhenQuiet(t *testing.T) {
+	now := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
+	r := &Reconciler{fleet: newTargetCache(), opts: Options{OfflineAfter: time.Minute}}
+	for id, seen := range map[string]time.Duration{"a": 0, "b": 0, "never": -time.Hour} {
+		r.fleet.targets[id] = &cachedTarget{lastSeen: now.Add(seen)}
+		r.fleet.order = append(r.fleet.order, id)
+	}
+	slices.Sort(r.fleet.order)
+	if evs := r.offline(now); len(evs) != 0 {
+		t.Fatalf("at the start: %+v, want no event", evs)
+	}
+	r.fleet.targets["b"].lastSeen = now.Add(2 * time.Minute)
+	evs := r.offline(now.Add(2 * time.Minute))
+	if len(evs) != 1 || !slices.Equal(evs[0].Targets, []string{"a"}) {
+		t.Fatalf("a quiet: %+v, want one event naming a", evs)
+	}
+	if evs := r.offline(now.Add(3 * time.Minute)); len(evs) != 0 {
+		t.Fatalf("a still quiet: %+v, want no second event", evs)
 	}
 }

@@ -526,6 +526,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	endPhase("")
 	cur, peak := allRSS()
 	fmt.Printf("server RSS with %d targets enrolled: %.0f MiB (peak %.0f MiB, idle %.0f MiB; %.0f bytes a target above idle, RSS/N %.0f bytes)\n", n, float64(cur)/(1<<20), float64(peak)/(1<<20), float64(baseRSS)/(1<<20), float64(cur-baseRSS)/float64(n), float64(cur)/float64(n))
+	fmt.Printf("  memory: %s\n", memBreakdown(pids[0], base))
 	heapProfile(hc, base, "enrolled")
 	figure("RSS after enrollment (MiB)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
 	figure("bytes a target after enrollment", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
@@ -589,6 +590,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	endPhase("")
 	cur, _ = allRSS()
 	fmt.Printf("server RSS after the status reports: %.0f MiB (RSS/N %.0f bytes)\n", float64(cur)/(1<<20), float64(cur)/float64(n))
+	fmt.Printf("  memory: %s\n", memBreakdown(pids[0], base))
 	heapProfile(hc, base, "reports")
 	figure("status reports (/s, goal ≥ 10000)", fmt.Sprintf("%.0f", statusRate))
 
@@ -701,6 +703,7 @@ func run(bin string, n, workers int, dur time.Duration, longpolls int, dir strin
 	}
 	cur, peak = allRSS()
 	fmt.Printf("server RSS at the end: %.0f MiB (peak %.0f MiB; %.0f bytes a target above idle, RSS/N %.0f bytes) — goal ≤ 512 MiB at 100,000 targets\n", float64(cur)/(1<<20), float64(peak)/(1<<20), float64(cur-baseRSS)/float64(n), float64(cur)/float64(n))
+	fmt.Printf("  memory: %s\n", memBreakdown(pids[0], base))
 	heapProfile(hc, base, "end")
 	figure("RSS at the end (MiB, goal ≤ 512 at 100k)", fmt.Sprintf("%.0f", float64(cur)/(1<<20)))
 	figure("bytes a target at the end", fmt.Sprintf("%.0f", float64(cur-baseRSS)/float64(n)))
@@ -850,12 +853,26 @@ var (
 // profileDir, when set, receives heap profiles (heapProfile).
 var profileDir string
 
-// heapProfile saves base's heap profile, after a GC, as profileDir/heap-name.pb.gz.
+// heapProfile saves base's heap profile as of its last GC, as
+// profileDir/heap-name-lastgc.pb.gz, and after a forced GC, as
+// profileDir/heap-name.pb.gz.
 func heapProfile(hc *http.Client, base, name string) {
 	if profileDir == "" {
 		return
 	}
-	req, _ := http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?gc=1", nil)
+	// First as of the last collection the server ran itself: what was
+	// live when its current GC goal was set.
+	req, _ := http.NewRequest(http.MethodGet, base+"/debug/pprof/heap", nil)
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	if resp, err := hc.Do(req); err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			os.MkdirAll(profileDir, 0o755)
+			os.WriteFile(filepath.Join(profileDir, "heap-"+name+"-lastgc.pb.gz"), b, 0o644)
+		}
+	}
+	req, _ = http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?gc=1", nil)
 	req.Header.Set("Authorization", "Bearer bench-admin")
 	resp, err := hc.Do(req)
 	if err != nil {

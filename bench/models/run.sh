@@ -3,7 +3,8 @@
 # random bytes) to Debian's docker-registry on loopback with bin/cairn and with
 # oras (installed into $GOBIN when missing), in turns, 3 rounds; prints
 # cairn's time over oras's for push and for pull separately, side by side,
-# and cairn's peak RSS. BENCH_MODEL_MIB and BENCH_ROUNDS shrink it for a
+# cairn's peak RSS, and the CPU seconds the registry itself spent during each
+# run (on a small machine the registry's hashing is much of the wall time). BENCH_MODEL_MIB and BENCH_ROUNDS shrink it for a
 # quick look.
 #
 # Both tools run from copies installed into the bench's folder, as a
@@ -44,19 +45,31 @@ oras_files+=("config.json:application/vnd.cncf.model.weight.config.v1.raw")
 
 # Times in seconds by tool and operation (all rounds, and round 1 alone:
 # a cold digest cache); cairn's peak RSS over every run.
-declare -A t_all=() t_cold=()
-for k in cairn-push cairn-pull oras-push oras-pull; do t_all[$k]=0; t_cold[$k]=0; done
+declare -A t_all=() t_cold=() reg_all=() reg_cold=()
+for k in cairn-push cairn-pull oras-push oras-pull; do t_all[$k]=0; t_cold[$k]=0; reg_all[$k]=0; reg_cold[$k]=0; done
+# The registry's CPU time so far, "USER SYS" in seconds, from /proc (its
+# pid is the one scripts/services/registry.sh started).
+ticks=$(getconf CLK_TCK)
+registry_cpu() { awk -v hz="$ticks" '{sub(/^.*\) /, ""); printf "%.2f %.2f", $12 / hz, $13 / hz}' "/proc/$_registry_pid/stat"; }
 cairn_rss=0; cairn_anon=0
 add() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a + b}'; }
 measure() { # measure TOOL CMD…: adds the time to TOOL-$label, updates cairn's peak RSS
   local var=$1; shift
-  local out t rss anon
+  local out t rss anon ru0 rs0 ru1 rs1 reg
   sync # no writeback of the previous step's files during this one
+  read -r ru0 rs0 <<<"$(registry_cpu)"
   out=$("$TOOL" run -stdout "$CAIRN_TMP/stdout" "$@" 2>"$CAIRN_TMP/stderr") || { cat "$CAIRN_TMP/stderr" >&2; return 1; }
+  read -r ru1 rs1 <<<"$(registry_cpu)"
   read -r t rss anon <<<"$out"
   printf '  %-5s %-4s %7.2fs  max RSS %3d MiB (own memory %3d MiB)  %s\n' "$var" "$label" "$t" $((rss / 1024)) $((anon / 1024)) "$(tail -n 1 "$CAIRN_TMP/stderr")"
+  reg=$(awk -v a="$ru0" -v b="$rs0" -v c="$ru1" -v d="$rs1" 'BEGIN {printf "%.2f %.2f %.2f", c - a + d - b, c - a, d - b}')
+  printf '  %-5s %-4s  registry CPU %5.2fs (user %.2fs sys %.2fs)\n' "$var" "$label" $reg
   t_all[$var-$label]=$(add "${t_all[$var-$label]}" "$t")
-  if [ "$round" = 1 ]; then t_cold[$var-$label]=$(add "${t_cold[$var-$label]}" "$t"); fi
+  reg_all[$var-$label]=$(add "${reg_all[$var-$label]}" "${reg%% *}")
+  if [ "$round" = 1 ]; then
+    t_cold[$var-$label]=$(add "${t_cold[$var-$label]}" "$t")
+    reg_cold[$var-$label]=$(add "${reg_cold[$var-$label]}" "${reg%% *}")
+  fi
   if [ "$var" = cairn ]; then
     if [ "$rss" -gt "$cairn_rss" ]; then cairn_rss=$rss; fi
     if [ "$anon" -gt "$cairn_anon" ]; then cairn_anon=$anon; fi
@@ -90,6 +103,10 @@ printf 'models: %-22s %10s %10s %12s\n' "" "cairn" "oras" "cairn/oras"
 for op in push pull; do
   printf 'models: %-22s %9ss %9ss %12s\n' "$op, all rounds" "${t_all[cairn-$op]}" "${t_all[oras-$op]}" "$(ratio "${t_all[cairn-$op]}" "${t_all[oras-$op]}")"
   printf 'models: %-22s %9ss %9ss %12s\n' "$op, round 1 (cold)" "${t_cold[cairn-$op]}" "${t_cold[oras-$op]}" "$(ratio "${t_cold[cairn-$op]}" "${t_cold[oras-$op]}")"
+done
+for op in push pull; do
+  printf 'models: %-22s %9ss %9ss\n' "registry CPU $op all" "${reg_all[cairn-$op]}" "${reg_all[oras-$op]}"
+  printf 'models: %-22s %9ss %9ss\n' "registry CPU $op cold" "${reg_cold[cairn-$op]}" "${reg_cold[oras-$op]}"
 done
 push_ratio=$(ratio "${t_all[cairn-push]}" "${t_all[oras-push]}")
 pull_ratio=$(ratio "${t_all[cairn-pull]}" "${t_all[oras-pull]}")

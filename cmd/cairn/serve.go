@@ -2,19 +2,22 @@ package main
 
 import (
 	"log/slog"
+	"math"
 	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/cairn-dev/cairn/internal/memlimit"
 	"github.com/cairn-dev/cairn/reconciler"
 )
 
 func newServeCmd() *cobra.Command {
 	var (
-		file string
-		flag reconciler.Config
-		intv time.Duration
+		file   string
+		flag   reconciler.Config
+		intv   time.Duration
+		memory string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve [--repo URL|PATH] [--config FILE]",
@@ -81,7 +84,14 @@ CAIRN_REPO_CREDENTIALS_FILE, CAIRN_DATABASE.`,
 			if cmd.Flags().Changed("interval") {
 				cfg.Interval = reconciler.Duration(intv)
 			}
+			limit, err := memlimit.ForServe(memory)
+			if err != nil {
+				return err
+			}
 			log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			if got := memlimit.Set(limit); got < math.MaxInt64 {
+				log.Info("soft memory limit", "bytes", got, "from", memorySource(memory))
+			}
 			return reconciler.Serve(cmd.Context(), cfg, log, nil)
 		},
 	}
@@ -105,5 +115,17 @@ CAIRN_REPO_CREDENTIALS_FILE, CAIRN_DATABASE.`,
 	f.Float64Var(&flag.RequestRate, "request-rate", 100, "requests per second allowed from one source address (burst: 10s' worth)")
 	f.IntVar(&flag.MaxConnectionsPerAddress, "max-connections-per-address", 256, "connections one source address may hold open")
 	f.Float64Var(&flag.EnrollmentRate, "enrollment-rate", 0.2, "enrollments per second allowed from one source address (burst: 20 or 10s' worth)")
+	f.StringVar(&memory, "memory-limit", "auto", "soft memory limit of the Go runtime (a size such as 768MiB, or off); auto: 90% of the cgroup's memory limit when there is one, else none. GOMEMLIMIT, when set, wins")
 	return cmd
+}
+
+// memorySource says where serve's soft memory limit came from.
+func memorySource(flag string) string {
+	switch {
+	case os.Getenv("GOMEMLIMIT") != "":
+		return "GOMEMLIMIT"
+	case flag == "auto":
+		return "cgroup"
+	}
+	return "--memory-limit"
 }

@@ -1,10 +1,12 @@
 package history
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,15 +53,16 @@ type pointKey struct {
 // session is one span during which a target reported at most offlineAfter
 // apart.
 type session struct {
-	start, last time.Time
+	start, last int64 // UnixNano
+	written     int64 // UnixNano of when Run last took it to write; 0: never
 	dirty       bool
-	known       bool      // start is merged with what the database holds
-	written     time.Time // when Run last took it to write
+	known       bool // start is merged with what the database holds
 }
 
 // maxHold is how long Run keeps what Observe gathered before writing it: a
-// point is written once its bucket has closed or it has been held this
-// long (so an hour point once a minute, not at every flush), a session's
+// minute point is written once its minute has closed or it has been held
+// this long (so a target's hour point, added to from its minute points as
+// they are written, once a minute, not at every flush), a session's
 // progress once this long after the last write. Queries and a stop flush
 // everything first, so only a crash of the process loses up to this much
 // history; the status reports themselves are in the store.
@@ -112,26 +115,27 @@ func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
 	at = at.UTC()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, res := range [...]int64{60, 3600} {
-		k := pointKey{target, res, at.Unix() / res * res}
-		a := h.points[k]
-		if a == nil {
-			a = &agg{since: at.Unix()}
-			h.points[k] = a
-		}
-		a.add(s)
+	// Only the minute point is held: the hour point is written from the
+	// minute points as they are (write), which adds up the same.
+	k := pointKey{target, 60, at.Unix() / 60 * 60}
+	a := h.points[k]
+	if a == nil {
+		a = &agg{since: at.Unix()}
+		h.points[k] = a
 	}
+	a.add(s)
 	cur := h.sessions[target]
+	ns := at.UnixNano()
 	switch {
 	case cur == nil:
-		h.sessions[target] = &session{start: at, last: at, dirty: true}
-	case at.Sub(cur.last) > h.offlineAfter:
+		h.sessions[target] = &session{start: ns, last: ns, dirty: true}
+	case ns-cur.last > int64(h.offlineAfter):
 		if cur.dirty {
 			h.closed = append(h.closed, closedSession{target, *cur})
 		}
-		*cur = session{start: at, last: at, dirty: true, known: true}
-	case at.After(cur.last):
-		cur.last, cur.dirty = at, true
+		*cur = session{start: ns, last: ns, dirty: true, known: true}
+	case ns > cur.last:
+		cur.last, cur.dirty = ns, true
 	}
 }
 
@@ -189,10 +193,14 @@ func (h *History) flush(ctx context.Context, now time.Time) error {
 	closed := h.closed
 	h.closed = nil
 	var dirty []closedSession
+	var taken int64 // as written: 0 for a flush of everything
+	if !now.IsZero() {
+		taken = now.UnixNano()
+	}
 	for id, s := range h.sessions {
-		if s.dirty && (now.IsZero() || now.Sub(s.written) >= maxHold) {
+		if s.dirty && (taken == 0 || taken-s.written >= int64(maxHold)) {
 			dirty = append(dirty, closedSession{id, *s})
-			s.dirty, s.written = false, now
+			s.dirty, s.written = false, taken
 		}
 	}
 	h.mu.Unlock()
@@ -206,9 +214,9 @@ func (h *History) flush(ctx context.Context, now time.Time) error {
 			return err
 		}
 		for i, d := range dirty {
-			if start := starts[len(closed)+i]; !start.Equal(d.s.start) {
+			if start := starts[len(closed)+i]; start != d.s.start {
 				h.mu.Lock()
-				if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
+				if cur := h.sessions[d.target]; cur != nil && cur.start == d.s.start {
 					cur.start = start
 				}
 				h.mu.Unlock()
@@ -243,8 +251,8 @@ func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closed
 	}
 	h.closed = append(closed, h.closed...)
 	for _, d := range dirty {
-		if cur := h.sessions[d.target]; cur != nil && cur.start.Equal(d.s.start) {
-			cur.dirty, cur.written = true, time.Time{}
+		if cur := h.sessions[d.target]; cur != nil && cur.start == d.s.start {
+			cur.dirty, cur.written = true, 0
 		} else {
 			h.closed = append(h.closed, d)
 		}
@@ -258,25 +266,32 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 	}
 	defer tx.Rollback()
 	if len(points) > 0 {
+		// The minute points, then the hour points made of them: one a
+		// target and hour (minute points of one hour are adjacent once
+		// sorted), added to the stored hour as the minutes are.
 		keys := make([]pointKey, 0, len(points))
 		for k := range points {
 			keys = append(keys, k)
 		}
-		args := make([]any, 0, pointChunk*(3+4*nSeries))
-		for len(keys) > 0 {
-			chunk := keys[:min(len(keys), pointChunk)]
-			keys = keys[len(chunk):]
-			args = args[:0]
-			for _, k := range chunk {
-				a := points[k]
-				args = append(args, k.target, k.res, k.bucket)
-				for i := range nSeries {
-					args = append(args, a.n[i], a.sum[i], a.min[i], a.max[i])
-				}
+		slices.SortFunc(keys, func(a, b pointKey) int {
+			return cmp.Or(strings.Compare(a.target, b.target), cmp.Compare(a.bucket, b.bucket))
+		})
+		w := pointWriter{ctx: ctx, tx: tx, db: h.db, args: make([]any, 0, pointChunk*(3+4*nSeries))}
+		for _, k := range keys {
+			w.add(k, points[k])
+		}
+		var hour pointKey
+		var sum agg
+		for i, k := range keys {
+			sum.merge(points[k])
+			hour = pointKey{k.target, 3600, k.bucket / 3600 * 3600}
+			if i+1 == len(keys) || keys[i+1].target != k.target || keys[i+1].bucket/3600*3600 != hour.bucket {
+				w.add(hour, &sum)
+				sum = agg{}
 			}
-			if _, err := tx.ExecContext(ctx, h.db.Rebind(upsertPoints(len(chunk))), args...); err != nil {
-				return fmt.Errorf("flush metrics of %d targets: %w", len(chunk), err)
-			}
+		}
+		if err := w.flush(); err != nil {
+			return err
 		}
 	}
 	if err := more(tx); err != nil {
@@ -291,6 +306,39 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 // pointChunk bounds the points of one multi-row upsert (35 parameters
 // each).
 const pointChunk = 256
+
+// pointWriter adds points to the stored ones, pointChunk to a statement;
+// the points of one chunk must have distinct keys.
+type pointWriter struct {
+	ctx  context.Context
+	tx   *sql.Tx
+	db   *sqldb.DB
+	args []any
+	n    int
+	err  error
+}
+
+func (w *pointWriter) add(k pointKey, a *agg) {
+	w.args = append(w.args, k.target, k.res, k.bucket)
+	for i := range nSeries {
+		w.args = append(w.args, a.n[i], a.sum[i], a.min[i], a.max[i])
+	}
+	if w.n++; w.n == pointChunk {
+		w.flush()
+	}
+}
+
+// flush writes the points added since the last flush; it returns the
+// first error of any.
+func (w *pointWriter) flush() error {
+	if w.n > 0 && w.err == nil {
+		if _, err := w.tx.ExecContext(w.ctx, w.db.Rebind(upsertPoints(w.n)), w.args...); err != nil {
+			w.err = fmt.Errorf("flush metrics of %d targets: %w", w.n, err)
+		}
+	}
+	w.args, w.n = w.args[:0], 0
+	return w.err
+}
 
 // upsertPoints adds n buckets' aggregates to the stored ones in one
 // statement (a flush writes one row per target and resolution; the keys of
@@ -320,8 +368,8 @@ const sessionChunk = 500
 // it began (a restart of the server, or another replica), else its own.
 // Only sessions not yet merged (not known) are looked up, in one query per
 // chunk, not one a target.
-func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession) ([]time.Time, error) {
-	starts := make([]time.Time, len(ss))
+func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession) ([]int64, error) {
+	starts := make([]int64, len(ss))
 	var unknown []int
 	for i, c := range ss {
 		starts[i] = c.s.start
@@ -339,11 +387,9 @@ func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession
 		args := make([]any, 0, len(chunk)+1)
 		for _, i := range chunk {
 			args = append(args, ss[i].target)
-			if ss[i].s.start.Before(earliest) {
-				earliest = ss[i].s.start
-			}
+			earliest = min(earliest, ss[i].s.start)
 		}
-		args = append(args, earliest.Add(-h.offlineAfter).UnixNano())
+		args = append(args, earliest-int64(h.offlineAfter))
 		rows, err := tx.QueryContext(ctx, h.db.Rebind(`SELECT target, start_at, last_at FROM presence WHERE target IN (?`+strings.Repeat(", ?", len(chunk)-1)+`) AND last_at >= ?`), args...)
 		if err != nil {
 			return nil, fmt.Errorf("read presence: %w", err)
@@ -366,12 +412,12 @@ func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession
 			c := ss[i]
 			var newest *span
 			for k, sp := range stored[c.target] {
-				if sp.start <= c.s.start.UnixNano() && (newest == nil || sp.start > newest.start) {
+				if sp.start <= c.s.start && (newest == nil || sp.start > newest.start) {
 					newest = &stored[c.target][k]
 				}
 			}
-			if newest != nil && c.s.start.Sub(time.Unix(0, newest.last)) <= h.offlineAfter {
-				starts[i] = time.Unix(0, newest.start).UTC()
+			if newest != nil && c.s.start-newest.last <= int64(h.offlineAfter) {
+				starts[i] = newest.start
 			}
 		}
 	}
@@ -381,7 +427,7 @@ func (h *History) joinStored(ctx context.Context, tx *sql.Tx, ss []closedSession
 // upsertSessions stores each session of ss from starts[i] to its last
 // report, in multi-row upserts (a stored session keeps the later end); two
 // of one target and start are written as one.
-func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSession, starts []time.Time) error {
+func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSession, starts []int64) error {
 	type key struct {
 		target string
 		start  int64
@@ -389,12 +435,12 @@ func (h *History) upsertSessions(ctx context.Context, tx *sql.Tx, ss []closedSes
 	last := map[key]int64{}
 	var keys []key
 	for i, c := range ss {
-		k := key{c.target, starts[i].UnixNano()}
+		k := key{c.target, starts[i]}
 		l, seen := last[k]
 		if !seen {
 			keys = append(keys, k)
 		}
-		last[k] = max(l, c.s.last.UnixNano())
+		last[k] = max(l, c.s.last)
 	}
 	for len(keys) > 0 {
 		chunk := keys[:min(len(keys), sessionChunk)]

@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -97,9 +98,9 @@ func TestJoinStoredInOneQuery(t *testing.T) {
 	start := t0.Add(10 * time.Minute)
 	var ss []closedSession
 	for _, id := range []string{"joins", "gap", "later", "none"} {
-		ss = append(ss, closedSession{id, session{start: start, last: start.Add(time.Minute)}})
+		ss = append(ss, closedSession{id, session{start: start.UnixNano(), last: start.Add(time.Minute).UnixNano()}})
 	}
-	ss = append(ss, closedSession{"gap", session{start: t0.Add(8*time.Minute + 30*time.Second), known: true}})
+	ss = append(ss, closedSession{"gap", session{start: t0.Add(8*time.Minute + 30*time.Second).UnixNano(), known: true}})
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -111,8 +112,75 @@ func TestJoinStoredInOneQuery(t *testing.T) {
 	}
 	want := []time.Time{t0, start, start, start, t0.Add(8*time.Minute + 30*time.Second)}
 	for i := range ss {
-		if !starts[i].Equal(want[i]) {
-			t.Errorf("session %d of %s starts %v, want %v", i, ss[i].target, starts[i], want[i])
+		if got := time.Unix(0, starts[i]).UTC(); !got.Equal(want[i]) {
+			t.Errorf("session %d of %s starts %v, want %v", i, ss[i].target, got, want[i])
 		}
+	}
+}
+
+// TestHourPointsFromMinutes: only minute points are held; each flush adds
+// them to their hours, also when one flush holds several minutes of one
+// target's hour, or minutes of two hours.
+func TestHourPointsFromMinutes(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "h.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	h, err := Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	cpu := func(v float64) fleet.StatusReport {
+		return fleet.StatusReport{Metrics: map[string]float64{"cpu_percent": v}}
+	}
+	type row struct {
+		target      string
+		res, bucket int64
+		n           int64
+		sum, lo, hi float64
+	}
+	stored := func() []row {
+		t.Helper()
+		rs, err := db.QueryContext(ctx, `SELECT target, res, bucket, cpu_n, cpu_sum, cpu_min, cpu_max FROM metric_points ORDER BY target, res, bucket`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rs.Close()
+		var out []row
+		for rs.Next() {
+			var r row
+			if err := rs.Scan(&r.target, &r.res, &r.bucket, &r.n, &r.sum, &r.lo, &r.hi); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, r)
+		}
+		return out
+	}
+	u := func(d time.Duration) int64 { return t0.Add(d).Unix() }
+	h.Observe("dev-1", cpu(10), t0.Add(-90*time.Second)) // 11:58
+	h.Observe("dev-1", cpu(30), t0.Add(-30*time.Second)) // 11:59
+	h.Observe("dev-1", cpu(5), t0.Add(10*time.Second))   // 12:00
+	h.Observe("dev-2", cpu(7), t0.Add(-60*time.Second))  // 11:59
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.Observe("dev-1", cpu(40), t0.Add(40*time.Second)) // 12:00 again
+	if err := h.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []row{
+		{"dev-1", 60, u(-2 * time.Minute), 1, 10, 10, 10},
+		{"dev-1", 60, u(-time.Minute), 1, 30, 30, 30},
+		{"dev-1", 60, u(0), 2, 45, 5, 40},
+		{"dev-1", 3600, u(-time.Hour), 2, 40, 10, 30},
+		{"dev-1", 3600, u(0), 2, 45, 5, 40},
+		{"dev-2", 60, u(-time.Minute), 1, 7, 7, 7},
+		{"dev-2", 3600, u(-time.Hour), 1, 7, 7, 7},
+	}
+	if got := stored(); !slices.Equal(got, want) {
+		t.Fatalf("stored points\n%+v\nwant\n%+v", got, want)
 	}
 }

@@ -1,8 +1,8 @@
 package server
 
 // Authentication of requests: admin and read-only tokens, target
-// credentials (cached by hash), client certificates naming a target, and
-// the per-target limiters.
+// credentials (cached by hash, targets.go), client certificates naming a
+// target.
 
 import (
 	"crypto/rand"
@@ -114,14 +114,22 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 		writeError(w, http.StatusUnauthorized, "a target credential is required")
 		return false
 	}
-	h := HashCredential(cred)
+	sum := sha256.Sum256([]byte(cred))
 	s.mu.Lock()
-	want, known := s.creds[id]
-	owner, ownerKnown := s.byHash[h]
+	var want [sha256.Size]byte
+	known := false
+	if t := s.known[id]; t != nil && t.cred {
+		want, known = t.hash, true
+	}
+	var owner string
+	if o := s.byHash[sum]; o != nil {
+		owner = o.id
+	}
 	s.mu.Unlock()
-	if known && subtle.ConstantTimeCompare([]byte(h), []byte(want)) == 1 {
+	if known && subtle.ConstantTimeCompare(sum[:], want[:]) == 1 {
 		return true
 	}
+	h := hex.EncodeToString(sum[:]) // as the store keeps it (HashCredential)
 	// Not cached, or changed: accepted, enrolled again or deleted through an
 	// admin or another replica; the store is the truth.
 	t, err := s.cfg.Store.Target(r.Context(), id)
@@ -142,7 +150,7 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 		return false
 	}
 	s.authFailed(r)
-	if ownerKnown && owner != id {
+	if owner != "" && owner != id {
 		writeError(w, http.StatusForbidden, "this credential belongs to another target")
 		return false
 	}
@@ -155,7 +163,8 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 // certificate or a token, and not rejected or pending).
 func (s *Server) authCert(w http.ResponseWriter, r *http.Request, id string) bool {
 	s.mu.Lock()
-	_, accepted := s.creds[id] // as for credentials: cached while accepted
+	ft := s.known[id]
+	accepted := ft != nil && ft.cred // as for credentials: cached while accepted
 	s.mu.Unlock()
 	if accepted {
 		return true
@@ -198,34 +207,6 @@ func certNames(r *http.Request) []string {
 		}
 	}
 	return names
-}
-
-func (s *Server) remember(id, hash string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.creds[id]; ok {
-		delete(s.byHash, old)
-	}
-	s.creds[id] = hash
-	s.byHash[hash] = id
-}
-
-func (s *Server) forget(id string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if old, ok := s.creds[id]; ok {
-		delete(s.byHash, old)
-		delete(s.creds, id)
-	}
-	delete(s.reported, id)
-}
-
-func (s *Server) limiter(id string) *rate.Limiter {
-	return s.limiterIn(s.limiters, id, s.cfg.StatusRate, s.cfg.StatusBurst)
-}
-
-func (s *Server) pollLimiter(id string) *rate.Limiter {
-	return s.limiterIn(s.pollLim, id, s.cfg.PollRate, s.cfg.PollBurst)
 }
 
 func (s *Server) limiterIn(m map[string]*rate.Limiter, id string, r rate.Limit, b int) *rate.Limiter {

@@ -57,21 +57,3 @@ func (s *Server) desiredKeys(body []byte) []string {
 	}
 	return out
 }
-
-// lastReported remembers the pairs of the last report this server stored
-// for id; a report stored by another replica is read from the store.
-func (s *Server) lastReported(id string, keys []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if keys == nil {
-		keys = []string{}
-	}
-	s.reported[id] = keys
-}
-
-func (s *Server) reportedOf(id string) ([]string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k, ok := s.reported[id]
-	return k, ok
-}

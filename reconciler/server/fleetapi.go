@@ -42,7 +42,7 @@ func (s *Server) desired(w http.ResponseWriter, r *http.Request) {
 	if !s.authTarget(w, r, id) {
 		return
 	}
-	if !s.pollLimiter(id).Allow() {
+	if !s.allowPoll(id) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "desired state of %s: polling too fast", id)
 		return
@@ -123,7 +123,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if !s.authTarget(w, r, id) {
 		return
 	}
-	if !s.limiter(id).Allow() {
+	id, ok := s.allowStatus(id) // the server's copy of id, kept by what the report reaches
+	if !ok {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusTooManyRequests, "status of %s: too many reports", id)
 		return
@@ -193,7 +194,7 @@ func (s *Server) checkDigests(r *http.Request, id string, rep fleet.StatusReport
 		return nil
 	}
 	now, prev, cached := s.hub.keysOf(id, s.desiredKeys)
-	last, _ := s.reportedOf(id)
+	last := s.reportedOf(id)
 	missing := named[:0:0]
 	for _, n := range named {
 		if !slices.Contains(now, n) && !slices.Contains(prev, n) && !slices.Contains(last, n) {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -51,8 +52,7 @@ func (s *Server) isTargetCredential(tok string) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.byHash[HashCredential(tok)]
-	return ok
+	return s.byHash[sha256.Sum256([]byte(tok))] != nil
 }
 
 // isTargetCert says the request's verified client certificate names a
@@ -62,7 +62,7 @@ func (s *Server) isTargetCert(r *http.Request) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range names {
-		if _, ok := s.creds[n]; ok {
+		if t := s.known[n]; t != nil && t.cred {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -31,7 +32,7 @@ func TestRegistryGuard(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &Server{cfg: Config{AdminToken: "adm", ReadToken: "ro", RegistryPull: tc.pull},
-				byHash: map[string]string{HashCredential("tcred"): "t1"}}
+				byHash: map[[sha256.Size]byte]*fleetTarget{sha256.Sum256([]byte("tcred")): {id: "t1", cred: true}}}
 			r := httptest.NewRequest(tc.method, "/v2/models/x/blobs/uploads/", nil)
 			r.RemoteAddr = tc.remote
 			if tc.bearer != "" {

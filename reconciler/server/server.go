@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -110,15 +111,13 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu        sync.Mutex
-	creds     map[string]string        // target id -> hex SHA-256 of its credential
-	byHash    map[string]string        // hex SHA-256 -> target id
-	limiters  map[string]*rate.Limiter // status reports, by target
-	pollLim   map[string]*rate.Limiter // desired-state polls, by target
-	enrollLim map[string]*rate.Limiter // enrollments, by source address
-	failLim   map[string]*rate.Limiter // failed authentications, by source address
-	reqLim    map[string]*rate.Limiter // requests, by source address
-	reported  map[string][]string      // target id -> (release, digest) pairs of the last report stored here
-	keys      interner                 // of those pairs
+	known     map[string]*fleetTarget            // by id: credential, limiters, last report's pairs
+	byHash    map[[sha256.Size]byte]*fleetTarget // by SHA-256 of the credential
+	epoch     time.Time                          // of clock
+	enrollLim map[string]*rate.Limiter           // enrollments, by source address
+	failLim   map[string]*rate.Limiter           // failed authentications, by source address
+	reqLim    map[string]*rate.Limiter           // requests, by source address
+	keys      interner                           // of fleetTarget.reported's pairs
 }
 
 // New returns the server; call Run to keep its desired-state cache in sync
@@ -158,8 +157,8 @@ func New(cfg Config) *Server {
 		cfg.SyncInterval = time.Second
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, m: cfg.Metrics, hub: newHub(),
-		creds: map[string]string{}, byHash: map[string]string{}, limiters: map[string]*rate.Limiter{}, pollLim: map[string]*rate.Limiter{},
-		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}, reported: map[string][]string{}}
+		known: map[string]*fleetTarget{}, byHash: map[[sha256.Size]byte]*fleetTarget{}, epoch: time.Now(),
+		enrollLim: map[string]*rate.Limiter{}, failLim: map[string]*rate.Limiter{}, reqLim: map[string]*rate.Limiter{}}
 	s.routes()
 	return s
 }
@@ -194,14 +193,11 @@ func (s *Server) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load targets: %w", err)
 	}
-	s.mu.Lock()
 	for _, t := range ts {
 		if t.State == store.StateAccepted && t.CredHash != "" {
-			s.creds[t.ID] = t.CredHash
-			s.byHash[t.CredHash] = t.ID
+			s.remember(t.ID, t.CredHash)
 		}
 	}
-	s.mu.Unlock()
 	return s.sync(ctx)
 }
 

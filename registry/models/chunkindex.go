@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/url"
@@ -152,14 +153,41 @@ func chunkFile(ctx context.Context, path string) (*LayerChunks, error) {
 	return chunkReader(ctx, f)
 }
 
+// chunkReader cuts r into chunks and returns them with the digest of all of
+// r (a pull checks a cached blob with it).
 func chunkReader(ctx context.Context, r io.Reader) (*LayerChunks, error) {
 	whole := sha256.New()
+	l, err := splitChunks(ctx, r, whole)
+	if err != nil {
+		return nil, err
+	}
+	l.Digest = "sha256:" + hex.EncodeToString(whole.Sum(nil))
+	return l, nil
+}
+
+// chunkLayer cuts the file at path into chunks without hashing it whole: a
+// push takes the layer digest from the upload, which hashes the same file
+// (Push checks that the file did not change in between).
+func chunkLayer(ctx context.Context, path string) (*LayerChunks, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return splitChunks(ctx, f, nil)
+}
+
+// splitChunks cuts r into chunks, writing its bytes to whole too unless it
+// is nil. The Digest of the result is left empty.
+func splitChunks(ctx context.Context, r io.Reader, whole hash.Hash) (*LayerChunks, error) {
 	l := &LayerChunks{}
 	n, err := cdc.Split(r, func(_ int64, data []byte) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		whole.Write(data)
+		if whole != nil {
+			whole.Write(data)
+		}
 		sum := sha256.Sum256(data)
 		l.Chunks = append(l.Chunks, IndexChunk{Size: int64(len(data)), Digest: "sha256:" + hex.EncodeToString(sum[:])})
 		return nil
@@ -168,7 +196,6 @@ func chunkReader(ctx context.Context, r io.Reader) (*LayerChunks, error) {
 		return nil, err
 	}
 	l.Size = n
-	l.Digest = "sha256:" + hex.EncodeToString(whole.Sum(nil))
 	return l, nil
 }
 

@@ -16,7 +16,8 @@ import (
 // does it: device, inode, size, mtime and ctime (ctime cannot be set from
 // user space, so a rewritten file never looks unchanged). With a hit, Push
 // asks the registry before reading the file: the blob is already there
-// (HEAD), or can be mounted from a repository it was pushed to before.
+// (HEAD), or can be mounted from a repository it was pushed to before. It
+// keeps large files' chunk indexes too (chunkcache.go).
 type digestCache struct{ dir string }
 
 type digestEntry struct {

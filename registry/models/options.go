@@ -103,8 +103,10 @@ type PushOptions struct {
 	// it read (keyed by path, device, inode, size, mtime and ctime) and the
 	// repositories it pushed it to. A later push of an unchanged file then
 	// asks the registry first and skips the upload when the blob is there or
-	// can be mounted from one of those repositories. Empty: every file is
-	// uploaded (read once, hashed on the way).
+	// can be mounted from one of those repositories. It keeps the chunk
+	// index of each large file too (one per path, ~35 bytes a chunk), so an
+	// unchanged file is not chunked again either. Empty: every file is
+	// uploaded (read once, hashed on the way) and chunked.
 	DigestCache string
 	// NoChunkIndex turns off the chunk index pushed for layers of at least
 	// DeltaThreshold bytes (see ArtifactTypeChunkIndex), with which pulls

@@ -92,20 +92,30 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 	layers := make([]v1.Descriptor, len(srcs))
 	fileDigests := make([]string, len(srcs)) // of tar layers' files
 	indexes := make([]*LayerChunks, len(srcs))
+	versions := make([]string, len(srcs)) // of the indexed files, before they are read
+	fresh := make([]bool, len(srcs))      // indexes chunked now, not from the cache
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs(opts.Jobs))
 	for i, s := range srcs {
 		if !opts.NoChunkIndex && lf == LayerFormatRaw && s.size >= DeltaThreshold {
-			// A second read of the file, from the page cache, alongside the
-			// upload: the chunk index (see pushChunkIndex).
-			g.Go(func() error {
-				l, err := chunkFile(gctx, s.abs)
-				if err != nil {
-					return fmt.Errorf("chunk index of %s: %w", s.rel, err)
-				}
+			versions[i] = versionOf(s.abs)
+			// The digest cache has the index of a file pushed before as it
+			// is now; else a second read of the file, from the page cache,
+			// alongside the upload: the chunk index (see pushChunkIndex).
+			// Its layer digest is the upload's.
+			if l := cache.chunks(s.abs); l != nil {
 				indexes[i] = l
-				return nil
-			})
+			} else {
+				fresh[i] = true
+				g.Go(func() error {
+					l, err := chunkLayer(gctx, s.abs)
+					if err != nil {
+						return fmt.Errorf("chunk index of %s: %w", s.rel, err)
+					}
+					indexes[i] = l
+					return nil
+				})
+			}
 		}
 		g.Go(func() error {
 			if lf != LayerFormatRaw {
@@ -197,9 +207,21 @@ func Push(ctx context.Context, ref string, paths []string, opts PushOptions) (*P
 		if l == nil {
 			continue
 		}
-		if l.Digest != layers[i].Digest.String() || l.Size != layers[i].Size {
+		// The upload and the chunker read the file each in turn: the index
+		// describes the layer only if the file stayed the same version
+		// (statKey: a write changes its ctime) throughout.
+		// A cached index was the file's at the start: it must be the
+		// uploaded (or mounted) layer's.
+		if l.Size != layers[i].Size || versions[i] == "" || versionOf(srcs[i].abs) != versions[i] ||
+			!fresh[i] && l.Digest != layers[i].Digest.String() {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%s changed while it was pushed: no chunk index for it", srcs[i].rel))
 			continue
+		}
+		if fresh[i] {
+			l.Digest = layers[i].Digest.String()
+			if key := statKey(srcs[i].abs); key == versions[i] {
+				cache.putChunks(key, srcs[i].abs, l)
+			}
 		}
 		chunked = append(chunked, *l)
 	}
@@ -269,6 +291,20 @@ func pushFile(ctx context.Context, c *repoClient, s source, hooks ProgressHooks,
 		cache.put(key, h.String(), here, known)
 	}
 	return h, nil
+}
+
+// versionOf identifies the version of the file at path, for the check that
+// it did not change while it was pushed: its statKey, else (off Linux) its
+// size and mtime; "" when it cannot be read.
+func versionOf(path string) string {
+	if k := statKey(path); k != "" {
+		return k
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%d:%d", fi.Size(), fi.ModTime().UnixNano())
 }
 
 // reusable reports whether the repository has blob h, or got it mounted from

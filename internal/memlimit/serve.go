@@ -1,0 +1,117 @@
+package memlimit
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// CgroupShare is the share of its cgroup's memory limit that `cairn serve
+// --memory-limit auto` gives the Go runtime: the cgroup also counts what
+// the runtime does not, the binary's mapped pages (~55 MiB of cairn serve's
+// RSS) and SQLite's C allocator (modernc.org/libc, measured under 20 MiB
+// at 100,000 targets).
+const CgroupShare = 0.9
+
+// ForServe returns the soft memory limit for `cairn serve --memory-limit
+// v`: a size as GOMEMLIMIT spells it (768MiB, 2GiB, a number of bytes),
+// "off" for none, or "auto": CgroupShare of the memory limit of the
+// process's cgroup when it has one, else none. None is math.MaxInt64, as
+// for debug.SetMemoryLimit.
+func ForServe(v string) (int64, error) {
+	switch v {
+	case "off":
+		return math.MaxInt64, nil
+	case "auto", "":
+		if n, ok := CgroupLimit("/"); ok {
+			return int64(float64(n) * CgroupShare), nil
+		}
+		return math.MaxInt64, nil
+	}
+	n, err := ParseSize(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("memory limit %q: want auto, off or a size such as 768MiB", v)
+	}
+	return n, nil
+}
+
+// ParseSize reads a size as GOMEMLIMIT spells it: a number of bytes with
+// an optional suffix B, KiB, MiB, GiB or TiB.
+func ParseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if rest, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = rest, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional B, KiB, MiB, GiB or TiB", s)
+	}
+	return n * mult, nil
+}
+
+// CgroupLimit returns the memory limit of this process's cgroup (v2
+// memory.max, else v1 memory.limit_in_bytes), with root the system's root
+// folder ("/"; tests pass another); false when there is none or it cannot
+// be read. Inside a container, the cgroup namespace shows the container's
+// own cgroup at the root of the hierarchy.
+func CgroupLimit(root string) (int64, bool) {
+	f, err := os.Open(filepath.Join(root, "proc/self/cgroup"))
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var candidates []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// hierarchy-ID:controllers:path
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			candidates = append(candidates,
+				filepath.Join(root, "sys/fs/cgroup", parts[2], "memory.max"),
+				filepath.Join(root, "sys/fs/cgroup/memory.max"))
+		case hasController(parts[1], "memory"):
+			candidates = append(candidates,
+				filepath.Join(root, "sys/fs/cgroup/memory", parts[2], "memory.limit_in_bytes"),
+				filepath.Join(root, "sys/fs/cgroup/memory/memory.limit_in_bytes"))
+		}
+	}
+	for _, c := range candidates {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			continue
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "max" {
+			return 0, false
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 || n >= 1<<62 { // v1 says "no limit" as a page-rounded MaxInt64
+			return 0, false
+		}
+		return n, true
+	}
+	return 0, false
+}
+
+func hasController(list, name string) bool {
+	for _, c := range strings.Split(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
