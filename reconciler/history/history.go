@@ -34,7 +34,7 @@ type History struct {
 	flushMu sync.Mutex // one flush at a time
 
 	mu       sync.Mutex
-	points   map[pointKey]*agg
+	points   map[pointKey]*held  // minute points
 	sessions map[string]*session // by target: the current online session
 	closed   []closedSession     // sessions ended before they were flushed
 }
@@ -101,7 +101,7 @@ func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*History, error) {
 		return nil, err
 	}
 	h := &History{db: db, offlineAfter: 3 * time.Minute, log: slog.New(slog.DiscardHandler), now: time.Now,
-		points: map[pointKey]*agg{}, sessions: map[string]*session{}}
+		points: map[pointKey]*held{}, sessions: map[string]*session{}}
 	for _, o := range opts {
 		o(h)
 	}
@@ -120,7 +120,7 @@ func (h *History) Observe(target string, rep fleet.StatusReport, at time.Time) {
 	k := pointKey{target, 60, at.Unix() / 60 * 60}
 	a := h.points[k]
 	if a == nil {
-		a = &agg{since: at.Unix()}
+		a = &held{since: at.Unix()}
 		h.points[k] = a
 	}
 	a.add(s)
@@ -179,12 +179,12 @@ func (h *History) flush(ctx context.Context, now time.Time) error {
 	h.mu.Lock()
 	points := h.points
 	if now.IsZero() {
-		h.points = map[pointKey]*agg{}
+		h.points = map[pointKey]*held{}
 	} else {
-		points = map[pointKey]*agg{}
-		held := now.Add(-maxHold).Unix()
+		points = map[pointKey]*held{}
+		due := now.Add(-maxHold).Unix()
 		for k, a := range h.points {
-			if k.bucket+k.res <= now.Unix() || a.since <= held {
+			if k.bucket+k.res <= now.Unix() || a.since <= due {
 				points[k] = a
 				delete(h.points, k)
 			}
@@ -239,7 +239,7 @@ func (h *History) flush(ctx context.Context, now time.Time) error {
 }
 
 // keepUnwritten puts back what a failed flush did not write, for the next.
-func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closedSession) {
+func (h *History) keepUnwritten(points map[pointKey]*held, closed, dirty []closedSession) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for k, a := range points {
@@ -259,7 +259,7 @@ func (h *History) keepUnwritten(points map[pointKey]*agg, closed, dirty []closed
 	}
 }
 
-func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func(*sql.Tx) error) error {
+func (h *History) write(ctx context.Context, points map[pointKey]*held, more func(*sql.Tx) error) error {
 	tx, err := h.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("flush metrics history: %w", err)
@@ -278,12 +278,14 @@ func (h *History) write(ctx context.Context, points map[pointKey]*agg, more func
 		})
 		w := pointWriter{ctx: ctx, tx: tx, db: h.db, args: make([]any, 0, pointChunk*(3+4*nSeries))}
 		for _, k := range keys {
-			w.add(k, points[k])
+			a := points[k].agg()
+			w.add(k, &a)
 		}
 		var hour pointKey
 		var sum agg
 		for i, k := range keys {
-			sum.merge(points[k])
+			a := points[k].agg()
+			sum.merge(&a)
 			hour = pointKey{k.target, 3600, k.bucket / 3600 * 3600}
 			if i+1 == len(keys) || keys[i+1].target != k.target || keys[i+1].bucket/3600*3600 != hour.bucket {
 				w.add(hour, &sum)

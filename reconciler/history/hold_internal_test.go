@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -182,5 +183,33 @@ func TestHourPointsFromMinutes(t *testing.T) {
 	}
 	if got := stored(); !slices.Equal(got, want) {
 		t.Fatalf("stored points\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// TestHeldAsAgg: a held point adds up as an agg does, whichever series its
+// samples carry and in whatever order they first appear, merged or not.
+func TestHeldAsAgg(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		var h, h2 held
+		var a agg
+		for j := range 1 + rng.IntN(12) {
+			var s sample
+			for i := range nSeries {
+				if rng.IntN(3) > 0 {
+					s.v[i], s.ok[i] = float64(rng.IntN(100)-50), true
+				}
+			}
+			a.add(s)
+			if j%2 == 0 {
+				h.add(s)
+			} else {
+				h2.add(s)
+			}
+		}
+		h.merge(&h2)
+		if got := h.agg(); got.n != a.n || got.sum != a.sum || got.min != a.min || got.max != a.max {
+			t.Fatalf("held %+v\nagg   %+v", got, a)
+		}
 	}
 }
