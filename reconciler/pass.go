@@ -132,6 +132,9 @@ func (r *Reconciler) reconcileLocked(ctx context.Context) (err error) {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
+	// Only gauges, off the path from a webhook to the desired states
+	// served (about 0.1 s at 100,000 targets).
+	r.phaseMetrics(p.now)
 	r.requeue = p.requeue
 	r.log.Debug("pass", "took", time.Since(start).String(), "desired", len(p.changes), "records", len(p.records), "events", len(p.events))
 	return errors.Join(p.errs...)

@@ -12,7 +12,8 @@ import (
 // written: its conditions and counters from what the steps before found,
 // once per pass. Releases whose record changed are handed to the commit
 // step. A release whose record does not decode keeps its Stalled status
-// and is never rewritten.
+// and is never rewritten. The fleet's phase gauges (phaseMetrics) are set
+// after the commit step, once the desired states are served.
 func (r *Reconciler) summarise(_ context.Context, p *pass) error {
 	for _, name := range r.names() {
 		rs := r.releases[name]
@@ -33,7 +34,6 @@ func (r *Reconciler) summarise(_ context.Context, p *pass) error {
 		}
 	}
 	p.events = append(p.events, r.offline(p.now)...)
-	r.phaseMetrics(p.now)
 	return nil
 }
 
