@@ -10,33 +10,56 @@ import (
 	"strings"
 )
 
-// CgroupShare is the share of its cgroup's memory limit that `cairn serve
-// --memory-limit auto` gives the Go runtime: the cgroup also counts what
-// the runtime does not, the binary's mapped pages (~55 MiB of cairn serve's
-// RSS) and SQLite's C allocator (modernc.org/libc, measured under 20 MiB
-// at 100,000 targets).
-const CgroupShare = 0.9
+// CgroupShare and CgroupReserve set what `cairn serve --memory-limit auto`
+// gives the Go runtime of a cgroup memory limit n: min(CgroupShare*n,
+// n-CgroupReserve), never below n/2 (AutoLimit). The cgroup also counts
+// what the runtime does not: the binary's mapped pages (~55 MiB of cairn
+// serve's RSS) and SQLite's C allocator (modernc.org/libc, measured under
+// 20 MiB at 100,000 targets), so a flat 90% of a small limit (230 of 256
+// MiB) leaves too little and the cgroup kills the process first.
+const (
+	CgroupShare   = 0.9
+	CgroupReserve = 96 << 20
+)
+
+// AutoLimit is the soft limit --memory-limit auto takes from a cgroup
+// memory limit of n bytes, and whether the floor n/2 cut into
+// CgroupReserve (a cgroup under 192 MiB: the headroom outside the Go
+// runtime is then smaller than cairn serve is known to need).
+func AutoLimit(n int64) (limit int64, tight bool) {
+	limit = min(int64(float64(n)*CgroupShare), n-CgroupReserve)
+	if limit < n/2 {
+		return n / 2, true
+	}
+	return limit, false
+}
 
 // ForServe returns the soft memory limit for `cairn serve --memory-limit
 // v`: a size as GOMEMLIMIT spells it (768MiB, 2GiB, a number of bytes),
-// "off" for none, or "auto": CgroupShare of the memory limit of the
+// "off" for none, or "auto": AutoLimit of the memory limit of the
 // process's cgroup when it has one, else none. None is math.MaxInt64, as
-// for debug.SetMemoryLimit.
-func ForServe(v string) (int64, error) {
+// for debug.SetMemoryLimit. warn, when not empty, says the limit leaves
+// little room outside the Go runtime.
+func ForServe(v string) (limit int64, warn string, err error) {
 	switch v {
 	case "off":
-		return math.MaxInt64, nil
+		return math.MaxInt64, "", nil
 	case "auto", "":
 		if n, ok := CgroupLimit("/"); ok {
-			return int64(float64(n) * CgroupShare), nil
+			limit, tight := AutoLimit(n)
+			if tight {
+				warn = fmt.Sprintf("cgroup memory limit of %d MiB leaves %d MiB outside the Go runtime's %d MiB; cairn serve's binary pages and SQLite's allocator need ~%d MiB",
+					n>>20, (n-limit)>>20, limit>>20, CgroupReserve>>20)
+			}
+			return limit, warn, nil
 		}
-		return math.MaxInt64, nil
+		return math.MaxInt64, "", nil
 	}
 	n, err := ParseSize(v)
 	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("memory limit %q: want auto, off or a size such as 768MiB", v)
+		return 0, "", fmt.Errorf("memory limit %q: want auto, off or a size such as 768MiB", v)
 	}
-	return n, nil
+	return n, "", nil
 }
 
 // ParseSize reads a size as GOMEMLIMIT spells it: a number of bytes with

@@ -58,22 +58,45 @@ func TestCgroupLimit(t *testing.T) {
 }
 
 func TestForServe(t *testing.T) {
-	if got, err := ForServe("off"); err != nil || got != math.MaxInt64 {
+	if got, _, err := ForServe("off"); err != nil || got != math.MaxInt64 {
 		t.Errorf(`ForServe("off") = %d, %v; want no limit`, got, err)
 	}
-	if got, err := ForServe("600MiB"); err != nil || got != 600<<20 {
+	if got, _, err := ForServe("600MiB"); err != nil || got != 600<<20 {
 		t.Errorf(`ForServe("600MiB") = %d, %v`, got, err)
 	}
 	for _, bad := range []string{"0", "some"} {
-		if _, err := ForServe(bad); err == nil {
+		if _, _, err := ForServe(bad); err == nil {
 			t.Errorf("ForServe(%q): no error", bad)
 		}
 	}
 	want := int64(math.MaxInt64)
 	if n, ok := CgroupLimit("/"); ok {
-		want = int64(float64(n) * CgroupShare)
+		want, _ = AutoLimit(n)
 	}
-	if got, err := ForServe("auto"); err != nil || got != want {
+	if got, _, err := ForServe("auto"); err != nil || got != want {
 		t.Errorf(`ForServe("auto") = %d, %v; want %d (this machine's cgroup)`, got, err, want)
+	}
+}
+
+// TestAutoLimit: a large cgroup gives the runtime 90%, a small one all but
+// CgroupReserve, a tiny one half (and says the headroom is small).
+func TestAutoLimit(t *testing.T) {
+	const MiB = 1 << 20
+	for _, tc := range []struct {
+		n, want int64
+		tight   bool
+	}{
+		{4000 * MiB, 3600 * MiB, false}, // 90%: 400 MiB left
+		{960 * MiB, 864 * MiB, false},   // 90% and n-96MiB meet
+		{512 * MiB, 416 * MiB, false},   // n-96MiB, not 460
+		{256 * MiB, 160 * MiB, false},   // not the 230 MiB that OOMs
+		{192 * MiB, 96 * MiB, false},
+		{128 * MiB, 64 * MiB, true}, // floor n/2
+		{64 * MiB, 32 * MiB, true},
+	} {
+		got, tight := AutoLimit(tc.n)
+		if got != tc.want || tight != tc.tight {
+			t.Errorf("AutoLimit(%d MiB) = %d MiB (%d), %v; want %d MiB, %v", tc.n/MiB, got/MiB, got, tight, tc.want/MiB, tc.tight)
+		}
 	}
 }
