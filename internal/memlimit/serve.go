@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -75,6 +77,9 @@ func ParseSize(s string) (int64, error) {
 			break
 		}
 	}
+	if s == "" || s[0] < '0' || s[0] > '9' { // ParseInt would take a sign
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional B, KiB, MiB, GiB or TiB", s)
+	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > math.MaxInt64/mult {
 		return 0, fmt.Errorf("size %q: want a number of bytes with an optional B, KiB, MiB, GiB or TiB", s)
@@ -85,49 +90,59 @@ func ParseSize(s string) (int64, error) {
 // CgroupLimit returns the memory limit of this process's cgroup (v2
 // memory.max, else v1 memory.limit_in_bytes), with root the system's root
 // folder ("/"; tests pass another); false when there is none or it cannot
-// be read. Inside a container, the cgroup namespace shows the container's
-// own cgroup at the root of the hierarchy.
+// be read. A parent's limit binds too (a systemd slice's MemoryMax=): the
+// smallest limit from the process's cgroup up to the hierarchy's root
+// counts, "max" at one level meaning none there. Inside a container, the
+// cgroup namespace shows the container's own cgroup at the root of the
+// hierarchy. A cgroup path with a ".." element (a process outside the
+// reader's cgroup namespace shows as /../..) is not followed.
 func CgroupLimit(root string) (int64, bool) {
 	f, err := os.Open(filepath.Join(root, "proc/self/cgroup"))
 	if err != nil {
 		return 0, false
 	}
 	defer f.Close()
-	var candidates []string
+	best, found := int64(0), false
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// hierarchy-ID:controllers:path
 		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 {
+		if len(parts) != 3 || !strings.HasPrefix(parts[2], "/") || slices.Contains(strings.Split(parts[2], "/"), "..") {
 			continue
 		}
+		var base, file string
 		switch {
 		case parts[0] == "0" && parts[1] == "":
-			candidates = append(candidates,
-				filepath.Join(root, "sys/fs/cgroup", parts[2], "memory.max"),
-				filepath.Join(root, "sys/fs/cgroup/memory.max"))
+			base, file = filepath.Join(root, "sys/fs/cgroup"), "memory.max"
 		case hasController(parts[1], "memory"):
-			candidates = append(candidates,
-				filepath.Join(root, "sys/fs/cgroup/memory", parts[2], "memory.limit_in_bytes"),
-				filepath.Join(root, "sys/fs/cgroup/memory/memory.limit_in_bytes"))
-		}
-	}
-	for _, c := range candidates {
-		b, err := os.ReadFile(c)
-		if err != nil {
+			base, file = filepath.Join(root, "sys/fs/cgroup/memory"), "memory.limit_in_bytes"
+		default:
 			continue
 		}
-		v := strings.TrimSpace(string(b))
-		if v == "max" {
-			return 0, false
+		for dir := path.Clean(parts[2]); ; dir = path.Dir(dir) {
+			if n, ok := readLimit(filepath.Join(base, filepath.FromSlash(dir), file)); ok && (!found || n < best) {
+				best, found = n, true
+			}
+			if dir == "/" {
+				break
+			}
 		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 || n >= 1<<62 { // v1 says "no limit" as a page-rounded MaxInt64
-			return 0, false
-		}
-		return n, true
 	}
-	return 0, false
+	return best, found
+}
+
+// readLimit reads one memory.max or memory.limit_in_bytes; false for "max",
+// v1's page-rounded MaxInt64 and anything unreadable.
+func readLimit(file string) (int64, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || n <= 0 || n >= 1<<62 {
+		return 0, false
+	}
+	return n, true
 }
 
 func hasController(list, name string) bool {

@@ -13,7 +13,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "2G", "lots", "99999999999TiB"} {
+	for _, in := range []string{"", "MiB", "-1MiB", "1.5GiB", "2G", "lots", "99999999999TiB", "+1", "+1MiB", "-0", " 1"} {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
 		}
@@ -35,6 +35,31 @@ func TestCgroupLimit(t *testing.T) {
 		{"v1 limit", "4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n", map[string]string{"sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": "268435456\n"}, 256 << 20, true},
 		{"v1 no limit", "4:memory:/x\n", map[string]string{"sys/fs/cgroup/memory/x/memory.limit_in_bytes": "9223372036854771712\n"}, 0, false},
 		{"no cgroup files", "0::/gone\n", nil, 0, false},
+		{"v2 parent slice limit", "0::/system.slice/cairn.service\n", map[string]string{
+			"sys/fs/cgroup/system.slice/cairn.service/memory.max": "max\n",
+			"sys/fs/cgroup/system.slice/memory.max":               "805306368\n",
+		}, 768 << 20, true},
+		{"v2 parent smaller", "0::/a/b/c\n", map[string]string{
+			"sys/fs/cgroup/a/b/c/memory.max": "1073741824\n",
+			"sys/fs/cgroup/a/b/memory.max":   "max\n",
+			"sys/fs/cgroup/a/memory.max":     "536870912\n",
+			"sys/fs/cgroup/memory.max":       "2147483648\n",
+		}, 512 << 20, true},
+		{"v2 child smaller", "0::/a/b\n", map[string]string{
+			"sys/fs/cgroup/a/b/memory.max": "268435456\n",
+			"sys/fs/cgroup/a/memory.max":   "536870912\n",
+		}, 256 << 20, true},
+		{"v2 all max", "0::/a/b\n", map[string]string{
+			"sys/fs/cgroup/a/b/memory.max": "max\n",
+			"sys/fs/cgroup/a/memory.max":   "max\n",
+			"sys/fs/cgroup/memory.max":     "max\n",
+		}, 0, false},
+		{"v2 path climbing out", "0::/../..\n", map[string]string{"memory.max": "268435456\n", "sys/memory.max": "268435456\n", "sys/fs/cgroup/memory.max": "268435456\n"}, 0, false},
+		{"v2 path with ..", "0::/a/../../..\n", map[string]string{"memory.max": "268435456\n", "sys/fs/cgroup/memory.max": "268435456\n"}, 0, false},
+		{"v1 parent limit", "4:memory:/docker/abc\n", map[string]string{
+			"sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": "9223372036854771712\n",
+			"sys/fs/cgroup/memory/docker/memory.limit_in_bytes":     "268435456\n",
+		}, 256 << 20, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
