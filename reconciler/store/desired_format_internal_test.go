@@ -3,8 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/cairn-dev/cairn/internal/sqldb"
 	"github.com/cairn-dev/cairn/internal/testenv"
@@ -151,6 +155,103 @@ func TestFormatMigration(t *testing.T) {
 			if _, err := Open(ctx, db); err == nil || !strings.Contains(err.Error(), "store format 3") {
 				t.Fatalf("open a store of format 3: %v", err)
 			}
+		})
+	}
+}
+
+// TestDesiredReadWhileRewritten: reads of every state while four writers
+// rewrite them all, each time in two parts with a body of its own (the
+// bodies before deleted), return every state whole and fail none.
+func TestDesiredReadWhileRewritten(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, openFormatDB(t, dsn(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			states := func(w, i int) []Desired {
+				ds := make([]Desired, 200)
+				for j := range ds {
+					id := fmt.Sprintf("t%03d", j)
+					ds[j] = Desired{Target: id, ETag: "e", Head: `{"target":"` + id + `",`, Rest: fmt.Sprintf(`"w":%d,"i":%d}`, w, i)}
+				}
+				return ds
+			}
+			if _, err := s.PutDesired(ctx, states(0, 0)); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			writes := 0
+			for w := 1; w <= 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, err := s.PutDesired(ctx, states(w, i)); err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						writes++
+						mu.Unlock()
+					}
+				}()
+			}
+			halt := func() { close(stop); wg.Wait() }
+			defer func() {
+				if stop != nil {
+					halt()
+				}
+			}()
+			reads := 0
+			for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); reads++ {
+				n := 0
+				err := s.EachDesiredSince(ctx, 0, func(d Desired) error {
+					n++
+					if !json.Valid([]byte(d.Text())) || !strings.HasPrefix(d.Text(), `{"target":"`+d.Target+`",`) {
+						return fmt.Errorf("%s = %q", d.Target, d.Text())
+					}
+					return nil
+				})
+				if err != nil || n != 200 {
+					t.Fatalf("read %d: %d states, %v", reads, n, err)
+				}
+			}
+			halt()
+			stop = nil
+			t.Logf("%d reads, %d writes", reads, writes)
+		})
+	}
+}
+
+// TestDesiredTwiceInOneWrite: a target twice in one write keeps the last.
+func TestDesiredTwiceInOneWrite(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, openFormatDB(t, dsn(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if _, err := s.PutDesired(ctx, []Desired{
+				{Target: "a", ETag: "1", Head: `{"target":"a",`, Rest: `"x":1}`},
+				{Target: "b", ETag: "1", Body: []byte(`{"b":1}`)},
+				{Target: "a", ETag: "2", Body: []byte(`{"a":2}`)},
+				{Target: "b", ETag: "2", Head: `{"target":"b",`, Rest: `"x":2}`},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			wantDesired(t, s, map[string]string{"a": `{"a":2}`, "b": `{"target":"b","x":2}`})
 		})
 	}
 }

@@ -283,18 +283,29 @@ func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desire
 		n := len(chunk)
 		targets, tags, wholes, heads := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		rests := make([]int64, n) // 0: the body is whole
-		for i, d := range chunk {
+		// A target twice in a statement is an error on PostgreSQL
+		// ("cannot affect row a second time"): its last state is kept,
+		// as SQLite's upsert, row after row, does.
+		at := make(map[string]int, n)
+		n = 0
+		for _, d := range chunk {
+			i, ok := at[d.Target]
+			if !ok {
+				i, at[d.Target] = n, n
+				n++
+			}
 			targets[i], tags[i] = d.Target, d.ETag
 			if d.Body != nil || d.Rest == "" {
-				wholes[i] = d.Text()
+				wholes[i], heads[i], rests[i] = d.Text(), "", 0
 				continue
 			}
 			id, err := bodies.id(ctx, d.Rest)
 			if err != nil {
 				return err
 			}
-			heads[i], rests[i] = d.Head, id
+			wholes[i], heads[i], rests[i] = "", d.Head, id
 		}
+		targets, tags, wholes, heads, rests = targets[:n], tags[:n], wholes[:n], heads[:n], rests[:n]
 		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (target_id, etag, body, head, rev, rest_id)
 			SELECT t, e, b, h, $5, NULLIF(r, 0) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::bigint[]) AS u(t, e, b, h, r)
 			ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, head = excluded.head, rev = excluded.rev, rest_id = excluded.rest_id`,
