@@ -84,13 +84,9 @@ CAIRN_REPO_CREDENTIALS_FILE, CAIRN_DATABASE.`,
 			if cmd.Flags().Changed("interval") {
 				cfg.Interval = reconciler.Duration(intv)
 			}
-			limit, err := memlimit.ForServe(memory)
-			if err != nil {
-				return err
-			}
 			log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-			if got := memlimit.Set(limit); got < math.MaxInt64 {
-				log.Info("soft memory limit", "bytes", got, "from", memorySource(memory))
+			if err := setServeMemoryLimit(memory, log); err != nil {
+				return err
 			}
 			return reconciler.Serve(cmd.Context(), cfg, log, nil)
 		},
@@ -115,8 +111,26 @@ CAIRN_REPO_CREDENTIALS_FILE, CAIRN_DATABASE.`,
 	f.Float64Var(&flag.RequestRate, "request-rate", 100, "requests per second allowed from one source address (burst: 10s' worth)")
 	f.IntVar(&flag.MaxConnectionsPerAddress, "max-connections-per-address", 256, "connections one source address may hold open")
 	f.Float64Var(&flag.EnrollmentRate, "enrollment-rate", 0.2, "enrollments per second allowed from one source address (burst: 20 or 10s' worth)")
-	f.StringVar(&memory, "memory-limit", "auto", "soft memory limit of the Go runtime (a size such as 768MiB, or off); auto: 90% of the cgroup's memory limit when there is one, else none. GOMEMLIMIT, when set, wins")
+	f.StringVar(&memory, "memory-limit", "auto", "soft memory limit of the Go runtime (a size such as 768MiB, or off); auto: min(90%, limit−96MiB) of the cgroup's memory limit (at least half) when there is one, else none. GOMEMLIMIT, when set, wins")
 	return cmd
+}
+
+// setServeMemoryLimit applies --memory-limit flag, unless GOMEMLIMIT is
+// set: that wins, and then a flag that does not parse is only warned about.
+func setServeMemoryLimit(flag string, log *slog.Logger) error {
+	limit, warn, err := memlimit.ForServe(flag)
+	if err != nil {
+		if os.Getenv("GOMEMLIMIT") == "" {
+			return err
+		}
+		log.Warn("--memory-limit ignored: GOMEMLIMIT is set", "error", err)
+	} else if warn != "" && os.Getenv("GOMEMLIMIT") == "" {
+		log.Warn("soft memory limit: little headroom", "detail", warn)
+	}
+	if got := memlimit.Set(limit); got < math.MaxInt64 {
+		log.Info("soft memory limit", "bytes", got, "from", memorySource(flag))
+	}
+	return nil
 }
 
 // memorySource says where serve's soft memory limit came from.

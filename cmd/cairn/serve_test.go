@@ -1,7 +1,9 @@
 package main
 
 import (
+	"log/slog"
 	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -24,5 +26,27 @@ func TestServeRefusesReadableCredentialsFile(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/data"); err == nil {
 		t.Fatal("serve made its data folder before refusing")
+	}
+}
+
+// TestServeMemoryLimitFlag: a --memory-limit that does not parse stops
+// serve, unless GOMEMLIMIT is set: that wins, and the flag is warned about.
+func TestServeMemoryLimitFlag(t *testing.T) {
+	var out strings.Builder
+	log := slog.New(slog.NewTextHandler(&out, nil))
+	t.Setenv("GOMEMLIMIT", "")
+	if err := setServeMemoryLimit("lots", log); err == nil {
+		t.Error("--memory-limit lots without GOMEMLIMIT: no error")
+	}
+	before := debug.SetMemoryLimit(-1)
+	t.Setenv("GOMEMLIMIT", "300MiB") // the runtime read it at start; Set leaves the limit alone
+	if err := setServeMemoryLimit("lots", log); err != nil {
+		t.Errorf("--memory-limit lots with GOMEMLIMIT set: %v", err)
+	}
+	if !strings.Contains(out.String(), "--memory-limit ignored: GOMEMLIMIT is set") {
+		t.Errorf("log %q, want a warning about the flag", out.String())
+	}
+	if got := debug.SetMemoryLimit(-1); got != before {
+		t.Errorf("limit changed to %d", got)
 	}
 }

@@ -139,9 +139,14 @@ func (s *Server) authTarget(w http.ResponseWriter, r *http.Request, id string) b
 		if subtle.ConstantTimeCompare([]byte(h), []byte(t.CredHash)) == 1 {
 			return true
 		}
-	case err == nil:
-		s.forget(id)
-	case !errors.Is(err, store.ErrNotFound):
+	case err == nil || errors.Is(err, store.ErrNotFound):
+		// Forgotten only when the store changed what was cached (no
+		// longer accepted with a credential): a wrong token for a
+		// certificate-only target changes nothing.
+		if known {
+			s.forget(id)
+		}
+	default:
 		writeError(w, http.StatusServiceUnavailable, "look up target: %v", err)
 		return false
 	}

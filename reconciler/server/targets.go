@@ -99,8 +99,9 @@ func (s *Server) remember(id, hash string) {
 	}
 }
 
-// forget drops what the server keeps of target id (rejected, deleted, or
-// no longer accepted with the credential cached).
+// forget drops the credential and the last report the server keeps of
+// target id (rejected, deleted, or no longer accepted with the credential
+// cached). The token buckets stay: forgetting must not refill them.
 func (s *Server) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -108,7 +109,7 @@ func (s *Server) forget(id string) {
 		if t.cred {
 			delete(s.byHash, t.hash)
 		}
-		delete(s.known, id)
+		t.hash, t.cred, t.reported = [sha256.Size]byte{}, false, nil
 	}
 }
 

@@ -1,7 +1,13 @@
 package server
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,4 +37,56 @@ func TestBucketAsLimiter(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestFailedLoginKeepsBuckets: a wrong bearer token for a target accepted
+// with a certificate alone (no credential hash) is refused and leaves the
+// target's status and poll buckets as they were; so does forgetting a
+// target (deleted, rejected), which drops only its credential.
+func TestFailedLoginKeepsBuckets(t *testing.T) {
+	s, _ := newTestServer(t)
+	s.cfg.StatusRate, s.cfg.PollRate = 0.001, 0.001 // no refill while the test runs
+	h := s.Handler()
+	do := func(cs *tls.ConnectionState, method, path, bearer, body string) (int, string) {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.TLS = cs
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code, strings.TrimSpace(w.Body.String())
+	}
+	cert := &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: "dev-x"}}}}}
+	if code, body := do(cert, http.MethodPost, "/api/v1/enroll", "", `{"name":"dev-x"}`); code != http.StatusCreated {
+		t.Fatalf("enroll dev-x with its certificate: %d %s", code, body)
+	}
+	empty := func() {
+		t.Helper()
+		if _, ok := s.allowStatus("dev-x"); ok {
+			t.Fatal("status bucket refilled")
+		}
+	}
+	// Empty the status bucket and the poll bucket.
+	for s.allowPoll("dev-x") {
+	}
+	for {
+		if _, ok := s.allowStatus("dev-x"); !ok {
+			break
+		}
+	}
+	for range 3 {
+		if code, body := do(nil, http.MethodGet, "/api/v1/targets/dev-x/desired?wait=0s", "wrong", ""); code != http.StatusUnauthorized {
+			t.Fatalf("wrong token for dev-x: %d %s", code, body)
+		}
+		empty()
+		if s.allowPoll("dev-x") {
+			t.Fatal("poll bucket refilled by a failed login")
+		}
+	}
+	s.forget("dev-x")
+	empty()
 }

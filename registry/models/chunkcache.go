@@ -56,10 +56,7 @@ func (c *digestCache) chunks(path string) *LayerChunks {
 		return nil
 	}
 	f := c.chunksFile(path)
-	if fi, err := os.Stat(f); err != nil || fi.Size() > int64(maxChunkEntry) {
-		return nil
-	}
-	b, err := os.ReadFile(f)
+	b, err := readCacheEntry(f, maxChunkEntry)
 	if err != nil {
 		return nil
 	}

@@ -27,6 +27,10 @@ type digestEntry struct {
 
 const maxCachedRepos = 5
 
+// maxDigestEntry bounds an entry read back: a digest and maxCachedRepos
+// references come to well under 1 KiB each.
+const maxDigestEntry = 64 << 10
+
 func (c *digestCache) file(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return filepath.Join(c.dir, "digests", hex.EncodeToString(sum[:]))
@@ -40,7 +44,7 @@ func (c *digestCache) get(path string) (*digestEntry, string) {
 	if key == "" {
 		return nil, ""
 	}
-	b, err := os.ReadFile(c.file(key))
+	b, err := readCacheEntry(c.file(key), maxDigestEntry)
 	if err != nil {
 		return nil, key
 	}
