@@ -180,6 +180,8 @@ func TestRecordReportResent(t *testing.T) {
 			{report(t0.Add(3*time.Minute), fleet.PhaseRolledBack, v1, v1), t0.Add(3 * time.Minute), 3}, // still v1
 			{report(t0.Add(4*time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(4 * time.Minute), 5},     // failed again
 			{report(t0.Add(4*time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(5 * time.Minute), 5},     // resent
+			// resent to a replica whose clock is 90s behind the one that recorded it
+			{report(t0.Add(4*time.Minute), fleet.PhaseFailed, v1, v2), t0.Add(150 * time.Second), 5},
 		} {
 			if err := RecordReport(ctx, g, "dev-1", tc.rep, tc.received, rollout); err != nil {
 				t.Fatal(err)

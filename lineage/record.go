@@ -367,7 +367,9 @@ func (g *Graph) RecordDeployment(ctx context.Context, f DeploymentFacts) error {
 
 // reportedBefore reports whether the latest deployment of f's release
 // recorded on f's target is f as the target reported it before: the same
-// model, outcome and device time.
+// model, outcome and device time. Latest whatever f.Start says: that is the
+// receiving server's clock, and a replica's may be behind the one that
+// recorded the original.
 func (r *reader) reportedBefore(ctx context.Context, f DeploymentFacts) (bool, error) {
 	tid, ok, err := r.lookup(ctx, Node(NodeTarget, f.Target))
 	if err != nil || !ok {
@@ -376,8 +378,8 @@ func (r *reader) reportedBefore(ctx context.Context, f DeploymentFacts) (bool, e
 	var outcome string
 	var facts sql.NullString
 	err = r.queryRow(ctx, []any{&outcome, &facts}, `SELECT e.outcome, s.facts FROM lineage_edges e LEFT JOIN lineage_steps s ON s.id = e.step
-		WHERE e.kind = 'deployedTo' AND e.down = ? AND e.rel = ? AND e.phase = ? AND e.at <= ? ORDER BY e.at DESC, e.id DESC LIMIT 1`,
-		tid, f.Release, PhaseStart, f.Start.UnixMicro())
+		WHERE e.kind = 'deployedTo' AND e.down = ? AND e.rel = ? AND e.phase = ? ORDER BY e.at DESC, e.id DESC LIMIT 1`,
+		tid, f.Release, PhaseStart)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
