@@ -191,8 +191,10 @@ const desiredBatch = 500
 // Rest) keeps its rest once in desired_bodies, for every target desired
 // the same, and only its head and the body's id in its own row: a new
 // model for a whole fleet writes one body and a row of a few dozen bytes
-// a target. Bodies no row names any more are deleted when a write adds
-// one, so they never outnumber the live ones twice over.
+// a target. Bodies no row in two parts names any more are deleted when a
+// write adds one (a sweep of every row); a write of whole states only does
+// not sweep, so the unused bodies it leaves, at most those there were after
+// the last write that added one, stay until the next such write.
 func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 	tx, err := s.db.BeginWrite(ctx)
 	if err != nil {
