@@ -3,7 +3,6 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/cairn-dev/cairn/fleet"
@@ -81,13 +80,7 @@ func (r *Reconciler) loadWritten(ctx context.Context) error {
 	if st, ok := r.opts.Store.(interface {
 		EachDesiredSince(context.Context, int64, func(store.Desired) error) error
 	}); ok {
-		var err error
-		for range 3 { // a state rewritten during the read: read again
-			if err = st.EachDesiredSince(ctx, 0, note); !errors.Is(err, store.ErrRewritten) {
-				break
-			}
-		}
-		return err
+		return st.EachDesiredSince(ctx, 0, note)
 	}
 	ds, err := r.opts.Store.DesiredSince(ctx, 0)
 	for _, d := range ds {

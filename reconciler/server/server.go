@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -221,19 +220,7 @@ func (s *Server) sync(ctx context.Context) error {
 	}
 	// A whole fleet's states (a new model everywhere) are cached a batch
 	// at a time, not read into memory all at once; the revision seen moves
-	// only once all are, so a failed read is read again from the start,
-	// at once when a state was rewritten while it ran.
-	var err error
-	for range 3 {
-		if err = s.syncFrom(ctx, st, since); !errors.Is(err, store.ErrRewritten) {
-			break
-		}
-	}
-	return err
-}
-
-// syncFrom caches the states st holds after revision since.
-func (s *Server) syncFrom(ctx context.Context, st desiredStreamer, since int64) error {
+	// only once all are, so a failed read is read again from the start.
 	batch := make([]store.Desired, 0, 512)
 	var newest int64
 	n := 0

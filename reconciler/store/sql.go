@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -83,7 +84,45 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		// every row a burst of reports changed.
 		sqldb.Migration{SQLite: `CREATE INDEX targets_stamp ON targets (updated_at, id, state)`},
 		sqldb.Migration{SQLite: `DROP INDEX targets_updated`},
+		// A row in two parts keeps its head in head and an empty body, so
+		// that a binary from before the shared bodies, which writes and
+		// reads body alone, neither reads a head as a whole state nor has
+		// its whole bodies read with a rest appended (a row with a body
+		// is whole, whatever its rest_id). Rows in two parts written
+		// before this are the ones naming a rest whose body is not a
+		// whole JSON object (a head ends in a comma); the others were
+		// rewritten whole by an older binary and lose their stale rest.
+		sqldb.Migration{SQLite: `ALTER TABLE desired ADD COLUMN head TEXT NOT NULL DEFAULT ''`},
+		sqldb.Migration{SQLite: `UPDATE desired SET head = body, body = '' WHERE rest_id IS NOT NULL AND body NOT LIKE '%}'`},
+		sqldb.Migration{SQLite: `UPDATE desired SET rest_id = NULL WHERE body <> ''`},
+		sqldb.Migration{SQLite: `INSERT INTO meta (key, value) VALUES ('` + formatKey + `', '2') ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
 	)
+}
+
+// formatKey is the meta key of the store's format, storeFormat when this
+// binary migrated it. A binary refuses a store of a newer format than it
+// knows (Open): binaries before format 2 do not check, and read rows in
+// two parts as empty states (README, replicas).
+const formatKey = "store_format"
+
+// storeFormat is the newest format this binary reads and writes: 2, desired
+// rows in two parts keep an empty body and their head in head.
+const storeFormat = 2
+
+// checkFormat refuses a store written in a format newer than storeFormat.
+func (s *SQL) checkFormat(ctx context.Context) error {
+	v, err := s.Meta(ctx, formatKey)
+	if err != nil {
+		return fmt.Errorf("store format: %w", err)
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil {
+		return fmt.Errorf("store format %q: %w", v, err)
+	}
+	if n > storeFormat {
+		return fmt.Errorf("store format %d is newer than this binary's (%d): upgrade it as the other replicas were", n, storeFormat)
+	}
+	return nil
 }
 
 // Open migrates db and returns the store on it.
@@ -94,6 +133,9 @@ func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*SQL, error) {
 	s := &SQL{db: db, holder: defaultHolder(), ttl: DefaultLeaseTTL}
 	for _, o := range opts {
 		o(s)
+	}
+	if err := s.checkFormat(ctx); err != nil {
+		return nil, err
 	}
 	s.statuses.init(s)
 	return s, nil
@@ -142,15 +184,17 @@ func mustJSON(v any) string {
 	return string(b)
 }
 
-// desiredBatch rows per multi-row upsert: 5 parameters each.
+// desiredBatch rows per multi-row upsert: 6 parameters each.
 const desiredBatch = 500
 
 // PutDesired writes ds in one transaction. A state in two parts (Head and
 // Rest) keeps its rest once in desired_bodies, for every target desired
 // the same, and only its head and the body's id in its own row: a new
 // model for a whole fleet writes one body and a row of a few dozen bytes
-// a target. Bodies no row names any more are deleted when a write adds
-// one, so they never outnumber the live ones twice over.
+// a target. Bodies no row in two parts names any more are deleted when a
+// write adds one (a sweep of every row); a write of whole states only does
+// not sweep, so the unused bodies it leaves, at most those there were after
+// the last write that added one, stay until the next such write.
 func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 	tx, err := s.db.BeginWrite(ctx)
 	if err != nil {
@@ -178,7 +222,7 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 		return 0, fmt.Errorf("write desired state: %w", err)
 	}
 	if bodies.added {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM desired_bodies WHERE id NOT IN (SELECT rest_id FROM desired WHERE rest_id IS NOT NULL)`); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM desired_bodies WHERE id NOT IN (SELECT rest_id FROM desired WHERE rest_id IS NOT NULL AND body = '')`); err != nil {
 			return 0, fmt.Errorf("write desired state: delete unused bodies: %w", err)
 		}
 	}
@@ -197,20 +241,20 @@ func (s *SQL) upsertDesiredRows(ctx context.Context, tx *sqldb.Tx, ds []Desired,
 			full.Close()
 		}
 	}()
-	args := make([]any, 0, 5*min(len(ds), desiredBatch))
+	args := make([]any, 0, 6*min(len(ds), desiredBatch))
 	for start := 0; start < len(ds); start += desiredBatch {
 		chunk := ds[start:min(start+desiredBatch, len(ds))]
 		args = args[:0]
 		for _, d := range chunk {
 			if d.Body != nil || d.Rest == "" {
-				args = append(args, d.Target, d.ETag, d.Text(), rev, nil)
+				args = append(args, d.Target, d.ETag, d.Text(), "", rev, nil)
 				continue
 			}
 			id, err := bodies.id(ctx, d.Rest)
 			if err != nil {
 				return err
 			}
-			args = append(args, d.Target, d.ETag, d.Head, rev, id)
+			args = append(args, d.Target, d.ETag, "", d.Head, rev, id)
 		}
 		var err error
 		if len(chunk) < desiredBatch {
@@ -238,24 +282,36 @@ const desiredArrayRows = 20000
 func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desired, rev int64, bodies *bodyIDs) error {
 	for start := 0; start < len(ds); start += desiredArrayRows {
 		chunk := ds[start:min(start+desiredArrayRows, len(ds))]
-		targets, tags, heads := make([]string, len(chunk)), make([]string, len(chunk)), make([]string, len(chunk))
-		rests := make([]int64, len(chunk)) // 0: the body is whole
-		for i, d := range chunk {
+		n := len(chunk)
+		targets, tags, wholes, heads := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		rests := make([]int64, n) // 0: the body is whole
+		// A target twice in a statement is an error on PostgreSQL
+		// ("cannot affect row a second time"): its last state is kept,
+		// as SQLite's upsert, row after row, does.
+		at := make(map[string]int, n)
+		n = 0
+		for _, d := range chunk {
+			i, ok := at[d.Target]
+			if !ok {
+				i, at[d.Target] = n, n
+				n++
+			}
 			targets[i], tags[i] = d.Target, d.ETag
 			if d.Body != nil || d.Rest == "" {
-				heads[i] = d.Text()
+				wholes[i], heads[i], rests[i] = d.Text(), "", 0
 				continue
 			}
 			id, err := bodies.id(ctx, d.Rest)
 			if err != nil {
 				return err
 			}
-			heads[i], rests[i] = d.Head, id
+			wholes[i], heads[i], rests[i] = "", d.Head, id
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (target_id, etag, body, rev, rest_id)
-			SELECT t, e, b, $4, NULLIF(r, 0) FROM unnest($1::text[], $2::text[], $3::text[], $5::bigint[]) AS u(t, e, b, r)
-			ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev, rest_id = excluded.rest_id`,
-			targets, tags, heads, rev, rests); err != nil {
+		targets, tags, wholes, heads, rests = targets[:n], tags[:n], wholes[:n], heads[:n], rests[:n]
+		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (target_id, etag, body, head, rev, rest_id)
+			SELECT t, e, b, h, $5, NULLIF(r, 0) FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $6::bigint[]) AS u(t, e, b, h, r)
+			ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, head = excluded.head, rev = excluded.rev, rest_id = excluded.rest_id`,
+			targets, tags, wholes, heads, rev, rests); err != nil {
 			return err
 		}
 	}
@@ -265,14 +321,14 @@ func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desire
 // upsertDesired is the statement writing n desired states' rows.
 func (s *SQL) upsertDesired(n int) string {
 	var b strings.Builder
-	b.WriteString(`INSERT INTO desired (target_id, etag, body, rev, rest_id) VALUES `)
+	b.WriteString(`INSERT INTO desired (target_id, etag, body, head, rev, rest_id) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?)")
+		b.WriteString("(?, ?, ?, ?, ?, ?)")
 	}
-	b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev, rest_id = excluded.rest_id`)
+	b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, head = excluded.head, rev = excluded.rev, rest_id = excluded.rest_id`)
 	return s.q(b.String())
 }
 
@@ -312,18 +368,26 @@ func (b *bodyIDs) id(ctx context.Context, rest string) (int64, error) {
 	return id, nil
 }
 
+// A desired row is whole when its body is not empty, whatever its rest_id
+// (an older binary rewriting a row sets only etag, body and rev), and in
+// two parts, head then the body rest_id names, when it is.
+
 func (s *SQL) Desired(ctx context.Context, id string) (Desired, error) {
 	d := Desired{Target: id}
-	var head string
+	var body, head string
 	var rest sql.NullString
-	err := s.db.QueryRowContext(ctx, s.q(`SELECT d.etag, d.body, d.rev, b.body FROM desired d LEFT JOIN desired_bodies b ON b.id = d.rest_id WHERE d.target_id = ?`), id).Scan(&d.ETag, &head, &d.Rev, &rest)
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT d.etag, d.body, d.head, d.rev, b.body FROM desired d LEFT JOIN desired_bodies b ON b.id = d.rest_id AND d.body = '' WHERE d.target_id = ?`), id).Scan(&d.ETag, &body, &head, &d.Rev, &rest)
 	if errors.Is(err, sql.ErrNoRows) {
 		return d, fmt.Errorf("desired state of %s: %w", id, ErrNotFound)
 	}
 	if err != nil {
 		return d, fmt.Errorf("read desired state of %s: %w", id, err)
 	}
-	d.Body = []byte(head + rest.String)
+	if body != "" {
+		d.Body = []byte(body)
+	} else {
+		d.Body = []byte(head + rest.String)
+	}
 	return d, nil
 }
 
@@ -340,39 +404,46 @@ func (s *SQL) DesiredSince(ctx context.Context, rev int64) ([]Desired, error) {
 // rev, in revision order, as DesiredSince returns them, without holding
 // them all: a fleet's states read at once are a copy of every body. A state
 // written in two parts comes in two parts, its Rest one string for every
-// state of this call sharing the body.
+// state of this call sharing the body. The bodies and then the rows are
+// read in one read-only transaction (REPEATABLE READ on PostgreSQL), one
+// snapshot, so every body a row names is there however the states are
+// rewritten meanwhile.
 func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) error) error {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT target_id, etag, body, rev, rest_id FROM desired WHERE rev > ? ORDER BY rev`), rev)
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.db.Dialect == sqldb.Postgres {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("read desired states: %w", err)
+	}
+	defer tx.Rollback()
+	rests, err := s.restsSince(ctx, tx, rev)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT target_id, etag, body, head, rev, rest_id FROM desired WHERE rev > ? ORDER BY rev`), rev)
 	if err != nil {
 		return fmt.Errorf("read desired states: %w", err)
 	}
 	defer rows.Close()
-	rests := map[int64]string{}
 	for rows.Next() {
 		var d Desired
-		var body string
+		var body, head string
 		var restID sql.NullInt64
-		if err := rows.Scan(&d.Target, &d.ETag, &body, &d.Rev, &restID); err != nil {
+		if err := rows.Scan(&d.Target, &d.ETag, &body, &head, &d.Rev, &restID); err != nil {
 			return fmt.Errorf("read desired states: %w", err)
 		}
-		if !restID.Valid {
+		if body != "" || !restID.Valid {
 			d.Body = []byte(body)
 		} else {
 			rest, ok := rests[restID.Int64]
 			if !ok {
-				// Bodies are never changed, and deleted only once no
-				// row names them: a body gone means this row was
-				// rewritten since the read began.
-				err := s.db.QueryRowContext(ctx, s.q(`SELECT body FROM desired_bodies WHERE id = ?`), restID.Int64).Scan(&rest)
-				if errors.Is(err, sql.ErrNoRows) {
-					return fmt.Errorf("read desired states: body %d of %s: %w", restID.Int64, d.Target, ErrRewritten)
-				}
-				if err != nil {
-					return fmt.Errorf("read desired states: body %d of %s: %w", restID.Int64, d.Target, err)
-				}
-				rests[restID.Int64] = rest
+				// Bodies are deleted only once no row names them,
+				// and the snapshot read both.
+				return fmt.Errorf("read desired states: body %d of %s missing", restID.Int64, d.Target)
 			}
-			d.Head, d.Rest = body, rest
+			d.Head, d.Rest = head, rest
 		}
 		if err := fn(d); err != nil {
 			return err
@@ -382,6 +453,29 @@ func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) 
 		return fmt.Errorf("read desired states: %w", err)
 	}
 	return nil
+}
+
+// restsSince reads the bodies the rows in two parts written after rev
+// name, by id: a few for a fleet, which shares them.
+func (s *SQL) restsSince(ctx context.Context, tx *sql.Tx, rev int64) (map[int64]string, error) {
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT id, body FROM desired_bodies WHERE id IN (SELECT rest_id FROM desired WHERE rev > ? AND body = '' AND rest_id IS NOT NULL)`), rev)
+	if err != nil {
+		return nil, fmt.Errorf("read desired states: bodies: %w", err)
+	}
+	defer rows.Close()
+	rests := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var body string
+		if err := rows.Scan(&id, &body); err != nil {
+			return nil, fmt.Errorf("read desired states: bodies: %w", err)
+		}
+		rests[id] = body
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read desired states: bodies: %w", err)
+	}
+	return rests, nil
 }
 
 func (s *SQL) PutRelease(ctx context.Context, r Release) error {

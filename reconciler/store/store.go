@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/cairn-dev/cairn/errdef"
@@ -12,10 +11,6 @@ import (
 
 // ErrNotFound is returned when a record does not exist (errdef.ErrNotFound).
 var ErrNotFound = errdef.ErrNotFound
-
-// ErrRewritten: a read of desired states met one rewritten while it ran;
-// reading again from the same revision gets the newer state.
-var ErrRewritten = errors.New("desired state rewritten during the read")
 
 // Target is one enrolled target with its last report.
 type Target struct {

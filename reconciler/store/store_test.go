@@ -301,15 +301,19 @@ func testDesired(t *testing.T, s store.Store) {
 	if rev5 <= rev4 {
 		t.Fatalf("revisions %d then %d", rev4, rev5)
 	}
-	// A read that meets a body deleted since it began (every state
-	// rewritten, the bodies it named no longer used) says so, and a read
-	// again gets the new states.
+	// A read across a rewrite of every state (the bodies it names
+	// deleted meanwhile) reads the states as they were when it began,
+	// each whole; a read after it gets the new ones.
 	if _, err := s.PutDesired(ctx, append(parts(restA, "v1"), parts(restB, "v2")...)); err != nil {
 		t.Fatal(err)
 	}
 	each := s.(interface {
 		EachDesiredSince(context.Context, int64, func(store.Desired) error) error
 	})
+	before, err := s.DesiredSince(ctx, rev5)
+	if err != nil {
+		t.Fatal(err)
+	}
 	all, err = s.DesiredSince(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -318,22 +322,27 @@ func testDesired(t *testing.T, s store.Store) {
 	for _, d := range all {
 		ids = append(ids, d.Target)
 	}
-	first := true
+	restD := `"models":[{"digest":"d"}]}`
+	var during []store.Desired
 	err = each.EachDesiredSince(ctx, rev5, func(d store.Desired) error {
-		if first {
-			first = false
-			restD := `"models":[{"digest":"d"}]}`
+		if during == nil {
 			if _, err := s.PutDesired(ctx, parts(restD, ids...)); err != nil {
 				t.Fatal(err)
 			}
 		}
+		during = append(during, d)
 		return nil
 	})
-	if !errors.Is(err, store.ErrRewritten) {
-		t.Fatalf("read across a rewrite of every state: %v, want ErrRewritten", err)
+	if err != nil || len(during) != len(before) {
+		t.Fatalf("read across a rewrite of every state: %d states, %v; want %d", len(during), err, len(before))
+	}
+	for i := range during {
+		if during[i].Text() != before[i].Text() || during[i].ETag != before[i].ETag {
+			t.Fatalf("read across a rewrite: %s = %q, want %q", during[i].Target, during[i].Text(), before[i].Text())
+		}
 	}
 	again, err := s.DesiredSince(ctx, rev5)
-	if err != nil || len(again) != len(ids) || again[0].Text() != `{"target":"`+again[0].Target+`",`+`"models":[{"digest":"d"}]}` {
+	if err != nil || len(again) != len(ids) || again[0].Text() != `{"target":"`+again[0].Target+`",`+restD {
 		t.Fatalf("read again: %d states, %v", len(again), err)
 	}
 

@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cairn-dev/cairn/internal/sqldb"
+	"github.com/cairn-dev/cairn/internal/testenv"
+)
+
+// oldUpsert is how a binary from before the shared bodies (b6c18a7) writes
+// desired states: etag, body and rev, nothing else.
+const oldUpsert = `INSERT INTO desired (target_id, etag, body, rev) VALUES (?, ?, ?, ?)
+	ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, rev = excluded.rev`
+
+func openFormatDB(t *testing.T, dsn string) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// wantDesired checks that every state of want reads back whole, by target
+// and since revision 0, and that nothing else is stored.
+func wantDesired(t *testing.T, s *SQL, want map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	all, err := s.DesiredSince(ctx, 0)
+	if err != nil || len(all) != len(want) {
+		t.Fatalf("desired since 0: %d states, %v; want %d", len(all), err, len(want))
+	}
+	for _, d := range all {
+		if d.Text() != want[d.Target] {
+			t.Fatalf("desired since 0: %s = %q, want %q", d.Target, d.Text(), want[d.Target])
+		}
+		one, err := s.Desired(ctx, d.Target)
+		if err != nil || string(one.Body) != want[d.Target] {
+			t.Fatalf("desired %s = %q, %v; want %q", d.Target, one.Body, err, want[d.Target])
+		}
+	}
+}
+
+// TestOldWriter: a state in two parts rewritten by an older binary (a
+// rolling upgrade's old leader) reads back as that binary wrote it, whole,
+// and its rest is deleted once no row in two parts names it; an older
+// reader finds an empty body, not a head, in a row in two parts.
+func TestOldWriter(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db := openFormatDB(t, dsn(t))
+			s, err := Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			rest := `"models":[1]}`
+			head := func(id, etag string) string { return `{"target":"` + id + `","etag":"` + etag + `",` }
+			var ds []Desired
+			for _, id := range []string{"t0", "t1", "t2"} {
+				ds = append(ds, Desired{Target: id, ETag: "e1", Head: head(id, "e1"), Rest: rest})
+			}
+			if _, err := s.PutDesired(ctx, ds); err != nil {
+				t.Fatal(err)
+			}
+			var oldRead string
+			if err := db.QueryRowContext(ctx, db.Rebind(`SELECT body FROM desired WHERE target_id = ?`), "t1").Scan(&oldRead); err != nil || oldRead != "" {
+				t.Fatalf("what an older binary reads of t1: %q, %v; want an empty body", oldRead, err)
+			}
+			whole := `{"target":"t0","etag":"e2","models":[]}`
+			for _, id := range []string{"t0", "t1", "t2"} {
+				if _, err := db.ExecContext(ctx, db.Rebind(oldUpsert), id, "e2", strings.Replace(whole, "t0", id, 1), 7); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := map[string]string{}
+			for _, id := range []string{"t0", "t1", "t2"} {
+				want[id] = strings.Replace(whole, "t0", id, 1)
+			}
+			wantDesired(t, s, want)
+			// A new write adding a body deletes the one only rows
+			// rewritten whole still name.
+			if _, err := s.PutDesired(ctx, []Desired{{Target: "t3", ETag: "e3", Head: head("t3", "e3"), Rest: `"models":[3]}`}}); err != nil {
+				t.Fatal(err)
+			}
+			want["t3"] = head("t3", "e3") + `"models":[3]}`
+			wantDesired(t, s, want)
+			var n int
+			if err := db.QueryRowContext(ctx, db.Rebind(`SELECT COUNT(*) FROM desired_bodies WHERE body = ?`), rest).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("bodies of the rest no row in two parts names: %d, %v", n, err)
+			}
+		})
+	}
+}
+
+// TestFormatMigration: rows written before format 2 (a row in two parts
+// keeping its head in body, and one of them rewritten whole by an older
+// binary since, its rest_id stale) read back whole after the migration,
+// and a store of a newer format than this binary's is refused.
+func TestFormatMigration(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db := openFormatDB(t, dsn(t))
+			steps := migrations(db)
+			n := 0
+			for n < len(steps) && !strings.HasPrefix(steps[n].SQLite, "ALTER TABLE desired ADD COLUMN head") {
+				n++
+			}
+			if n == len(steps) {
+				t.Fatal("no migration adds the head column")
+			}
+			if err := db.Migrate(ctx, "store", steps[:n]); err != nil {
+				t.Fatal(err)
+			}
+			rest := `"models":[1]}`
+			var id int64
+			if err := db.QueryRowContext(ctx, db.Rebind(`INSERT INTO desired_bodies (sum, body) VALUES (?, ?) RETURNING id`), "sum", rest).Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []struct {
+				target, body string
+				restID       sql.NullInt64
+			}{
+				{"split", `{"target":"split","etag":"e1",`, sql.NullInt64{Int64: id, Valid: true}},
+				{"rewritten", `{"target":"rewritten","etag":"e2","models":[]}`, sql.NullInt64{Int64: id, Valid: true}},
+				{"whole", `{"target":"whole","etag":"e3","models":[]}`, sql.NullInt64{}},
+			} {
+				if _, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO desired (target_id, etag, body, rev, rest_id) VALUES (?, ?, ?, 1, ?)`), r.target, "e", r.body, r.restID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s, err := Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			wantDesired(t, s, map[string]string{
+				"split":     `{"target":"split","etag":"e1",` + rest,
+				"rewritten": `{"target":"rewritten","etag":"e2","models":[]}`,
+				"whole":     `{"target":"whole","etag":"e3","models":[]}`,
+			})
+			if err := s.PutMeta(ctx, formatKey, []byte("3")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(ctx, db); err == nil || !strings.Contains(err.Error(), "store format 3") {
+				t.Fatalf("open a store of format 3: %v", err)
+			}
+		})
+	}
+}
+
+// TestDesiredReadWhileRewritten: reads of every state while four writers
+// rewrite them all, each time in two parts with a body of its own (the
+// bodies before deleted), return every state whole and fail none.
+func TestDesiredReadWhileRewritten(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, openFormatDB(t, dsn(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			states := func(w, i int) []Desired {
+				ds := make([]Desired, 200)
+				for j := range ds {
+					id := fmt.Sprintf("t%03d", j)
+					ds[j] = Desired{Target: id, ETag: "e", Head: `{"target":"` + id + `",`, Rest: fmt.Sprintf(`"w":%d,"i":%d}`, w, i)}
+				}
+				return ds
+			}
+			if _, err := s.PutDesired(ctx, states(0, 0)); err != nil {
+				t.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			writes := 0
+			for w := 1; w <= 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						if _, err := s.PutDesired(ctx, states(w, i)); err != nil {
+							t.Error(err)
+							return
+						}
+						mu.Lock()
+						writes++
+						mu.Unlock()
+					}
+				}()
+			}
+			halt := func() { close(stop); wg.Wait() }
+			defer func() {
+				if stop != nil {
+					halt()
+				}
+			}()
+			reads := 0
+			for end := time.Now().Add(400 * time.Millisecond); time.Now().Before(end); reads++ {
+				n := 0
+				err := s.EachDesiredSince(ctx, 0, func(d Desired) error {
+					n++
+					if !json.Valid([]byte(d.Text())) || !strings.HasPrefix(d.Text(), `{"target":"`+d.Target+`",`) {
+						return fmt.Errorf("%s = %q", d.Target, d.Text())
+					}
+					return nil
+				})
+				if err != nil || n != 200 {
+					t.Fatalf("read %d: %d states, %v", reads, n, err)
+				}
+			}
+			halt()
+			stop = nil
+			t.Logf("%d reads, %d writes", reads, writes)
+		})
+	}
+}
+
+// TestDesiredTwiceInOneWrite: a target twice in one write keeps the last.
+func TestDesiredTwiceInOneWrite(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, openFormatDB(t, dsn(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if _, err := s.PutDesired(ctx, []Desired{
+				{Target: "a", ETag: "1", Head: `{"target":"a",`, Rest: `"x":1}`},
+				{Target: "b", ETag: "1", Body: []byte(`{"b":1}`)},
+				{Target: "a", ETag: "2", Body: []byte(`{"a":2}`)},
+				{Target: "b", ETag: "2", Head: `{"target":"b",`, Rest: `"x":2}`},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			wantDesired(t, s, map[string]string{"a": `{"a":2}`, "b": `{"target":"b","x":2}`})
+		})
+	}
+}
