@@ -853,6 +853,43 @@ var (
 // profileDir, when set, receives heap profiles (heapProfile).
 var profileDir string
 
+// debugGet fetches path from base's debug endpoints as the bench's admin.
+func debugGet(hc *http.Client, base, path string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer bench-admin")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	return b, nil
+}
+
+// saveProfile fetches path from base into profileDir/file and says where
+// it went; a failure goes to stderr under what.
+func saveProfile(hc *http.Client, base, path, file, what string) {
+	b, err := debugGet(hc, base, path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", what, err)
+		return
+	}
+	os.MkdirAll(profileDir, 0o755)
+	f := filepath.Join(profileDir, file)
+	if err := os.WriteFile(f, b, 0o644); err == nil {
+		fmt.Printf("%s: %s\n", what, f)
+	}
+}
+
 // heapProfile saves base's heap profile as of its last GC, as
 // profileDir/heap-name-lastgc.pb.gz, and after a forced GC, as
 // profileDir/heap-name.pb.gz.
@@ -862,41 +899,11 @@ func heapProfile(hc *http.Client, base, name string) {
 	}
 	// First as of the last collection the server ran itself: what was
 	// live when its current GC goal was set.
-	req, _ := http.NewRequest(http.MethodGet, base+"/debug/pprof/heap", nil)
-	req.Header.Set("Authorization", "Bearer bench-admin")
-	if resp, err := hc.Do(req); err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			os.MkdirAll(profileDir, 0o755)
-			os.WriteFile(filepath.Join(profileDir, "heap-"+name+"-lastgc.pb.gz"), b, 0o644)
-		}
-	}
-	req, _ = http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?gc=1", nil)
-	req.Header.Set("Authorization", "Bearer bench-admin")
-	resp, err := hc.Do(req)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "heap profile:", err)
-		return
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(os.Stderr, "heap profile: %s: %s\n", resp.Status, b)
-		return
-	}
-	os.MkdirAll(profileDir, 0o755)
-	f := filepath.Join(profileDir, "heap-"+name+".pb.gz")
-	if err := os.WriteFile(f, b, 0o644); err == nil {
-		fmt.Printf("heap profile: %s\n", f)
-	}
+	saveProfile(hc, base, "/debug/pprof/heap", "heap-"+name+"-lastgc.pb.gz", "heap profile as of the last GC")
+	saveProfile(hc, base, "/debug/pprof/heap?gc=1", "heap-"+name+".pb.gz", "heap profile")
 	// The text form ends with runtime.MemStats: heap in use and held,
 	// stacks, what was returned to the system.
-	req, _ = http.NewRequest(http.MethodGet, base+"/debug/pprof/heap?debug=1", nil)
-	req.Header.Set("Authorization", "Bearer bench-admin")
-	if resp, err := hc.Do(req); err == nil {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+	if b, err := debugGet(hc, base, "/debug/pprof/heap?debug=1"); err == nil {
 		os.WriteFile(filepath.Join(profileDir, "heap-"+name+".txt"), b, 0o644)
 		var stats []string
 		for _, l := range strings.Split(string(b), "\n") {
@@ -919,24 +926,7 @@ func cpuProfile(hc *http.Client, base, name string, d time.Duration) (wait func(
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds())), nil)
-		req.Header.Set("Authorization", "Bearer bench-admin")
-		resp, err := hc.Do(req)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cpu profile:", err)
-			return
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			fmt.Fprintf(os.Stderr, "cpu profile: %s: %s\n", resp.Status, b)
-			return
-		}
-		os.MkdirAll(profileDir, 0o755)
-		f := filepath.Join(profileDir, "cpu-"+name+".pb.gz")
-		if err := os.WriteFile(f, b, 0o644); err == nil {
-			fmt.Printf("cpu profile: %s\n", f)
-		}
+		saveProfile(hc, base, fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), "cpu-"+name+".pb.gz", "cpu profile")
 	}()
 	return func() { <-done }
 }
