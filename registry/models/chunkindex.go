@@ -142,17 +142,6 @@ func decodeLayerChunks(b []byte) (*LayerChunks, error) {
 	return &l, nil
 }
 
-// chunkFile cuts the file at path into chunks. It returns the chunks and
-// the digest of the whole file, read once.
-func chunkFile(ctx context.Context, path string) (*LayerChunks, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return chunkReader(ctx, f)
-}
-
 // chunkReader cuts r into chunks and returns them with the digest of all of
 // r (a pull checks a cached blob with it).
 func chunkReader(ctx context.Context, r io.Reader) (*LayerChunks, error) {

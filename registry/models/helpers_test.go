@@ -98,3 +98,14 @@ func keys(m map[string]string) []string {
 }
 
 var bg = context.Background()
+
+// chunkFile cuts the file at path into chunks, with the digest of the whole
+// file, as a pull indexes a file it holds.
+func chunkFile(ctx context.Context, path string) (*LayerChunks, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return chunkReader(ctx, f)
+}
