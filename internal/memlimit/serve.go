@@ -114,7 +114,7 @@ func CgroupLimit(root string) (int64, bool) {
 		switch {
 		case parts[0] == "0" && parts[1] == "":
 			base, file = filepath.Join(root, "sys/fs/cgroup"), "memory.max"
-		case hasController(parts[1], "memory"):
+		case slices.Contains(strings.Split(parts[1], ","), "memory"):
 			base, file = filepath.Join(root, "sys/fs/cgroup/memory"), "memory.limit_in_bytes"
 		default:
 			continue
@@ -143,13 +143,4 @@ func readLimit(file string) (int64, bool) {
 		return 0, false
 	}
 	return n, true
-}
-
-func hasController(list, name string) bool {
-	for _, c := range strings.Split(list, ",") {
-		if c == name {
-			return true
-		}
-	}
-	return false
 }
