@@ -3,7 +3,6 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
@@ -146,7 +145,7 @@ func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][
 		if r.fleet.written[id] == etag {
 			continue
 		}
-		head := `{"target":` + strconv.Quote(id) + `,"etag":"` + etag + `",`
+		head := store.HeadOf(id, etag)
 		changes = append(changes, store.Desired{Target: id, ETag: etag, Head: head, Rest: rest})
 	}
 	return changes

@@ -149,11 +149,12 @@ func TestFormatMigration(t *testing.T) {
 				"rewritten": `{"target":"rewritten","etag":"e2","models":[]}`,
 				"whole":     `{"target":"whole","etag":"e3","models":[]}`,
 			})
-			if err := s.PutMeta(ctx, formatKey, []byte("3")); err != nil {
+			newer := fmt.Sprint(storeFormat + 1)
+			if err := s.PutMeta(ctx, formatKey, []byte(newer)); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Open(ctx, db); err == nil || !strings.Contains(err.Error(), "store format 3") {
-				t.Fatalf("open a store of format 3: %v", err)
+			if _, err := Open(ctx, db); err == nil || !strings.Contains(err.Error(), "store format "+newer) {
+				t.Fatalf("open a store of format %s: %v", newer, err)
 			}
 		})
 	}
@@ -253,5 +254,91 @@ func TestDesiredTwiceInOneWrite(t *testing.T) {
 			}
 			wantDesired(t, s, map[string]string{"a": `{"a":2}`, "b": `{"target":"b","x":2}`})
 		})
+	}
+}
+
+// TestDesiredFormat3: a row in two parts whose head is HeadOf its target
+// and tag keeps none and reads back whole, other heads (a target needing
+// quoting, a head of another shape) are kept; the newest revision moves
+// with every write, a read since it finds nothing, and SQLite keeps no
+// index on rev.
+func TestDesiredFormat3(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db := openFormatDB(t, dsn(t))
+			s, err := Open(ctx, db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			rest := `"models":[1]}`
+			odd := "caf\u00e9 \"q\""
+			ds := []Desired{
+				{Target: "plain", ETag: "e1", Head: HeadOf("plain", "e1"), Rest: rest},
+				{Target: odd, ETag: "e1", Head: HeadOf(odd, "e1"), Rest: rest},
+				{Target: "other", ETag: "e1", Head: `{"target":"other",`, Rest: rest},
+				{Target: "tagged", ETag: "e1", Head: HeadOf("tagged", "e2"), Rest: rest},
+			}
+			rev, err := s.PutDesired(ctx, ds)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := map[string]string{}
+			for _, d := range ds {
+				var head string
+				if err := db.QueryRowContext(ctx, db.Rebind(`SELECT head FROM desired WHERE target_id = ?`), d.Target).Scan(&head); err != nil {
+					t.Fatal(err)
+				}
+				kept[d.Target] = head
+			}
+			if kept["plain"] != "" || kept[odd] != HeadOf(odd, "e1") || kept["other"] != `{"target":"other",` || kept["tagged"] != HeadOf("tagged", "e2") {
+				t.Fatalf("heads kept: %q", kept)
+			}
+			want := map[string]string{}
+			for _, d := range ds {
+				want[d.Target] = d.Head + rest
+			}
+			wantDesired(t, s, want)
+			if got, err := s.DesiredSince(ctx, rev); err != nil || len(got) != 0 {
+				t.Fatalf("desired since the newest revision: %d, %v", len(got), err)
+			}
+			rev2, err := s.PutDesired(ctx, []Desired{{Target: "plain", ETag: "e3", Head: HeadOf("plain", "e3"), Rest: rest}})
+			if err != nil || rev2 != rev+1 {
+				t.Fatalf("next revision %d after %d, %v", rev2, rev, err)
+			}
+			got, err := s.DesiredSince(ctx, rev)
+			if err != nil || len(got) != 1 || got[0].Text() != HeadOf("plain", "e3")+rest || got[0].Rev != rev2 {
+				t.Fatalf("desired since %d: %+v, %v", rev, got, err)
+			}
+			if db.Dialect == sqldb.SQLite {
+				var n int
+				if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'desired_rev'`).Scan(&n); err != nil || n != 0 {
+					t.Fatalf("desired_rev indexes: %d, %v", n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestIsHeadOf(t *testing.T) {
+	for _, c := range []struct {
+		head, target, etag string
+		want               bool
+	}{
+		{HeadOf("a", "e"), "a", "e", true},
+		{HeadOf("dev-000001", "0123abcd"), "dev-000001", "0123abcd", true},
+		{HeadOf("a", "e"), "a", "f", false},
+		{HeadOf("a", "e"), "b", "e", false},
+		{HeadOf("ab", "e"), "a", "be", false},
+		{HeadOf(`a"b`, "e"), `a"b`, "e", false},
+		{HeadOf("é", "e"), "é", "e", false},
+		{`{"target":"a","etag":"e",`[:24], "a", "e", false},
+		{"", "", "", false},
+		{`{"target":"a","etag":"e"}`, "a", "e", false},
+	} {
+		if got := isHeadOf(c.head, c.target, c.etag); got != c.want {
+			t.Errorf("isHeadOf(%q, %q, %q) = %v, want %v", c.head, c.target, c.etag, got, c.want)
+		}
 	}
 }

@@ -96,6 +96,17 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		sqldb.Migration{SQLite: `UPDATE desired SET head = body, body = '' WHERE rest_id IS NOT NULL AND body NOT LIKE '%}'`},
 		sqldb.Migration{SQLite: `UPDATE desired SET rest_id = NULL WHERE body <> ''`},
 		sqldb.Migration{SQLite: `INSERT INTO meta (key, value) VALUES ('` + formatKey + `', '2') ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
+		// Format 3: the newest revision is kept in one row, so that a
+		// write takes the next without the rev index and a read finds
+		// nothing new without a scan; SQLite drops that index, which a
+		// write of a whole fleet spent half its time keeping (every row's
+		// rev changes), and reads since a revision scan the table; a
+		// row in two parts whose head is HeadOf its target and tag keeps
+		// an empty head.
+		sqldb.Migration{SQLite: `CREATE TABLE desired_revision (id INTEGER PRIMARY KEY, rev BIGINT NOT NULL)`},
+		sqldb.Migration{SQLite: `INSERT INTO desired_revision (id, rev) SELECT 1, COALESCE(MAX(rev), 0) FROM desired`},
+		sqldb.Migration{SQLite: `DROP INDEX desired_rev`, Postgres: `SELECT 1`},
+		sqldb.Migration{SQLite: `INSERT INTO meta (key, value) VALUES ('` + formatKey + `', '3') ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
 	)
 }
 
@@ -105,9 +116,11 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 // two parts as empty states (README, replicas).
 const formatKey = "store_format"
 
-// storeFormat is the newest format this binary reads and writes: 2, desired
-// rows in two parts keep an empty body and their head in head.
-const storeFormat = 2
+// storeFormat is the newest format this binary reads and writes: 3. In 2,
+// desired rows in two parts keep an empty body and their head in head; in
+// 3, an empty head when it is HeadOf(target, etag), and desired_revision
+// holds the newest revision, which every write moves.
+const storeFormat = 3
 
 // checkFormat refuses a store written in a format newer than storeFormat.
 func (s *SQL) checkFormat(ctx context.Context) error {
@@ -209,7 +222,7 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 		}
 	}
 	var rev int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(rev), 0) + 1 FROM desired`).Scan(&rev); err != nil {
+	if err := tx.QueryRowContext(ctx, `UPDATE desired_revision SET rev = rev + 1 WHERE id = 1 RETURNING rev`).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("write desired state: next revision: %w", err)
 	}
 	bodies := bodyIDs{tx: tx, s: s}
@@ -254,7 +267,7 @@ func (s *SQL) upsertDesiredRows(ctx context.Context, tx *sqldb.Tx, ds []Desired,
 			if err != nil {
 				return err
 			}
-			args = append(args, d.Target, d.ETag, "", d.Head, rev, id)
+			args = append(args, d.Target, d.ETag, "", storedHead(d), rev, id)
 		}
 		var err error
 		if len(chunk) < desiredBatch {
@@ -305,7 +318,7 @@ func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desire
 			if err != nil {
 				return err
 			}
-			wholes[i], heads[i], rests[i] = "", d.Head, id
+			wholes[i], heads[i], rests[i] = "", storedHead(d), id
 		}
 		targets, tags, wholes, heads, rests = targets[:n], tags[:n], wholes[:n], heads[:n], rests[:n]
 		if _, err := tx.ExecContext(ctx, `INSERT INTO desired (target_id, etag, body, head, rev, rest_id)
@@ -316,6 +329,23 @@ func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desire
 		}
 	}
 	return nil
+}
+
+// storedHead is what a row in two parts keeps of d's head: nothing when
+// it is HeadOf(d.Target, d.ETag), which a read rebuilds (readHead).
+func storedHead(d Desired) string {
+	if isHeadOf(d.Head, d.Target, d.ETag) {
+		return ""
+	}
+	return d.Head
+}
+
+// readHead is the head of a row in two parts that keeps head.
+func readHead(target, etag, head string) string {
+	if head == "" {
+		return HeadOf(target, etag)
+	}
+	return head
 }
 
 // upsertDesired is the statement writing n desired states' rows.
@@ -386,7 +416,7 @@ func (s *SQL) Desired(ctx context.Context, id string) (Desired, error) {
 	if body != "" {
 		d.Body = []byte(body)
 	} else {
-		d.Body = []byte(head + rest.String)
+		d.Body = []byte(readHead(id, d.ETag, head) + rest.String)
 	}
 	return d, nil
 }
@@ -401,7 +431,7 @@ func (s *SQL) DesiredSince(ctx context.Context, rev int64) ([]Desired, error) {
 }
 
 // EachDesiredSince calls fn with each desired state written after revision
-// rev, in revision order, as DesiredSince returns them, without holding
+// rev, in no set order, as DesiredSince returns them, without holding
 // them all: a fleet's states read at once are a copy of every body. A state
 // written in two parts comes in two parts, its Rest one string for every
 // state of this call sharing the body. The bodies and then the rows are
@@ -418,11 +448,18 @@ func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) 
 		return fmt.Errorf("read desired states: %w", err)
 	}
 	defer tx.Rollback()
+	var newest int64
+	if err := tx.QueryRowContext(ctx, `SELECT rev FROM desired_revision WHERE id = 1`).Scan(&newest); err != nil {
+		return fmt.Errorf("read desired states: newest revision: %w", err)
+	}
+	if newest <= rev {
+		return nil // nothing written since: no scan
+	}
 	rests, err := s.restsSince(ctx, tx, rev)
 	if err != nil {
 		return err
 	}
-	rows, err := tx.QueryContext(ctx, s.q(`SELECT target_id, etag, body, head, rev, rest_id FROM desired WHERE rev > ? ORDER BY rev`), rev)
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT target_id, etag, body, head, rev, rest_id FROM desired WHERE rev > ?`), rev)
 	if err != nil {
 		return fmt.Errorf("read desired states: %w", err)
 	}
@@ -443,7 +480,7 @@ func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) 
 				// and the snapshot read both.
 				return fmt.Errorf("read desired states: body %d of %s missing", restID.Int64, d.Target)
 			}
-			d.Head, d.Rest = head, rest
+			d.Head, d.Rest = readHead(d.Target, d.ETag, head), rest
 		}
 		if err := fn(d); err != nil {
 			return err

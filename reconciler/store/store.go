@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"github.com/cairn-dev/cairn/errdef"
@@ -68,6 +69,36 @@ type Desired struct {
 	Rev    int64
 }
 
+// HeadOf is the head of target's desired state tagged etag, as the
+// reconciler composes it: {"target":"…","etag":"…", and then the rest. The
+// store keeps no copy of a head it can rebuild this way (SQL.PutDesired).
+func HeadOf(target, etag string) string {
+	return `{"target":` + strconv.Quote(target) + `,"etag":"` + etag + `",`
+}
+
+// isHeadOf reports whether head is HeadOf(target, etag) for a target that
+// needs no quoting (as every enrolled name does), without building it.
+func isHeadOf(head, target, etag string) bool {
+	const a, b, c = `{"target":"`, `","etag":"`, `",`
+	if len(head) != len(a)+len(target)+len(b)+len(etag)+len(c) || !plain(target) || !plain(etag) {
+		return false
+	}
+	return head[:len(a)] == a && head[len(a):len(a)+len(target)] == target &&
+		head[len(a)+len(target):len(a)+len(target)+len(b)] == b &&
+		head[len(a)+len(target)+len(b):len(head)-len(c)] == etag && head[len(head)-len(c):] == c
+}
+
+// plain reports whether s is printable ASCII with no quote or backslash,
+// which strconv.Quote and JSON both leave as it is.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // Text returns d's whole body.
 func (d Desired) Text() string {
 	if d.Body != nil {
@@ -121,7 +152,8 @@ type Store interface {
 	// next revision, which it returns.
 	PutDesired(ctx context.Context, ds []Desired) (int64, error)
 	Desired(ctx context.Context, id string) (Desired, error)
-	// DesiredSince returns desired states written after revision rev.
+	// DesiredSince returns desired states written after revision rev,
+	// in no set order (a target's newest state only).
 	DesiredSince(ctx context.Context, rev int64) ([]Desired, error)
 
 	// PutRecord, Record and Records read and write a release's typed
