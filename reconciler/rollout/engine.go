@@ -150,16 +150,8 @@ func (e *engine) index() {
 		e.pos[i] = e.byName[n]
 	}
 	e.out.Desired = make(map[string]Assignment, len(e.names))
-	e.waves = AssignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
+	e.waves, e.wave = assignWaves(e.in.Release.Metadata.Name, e.in.Policy.Spec.Waves, e.names)
 	e.st.Waves = len(e.waves)
-	e.wave = make([]int32, len(e.names))
-	for w, ns := range e.waves {
-		for _, n := range ns {
-			if i, ok := slices.BinarySearch(e.names, n); ok {
-				e.wave[i] = int32(w)
-			}
-		}
-	}
 	var err error
 	if e.win, err = newWindow(e.in.Policy.Spec.Window); err != nil {
 		e.st.Message = err.Error()

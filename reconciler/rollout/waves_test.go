@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/cairn-dev/cairn/manifests"
@@ -55,5 +56,66 @@ func TestRolloutOrderUsesWaveKey(t *testing.T) {
 		if waveKey("rel", order[i-1]) > waveKey("rel", order[i]) {
 			t.Fatalf("order %v not sorted by waveKey", order)
 		}
+	}
+}
+
+// TestOrderMemo: a remembered order is the one computed afresh, for the
+// same targets only, and what callers do to the slices they get does not
+// reach it; the wave of each target by index agrees with the waves.
+func TestOrderMemo(t *testing.T) {
+	targets := make([]string, 500)
+	for i := range targets {
+		targets[i] = fmt.Sprintf("dev-%03d", i)
+	}
+	waves := []manifests.Wave{{Percent: 10}, {Percent: 50}, {Percent: 100}}
+	fresh := func(name string, ts []string) []string {
+		perm := computeOrder(name, ts)
+		out := make([]string, len(perm))
+		for r, i := range perm {
+			out[r] = ts[i]
+		}
+		return out
+	}
+	first := RolloutOrder("memo", targets)
+	if !slices.Equal(first, fresh("memo", targets)) {
+		t.Fatal("first order differs from the computed one")
+	}
+	first[0], first[1] = "changed", "changed" // the caller's copy
+	if got := RolloutOrder("memo", targets); !slices.Equal(got, fresh("memo", targets)) {
+		t.Fatal("remembered order changed by a caller")
+	}
+	out, waveOf := assignWaves("memo", waves, targets)
+	out[0][0] = "changed"
+	again, _ := assignWaves("memo", waves, targets)
+	if again[0][0] == "changed" {
+		t.Fatal("remembered waves changed by a caller")
+	}
+	for w, ns := range again {
+		for _, n := range ns {
+			if i := slices.Index(targets, n); waveOf[i] != int32(w) {
+				t.Fatalf("%s: wave %d by index, %d by waves", n, waveOf[i], w)
+			}
+		}
+	}
+	// Other targets under the same name, and the same targets reversed
+	// (the order does not depend on how they are given).
+	fewer := targets[:400]
+	if got := RolloutOrder("memo", fewer); !slices.Equal(got, fresh("memo", fewer)) {
+		t.Fatal("order of fewer targets is the remembered one")
+	}
+	rev := slices.Clone(targets)
+	slices.Reverse(rev)
+	if got := RolloutOrder("memo", rev); !slices.Equal(got, fresh("memo", targets)) {
+		t.Fatal("order of the reversed targets differs")
+	}
+	// Many releases: the memo starts over and stays right.
+	for k := range 2 * orderMemoSize {
+		name := fmt.Sprintf("rel-%d", k)
+		if got := RolloutOrder(name, fewer); !slices.Equal(got, fresh(name, fewer)) {
+			t.Fatalf("order of %s", name)
+		}
+	}
+	if n := len(orders.m); n > orderMemoSize {
+		t.Fatalf("memo holds %d releases", n)
 	}
 }
