@@ -311,6 +311,33 @@ func TestDesiredFormat3(t *testing.T) {
 			if err != nil || len(got) != 1 || got[0].Text() != HeadOf("plain", "e3")+rest || got[0].Rev != rev2 {
 				t.Fatalf("desired since %d: %+v, %v", rev, got, err)
 			}
+			// More rows than a statement takes, all keeping no head (the
+			// statement binding three values a row), then every other
+			// one keeping its own.
+			many := map[string]string{}
+			var batch []Desired
+			for i := range 1203 {
+				id := fmt.Sprintf("m%04d", i)
+				h := HeadOf(id, "e4")
+				if i%2 == 1 && i > 1000 {
+					h = `{"target":"` + id + `",`
+				}
+				batch = append(batch, Desired{Target: id, ETag: "e4", Head: h, Rest: rest})
+				many[id] = h + rest
+			}
+			rev3, err := s.PutDesired(ctx, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err = s.DesiredSince(ctx, rev2)
+			if err != nil || len(got) != len(many) {
+				t.Fatalf("desired since %d: %d, %v", rev2, len(got), err)
+			}
+			for _, d := range got {
+				if d.Text() != many[d.Target] || d.Rev != rev3 {
+					t.Fatalf("%s = %q at %d, want %q at %d", d.Target, d.Text(), d.Rev, many[d.Target], rev3)
+				}
+			}
 			if db.Dialect == sqldb.SQLite {
 				var n int
 				if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'desired_rev'`).Scan(&n); err != nil || n != 0 {

@@ -246,45 +246,87 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 }
 
 // upsertDesiredRows writes ds's rows in multi-row statements of
-// desiredBatch rows, the statement of a whole batch parsed once.
+// desiredBatch rows, the statement of a whole batch parsed once. A batch
+// whose rows are all in two parts with the head HeadOf rebuilds (a new
+// model for a fleet) binds three values a row, not six.
 func (s *SQL) upsertDesiredRows(ctx context.Context, tx *sqldb.Tx, ds []Desired, rev int64, bodies *bodyIDs) error {
-	var full *sql.Stmt // the statement of a whole batch, parsed once
+	var stmts [2]*sql.Stmt // the statements of a whole batch, general and compact, parsed once
 	defer func() {
-		if full != nil {
-			full.Close()
+		for _, st := range stmts {
+			if st != nil {
+				st.Close()
+			}
 		}
 	}()
+	revArg := any(rev)
+	var lastID int64
+	var idArg any
 	args := make([]any, 0, 6*min(len(ds), desiredBatch))
 	for start := 0; start < len(ds); start += desiredBatch {
 		chunk := ds[start:min(start+desiredBatch, len(ds))]
+		compact := true
+		for _, d := range chunk {
+			if d.Body != nil || d.Rest == "" || storedHead(d) != "" {
+				compact = false
+				break
+			}
+		}
 		args = args[:0]
 		for _, d := range chunk {
 			if d.Body != nil || d.Rest == "" {
-				args = append(args, d.Target, d.ETag, d.Text(), "", rev, nil)
+				args = append(args, d.Target, d.ETag, d.Text(), "", revArg, nil)
 				continue
 			}
 			id, err := bodies.id(ctx, d.Rest)
 			if err != nil {
 				return err
 			}
-			args = append(args, d.Target, d.ETag, "", storedHead(d), rev, id)
+			if id != lastID || idArg == nil {
+				lastID, idArg = id, any(id) // boxed once, not once a row
+			}
+			if compact {
+				args = append(args, d.Target, d.ETag, idArg)
+			} else {
+				args = append(args, d.Target, d.ETag, "", storedHead(d), revArg, idArg)
+			}
+		}
+		k, query := 0, s.upsertDesired
+		if compact {
+			k, query = 1, func(n int) string { return upsertDesiredCompact(rev, n) }
 		}
 		var err error
 		if len(chunk) < desiredBatch {
-			_, err = tx.ExecContext(ctx, s.upsertDesired(len(chunk)), args...)
+			_, err = tx.ExecContext(ctx, query(len(chunk)), args...)
 		} else {
-			if full == nil {
-				if full, err = tx.PrepareContext(ctx, s.upsertDesired(desiredBatch)); err != nil {
+			if stmts[k] == nil {
+				if stmts[k], err = tx.PrepareContext(ctx, query(desiredBatch)); err != nil {
 					return err
 				}
 			}
-			_, err = full.ExecContext(ctx, args...)
+			_, err = stmts[k].ExecContext(ctx, args...)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// upsertDesiredCompact is the SQLite statement writing n rows in two parts
+// that keep no head, at revision rev (a number this store chose, written
+// into the statement): each row's target, tag and body id.
+func upsertDesiredCompact(rev int64, n int) string {
+	var b strings.Builder
+	b.WriteString(`INSERT INTO desired (target_id, etag, body, head, rev, rest_id) VALUES `)
+	row := "(?, ?, '', '', " + strconv.FormatInt(rev, 10) + ", ?)"
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, head = excluded.head, rev = excluded.rev, rest_id = excluded.rest_id`)
+	return b.String()
 }
 
 // desiredArrayRows rows per statement of upsertDesiredArrays.
