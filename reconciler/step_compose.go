@@ -3,6 +3,7 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"slices"
 
 	"github.com/cairn-dev/cairn/fleet"
 	"github.com/cairn-dev/cairn/manifests"
@@ -17,7 +18,7 @@ import (
 // Identical assignments share one DesiredModel and identical lists one
 // encoding.
 func (r *Reconciler) composeDesired(_ context.Context, p *pass) error {
-	perTarget := make(map[string][]int32, len(r.fleet.targets))
+	lists := newModelLists(len(r.fleet.targets))
 	var models []fleet.DesiredModel
 	for _, name := range r.names() {
 		rs := r.releases[name]
@@ -36,11 +37,37 @@ func (r *Reconciler) composeDesired(_ context.Context, p *pass) error {
 				models = append(models, r.desiredModel(rs, asg))
 				index[asg] = i
 			}
-			perTarget[t] = append(perTarget[t], i)
+			lists.add(t, i)
 		}
 	}
-	p.changes = r.compose(models, perTarget, r.keepAll(), p.evalRuns)
+	p.changes = r.compose(models, lists, r.keepAll(), p.evalRuns)
 	return nil
+}
+
+// modelLists is each target's list of indexes into a pass's models, one
+// per release that assigns it one, in release order. A fleet has few
+// distinct lists: each is kept once and a target holds its number, so
+// that a pass over 100,000 targets makes no list of its own for each.
+type modelLists struct {
+	of    map[string]int32   // target → list number; none: the empty list
+	lists [][]int32          // by number; 0 is the empty list
+	next  map[[2]int32]int32 // (list, model index) → the list with it appended
+}
+
+func newModelLists(targets int) *modelLists {
+	return &modelLists{of: make(map[string]int32, targets), lists: [][]int32{nil}, next: map[[2]int32]int32{}}
+}
+
+// add appends model index i to target's list.
+func (l *modelLists) add(target string, i int32) {
+	cur := l.of[target]
+	n, ok := l.next[[2]int32{cur, i}]
+	if !ok {
+		n = int32(len(l.lists))
+		l.lists = append(l.lists, append(slices.Clone(l.lists[cur]), i))
+		l.next[[2]int32{cur, i}] = n
+	}
+	l.of[target] = n
 }
 
 func (r *Reconciler) desiredModel(rs *releaseState, asg rollout.Assignment) fleet.DesiredModel {
@@ -105,21 +132,16 @@ func wireKubernetes(k *manifests.Kubernetes) *fleet.Kubernetes {
 // it (evals), and returns those whose tag differs from the one stored.
 // Each state is its target's head and the rest of the body, one string for
 // every target of the same list and no evaluation runs of its own.
-func (r *Reconciler) compose(models []fleet.DesiredModel, perTarget map[string][]int32, keepAll []string, evals map[string][]fleet.EvaluationRun) []store.Desired {
-	encoded := map[string][3]string{} // list of indexes → etag, models JSON, rest of the body
-	key := make([]byte, 0, 64)
+func (r *Reconciler) compose(models []fleet.DesiredModel, lists *modelLists, keepAll []string, evals map[string][]fleet.EvaluationRun) []store.Desired {
+	encoded := make([]*[3]string, len(lists.lists)) // by list: etag, models JSON, rest of the body
 	// state is target id's tag and rest of the body.
 	state := func(id string) (etag, rest string) {
-		idx := perTarget[id]
-		key = key[:0]
-		for _, i := range idx {
-			key = append(key, byte(i), byte(i>>8), byte(i>>16), byte(i>>24))
-		}
-		enc, ok := encoded[string(key)]
-		if !ok {
-			etag, list := encodeDesired(models, idx, keepAll)
-			enc = [3]string{etag, list, `"models":` + list + `}`}
-			encoded[string(key)] = enc
+		li := lists.of[id]
+		enc := encoded[li]
+		if enc == nil {
+			etag, list := encodeDesired(models, lists.lists[li], keepAll)
+			enc = &[3]string{etag, list, `"models":` + list + `}`}
+			encoded[li] = enc
 		}
 		etag, rest = enc[0], enc[2]
 		if runs := evals[id]; len(runs) > 0 {

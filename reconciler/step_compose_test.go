@@ -17,8 +17,17 @@ func TestComposeSharesRest(t *testing.T) {
 	r.fleet.order = []string{"a", "b", "c", "d"}
 	models := []fleet.DesiredModel{{Release: "r", Model: "m", Digest: "sha256:1", Artifact: "reg/m@sha256:1"}, {Release: "s", Model: "n", Digest: "sha256:2"}}
 	perTarget := map[string][]int32{"a": {0, 1}, "b": {0, 1}, "c": {0, 1}, "d": {1}}
+	lists := newModelLists(4)
+	for _, id := range r.fleet.order {
+		for _, i := range perTarget[id] {
+			lists.add(id, i)
+		}
+	}
+	if len(lists.lists) != 4 { // none, [0], [0 1], [1]
+		t.Fatalf("%d lists: %v", len(lists.lists), lists.lists)
+	}
 	runs := []fleet.EvaluationRun{{ID: "run-1"}}
-	ds := r.compose(models, perTarget, []string{"k", "s"}, map[string][]fleet.EvaluationRun{"c": runs})
+	ds := r.compose(models, lists, []string{"k", "s"}, map[string][]fleet.EvaluationRun{"c": runs})
 	if len(ds) != 4 {
 		t.Fatalf("%d states, want 4", len(ds))
 	}
@@ -44,7 +53,7 @@ func TestComposeSharesRest(t *testing.T) {
 	}
 	// A target already told its state is left out.
 	r.fleet.written["a"] = ds[0].ETag
-	if again := r.compose(models, perTarget, []string{"k", "s"}, map[string][]fleet.EvaluationRun{"c": runs}); len(again) != 3 || again[0].Target != "b" {
+	if again := r.compose(models, lists, []string{"k", "s"}, map[string][]fleet.EvaluationRun{"c": runs}); len(again) != 3 || again[0].Target != "b" {
 		t.Errorf("compose again = %d states from %s, want 3 from b", len(again), again[0].Target)
 	}
 }
