@@ -369,3 +369,70 @@ func TestIsHeadOf(t *testing.T) {
 		}
 	}
 }
+
+// TestFormat3MigrationKilled: a migration to format 3 killed after any of
+// its steps (each commits on its own) leaves a store that a binary of
+// format 2 either refuses, or writes to at a revision the counter then
+// moves past: the next write of this binary is read by a reader that saw
+// the older binary's write (its since is that write's revision).
+func TestFormat3MigrationKilled(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			all := migrations(openFormatDB(t, dsn(t)))
+			first := 0
+			for first < len(all) && !strings.Contains(all[first].SQLite, "'2') ON CONFLICT") {
+				first++
+			}
+			first++ // the first step of format 3
+			if first >= len(all) {
+				t.Fatal("no format 2 step")
+			}
+			for k := first; k < len(all); k++ {
+				t.Run(fmt.Sprint("killed after ", k-first), func(t *testing.T) {
+					db := openFormatDB(t, dsn(t))
+					if err := db.Migrate(ctx, "store", all[:first]); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := db.ExecContext(ctx, db.Rebind(oldUpsert), "a", "e1", `{"a":1}`, 5); err != nil {
+						t.Fatal(err)
+					}
+					// kill -9 after step k: the steps before it committed.
+					if err := db.Migrate(ctx, "store", all[:k]); err != nil {
+						t.Fatal(err)
+					}
+					var format string
+					if err := db.QueryRowContext(ctx, db.Rebind(`SELECT value FROM meta WHERE key = ?`), formatKey).Scan(&format); err != nil {
+						t.Fatal(err)
+					}
+					old := int64(0)
+					if format == "2" {
+						// A binary of format 2 opens it (rolled back to) and
+						// writes as it does, at MAX(rev) + 1.
+						if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(rev), 0) + 1 FROM desired`).Scan(&old); err != nil {
+							t.Fatal(err)
+						}
+						if _, err := db.ExecContext(ctx, db.Rebind(oldUpsert), "b", "e1", `{"b":1}`, old); err != nil {
+							t.Fatal(err)
+						}
+					}
+					s, err := Open(ctx, db)
+					if err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { s.Close() })
+					rev, err := s.PutDesired(ctx, []Desired{{Target: "c", ETag: "e1", Body: []byte(`{"c":1}`)}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if old != 0 {
+						got, err := s.DesiredSince(ctx, old)
+						if err != nil || len(got) != 1 || got[0].Target != "c" {
+							t.Fatalf("format %s after the kill: an older binary wrote at %d, this one at %d; since %d: %+v, %v", format, old, rev, old, got, err)
+						}
+					}
+				})
+			}
+		})
+	}
+}

@@ -102,11 +102,16 @@ func migrations(db *sqldb.DB) []sqldb.Migration {
 		// write of a whole fleet spent half its time keeping (every row's
 		// rev changes), and reads since a revision scan the table; a
 		// row in two parts whose head is HeadOf its target and tag keeps
-		// an empty head.
-		sqldb.Migration{SQLite: `CREATE TABLE desired_revision (id INTEGER PRIMARY KEY, rev BIGINT NOT NULL)`},
-		sqldb.Migration{SQLite: `INSERT INTO desired_revision (id, rev) SELECT 1, COALESCE(MAX(rev), 0) FROM desired`},
-		sqldb.Migration{SQLite: `DROP INDEX desired_rev`, Postgres: `SELECT 1`},
+		// an empty head. The format is recorded first: a migration killed
+		// after any later step leaves a store a binary of format 2 refuses,
+		// so none writes at MAX(rev) + 1 past a counter already seeded
+		// (TestFormat3MigrationKilled). Each step can run again (a store
+		// migrated in part by an earlier order of these steps; SQLite needs
+		// the WHERE to parse an upsert from a SELECT).
 		sqldb.Migration{SQLite: `INSERT INTO meta (key, value) VALUES ('` + formatKey + `', '3') ON CONFLICT (key) DO UPDATE SET value = excluded.value`},
+		sqldb.Migration{SQLite: `CREATE TABLE IF NOT EXISTS desired_revision (id INTEGER PRIMARY KEY, rev BIGINT NOT NULL)`},
+		sqldb.Migration{SQLite: `INSERT INTO desired_revision (id, rev) SELECT 1, COALESCE(MAX(rev), 0) FROM desired WHERE true ON CONFLICT (id) DO UPDATE SET rev = excluded.rev WHERE excluded.rev > desired_revision.rev`},
+		sqldb.Migration{SQLite: `DROP INDEX IF EXISTS desired_rev`, Postgres: `SELECT 1`},
 	)
 }
 
