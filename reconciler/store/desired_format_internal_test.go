@@ -436,3 +436,24 @@ func TestFormat3MigrationKilled(t *testing.T) {
 		})
 	}
 }
+
+// TestDesiredEmptyHead: a state in two parts with no head (Head "", the
+// whole state its Rest) reads back as written, not with HeadOf its target
+// put before it: an empty head is what a row keeps for one HeadOf
+// rebuilds.
+func TestDesiredEmptyHead(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := Open(ctx, openFormatDB(t, dsn(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			if _, err := s.PutDesired(ctx, []Desired{{Target: "a", ETag: "e1", Rest: `{"a":1}`}}); err != nil {
+				t.Fatal(err)
+			}
+			wantDesired(t, s, map[string]string{"a": `{"a":1}`})
+		})
+	}
+}

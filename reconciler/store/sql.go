@@ -271,14 +271,14 @@ func (s *SQL) upsertDesiredRows(ctx context.Context, tx *sqldb.Tx, ds []Desired,
 		chunk := ds[start:min(start+desiredBatch, len(ds))]
 		compact := true
 		for _, d := range chunk {
-			if d.Body != nil || d.Rest == "" || storedHead(d) != "" {
+			if keptWhole(d) || storedHead(d) != "" {
 				compact = false
 				break
 			}
 		}
 		args = args[:0]
 		for _, d := range chunk {
-			if d.Body != nil || d.Rest == "" {
+			if keptWhole(d) {
 				args = append(args, d.Target, d.ETag, d.Text(), "", revArg, nil)
 				continue
 			}
@@ -357,7 +357,7 @@ func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desire
 				n++
 			}
 			targets[i], tags[i] = d.Target, d.ETag
-			if d.Body != nil || d.Rest == "" {
+			if keptWhole(d) {
 				wholes[i], heads[i], rests[i] = d.Text(), "", 0
 				continue
 			}
@@ -376,6 +376,13 @@ func (s *SQL) upsertDesiredArrays(ctx context.Context, tx *sqldb.Tx, ds []Desire
 		}
 	}
 	return nil
+}
+
+// keptWhole reports whether d is written as one body: a whole state, one
+// with no rest, or one with no head (an empty head is kept for a head
+// HeadOf rebuilds, so a row in two parts must not keep one that is empty).
+func keptWhole(d Desired) bool {
+	return d.Body != nil || d.Rest == "" || d.Head == ""
 }
 
 // storedHead is what a row in two parts keeps of d's head: nothing when
