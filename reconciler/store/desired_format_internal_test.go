@@ -29,6 +29,19 @@ func openFormatDB(t *testing.T, dsn string) *sqldb.DB {
 	return db
 }
 
+// openFormatStore opens the store on a fresh database of dsn, closed at
+// the end of the test.
+func openFormatStore(t *testing.T, dsn string) (*sqldb.DB, *SQL) {
+	t.Helper()
+	db := openFormatDB(t, dsn)
+	s, err := Open(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return db, s
+}
+
 // wantDesired checks that every state of want reads back whole, by target
 // and since revision 0, and that nothing else is stored.
 func wantDesired(t *testing.T, s *SQL, want map[string]string) {
@@ -57,12 +70,7 @@ func TestOldWriter(t *testing.T) {
 	for name, dsn := range testenv.Databases("store") {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			db := openFormatDB(t, dsn(t))
-			s, err := Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			db, s := openFormatStore(t, dsn(t))
 			rest := `"models":[1]}`
 			head := func(id, etag string) string { return `{"target":"` + id + `","etag":"` + etag + `",` }
 			var ds []Desired
@@ -167,11 +175,7 @@ func TestDesiredReadWhileRewritten(t *testing.T) {
 	for name, dsn := range testenv.Databases("store") {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := Open(ctx, openFormatDB(t, dsn(t)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			_, s := openFormatStore(t, dsn(t))
 			states := func(w, i int) []Desired {
 				ds := make([]Desired, 200)
 				for j := range ds {
@@ -239,11 +243,7 @@ func TestDesiredTwiceInOneWrite(t *testing.T) {
 	for name, dsn := range testenv.Databases("store") {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := Open(ctx, openFormatDB(t, dsn(t)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			_, s := openFormatStore(t, dsn(t))
 			if _, err := s.PutDesired(ctx, []Desired{
 				{Target: "a", ETag: "1", Head: `{"target":"a",`, Rest: `"x":1}`},
 				{Target: "b", ETag: "1", Body: []byte(`{"b":1}`)},
@@ -266,12 +266,7 @@ func TestDesiredFormat3(t *testing.T) {
 	for name, dsn := range testenv.Databases("store") {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			db := openFormatDB(t, dsn(t))
-			s, err := Open(ctx, db)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			db, s := openFormatStore(t, dsn(t))
 			rest := `"models":[1]}`
 			odd := "caf\u00e9 \"q\""
 			ds := []Desired{
@@ -445,11 +440,7 @@ func TestDesiredEmptyHead(t *testing.T) {
 	for name, dsn := range testenv.Databases("store") {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s, err := Open(ctx, openFormatDB(t, dsn(t)))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
+			_, s := openFormatStore(t, dsn(t))
 			if _, err := s.PutDesired(ctx, []Desired{{Target: "a", ETag: "e1", Rest: `{"a":1}`}}); err != nil {
 				t.Fatal(err)
 			}
