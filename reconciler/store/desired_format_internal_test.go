@@ -448,3 +448,42 @@ func TestDesiredEmptyHead(t *testing.T) {
 		})
 	}
 }
+
+// TestOlderLeaderRevisions: on PostgreSQL, states an older leader still
+// running writes at MAX(rev) + 1 (it does not move desired_revision) are
+// read by a newer reader, and a newer write takes a revision after theirs.
+// SQLite keeps one process and no index on rev: the counter alone.
+func TestOlderLeaderRevisions(t *testing.T) {
+	for name, dsn := range testenv.Databases("store") {
+		t.Run(name, func(t *testing.T) {
+			db, s := openFormatStore(t, dsn(t))
+			if db.Dialect != sqldb.Postgres {
+				t.Skip("SQLite: one process, the counter alone")
+			}
+			ctx := context.Background()
+			rev, err := s.PutDesired(ctx, []Desired{{Target: "a", ETag: "e1", Head: HeadOf("a", "e1"), Rest: `"models":[1]}`}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var old int64
+			if err := db.QueryRowContext(ctx, `SELECT MAX(rev) + 1 FROM desired`).Scan(&old); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.ExecContext(ctx, db.Rebind(oldUpsert), "b", "e2", `{"target":"b","etag":"e2","models":[]}`, old); err != nil {
+				t.Fatal(err)
+			}
+			got, err := s.DesiredSince(ctx, rev)
+			if err != nil || len(got) != 1 || got[0].Target != "b" || got[0].Rev != old {
+				t.Fatalf("desired since %d after the older leader's write at %d: %+v, %v", rev, old, got, err)
+			}
+			next, err := s.PutDesired(ctx, []Desired{{Target: "c", ETag: "e3", Head: HeadOf("c", "e3"), Rest: `"models":[3]}`}})
+			if err != nil || next <= old {
+				t.Fatalf("next revision %d after the older leader's %d, %v", next, old, err)
+			}
+			got, err = s.DesiredSince(ctx, old)
+			if err != nil || len(got) != 1 || got[0].Target != "c" {
+				t.Fatalf("desired since %d: %+v, %v", old, got, err)
+			}
+		})
+	}
+}

@@ -20,6 +20,9 @@ import (
 // SQL is the Store on a SQLite or PostgreSQL database opened by sqldb.
 type SQL struct {
 	db *sqldb.DB
+	// nextRevision and newestRevision take and read the newest desired
+	// revision (revisionQueries).
+	nextRevision, newestRevision string
 
 	mu     sync.Mutex // guards the lease fields
 	holder string
@@ -127,6 +130,21 @@ const formatKey = "store_format"
 // holds the newest revision, which every write moves.
 const storeFormat = 3
 
+// revisionQueries are the statements taking the next desired revision and
+// reading the newest. On PostgreSQL, which keeps the index on desired.rev,
+// both also look at the newest row (one index probe), so that the states
+// an older leader still running writes at MAX(rev) + 1 without moving
+// desired_revision (a rolling upgrade) are read, and a newer write takes a
+// revision after theirs (TestOlderLeaderRevisions). SQLite has no such
+// index, and one process: the counter alone.
+func revisionQueries(d sqldb.Dialect) (next, newest string) {
+	if d == sqldb.Postgres {
+		return `UPDATE desired_revision SET rev = GREATEST(rev, (SELECT COALESCE(MAX(rev), 0) FROM desired)) + 1 WHERE id = 1 RETURNING rev`,
+			`SELECT GREATEST(rev, (SELECT COALESCE(MAX(rev), 0) FROM desired)) FROM desired_revision WHERE id = 1`
+	}
+	return `UPDATE desired_revision SET rev = rev + 1 WHERE id = 1 RETURNING rev`, `SELECT rev FROM desired_revision WHERE id = 1`
+}
+
 // checkFormat refuses a store written in a format newer than storeFormat.
 func (s *SQL) checkFormat(ctx context.Context) error {
 	v, err := s.Meta(ctx, formatKey)
@@ -149,6 +167,7 @@ func Open(ctx context.Context, db *sqldb.DB, opts ...Option) (*SQL, error) {
 		return nil, err
 	}
 	s := &SQL{db: db, holder: defaultHolder(), ttl: DefaultLeaseTTL}
+	s.nextRevision, s.newestRevision = revisionQueries(db.Dialect)
 	for _, o := range opts {
 		o(s)
 	}
@@ -227,7 +246,7 @@ func (s *SQL) PutDesired(ctx context.Context, ds []Desired) (int64, error) {
 		}
 	}
 	var rev int64
-	if err := tx.QueryRowContext(ctx, `UPDATE desired_revision SET rev = rev + 1 WHERE id = 1 RETURNING rev`).Scan(&rev); err != nil {
+	if err := tx.QueryRowContext(ctx, s.nextRevision).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("write desired state: next revision: %w", err)
 	}
 	bodies := bodyIDs{tx: tx, s: s}
@@ -503,7 +522,7 @@ func (s *SQL) EachDesiredSince(ctx context.Context, rev int64, fn func(Desired) 
 	}
 	defer tx.Rollback()
 	var newest int64
-	if err := tx.QueryRowContext(ctx, `SELECT rev FROM desired_revision WHERE id = 1`).Scan(&newest); err != nil {
+	if err := tx.QueryRowContext(ctx, s.newestRevision).Scan(&newest); err != nil {
 		return fmt.Errorf("read desired states: newest revision: %w", err)
 	}
 	if newest <= rev {
