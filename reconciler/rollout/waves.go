@@ -26,23 +26,30 @@ func RolloutOrder(release string, targets []string) []string {
 	return out
 }
 
-// orders keeps the last rollout order computed for each release: a pass
+// orders keeps the last rollout orders computed for each release: a pass
 // steps every release over the same targets as the pass before, and plan
 // over those of the pass, so the hashing and sorting of a fleet's names
 // (about 0.05 s at 100,000 targets) is done once per change of the fleet.
-var orders = orderMemo{m: map[string]memoOrder{}}
+// Two lists a release are kept, the engine's and another caller's (the
+// dashboard lists targets in its own order), so neither evicts the other.
+var orders = orderMemo{m: map[string][]memoOrder{}}
 
-// orderMemoSize bounds the releases remembered: past it the memo starts over.
-const orderMemoSize = 32
+// orderMemoLists is how many lists of targets a release keeps.
+const orderMemoLists = 2
+
+// orderMemoNames bounds the target names the memo holds in all (a copy of
+// each list's headers and its order: about 20 bytes a name): past it,
+// releases are dropped, any of them, until the new list fits.
+const orderMemoNames = 2_000_000
 
 type orderMemo struct {
-	mu sync.Mutex
-	m  map[string]memoOrder
+	mu    sync.Mutex
+	m     map[string][]memoOrder // newest first
+	names int                    // held in all
 }
 
-// memoOrder is one release's order: targets as they were given and the
-// rollout order as indexes into them. Neither is handed out: callers get
-// copies.
+// memoOrder is one order: targets as they were given and the rollout order
+// as indexes into them. Neither is handed out: callers get copies.
 type memoOrder struct {
 	targets []string
 	perm    []int32
@@ -51,20 +58,61 @@ type memoOrder struct {
 // orderOf returns the rollout order of targets as indexes into targets:
 // perm[r] is the target of rank r. The result is the caller's.
 func orderOf(release string, targets []string) []int32 {
-	orders.mu.Lock()
-	e, ok := orders.m[release]
-	orders.mu.Unlock()
-	if ok && slices.Equal(e.targets, targets) {
-		return slices.Clone(e.perm)
+	if perm := orders.find(release, targets); perm != nil {
+		return perm
 	}
 	perm := computeOrder(release, targets)
-	orders.mu.Lock()
-	if len(orders.m) >= orderMemoSize {
-		clear(orders.m)
-	}
-	orders.m[release] = memoOrder{targets: slices.Clone(targets), perm: slices.Clone(perm)}
-	orders.mu.Unlock()
+	orders.keep(release, targets, perm)
 	return perm
+}
+
+// find returns a copy of the remembered order of targets, nil when none.
+func (o *orderMemo) find(release string, targets []string) []int32 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	es := o.m[release]
+	for i, e := range es {
+		if slices.Equal(e.targets, targets) {
+			if i > 0 { // the newest first
+				es[0], es[i] = es[i], es[0]
+			}
+			return slices.Clone(e.perm)
+		}
+	}
+	return nil
+}
+
+// keep remembers perm as the order of targets.
+func (o *orderMemo) keep(release string, targets []string, perm []int32) {
+	if len(targets) == 0 || len(targets) > orderMemoNames {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	es := o.m[release]
+	for _, e := range es {
+		if slices.Equal(e.targets, targets) {
+			return // kept meanwhile by another caller
+		}
+	}
+	if len(es) >= orderMemoLists {
+		o.names -= len(es[len(es)-1].targets)
+		es = es[:len(es)-1]
+	}
+	for name, other := range o.m {
+		if o.names+len(targets) <= orderMemoNames {
+			break
+		}
+		if name == release {
+			continue
+		}
+		for _, e := range other {
+			o.names -= len(e.targets)
+		}
+		delete(o.m, name)
+	}
+	o.m[release] = append([]memoOrder{{targets: slices.Clone(targets), perm: slices.Clone(perm)}}, es...)
+	o.names += len(targets)
 }
 
 // computeOrder sorts targets by waveKey, then by name.

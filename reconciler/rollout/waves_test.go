@@ -108,14 +108,37 @@ func TestOrderMemo(t *testing.T) {
 	if got := RolloutOrder("memo", rev); !slices.Equal(got, fresh("memo", targets)) {
 		t.Fatal("order of the reversed targets differs")
 	}
-	// Many releases: the memo starts over and stays right.
-	for k := range 2 * orderMemoSize {
+	// Two lists under one name (the engine's and the dashboard's) are both
+	// kept; a third drops the older.
+	orders.m = map[string][]memoOrder{}
+	orders.names = 0
+	RolloutOrder("memo", targets)
+	RolloutOrder("memo", rev)
+	if n := len(orders.m["memo"]); n != 2 {
+		t.Fatalf("memo keeps %d lists of one release, want 2", n)
+	}
+	if perm := orders.find("memo", targets); perm == nil {
+		t.Fatal("the first list was dropped by the second")
+	}
+	RolloutOrder("memo", fewer)
+	if orders.find("memo", rev) != nil || orders.find("memo", fewer) == nil || orders.find("memo", targets) == nil {
+		t.Fatal("a third list did not drop the one used longest ago")
+	}
+	// Many releases: past the names bound, others are dropped, and what
+	// is found stays right.
+	for k := range orderMemoNames/len(fewer) + 10 {
 		name := fmt.Sprintf("rel-%d", k)
-		if got := RolloutOrder(name, fewer); !slices.Equal(got, fresh(name, fewer)) {
+		if got := RolloutOrder(name, fewer); k%1000 == 0 && !slices.Equal(got, fresh(name, fewer)) {
 			t.Fatalf("order of %s", name)
 		}
 	}
-	if n := len(orders.m); n > orderMemoSize {
-		t.Fatalf("memo holds %d releases", n)
+	held := 0
+	for _, es := range orders.m {
+		for _, e := range es {
+			held += len(e.targets)
+		}
+	}
+	if held != orders.names || held > orderMemoNames {
+		t.Fatalf("memo holds %d names (counted %d), bound %d", held, orders.names, orderMemoNames)
 	}
 }
