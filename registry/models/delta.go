@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -66,6 +67,9 @@ type deltaState struct {
 	idxOnce sync.Once
 	index   map[string]*LayerChunks // of the artifact, by layer digest
 	idxErr  error
+	// loaded is index once built: keepIndex reads it without waiting for
+	// (or racing with) a load other layers' goroutines run.
+	loaded atomic.Pointer[map[string]*LayerChunks]
 
 	localOnce sync.Once
 	local     map[string]chunkLoc // chunks of the cache's blobs wanted by the index
@@ -80,12 +84,14 @@ func (p *puller) loadIndex(ctx context.Context) (map[string]*LayerChunks, error)
 			p.delta.idxErr = err
 			return
 		}
-		p.delta.index = map[string]*LayerChunks{}
+		index := map[string]*LayerChunks{}
 		if ix != nil {
 			for i := range ix.Layers {
-				p.delta.index[ix.Layers[i].Digest] = &ix.Layers[i]
+				index[ix.Layers[i].Digest] = &ix.Layers[i]
 			}
 		}
+		p.delta.index = index
+		p.delta.loaded.Store(&index)
 	})
 	return p.delta.index, p.delta.idxErr
 }
@@ -186,10 +192,11 @@ const unindexedTries = 2
 // later pulls to find the chunks it holds. A wrong local index costs reuse,
 // never correctness: every reused chunk is checked against its digest.
 func (p *puller) keepIndex(d v1.Descriptor) {
-	if p.cache == nil || p.delta.index == nil {
+	index := p.delta.loaded.Load() // nil while no layer loaded it, or loading
+	if p.cache == nil || index == nil {
 		return
 	}
-	l := p.delta.index[d.Digest.String()]
+	l := (*index)[d.Digest.String()]
 	if l == nil || l.Size != d.Size {
 		return
 	}
