@@ -3,7 +3,6 @@ package server
 import (
 	"bytes"
 	"io"
-	"strconv"
 	"sync"
 
 	"github.com/cairn-dev/cairn/reconciler/fleetstate"
@@ -79,7 +78,7 @@ func (b desiredBody) head() string {
 	if b.s.headless {
 		return ""
 	}
-	return head(b.target, b.s.etag)
+	return store.HeadOf(b.target, b.s.etag)
 }
 
 // Len is the body's length in bytes.
@@ -103,23 +102,10 @@ func (b desiredBody) Bytes() []byte {
 	return []byte(b.head() + b.s.rest)
 }
 
-// head is how every desired state of target tagged etag begins, as
-// fleet.DesiredState and compose encode it.
-func head(target, etag string) string { return string(appendHead(nil, target, etag)) }
-
-// appendHead appends head(target, etag) to b.
-func appendHead(b []byte, target, etag string) []byte {
-	b = append(b, `{"target":`...)
-	b = strconv.AppendQuote(b, target)
-	b = append(b, `,"etag":"`...)
-	b = append(b, etag...)
-	return append(b, `",`...)
-}
-
 // intern returns the shared form of d, counting one more reference to it.
 // Called with h.mu held.
 func (h *hub) intern(d store.Desired) *shared {
-	h.hd = appendHead(h.hd[:0], d.Target, d.ETag)
+	h.hd = store.AppendHead(h.hd[:0], d.Target, d.ETag)
 	switch {
 	case d.Body == nil && d.Head == string(h.hd):
 		if s := h.last; s != nil && s.refs > 0 && d.ETag == h.lastETag && d.Rest == h.lastRest {

@@ -37,7 +37,7 @@ func TestHubSharesBodies(t *testing.T) {
 	}
 	// A state in two parts, as compose makes them, is the same shared
 	// state as its whole body.
-	parts := store.Desired{Target: "f", ETag: ds[0].ETag, Head: head("f", ds[0].ETag), Rest: string(ds[0].Body[len(head("a", ds[0].ETag)):])}
+	parts := store.Desired{Target: "f", ETag: ds[0].ETag, Head: store.HeadOf("f", ds[0].ETag), Rest: string(ds[0].Body[len(store.HeadOf("a", ds[0].ETag)):])}
 	h.publish([]store.Desired{parts})
 	if f, _ := h.get("f"); f.s != h.entries["a"].cur || string(f.Bytes()) != parts.Text() {
 		t.Errorf("two-part state not shared or not served as is: %q", f.Bytes())

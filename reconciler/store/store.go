@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/cairn-dev/cairn/errdef"
 	"github.com/cairn-dev/cairn/fleet"
@@ -70,10 +71,21 @@ type Desired struct {
 }
 
 // HeadOf is the head of target's desired state tagged etag, as the
-// reconciler composes it: {"target":"…","etag":"…", and then the rest. The
-// store keeps no copy of a head it can rebuild this way (SQL.PutDesired).
+// reconciler composes it and the fleet API serves it: {"target":"…",
+// "etag":"…", and then the rest. The store keeps no copy of a head it can
+// rebuild this way (SQL.PutDesired).
 func HeadOf(target, etag string) string {
-	return `{"target":` + strconv.Quote(target) + `,"etag":"` + etag + `",`
+	b := AppendHead(make([]byte, 0, len(`{"target":"","etag":"",`)+len(target)+len(etag)), target, etag)
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is not kept: one allocation, as strings.Builder
+}
+
+// AppendHead appends HeadOf(target, etag) to b.
+func AppendHead(b []byte, target, etag string) []byte {
+	b = append(b, `{"target":`...)
+	b = strconv.AppendQuote(b, target)
+	b = append(b, `,"etag":"`...)
+	b = append(b, etag...)
+	return append(b, `",`...)
 }
 
 // isHeadOf reports whether head is HeadOf(target, etag) for a target that
