@@ -340,17 +340,7 @@ func (s *SQL) upsertDesiredRows(ctx context.Context, tx *sqldb.Tx, ds []Desired,
 // that keep no head, at revision rev (a number this store chose, written
 // into the statement): each row's target, tag and body id.
 func upsertDesiredCompact(rev int64, n int) string {
-	var b strings.Builder
-	b.WriteString(`INSERT INTO desired (target_id, etag, body, head, rev, rest_id) VALUES `)
-	row := "(?, ?, '', '', " + strconv.FormatInt(rev, 10) + ", ?)"
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, head = excluded.head, rev = excluded.rev, rest_id = excluded.rest_id`)
-	return b.String()
+	return upsertDesiredStatement("(?, ?, '', '', "+strconv.FormatInt(rev, 10)+", ?)", n)
 }
 
 // desiredArrayRows rows per statement of upsertDesiredArrays.
@@ -423,16 +413,22 @@ func readHead(target, etag, head string) string {
 
 // upsertDesired is the statement writing n desired states' rows.
 func (s *SQL) upsertDesired(n int) string {
+	return s.q(upsertDesiredStatement("(?, ?, ?, ?, ?, ?)", n))
+}
+
+// upsertDesiredStatement is the upsert of n desired rows, each row's values
+// as row gives them.
+func upsertDesiredStatement(row string, n int) string {
 	var b strings.Builder
 	b.WriteString(`INSERT INTO desired (target_id, etag, body, head, rev, rest_id) VALUES `)
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?)")
+		b.WriteString(row)
 	}
 	b.WriteString(` ON CONFLICT (target_id) DO UPDATE SET etag = excluded.etag, body = excluded.body, head = excluded.head, rev = excluded.rev, rest_id = excluded.rest_id`)
-	return s.q(b.String())
+	return b.String()
 }
 
 // bodyIDs finds or adds the desired_bodies rows of one write's rests.
