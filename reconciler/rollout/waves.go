@@ -18,7 +18,11 @@ func waveKey(release, target string) uint64 {
 
 // RolloutOrder returns targets in the order a release reaches them.
 func RolloutOrder(release string, targets []string) []string {
-	perm := orderOf(release, targets)
+	return inOrder(targets, orderOf(release, targets))
+}
+
+// inOrder is targets in the order perm gives (orderOf).
+func inOrder(targets []string, perm []int32) []string {
 	out := make([]string, len(perm))
 	for r, i := range perm {
 		out[r] = targets[i]
@@ -170,10 +174,7 @@ func assignWaves(release string, waves []manifests.Wave, targets []string) ([][]
 		waves = []manifests.Wave{{Percent: 100}}
 	}
 	perm := orderOf(release, targets)
-	order := make([]string, len(perm))
-	for r, i := range perm {
-		order[r] = targets[i]
-	}
+	order := inOrder(targets, perm)
 	waveOf := make([]int32, len(targets))
 	n := len(order)
 	out := make([][]string, len(waves))
