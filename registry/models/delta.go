@@ -65,11 +65,11 @@ type chunkLoc struct {
 // deltaState is shared by the layers of one pull.
 type deltaState struct {
 	idxOnce sync.Once
-	index   map[string]*LayerChunks // of the artifact, by layer digest
 	idxErr  error
-	// loaded is index once built: keepIndex reads it without waiting for
-	// (or racing with) a load other layers' goroutines run.
-	loaded atomic.Pointer[map[string]*LayerChunks]
+	// index is the artifact's chunk index by layer digest once built:
+	// keepIndex reads it without waiting for (or racing with) a load other
+	// layers' goroutines run.
+	index atomic.Pointer[map[string]*LayerChunks]
 
 	localOnce sync.Once
 	local     map[string]chunkLoc // chunks of the cache's blobs wanted by the index
@@ -90,10 +90,12 @@ func (p *puller) loadIndex(ctx context.Context) (map[string]*LayerChunks, error)
 				index[ix.Layers[i].Digest] = &ix.Layers[i]
 			}
 		}
-		p.delta.index = index
-		p.delta.loaded.Store(&index)
+		p.delta.index.Store(&index)
 	})
-	return p.delta.index, p.delta.idxErr
+	if index := p.delta.index.Load(); index != nil {
+		return *index, nil
+	}
+	return nil, p.delta.idxErr
 }
 
 // cacheChunks maps the chunks wanted by the artifact's index to the cache
@@ -192,7 +194,7 @@ const unindexedTries = 2
 // later pulls to find the chunks it holds. A wrong local index costs reuse,
 // never correctness: every reused chunk is checked against its digest.
 func (p *puller) keepIndex(d v1.Descriptor) {
-	index := p.delta.loaded.Load() // nil while no layer loaded it, or loading
+	index := p.delta.index.Load() // nil while no layer loaded it, or loading
 	if p.cache == nil || index == nil {
 		return
 	}
